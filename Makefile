@@ -1,0 +1,51 @@
+# Pinhole: make demo · make test · make bench · make lint
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PACKAGES := wire cloud client media_node hybrid_node lab
+# Debian packages the lab and interop tests use (installed when run as root).
+DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark
+
+.PHONY: demo test lint typecheck bench system-deps venv clean
+
+demo: venv
+	$(PY) -m lab demo
+
+test: venv system-deps lint typecheck
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy --strict $(PACKAGES)
+
+bench: venv
+	$(PY) -m bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "==> preparing $(VENV) (Python packages of pyproject.toml)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+system-deps:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "==> not root: Debian packages not installed ($(DEBS)); lab and interop tests skip"; \
+	else \
+	  missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "==> installing Debian packages:" $$missing; \
+	    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,190 @@
+"""``pinhole``: the client CLI — register, probe, meeting create, join, call.
+
+Settings come from ``--stack stack.json`` (written by ``pinhole-lab stack``)
+or from ``--cloud/--ca/--org/--enrollment-key`` (each also ``PINHOLE_*``).
+Every command prints a readable table, or one JSON document with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from client.api import ApiError, CloudApi
+from client.device import Device
+from client.media import MediaError
+from client.probe import ProbeOutcome
+from wire.errors import ProfileRefused
+from wire.tls import client_context
+from wire.transports import DeviceProfile
+
+
+class CliError(Exception):
+    """A usage or set-up problem, printed as one line with what to do next."""
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get("PINHOLE_" + name.upper())
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pinhole", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stack", default=_env("stack"), help="stack.json of a running pinhole-lab stack")
+    p.add_argument("--cloud", default=_env("cloud"), help="cloud URL, e.g. https://127.0.0.1:8443")
+    p.add_argument("--ca", default=_env("ca"), help="CA certificate that signed the cloud's")
+    p.add_argument("--org", default=_env("org"), help="organisation id")
+    p.add_argument("--enrollment-key", default=_env("enrollment_key"),
+                   help="the organisation's enrollment key")
+    p.add_argument("--name", default=_env("name") or "cli", help="device name")
+    p.add_argument("--profile", default=_env("profile") or "desktop",
+                   choices=[p.value for p in DeviceProfile], help="device profile")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("register", help="register this device and print the node list")
+    sub.add_parser("probe", help="probe every node over UDP, TCP and TLS; report; print the table")
+    m = sub.add_parser("meeting", help="meetings")
+    m.add_argument("action", choices=["create"], help="create: print a new meeting id")
+    j = sub.add_parser("join", help="join a meeting and print the assignment and its reason")
+    j.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
+    c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")
+    c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
+    c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
+    c.add_argument("--keepalive-s", type=float, default=15.0, help="keepalive interval")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if args.stack:
+        try:
+            stack = json.loads(Path(args.stack).read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read {args.stack}: {exc}; start one with "
+                           "'pinhole-lab stack --state-dir DIR'") from None
+        org, creds = next(iter(stack["orgs"].items()))
+        out = {"cloud": stack["cloud"], "ca": stack["ca"], "org": org,
+               "enrollment_key": creds["enrollment_key"]}
+    for key in ("cloud", "ca", "org", "enrollment_key"):
+        if getattr(args, key):
+            out[key] = getattr(args, key)
+    missing = [k for k in ("cloud", "org", "enrollment_key") if k not in out]
+    if missing:
+        raise CliError(f"missing {', '.join('--' + m.replace('_', '-') for m in missing)};"
+                       " or pass --stack stack.json")
+    return out
+
+
+def _probe_rows(outcomes: list[ProbeOutcome]) -> list[dict[str, Any]]:
+    return [
+        {"node": o.target.node_id, "rung": o.target.rung, "port": o.target.address.port,
+         "rtt_ms": None if o.rtt_ms is None else round(o.rtt_ms, 2),
+         "mapped": str(o.mapped) if o.mapped else None, "error": o.error}
+        for o in outcomes
+    ]
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)"
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c] if r[c] is not None else "—")) for r in rows))
+              for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    for r in rows:
+        lines.append("  ".join(str(r[c] if r[c] is not None else "—").ljust(widths[c])
+                               for c in cols))
+    return "\n".join(lines)
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    s = _settings(args)
+    api = CloudApi(s["cloud"], client_context(s.get("ca")))
+    device = Device(api, DeviceProfile(args.profile))
+    progress = None if args.json else (
+        lambda done, total, o: print(f"\rprobed {done}/{total}", end="", file=sys.stderr,
+                                     flush=True))
+    try:
+        reg = await device.register(s["org"], s["enrollment_key"], args.name)
+        if args.command == "register":
+            return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
+        if args.command == "meeting":
+            meeting = await api.create_meeting()
+            return {"meeting_id": meeting.id}
+        outcomes = await device.discover(progress)
+        if progress is not None:
+            print(file=sys.stderr)
+        if args.command == "probe":
+            return {"device_id": reg.device_id, "probes": _probe_rows(outcomes)}
+        joined = await device.join(args.meeting)
+        result: dict[str, Any] = {
+            "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
+            "node": joined.node.id, "plan": [e.rung for e in joined.plan],
+            "reason": joined.reason.model_dump(),
+        }
+        if args.command == "join":
+            return result
+        session = await device.connect(joined)
+        session.start_keepalives(args.keepalive_s)
+        for i in range(int(args.seconds * 50)):
+            session.send_audio(i.to_bytes(4, "big") + bytes(156))
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        session.close()
+        await api.leave(joined.meeting_id, joined.participant_id)
+        c = session.counters
+        result.update({
+            "transport": session.rung, "packets_sent": c.packets_sent,
+            "packets_received": c.packets_received, "drops": c.drops,
+            "loss": max((st.loss for st in session.sources.values()), default=0.0),
+            "jitter_ms": max((st.jitter_ms for st in session.sources.values()), default=0.0),
+            "rtt_ms": c.keepalive_rtt_ms,
+            "attempts": [asdict(a) for a in device.attempts],
+        })
+        return result
+    finally:
+        await api.close()
+
+
+def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(result, default=str))
+    elif "probes" in result:
+        print(_table(result["probes"]))
+    elif "packets_received" in result:
+        print(_table([{k: result[k] for k in ("node", "transport", "packets_sent",
+                                              "packets_received", "loss", "jitter_ms")}]))
+    elif "plan" in result:
+        print(f"node {result['node']}; plan {' → '.join(result['plan'])}")
+        print(_table([{k: c[k] for k in ("node_id", "rung", "rtt_ms", "score", "excluded")}
+                      for c in result["reason"]["candidates"]]))
+    elif "meeting_id" in result:
+        print(result["meeting_id"])
+    else:
+        print(f"registered {result['device_id']}")
+        print(_table([{"node": n["id"], "region": n["region"], "address": n["address"]}
+                      for n in result["nodes"]]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result = uvloop.run(_run(args))
+    except (CliError, ApiError, MediaError, ProfileRefused, OSError) as exc:
+        print(f"pinhole: {exc}", file=sys.stderr)
+        return 1
+    _print(args, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""A device, as an app embeds it: register, discover, report, join, connect.
+
+The seed's order: "Probing is not part of the meeting setup, but is performed
+when the Cisco Spark app registers to the cloud."
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from client.api import ApiError, CloudApi
+from client.media import MediaError, MediaSession
+from client.probe import ProbeOutcome, probe, targets
+from wire.address import Address
+from wire.models import (
+    DeviceRegistered,
+    DeviceRegistration,
+    Endpoint,
+    Joined,
+    JoinRequest,
+    ReachabilityReport,
+)
+from wire.transports import DeviceProfile, Transport, check_media
+
+
+@dataclass(frozen=True, slots=True)
+class RungAttempt:
+    rung: str
+    ok: bool
+    ms: float
+    error: str | None = None
+
+
+@dataclass
+class Device:
+    api: CloudApi
+    profile: DeviceProfile = DeviceProfile.DESKTOP
+    registration: DeviceRegistered | None = None
+    outcomes: list[ProbeOutcome] = field(default_factory=list)
+    attempts: list[RungAttempt] = field(default_factory=list)
+
+    async def register(self, org: str, enrollment_key: str, name: str) -> DeviceRegistered:
+        self.registration = await self.api.register(DeviceRegistration.model_validate(
+            {"org": org, "enrollment_key": enrollment_key, "name": name,
+             "profile": self.profile.value}
+        ))
+        return self.registration
+
+    async def discover(
+        self, progress: Callable[[int, int, ProbeOutcome], None] | None = None
+    ) -> list[ProbeOutcome]:
+        """Probe every node of the (fresh) node list and report the result to the cloud."""
+        if self.registration is None:
+            raise RuntimeError("register first")
+        policy = self.registration.probe_policy
+        nodes = (await self.api.nodes()).nodes
+        self.outcomes = await probe(
+            targets(nodes, policy.transports), timeout_ms=policy.timeout_ms, progress=progress
+        )
+        mapped = sorted({str(o.mapped) for o in self.outcomes if o.mapped is not None})
+        await self.api.put_reachability(ReachabilityReport(
+            network=",".join(mapped), results=[o.result() for o in self.outcomes]
+        ))
+        return self.outcomes
+
+    async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
+        """Join; a ``428 probe_required`` answer probes and retries once, by itself."""
+        try:
+            return await self.api.join(meeting_id, request)
+        except ApiError as exc:
+            if exc.status != 428:
+                raise
+        await self.discover()
+        return await self.api.join(meeting_id, request)
+
+    async def connect(self, joined: Joined, *, timeout_s: float = 2.0) -> MediaSession:
+        """Walk the join's transport plan in order until one rung authenticates."""
+        host = joined.node.address
+        last: Exception | None = None
+        for endpoint in joined.plan:
+            check_media(self.profile, Transport(endpoint.transport))
+            session = MediaSession(joined)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                await _open(session, endpoint, host, timeout_s)
+            except (MediaError, OSError, TimeoutError) as exc:
+                session.close()
+                self.attempts.append(RungAttempt(endpoint.rung, False,
+                                                 (loop.time() - started) * 1000, str(exc)))
+                last = exc
+                continue
+            self.attempts.append(RungAttempt(endpoint.rung, True, (loop.time() - started) * 1000))
+            return session
+        raise MediaError(f"no transport of the plan reached node {joined.node.id}: {last}")
+
+
+async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s: float) -> None:
+    address = Address(host, endpoint.port)
+    if endpoint.transport == "udp":
+        await session.connect_udp(address, endpoint.rung, timeout_s=timeout_s)
+    elif endpoint.transport in ("tcp", "tls"):
+        await session.connect_stream(address, endpoint.rung, tls=endpoint.transport == "tls",
+                                     timeout_s=timeout_s)
+    else:
+        raise MediaError(f"{endpoint.rung} needs an HTTP proxy, and none is configured")

@@ -1,0 +1,182 @@
+"""Media node discovery: STUN-probe every endpoint of every node and measure RTT.
+
+Seed: "The Cisco Spark app or endpoint receives a node list from Cisco
+Collaboration Cloud, performs a ping by sending a STUN (RFC 5389) request,
+and listens for a response from all the nodes in the list. ... The Cisco
+Spark app measures the packet's round-trip time (RTT) on UDP, TCP, and TLS
+based on the send requests and received responses."
+
+Each UDP retransmission carries a fresh transaction id, so every response
+matches exactly one send and the RTT has no Karn ambiguity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from wire.address import Address
+from wire.errors import StunError
+from wire.framing import FrameDecoder, encode_frame
+from wire.models import NodeInfo, ProbeResult
+from wire.stun import build_discovery_probe, parse_binding_response, transaction_id_of
+from wire.tls import cert_fingerprint, unverified_client_context
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    node_id: str
+    rung: str
+    transport: str
+    address: Address
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOutcome:
+    target: ProbeTarget
+    rtt_ms: float | None
+    mapped: Address | None
+    error: str | None
+
+    def result(self) -> ProbeResult:
+        return ProbeResult.model_validate(
+            {
+                "node_id": self.target.node_id,
+                "rung": self.target.rung,
+                "reachable": self.rtt_ms is not None,
+                "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
+                "mapped": None if self.mapped is None else str(self.mapped),
+            }
+        )
+
+
+def targets(nodes: Iterable[NodeInfo], transports: Iterable[str]) -> list[ProbeTarget]:
+    """Every endpoint of every node whose transport is in ``transports``."""
+    wanted = set(transports)
+    return [
+        ProbeTarget(n.id, e.rung, e.transport, Address(n.address, e.port), n.fingerprint)
+        for n in nodes
+        for e in n.endpoints
+        if e.transport in wanted
+    ]
+
+
+class _UdpProber(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.waiting: dict[bytes, asyncio.Future[bytes]] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if len(data) >= 20:
+            future = self.waiting.pop(transaction_id_of(data), None)
+            if future is not None and not future.done():
+                future.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable: keep waiting
+        pass
+
+
+async def _udp(prober: _UdpProber, target: ProbeTarget, timeout_s: float, tries: int) -> ProbeOutcome:
+    loop = asyncio.get_running_loop()
+    assert prober.transport is not None
+    per_try = timeout_s / tries
+    for _ in range(tries):
+        request = build_discovery_probe()
+        future: asyncio.Future[bytes] = loop.create_future()
+        txid = transaction_id_of(request)
+        prober.waiting[txid] = future
+        sent = time.perf_counter()
+        prober.transport.sendto(request, target.address)
+        try:
+            data = await asyncio.wait_for(future, per_try)
+        except TimeoutError:
+            prober.waiting.pop(txid, None)
+            continue
+        rtt = (time.perf_counter() - sent) * 1000
+        try:
+            answer = parse_binding_response(data)
+        except StunError as exc:
+            return ProbeOutcome(target, None, None, str(exc))
+        return ProbeOutcome(target, rtt, answer.mapped, None)
+    return ProbeOutcome(target, None, None, "no answer")
+
+
+async def _stream(target: ProbeTarget, timeout_s: float) -> ProbeOutcome:
+    """One STUN transaction over a framed TCP or TLS connection (RFC 4571)."""
+    context: ssl.SSLContext | None = None
+    if target.transport == "tls":
+        context = unverified_client_context()  # checked against the node list below
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(
+                target.address.host, target.address.port, ssl=context
+            )
+            if context is not None:
+                der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+                if target.fingerprint and cert_fingerprint(der) != target.fingerprint:
+                    return ProbeOutcome(target, None, None, "certificate does not match the "
+                                        "node list (TLS inspection?)")
+            request = build_discovery_probe()
+            decoder = FrameDecoder()
+            sent = time.perf_counter()
+            writer.write(encode_frame(request))
+            while True:
+                chunk = await reader.read(4096)
+                if not chunk:
+                    return ProbeOutcome(target, None, None, "connection closed")
+                for frame in decoder.feed(chunk):
+                    if transaction_id_of(frame) == transaction_id_of(request):
+                        rtt = (time.perf_counter() - sent) * 1000
+                        answer = parse_binding_response(frame)
+                        return ProbeOutcome(target, rtt, answer.mapped, None)
+    except TimeoutError:
+        return ProbeOutcome(target, None, None, "no answer")
+    except (OSError, ssl.SSLError, StunError, ValueError) as exc:
+        return ProbeOutcome(target, None, None, str(exc) or type(exc).__name__)
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+
+async def probe(
+    all_targets: list[ProbeTarget],
+    *,
+    timeout_ms: int = 1000,
+    tries: int = 3,
+    concurrency: int = 32,
+    progress: Callable[[int, int, ProbeOutcome], None] | None = None,
+) -> list[ProbeOutcome]:
+    """Probe every target concurrently (at most ``concurrency`` at once), in input order."""
+    loop = asyncio.get_running_loop()
+    transport, prober = await loop.create_datagram_endpoint(_UdpProber, local_addr=("0.0.0.0", 0))
+    limit = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(target: ProbeTarget) -> ProbeOutcome:
+        nonlocal done
+        async with limit:
+            if target.transport == "udp":
+                outcome = await _udp(prober, target, timeout_ms / 1000, tries)
+            else:
+                outcome = await _stream(target, timeout_ms / 1000)
+        done += 1
+        if progress is not None:
+            progress(done, len(all_targets), outcome)
+        return outcome
+
+    try:
+        return list(await asyncio.gather(*(one(t) for t in all_targets)))
+    finally:
+        transport.close()

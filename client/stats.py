@@ -1,0 +1,52 @@
+"""Receive statistics per RFC 3550: loss from sequence numbers, interarrival jitter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class ReceiveStats:
+    """One remote source's reception, updated per packet (RFC 3550 §6.4.1, §A.3, §A.8)."""
+
+    clock_rate: int = 8000
+    received: int = 0
+    base_seq: int = -1
+    max_ext_seq: int = -1
+    jitter: float = 0.0  # in RTP timestamp units
+    _last_transit: float | None = None
+
+    def update(self, sequence: int, timestamp: int, arrival_s: float) -> None:
+        if self.base_seq < 0:
+            self.base_seq = self.max_ext_seq = sequence
+        else:
+            # extend the 16-bit sequence number across wrap-around (RFC 3550 §A.1)
+            cycle = self.max_ext_seq & ~0xFFFF
+            candidate = cycle | sequence
+            if candidate < self.max_ext_seq - 0x8000:
+                candidate += 0x10000
+            elif candidate > self.max_ext_seq + 0x8000:
+                candidate -= 0x10000
+            self.max_ext_seq = max(self.max_ext_seq, candidate)
+        self.received += 1
+        transit = arrival_s * self.clock_rate - timestamp
+        if self._last_transit is not None:
+            d = abs(transit - self._last_transit)
+            self.jitter += (d - self.jitter) / 16  # RFC 3550 §6.4.1
+        self._last_transit = transit
+
+    @property
+    def expected(self) -> int:
+        return 0 if self.base_seq < 0 else self.max_ext_seq - self.base_seq + 1
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - self.received)
+
+    @property
+    def loss(self) -> float:
+        return self.lost / self.expected if self.expected else 0.0
+
+    @property
+    def jitter_ms(self) -> float:
+        return self.jitter * 1000 / self.clock_rate

@@ -1,0 +1,73 @@
+"""``pinhole-cloud`` / ``python -m cloud``: run the cloud API over HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from cloud.app import make_app
+from cloud.identity import IdentityError, TokenSigner, load_orgs
+from cloud.settings import CloudSettings, parse
+from cloud.store import open_store
+from wire.tls import server_context
+
+log = logging.getLogger("cloud")
+
+
+def _write_state(path: str, state: dict[str, object]) -> None:
+    Path(path).write_text(json.dumps(state))
+
+
+async def serve(settings: CloudSettings) -> None:
+    orgs = load_orgs(settings.orgs) if settings.orgs else {}
+    app = make_app(settings, open_store(settings.store), orgs, TokenSigner(settings.token_key))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    ssl_context = server_context(settings.cert, settings.key) if settings.cert else None
+    port = settings.port
+    try:
+        site = web.TCPSite(runner, settings.listen, port, ssl_context=ssl_context)
+        await site.start()
+    except PermissionError:
+        port = 8443 if port == 443 else port + 8000
+        log.warning("may not bind port %d here; taking %d instead", settings.port, port)
+        site = web.TCPSite(runner, settings.listen, port, ssl_context=ssl_context)
+        await site.start()
+    scheme = "https" if ssl_context else "http"
+    url = f"{scheme}://{settings.listen}:{port}"
+    log.info("cloud listening on %s with %d organisation(s)", url, len(orgs))
+    if settings.state_file:
+        _write_state(settings.state_file, {"url": url, "port": port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.info("settings %s", settings.masked())
+    if not settings.cert:
+        log.warning("no --cert: serving plain HTTP (development only)")
+    try:
+        uvloop.run(serve(settings))
+    except IdentityError as exc:
+        print(f"pinhole-cloud: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

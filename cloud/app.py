@@ -1,0 +1,128 @@
+"""The cloud application: routes, ops endpoints and the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+
+from aiohttp import web
+
+from cloud import devices, meetings, nodes
+from cloud.http import Handler, errors_middleware
+from cloud.identity import Org, TokenSigner
+from cloud.registry import NodeRegistry
+from cloud.settings import CloudSettings
+from cloud.state import CLOUD, Cloud
+from cloud.store import Store
+from wire.models import LegEvent
+
+ops = web.RouteTableDef()
+
+
+@web.middleware
+async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    request.app[CLOUD].metrics.responses_by_class[f"{response.status // 100}xx"] += 1
+    return response
+
+
+@ops.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+@ops.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    try:
+        ok = await asyncio.wait_for(cloud.store.ping(), 2.0)
+    except (OSError, TimeoutError):
+        ok = False
+    return web.json_response({"ok": ok, "store": cloud.settings.store}, status=200 if ok else 503)
+
+
+@ops.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    all_nodes = cloud.registry.nodes()
+    meetings_ = await cloud.store.list_meetings()
+    gauges = {
+        "devices": float(await cloud.store.count_devices()),
+        "meetings": float(len(meetings_)),
+        "participants": float(sum(len(m.participants) for m in meetings_)),
+        "fresh_reports": float(await cloud.store.count_reports()),
+    }
+    labelled = {
+        "nodes": {
+            "healthy": float(sum(n.healthy for n in all_nodes)),
+            "unhealthy": float(sum(not n.healthy for n in all_nodes)),
+        }
+    }
+    return web.Response(
+        text=cloud.metrics.render(gauges, labelled), content_type="text/plain", charset="utf-8"
+    )
+
+
+@ops.get("/")
+async def dashboard(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    rows = "".join(
+        f"<tr><td>{html.escape(n.id)}</td><td>{n.kind}</td><td>{html.escape(n.region)}</td>"
+        f"<td>{html.escape(n.address)}</td>"
+        f"<td>{', '.join(f'{e.rung}:{e.port}' for e in n.endpoints)}</td>"
+        f"<td>{'healthy' if n.healthy else 'UNHEALTHY'}</td><td>{n.load:.2f}</td></tr>"
+        for n in cloud.registry.nodes()
+    )
+    mrows = "".join(
+        f"<tr><td>{html.escape(m.id)}</td><td>{html.escape(m.org)}</td><td>"
+        + ", ".join(f"{html.escape(p.id)}@{html.escape(p.node_id)}/{p.rung or '-'}"
+                    for p in m.participants)
+        + "</td></tr>"
+        for m in await cloud.store.list_meetings()
+    )
+    calls = ", ".join(f"{k}: {v}" for k, v in sorted(cloud.metrics.calls_by_transport.items()))
+    page = (
+        "<!doctype html><title>Pinhole cloud</title><h1>Pinhole cloud</h1>"
+        "<h2>Media nodes</h2><table border=1><tr><th>id</th><th>kind</th><th>region</th>"
+        f"<th>address</th><th>endpoints</th><th>health</th><th>load</th></tr>{rows}</table>"
+        "<h2>Meetings</h2><table border=1><tr><th>id</th><th>org</th><th>participants</th></tr>"
+        f"{mrows}</table><h2>Calls by transport</h2><p>{html.escape(calls) or 'none yet'}</p>"
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+def make_app(
+    settings: CloudSettings, store: Store, orgs: dict[str, Org], signer: TokenSigner
+) -> web.Application:
+    """The aiohttp application for ``settings`` over ``store``."""
+    app = web.Application(
+        middlewares=[count_middleware, errors_middleware], client_max_size=settings.max_body_bytes
+    )
+    cloud_ref: list[Cloud] = []
+
+    def on_leg_event(node_id: str, event: LegEvent) -> None:
+        task = asyncio.get_running_loop().create_task(
+            meetings.record_leg_event(cloud_ref[0], node_id, event)
+        )
+        app[TASKS].add(task)
+        task.add_done_callback(app[TASKS].discard)
+
+    registry = NodeRegistry(settings.heartbeat_s, settings.heartbeat_misses, on_leg_event)
+    cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs)
+    cloud_ref.append(cloud)
+    app[CLOUD] = cloud
+    app[TASKS] = set()
+    app.add_routes(devices.routes)
+    app.add_routes(meetings.routes)
+    app.add_routes(nodes.routes)
+    app.add_routes(ops)
+
+    async def shutdown(app: web.Application) -> None:
+        await cloud.registry.close()
+        await cloud.store.close()
+
+    app.on_shutdown.append(shutdown)
+    return app
+
+
+TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("tasks", set)

@@ -1,0 +1,81 @@
+"""HTTP plumbing shared by the cloud's routes: JSON errors, bodies, authentication."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from wire.models import ErrorBody
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An error answer: HTTP ``status`` with ``{"error": code, "detail": detail}``."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def error_response(status: int, code: str, detail: str) -> web.Response:
+    body = ErrorBody(error=code, detail=detail).model_dump_json()
+    return web.Response(status=status, text=body, content_type="application/json")
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, text=model.model_dump_json(), content_type="application/json"
+    )
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON error; nothing leaks a stack trace."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.detail)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "too_large", "request body is too large")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; see the cloud's log")
+
+
+async def read_body(request: web.Request, model: type[M], *, empty_ok: bool = False) -> M:
+    """Parse and validate a JSON body; 400 with a readable detail when it is wrong."""
+    raw = await request.read()
+    if not raw.strip() and empty_ok:
+        raw = b"{}"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(400, "invalid_body", f"{where}: {first['msg']}") from None
+
+
+def bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        raise ApiError(401, "unauthorized", "missing 'Authorization: Bearer <token>'")
+    return value.strip()

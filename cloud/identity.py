@@ -1,0 +1,112 @@
+"""Organisations, device tokens and node secrets.
+
+Organisations come from a JSON file::
+
+    {"orgs": [{"id": "acme", "enrollment_key": "...", "hybrid_node_secret": "..."}]}
+
+Device tokens are ``base64url(claims).base64url(Ed25519 signature)``; the
+claims carry a *generation*: re-registering a device bumps it in the store,
+which revokes every earlier token of that device.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+
+class IdentityError(Exception):
+    """A credential was missing, malformed, expired or revoked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    id: str
+    enrollment_key: str
+    hybrid_node_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    device_id: str
+    org: str
+    profile: str
+    generation: int
+    expires_at: float
+
+
+def load_orgs(path: str) -> dict[str, Org]:
+    """Read the organisations file; a clear ``IdentityError`` when it is wrong."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        return {
+            o["id"]: Org(o["id"], o["enrollment_key"], o.get("hybrid_node_secret", ""))
+            for o in raw["orgs"]
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IdentityError(
+            f"cannot read organisations from {path}: {exc};"
+            ' expected {"orgs": [{"id": ..., "enrollment_key": ...}]}'
+        ) from exc
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison; an empty expected secret never matches."""
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Signs and verifies device tokens with an Ed25519 key."""
+
+    def __init__(self, seed_hex: str = "") -> None:
+        seed = bytes.fromhex(seed_hex) if seed_hex else secrets.token_bytes(32)
+        self._key = Ed25519PrivateKey.from_private_bytes(seed)
+        self._public = self._key.public_key()
+
+    def __repr__(self) -> str:
+        return "TokenSigner(<key hidden>)"
+
+    def issue(self, claims: Claims) -> str:
+        body = json.dumps(
+            {
+                "sub": claims.device_id,
+                "org": claims.org,
+                "prf": claims.profile,
+                "gen": claims.generation,
+                "exp": claims.expires_at,
+            },
+            separators=(",", ":"),
+        ).encode()
+        return _b64(body) + "." + _b64(self._key.sign(body))
+
+    def verify(self, token: str, now: float) -> Claims:
+        """The token's claims; ``IdentityError`` when bad or expired (not revocation)."""
+        try:
+            body_b64, sig_b64 = token.split(".")
+            body, sig = _unb64(body_b64), _unb64(sig_b64)
+            self._public.verify(sig, body)
+            raw = json.loads(body)
+            claims = Claims(
+                str(raw["sub"]), str(raw["org"]), str(raw["prf"]), int(raw["gen"]),
+                float(raw["exp"]),
+            )
+        except (ValueError, KeyError, TypeError, InvalidSignature) as exc:
+            raise IdentityError("invalid token") from exc
+        if claims.expires_at <= now:
+            raise IdentityError("token expired; register again")
+        return claims

@@ -1,0 +1,244 @@
+"""Meeting routes: create, join (assignment + leg allocation), leave, view; events; metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from datetime import UTC, datetime
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from cloud.assignment import NoCandidate, assign
+from cloud.devices import device_auth
+from cloud.http import ApiError, json_response, read_body
+from cloud.identity import Claims, IdentityError
+from cloud.registry import NodeUnavailable
+from cloud.state import CLOUD, Cloud
+from cloud.store import (
+    MeetingRecord,
+    ParticipantRecord,
+    with_participant,
+    without_participant,
+)
+from wire.models import (
+    AllocateLeg,
+    CallMetrics,
+    Event,
+    IceCredentials,
+    Joined,
+    JoinRequest,
+    LegEvent,
+    MeetingCreate,
+    MeetingCreated,
+    MeetingView,
+    ParticipantView,
+    SrtpParams,
+)
+from wire.srtp import SrtpKeys, SrtpProfile
+from wire.transports import DeviceProfile
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+async def _meeting(cloud: Cloud, claims: Claims, meeting_id: str) -> MeetingRecord:
+    meeting = await cloud.store.get_meeting(meeting_id)
+    if meeting is None or meeting.org != claims.org:  # another org's meeting is not there
+        raise ApiError(404, "not_found", f"no meeting {meeting_id}")
+    return meeting
+
+
+def _view(meeting: MeetingRecord) -> MeetingView:
+    return MeetingView.model_validate(
+        {
+            "id": meeting.id,
+            "org": meeting.org,
+            "title": meeting.title,
+            "participants": [
+                ParticipantView.model_validate(
+                    {"id": p.id, "device_id": p.device_id, "node_id": p.node_id,
+                     "ssrc": p.ssrc, "transport": p.rung}
+                )
+                for p in meeting.participants
+            ],
+            "cascades": [],
+        }
+    )
+
+
+@routes.post("/v1/meetings")
+async def create(request: web.Request) -> web.Response:
+    cloud, claims = await device_auth(request)
+    body = await read_body(request, MeetingCreate, empty_ok=True)
+    now = cloud.clock()
+    meeting = MeetingRecord("mtg-" + secrets.token_hex(6), claims.org, body.title, now)
+    await cloud.store.put_meeting(meeting)
+    created = MeetingCreated(
+        id=meeting.id, org=meeting.org, title=meeting.title,
+        created_at=datetime.fromtimestamp(now, UTC),
+    )
+    return json_response(created, status=201)
+
+
+@routes.get("/v1/meetings/{meeting_id}")
+async def view(request: web.Request) -> web.Response:
+    cloud, claims = await device_auth(request)
+    return json_response(_view(await _meeting(cloud, claims, request.match_info["meeting_id"])))
+
+
+def _unique_ssrc(meeting: MeetingRecord) -> int:
+    taken = {p.ssrc for p in meeting.participants}
+    while True:
+        ssrc = secrets.randbits(32)
+        if ssrc and ssrc not in taken:
+            return ssrc
+
+
+@routes.post("/v1/meetings/{meeting_id}/participants")
+async def join(request: web.Request) -> web.Response:
+    cloud, claims = await device_auth(request)
+    body = await read_body(request, JoinRequest, empty_ok=True)
+    meeting_id = request.match_info["meeting_id"]
+    await _meeting(cloud, claims, meeting_id)
+    stored = await cloud.store.get_reachability(claims.device_id)
+    if stored is None:
+        raise ApiError(
+            428, "probe_required",
+            "no fresh reachability report for this device; probe the node list and "
+            "PUT /v1/devices/{id}/reachability, then join again",
+        )
+    async with cloud.meeting_lock(meeting_id):
+        meeting = await _meeting(cloud, claims, meeting_id)
+        try:
+            chosen = assign(
+                org=claims.org,
+                profile=DeviceProfile(claims.profile),
+                nodes=cloud.visible_nodes(claims.org, healthy_only=False),
+                results=stored.report.results,
+                meeting_nodes=frozenset(meeting.node_ids()),
+            )
+        except NoCandidate as exc:
+            raise ApiError(503, "no_media_node", str(exc)) from None
+        profile = SrtpProfile(body.srtp_profile)
+        ice = IceCredentials(
+            node_ufrag=secrets.token_hex(4),
+            client_ufrag=secrets.token_hex(4),
+            pwd=SecretStr(secrets.token_urlsafe(18)),
+        )
+        srtp = SrtpParams(
+            profile=body.srtp_profile,
+            client_to_node=SecretStr(SrtpKeys.generate(profile).to_b64()),
+            node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64()),
+        )
+        participant = ParticipantRecord(
+            id="p-" + secrets.token_hex(5),
+            device_id=claims.device_id,
+            node_id=chosen.node.id,
+            ssrc=_unique_ssrc(meeting),
+            leg_id="leg-" + secrets.token_hex(6),
+        )
+        command = AllocateLeg(
+            request_id=secrets.token_hex(8), leg_id=participant.leg_id, meeting_id=meeting_id,
+            participant_id=participant.id, ssrc=participant.ssrc, ice=ice, srtp=srtp,
+        )
+        try:
+            await cloud.registry.allocate(
+                chosen.node.id, command, cloud.settings.allocate_timeout_s
+            )
+        except NodeUnavailable as exc:
+            raise ApiError(503, "node_unavailable", f"{exc}; try joining again") from None
+        await cloud.store.put_meeting(with_participant(meeting, participant))
+        cloud.legs[participant.leg_id] = (meeting_id, participant.id)
+    cloud.metrics.joins_by_transport[chosen.plan[0].rung if chosen.plan else "none"] += 1
+    await cloud.store.publish(
+        (p.device_id for p in meeting.participants),
+        Event(type="participant.joined", meeting_id=meeting_id, participant_id=participant.id,
+              node_id=chosen.node.id),
+    )
+    joined = Joined(
+        meeting_id=meeting_id, participant_id=participant.id, node=chosen.node,
+        plan=list(chosen.plan), ice=ice, srtp=srtp, ssrc=participant.ssrc, reason=chosen.reason,
+    )
+    return json_response(joined, status=201)
+
+
+@routes.delete("/v1/meetings/{meeting_id}/participants/{participant_id}")
+async def leave(request: web.Request) -> web.Response:
+    cloud, claims = await device_auth(request)
+    meeting_id, pid = request.match_info["meeting_id"], request.match_info["participant_id"]
+    async with cloud.meeting_lock(meeting_id):
+        meeting = await _meeting(cloud, claims, meeting_id)
+        found = [p for p in meeting.participants if p.id == pid]
+        if not found or found[0].device_id != claims.device_id:
+            raise ApiError(404, "not_found", f"no participant {pid} of this device here")
+        meeting = without_participant(meeting, pid)
+        await cloud.store.put_meeting(meeting)
+    cloud.legs.pop(found[0].leg_id, None)
+    await cloud.registry.release(found[0].node_id, found[0].leg_id)
+    await cloud.store.publish(
+        (p.device_id for p in meeting.participants),
+        Event(type="participant.left", meeting_id=meeting_id, participant_id=pid),
+    )
+    return web.Response(status=204)
+
+
+@routes.post("/v1/metrics/calls")
+async def call_metrics(request: web.Request) -> web.Response:
+    cloud, claims = await device_auth(request)
+    metrics = await read_body(request, CallMetrics)
+    await cloud.store.add_call_metrics(claims.org, metrics)
+    cloud.metrics.calls_by_transport[metrics.transport] += 1
+    return web.Response(status=204)
+
+
+@routes.get("/v1/events")
+async def events(request: web.Request) -> web.WebSocketResponse:
+    cloud = request.app[CLOUD]
+    token = request.query.get("token", "")
+    if not token:
+        _, _, token = request.headers.get("Authorization", "").partition(" ")
+    try:
+        claims, _ = await cloud.authenticate(token.strip())
+    except IdentityError as exc:
+        raise ApiError(401, "unauthorized", str(exc)) from None
+    ws = web.WebSocketResponse(heartbeat=20.0)
+    await ws.prepare(request)
+
+    async def pump() -> None:
+        async for event in cloud.store.subscribe(claims.device_id):
+            await ws.send_str(event.model_dump_json())
+
+    task = asyncio.create_task(pump())
+    try:
+        async for _ in ws:  # clients send nothing we act on; pings are automatic
+            pass
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return ws
+
+
+async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
+    """Keep the transport a participant's leg latched on (GET /v1/meetings/{id})."""
+    where = cloud.legs.get(event.leg_id)
+    if where is None or event.event not in ("latched", "relatched"):
+        return
+    meeting_id, pid = where
+    async with cloud.meeting_lock(meeting_id):
+        meeting = await cloud.store.get_meeting(meeting_id)
+        if meeting is None:
+            return
+        updated = tuple(
+            ParticipantRecord(p.id, p.device_id, p.node_id, p.ssrc, p.leg_id, event.rung)
+            if p.id == pid else p
+            for p in meeting.participants
+        )
+        await cloud.store.put_meeting(MeetingRecord(
+            meeting.id, meeting.org, meeting.title, meeting.created_at, updated
+        ))
+    log.info("leg %s of %s on node %s %s over %s", event.leg_id, pid, node_id, event.event,
+             event.rung)

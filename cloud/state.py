@@ -1,0 +1,52 @@
+"""The cloud's state object, shared by every route through ``web.AppKey``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from cloud.identity import Claims, IdentityError, Org, TokenSigner
+from cloud.metrics import CloudMetrics
+from cloud.registry import NodeRegistry
+from cloud.settings import CloudSettings
+from cloud.store import DeviceRecord, Store
+from wire.models import NodeInfo
+
+
+@dataclass(slots=True)
+class Cloud:
+    settings: CloudSettings
+    store: Store
+    registry: NodeRegistry
+    signer: TokenSigner
+    orgs: dict[str, Org]
+    clock: Callable[[], float] = time.time
+    metrics: CloudMetrics = field(default_factory=CloudMetrics)
+    meeting_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    legs: dict[str, tuple[str, str]] = field(default_factory=dict)  # leg -> meeting, participant
+
+    def visible_nodes(self, org: str, *, healthy_only: bool = True) -> list[NodeInfo]:
+        """All cloud nodes and this org's hybrid nodes (DESIGN: GET /v1/nodes)."""
+        return [
+            n
+            for n in self.registry.nodes()
+            if (n.kind == "cloud" or n.org == org) and (n.healthy or not healthy_only)
+        ]
+
+    def meeting_lock(self, meeting_id: str) -> asyncio.Lock:
+        return self.meeting_locks.setdefault(meeting_id, asyncio.Lock())
+
+    async def authenticate(self, token: str) -> tuple[Claims, DeviceRecord]:
+        """A device's claims and record; ``IdentityError`` when bad, expired or revoked."""
+        claims = self.signer.verify(token, self.clock())
+        device = await self.store.get_device(claims.device_id)
+        if device is None or device.generation != claims.generation:
+            raise IdentityError("token revoked by a newer registration; register again")
+        return claims, device
+
+
+CLOUD: web.AppKey[Cloud] = web.AppKey("cloud", Cloud)

@@ -1,0 +1,1 @@
+"""Run Pinhole: the loopback stack, the demo, and (as root) the firewall lab."""

@@ -1,0 +1,243 @@
+"""The loopback stack: a cloud and media nodes as real processes on 127.x addresses.
+
+Each stack takes its own ``127.A.B.0/24`` block, so nodes keep their real
+ports (5004, 33434, 443 …) and several stacks can run side by side.  Nothing
+needs root; a process that may not bind below 1024 takes the documented high
+port and the node list carries what is really in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client.api import CloudApi
+from wire.models import DeviceRegistration
+from wire.tls import client_context, issue, make_ca
+
+ORG = "acme"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    id: str
+    region: str
+    simulated_rtt_ms: int = 0
+    extra_args: tuple[str, ...] = ()
+
+
+REGIONS: tuple[NodeSpec, ...] = (
+    NodeSpec("node-near", "eu-near", 10),
+    NodeSpec("node-mid", "us-east", 40),
+    NodeSpec("node-far", "ap-far", 90),
+)
+
+
+class StackError(Exception):
+    """The stack could not start; the message says which process and why."""
+
+
+def _free_block() -> str:
+    """A ``127.A.B`` prefix whose .1 address has port 443/8443 free right now."""
+    for _ in range(50):
+        prefix = f"127.{secrets.randbelow(200) + 20}.{secrets.randbelow(250) + 1}"
+        with socket.socket() as s:
+            try:
+                s.bind((prefix + ".1", 0))
+            except OSError:
+                continue
+        return prefix
+    raise StackError("no free 127.x.y.0/24 block found")
+
+
+@dataclass
+class Stack:
+    """A running stack; use ``async with Stack.start(...)``-style via :func:`running_stack`."""
+
+    state_dir: Path
+    prefix: str
+    cloud_url: str = ""
+    ca_file: str = ""
+    enrollment_key: str = ""
+    node_secret: str = ""
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``stack.json`` holds: all a client needs to use this stack."""
+        return {
+            "cloud": self.cloud_url,
+            "ca": self.ca_file,
+            "orgs": {ORG: {"enrollment_key": self.enrollment_key}},
+            "nodes": self.nodes,
+        }
+
+    def api(self) -> CloudApi:
+        return CloudApi(self.cloud_url, client_context(self.ca_file))
+
+    async def register(self, name: str, profile: str = "desktop") -> CloudApi:
+        api = self.api()
+        await api.register(DeviceRegistration.model_validate(
+            {"org": ORG, "enrollment_key": self.enrollment_key, "name": name, "profile": profile}
+        ))
+        return api
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+async def _wait_for_file(path: Path, proc: asyncio.subprocess.Process, what: str,
+                         timeout_s: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise StackError(f"{what} exited with code {proc.returncode}; see {path.parent}/*.log")
+        if path.exists():
+            with contextlib.suppress(ValueError):
+                data: dict[str, Any] = json.loads(path.read_text())
+                return data
+        await asyncio.sleep(0.05)
+    raise StackError(f"{what} did not come up within {timeout_s:.0f} s; see {path.parent}/*.log")
+
+
+async def _spawn(state: Path, name: str, args: Sequence[str]) -> asyncio.subprocess.Process:
+    log = (state / f"{name}.log").open("wb")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, *args, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+async def start_stack(
+    state_dir: Path,
+    nodes: Sequence[NodeSpec] = REGIONS,
+    *,
+    cloud_args: Sequence[str] = (),
+    progress: Callable[[str], None] = lambda _: None,
+) -> Stack:
+    """Start a cloud and ``nodes``; return once every node is registered and healthy."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(state_dir=state_dir, prefix=_free_block())
+    try:
+        await _start(stack, nodes, cloud_args, progress)
+    except BaseException:
+        await stop_stack(stack)
+        raise
+    return stack
+
+
+async def _start(
+    stack: Stack, nodes: Sequence[NodeSpec], cloud_args: Sequence[str],
+    progress: Callable[[str], None],
+) -> None:
+    state = stack.state_dir
+    now = datetime.datetime.now(datetime.UTC)
+    ca = make_ca(now)
+    cloud_ip = stack.prefix + ".1"
+    cert = issue(ca, [cloud_ip, "localhost"], now)
+    stack.ca_file = str(state / "ca.pem")
+    _write(state / "ca.pem", ca.cert_pem.decode())
+    _write(state / "cloud.pem", cert.cert_pem.decode())
+    _write(state / "cloud.key", cert.key_pem.decode())
+    os.chmod(state / "cloud.key", 0o600)
+    stack.enrollment_key = secrets.token_urlsafe(16)
+    stack.node_secret = secrets.token_urlsafe(16)
+    _write(state / "orgs.json", json.dumps(
+        {"orgs": [{"id": ORG, "enrollment_key": stack.enrollment_key,
+                   "hybrid_node_secret": secrets.token_urlsafe(16)}]}))
+    os.chmod(state / "orgs.json", 0o600)
+    progress(f"starting the cloud on {cloud_ip}")
+    env_secret = ["--node-secret", stack.node_secret]
+    cloud = await _spawn(state, "cloud", [
+        "-m", "cloud", "--listen", cloud_ip, "--port", "443",
+        "--cert", str(state / "cloud.pem"), "--key", str(state / "cloud.key"),
+        "--orgs", str(state / "orgs.json"), *env_secret,
+        "--state-file", str(state / "cloud.json"), *cloud_args,
+    ])
+    stack.processes.append(cloud)
+    stack.cloud_url = (await _wait_for_file(state / "cloud.json", cloud, "the cloud"))["url"]
+    for i, spec in enumerate(nodes, start=2):
+        address = f"{stack.prefix}.{i}"
+        progress(f"starting media node {spec.id} ({spec.region}, simulated RTT "
+                 f"{spec.simulated_rtt_ms} ms) on {address}")
+        proc = await _spawn(state, spec.id, [
+            "-m", "media_node", "--cloud", stack.cloud_url, "--ca", stack.ca_file,
+            *env_secret, "--node-id", spec.id, "--region", spec.region,
+            "--advertise", address, "--simulated-rtt-ms", str(spec.simulated_rtt_ms),
+            "--state-file", str(state / f"{spec.id}.json"), *spec.extra_args,
+        ])
+        stack.processes.append(proc)
+        info = await _wait_for_file(state / f"{spec.id}.json", proc, f"media node {spec.id}")
+        stack.nodes.append({"id": spec.id, "region": spec.region, "address": address,
+                            "endpoints": info.get("endpoints", [])})
+    await _wait_healthy(stack, {n.id for n in nodes})
+    _write(state / "stack.json", json.dumps(stack.describe(), indent=2))
+    progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "
+             f"settings in {state / 'stack.json'}")
+
+
+async def _wait_healthy(stack: Stack, ids: set[str], timeout_s: float = 20.0) -> None:
+    api = await stack.register("stack-check")
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            listed = await api.nodes()
+            if ids <= {n.id for n in listed.nodes if n.healthy}:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await api.close()
+    raise StackError(f"media nodes {sorted(ids)} did not all register with the cloud; "
+                     f"see {stack.state_dir}/*.log")
+
+
+async def stop_stack(stack: Stack) -> None:
+    """Stop every process (SIGTERM, then SIGKILL after 5 s) and wait for it."""
+    for proc in reversed(stack.processes):
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+    for proc in stack.processes:
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    stack.processes.clear()
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    nodes: Sequence[NodeSpec] = REGIONS,
+    *,
+    state_dir: Path | None = None,
+    cloud_args: Sequence[str] = (),
+    progress: Callable[[str], None] = lambda _: None,
+) -> Any:
+    """``async with running_stack() as stack:`` — a stack stopped on every exit path."""
+    with contextlib.ExitStack() as cleanup:
+        if state_dir is None:
+            state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pinhole-")))
+        stack = await start_stack(state_dir, nodes, cloud_args=cloud_args, progress=progress)
+        try:
+            yield stack
+        finally:
+            await stop_stack(stack)

@@ -1,0 +1,45 @@
+"""The exception tree of the wire core.
+
+    WireError                 root: every error raised by ``wire``
+    ├── StunError             a STUN message that cannot be parsed or built
+    ├── FramingError          an RFC 4571 stream that cannot be decoded
+    ├── RtpError              an RTP/RTCP header that cannot be parsed
+    ├── SrtpError             SRTP authentication, replay or cipher failure
+    └── ProfileRefused        a device profile forbids a transport or proxy use
+
+Each carries an exact message; tests assert on it verbatim.
+"""
+
+from __future__ import annotations
+
+
+class WireError(Exception):
+    """Root of every error raised by the wire core."""
+
+
+class StunError(WireError):
+    """A STUN message could not be parsed or built."""
+
+
+class FramingError(WireError):
+    """An RFC 4571 framed stream could not be decoded."""
+
+
+class RtpError(WireError):
+    """An RTP or RTCP header could not be parsed."""
+
+
+class SrtpError(WireError):
+    """SRTP or SRTCP protection failed.
+
+    ``reason`` is a short counter name: ``"auth"`` (authentication tag did not
+    verify), ``"replay"`` (index already seen or too old) or ``"error"``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ProfileRefused(WireError):
+    """A device profile does not allow what was asked of it."""

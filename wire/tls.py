@@ -1,0 +1,187 @@
+"""TLS helpers: a development CA, server certificates, fingerprints and pins.
+
+The cloud serves HTTPS with a certificate from a CA that Pinhole generates
+for development; clients trust that CA (``--ca``) and may also pin the
+cloud's public key (SPKI SHA-256, as in RFC 7469 §2.4).  A media node's TLS
+certificate is self-signed; its SHA-256 fingerprint travels in the node list
+and the client checks it on every TLS media connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import ipaddress
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALIDITY: Final = datetime.timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class CertifiedKey:
+    """A PEM certificate and its PEM private key; ``repr`` hides the key."""
+
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return cert_fingerprint(self.cert_pem)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Pinhole development"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _san(names: Sequence[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+def make_ca(now: datetime.datetime, common_name: str = "Pinhole development CA") -> CertifiedKey:
+    """A self-signed CA certificate for a development stack."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return CertifiedKey(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def issue(
+    ca: CertifiedKey | None, names: Sequence[str], now: datetime.datetime
+) -> CertifiedKey:
+    """A server certificate for ``names`` (DNS names or IPs), signed by ``ca``.
+
+    With ``ca=None`` the certificate is self-signed (a media node's).
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name(names[0] if names else "pinhole")
+    if ca is None:
+        issuer, signer = subject, key
+    else:
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+        loaded = serialization.load_pem_private_key(ca.key_pem, password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError("the CA key is not an EC private key")
+        issuer, signer = ca_cert.subject, loaded
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(_san(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .sign(signer, hashes.SHA256())
+    )
+    return CertifiedKey(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def _der(cert: bytes) -> bytes:
+    """DER bytes from a PEM or DER certificate."""
+    if cert.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_certificate(cert).public_bytes(serialization.Encoding.DER)
+    return cert
+
+
+def cert_fingerprint(cert: bytes) -> str:
+    """SHA-256 of the DER certificate, as colon-separated upper-case hex (RFC 8122 §5)."""
+    digest = hashlib.sha256(_der(cert)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def spki_pin(cert: bytes) -> str:
+    """Base64 SHA-256 of the SubjectPublicKeyInfo (RFC 7469 §2.4), ``sha256/…`` form."""
+    spki = (
+        x509.load_der_x509_certificate(_der(cert))
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A TLS 1.2+ server context for the cloud or a node."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def client_context(ca_file: str | None) -> ssl.SSLContext:
+    """A verifying client context trusting ``ca_file`` (the system store when ``None``)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def unverified_client_context() -> ssl.SSLContext:
+    """A client context that checks nothing itself: the caller *must* then compare the
+    peer's certificate fingerprint with the one published in the node list."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def pin_mismatch_message(what: str, expected: str, got: str, domains: Sequence[str]) -> str:
+    """The message a TLS-inspecting proxy gets (FNR: 'disable HTTPS traffic inspection')."""
+    exempt = ", ".join(domains)
+    return (
+        f"certificate pinning failed for {what}: expected {expected}, got {got}. "
+        "A TLS-inspecting proxy or firewall is re-signing this connection; "
+        f"exempt these from HTTPS inspection: {exempt}"
+    )

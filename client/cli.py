@@ -39,7 +39,8 @@ def _env(name: str) -> str | None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pinhole", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stack", default=_env("stack"), help="stack.json of a running pinhole-lab stack")
+    p.add_argument("--stack", default=_env("stack"),
+                   help="stack.json of a running pinhole-lab stack")
     p.add_argument("--cloud", default=_env("cloud"), help="cloud URL, e.g. https://127.0.0.1:8443")
     p.add_argument("--ca", default=_env("ca"), help="CA certificate that signed the cloud's")
     p.add_argument("--org", default=_env("org"), help="organisation id")

@@ -85,7 +85,9 @@ class _UdpProber(asyncio.DatagramProtocol):
         pass
 
 
-async def _udp(prober: _UdpProber, target: ProbeTarget, timeout_s: float, tries: int) -> ProbeOutcome:
+async def _udp(
+    prober: _UdpProber, target: ProbeTarget, timeout_s: float, tries: int
+) -> ProbeOutcome:
     loop = asyncio.get_running_loop()
     assert prober.transport is not None
     per_try = timeout_s / tries

@@ -47,15 +47,17 @@ async def talk(sessions: list[MediaSession], seconds: float) -> None:
     await asyncio.sleep(0.3)  # the last packets in flight
 
 
-async def scripted_meeting(stack: Stack, seconds: float, say: Callable[[str], None]) -> dict[str, Any]:
+async def scripted_meeting(
+    stack: Stack, seconds: float, say: Callable[[str], None]
+) -> dict[str, Any]:
     devices: list[Device] = []
     summary: dict[str, Any] = {"participants": []}
     for name in ("alice", "bob"):
         device = Device(stack.api())
         await device.register(ORG, stack.enrollment_key, name)
         devices.append(device)
-        say(f"\n{name}: registered; probing {len(device.registration.nodes) if device.registration else 0}"
-            " node(s) over UDP, TCP and TLS …")
+        count = len(device.registration.nodes) if device.registration else 0
+        say(f"\n{name}: registered; probing {count} node(s) over UDP, TCP and TLS …")
         outcomes = await device.discover()
         say(probe_table(outcomes))
         say(f"{name}: reported reachability to the cloud (kept 2 hours)")

@@ -29,6 +29,7 @@ from wire.models import DeviceRegistration
 from wire.tls import client_context, issue, make_ca
 
 ORG = "acme"
+METRICS_PORT = 9100
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +182,14 @@ async def _start(
             "-m", "media_node", "--cloud", stack.cloud_url, "--ca", stack.ca_file,
             *env_secret, "--node-id", spec.id, "--region", spec.region,
             "--advertise", address, "--simulated-rtt-ms", str(spec.simulated_rtt_ms),
+            "--metrics-listen", f"{address}:{METRICS_PORT}",
             "--state-file", str(state / f"{spec.id}.json"), *spec.extra_args,
         ])
         stack.processes.append(proc)
         info = await _wait_for_file(state / f"{spec.id}.json", proc, f"media node {spec.id}")
         stack.nodes.append({"id": spec.id, "region": spec.region, "address": address,
-                            "endpoints": info.get("endpoints", [])})
+                            "endpoints": info.get("endpoints", []),
+                            "metrics_url": f"http://{address}:{METRICS_PORT}/metrics"})
     await _wait_healthy(stack, {n.id for n in nodes})
     _write(state / "stack.json", json.dumps(stack.describe(), indent=2))
     progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "

@@ -44,7 +44,8 @@ def test_penalties_rank_udp_tcp_tls_proxy() -> None:
 @pytest.mark.parametrize(
     ("profile", "legacy", "expected"),
     [
-        (DeviceProfile.DESKTOP, False, ["udp/5004", "udp/33434", "tcp/5004", "tls/443", "http-proxy"]),
+        (DeviceProfile.DESKTOP, False,
+         ["udp/5004", "udp/33434", "tcp/5004", "tls/443", "http-proxy"]),
         (DeviceProfile.DESKTOP, True, ["udp/5004", "udp/9000", "udp/33434", "tcp/5004", "tls/443",
                                        "http-proxy"]),
         # FNR: "The Cisco Spark app on mobile devices supports only TCP fallback."
@@ -61,8 +62,8 @@ def test_allowed_rungs(profile: DeviceProfile, legacy: bool, expected: list[str]
 
 def test_room_refuses_proxy_media_with_a_clear_message() -> None:
     """WP: 'Hard endpoints only support sending the signaling through the HTTP proxy'."""
-    with pytest.raises(ProfileRefused, match="^room devices cannot send media through an HTTP "
-                       "proxy"):
+    with pytest.raises(ProfileRefused, match=r"^room devices cannot send media through an HTTP "
+                       r"proxy"):
         check_media(DeviceProfile.ROOM, Transport.HTTP_PROXY)
     check_media(DeviceProfile.DESKTOP, Transport.HTTP_PROXY)
 
@@ -81,7 +82,8 @@ def test_kerberos_is_refused() -> None:
 
 
 def test_only_desktop_uses_pac() -> None:
-    """WP: Android 'must manually configure any HTTP proxy'; boards 'manually make these settings'."""
+    """WP: Android 'must manually configure any HTTP proxy'; boards 'manually make these
+    settings'."""
     for profile in (DeviceProfile.MOBILE, DeviceProfile.ROOM, DeviceProfile.BOARD):
         with pytest.raises(ProfileRefused, match="cannot discover a proxy by pac"):
             check_proxy(profile, ProxyDiscovery.PAC, None)

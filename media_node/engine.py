@@ -1,0 +1,292 @@
+"""The relay engine: legs, latching, consent and SFU forwarding, independent of sockets.
+
+Listeners hand every packet to :meth:`Engine.on_packet` with the :class:`Sink`
+it came in on and the source address; the engine answers STUN, latches legs
+and forwards SRTP through the sinks. It never reads a clock: the caller passes
+``now`` (STYLE.md), so tests drive consent and timeouts with a fake one.
+
+- STUN (RFC 7983 §7: first byte 0-3) goes to ``wire.stun.validate_request``.
+  A discovery probe gets XOR-MAPPED-ADDRESS + SOFTWARE naming the node; a
+  Binding Request authenticated with a leg's ``pwd`` latches that leg to the
+  packet's 5-tuple (UDP) or connection (TCP/TLS) and refreshes its consent
+  (RFC 7675). Nothing else ever moves a latch (DESIGN.md "Media leg").
+- SRTP/SRTCP (first byte 128-191) from a latched path is authenticated and
+  decrypted with the sender leg's inbound context (RFC 3711 §3.3: a packet
+  whose tag fails is discarded), then re-protected with every other leg's
+  outbound context and sent where that leg is latched: symmetric media.
+- Everything else is dropped and counted by reason; nothing raises per packet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from wire.address import Address
+from wire.demux import RTP_RTCP, STUN_FIRST, is_rtcp
+from wire.errors import SrtpError
+from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent
+from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
+from wire.stun import (
+    Verdict,
+    build_discovery_response,
+    build_leg_binding_response,
+    validate_request,
+)
+
+log = logging.getLogger(__name__)
+
+STUN_END: Final = STUN_FIRST.stop
+RTP_START: Final = RTP_RTCP.start
+RTP_END: Final = RTP_RTCP.stop
+
+
+class Sink(Protocol):
+    """Where packets leave: a UDP socket (by address) or one TCP/TLS connection."""
+
+    rung: str
+
+    def send(self, data: bytes, addr: Any) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class Leg:
+    """One participant's media leg on this node."""
+
+    leg_id: str
+    meeting_id: str
+    participant_id: str
+    ssrc: int
+    node_ufrag: str
+    client_ufrag: str
+    pwd: bytes = field(repr=False)
+    inbound: SrtpReceiver = field(repr=False)
+    outbound: SrtpSender = field(repr=False)
+    created_at: float
+    sink: Sink | None = None
+    addr: Any = None
+    consent_at: float | None = None
+    consent_lost: bool = False
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rung(self) -> str | None:
+        return None if self.sink is None else self.sink.rung
+
+    def counters(self) -> LegCounters:
+        return LegCounters(packets_in=self.packets_in, bytes_in=self.bytes_in,
+                           packets_out=self.packets_out, bytes_out=self.bytes_out,
+                           drops=dict(self.drops))
+
+
+class Engine:
+    """Every leg of this node and the packet path between them."""
+
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        capacity: int = 1000,
+        consent_s: float = 30.0,
+        leg_timeout_s: float = 90.0,
+        emit: Callable[[LegEvent], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.capacity = capacity
+        self.consent_s = consent_s
+        self.leg_timeout_s = leg_timeout_s
+        self.emit = emit or (lambda event: None)
+        self.legs: dict[str, Leg] = {}
+        self._by_ufrag: dict[str, Leg] = {}
+        self._by_path: dict[tuple[Sink, Any], Leg] = {}
+        self._meetings: dict[str, list[Leg]] = {}
+        self.drops: dict[str, int] = {}
+        self.stun_answers: dict[str, int] = {}
+        self.packets_in = 0
+        self.packets_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # ------------------------------------------------------------- legs
+
+    def allocate(self, command: AllocateLeg, now: float) -> LegAllocated:
+        """Create the leg the cloud asked for (idempotent for a repeated leg id)."""
+        answer = LegAllocated(request_id=command.request_id, leg_id=command.leg_id)
+        if command.leg_id in self.legs:
+            return answer
+        if len(self.legs) >= self.capacity:
+            return answer.model_copy(update={"ok": False, "detail": "node is full"})
+        if command.ice.node_ufrag in self._by_ufrag:
+            return answer.model_copy(update={"ok": False, "detail": "node ufrag already in use"})
+        try:
+            profile = SrtpProfile(command.srtp.profile)
+            inbound = SrtpReceiver(SrtpKeys.from_b64(
+                profile, command.srtp.client_to_node.get_secret_value()))
+            outbound = SrtpSender(SrtpKeys.from_b64(
+                profile, command.srtp.node_to_client.get_secret_value()))
+        except (SrtpError, ValueError) as exc:
+            return answer.model_copy(update={"ok": False, "detail": f"bad SRTP keys: {exc}"})
+        leg = Leg(
+            leg_id=command.leg_id, meeting_id=command.meeting_id,
+            participant_id=command.participant_id, ssrc=command.ssrc,
+            node_ufrag=command.ice.node_ufrag, client_ufrag=command.ice.client_ufrag,
+            pwd=command.ice.pwd.get_secret_value().encode(), inbound=inbound,
+            outbound=outbound, created_at=now,
+        )
+        self.legs[leg.leg_id] = leg
+        self._by_ufrag[leg.node_ufrag] = leg
+        self._meetings.setdefault(leg.meeting_id, []).append(leg)
+        log.info("leg %s allocated (meeting %s, ssrc %d)", leg.leg_id, leg.meeting_id, leg.ssrc)
+        return answer
+
+    def release(self, leg_id: str) -> Leg | None:
+        leg = self.legs.pop(leg_id, None)
+        if leg is None:
+            return None
+        self._by_ufrag.pop(leg.node_ufrag, None)
+        if leg.sink is not None:
+            self._by_path.pop((leg.sink, leg.addr), None)
+        members = self._meetings.get(leg.meeting_id, [])
+        if leg in members:
+            members.remove(leg)
+        if not members:
+            self._meetings.pop(leg.meeting_id, None)
+        log.info("leg %s freed", leg_id)
+        return leg
+
+    def sink_closed(self, sink: Sink) -> None:
+        """A TCP/TLS connection ended: legs latched to it wait for a new latch."""
+        for key in [k for k in self._by_path if k[0] is sink]:
+            leg = self._by_path.pop(key)
+            leg.sink, leg.addr = None, None
+
+    def tick(self, now: float) -> None:
+        """Consent expiry (RFC 7675 §5.1) and leg timeouts; call about once a second."""
+        for leg in list(self.legs.values()):
+            last = leg.consent_at if leg.consent_at is not None else leg.created_at
+            if now - last > self.leg_timeout_s:
+                self.release(leg.leg_id)
+                self.emit(LegEvent(leg_id=leg.leg_id, event="freed", counters=leg.counters()))
+            elif (leg.consent_at is not None and not leg.consent_lost
+                  and now - leg.consent_at > self.consent_s):
+                leg.consent_lost = True
+                self.emit(LegEvent(leg_id=leg.leg_id, event="consent_expired", rung=leg.rung,
+                                   counters=leg.counters()))
+
+    # ------------------------------------------------------------- packets
+
+    def drop(self, reason: str, leg: Leg | None = None) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        if leg is not None:
+            leg.drops[reason] = leg.drops.get(reason, 0) + 1
+
+    def on_packet(self, data: bytes, sink: Sink, addr: Any, now: float) -> None:
+        """One packet from ``addr`` on ``sink``. Never raises."""
+        if not data:
+            self.drop("demux")
+            return
+        first = data[0]
+        if first < STUN_END:
+            self._on_stun(data, sink, addr, now)
+        elif RTP_START <= first < RTP_END:
+            self._on_srtp(data, sink, addr, now)
+        else:
+            self.drop("demux")
+
+    def _lookup(self, node_ufrag: str) -> bytes | None:
+        leg = self._by_ufrag.get(node_ufrag)
+        return None if leg is None else leg.pwd
+
+    def _on_stun(self, data: bytes, sink: Sink, addr: Any, now: float) -> None:
+        result = validate_request(data, self._lookup, software=self.node_id)
+        if result.verdict is Verdict.IGNORED:
+            self.drop("stun_" + result.reason)
+            return
+        if result.verdict is Verdict.REJECTED:
+            self.drop("stun_" + result.reason)
+            if result.reply is not None:
+                self._answer(sink, addr, result.reply, "error")
+            return
+        assert result.transaction_id is not None
+        mapped = Address(str(addr[0]), int(addr[1]))
+        if result.verdict is Verdict.DISCOVERY:
+            reply = build_discovery_response(result.transaction_id, mapped, self.node_id)
+            self._answer(sink, addr, reply, "discovery")
+            return
+        leg = self._by_ufrag.get(result.node_ufrag or "")
+        if leg is None or result.client_ufrag != leg.client_ufrag:
+            self.drop("stun_unknown_username")
+            return
+        self._latch(leg, sink, addr, now)
+        reply = build_leg_binding_response(result.transaction_id, mapped, leg.pwd, self.node_id)
+        self._answer(sink, addr, reply, "leg")
+
+    def _answer(self, sink: Sink, addr: Any, reply: bytes, kind: str) -> None:
+        self.stun_answers[kind] = self.stun_answers.get(kind, 0) + 1
+        sink.send(reply, addr)
+
+    def _latch(self, leg: Leg, sink: Sink, addr: Any, now: float) -> None:
+        leg.consent_at = now
+        leg.consent_lost = False
+        if leg.sink is sink and leg.addr == addr:
+            return
+        event = "latched" if leg.sink is None else "relatched"
+        if leg.sink is not None:
+            self._by_path.pop((leg.sink, leg.addr), None)
+        displaced = self._by_path.get((sink, addr))
+        if displaced is not None and displaced is not leg:
+            displaced.sink, displaced.addr = None, None
+        leg.sink, leg.addr = sink, addr
+        self._by_path[(sink, addr)] = leg
+        log.info("leg %s %s on %s from %s", leg.leg_id, event, sink.rung, addr)
+        self.emit(LegEvent(leg_id=leg.leg_id, event=event, rung=sink.rung,
+                           counters=leg.counters()))
+
+    def _on_srtp(self, data: bytes, sink: Sink, addr: Any, now: float) -> None:
+        leg = self._by_path.get((sink, addr))
+        if leg is None:
+            self.drop("unlatched")
+            return
+        rtcp = is_rtcp(data)
+        try:
+            clear = leg.inbound.unprotect_rtcp(data) if rtcp else leg.inbound.unprotect(data)
+        except SrtpError as exc:
+            self.drop(exc.reason, leg)
+            return
+        if not rtcp and int.from_bytes(clear[8:12], "big") != leg.ssrc:
+            self.drop("ssrc", leg)  # SSRCs are assigned by the cloud (DESIGN.md "SRTP")
+            return
+        leg.packets_in += 1
+        leg.bytes_in += len(data)
+        self.packets_in += 1
+        self.bytes_in += len(data)
+        for other in self._meetings.get(leg.meeting_id, ()):
+            if other is leg or other.sink is None:
+                continue
+            if other.consent_lost:
+                self.drop("no_consent", other)
+                continue
+            try:
+                out = other.outbound.protect_rtcp(clear) if rtcp else other.outbound.protect(clear)
+            except SrtpError as exc:
+                self.drop("protect_" + exc.reason, other)
+                continue
+            other.sink.send(out, other.addr)
+            other.packets_out += 1
+            other.bytes_out += len(out)
+            self.packets_out += 1
+            self.bytes_out += len(out)
+
+    # ------------------------------------------------------------- reporting
+
+    def stats(self) -> dict[str, LegCounters]:
+        return {leg_id: leg.counters() for leg_id, leg in self.legs.items()}
+
+    def load(self) -> float:
+        return min(1.0, len(self.legs) / self.capacity)

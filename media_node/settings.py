@@ -1,0 +1,135 @@
+"""The media node's settings: one frozen object from flags and ``PINHOLE_*`` variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    cloud: str = ""  # the cloud's base URL, e.g. https://cloud.example:443
+    ca: str = ""  # CA certificate the cloud's certificate chains to ("" = system store)
+    node_secret: str = ""
+    node_id: str = ""  # "" lets the cloud choose one
+    kind: str = "cloud"  # "cloud" or "hybrid"
+    org: str = ""  # a hybrid node's organisation
+    region: str = "default"
+    advertise: str = "127.0.0.1"  # the address clients reach this node on
+    listen: str = ""  # bind address; "" = the advertised address
+    # seed: "UDP 5004 ... preferred"; "UDP 33434 ... last resort"; 9000 for legacy-dc nodes
+    udp_port: int = 5004
+    udp_last_resort_port: int = 33434
+    legacy_dc: bool = False
+    legacy_port: int = 9000
+    tcp_port: int = 5004  # seed: "TCP port 5004 ... if UDP is blocked"
+    tls_port: int = 443  # seed: "TLS port 443"; 8443 when this process may not bind below 1024
+    udp: bool = True
+    tcp: bool = True
+    tls: bool = True
+    cert: str = ""  # PEM certificate for TLS 443; generated (self-signed) when empty
+    key: str = ""
+    capacity: int = 1000
+    consent_s: float = 30.0  # RFC 7675 §5.1: consent expires 30 s after the last response
+    leg_timeout_s: float = 90.0  # a leg with no consent for this long is freed
+    simulated_rtt_ms: float = 0.0  # simulation knob: delay before every reply and forward
+    metrics_listen: str = ""  # host:port for /metrics and /healthz over HTTP ("" = off)
+    state_file: str = ""  # written once listening: {node_id, endpoints, fingerprint}
+
+    def masked(self) -> dict[str, object]:
+        """The settings for the start-up log, secrets masked."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "****" if f.name == "node_secret" and value else value
+        return out
+
+    @property
+    def bind(self) -> str:
+        return self.listen or self.advertise
+
+
+def _env(name: str, default: object) -> str:
+    return os.environ.get("PINHOLE_" + name.upper(), str(default))
+
+
+def _flag(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.ArgumentParser:
+    d = NodeSettings(kind=kind)
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Pinhole media node: STUN responder and symmetric SRTP relay on UDP, TCP "
+        "and TLS. It connects out to the cloud and never needs an inbound control port. Every "
+        "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_NODE_SECRET).",
+    )
+    p.add_argument("--cloud", default=_env("cloud", d.cloud), help="the cloud's base URL")
+    p.add_argument("--ca", default=_env("ca", d.ca), help="CA file for the cloud's certificate")
+    p.add_argument("--node-secret", default=_env("node_secret", d.node_secret),
+                   help="secret presented to the cloud when registering")
+    p.add_argument("--node-id", default=_env("node_id", d.node_id),
+                   help="stable node id (default: the cloud picks one)")
+    p.add_argument("--region", default=_env("region", d.region), help="region name")
+    p.add_argument("--advertise", default=_env("advertise", d.advertise),
+                   help="IP address clients reach this node on (published in the node list)")
+    p.add_argument("--listen", default=_env("listen", d.listen),
+                   help="address to bind (default: the advertised address)")
+    p.add_argument("--udp-port", type=int, default=int(_env("udp_port", d.udp_port)),
+                   help="preferred UDP media port (seed: 5004)")
+    p.add_argument("--udp-last-resort-port", type=int,
+                   default=int(_env("udp_last_resort_port", d.udp_last_resort_port)),
+                   help="last-resort UDP port (seed: 33434)")
+    p.add_argument("--legacy-dc", action="store_true", default=_flag("legacy_dc", d.legacy_dc),
+                   help="node in the legacy data-center ranges: also listen on UDP 9000")
+    p.add_argument("--legacy-port", type=int, default=int(_env("legacy_port", d.legacy_port)),
+                   help="legacy UDP port (seed: 9000)")
+    p.add_argument("--tcp-port", type=int, default=int(_env("tcp_port", d.tcp_port)),
+                   help="TCP media port, RFC 4571 framing (seed: 5004)")
+    p.add_argument("--tls-port", type=int, default=int(_env("tls_port", d.tls_port)),
+                   help="TLS media port (seed: 443; 8443 when it may not bind below 1024)")
+    p.add_argument("--no-udp", action="store_true", default=not _flag("udp", True),
+                   help="do not listen on UDP")
+    p.add_argument("--no-tcp", action="store_true", default=not _flag("tcp", True),
+                   help="do not listen on TCP")
+    p.add_argument("--no-tls", action="store_true", default=not _flag("tls", True),
+                   help="do not listen on TLS")
+    p.add_argument("--cert", default=_env("cert", d.cert),
+                   help="PEM certificate for TLS (default: a self-signed one made at start)")
+    p.add_argument("--key", default=_env("key", d.key), help="PEM private key for --cert")
+    p.add_argument("--capacity", type=int, default=int(_env("capacity", d.capacity)),
+                   help="legs this node accepts")
+    p.add_argument("--consent-s", type=float, default=float(_env("consent_s", d.consent_s)),
+                   help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
+    p.add_argument("--leg-timeout-s", type=float,
+                   default=float(_env("leg_timeout_s", d.leg_timeout_s)),
+                   help="free a leg after this long without consent")
+    p.add_argument("--simulated-rtt-ms", type=float,
+                   default=float(_env("simulated_rtt_ms", d.simulated_rtt_ms)),
+                   help="simulation knob: delay every reply and forwarded packet by N ms, "
+                   "standing in for distance")
+    p.add_argument("--metrics-listen", default=_env("metrics_listen", d.metrics_listen),
+                   help="HOST:PORT for Prometheus /metrics and /healthz (plain HTTP)")
+    p.add_argument("--state-file", default=_env("state_file", d.state_file),
+                   help="write {node_id, endpoints, fingerprint} here as JSON once listening")
+    return p
+
+
+def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
+          kind: str = "cloud", org: str = "") -> NodeSettings:
+    a = parser(prog, kind).parse_args(argv)
+    if not a.cloud:
+        raise SystemExit(f"{prog}: --cloud URL is required (or PINHOLE_CLOUD)")
+    return NodeSettings(
+        cloud=a.cloud.rstrip("/"), ca=a.ca, node_secret=a.node_secret, node_id=a.node_id,
+        kind=kind, org=org, region=a.region, advertise=a.advertise, listen=a.listen,
+        udp_port=a.udp_port, udp_last_resort_port=a.udp_last_resort_port,
+        legacy_dc=a.legacy_dc, legacy_port=a.legacy_port, tcp_port=a.tcp_port,
+        tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
+        cert=a.cert, key=a.key, capacity=a.capacity, consent_s=a.consent_s,
+        leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
+        metrics_listen=a.metrics_listen, state_file=a.state_file,
+    )

@@ -1,0 +1,228 @@
+"""The relay engine without sockets: latching, SFU forwarding, drops, consent (fake clock)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from media_node.engine import Engine
+from wire.address import Address
+from wire.models import AllocateLeg, IceCredentials, LegEvent, SrtpParams
+from wire.rtp import build_rtp, parse_rtp_header
+from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
+from wire.stun import build_discovery_probe, build_leg_binding, parse_binding_response
+
+PROFILE = SrtpProfile.AES_CM_128_HMAC_SHA1_80
+
+
+class FakeSink:
+    def __init__(self, rung: str = "udp/5004") -> None:
+        self.rung = rung
+        self.sent: list[tuple[bytes, Any]] = []
+
+    def send(self, data: bytes, addr: Any) -> None:
+        self.sent.append((data, addr))
+
+
+class Party:
+    """What a client holds after joining: credentials and its two SRTP directions."""
+
+    def __init__(self, name: str, ssrc: int) -> None:
+        self.up = SrtpKeys.generate(PROFILE)
+        self.down = SrtpKeys.generate(PROFILE)
+        self.sender = SrtpSender(self.up)
+        self.receiver = SrtpReceiver(self.down)
+        self.ssrc = ssrc
+        self.ice = IceCredentials(node_ufrag=f"n{name}xx", client_ufrag=f"c{name}yy",
+                                  pwd=SecretStr(f"pwd-of-{name}-0123456789"))
+        self.leg_id = f"leg-{name}"
+        self.seq = 0
+
+    def allocate(self, meeting: str = "m1") -> AllocateLeg:
+        return AllocateLeg(
+            request_id=f"r-{self.leg_id}", leg_id=self.leg_id, meeting_id=meeting,
+            participant_id=f"p-{self.leg_id}", ssrc=self.ssrc, ice=self.ice,
+            srtp=SrtpParams(profile=PROFILE.value, client_to_node=SecretStr(self.up.to_b64()),
+                            node_to_client=SecretStr(self.down.to_b64())),
+        )
+
+    def binding(self, pwd: bytes | None = None) -> bytes:
+        return build_leg_binding(self.ice.node_ufrag, self.ice.client_ufrag,
+                                 pwd or self.pwd)
+
+    @property
+    def pwd(self) -> bytes:
+        return self.ice.pwd.get_secret_value().encode()
+
+    def rtp(self, payload: bytes) -> bytes:
+        self.seq += 1
+        return self.sender.protect(build_rtp(payload_type=0, sequence=self.seq,
+                                             timestamp=self.seq * 160, ssrc=self.ssrc,
+                                             payload=payload))
+
+
+A_ADDR = ("192.0.2.10", 40000)
+B_ADDR = ("198.51.100.7", 50000)
+
+
+@pytest.fixture
+def events() -> list[LegEvent]:
+    return []
+
+
+@pytest.fixture
+def engine(events: list[LegEvent]) -> Engine:
+    return Engine("node-t", consent_s=30, leg_timeout_s=90, emit=events.append)
+
+
+def _latched_pair(engine: Engine) -> tuple[Party, Party, FakeSink]:
+    a, b, sink = Party("a", 1111), Party("b", 2222), FakeSink()
+    assert engine.allocate(a.allocate(), 0.0).ok
+    assert engine.allocate(b.allocate(), 0.0).ok
+    engine.on_packet(a.binding(), sink, A_ADDR, 1.0)
+    engine.on_packet(b.binding(), sink, B_ADDR, 1.0)
+    sink.sent.clear()
+    return a, b, sink
+
+
+def test_discovery_probe_answered_with_mapped_address_and_node_name(engine: Engine) -> None:
+    """DESIGN "Discovery probe": XOR-MAPPED-ADDRESS + SOFTWARE naming the node id."""
+    sink = FakeSink()
+    engine.on_packet(build_discovery_probe(), sink, A_ADDR, 0.0)
+    [(reply, to)] = sink.sent
+    answer = parse_binding_response(reply)
+    assert to == A_ADDR
+    assert answer.mapped == Address(*A_ADDR)
+    assert answer.software == "node-t"
+
+
+def test_authenticated_binding_latches_and_answers_with_integrity(
+    engine: Engine, events: list[LegEvent]
+) -> None:
+    """DESIGN "Media leg": the node authenticates the request and latches the leg."""
+    a, sink = Party("a", 1), FakeSink()
+    engine.allocate(a.allocate(), 0.0)
+    engine.on_packet(a.binding(), sink, A_ADDR, 1.0)
+    [(reply, _)] = sink.sent
+    assert parse_binding_response(reply, pwd=a.pwd).mapped == Address(*A_ADDR)
+    assert engine.legs[a.leg_id].addr == A_ADDR
+    assert [(e.event, e.rung) for e in events] == [("latched", "udp/5004")]
+
+
+def test_bad_integrity_gets_401_and_never_moves_the_latch(engine: Engine) -> None:
+    """RFC 5389 §10.1.2: bad MESSAGE-INTEGRITY → 401; DESIGN: unauthenticated never latches."""
+    a, _b, sink = _latched_pair(engine)
+    engine.on_packet(a.binding(pwd=b"wrong-password-xxxxxxx"), sink, ("203.0.113.9", 1), 2.0)
+    [(reply, _)] = sink.sent
+    assert parse_binding_response(reply).error is not None
+    assert parse_binding_response(reply).error[0] == 401  # type: ignore[index]
+    assert engine.legs[a.leg_id].addr == A_ADDR
+    assert engine.drops == {"stun_bad_integrity": 1}
+
+
+def test_srtp_is_reprotected_for_the_other_leg_and_sent_to_its_latch(engine: Engine) -> None:
+    """DESIGN "SRTP": authenticate with the sender's context, re-protect for every other leg."""
+    a, b, sink = _latched_pair(engine)
+    engine.on_packet(a.rtp(b"hello from a"), sink, A_ADDR, 2.0)
+    [(packet, to)] = sink.sent
+    assert to == B_ADDR
+    clear = b.receiver.unprotect(packet)
+    assert parse_rtp_header(clear).ssrc == a.ssrc
+    assert clear.endswith(b"hello from a")
+    assert engine.packets_in == 1 and engine.packets_out == 1
+
+
+def test_tampered_srtp_dropped_and_counted_never_forwarded(engine: Engine) -> None:
+    """RFC 3711 §3.3: a packet whose authentication tag fails is discarded."""
+    a, _b, sink = _latched_pair(engine)
+    good = a.rtp(bytes(160))
+    engine.on_packet(good[:20] + bytes([good[20] ^ 1]) + good[21:], sink, A_ADDR, 2.0)
+    assert sink.sent == [] and engine.drops == {"auth": 1}
+
+
+def test_replayed_srtp_dropped(engine: Engine) -> None:
+    """RFC 3711 §3.3.2: a replayed packet is discarded."""
+    a, _b, sink = _latched_pair(engine)
+    packet = a.rtp(bytes(160))
+    engine.on_packet(packet, sink, A_ADDR, 2.0)
+    engine.on_packet(packet, sink, A_ADDR, 2.0)
+    assert len(sink.sent) == 1 and engine.drops == {"replay": 1}
+
+
+def test_srtp_from_an_unlatched_address_is_dropped(engine: Engine) -> None:
+    """Symmetric media: only the latched 5-tuple may send on a leg."""
+    a, _b, sink = _latched_pair(engine)
+    engine.on_packet(a.rtp(bytes(160)), sink, ("203.0.113.9", 1), 2.0)
+    assert sink.sent == [] and engine.drops == {"unlatched": 1}
+
+
+def test_foreign_ssrc_is_dropped(engine: Engine) -> None:
+    """DESIGN "SRTP": SSRCs are assigned by the cloud; a leg may not send another's."""
+    a, b, sink = _latched_pair(engine)
+    a.ssrc = b.ssrc
+    engine.on_packet(a.rtp(bytes(160)), sink, A_ADDR, 2.0)
+    assert sink.sent == [] and engine.drops == {"ssrc": 1}
+
+
+def test_authenticated_binding_from_a_new_address_relatches(
+    engine: Engine, events: list[LegEvent]
+) -> None:
+    """A NAT rebinding: the next authenticated request moves the latch, media follows."""
+    a, b, sink = _latched_pair(engine)
+    moved = ("192.0.2.10", 40001)
+    engine.on_packet(a.binding(), sink, moved, 3.0)
+    assert events[-1].event == "relatched"
+    sink.sent.clear()
+    engine.on_packet(b.rtp(b"x"), sink, B_ADDR, 3.0)
+    assert [to for _, to in sink.sent] == [moved]
+
+
+def test_consent_expiry_stops_sending_and_a_binding_restores_it(
+    engine: Engine, events: list[LegEvent]
+) -> None:
+    """RFC 7675 §5.1: stop sending when consent is older than 30 s."""
+    a, b, sink = _latched_pair(engine)
+    engine.on_packet(a.binding(), sink, A_ADDR, 20.0)  # a stays fresh
+    sink.sent.clear()
+    engine.tick(32.0)  # b's consent (t=1) is now 31 s old
+    assert [(e.leg_id, e.event) for e in events[-1:]] == [(b.leg_id, "consent_expired")]
+    engine.on_packet(a.rtp(b"x"), sink, A_ADDR, 32.0)
+    assert sink.sent == [] and engine.drops == {"no_consent": 1}
+    engine.on_packet(b.binding(), sink, B_ADDR, 33.0)
+    sink.sent.clear()
+    engine.on_packet(a.rtp(b"y"), sink, A_ADDR, 33.0)
+    assert [to for _, to in sink.sent] == [B_ADDR]
+
+
+def test_leg_without_consent_is_freed_after_the_timeout(
+    engine: Engine, events: list[LegEvent]
+) -> None:
+    a = Party("a", 1)
+    engine.allocate(a.allocate(), 0.0)
+    engine.tick(91.0)
+    assert a.leg_id not in engine.legs and events[-1].event == "freed"
+
+
+def test_non_stun_non_rtp_is_dropped_by_demux(engine: Engine) -> None:
+    """RFC 7983 §7: bytes outside the STUN and RTP/RTCP ranges are dropped."""
+    sink = FakeSink()
+    for first in (4, 20, 64, 127, 192, 255):
+        engine.on_packet(bytes([first]) + bytes(40), sink, A_ADDR, 0.0)
+    engine.on_packet(b"", sink, A_ADDR, 0.0)
+    assert sink.sent == [] and engine.drops == {"demux": 7}
+
+
+def test_a_full_node_refuses_legs(events: list[LegEvent]) -> None:
+    engine = Engine("n", capacity=1)
+    assert engine.allocate(Party("a", 1).allocate(), 0.0).ok
+    refused = engine.allocate(Party("b", 2).allocate(), 0.0)
+    assert not refused.ok and refused.detail == "node is full"
+
+
+def test_keys_never_in_leg_repr(engine: Engine) -> None:
+    a = Party("a", 1)
+    engine.allocate(a.allocate(), 0.0)
+    text = repr(engine.legs[a.leg_id])
+    assert a.up.to_b64() not in text and "pwd-of-a" not in text

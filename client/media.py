@@ -113,7 +113,11 @@ class MediaSession:
         self._send = lambda data: writer.write(encode_frame(data))
         self._closers.append(writer.close)
         reader_task = asyncio.create_task(self._read_stream(reader))
-        self._closers.append(reader_task.cancel)
+
+        def stop_reading() -> None:
+            reader_task.cancel()
+
+        self._closers.append(stop_reading)
         await self._latch(rung, timeout_s, retransmit_s=1.0)
 
     async def _read_stream(self, reader: asyncio.StreamReader) -> None:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol, cast
 
 from wire.address import Address
 from wire.demux import RTP_RTCP, STUN_FIRST, is_rtcp
 from wire.errors import SrtpError
-from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent
+from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, RungName
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import (
     Verdict,
@@ -76,8 +76,8 @@ class Leg:
     drops: dict[str, int] = field(default_factory=dict)
 
     @property
-    def rung(self) -> str | None:
-        return None if self.sink is None else self.sink.rung
+    def rung(self) -> RungName | None:
+        return None if self.sink is None else cast("RungName", self.sink.rung)
 
     def counters(self) -> LegCounters:
         return LegCounters(packets_in=self.packets_in, bytes_in=self.bytes_in,
@@ -236,7 +236,7 @@ class Engine:
         leg.consent_lost = False
         if leg.sink is sink and leg.addr == addr:
             return
-        event = "latched" if leg.sink is None else "relatched"
+        event: Literal["latched", "relatched"] = "latched" if leg.sink is None else "relatched"
         if leg.sink is not None:
             self._by_path.pop((leg.sink, leg.addr), None)
         displaced = self._by_path.get((sink, addr))
@@ -245,7 +245,7 @@ class Engine:
         leg.sink, leg.addr = sink, addr
         self._by_path[(sink, addr)] = leg
         log.info("leg %s %s on %s from %s", leg.leg_id, event, sink.rung, addr)
-        self.emit(LegEvent(leg_id=leg.leg_id, event=event, rung=sink.rung,
+        self.emit(LegEvent(leg_id=leg.leg_id, event=event, rung=leg.rung,
                            counters=leg.counters()))
 
     def _on_srtp(self, data: bytes, sink: Sink, addr: Any, now: float) -> None:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from aiohttp import web
 
@@ -23,7 +23,7 @@ from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from media_node.metrics import make_app
 from media_node.settings import NodeSettings
-from wire.models import Endpoint
+from wire.models import Endpoint, RungName
 from wire.tls import cert_fingerprint, issue, server_context
 from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434
 
@@ -72,12 +72,12 @@ async def start_listeners(
         for rung, port in udp:
             transport, real = await bind_udp(engine, host, port, rung.name, delay)
             closers.append(transport)
-            endpoints.append(Endpoint(rung=rung.name, transport="udp", port=real))
+            endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp", port=real))
     if settings.tcp:
         server, real = await bind_stream(engine, host, settings.tcp_port, TCP_5004.name, delay,
                                          None)
         closers.append(server)
-        endpoints.append(Endpoint(rung=TCP_5004.name, transport="tcp", port=real))
+        endpoints.append(Endpoint(rung="tcp/5004", transport="tcp", port=real))
     if settings.tls:
         context, fingerprint = _tls_context(settings, workdir)
 
@@ -86,7 +86,7 @@ async def start_listeners(
 
         tls_server, real = await _bind_with_fallback(bind_tls, settings.tls_port, "TLS")
         closers.append(tls_server)
-        endpoints.append(Endpoint(rung=TLS_443.name, transport="tls", port=real))
+        endpoints.append(Endpoint(rung="tls/443", transport="tls", port=real))
     return endpoints, fingerprint, closers
 
 
@@ -132,8 +132,7 @@ async def run(settings: NodeSettings) -> int:
         done, _ = await asyncio.wait({waiter, channel}, return_when=asyncio.FIRST_COMPLETED)
         code = 0
         if channel in done:
-            exc = channel.exception()
-            print(f"pinhole-media-node: {exc}", file=sys.stderr)
+            print(f"pinhole-media-node: {channel.exception()}", file=sys.stderr)
             code = 2
         else:
             if settings.state_file:

@@ -1,0 +1,410 @@
+"""STUN for Pinhole: the discovery probe, the authenticated leg binding, and a server validator.
+
+Built on ``aioice.stun`` (the reference codec: attribute table, parse_message,
+MESSAGE-INTEGRITY, FINGERPRINT). What aioice leaves to the caller is here:
+
+- :func:`validate_request` — the server-side processing of RFC 5389 §7.3:
+  the first two bits and the magic cookie (§6), the length (§6), no answer to
+  indications or responses (§7.3), a bad FINGERPRINT silently discarded
+  (§7.3), 420 with UNKNOWN-ATTRIBUTES for unknown comprehension-required
+  attributes (§7.3.1, §15.9), and short-term credentials (§10.1.2): USERNAME
+  without MESSAGE-INTEGRITY or the reverse is 400, an unknown USERNAME or a
+  bad MESSAGE-INTEGRITY is 401.
+- :func:`encode_message` — a small TLV encoder whose bytes equal aioice's for
+  the same message (a property test proves it) but which can also pad with
+  another byte, so the RFC 5769 vectors (padded with 0x20) rebuild byte-exact.
+
+It never raises on bad input from the network: a validator verdict names
+what to do (answer, latch, reject with the reply it built, or stay silent).
+"""
+
+from __future__ import annotations
+
+import binascii
+import hmac
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any, Final
+
+from aioice import stun as aioice_stun
+
+from wire.address import Address
+from wire.errors import StunError
+
+MAGIC_COOKIE: Final = 0x2112A442
+_COOKIE_BYTES: Final = MAGIC_COOKIE.to_bytes(4, "big")
+STUN_HEADER_LENGTH: Final = 20
+FINGERPRINT_XOR: Final = 0x5354554E  # RFC 5389 §15.5
+MAX_USERNAME_BYTES: Final = 513  # RFC 5389 §15.3: "MUST contain a UTF-8 ... less than 513 bytes"
+
+
+class Method(IntEnum):
+    BINDING = 0x001
+
+
+class Class(IntEnum):
+    """The class bits of the message type (RFC 5389 §6)."""
+
+    REQUEST = 0x000
+    INDICATION = 0x010
+    SUCCESS = 0x100
+    ERROR = 0x110
+
+
+class Attr(IntEnum):
+    """Attribute types Pinhole reads or writes (RFC 5389 §18.2, RFC 8445 §16.1)."""
+
+    MAPPED_ADDRESS = 0x0001
+    USERNAME = 0x0006
+    MESSAGE_INTEGRITY = 0x0008
+    ERROR_CODE = 0x0009
+    UNKNOWN_ATTRIBUTES = 0x000A
+    XOR_MAPPED_ADDRESS = 0x0020
+    PRIORITY = 0x0024
+    USE_CANDIDATE = 0x0025
+    SOFTWARE = 0x8022
+    FINGERPRINT = 0x8028
+    ICE_CONTROLLED = 0x8029
+    ICE_CONTROLLING = 0x802A
+
+
+class ErrorCode(IntEnum):
+    BAD_REQUEST = 400
+    UNAUTHORIZED = 401
+    UNKNOWN_ATTRIBUTE = 420
+
+
+_REASONS: Final = {
+    ErrorCode.BAD_REQUEST: "Bad Request",
+    ErrorCode.UNAUTHORIZED: "Unauthorized",
+    ErrorCode.UNKNOWN_ATTRIBUTE: "Unknown Attribute",
+}
+
+#: Comprehension-required attributes (type < 0x8000) this validator understands: aioice's
+#: table plus UNKNOWN-ATTRIBUTES. Any other one in a request earns a 420 (RFC 5389 §7.3.1).
+KNOWN_REQUIRED: Final = frozenset(
+    {t for t in aioice_stun.ATTRIBUTES_BY_TYPE if t < 0x8000} | {Attr.UNKNOWN_ATTRIBUTES}
+)
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _padding_length(length: int) -> int:
+    return -length % 4
+
+
+def xor_address_value(address: Address | tuple[str, int], transaction_id: bytes) -> bytes:
+    """The value of an XOR-MAPPED-ADDRESS (RFC 5389 §15.2)."""
+    value: bytes = aioice_stun.pack_xor_address((address[0], address[1]), transaction_id)
+    return value
+
+
+def encode_message(
+    method: int,
+    message_class: int,
+    transaction_id: bytes,
+    attributes: Sequence[tuple[int, bytes]],
+    *,
+    integrity_key: bytes | None = None,
+    fingerprint: bool = True,
+    padding: bytes = b"\x00",
+) -> bytes:
+    """A STUN message from raw attribute values, then MESSAGE-INTEGRITY and FINGERPRINT.
+
+    ``padding`` is the byte that fills each value to a 4-byte boundary: RFC
+    5389 §15 says it "MUST be ignored by the receiver", and the RFC 5769
+    vectors use 0x20 where aioice writes 0x00.
+    """
+    if len(transaction_id) != 12:
+        raise StunError(f"transaction id of {len(transaction_id)} bytes, expected 12")
+    if len(padding) != 1:
+        raise StunError("padding must be one byte")
+    body = bytearray()
+    for kind, value in attributes:
+        if len(value) > 0xFFFF:
+            raise StunError(f"attribute 0x{kind:04x} of {len(value)} bytes is too long")
+        body += struct.pack("!HH", kind, len(value)) + value
+        body += padding * _padding_length(len(value))
+    message_type = method | message_class
+
+    def header(extra: int) -> bytes:
+        return struct.pack("!HH", message_type, len(body) + extra) + _COOKIE_BYTES + transaction_id
+
+    if integrity_key is not None:  # RFC 5389 §15.4: length covers MESSAGE-INTEGRITY itself
+        digest = hmac.new(integrity_key, header(24) + body, "sha1").digest()
+        body += struct.pack("!HH", Attr.MESSAGE_INTEGRITY, 20) + digest
+    if fingerprint:  # RFC 5389 §15.5: CRC-32 of everything before it, XOR 0x5354554e
+        crc = binascii.crc32(header(8) + body) ^ FINGERPRINT_XOR
+        body += struct.pack("!HHI", Attr.FINGERPRINT, 4, crc)
+    return header(0) + bytes(body)
+
+
+def new_transaction_id() -> bytes:
+    return os.urandom(12)
+
+
+def build_discovery_probe(transaction_id: bytes | None = None) -> bytes:
+    """The unauthenticated Binding Request a client sends to measure RTT (DESIGN "Discovery")."""
+    return encode_message(Method.BINDING, Class.REQUEST,
+                          transaction_id or new_transaction_id(), [])
+
+
+def _software(software: str | None) -> list[tuple[int, bytes]]:
+    return [] if software is None else [(Attr.SOFTWARE, software.encode()[:763])]
+
+
+def build_discovery_response(
+    transaction_id: bytes, mapped: Address | tuple[str, int], software: str | None = None
+) -> bytes:
+    """Binding success: XOR-MAPPED-ADDRESS, SOFTWARE naming the node, FINGERPRINT."""
+    attributes = [(int(Attr.XOR_MAPPED_ADDRESS), xor_address_value(mapped, transaction_id)),
+                  *_software(software)]
+    return encode_message(Method.BINDING, Class.SUCCESS, transaction_id, attributes)
+
+
+def build_leg_binding(
+    node_ufrag: str,
+    client_ufrag: str,
+    pwd: bytes,
+    transaction_id: bytes | None = None,
+    *,
+    priority: int | None = None,
+) -> bytes:
+    """The client's leg request: USERNAME ``node:client``, MESSAGE-INTEGRITY(pwd), FINGERPRINT."""
+    attributes: list[tuple[int, bytes]] = [
+        (Attr.USERNAME, f"{node_ufrag}:{client_ufrag}".encode())
+    ]
+    if priority is not None:
+        attributes.append((Attr.PRIORITY, struct.pack("!I", priority)))
+    return encode_message(Method.BINDING, Class.REQUEST, transaction_id or new_transaction_id(),
+                          attributes, integrity_key=pwd)
+
+
+def build_leg_binding_response(
+    transaction_id: bytes,
+    mapped: Address | tuple[str, int],
+    pwd: bytes,
+    software: str | None = None,
+) -> bytes:
+    """The node's answer on a leg: XOR-MAPPED-ADDRESS, SOFTWARE, MESSAGE-INTEGRITY(pwd)."""
+    attributes = [(int(Attr.XOR_MAPPED_ADDRESS), xor_address_value(mapped, transaction_id)),
+                  *_software(software)]
+    return encode_message(Method.BINDING, Class.SUCCESS, transaction_id, attributes,
+                          integrity_key=pwd)
+
+
+def build_error_response(
+    transaction_id: bytes,
+    code: int,
+    reason: str,
+    *,
+    unknown: Sequence[int] = (),
+    software: str | None = None,
+    pwd: bytes | None = None,
+    method: int = Method.BINDING,
+) -> bytes:
+    """Binding error: ERROR-CODE (RFC 5389 §15.6), UNKNOWN-ATTRIBUTES (§15.9) for a 420."""
+    if not 300 <= code <= 699:
+        raise StunError(f"error code {code} is outside 300-699")
+    value = struct.pack("!HBB", 0, code // 100, code % 100) + reason.encode()[:763]
+    attributes: list[tuple[int, bytes]] = [(Attr.ERROR_CODE, value)]
+    if unknown:
+        attributes.append((Attr.UNKNOWN_ATTRIBUTES,
+                           b"".join(struct.pack("!H", t) for t in unknown)))
+    attributes += _software(software)
+    return encode_message(method, Class.ERROR, transaction_id, attributes, integrity_key=pwd)
+
+
+# ----------------------------------------------------------------------------- inspection
+
+
+def is_stun(data: bytes) -> bool:
+    """Shaped like STUN (RFC 5389 §6): first two bits 0, magic cookie, length matches."""
+    return (
+        len(data) >= STUN_HEADER_LENGTH
+        and data[0] & 0xC0 == 0
+        and data[4:8] == _COOKIE_BYTES
+        and int.from_bytes(data[2:4], "big") == len(data) - STUN_HEADER_LENGTH
+        and len(data) % 4 == 0
+    )
+
+
+def transaction_id_of(data: bytes) -> bytes:
+    if len(data) < STUN_HEADER_LENGTH:
+        raise StunError("STUN message shorter than 20 bytes")
+    return bytes(data[8:20])
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    types: tuple[int, ...]  # attribute types before MESSAGE-INTEGRITY (those that count)
+    integrity_at: int | None  # offset of MESSAGE-INTEGRITY
+    fingerprint_at: int | None  # offset of FINGERPRINT
+    fingerprint_ok: bool
+
+
+def _walk(data: bytes) -> _Walk | str:
+    """Check the TLV layout; the reason text when it is malformed."""
+    pos, end = STUN_HEADER_LENGTH, len(data)
+    types: list[int] = []
+    integrity_at: int | None = None
+    fingerprint_at: int | None = None
+    while pos < end:
+        if fingerprint_at is not None:
+            return "attribute after FINGERPRINT"
+        if end - pos < 4:
+            return "truncated attribute header"
+        kind, length = struct.unpack_from("!HH", data, pos)
+        if pos + 4 + length + _padding_length(length) > end:
+            return f"attribute 0x{kind:04x} overruns the message"
+        if kind == Attr.FINGERPRINT:
+            if length != 4:
+                return "FINGERPRINT is not 4 bytes"
+            fingerprint_at = pos
+        elif kind == Attr.MESSAGE_INTEGRITY and integrity_at is None:
+            if length != 20:
+                return "MESSAGE-INTEGRITY is not 20 bytes"
+            integrity_at = pos
+        elif integrity_at is None:  # RFC 5389 §15.4: later ones are ignored
+            types.append(kind)
+        pos += 4 + length + _padding_length(length)
+    fingerprint_ok = True
+    if fingerprint_at is not None:
+        covered = bytearray(data[:fingerprint_at])
+        covered[2:4] = (fingerprint_at + 8 - STUN_HEADER_LENGTH).to_bytes(2, "big")
+        got = int.from_bytes(data[fingerprint_at + 4:fingerprint_at + 8], "big")
+        fingerprint_ok = got == binascii.crc32(covered) ^ FINGERPRINT_XOR
+    return _Walk(tuple(types), integrity_at, fingerprint_at, fingerprint_ok)
+
+
+# ----------------------------------------------------------------------------- server side
+
+
+class Verdict(StrEnum):
+    DISCOVERY = "discovery"  # a valid unauthenticated probe: answer with the mapped address
+    AUTHENTICATED = "authenticated"  # a leg request whose MESSAGE-INTEGRITY verified
+    REJECTED = "rejected"  # answer with ``reply`` (an error response)
+    IGNORED = "ignored"  # send nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    verdict: Verdict
+    reason: str  # a short counter name: "ok", "not_stun", "bad_integrity", ...
+    transaction_id: bytes | None = None
+    message: Any = None  # the parsed aioice Message, when it could be parsed
+    reply: bytes | None = None
+    node_ufrag: str | None = None
+    client_ufrag: str | None = None
+    pwd: bytes | None = None
+
+
+def _reject(txid: bytes, code: ErrorCode, reason: str, detail: str, software: str | None,
+            unknown: Sequence[int] = ()) -> Validation:
+    text = f"{_REASONS[code]}: {detail}" if detail else _REASONS[code]
+    reply = build_error_response(txid, code, text, unknown=unknown, software=software)
+    return Validation(Verdict.REJECTED, reason, txid, reply=reply)
+
+
+def validate_request(
+    data: bytes, lookup: Callable[[str], bytes | None], *, software: str | None = None
+) -> Validation:
+    """Server-side processing of one received STUN message (RFC 5389 §7.3). Never raises.
+
+    ``lookup(node_ufrag)`` gives the leg's password, or None for no such leg.
+    A reply is never larger than twice the request plus 64 bytes plus SOFTWARE.
+    """
+    if (len(data) < STUN_HEADER_LENGTH or data[0] & 0xC0 or data[4:8] != _COOKIE_BYTES):
+        return Validation(Verdict.IGNORED, "not_stun")  # RFC 5389 §6: not STUN at all
+    txid = bytes(data[8:20])
+    message_type = int.from_bytes(data[0:2], "big")
+    message_class = message_type & 0x0110
+    if message_class == Class.INDICATION:
+        return Validation(Verdict.IGNORED, "indication", txid)  # §7.3: never answered
+    if message_class != Class.REQUEST:
+        return Validation(Verdict.IGNORED, "response", txid)  # §7.3: a server gets none
+    length = int.from_bytes(data[2:4], "big")
+    if length != len(data) - STUN_HEADER_LENGTH or length % 4:
+        return _reject(txid, ErrorCode.BAD_REQUEST, "malformed",
+                       "message length does not match", software)
+    walk = _walk(data)
+    if isinstance(walk, str):
+        return _reject(txid, ErrorCode.BAD_REQUEST, "malformed", walk, software)
+    if not walk.fingerprint_ok:
+        return Validation(Verdict.IGNORED, "bad_fingerprint", txid)  # §7.3: discard silently
+    if message_type & 0x3EEF != Method.BINDING:
+        return _reject(txid, ErrorCode.BAD_REQUEST, "malformed", "unsupported method", software)
+    unknown = [t for t in dict.fromkeys(walk.types) if t < 0x8000 and t not in KNOWN_REQUIRED]
+    if unknown:  # §7.3.1
+        return _reject(txid, ErrorCode.UNKNOWN_ATTRIBUTE, "unknown_attribute", "", software,
+                       unknown=unknown)
+    try:
+        message = aioice_stun.parse_message(bytes(data))
+    except (ValueError, struct.error, IndexError) as exc:
+        return _reject(txid, ErrorCode.BAD_REQUEST, "malformed", str(exc), software)
+    has_user = "USERNAME" in message.attributes
+    has_integrity = walk.integrity_at is not None
+    if not has_user and not has_integrity:
+        return Validation(Verdict.DISCOVERY, "ok", txid, message)
+    if has_user != has_integrity:  # §10.1.2: either one missing → 400
+        return _reject(txid, ErrorCode.BAD_REQUEST, "no_integrity",
+                       "USERNAME and MESSAGE-INTEGRITY go together", software)
+    username: str = message.attributes["USERNAME"]
+    node_ufrag, sep, client_ufrag = username.partition(":")
+    pwd = lookup(node_ufrag) if sep and len(username.encode()) < MAX_USERNAME_BYTES else None
+    if pwd is None:  # §10.1.2: unknown username → 401
+        return _reject(txid, ErrorCode.UNAUTHORIZED, "unknown_username", "", software)
+    if not message.check_message_integrity(pwd):  # compare_digest inside
+        return _reject(txid, ErrorCode.UNAUTHORIZED, "bad_integrity", "", software)
+    return Validation(Verdict.AUTHENTICATED, "ok", txid, message, node_ufrag=node_ufrag,
+                      client_ufrag=client_ufrag, pwd=pwd)
+
+
+# ----------------------------------------------------------------------------- client side
+
+
+@dataclass(frozen=True, slots=True)
+class BindingResult:
+    transaction_id: bytes
+    mapped: Address | None
+    software: str | None
+    error: tuple[int, str] | None
+
+
+def parse_binding_response(data: bytes, *, pwd: bytes | None = None) -> BindingResult:
+    """A Binding success or error response; with ``pwd`` a success must carry valid integrity."""
+    if len(data) < STUN_HEADER_LENGTH or data[0] & 0xC0 or data[4:8] != _COOKIE_BYTES:
+        raise StunError("not a STUN message")
+    message_type = int.from_bytes(data[0:2], "big")
+    message_class = message_type & 0x0110
+    if message_type & 0x3EEF != Method.BINDING or message_class not in (Class.SUCCESS,
+                                                                         Class.ERROR):
+        raise StunError("not a Binding response")
+    walk = _walk(bytes(data))
+    if isinstance(walk, str):
+        raise StunError(f"malformed STUN response: {walk}")
+    if not walk.fingerprint_ok:
+        raise StunError("STUN response FINGERPRINT does not match")
+    try:
+        message = aioice_stun.parse_message(bytes(data))
+    except (ValueError, struct.error, IndexError) as exc:
+        raise StunError(f"malformed STUN response: {exc}") from None
+    attributes = message.attributes
+    if pwd is not None and message_class == Class.SUCCESS:
+        if "MESSAGE-INTEGRITY" not in attributes:
+            raise StunError("STUN response has no MESSAGE-INTEGRITY")
+        if not message.check_message_integrity(pwd):
+            raise StunError("STUN response MESSAGE-INTEGRITY does not verify")
+    raw = attributes.get("XOR-MAPPED-ADDRESS") or attributes.get("MAPPED-ADDRESS")
+    mapped = None if raw is None else Address(str(raw[0]), int(raw[1]))
+    error = attributes.get("ERROR-CODE")
+    return BindingResult(
+        transaction_id=bytes(data[8:20]),
+        mapped=mapped,
+        software=attributes.get("SOFTWARE"),
+        error=None if error is None else (int(error[0]), str(error[1])),
+    )

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import Any
+from typing import Any, cast
 
 from media_node.engine import Engine
 from wire.errors import FramingError
@@ -33,8 +33,8 @@ class UdpListener(asyncio.DatagramProtocol):
         self._loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # selector and uvloop UDP transports do not all subclass DatagramTransport
+        self.transport = cast(asyncio.DatagramTransport, transport)
         if hasattr(transport, "max_size"):
             transport.max_size = MAX_DATAGRAM
 
@@ -71,8 +71,7 @@ class StreamConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
 

@@ -4,7 +4,7 @@ The node always connects out (DESIGN.md: "every connection is initiated from
 inside"). It sends a heartbeat with its load and leg counters every
 ``heartbeat_s``, answers ``allocate_leg`` / ``release_leg``, and reports leg
 events. When the channel drops it registers again and reconnects with
-exponential backoff; its legs survive the gap.
+jittered exponential backoff; its legs keep relaying through the gap.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 
 import aiohttp
 from pydantic import TypeAdapter, ValidationError
 
+from media_node.cascade import CascadeLink
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
 from wire.models import (
@@ -56,6 +58,7 @@ class ControlChannel:
         self.connects = 0
         self.malformed = 0
         self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
+        self.cascades: dict[str, CascadeLink] = {}
         engine.emit = self.send_event
 
     def send_event(self, event: LegEvent) -> None:
@@ -106,7 +109,7 @@ class ControlChannel:
                     log.warning("control channel to %s: %s; retrying in %.1f s",
                                 self.settings.cloud, exc or type(exc).__name__, backoff)
                 self.connected = False
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # jitter: no herds
                 backoff = min(backoff * 2, 10.0)
 
     async def _serve(self, http: aiohttp.ClientSession, registered: NodeRegistered) -> None:
@@ -146,9 +149,17 @@ class ControlChannel:
             if leg is not None:
                 self.send_event(LegEvent(leg_id=leg.leg_id, event="freed",
                                          counters=leg.counters()))
+        elif isinstance(command, OpenCascade):
+            old = self.cascades.pop(command.leg_id, None)
+            if old is not None:
+                await old.close()
+            link = CascadeLink(self.engine, command, delay_s=self.settings.simulated_rtt_ms / 1000)
+            self.cascades[command.leg_id] = link
+            link.start()
         else:
-            log.warning("%s for meeting %s: this node does not cascade yet", command.type,
-                        command.meeting_id)
+            closing = self.cascades.pop(command.leg_id, None)
+            if closing is not None:
+                await closing.close()
 
     async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse, every_s: float) -> None:
         while not ws.closed:

@@ -14,6 +14,13 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   decrypted with the sender leg's inbound context (RFC 3711 §3.3: a packet
   whose tag fails is discarded), then re-protected with every other leg's
   outbound context and sent where that leg is latched: symmetric media.
+- Cascade legs join two nodes of one meeting (DESIGN.md: "cascade legs").
+  A packet from a local participant goes to every other leg, cascades
+  included; a packet that arrived over a cascade goes to local participants
+  only. With the cloud cascading every pair of nodes in a meeting (a full
+  mesh) every participant gets every packet exactly once, and nothing loops.
+- Unauthenticated STUN is rate-limited per source IP and its answers are at
+  most twice the request's size (no reflection amplification).
 - Everything else is dropped and counted by reason; nothing raises per packet.
 """
 
@@ -24,10 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, cast
 
+from media_node.ratelimit import SourceLimiter
 from wire.address import Address
 from wire.demux import RTP_RTCP, STUN_FIRST, is_rtcp
 from wire.errors import SrtpError
-from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, RungName
+from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, OpenCascade, RungName
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import (
     Verdict,
@@ -65,6 +73,7 @@ class Leg:
     inbound: SrtpReceiver = field(repr=False)
     outbound: SrtpSender = field(repr=False)
     created_at: float
+    cascade: bool = False  # a leg to or from another node, carrying many SSRCs
     sink: Sink | None = None
     addr: Any = None
     consent_at: float | None = None
@@ -96,12 +105,15 @@ class Engine:
         consent_s: float = 30.0,
         leg_timeout_s: float = 90.0,
         emit: Callable[[LegEvent], None] | None = None,
+        stun_rate: float = 20.0,
+        stun_burst: float = 40.0,
     ) -> None:
         self.node_id = node_id
         self.capacity = capacity
         self.consent_s = consent_s
         self.leg_timeout_s = leg_timeout_s
         self.emit = emit or (lambda event: None)
+        self.limiter = SourceLimiter(stun_rate, stun_burst)
         self.legs: dict[str, Leg] = {}
         self._by_ufrag: dict[str, Leg] = {}
         self._by_path: dict[tuple[Sink, Any], Leg] = {}
@@ -137,13 +149,44 @@ class Engine:
             participant_id=command.participant_id, ssrc=command.ssrc,
             node_ufrag=command.ice.node_ufrag, client_ufrag=command.ice.client_ufrag,
             pwd=command.ice.pwd.get_secret_value().encode(), inbound=inbound,
-            outbound=outbound, created_at=now,
+            outbound=outbound, created_at=now, cascade=command.cascade,
         )
-        self.legs[leg.leg_id] = leg
-        self._by_ufrag[leg.node_ufrag] = leg
-        self._meetings.setdefault(leg.meeting_id, []).append(leg)
-        log.info("leg %s allocated (meeting %s, ssrc %d)", leg.leg_id, leg.meeting_id, leg.ssrc)
+        self._add(leg)
+        log.info("leg %s allocated (meeting %s, ssrc %d%s)", leg.leg_id, leg.meeting_id,
+                 leg.ssrc, ", cascade" if leg.cascade else "")
         return answer
+
+    def _add(self, leg: Leg) -> None:
+        self.legs[leg.leg_id] = leg
+        if leg.node_ufrag:
+            self._by_ufrag[leg.node_ufrag] = leg
+        self._meetings.setdefault(leg.meeting_id, []).append(leg)
+
+    def add_outbound_cascade(self, command: OpenCascade, now: float) -> Leg:
+        """The leg this node opens to a peer node: it is the peer's client, keys mirrored.
+
+        Its path is set by :meth:`latch_outbound` once the peer has answered an
+        authenticated Binding Request; it is never looked up by ufrag here.
+        """
+        profile = SrtpProfile(command.srtp.profile)
+        leg = Leg(
+            leg_id=command.leg_id, meeting_id=command.meeting_id,
+            participant_id=f"cascade:{command.peer.id}", ssrc=0, node_ufrag="",
+            client_ufrag=command.ice.client_ufrag,
+            pwd=command.ice.pwd.get_secret_value().encode(),
+            inbound=SrtpReceiver(SrtpKeys.from_b64(
+                profile, command.srtp.node_to_client.get_secret_value())),
+            outbound=SrtpSender(SrtpKeys.from_b64(
+                profile, command.srtp.client_to_node.get_secret_value())),
+            created_at=now, cascade=True,
+        )
+        self.release(leg.leg_id)
+        self._add(leg)
+        return leg
+
+    def latch_outbound(self, leg: Leg, sink: Sink, addr: Any, now: float) -> None:
+        """An outbound cascade got an authenticated answer on ``sink``: consent, path."""
+        self._latch(leg, sink, addr, now)
 
     def release(self, leg_id: str) -> Leg | None:
         leg = self.legs.pop(leg_id, None)
@@ -205,19 +248,27 @@ class Engine:
 
     def _on_stun(self, data: bytes, sink: Sink, addr: Any, now: float) -> None:
         result = validate_request(data, self._lookup, software=self.node_id)
-        if result.verdict is Verdict.IGNORED:
+        verdict = result.verdict
+        if verdict is Verdict.IGNORED:
             self.drop("stun_" + result.reason)
             return
-        if result.verdict is Verdict.REJECTED:
+        if verdict is not Verdict.AUTHENTICATED and not self.limiter.allow(str(addr[0]), now):
+            self.drop("stun_rate")
+            return
+        if verdict is Verdict.REJECTED:
             self.drop("stun_" + result.reason)
             if result.reply is not None:
                 self._answer(sink, addr, result.reply, "error")
             return
         assert result.transaction_id is not None
         mapped = Address(str(addr[0]), int(addr[1]))
-        if result.verdict is Verdict.DISCOVERY:
-            reply = build_discovery_response(result.transaction_id, mapped, self.node_id)
-            self._answer(sink, addr, reply, "discovery")
+        if verdict is Verdict.DISCOVERY:
+            reply = build_discovery_response(result.transaction_id, mapped, self.node_id,
+                                             max_length=2 * len(data))
+            if reply is None:
+                self.drop("stun_amplification")
+            else:
+                self._answer(sink, addr, reply, "discovery")
             return
         leg = self._by_ufrag.get(result.node_ufrag or "")
         if leg is None or result.client_ufrag != leg.client_ufrag:
@@ -259,15 +310,23 @@ class Engine:
         except SrtpError as exc:
             self.drop(exc.reason, leg)
             return
-        if not rtcp and int.from_bytes(clear[8:12], "big") != leg.ssrc:
-            self.drop("ssrc", leg)  # SSRCs are assigned by the cloud (DESIGN.md "SRTP")
-            return
+        members = self._meetings.get(leg.meeting_id, ())
+        if not rtcp:
+            ssrc = int.from_bytes(clear[8:12], "big")
+            if leg.cascade:  # many SSRCs, but never one of this node's own participants
+                if any(m.ssrc == ssrc and not m.cascade for m in members):
+                    self.drop("ssrc", leg)
+                    return
+            elif ssrc != leg.ssrc:
+                self.drop("ssrc", leg)  # SSRCs are assigned by the cloud (DESIGN.md "SRTP")
+                return
         leg.packets_in += 1
         leg.bytes_in += len(data)
         self.packets_in += 1
         self.bytes_in += len(data)
-        for other in self._meetings.get(leg.meeting_id, ()):
-            if other is leg or other.sink is None:
+        from_cascade = leg.cascade
+        for other in members:
+            if other is leg or other.sink is None or (from_cascade and other.cascade):
                 continue
             if other.consent_lost:
                 self.drop("no_consent", other)

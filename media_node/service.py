@@ -102,7 +102,8 @@ async def run(settings: NodeSettings) -> int:
               "drop one of them", file=sys.stderr)
         return 2
     engine = Engine(settings.node_id or "media-node", capacity=settings.capacity,
-                    consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s)
+                    consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
+                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst)
     with tempfile.TemporaryDirectory(prefix="pinhole-node-") as tmp:
         try:
             endpoints, fingerprint, closers = await start_listeners(settings, engine, Path(tmp))

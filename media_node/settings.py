@@ -32,6 +32,8 @@ class NodeSettings:
     cert: str = ""  # PEM certificate for TLS 443; generated (self-signed) when empty
     key: str = ""
     capacity: int = 1000
+    stun_rate: float = 20.0  # unauthenticated STUN requests per second per source IP
+    stun_burst: float = 40.0
     consent_s: float = 30.0  # RFC 7675 §5.1: consent expires 30 s after the last response
     leg_timeout_s: float = 90.0  # a leg with no consent for this long is freed
     simulated_rtt_ms: float = 0.0  # simulation knob: delay before every reply and forward
@@ -102,6 +104,10 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
     p.add_argument("--key", default=_env("key", d.key), help="PEM private key for --cert")
     p.add_argument("--capacity", type=int, default=int(_env("capacity", d.capacity)),
                    help="legs this node accepts")
+    p.add_argument("--stun-rate", type=float, default=float(_env("stun_rate", d.stun_rate)),
+                   help="unauthenticated STUN requests per second per source IP (0: no limit)")
+    p.add_argument("--stun-burst", type=float, default=float(_env("stun_burst", d.stun_burst)),
+                   help="burst of unauthenticated STUN requests per source IP")
     p.add_argument("--consent-s", type=float, default=float(_env("consent_s", d.consent_s)),
                    help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
     p.add_argument("--leg-timeout-s", type=float,
@@ -129,7 +135,8 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         udp_port=a.udp_port, udp_last_resort_port=a.udp_last_resort_port,
         legacy_dc=a.legacy_dc, legacy_port=a.legacy_port, tcp_port=a.tcp_port,
         tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
-        cert=a.cert, key=a.key, capacity=a.capacity, consent_s=a.consent_s,
+        cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
+        stun_burst=a.stun_burst, consent_s=a.consent_s,
         leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
         metrics_listen=a.metrics_listen, state_file=a.state_file,
     )

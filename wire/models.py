@@ -313,6 +313,7 @@ class AllocateLeg(Body):
     ssrc: int = Field(ge=0, le=0xFFFFFFFF)
     ice: IceCredentials
     srtp: SrtpParams
+    cascade: bool = False  # the leg another node will open to this one (``open_cascade``)
 
 
 class ReleaseLeg(Body):

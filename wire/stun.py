@@ -158,12 +158,26 @@ def _software(software: str | None) -> list[tuple[int, bytes]]:
 
 
 def build_discovery_response(
-    transaction_id: bytes, mapped: Address | tuple[str, int], software: str | None = None
-) -> bytes:
-    """Binding success: XOR-MAPPED-ADDRESS, SOFTWARE naming the node, FINGERPRINT."""
-    attributes = [(int(Attr.XOR_MAPPED_ADDRESS), xor_address_value(mapped, transaction_id)),
-                  *_software(software)]
-    return encode_message(Method.BINDING, Class.SUCCESS, transaction_id, attributes)
+    transaction_id: bytes,
+    mapped: Address | tuple[str, int],
+    software: str | None = None,
+    *,
+    max_length: int | None = None,
+) -> bytes | None:
+    """Binding success: XOR-MAPPED-ADDRESS, SOFTWARE naming the node, FINGERPRINT.
+
+    With ``max_length`` (twice the request, against amplification) SOFTWARE and
+    then FINGERPRINT are left out until it fits; None when even the bare
+    XOR-MAPPED-ADDRESS does not.
+    """
+    address = [(int(Attr.XOR_MAPPED_ADDRESS), xor_address_value(mapped, transaction_id))]
+    for attributes, fingerprint in ((address + _software(software), True), (address, True),
+                                    (address, False)):
+        reply = encode_message(Method.BINDING, Class.SUCCESS, transaction_id, attributes,
+                               fingerprint=fingerprint)
+        if max_length is None or len(reply) <= max_length:
+            return reply
+    return None
 
 
 def build_leg_binding(
@@ -206,6 +220,7 @@ def build_error_response(
     software: str | None = None,
     pwd: bytes | None = None,
     method: int = Method.BINDING,
+    fingerprint: bool = True,
 ) -> bytes:
     """Binding error: ERROR-CODE (RFC 5389 §15.6), UNKNOWN-ATTRIBUTES (§15.9) for a 420."""
     if not 300 <= code <= 699:
@@ -216,7 +231,8 @@ def build_error_response(
         attributes.append((Attr.UNKNOWN_ATTRIBUTES,
                            b"".join(struct.pack("!H", t) for t in unknown)))
     attributes += _software(software)
-    return encode_message(method, Class.ERROR, transaction_id, attributes, integrity_key=pwd)
+    return encode_message(method, Class.ERROR, transaction_id, attributes, integrity_key=pwd,
+                          fingerprint=fingerprint)
 
 
 # ----------------------------------------------------------------------------- inspection
@@ -303,10 +319,24 @@ class Validation:
     pwd: bytes | None = None
 
 
-def _reject(txid: bytes, code: ErrorCode, reason: str, detail: str, software: str | None,
+def _reject(request: bytes, code: ErrorCode, reason: str, detail: str, software: str | None,
             unknown: Sequence[int] = ()) -> Validation:
+    """An error reply no more than twice the request's size (no amplification).
+
+    The detail, SOFTWARE and FINGERPRINT are dropped in turn until it fits;
+    the code (and a 420's UNKNOWN-ATTRIBUTES, 2 bytes per 4-byte-or-more
+    attribute of the request) always does.
+    """
+    txid = bytes(request[8:20])
     text = f"{_REASONS[code]}: {detail}" if detail else _REASONS[code]
-    reply = build_error_response(txid, code, text, unknown=unknown, software=software)
+    limit = 2 * len(request)
+    reply = b""
+    for phrase, soft, fingerprint in ((text, software, True), (_REASONS[code], None, True),
+                                      ("", None, True), ("", None, False)):
+        reply = build_error_response(txid, code, phrase, unknown=unknown, software=soft,
+                                     fingerprint=fingerprint)
+        if len(reply) <= limit:
+            break
     return Validation(Verdict.REJECTED, reason, txid, reply=reply)
 
 
@@ -316,7 +346,7 @@ def validate_request(
     """Server-side processing of one received STUN message (RFC 5389 §7.3). Never raises.
 
     ``lookup(node_ufrag)`` gives the leg's password, or None for no such leg.
-    A reply is never larger than twice the request plus 64 bytes plus SOFTWARE.
+    An error reply is never larger than twice the request (no amplification).
     """
     if (len(data) < STUN_HEADER_LENGTH or data[0] & 0xC0 or data[4:8] != _COOKIE_BYTES):
         return Validation(Verdict.IGNORED, "not_stun")  # RFC 5389 §6: not STUN at all
@@ -329,37 +359,37 @@ def validate_request(
         return Validation(Verdict.IGNORED, "response", txid)  # §7.3: a server gets none
     length = int.from_bytes(data[2:4], "big")
     if length != len(data) - STUN_HEADER_LENGTH or length % 4:
-        return _reject(txid, ErrorCode.BAD_REQUEST, "malformed",
+        return _reject(data, ErrorCode.BAD_REQUEST, "malformed",
                        "message length does not match", software)
     walk = _walk(data)
     if isinstance(walk, str):
-        return _reject(txid, ErrorCode.BAD_REQUEST, "malformed", walk, software)
+        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", walk, software)
     if not walk.fingerprint_ok:
         return Validation(Verdict.IGNORED, "bad_fingerprint", txid)  # §7.3: discard silently
     if message_type & 0x3EEF != Method.BINDING:
-        return _reject(txid, ErrorCode.BAD_REQUEST, "malformed", "unsupported method", software)
+        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", "unsupported method", software)
     unknown = [t for t in dict.fromkeys(walk.types) if t < 0x8000 and t not in KNOWN_REQUIRED]
     if unknown:  # §7.3.1
-        return _reject(txid, ErrorCode.UNKNOWN_ATTRIBUTE, "unknown_attribute", "", software,
+        return _reject(data, ErrorCode.UNKNOWN_ATTRIBUTE, "unknown_attribute", "", software,
                        unknown=unknown)
     try:
         message = aioice_stun.parse_message(bytes(data))
     except (ValueError, struct.error, IndexError) as exc:
-        return _reject(txid, ErrorCode.BAD_REQUEST, "malformed", str(exc), software)
+        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", str(exc), software)
     has_user = "USERNAME" in message.attributes
     has_integrity = walk.integrity_at is not None
     if not has_user and not has_integrity:
         return Validation(Verdict.DISCOVERY, "ok", txid, message)
     if has_user != has_integrity:  # §10.1.2: either one missing → 400
-        return _reject(txid, ErrorCode.BAD_REQUEST, "no_integrity",
+        return _reject(data, ErrorCode.BAD_REQUEST, "no_integrity",
                        "USERNAME and MESSAGE-INTEGRITY go together", software)
     username: str = message.attributes["USERNAME"]
     node_ufrag, sep, client_ufrag = username.partition(":")
     pwd = lookup(node_ufrag) if sep and len(username.encode()) < MAX_USERNAME_BYTES else None
     if pwd is None:  # §10.1.2: unknown username → 401
-        return _reject(txid, ErrorCode.UNAUTHORIZED, "unknown_username", "", software)
+        return _reject(data, ErrorCode.UNAUTHORIZED, "unknown_username", "", software)
     if not message.check_message_integrity(pwd):  # compare_digest inside
-        return _reject(txid, ErrorCode.UNAUTHORIZED, "bad_integrity", "", software)
+        return _reject(data, ErrorCode.UNAUTHORIZED, "bad_integrity", "", software)
     return Validation(Verdict.AUTHENTICATED, "ok", txid, message, node_ufrag=node_ufrag,
                       client_ufrag=client_ufrag, pwd=pwd)
 

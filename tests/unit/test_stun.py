@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from aioice import stun as aioice_stun
 from hypothesis import given
 from hypothesis import strategies as st
@@ -92,8 +93,6 @@ def test_rfc5769_ipv6_response_both_ways() -> None:
 
 def test_rfc5769_response_with_wrong_password_is_refused() -> None:
     """RFC 5389 §10.1.3: a response whose MESSAGE-INTEGRITY fails is not accepted."""
-    import pytest
-
     from wire.errors import StunError
 
     with pytest.raises(StunError, match=r"^STUN response MESSAGE-INTEGRITY does not verify$"):
@@ -139,6 +138,7 @@ def test_discovery_round_trip() -> None:
     assert result.verdict is Verdict.DISCOVERY
     reply = build_discovery_response(transaction_id_of(probe), Address("198.51.100.1", 4000),
                                      "node-x")
+    assert reply is not None
     answer = parse_binding_response(reply)
     assert answer.transaction_id == transaction_id_of(probe)
     assert answer.mapped == Address("198.51.100.1", 4000) and answer.software == "node-x"
@@ -295,11 +295,24 @@ def test_validator_never_raises_on_mutated_requests(index: int, value: int) -> N
 
 
 @given(st.binary(min_size=20, max_size=120))
-def test_replies_are_bounded(data: bytes) -> None:
-    """No amplification beyond 2× the request plus a fixed 64 bytes (SOFTWARE excluded)."""
+def test_error_replies_are_at_most_twice_the_request(data: bytes) -> None:
+    """No amplification: an answer to an unauthenticated request is at most 2× its size."""
     header = struct.pack("!HH", 0x0001, len(data) - 20 + (-len(data) % 4)) \
         + b"\x21\x12\xa4\x42" + data[8:20]
     request = header + data[20:] + bytes(-len(data) % 4)
-    result = validate_request(request, lookup)
+    result = validate_request(request, lookup, software="a-rather-long-node-name-0123456789")
     if result.reply is not None:
-        assert len(result.reply) <= 2 * len(request) + 64
+        assert len(result.reply) <= 2 * len(request)
+
+
+@pytest.mark.parametrize("software", [None, "n", "node-with-a-long-name-0123456789"])
+def test_discovery_response_fits_twice_the_request(software: str | None) -> None:
+    """No amplification: SOFTWARE, then FINGERPRINT, give way to the 2× bound."""
+    for request_length, mapped in ((20, ("192.0.2.1", 1)), (28, ("192.0.2.1", 1)),
+                                   (28, ("2001:db8::1", 1))):
+        reply = build_discovery_response(b"x" * 12, mapped, software,
+                                         max_length=2 * request_length)
+        assert reply is not None and len(reply) <= 2 * request_length
+        assert parse_binding_response(reply).mapped == Address(*mapped)
+    full = build_discovery_response(b"x" * 12, ("192.0.2.1", 1), "n", max_length=None)
+    assert full is not None and parse_binding_response(full).software == "n"

@@ -1,0 +1,363 @@
+"""The media node on real sockets: STUN conformance per transport, SFU relay, latching,
+consent, cascades, and garbage on every entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from client.media import MediaSession
+from media_node.cascade import CascadeLink
+from tests.integration.node_harness import RunningNode, cascade, connect, join, running_node
+from wire.framing import FrameDecoder, encode_frame
+from wire.rtp import build_rtp
+from wire.srtp import SrtpKeys, SrtpProfile, SrtpSender
+from wire.stun import (
+    Attr,
+    Class,
+    Method,
+    build_discovery_probe,
+    build_leg_binding,
+    encode_message,
+    parse_binding_response,
+)
+from wire.tls import unverified_client_context
+
+pytestmark = pytest.mark.slow
+
+RUNGS = ["udp/5004", "tcp/5004", "tls/443"]
+
+
+# ----------------------------------------------------------------------------- raw transports
+
+
+class RawPath:
+    """Send one STUN message to the node on a rung, and collect what comes back."""
+
+    def __init__(self, node: RunningNode, rung: str) -> None:
+        self.node, self.rung = node, rung
+        self.sock: socket.socket | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.decoder = FrameDecoder()
+
+    async def __aenter__(self) -> RawPath:
+        address = self.node.endpoint(self.rung)
+        if self.rung.startswith("udp"):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.connect(address)
+            self.sock.setblocking(False)
+        else:
+            context = unverified_client_context() if self.rung.startswith("tls") else None
+            self.reader, self.writer = await asyncio.open_connection(*address, ssl=context)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await self.writer.wait_closed()
+
+    async def ask(self, data: bytes, wait_s: float = 0.3) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        if self.sock is not None:
+            await loop.sock_sendall(self.sock, data)
+            try:
+                return await asyncio.wait_for(loop.sock_recv(self.sock, 4096), wait_s)
+            except TimeoutError:
+                return None
+        assert self.writer is not None and self.reader is not None
+        self.writer.write(encode_frame(data))
+        try:
+            async with asyncio.timeout(wait_s):
+                while True:
+                    frames = self.decoder.feed(await self.reader.read(4096))
+                    if frames:
+                        return frames[0]
+        except TimeoutError:
+            return None
+
+
+def _code(reply: bytes | None) -> int | None:
+    assert reply is not None, "expected an answer"
+    error = parse_binding_response(reply).error
+    return None if error is None else error[0]
+
+
+# ----------------------------------------------------------------------------- conformance
+
+
+@pytest.mark.parametrize("rung", RUNGS)
+async def test_stun_conformance_on_every_transport(rung: str) -> None:
+    """RFC 5389 §7.3 outcomes, the same over UDP, TCP and TLS (RFC 4571 framing)."""
+    async with running_node() as node:
+        joined = join(node, "m1", 1)
+        ice = joined.ice
+        pwd = ice.pwd.get_secret_value().encode()
+        async with RawPath(node, rung) as path:
+            # discovery probe: XOR-MAPPED-ADDRESS + SOFTWARE naming the node (DESIGN)
+            answer = parse_binding_response(await path.ask(build_discovery_probe()) or b"")
+            assert answer.mapped is not None and answer.mapped.host == "127.0.0.1"
+            assert answer.software == "node-t"
+            # authenticated leg request: success with integrity (RFC 5389 §10.1.2)
+            good = build_leg_binding(ice.node_ufrag, ice.client_ufrag, pwd)
+            assert parse_binding_response(await path.ask(good) or b"", pwd=pwd).error is None
+            table: list[tuple[str, bytes, int | None]] = [
+                ("bad integrity → 401",
+                 build_leg_binding(ice.node_ufrag, ice.client_ufrag, b"wrong"), 401),
+                ("unknown username → 401",
+                 build_leg_binding("nobody", ice.client_ufrag, pwd), 401),
+                ("USERNAME without MESSAGE-INTEGRITY → 400",
+                 encode_message(Method.BINDING, Class.REQUEST, b"u" * 12,
+                                [(Attr.USERNAME, b"a:b")]), 400),
+                ("unknown comprehension-required attribute → 420",
+                 encode_message(Method.BINDING, Class.REQUEST, b"k" * 12,
+                                [(0x7FF0, b"abcd")]), 420),
+            ]
+            for what, request, code in table:
+                assert _code(await path.ask(request)) == code, what
+            silent = [
+                encode_message(Method.BINDING, Class.INDICATION, b"i" * 12, []),
+                encode_message(Method.BINDING, Class.SUCCESS, b"s" * 12, []),
+                encode_message(Method.BINDING, Class.ERROR, b"e" * 12, []),
+                bytes(build_discovery_probe()[:-1]) + b"\x00",  # bad FINGERPRINT
+                b"\x40" + bytes(30),  # not STUN, not RTP
+            ]
+            for request in silent:  # RFC 5389 §7.3: never answered
+                assert await path.ask(request, 0.15) is None, request[:2].hex()
+            # still serving
+            assert parse_binding_response(await path.ask(build_discovery_probe()) or b"").mapped
+        drops = node.engine.drops
+        assert drops["stun_indication"] == 1 and drops["stun_response"] == 2
+        assert drops["stun_bad_fingerprint"] == 1 and drops["demux"] == 1
+
+
+async def test_unauthenticated_stun_is_rate_limited_per_source() -> None:
+    """Issue: unauthenticated requests rate-limited per source address (token bucket)."""
+    async with running_node(stun_rate=1.0, stun_burst=3.0) as node:
+        async with RawPath(node, "udp/5004") as path:
+            answers = [await path.ask(build_discovery_probe(), 0.1) for _ in range(6)]
+        assert sum(a is not None for a in answers) == 3
+        assert node.engine.drops["stun_rate"] == 3
+
+
+# ----------------------------------------------------------------------------- the SFU
+
+
+async def _exchange(sessions: list[MediaSession], count: int) -> None:
+    for i in range(count):
+        for n, session in enumerate(sessions):
+            session.send_audio(bytes([n]) + i.to_bytes(2, "big") + bytes(157))
+        await asyncio.sleep(0.004)
+    await asyncio.sleep(0.4)
+
+
+def _received_from(session: MediaSession, ssrc: int) -> list[bytes]:
+    return [p for s, _, p in session.payloads if s == ssrc]
+
+
+async def test_three_participants_on_udp_tcp_and_tls_hear_each_other() -> None:
+    """Issue: three participants on UDP, TCP and TLS in one meeting all receive each other's
+    media, decrypted intact; a wrong-key stream is dropped and counted; an unauthenticated
+    packet from another address redirects nobody."""
+    async with running_node() as node:
+        joined = [join(node, "m1", ssrc) for ssrc in (101, 202, 303)]
+        sessions = [await connect(node, j, rung) for j, rung in zip(joined, RUNGS, strict=True)]
+        assert [s.rung for s in sessions] == RUNGS
+        await _exchange(sessions, 40)
+        for n, receiver in enumerate(sessions):
+            for m, sender in enumerate(joined):
+                if m == n:
+                    continue
+                expected = [bytes([m]) + i.to_bytes(2, "big") + bytes(157) for i in range(40)]
+                assert _received_from(receiver, sender.ssrc) == expected, (n, m)
+        for s in sessions:
+            assert s.counters.drops == {}
+
+        # a fourth stream, authenticated STUN but SRTP under the wrong key: dropped, counted
+        before = [s.counters.packets_received for s in sessions]
+        intruder = MediaSession(joined[0])
+        intruder._sender = SrtpSender(SrtpKeys.generate(SrtpProfile.AES_CM_128_HMAC_SHA1_80))
+        intruder._seq = 1000  # fresh indices, so only the key is wrong (not a replay)
+        await intruder.connect_udp(node.endpoint("udp/5004"), "udp/5004")  # re-latches leg 0
+        for _ in range(5):
+            intruder.send_audio(bytes(160))
+        await asyncio.sleep(0.2)
+        assert node.engine.legs["leg-p-101"].drops.get("auth") == 5
+        assert [s.counters.packets_received for s in sessions] == before
+        intruder.close()
+        await sessions[0].binding(1.0)  # the real client takes its leg back
+
+        # an unauthenticated packet from elsewhere moves no latch
+        latched = {leg_id: leg.addr for leg_id, leg in node.engine.legs.items()}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            stranger.sendto(build_discovery_probe(), node.endpoint("udp/5004"))
+            stranger.sendto(sessions[0].protect(build_rtp(
+                payload_type=0, sequence=60000, timestamp=1, ssrc=101, payload=b"x")),
+                node.endpoint("udp/5004"))
+            await asyncio.sleep(0.2)
+        assert {k: leg.addr for k, leg in node.engine.legs.items()} == latched
+        assert node.engine.drops["unlatched"] == 1
+        for s in sessions:
+            s.close()
+
+
+async def test_consent_expiry_stops_sending() -> None:
+    """RFC 7675 §5.1: no media on a leg whose last authenticated request is too old."""
+    async with running_node(consent_s=0.6) as node:
+        a_joined, b_joined = join(node, "m1", 1), join(node, "m1", 2)
+        a = await connect(node, a_joined, "udp/5004")
+        b = await connect(node, b_joined, "udp/5004")
+        a.start_keepalives(0.2)  # a keeps consent, b does not
+        await asyncio.sleep(1.2)
+        a.send_audio(bytes(160))
+        await asyncio.sleep(0.2)
+        assert b.counters.packets_received == 0
+        assert node.engine.legs["leg-p-2"].drops.get("no_consent") == 1
+        await b.binding(1.0)  # consent again
+        a.send_audio(bytes(160))
+        await asyncio.sleep(0.2)
+        assert b.counters.packets_received == 1
+        a.close()
+        b.close()
+
+
+# ----------------------------------------------------------------------------- cascades
+
+
+async def _mesh(nodes: list[RunningNode], meeting: str) -> list[CascadeLink]:
+    links = []
+    for i, initiator in enumerate(nodes):
+        for peer in nodes[i + 1:]:
+            link = CascadeLink(initiator.engine, cascade(initiator, peer, meeting))
+            link.start()
+            links.append(link)
+    deadline = time.monotonic() + 5
+    while any(link.rung is None for link in links) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert all(link.rung == "udp/5004" for link in links)
+    return links
+
+
+@pytest.mark.parametrize("count", [2, 3])
+async def test_cascaded_meeting_delivers_every_packet_exactly_once(count: int) -> None:
+    """Issue: a meeting split over two nodes, and over three, delivers every packet to every
+    other participant exactly once (no loops, no duplicates)."""
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = [await stack.enter_async_context(running_node(f"node-{i}"))
+                 for i in range(count)]
+        links = await _mesh(nodes, "m1")
+        # two participants per node
+        joined = [join(node, "m1", 1000 + 10 * n + k) for n, node in enumerate(nodes)
+                  for k in range(2)]
+        sessions = [await connect(nodes[i // 2], j, "udp/5004") for i, j in enumerate(joined)]
+        await _exchange(sessions, 25)
+        for n, receiver in enumerate(sessions):
+            got = Counter(s for s, _, _ in receiver.payloads)
+            expected = {j.ssrc: 25 for m, j in enumerate(joined) if m != n}
+            assert dict(got) == expected, (n, got)
+        for s in sessions:
+            s.close()
+        for link in links:
+            await link.close()
+
+
+async def test_cascade_leg_may_not_carry_a_local_participants_ssrc() -> None:
+    """A peer node cannot speak as one of this node's participants (SSRCs are the cloud's)."""
+    async with running_node("node-a") as a, running_node("node-b") as b:
+        [link] = await _mesh([a, b], "m1")
+        local = join(b, "m1", 7)
+        listener = join(b, "m1", 8)
+        session = await connect(b, listener, "udp/5004")
+        await connect(b, local, "udp/5004")
+        spoof = link.leg.outbound.protect(build_rtp(payload_type=0, sequence=1, timestamp=1,
+                                                    ssrc=7, payload=b"x"))
+        link_path_sink = a.engine.legs[link.leg.leg_id].sink
+        assert link_path_sink is not None
+        link_path_sink.send(spoof, None)
+        await asyncio.sleep(0.2)
+        assert session.counters.packets_received == 0
+        assert b.engine.drops["ssrc"] == 1
+        await link.close()
+
+
+# ----------------------------------------------------------------------------- robustness
+
+
+def _fuzz_settings() -> Callable[[Callable[..., object]], Callable[..., object]]:
+    return settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.mark.parametrize("rung", RUNGS)
+async def test_garbage_on_every_entry_point_leaves_the_node_serving(rung: str) -> None:
+    """Issue: random and mutated bytes on UDP, TCP and TLS; the node answers the next probe."""
+    async with running_node(stun_rate=0) as node:
+        address = node.endpoint(rung)
+        samples: list[bytes] = []
+
+        @_fuzz_settings()
+        @given(st.one_of(
+            st.binary(max_size=300),
+            st.tuples(st.integers(0, 27), st.integers(0, 255)).map(
+                lambda t: bytes(bytearray(build_discovery_probe())[:t[0]]) + bytes([t[1]])
+                + build_discovery_probe()[t[0] + 1:]),
+            st.binary(max_size=40).map(lambda b: b"\x80" + b),
+        ))
+        def collect(data: bytes) -> None:
+            samples.append(data)
+
+        collect()
+        if rung.startswith("udp"):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for data in samples:
+                    s.sendto(data, address)
+        else:
+            context = unverified_client_context() if rung.startswith("tls") else None
+            _, writer = await asyncio.open_connection(*address, ssl=context)
+            for data in samples:  # framed garbage, then a raw unframed blob
+                writer.write(encode_frame(data[:4096]))
+            writer.write(b"\xff\xff" + bytes(100))  # a frame over the limit: connection closed
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.close()
+        await asyncio.sleep(0.3)
+        async with RawPath(node, rung) as path:
+            answer = await path.ask(build_discovery_probe(), 1.0)
+        assert answer is not None and parse_binding_response(answer).mapped is not None
+
+
+async def test_control_messages_that_are_garbage_are_counted() -> None:
+    """Issue: fuzzed control messages: dropped and counted, the channel goes on."""
+    from media_node.control import ControlChannel
+    from media_node.settings import NodeSettings
+
+    async with running_node() as node:
+        channel = ControlChannel(NodeSettings(cloud="https://unused"), node.engine,
+                                 list(node.info.endpoints), None)
+
+        @settings(max_examples=100, deadline=None)
+        @given(st.one_of(st.text(max_size=200), st.just('{"type": "allocate_leg"}'),
+                         st.just('{"type": "release_leg", "leg_id": ""}')))
+        def feed(text: str) -> None:
+            samples.append(text)
+
+        samples: list[str] = []
+        feed()
+        for text in samples:
+            await channel._handle(None, text)  # type: ignore[arg-type]
+        assert channel.malformed == len(samples)
+        # a valid release for an unknown leg is harmless
+        await channel._handle(None, '{"type": "release_leg", "leg_id": "nope"}')  # type: ignore[arg-type]
+        assert channel.malformed == len(samples)

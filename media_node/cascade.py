@@ -126,6 +126,7 @@ class CascadeLink:
         self._pending: dict[bytes, asyncio.Future[tuple[bytes, Any]]] = {}
         self._closers: list[asyncio.BaseTransport] = []
         self.task: asyncio.Task[None] | None = None
+        self.up = asyncio.Event()  # set once the peer has answered on some transport
 
     @property
     def peer(self) -> NodeInfo:
@@ -156,6 +157,7 @@ class CascadeLink:
                         self.leg.leg_id, self.peer.id)
             return
         self.rung = path.rung
+        self.up.set()
         log.info("cascade %s to %s up on %s", self.leg.leg_id, self.peer.id, path.rung)
         while True:
             await asyncio.sleep(self.keepalive_s)

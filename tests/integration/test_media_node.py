@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -243,9 +242,8 @@ async def _mesh(nodes: list[RunningNode], meeting: str) -> list[CascadeLink]:
             link = CascadeLink(initiator.engine, cascade(initiator, peer, meeting))
             link.start()
             links.append(link)
-    deadline = time.monotonic() + 5
-    while any(link.rung is None for link in links) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(link.up.wait() for link in links))
     assert all(link.rung == "udp/5004" for link in links)
     return links
 

@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PACKAGES := wire cloud client media_node hybrid_node lab
+PACKAGES := wire cloud client media_node hybrid_node lab bench
 # Debian packages the lab and interop tests use (installed when run as root).
-DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark
+DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark \
+        libsrtp2-dev gcc
 
 .PHONY: demo test lint typecheck bench system-deps venv clean
 

@@ -1,0 +1,1 @@
+"""Pinhole benchmarks: machine-readable figures, each compared with a peer in the same run."""

@@ -1,0 +1,63 @@
+"""The real media-node relay path, alone in a process, for ``bench/relay.py``.
+
+It runs the service's own :class:`~media_node.engine.Engine` behind its own
+UDP listener on uvloop, with one meeting of two legs: the sender's leg
+latched to the load generator's source address, the receiver's to the
+generator's sink. Latching is done directly (the generator speaks no STUN);
+every packet then takes the production path: demux, leg lookup by 5-tuple,
+SRTP authenticate + decrypt, SSRC check, re-protect, sendto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+import time
+
+import uvloop
+from pydantic import SecretStr
+
+from media_node.engine import Engine
+from media_node.listeners import bind_udp
+from wire.models import AllocateLeg, IceCredentials, SrtpParams
+from wire.srtp import SrtpKeys, SrtpProfile
+
+SSRC = 0x11223344  # the load generator's
+
+
+async def serve(port: int, src_port: int, sink_port: int, key_in: bytes) -> None:
+    engine = Engine("bench-node", stun_rate=0)
+    profile = SrtpProfile.AES_CM_128_HMAC_SHA1_80
+    transport, _ = await bind_udp(engine, "127.0.0.1", port, "udp/5004", 0.0)
+    listener = transport.get_protocol()
+    now = time.monotonic()
+    for name, ssrc, up, addr in (("sender", SSRC, key_in, src_port),
+                                 ("receiver", 1, SrtpKeys.generate(profile).master, sink_port)):
+        command = AllocateLeg(
+            request_id=name, leg_id=name, meeting_id="bench", participant_id=name, ssrc=ssrc,
+            ice=IceCredentials(node_ufrag=f"{name}-n", client_ufrag=f"{name}-c",
+                               pwd=SecretStr("bench-password-0123456789")),
+            srtp=SrtpParams(profile=profile.value,
+                            client_to_node=SecretStr(base64.b64encode(up).decode()),
+                            node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64())))
+        assert engine.allocate(command, now).ok
+        engine.latch_outbound(engine.legs[name], listener, ("127.0.0.1", addr), now)  # type: ignore[arg-type]
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="the media node's relay path, for bench/relay.py")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--src-port", type=int, required=True)
+    p.add_argument("--sink-port", type=int, required=True)
+    p.add_argument("--key", required=True, help="sender's SRTP master key+salt, hex")
+    a = p.parse_args()
+    uvloop.run(serve(a.port, a.src_port, a.sink_port, bytes.fromhex(a.key)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

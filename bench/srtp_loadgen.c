@@ -1,0 +1,317 @@
+// Pinhole's SRTP variant of the shared closed-loop UDP load generator
+// (../shared/perf/loadgen.c): the same loop, measurement and JSON line, plus
+//   --mode srtp --key HEX : RTP as in --mode rtp, protected with libsrtp
+//                           (AES_CM_128_HMAC_SHA1_80, 30-byte master key+salt in
+//                           hex) so that a real SRTP relay authenticates it;
+//                           --size is the size on the wire (tag included).
+//   --src-port P          : bind the sending socket to 127.0.0.1:P, so the relay
+//                           under test can have its leg latched to that address.
+// Build: gcc -O2 -o srtp_loadgen srtp_loadgen.c -lsrtp2
+//
+// The original header follows.
+//
+// Closed-loop UDP load generator (one process, one thread, non-blocking batched I/O).
+//
+// Keeps W requests in flight against a target; every valid reply received allows
+// one new request to be sent.  Modes:
+//   echo : payload of --size bytes, reply must have the same size (echo servers)
+//   stun : requests cycled from --pool file (u16 length + bytes records), reply must
+//          be a STUN Binding Success (type 0x0101, magic cookie) -> STUN responders
+//   rtp  : RTP packets of --size bytes, seq/ts incremented per packet (for SRTP relays)
+// Relay (one-way forwarding) measurement: --sink-port P binds a second socket on
+// 127.0.0.1:P and counts packets arriving there instead of replies on the sending
+// socket (the server forwards what it receives on its port to 127.0.0.1:P).
+//
+// Output: one JSON line.  server_cpu/gen_cpu = CPU seconds used per wall second
+// during the measured window (from /proc/<pid>/stat, all threads).
+//
+// Build: gcc -O2 -o loadgen loadgen.c
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <srtp2/srtp.h>
+
+#define MAXB 64
+#define MAXPKT 2048
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double proc_cpu(int pid) {
+    char path[64], buf[2048];
+    if (pid <= 0) return 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p) return -1;
+    // fields after ')' : state(3) ... utime(14) stime(15)
+    unsigned long ut = 0, st = 0;
+    int field = 2;
+    char *tok = strtok(p + 1, " ");
+    while (tok) {
+        field++;
+        if (field == 14) ut = strtoul(tok, 0, 10);
+        if (field == 15) { st = strtoul(tok, 0, 10); break; }
+        tok = strtok(0, " ");
+    }
+    return (double)(ut + st) / sysconf(_SC_CLK_TCK);
+}
+
+static uint8_t *pool;
+static size_t *pool_off;
+static uint16_t *pool_len;
+static int pool_n;
+
+static void load_pool(const char *fn) {
+    FILE *f = fopen(fn, "rb");
+    if (!f) { perror("pool"); exit(1); }
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    pool = malloc(sz);
+    if (fread(pool, 1, sz, f) != (size_t)sz) { perror("read pool"); exit(1); }
+    fclose(f);
+    int cap = 1 << 16;
+    pool_off = malloc(cap * sizeof(size_t));
+    pool_len = malloc(cap * sizeof(uint16_t));
+    long pos = 0;
+    while (pos + 2 <= sz && pool_n < cap) {
+        uint16_t l = pool[pos] | (pool[pos + 1] << 8);
+        pool_off[pool_n] = pos + 2;
+        pool_len[pool_n] = l;
+        pool_n++;
+        pos += 2 + l;
+    }
+}
+
+enum { M_ECHO, M_STUN, M_RTP, M_SRTP };
+
+static srtp_t srtp_session;
+
+static int hexval(char c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
+
+int main(int argc, char **argv) {
+    const char *target = "127.0.0.1:9000", *poolf = NULL, *label = "";
+    int mode = M_ECHO, size = 172, window = 64, sink_port = 0, batch = 64, spid = 0, src_port = 0;
+    const char *keyhex = NULL;
+    double duration = 5, warmup = 1, timeout_ms = 100;
+    int spin = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i], *v = (i + 1 < argc) ? argv[i + 1] : NULL;
+#define ARG(name) (!strcmp(a, name) && v && (i++, 1))
+        if (ARG("--target")) target = v;
+        else if (ARG("--mode")) mode = !strcmp(v, "stun") ? M_STUN : !strcmp(v, "rtp") ? M_RTP : !strcmp(v, "srtp") ? M_SRTP : M_ECHO;
+        else if (ARG("--key")) keyhex = v;
+        else if (ARG("--src-port")) src_port = atoi(v);
+        else if (ARG("--size")) size = atoi(v);
+        else if (ARG("--pool")) poolf = v;
+        else if (ARG("--window")) window = atoi(v);
+        else if (ARG("--duration")) duration = atof(v);
+        else if (ARG("--warmup")) warmup = atof(v);
+        else if (ARG("--sink-port")) sink_port = atoi(v);
+        else if (ARG("--batch")) batch = atoi(v);
+        else if (ARG("--server-pid")) spid = atoi(v);
+        else if (ARG("--timeout-ms")) timeout_ms = atof(v);
+        else if (ARG("--label")) label = v;
+        else if (!strcmp(a, "--spin")) spin = 1;
+        else { fprintf(stderr, "bad arg %s\n", a); return 2; }
+    }
+    if (batch > MAXB) batch = MAXB;
+    if (batch < 1) batch = 1;
+    if (mode == M_STUN) {
+        if (!poolf) { fprintf(stderr, "--pool required for stun\n"); return 2; }
+        load_pool(poolf);
+    }
+    if (mode == M_SRTP) {
+        static unsigned char key[30];
+        if (!keyhex || strlen(keyhex) != 60) { fprintf(stderr, "--key: 60 hex digits required\n"); return 2; }
+        for (int k = 0; k < 30; k++) key[k] = (unsigned char)(hexval(keyhex[2 * k]) << 4 | hexval(keyhex[2 * k + 1]));
+        srtp_policy_t policy;
+        memset(&policy, 0, sizeof policy);
+        srtp_crypto_policy_set_rtp_default(&policy.rtp);
+        srtp_crypto_policy_set_rtcp_default(&policy.rtcp);
+        policy.ssrc.type = ssrc_any_outbound;
+        policy.key = key;
+        policy.window_size = 128;
+        if (srtp_init() || srtp_create(&srtp_session, &policy)) { fprintf(stderr, "libsrtp init failed\n"); return 1; }
+    }
+    char host[64];
+    int port;
+    if (sscanf(target, "%63[^:]:%d", host, &port) != 2) return 2;
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, host, &dst.sin_addr);
+
+    int tx = socket(AF_INET, SOCK_DGRAM, 0);
+    int big = 4 << 20;
+    setsockopt(tx, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+    setsockopt(tx, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+    struct sockaddr_in loc = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &loc.sin_addr);
+    loc.sin_port = htons(src_port);
+    if (bind(tx, (void *)&loc, sizeof loc) < 0) { perror("bind"); return 1; }
+    if (connect(tx, (void *)&dst, sizeof dst) < 0) { perror("connect"); return 1; }
+    int rx = tx;
+    if (sink_port) {
+        rx = socket(AF_INET, SOCK_DGRAM, 0);
+        setsockopt(rx, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+        int one = 1;
+        setsockopt(rx, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        loc.sin_port = htons(sink_port);
+        if (bind(rx, (void *)&loc, sizeof loc) < 0) { perror("bind sink"); return 1; }
+    }
+    struct timeval tv = {.tv_sec = 0, .tv_usec = (long)(timeout_ms * 1000)};
+    setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+    static uint8_t sbuf[MAXB][MAXPKT], rbuf[MAXB][MAXPKT];
+    struct mmsghdr smsg[MAXB], rmsg[MAXB];
+    struct iovec siov[MAXB], riov[MAXB];
+    memset(smsg, 0, sizeof smsg);
+    memset(rmsg, 0, sizeof rmsg);
+    for (int i = 0; i < MAXB; i++) {
+        for (int j = 0; j < MAXPKT; j++) sbuf[i][j] = (uint8_t)(j * 7 + i);
+        siov[i].iov_base = sbuf[i];
+        siov[i].iov_len = size;
+        smsg[i].msg_hdr.msg_iov = &siov[i];
+        smsg[i].msg_hdr.msg_iovlen = 1;
+        riov[i].iov_base = rbuf[i];
+        riov[i].iov_len = MAXPKT;
+        rmsg[i].msg_hdr.msg_iov = &riov[i];
+        rmsg[i].msg_hdr.msg_iovlen = 1;
+    }
+    uint64_t seq = 0, pool_i = 0;
+    uint32_t ssrc = 0x11223344;
+
+    // fill slot i with the next request
+#define FILL(i)                                                                   \
+    do {                                                                          \
+        if (mode == M_STUN) {                                                     \
+            int k = pool_i++ % pool_n;                                            \
+            memcpy(sbuf[i], pool + pool_off[k], pool_len[k]);                     \
+            siov[i].iov_len = pool_len[k];                                        \
+        } else if (mode == M_SRTP) {                                              \
+            uint8_t *p = sbuf[i];                                                 \
+            uint16_t s16 = (uint16_t)seq;                                         \
+            uint32_t ts = (uint32_t)(seq * 960), ss = ssrc;                       \
+            p[0] = 0x80; p[1] = 111;                                              \
+            p[2] = s16 >> 8; p[3] = s16 & 0xff;                                   \
+            p[4] = ts >> 24; p[5] = ts >> 16; p[6] = ts >> 8; p[7] = ts;          \
+            p[8] = ss >> 24; p[9] = ss >> 16; p[10] = ss >> 8; p[11] = ss;        \
+            int len_ = size - 10;                                                 \
+            if (srtp_protect(srtp_session, p, &len_)) { fprintf(stderr, "protect failed\n"); exit(1); } \
+            siov[i].iov_len = len_;                                               \
+        } else if (mode == M_RTP) {                                               \
+            uint8_t *p = sbuf[i];                                                 \
+            uint16_t s16 = (uint16_t)seq;                                         \
+            uint32_t ts = (uint32_t)(seq * 960), ss = ssrc;                       \
+            p[0] = 0x80; p[1] = 111;                                              \
+            p[2] = s16 >> 8; p[3] = s16 & 0xff;                                   \
+            p[4] = ts >> 24; p[5] = ts >> 16; p[6] = ts >> 8; p[7] = ts;          \
+            p[8] = ss >> 24; p[9] = ss >> 16; p[10] = ss >> 8; p[11] = ss;        \
+            siov[i].iov_len = size;                                               \
+        } else {                                                                  \
+            memcpy(sbuf[i], &seq, 8);                                             \
+            siov[i].iov_len = size;                                               \
+        }                                                                         \
+        seq++;                                                                    \
+    } while (0)
+
+    uint64_t sent = 0, sent_m = 0;
+    // send n requests, in chunks of <= batch
+#define SEND(n)                                                                   \
+    do {                                                                          \
+        int left_ = (n);                                                          \
+        while (left_ > 0) {                                                       \
+            int k_ = left_ > batch ? batch : left_;                               \
+            for (int q_ = 0; q_ < k_; q_++) FILL(q_);                             \
+            int r_;                                                               \
+            if (k_ == 1 && batch == 1) r_ = send(tx, sbuf[0], siov[0].iov_len, 0) >= 0 ? 1 : -1; \
+            else r_ = sendmmsg(tx, smsg, k_, 0);                                  \
+            if (r_ < 0) { if (errno == EAGAIN || errno == ENOBUFS || errno == ECONNREFUSED) { r_ = k_; send_err++; } else { perror("send"); return 1; } } \
+            sent += r_;                                                           \
+            left_ -= r_;                                                          \
+        }                                                                         \
+    } while (0)
+
+    uint64_t send_err = 0, recv_ok = 0, bad = 0, reprimes = 0, rx_total = 0;
+    double t0 = now_s(), t_meas = t0 + warmup, t_end = t_meas + duration;
+    double scpu0 = 0, gcpu0 = 0, tm0 = 0;
+    int measuring = 0;
+    double last_rx = t0;
+    SEND(window);
+    for (;;) {
+        double t = now_s();
+        if (!measuring && t >= t_meas) {
+            measuring = 1;
+            tm0 = t;
+            scpu0 = proc_cpu(spid);
+            gcpu0 = proc_cpu(getpid());
+            sent_m = sent;
+        }
+        if (t >= t_end) break;
+        int n;
+        int fl = spin ? MSG_DONTWAIT : 0;
+        if (batch == 1) {
+            ssize_t r = recv(rx, rbuf[0], MAXPKT, fl);
+            if (r >= 0) { rmsg[0].msg_len = r; n = 1; } else n = -1;
+        } else {
+            n = recvmmsg(rx, rmsg, batch, spin ? MSG_DONTWAIT : MSG_WAITFORONE, NULL);
+        }
+        if (spin) {
+            if (n > 0) last_rx = t;
+            else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if ((t - last_rx) * 1000 < timeout_ms) continue;
+                last_rx = t;
+            }
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNREFUSED || errno == EINTR) {
+                reprimes++;
+                SEND(window);
+                continue;
+            }
+            perror("recv");
+            return 1;
+        }
+        int good = 0;
+        for (int i = 0; i < n; i++) {
+            unsigned len = rmsg[i].msg_len;
+            uint8_t *p = rbuf[i];
+            int ok;
+            if (mode == M_STUN)
+                ok = len >= 20 && p[0] == 0x01 && p[1] == 0x01 && p[4] == 0x21 && p[5] == 0x12 && p[6] == 0xA4 && p[7] == 0x42;
+            else
+                ok = (int)len == size;
+            if (ok) good++; else bad++;
+        }
+        rx_total += n;
+        if (measuring) recv_ok += good;
+        SEND(n);  // replace every reply (good or bad) so the window stays constant
+    }
+    double tm1 = now_s();
+    double el = tm1 - tm0;
+    double scpu = spid > 0 ? (proc_cpu(spid) - scpu0) / el : -1;
+    double gcpu = (proc_cpu(getpid()) - gcpu0) / el;
+    printf("{\"label\":\"%s\",\"mode\":\"%s\",\"size\":%d,\"window\":%d,\"batch\":%d,\"duration\":%.3f,"
+           "\"sent\":%lu,\"recv\":%lu,\"rate\":%.1f,\"bad\":%lu,\"reprimes\":%lu,\"send_err\":%lu,"
+           "\"server_cpu\":%.3f,\"gen_cpu\":%.3f,\"spin\":%d}\n",
+           label, mode == M_STUN ? "stun" : mode == M_RTP ? "rtp" : mode == M_SRTP ? "srtp" : "echo", size, window, batch, el,
+           (unsigned long)(sent - sent_m), (unsigned long)recv_ok, recv_ok / el, (unsigned long)bad,
+           (unsigned long)reprimes, (unsigned long)send_err, scpu, gcpu, spin);
+    return 0;
+}

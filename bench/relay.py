@@ -77,7 +77,8 @@ def _round(config: str, loadgen: Path, c_echo: Path, duration: float) -> dict[st
             raise SystemExit("bench/relay.py: the relay node did not start")
     else:
         server = subprocess.Popen([*_pin(0), str(c_echo), "--port", str(port),
-                                   "--relay-to", f"127.0.0.1:{sink}"], text=True)
+                                   "--relay-to", f"127.0.0.1:{sink}"], text=True,
+                                  stdout=subprocess.DEVNULL)
         time.sleep(0.3)
     try:
         out = subprocess.run(

@@ -55,7 +55,8 @@ async def _node_metric(stack: Stack, name: str, labels: str) -> float:
     url = stack.nodes[0]["metrics_url"]
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         text = await response.text()
-    match = re.search(rf"^{name}\{{{labels}\}} (\S+)$", text, re.M)
+    pattern = rf"^{name}\{{{labels}\}} (\S+)$" if labels else rf"^{name} (\S+)$"
+    match = re.search(pattern, text, re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -101,3 +102,24 @@ def _rtp(ssrc: int, seq: int) -> bytes:
 
     return build_rtp(payload_type=0, sequence=seq, timestamp=seq * 160, ssrc=ssrc,
                      payload=bytes(160))
+
+
+async def test_established_legs_keep_relaying_while_the_cloud_is_gone(stack: Stack) -> None:
+    """Issue 3: "while the cloud is unreachable, established legs keep relaying"; the node
+    notices (its control channel is down) and keeps trying to reconnect."""
+    alice, a_joined, a, meeting = await _party(stack, "alice", None)
+    bob, b_joined, b, _ = await _party(stack, "bob", meeting)
+    for device in (alice, bob):
+        await device.api.close()
+    cloud = stack.processes[0]
+    cloud.terminate()
+    await cloud.wait()
+    await asyncio.sleep(0.5)
+    assert await _node_metric(stack, "pinhole_node_control_connected", "") == 0.0
+    for i in range(20):
+        a.send_audio(i.to_bytes(2, "big") + bytes(158))
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.3)
+    assert len([p for ssrc, _, p in b.payloads if ssrc == a_joined.ssrc]) == 20
+    for session in (a, b):
+        session.close()

@@ -1,0 +1,31 @@
+"""``bench/relay.py`` runs end to end and prints its JSON (figures are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.prereqs import require, require_tool
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_relay_benchmark_produces_machine_readable_rounds() -> None:
+    require_tool("gcc")
+    require_tool("taskset")
+    require(Path("/usr/include/srtp2/srtp.h").exists(), "needs libsrtp2-dev (make system-deps)")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.relay", "--rounds", "1", "--duration", "0.5"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    result = json.loads(out)
+    [round_] = result["rounds"]
+    for config in ("node", "c_relay"):
+        assert round_[config]["mode"] == "srtp" and round_[config]["bad"] == 0
+        assert round_[config]["recv"] > 0  # every counted packet passed SRTP at the node
+    assert result["ratio_median"] == round_["ratio"]

@@ -108,7 +108,7 @@ async def test_established_legs_keep_relaying_while_the_cloud_is_gone(stack: Sta
     """Issue 3: "while the cloud is unreachable, established legs keep relaying"; the node
     notices (its control channel is down) and keeps trying to reconnect."""
     alice, a_joined, a, meeting = await _party(stack, "alice", None)
-    bob, b_joined, b, _ = await _party(stack, "bob", meeting)
+    bob, _, b, _ = await _party(stack, "bob", meeting)
     for device in (alice, bob):
         await device.api.close()
     cloud = stack.processes[0]

@@ -28,7 +28,6 @@ from wire.address import Address
 from wire.models import (
     AllocateLeg,
     AssignmentReason,
-    Endpoint,
     IceCredentials,
     Joined,
     NodeInfo,
@@ -98,7 +97,7 @@ def join(node: RunningNode, meeting: str, ssrc: int, *, participant: str | None 
     assert answer.ok, answer.detail
     return Joined(
         meeting_id=meeting, participant_id=pid, node=node.info,
-        plan=[Endpoint(rung="udp/5004", transport="udp", port=node.endpoint("udp/5004").port)],
+        plan=list(node.info.endpoints),
         ice=ice, srtp=srtp, ssrc=ssrc,
         reason=AssignmentReason(chosen=node.info.id, rule="test", candidates=[]),
     )

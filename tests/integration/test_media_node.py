@@ -359,3 +359,22 @@ async def test_control_messages_that_are_garbage_are_counted() -> None:
         # a valid release for an unknown leg is harmless
         await channel._handle(None, '{"type": "release_leg", "leg_id": "nope"}')  # type: ignore[arg-type]
         assert channel.malformed == len(samples)
+
+
+async def test_cascade_falls_back_to_tls_443() -> None:
+    """Issue 3: a cascade leg is UDP 5004 "with fallback to TLS 443" (here the peer has no
+    UDP at all); the peer's certificate is checked against its published fingerprint."""
+    async with running_node("node-a") as a, running_node("node-b", udp=False) as b:
+        link = CascadeLink(a.engine, cascade(a, b, "m1"), udp_timeout_s=0.5)
+        link.start()
+        async with asyncio.timeout(10):
+            await link.up.wait()
+        assert link.rung == "tls/443"
+        x, y = join(a, "m1", 1), join(b, "m1", 2)
+        sessions = [await connect(a, x, "udp/5004"), await connect(b, y, "tls/443")]
+        await _exchange(sessions, 10)
+        assert Counter(s for s, _, _ in sessions[0].payloads) == {2: 10}
+        assert Counter(s for s, _, _ in sessions[1].payloads) == {1: 10}
+        for s in sessions:
+            s.close()
+        await link.close()

@@ -7,7 +7,8 @@ libsrtp) and forward it to the generator's sink:
 - ``node``: ``bench/relay_node.py`` — the media node's engine and UDP listener on
   uvloop: authenticate + decrypt with the sender leg's context, check the SSRC,
   re-protect with the receiver leg's context, send;
-- ``c_relay``: ``c_echo --relay-to`` from ``../shared/perf`` (forwarding only).
+- ``c_relay``: ``c_echo --relay-to`` (``bench/c_echo.c``, the shared perf tool kept here
+  unchanged), forwarding only.
 
 The server runs on core 0 and the generator on core 1; the two configurations
 alternate (A B A B …) and each round's ratio is reported, with the median.
@@ -31,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PERF = HERE.parent.parent / "shared" / "perf"
 
 
 def _say(text: str) -> None:
@@ -44,15 +44,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _build(workdir: Path, perf: Path) -> tuple[Path, Path]:
+def _build(workdir: Path) -> tuple[Path, Path]:
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         raise SystemExit("bench/relay.py: needs gcc (apt-get install gcc)")
     if not Path("/usr/include/srtp2/srtp.h").exists():
         raise SystemExit("bench/relay.py: needs libsrtp2-dev (make system-deps, as root)")
-    c_echo_src = perf / "c_echo.c"
-    if not c_echo_src.exists():
-        raise SystemExit(f"bench/relay.py: {c_echo_src} not found; pass --perf DIR")
+    c_echo_src = HERE / "c_echo.c"
     loadgen, c_echo = workdir / "srtp_loadgen", workdir / "c_echo"
     subprocess.run([gcc, "-O2", "-o", str(loadgen), str(HERE / "srtp_loadgen.c"), "-lsrtp2"],
                    check=True)
@@ -98,11 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="A/B rounds (default 3)")
     p.add_argument("--duration", type=float, default=4.0, help="seconds measured per run")
-    p.add_argument("--perf", type=Path, default=PERF, help="directory of the shared C tools")
     p.add_argument("--json", action="store_true", help="JSON only (it is always JSON on stdout)")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pinhole-bench-") as tmp:
-        loadgen, c_echo = _build(Path(tmp), a.perf)
+        loadgen, c_echo = _build(Path(tmp))
         rounds: list[dict[str, Any]] = []
         for i in range(a.rounds):
             pair: dict[str, dict[str, Any]] = {}

@@ -39,6 +39,7 @@ class NodeSettings:
     simulated_rtt_ms: float = 0.0  # simulation knob: delay before every reply and forward
     metrics_listen: str = ""  # host:port for /metrics and /healthz over HTTP ("" = off)
     state_file: str = ""  # written once listening: {node_id, endpoints, fingerprint}
+    log_format: str = "text"  # "text" or "json" (one JSON object per line)
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
@@ -121,6 +122,9 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
                    help="HOST:PORT for Prometheus /metrics and /healthz (plain HTTP)")
     p.add_argument("--state-file", default=_env("state_file", d.state_file),
                    help="write {node_id, endpoints, fingerprint} here as JSON once listening")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   default=_env("log_format", d.log_format),
+                   help="log lines as text or as one JSON object per line")
     return p
 
 
@@ -138,5 +142,5 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
         stun_burst=a.stun_burst, consent_s=a.consent_s,
         leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
-        metrics_listen=a.metrics_listen, state_file=a.state_file,
+        metrics_listen=a.metrics_listen, state_file=a.state_file, log_format=a.log_format,
     )

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from aiohttp import web
 from pydantic import SecretStr
 
 from cloud.assignment import NoCandidate, assign
+from cloud.cascades import open_cascades, prune_cascades
 from cloud.devices import device_auth
 from cloud.http import ApiError, json_response, read_body
 from cloud.identity import Claims, IdentityError
@@ -64,7 +66,8 @@ def _view(meeting: MeetingRecord) -> MeetingView:
                 )
                 for p in meeting.participants
             ],
-            "cascades": [],
+            "cascades": [{"from_node": c.from_node, "to_node": c.to_node}
+                         for c in meeting.cascades],
         }
     )
 
@@ -150,6 +153,8 @@ async def join(request: web.Request) -> web.Response:
             )
         except NodeUnavailable as exc:
             raise ApiError(503, "node_unavailable", f"{exc}; try joining again") from None
+        if meeting.participants and chosen.node.id not in meeting.node_ids():
+            meeting = await open_cascades(cloud, meeting, chosen.node.id)
         await cloud.store.put_meeting(with_participant(meeting, participant))
         cloud.legs[participant.leg_id] = (meeting_id, participant.id)
     cloud.metrics.joins_by_transport[chosen.plan[0].rung if chosen.plan else "none"] += 1
@@ -174,7 +179,7 @@ async def leave(request: web.Request) -> web.Response:
         found = [p for p in meeting.participants if p.id == pid]
         if not found or found[0].device_id != claims.device_id:
             raise ApiError(404, "not_found", f"no participant {pid} of this device here")
-        meeting = without_participant(meeting, pid)
+        meeting = await prune_cascades(cloud, without_participant(meeting, pid))
         await cloud.store.put_meeting(meeting)
     cloud.legs.pop(found[0].leg_id, None)
     await cloud.registry.release(found[0].node_id, found[0].leg_id)
@@ -237,8 +242,6 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
             if p.id == pid else p
             for p in meeting.participants
         )
-        await cloud.store.put_meeting(MeetingRecord(
-            meeting.id, meeting.org, meeting.title, meeting.created_at, updated
-        ))
+        await cloud.store.put_meeting(replace(meeting, participants=updated))
     log.info("leg %s of %s on node %s %s over %s", event.leg_id, pid, node_id, event.event,
              event.rung)

@@ -12,6 +12,8 @@ class CloudMetrics:
     calls_by_transport: Counter[str] = field(default_factory=Counter)
     responses_by_class: Counter[str] = field(default_factory=Counter)
     reports: int = 0
+    cascades_opened: int = 0
+    reassignments: int = 0
 
     def render(self, gauges: dict[str, float], labelled: dict[str, dict[str, float]]) -> str:
         """Prometheus text format 0.0.4."""
@@ -30,5 +32,8 @@ class CloudMetrics:
         for name, (label, counter) in counters.items():
             lines.append(f"# TYPE pinhole_{name} counter")
             lines += [f'pinhole_{name}{{{label}="{k}"}} {v}' for k, v in sorted(counter.items())]
-        lines += ["# TYPE pinhole_reports_total counter", f"pinhole_reports_total {self.reports}"]
+        for name, value in (("reports_total", self.reports),
+                            ("cascades_opened_total", self.cascades_opened),
+                            ("reassignments_total", self.reassignments)):
+            lines += [f"# TYPE pinhole_{name} counter", f"pinhole_{name} {value}"]
         return "\n".join(lines) + "\n"

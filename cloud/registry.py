@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from wire.models import (
     AllocateLeg,
@@ -134,9 +134,15 @@ class NodeRegistry:
             raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
 
     async def release(self, node_id: str, leg_id: str) -> None:
+        await self.send(node_id, ReleaseLeg(leg_id=leg_id))
+
+    async def send(self, node_id: str, command: BaseModel) -> bool:
+        """A command that needs no answer (release, open/close cascade); False if not sent."""
         state = self._nodes.get(node_id)
-        if state is not None and state.ws is not None and not state.ws.closed:
-            await state.ws.send_str(ReleaseLeg(leg_id=leg_id).model_dump_json())
+        if state is None or state.ws is None or state.ws.closed:
+            return False
+        await state.ws.send_str(command.model_dump_json())
+        return True
 
     async def close(self) -> None:
         for state in self._nodes.values():

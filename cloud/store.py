@@ -37,12 +37,22 @@ class ParticipantRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CascadeRecord:
+    """A cascade leg of a meeting: ``from_node`` opened it to ``to_node``."""
+
+    leg_id: str
+    from_node: str
+    to_node: str
+
+
+@dataclass(frozen=True, slots=True)
 class MeetingRecord:
     id: str
     org: str
     title: str
     created_at: float
     participants: tuple[ParticipantRecord, ...] = field(default=())
+    cascades: tuple[CascadeRecord, ...] = field(default=())
 
     def node_ids(self) -> set[str]:
         return {p.node_id for p in self.participants}

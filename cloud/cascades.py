@@ -1,0 +1,90 @@
+"""Cascades: when a meeting spans nodes, the cloud joins every pair of them (a full mesh).
+
+The media node forwards a packet that arrived over a cascade to its local
+participants only, so a full mesh delivers every packet to every participant
+exactly once (docs/architecture.md, "Cascades"). The cloud first allocates
+the leg on the peer (``allocate_leg`` with ``cascade: true``) and waits for
+it, then tells the initiator to ``open_cascade`` with the same credentials.
+A hybrid node only ever connects out, so it is always the initiator;
+otherwise the node that just joined the meeting is.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import replace
+
+from pydantic import SecretStr
+
+from cloud.registry import NodeUnavailable
+from cloud.state import Cloud
+from cloud.store import CascadeRecord, MeetingRecord
+from wire.models import AllocateLeg, CloseCascade, IceCredentials, OpenCascade, SrtpParams
+from wire.srtp import DEFAULT_PROFILE, SrtpKeys
+
+log = logging.getLogger(__name__)
+
+
+def _roles(cloud: Cloud, new_node: str, other: str) -> tuple[str, str]:
+    """(initiator, peer): a hybrid node initiates; else the node new to the meeting does."""
+    other_state = cloud.registry.get(other)
+    if other_state is not None and other_state.info.kind == "hybrid":
+        return other, new_node
+    return new_node, other
+
+
+def _linked(meeting: MeetingRecord, a: str, b: str) -> bool:
+    return any({c.from_node, c.to_node} == {a, b} for c in meeting.cascades)
+
+
+async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> MeetingRecord:
+    """Cascade ``new_node`` with every other node of the meeting not yet linked to it."""
+    for other in sorted(meeting.node_ids() - {new_node}):
+        if _linked(meeting, new_node, other):
+            continue
+        initiator, peer = _roles(cloud, new_node, other)
+        peer_state = cloud.registry.get(peer)
+        if peer_state is None:
+            continue
+        ice = IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
+                             pwd=SecretStr(secrets.token_urlsafe(18)))
+        srtp = SrtpParams(profile=DEFAULT_PROFILE.value,
+                          client_to_node=SecretStr(SrtpKeys.generate().to_b64()),
+                          node_to_client=SecretStr(SrtpKeys.generate().to_b64()))
+        leg_id = "cas-" + secrets.token_hex(6)
+        try:
+            await cloud.registry.allocate(peer, AllocateLeg(
+                request_id=secrets.token_hex(8), leg_id=leg_id, meeting_id=meeting.id,
+                participant_id=f"cascade.{initiator}", ssrc=0, ice=ice, srtp=srtp,
+                cascade=True), cloud.settings.allocate_timeout_s)
+        except NodeUnavailable as exc:
+            log.warning("meeting %s: no cascade %s → %s: %s", meeting.id, initiator, peer, exc)
+            continue
+        command = OpenCascade(meeting_id=meeting.id, peer=peer_state.info, leg_id=leg_id,
+                              ice=ice, srtp=srtp)
+        if not await cloud.registry.send(initiator, command):
+            await cloud.registry.release(peer, leg_id)
+            log.warning("meeting %s: node %s has no control channel; no cascade to %s",
+                        meeting.id, initiator, peer)
+            continue
+        log.info("meeting %s: cascade %s → %s (%s)", meeting.id, initiator, peer, leg_id)
+        cloud.metrics.cascades_opened += 1
+        meeting = replace(meeting, cascades=(*meeting.cascades,
+                                             CascadeRecord(leg_id, initiator, peer)))
+    return meeting
+
+
+async def prune_cascades(cloud: Cloud, meeting: MeetingRecord) -> MeetingRecord:
+    """Close the cascades of nodes that no longer carry a participant of the meeting."""
+    nodes = meeting.node_ids()
+    kept: list[CascadeRecord] = []
+    for cascade in meeting.cascades:
+        if cascade.from_node in nodes and cascade.to_node in nodes:
+            kept.append(cascade)
+            continue
+        await cloud.registry.send(cascade.from_node,
+                                  CloseCascade(meeting_id=meeting.id, leg_id=cascade.leg_id))
+        await cloud.registry.release(cascade.to_node, cascade.leg_id)
+        log.info("meeting %s: cascade %s closed", meeting.id, cascade.leg_id)
+    return replace(meeting, cascades=tuple(kept))

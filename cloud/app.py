@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from cloud import devices, meetings, nodes
+from cloud import devices, health, meetings, nodes
 from cloud.http import Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.registry import NodeRegistry
@@ -122,6 +124,15 @@ def make_app(
         await cloud.store.close()
 
     app.on_shutdown.append(shutdown)
+
+    async def health_watch(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(health.watch(cloud))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(health_watch)
     return app
 
 

@@ -10,36 +10,29 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from aiohttp import web
-from pydantic import SecretStr
 
-from cloud.assignment import NoCandidate, assign
-from cloud.cascades import open_cascades, prune_cascades
+from cloud.cascades import prune_cascades
 from cloud.devices import device_auth
 from cloud.http import ApiError, json_response, read_body
 from cloud.identity import Claims, IdentityError
-from cloud.registry import NodeUnavailable
+from cloud.placement import place
 from cloud.state import CLOUD, Cloud
 from cloud.store import (
     MeetingRecord,
     ParticipantRecord,
-    with_participant,
     without_participant,
 )
 from wire.models import (
-    AllocateLeg,
     CallMetrics,
     Event,
-    IceCredentials,
-    Joined,
     JoinRequest,
     LegEvent,
     MeetingCreate,
     MeetingCreated,
     MeetingView,
     ParticipantView,
-    SrtpParams,
 )
-from wire.srtp import SrtpKeys, SrtpProfile
+from wire.srtp import SrtpProfile
 from wire.transports import DeviceProfile
 
 log = logging.getLogger(__name__)
@@ -92,14 +85,6 @@ async def view(request: web.Request) -> web.Response:
     return json_response(_view(await _meeting(cloud, claims, request.match_info["meeting_id"])))
 
 
-def _unique_ssrc(meeting: MeetingRecord) -> int:
-    taken = {p.ssrc for p in meeting.participants}
-    while True:
-        ssrc = secrets.randbits(32)
-        if ssrc and ssrc not in taken:
-            return ssrc
-
-
 @routes.post("/v1/meetings/{meeting_id}/participants")
 async def join(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
@@ -115,57 +100,18 @@ async def join(request: web.Request) -> web.Response:
         )
     async with cloud.meeting_lock(meeting_id):
         meeting = await _meeting(cloud, claims, meeting_id)
-        try:
-            chosen = assign(
-                org=claims.org,
-                profile=DeviceProfile(claims.profile),
-                nodes=cloud.visible_nodes(claims.org, healthy_only=False),
-                results=stored.report.results,
-                meeting_nodes=frozenset(meeting.node_ids()),
-            )
-        except NoCandidate as exc:
-            raise ApiError(503, "no_media_node", str(exc)) from None
-        profile = SrtpProfile(body.srtp_profile)
-        ice = IceCredentials(
-            node_ufrag=secrets.token_hex(4),
-            client_ufrag=secrets.token_hex(4),
-            pwd=SecretStr(secrets.token_urlsafe(18)),
+        meeting, participant, joined = await place(
+            cloud, meeting, org=claims.org, device_id=claims.device_id,
+            profile=DeviceProfile(claims.profile), results=stored.report.results,
+            srtp_profile=SrtpProfile(body.srtp_profile),
         )
-        srtp = SrtpParams(
-            profile=body.srtp_profile,
-            client_to_node=SecretStr(SrtpKeys.generate(profile).to_b64()),
-            node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64()),
-        )
-        participant = ParticipantRecord(
-            id="p-" + secrets.token_hex(5),
-            device_id=claims.device_id,
-            node_id=chosen.node.id,
-            ssrc=_unique_ssrc(meeting),
-            leg_id="leg-" + secrets.token_hex(6),
-        )
-        command = AllocateLeg(
-            request_id=secrets.token_hex(8), leg_id=participant.leg_id, meeting_id=meeting_id,
-            participant_id=participant.id, ssrc=participant.ssrc, ice=ice, srtp=srtp,
-        )
-        try:
-            await cloud.registry.allocate(
-                chosen.node.id, command, cloud.settings.allocate_timeout_s
-            )
-        except NodeUnavailable as exc:
-            raise ApiError(503, "node_unavailable", f"{exc}; try joining again") from None
-        if meeting.participants and chosen.node.id not in meeting.node_ids():
-            meeting = await open_cascades(cloud, meeting, chosen.node.id)
-        await cloud.store.put_meeting(with_participant(meeting, participant))
+        await cloud.store.put_meeting(meeting)
         cloud.legs[participant.leg_id] = (meeting_id, participant.id)
-    cloud.metrics.joins_by_transport[chosen.plan[0].rung if chosen.plan else "none"] += 1
+    cloud.metrics.joins_by_transport[joined.plan[0].rung if joined.plan else "none"] += 1
     await cloud.store.publish(
-        (p.device_id for p in meeting.participants),
+        (p.device_id for p in meeting.participants if p.id != participant.id),
         Event(type="participant.joined", meeting_id=meeting_id, participant_id=participant.id,
-              node_id=chosen.node.id),
-    )
-    joined = Joined(
-        meeting_id=meeting_id, participant_id=participant.id, node=chosen.node,
-        plan=list(chosen.plan), ice=ice, srtp=srtp, ssrc=participant.ssrc, reason=chosen.reason,
+              node_id=participant.node_id),
     )
     return json_response(joined, status=201)
 

@@ -65,6 +65,7 @@ class Store(Protocol):
     async def put_device(self, device: DeviceRecord) -> None: ...
     async def get_device(self, device_id: str) -> DeviceRecord | None: ...
     async def count_devices(self) -> int: ...
+    async def list_device_ids(self) -> list[str]: ...
     async def put_reachability(
         self, device_id: str, report: ReachabilityReport, ttl_s: int
     ) -> StoredReachability: ...
@@ -106,6 +107,9 @@ class MemoryStore:
 
     async def count_devices(self) -> int:
         return len(self._devices)
+
+    async def list_device_ids(self) -> list[str]:
+        return list(self._devices)
 
     async def put_reachability(
         self, device_id: str, report: ReachabilityReport, ttl_s: int

@@ -1,0 +1,97 @@
+"""Node health over time: reassign the participants of a node that fails, re-probe on return.
+
+Checked every ``heartbeat_s``. A node whose control channel closed, or that
+missed ``heartbeat_misses`` heartbeats, is unhealthy: it leaves node lists and
+assignment, and every participant on it is placed again (same participant id
+and SSRC, a new leg elsewhere) and gets a ``media.reassigned`` event carrying
+the new assignment. A node that comes back is healthy again; devices whose
+stored report never probed it get ``probe.requested``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from cloud.cascades import prune_cascades
+from cloud.http import ApiError
+from cloud.placement import place
+from cloud.state import Cloud
+from wire.models import Event
+from wire.srtp import SrtpProfile
+from wire.transports import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+
+async def reassign_from(cloud: Cloud, node_id: str) -> int:
+    """Place every participant of ``node_id`` elsewhere; how many were moved."""
+    moved = 0
+    for listed in await cloud.store.list_meetings():
+        if node_id not in listed.node_ids():
+            continue
+        async with cloud.meeting_lock(listed.id):
+            meeting = await cloud.store.get_meeting(listed.id)
+            if meeting is None:
+                continue
+            for participant in [p for p in meeting.participants if p.node_id == node_id]:
+                device = await cloud.store.get_device(participant.device_id)
+                stored = await cloud.store.get_reachability(participant.device_id)
+                if device is None or stored is None:
+                    log.warning("participant %s: no device or report; cannot reassign",
+                                participant.id)
+                    continue
+                try:
+                    meeting, placed, joined = await place(
+                        cloud, meeting, org=meeting.org, device_id=device.device_id,
+                        profile=DeviceProfile(device.profile), results=stored.report.results,
+                        srtp_profile=SrtpProfile.AES_CM_128_HMAC_SHA1_80,
+                        existing=participant, exclude=frozenset({node_id}),
+                    )
+                except ApiError as exc:
+                    log.warning("participant %s stays on failed node %s: %s", participant.id,
+                                node_id, exc.detail)
+                    continue
+                cloud.legs.pop(participant.leg_id, None)
+                cloud.legs[placed.leg_id] = (meeting.id, placed.id)
+                await cloud.store.put_meeting(meeting)
+                await cloud.store.publish([placed.device_id], Event(
+                    type="media.reassigned", meeting_id=meeting.id, participant_id=placed.id,
+                    node_id=placed.node_id, assignment=joined))
+                cloud.metrics.reassignments += 1
+                moved += 1
+                log.info("participant %s moved from %s to %s", placed.id, node_id,
+                         placed.node_id)
+            meeting = await prune_cascades(cloud, meeting)
+            await cloud.store.put_meeting(meeting)
+    return moved
+
+
+async def request_probes(cloud: Cloud, node_id: str) -> int:
+    """``probe.requested`` to every device whose report never reached ``node_id``."""
+    asked = 0
+    for device_id in await cloud.store.list_device_ids():
+        stored = await cloud.store.get_reachability(device_id)
+        if stored is not None and any(r.node_id == node_id for r in stored.report.results):
+            continue
+        await cloud.store.publish([device_id], Event(type="probe.requested", node_id=node_id))
+        asked += 1
+    return asked
+
+
+async def watch(cloud: Cloud) -> None:
+    """Run until cancelled: act on every change of a node's health."""
+    healthy = {n.id for n in cloud.registry.nodes() if n.healthy}
+    while True:
+        await asyncio.sleep(min(cloud.settings.heartbeat_s, 1.0))
+        now = {n.id for n in cloud.registry.nodes() if n.healthy}
+        for node_id in sorted(healthy - now):
+            log.warning("node %s is unhealthy; reassigning its participants", node_id)
+            try:
+                await reassign_from(cloud, node_id)
+            except Exception:  # one failed pass must not end the watch
+                log.exception("reassigning from %s failed", node_id)
+        for node_id in sorted(now - healthy):
+            log.info("node %s is healthy", node_id)
+            await request_probes(cloud, node_id)
+        healthy = now

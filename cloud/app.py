@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import html
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
-from cloud import devices, health, meetings, nodes
+from cloud import devices, health, meetings, nodes, openapi
 from cloud.http import Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.registry import NodeRegistry
@@ -26,6 +27,11 @@ async def count_middleware(request: web.Request, handler: Handler) -> web.Stream
     response = await handler(request)
     request.app[CLOUD].metrics.responses_by_class[f"{response.status // 100}xx"] += 1
     return response
+
+
+@ops.get("/v1/openapi.json")
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
 
 
 @ops.get("/healthz")
@@ -113,6 +119,7 @@ def make_app(
     cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs)
     cloud_ref.append(cloud)
     app[CLOUD] = cloud
+    app[OPENAPI] = openapi.document()
     app[TASKS] = set()
     app.add_routes(devices.routes)
     app.add_routes(meetings.routes)
@@ -137,3 +144,4 @@ def make_app(
 
 
 TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("tasks", set)
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)

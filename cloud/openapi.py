@@ -1,0 +1,136 @@
+"""The OpenAPI 3.1 document of the cloud API, generated from the ``wire.models`` bodies.
+
+One table (:data:`OPERATIONS`) names each route's models; the schemas come
+from pydantic, so the document cannot drift from what the routes validate. A
+test checks that every route the application serves is in the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from wire.models import (
+    CallMetrics,
+    DeviceRegistered,
+    DeviceRegistration,
+    ErrorBody,
+    Event,
+    Joined,
+    JoinRequest,
+    MeetingCreate,
+    MeetingCreated,
+    MeetingView,
+    NodeList,
+    NodeRegistered,
+    NodeRegistration,
+    ReachabilityReport,
+    StoredReachability,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    auth: str  # "device", "enrollment", "node", "none"
+    request: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    websocket: bool = False
+
+
+OPERATIONS: Final = (
+    Operation("post", "/v1/devices", "Register a device with its organisation's enrollment key",
+              "enrollment", DeviceRegistration, DeviceRegistered, 201, (400, 401, 413)),
+    Operation("get", "/v1/nodes", "Node list visible to this device", "device", None, NodeList,
+              errors=(401,)),
+    Operation("put", "/v1/devices/{device_id}/reachability",
+              "Store a probe report (kept for the probe TTL, 2 hours)", "device",
+              ReachabilityReport, StoredReachability, errors=(400, 401, 403, 413)),
+    Operation("get", "/v1/devices/{device_id}/reachability", "The stored report", "device",
+              None, StoredReachability, errors=(401, 403, 404)),
+    Operation("post", "/v1/meetings", "Create a meeting", "device", MeetingCreate,
+              MeetingCreated, 201, (400, 401)),
+    Operation("get", "/v1/meetings/{meeting_id}", "Participants, nodes, transports, cascades",
+              "device", None, MeetingView, errors=(401, 404)),
+    Operation("post", "/v1/meetings/{meeting_id}/participants",
+              "Join: assignment, transport plan, ICE credentials, SRTP keys, reason", "device",
+              JoinRequest, Joined, 201, (400, 401, 404, 428, 503)),
+    Operation("delete", "/v1/meetings/{meeting_id}/participants/{participant_id}", "Leave",
+              "device", None, None, 204, (401, 404)),
+    Operation("get", "/v1/events", "WebSocket of events for this device (text frames: Event)",
+              "device", None, Event, 101, (401,), websocket=True),
+    Operation("post", "/v1/metrics/calls", "End-of-call quality report", "device",
+              CallMetrics, None, 204, (400, 401)),
+    Operation("post", "/v1/nodes", "Register a media or hybrid node with its node secret",
+              "node", NodeRegistration, NodeRegistered, 201, (400, 401, 409)),
+    Operation("get", "/v1/nodes/{node_id}/control",
+              "The node's control WebSocket (it connects out; NodeToCloud / CloudToNode)",
+              "node", None, None, 101, (401, 404), websocket=True),
+    Operation("get", "/v1/openapi.json", "This document", "none", None, None),
+    Operation("get", "/healthz", "Liveness", "none", None, None),
+    Operation("get", "/readyz", "Readiness: the store answers", "none", None, None,
+              errors=(503,)),
+    Operation("get", "/metrics", "Prometheus text", "none", None, None),
+    Operation("get", "/", "Dashboard (HTML)", "none", None, None),
+)
+
+_SECURITY: Final = {"device": "deviceToken", "enrollment": None, "node": "nodeSecret"}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def document(version: str = "1") -> dict[str, Any]:
+    models = {m for op in OPERATIONS for m in (op.request, op.response) if m is not None}
+    models.add(ErrorBody)
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        entry: dict[str, Any] = {"summary": op.summary, "operationId": f"{op.method} {op.path}"}
+        params = [p.strip("{}") for p in op.path.split("/") if p.startswith("{")]
+        if params:
+            entry["parameters"] = [{"name": p, "in": "path", "required": True,
+                                    "schema": {"type": "string"}} for p in params]
+        if op.request is not None:
+            entry["requestBody"] = {"required": op.request is not JoinRequest
+                                    and op.request is not MeetingCreate,
+                                    "content": {"application/json": {"schema": _ref(op.request)}}}
+        ok: dict[str, Any] = {"description": "success"}
+        if op.response is not None:
+            ok["content"] = {"application/json": {"schema": _ref(op.response)}}
+        responses = {str(op.status): ok}
+        for code in op.errors:
+            responses[str(code)] = {"description": "error",
+                                    "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+        entry["responses"] = responses
+        scheme = _SECURITY.get(op.auth)
+        if scheme:
+            entry["security"] = [{scheme: []}]
+        if op.websocket:
+            entry["x-websocket"] = True
+        paths.setdefault(op.path, {})[op.method] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Pinhole cloud API", "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "deviceToken": {"type": "http", "scheme": "bearer",
+                                "description": "the token from POST /v1/devices"},
+                "nodeSecret": {"type": "http", "scheme": "bearer",
+                               "description": "the node secret (hybrid: the org's)"},
+            },
+        },
+    }

@@ -1,0 +1,307 @@
+"""The cloud API in-process over real HTTP: every route, its 4xx answers, auth, org isolation,
+the OpenAPI document, and fuzzed bodies that never produce a 500.
+
+Media nodes here are scripted control-channel clients speaking the real protocol
+(register, open the control WebSocket, answer ``allocate_leg``); real nodes are
+exercised by the loopback-stack tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openapi_spec_validator import validate
+
+from cloud.app import make_app
+from cloud.identity import Org, TokenSigner
+from cloud.openapi import OPERATIONS
+from cloud.settings import CloudSettings
+from cloud.store import MemoryStore
+
+pytestmark = pytest.mark.slow
+
+ORGS = {
+    "acme": Org("acme", "acme-key", "acme-hybrid"),
+    "globex": Org("globex", "globex-key", "globex-hybrid"),
+}
+NODE_SECRET = "node-secret"
+
+
+class Api:
+    def __init__(self, server: TestServer, http: aiohttp.ClientSession) -> None:
+        self.server, self.http = server, http
+
+    async def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+                   raw: bytes | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        async with self.http.request(method, self.server.make_url(path), data=data,
+                                     headers=headers) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text) if text else None
+            except json.JSONDecodeError:
+                return response.status, text
+
+    async def device(self, org: str = "acme", name: str = "d", **extra: Any) -> dict[str, Any]:
+        status, body = await self.call("POST", "/v1/devices", {
+            "org": org, "enrollment_key": f"{org}-key", "name": name, **extra})
+        assert status == 201, body
+        return dict(body)
+
+    async def report(self, device: dict[str, Any], *nodes: str) -> None:
+        results = [{"node_id": n, "rung": "udp/5004", "reachable": True, "rtt_ms": 10.0}
+                   for n in nodes]
+        status, body = await self.call("PUT", f"/v1/devices/{device['device_id']}/reachability",
+                                       {"results": results}, device["token"])
+        assert status == 200, body
+
+
+async def _scripted_node(api: Api, node_id: str, *, kind: str = "cloud",
+                         org: str | None = None, secret: str = NODE_SECRET) -> asyncio.Task[None]:
+    body = {"id": node_id, "kind": kind, "region": "test", "address": "192.0.2.7",
+            "endpoints": [{"rung": "udp/5004", "transport": "udp", "port": 5004}]}
+    if org:
+        body["org"] = org
+    status, answer = await api.call("POST", "/v1/nodes", body, secret)
+    assert status == 201, answer
+    ws = await api.http.ws_connect(api.server.make_url(answer["control_path"]),
+                                   headers={"Authorization": f"Bearer {secret}"})
+    await ws.send_str(json.dumps({"type": "heartbeat", "load": 0.0, "legs": 0}))
+
+    async def serve() -> None:
+        async for msg in ws:
+            command = json.loads(msg.data)
+            if command["type"] == "allocate_leg":
+                await ws.send_str(json.dumps({"type": "leg_allocated",
+                                              "request_id": command["request_id"],
+                                              "leg_id": command["leg_id"]}))
+
+    return asyncio.create_task(serve())
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    cloud_settings = CloudSettings(node_secret=NODE_SECRET, probe_ttl_s=1, heartbeat_s=5)
+    app = make_app(cloud_settings, MemoryStore(), ORGS, TokenSigner())
+    server = TestServer(app)
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        yield Api(server, http)
+    await server.close()
+
+
+# ----------------------------------------------------------------------------- OpenAPI
+
+
+async def test_openapi_document_is_valid_and_lists_every_route(api: Api) -> None:
+    """Issue 4: OpenAPI 3 at /v1/openapi.json, generated from the models."""
+    status, document = await api.call("GET", "/v1/openapi.json")
+    assert status == 200
+    validate(document)
+    app: web.Application = api.server.app  # type: ignore[assignment]
+    served = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
+              if r.method != "HEAD" and r.resource is not None}
+    documented = {(op.method, op.path) for op in OPERATIONS}
+    assert served == documented
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+async def test_registration_and_its_errors(api: Api) -> None:
+    device = await api.device()
+    assert device["probe_policy"]["ttl_s"] == 1 and device["token"]
+    assert (await api.call("POST", "/v1/devices", {
+        "org": "acme", "enrollment_key": "wrong", "name": "x"}))[0] == 401
+    assert (await api.call("POST", "/v1/devices", {
+        "org": "nobody", "enrollment_key": "acme-key", "name": "x"}))[0] == 401
+    status, body = await api.call("POST", "/v1/devices", {"org": "acme"})
+    assert status == 400 and body["error"] == "invalid_body"
+    status, body = await api.call("POST", "/v1/devices", raw=b"{not json")
+    assert status == 400 and set(body) == {"error", "detail"}
+    status, _ = await api.call("POST", "/v1/devices", raw=b'{"x": "' + b"a" * 300_000 + b'"}')
+    assert status == 413
+
+
+async def test_reregistration_revokes_the_old_token(api: Api) -> None:
+    first = await api.device(device_id="dev-fixed")
+    second = await api.device(device_id="dev-fixed")
+    assert (await api.call("GET", "/v1/nodes", token=first["token"]))[0] == 401
+    assert (await api.call("GET", "/v1/nodes", token=second["token"]))[0] == 200
+    other_org = await api.call("POST", "/v1/devices", {
+        "org": "globex", "enrollment_key": "globex-key", "device_id": "dev-fixed"})
+    assert other_org[0] == 409
+
+
+async def test_device_routes_need_a_valid_token(api: Api) -> None:
+    for method, path in (("GET", "/v1/nodes"), ("POST", "/v1/meetings"),
+                         ("GET", "/v1/devices/x/reachability")):
+        for token in (None, "garbage", "a.b"):
+            status, body = await api.call(method, path, token=token)
+            assert status == 401 and body["error"] == "unauthorized", (method, path, token)
+
+
+async def test_hybrid_nodes_are_visible_to_their_own_org_only(api: Api) -> None:
+    tasks = [await _scripted_node(api, "cloud-1"),
+             await _scripted_node(api, "hyb-acme", kind="hybrid", org="acme",
+                                  secret="acme-hybrid")]
+    acme, globex = await api.device("acme"), await api.device("globex")
+    _, acme_nodes = await api.call("GET", "/v1/nodes", token=acme["token"])
+    _, globex_nodes = await api.call("GET", "/v1/nodes", token=globex["token"])
+    assert {n["id"] for n in acme_nodes["nodes"]} == {"cloud-1", "hyb-acme"}
+    assert {n["id"] for n in globex_nodes["nodes"]} == {"cloud-1"}
+    # a hybrid node's secret binds it to its org
+    status, _ = await api.call("POST", "/v1/nodes", {
+        "kind": "hybrid", "org": "globex", "region": "r", "address": "192.0.2.9",
+        "endpoints": [{"rung": "udp/5004", "transport": "udp", "port": 5004}]}, "acme-hybrid")
+    assert status == 401
+    for task in tasks:
+        task.cancel()
+
+
+async def test_reachability_is_private_and_expires(api: Api) -> None:
+    """Issue 4: stored with expiry = probe TTL; expired reports are gone; 428 on join."""
+    a, b = await api.device(name="a"), await api.device(name="b")
+    path = f"/v1/devices/{a['device_id']}/reachability"
+    assert (await api.call("GET", path, token=a["token"]))[0] == 404
+    await api.report(a, "n1")
+    status, stored = await api.call("GET", path, token=a["token"])
+    assert status == 200 and stored["report"]["results"][0]["node_id"] == "n1"
+    assert (await api.call("GET", path, token=b["token"]))[0] == 403
+    assert (await api.call("PUT", path, {"results": []}, b["token"]))[0] == 403
+    _, meeting = await api.call("POST", "/v1/meetings", {}, a["token"])
+    await asyncio.sleep(1.2)  # the TTL of this cloud is 1 s
+    assert (await api.call("GET", path, token=a["token"]))[0] == 404
+    status, body = await api.call("POST", f"/v1/meetings/{meeting['id']}/participants", {},
+                                  a["token"])
+    assert status == 428 and body["error"] == "probe_required"
+
+
+# ----------------------------------------------------------------------------- meetings
+
+
+async def test_meeting_lifecycle_and_org_isolation(api: Api) -> None:
+    node = await _scripted_node(api, "n1")
+    alice, bob = await api.device(name="alice"), await api.device(name="bob")
+    eve = await api.device("globex", name="eve")
+    for device in (alice, bob, eve):
+        await api.report(device, "n1")
+    status, meeting = await api.call("POST", "/v1/meetings", {"title": "t"}, alice["token"])
+    assert status == 201
+    mpath = f"/v1/meetings/{meeting['id']}"
+    assert (await api.call("GET", mpath, token=eve["token"]))[0] == 404
+    assert (await api.call("POST", mpath + "/participants", {}, eve["token"]))[0] == 404
+    status, joined = await api.call("POST", mpath + "/participants", {}, alice["token"])
+    assert status == 201 and joined["node"]["id"] == "n1"
+    assert joined["reason"]["chosen"] == "n1" and joined["plan"][0]["rung"] == "udp/5004"
+    _, joined_b = await api.call("POST", mpath + "/participants", {}, bob["token"])
+    assert joined_b["ssrc"] != joined["ssrc"]
+    assert joined_b["srtp"]["client_to_node"] != joined["srtp"]["client_to_node"]
+    _, view = await api.call("GET", mpath, token=alice["token"])
+    assert len(view["participants"]) == 2
+    leave = f"{mpath}/participants/{joined['participant_id']}"
+    assert (await api.call("DELETE", leave, token=bob["token"]))[0] == 404  # not bob's
+    assert (await api.call("DELETE", leave, token=alice["token"]))[0] == 204
+    assert (await api.call("DELETE", leave, token=alice["token"]))[0] == 404
+    assert (await api.call("GET", "/v1/meetings/nope", token=alice["token"]))[0] == 404
+    bad = await api.call("POST", mpath + "/participants", {"srtp_profile": "ROT13"},
+                         alice["token"])
+    assert bad[0] == 400
+    node.cancel()
+
+
+async def test_join_without_a_reachable_node_is_503(api: Api) -> None:
+    alice = await api.device()
+    await api.report(alice, "no-such-node")
+    _, meeting = await api.call("POST", "/v1/meetings", {}, alice["token"])
+    status, body = await api.call("POST", f"/v1/meetings/{meeting['id']}/participants", {},
+                                  alice["token"])
+    assert status == 503 and body["error"] == "no_media_node"
+
+
+async def test_call_metrics_are_counted_by_transport(api: Api) -> None:
+    """Issue 4: POST /v1/metrics/calls stored and counted by transport (the seed's analytics)."""
+    alice = await api.device()
+    metrics = {"meeting_id": "m", "participant_id": "p", "transport": "tcp/5004",
+               "duration_s": 10, "packets_sent": 500, "packets_received": 498, "loss": 0.004,
+               "jitter_ms": 3.1, "rtt_ms": 40}
+    assert (await api.call("POST", "/v1/metrics/calls", metrics, alice["token"]))[0] == 204
+    assert (await api.call("POST", "/v1/metrics/calls", {"loss": 2}, alice["token"]))[0] == 400
+    _, text = await api.call("GET", "/metrics")
+    assert 'pinhole_calls_total{transport="tcp/5004"} 1' in text
+    assert (await api.call("GET", "/healthz"))[0] == 200
+    assert (await api.call("GET", "/readyz"))[0] == 200
+
+
+async def test_events_websocket_needs_a_token_and_delivers(api: Api) -> None:
+    node = await _scripted_node(api, "n1")
+    alice, bob = await api.device(name="alice"), await api.device(name="bob")
+    for device in (alice, bob):
+        await api.report(device, "n1")
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await api.http.ws_connect(api.server.make_url("/v1/events"))
+    ws = await api.http.ws_connect(api.server.make_url("/v1/events"),
+                                   headers={"Authorization": f"Bearer {alice['token']}"})
+    _, meeting = await api.call("POST", "/v1/meetings", {}, alice["token"])
+    await api.call("POST", f"/v1/meetings/{meeting['id']}/participants", {}, alice["token"])
+    _, joined = await api.call("POST", f"/v1/meetings/{meeting['id']}/participants", {},
+                               bob["token"])
+    event = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
+    assert event["type"] == "participant.joined"
+    assert event["participant_id"] == joined["participant_id"]
+    await ws.close()
+    node.cancel()
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(["org", "enrollment_key", "name", "profile", "results", "title",
+                          "srtp_profile", "node_id", "rung", "reachable", "rtt_ms", "kind",
+                          "region", "address", "endpoints", "transport", "loss"])
+BODIES = st.one_of(JSON, st.dictionaries(FIELDS, JSON, max_size=6),
+                   st.binary(max_size=64).map(lambda b: b.decode("latin-1")))
+
+
+async def test_fuzzed_bodies_never_produce_a_500(api: Api) -> None:
+    """Issue 4: malformed input gets a 4xx with {"error","detail"}, never a 500."""
+    alice = await api.device()
+    _, meeting = await api.call("POST", "/v1/meetings", {}, alice["token"])
+    targets = [(op.method.upper(), op.path.replace("{device_id}", alice["device_id"])
+                .replace("{meeting_id}", meeting["id"]).replace("{participant_id}", "p-x"))
+               for op in OPERATIONS if op.method in ("post", "put") and not op.websocket]
+    bodies: list[Any] = []
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(BODIES)
+    def collect(body: Any) -> None:
+        bodies.append(body)
+
+    collect()
+    for i, body in enumerate(bodies):
+        method, path = targets[i % len(targets)]
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) and i % 3 == 0 \
+            else json.dumps(body).encode()
+        token = alice["token"] if path != "/v1/nodes" else NODE_SECRET
+        status, answer = await api.call(method, path, token=token, raw=raw)
+        assert status < 500, (method, path, body, answer)
+        if status >= 400:
+            assert isinstance(answer, dict) and set(answer) == {"error", "detail"}
+

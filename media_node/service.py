@@ -130,24 +130,23 @@ async def run(settings: NodeSettings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         waiter = asyncio.create_task(registered.wait())
-        done, _ = await asyncio.wait({waiter, channel}, return_when=asyncio.FIRST_COMPLETED)
+        stopper = asyncio.create_task(stop.wait())
         code = 0
-        if channel in done:
-            print(f"pinhole-media-node: {channel.exception()}", file=sys.stderr)
-            code = 2
-        else:
+        # a signal stops the node at any time, also while the cloud is still unreachable
+        done, _ = await asyncio.wait({waiter, channel, stopper},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done and not stopper.done():
             if settings.state_file:
                 Path(settings.state_file).write_text(json.dumps({
                     "node_id": control.node_id, "fingerprint": fingerprint,
                     "endpoints": [e.model_dump() for e in endpoints],
                 }))
-            stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({stopper, channel}, return_when=asyncio.FIRST_COMPLETED)
-            if channel in done:
-                print(f"pinhole-media-node: {channel.exception()}", file=sys.stderr)
-                code = 2
-            log.info("stopping")
-        for task in (channel, ticks, waiter):
+        if channel in done and not channel.cancelled() and channel.exception() is not None:
+            print(f"pinhole-media-node: {channel.exception()}", file=sys.stderr)
+            code = 2
+        log.info("stopping")
+        for task in (channel, ticks, waiter, stopper):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, RegistrationRefused):
                 await task

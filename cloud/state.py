@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -26,7 +26,6 @@ class Cloud:
     orgs: dict[str, Org]
     clock: Callable[[], float] = time.time
     metrics: CloudMetrics = field(default_factory=CloudMetrics)
-    meeting_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     legs: dict[str, tuple[str, str]] = field(default_factory=dict)  # leg -> meeting, participant
 
     def visible_nodes(self, org: str, *, healthy_only: bool = True) -> list[NodeInfo]:
@@ -37,8 +36,9 @@ class Cloud:
             if (n.kind == "cloud" or n.org == org) and (n.healthy or not healthy_only)
         ]
 
-    def meeting_lock(self, meeting_id: str) -> asyncio.Lock:
-        return self.meeting_locks.setdefault(meeting_id, asyncio.Lock())
+    def meeting_lock(self, meeting_id: str) -> AbstractAsyncContextManager[None]:
+        """Serialises changes to one meeting, across replicas with the Redis store."""
+        return self.store.meeting_lock(meeting_id)
 
     async def authenticate(self, token: str) -> tuple[Claims, DeviceRecord]:
         """A device's claims and record; ``IdentityError`` when bad, expired or revoked."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -78,6 +79,7 @@ class Store(Protocol):
     async def call_metrics(self) -> list[CallMetrics]: ...
     async def publish(self, device_ids: Iterable[str], event: Event) -> None: ...
     def subscribe(self, device_id: str) -> AsyncIterator[Event]: ...
+    def meeting_lock(self, meeting_id: str) -> AbstractAsyncContextManager[None]: ...
     async def close(self) -> None: ...
 
 
@@ -95,6 +97,11 @@ class MemoryStore:
         self._meetings: dict[str, MeetingRecord] = {}
         self._calls: list[CallMetrics] = []
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def meeting_lock(self, meeting_id: str) -> asyncio.Lock:
+        """Joins, leaves and reassignments of one meeting run one at a time."""
+        return self._locks.setdefault(meeting_id, asyncio.Lock())
 
     async def ping(self) -> bool:
         return True
@@ -175,9 +182,11 @@ def without_participant(meeting: MeetingRecord, participant_id: str) -> MeetingR
 
 
 def open_store(url: str) -> Store:
-    """The backend named by ``PINHOLE_STORE``."""
+    """The backend named by ``PINHOLE_STORE``: ``memory`` or ``redis://host:port/db``."""
     if url in ("", "memory"):
         return MemoryStore()
-    raise ValueError(
-        f"unsupported store {url!r}: use 'memory' (the Redis backend is not built yet)"
-    )
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from cloud.redis_store import RedisStore
+
+        return RedisStore(url)
+    raise ValueError(f"unsupported store {url!r}: use 'memory' or redis://host:port/db")

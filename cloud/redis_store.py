@@ -1,0 +1,158 @@
+"""The Redis backend of :class:`cloud.store.Store`: several cloud replicas, one state.
+
+- Devices, meetings and call metrics are JSON values under ``pinhole:*`` keys.
+- A reachability report is a key with a Redis TTL of the probe TTL (seed: "The
+  probing data cache expiry is set to 2 hours."): Redis itself makes it gone.
+- Events go out with ``PUBLISH pinhole:events:<device>``; every replica's
+  ``/v1/events`` WebSocket subscribes to its device's channel, so an event
+  raised on one replica reaches a client connected to another.
+- Meeting updates take a short Redis lock (``SET NX PX``) besides the
+  replica's own asyncio lock, so two replicas never interleave a join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from cloud.store import CascadeRecord, DeviceRecord, MeetingRecord, ParticipantRecord
+from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
+
+PREFIX = "pinhole:"
+
+
+def _meeting_from(data: dict[str, Any]) -> MeetingRecord:
+    return MeetingRecord(
+        id=data["id"], org=data["org"], title=data["title"], created_at=data["created_at"],
+        participants=tuple(ParticipantRecord(**p) for p in data["participants"]),
+        cascades=tuple(CascadeRecord(**c) for c in data.get("cascades", ())),
+    )
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (aioredis.RedisError, OSError):
+            return False
+
+    # ----------------------------------------------------------------- devices
+
+    async def put_device(self, device: DeviceRecord) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{PREFIX}device:{device.device_id}", json.dumps(asdict(device)))
+            pipe.sadd(f"{PREFIX}devices", device.device_id)
+            await pipe.execute()
+
+    async def get_device(self, device_id: str) -> DeviceRecord | None:
+        raw = await self._redis.get(f"{PREFIX}device:{device_id}")
+        return None if raw is None else DeviceRecord(**json.loads(raw))
+
+    async def count_devices(self) -> int:
+        return int(await self._redis.scard(f"{PREFIX}devices"))
+
+    async def list_device_ids(self) -> list[str]:
+        members = await self._redis.smembers(f"{PREFIX}devices")
+        return sorted(str(m) for m in members)
+
+    # ----------------------------------------------------------------- reachability
+
+    async def put_reachability(
+        self, device_id: str, report: ReachabilityReport, ttl_s: int
+    ) -> StoredReachability:
+        now = time.time()
+        stored = StoredReachability(
+            device_id=device_id, report=report, stored_at=datetime.fromtimestamp(now, UTC),
+            expires_at=datetime.fromtimestamp(now + ttl_s, UTC),
+        )
+        await self._redis.set(f"{PREFIX}reach:{device_id}", stored.model_dump_json(), ex=ttl_s)
+        return stored
+
+    async def get_reachability(self, device_id: str) -> StoredReachability | None:
+        raw = await self._redis.get(f"{PREFIX}reach:{device_id}")
+        return None if raw is None else StoredReachability.model_validate_json(raw)
+
+    async def count_reports(self) -> int:
+        count = 0
+        async for _ in self._redis.scan_iter(match=f"{PREFIX}reach:*", count=500):
+            count += 1
+        return count
+
+    # ----------------------------------------------------------------- meetings
+
+    async def put_meeting(self, meeting: MeetingRecord) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{PREFIX}meeting:{meeting.id}", json.dumps(asdict(meeting)))
+            pipe.sadd(f"{PREFIX}meetings", meeting.id)
+            await pipe.execute()
+
+    async def get_meeting(self, meeting_id: str) -> MeetingRecord | None:
+        raw = await self._redis.get(f"{PREFIX}meeting:{meeting_id}")
+        return None if raw is None else _meeting_from(json.loads(raw))
+
+    async def list_meetings(self) -> list[MeetingRecord]:
+        ids = sorted(str(m) for m in await self._redis.smembers(f"{PREFIX}meetings"))
+        if not ids:
+            return []
+        raws = await self._redis.mget([f"{PREFIX}meeting:{i}" for i in ids])
+        return [_meeting_from(json.loads(raw)) for raw in raws if raw is not None]
+
+    @contextlib.asynccontextmanager
+    async def meeting_lock(self, meeting_id: str, ttl_ms: int = 10_000) -> AsyncIterator[None]:
+        """A lock all replicas respect; it expires by itself if a replica dies holding it."""
+        key, token = f"{PREFIX}lock:meeting:{meeting_id}", secrets.token_hex(8)
+        while not await self._redis.set(key, token, nx=True, px=ttl_ms):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # another replica holds it: poll, it is short-lived
+        try:
+            yield
+        finally:
+            # release only our own lock (it may have expired and been taken since)
+            await self._redis.eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                "return redis.call('del', KEYS[1]) else return 0 end", 1, key, token)
+
+    # ----------------------------------------------------------------- metrics
+
+    async def add_call_metrics(self, org: str, metrics: CallMetrics) -> None:
+        await self._redis.rpush(f"{PREFIX}calls", metrics.model_dump_json())
+
+    async def call_metrics(self) -> list[CallMetrics]:
+        return [CallMetrics.model_validate_json(raw)
+                for raw in await self._redis.lrange(f"{PREFIX}calls", 0, -1)]
+
+    # ----------------------------------------------------------------- events
+
+    async def publish(self, device_ids: Iterable[str], event: Event) -> None:
+        text = event.model_dump_json()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for device_id in device_ids:
+                pipe.publish(f"{PREFIX}events:{device_id}", text)
+            await pipe.execute()
+
+    async def subscribe(self, device_id: str) -> AsyncIterator[Event]:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(f"{PREFIX}events:{device_id}")
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    yield Event.model_validate_json(message["data"])
+        finally:
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                await pubsub.unsubscribe()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        await self._redis.aclose()

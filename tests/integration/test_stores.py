@@ -1,0 +1,112 @@
+"""Both store backends behave the same: memory, and Redis on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cloud.store import (
+    CascadeRecord,
+    DeviceRecord,
+    MeetingRecord,
+    MemoryStore,
+    ParticipantRecord,
+    Store,
+    open_store,
+)
+from tests.integration.redis_server import redis_server
+from wire.models import CallMetrics, Event, ProbeResult, ReachabilityReport
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    async with redis_server(tmp_path) as url:
+        backend = open_store(url)
+        yield backend
+        await backend.close()
+
+
+REPORT = ReachabilityReport(results=[ProbeResult(node_id="n1", rung="udp/5004", reachable=True,
+                                                 rtt_ms=12.5)])
+
+
+async def test_devices(store: Store) -> None:
+    await store.put_device(DeviceRecord("d1", "acme", "alice", "desktop", 1))
+    await store.put_device(DeviceRecord("d1", "acme", "alice", "desktop", 2))
+    assert await store.get_device("d1") == DeviceRecord("d1", "acme", "alice", "desktop", 2)
+    assert await store.get_device("nope") is None
+    assert await store.count_devices() == 1 and await store.list_device_ids() == ["d1"]
+
+
+async def test_reachability_expires_with_the_ttl(store: Store) -> None:
+    """Seed: "The probing data cache expiry is set to 2 hours." (here 1 s)."""
+    stored = await store.put_reachability("d1", REPORT, ttl_s=1)
+    assert (stored.expires_at - stored.stored_at).total_seconds() == pytest.approx(1)
+    got = await store.get_reachability("d1")
+    assert got is not None and got.report == REPORT
+    assert await store.count_reports() == 1
+    await asyncio.sleep(1.3)
+    assert await store.get_reachability("d1") is None
+    assert await store.count_reports() == 0
+
+
+async def test_meetings_round_trip(store: Store) -> None:
+    meeting = MeetingRecord("m1", "acme", "t", 1.5,
+                            (ParticipantRecord("p1", "d1", "n1", 7, "leg-1", "udp/5004"),),
+                            (CascadeRecord("c1", "n2", "n1"),))
+    await store.put_meeting(meeting)
+    assert await store.get_meeting("m1") == meeting
+    assert await store.list_meetings() == [meeting]
+    assert await store.get_meeting("nope") is None
+
+
+async def test_call_metrics(store: Store) -> None:
+    metrics = CallMetrics(meeting_id="m", participant_id="p", transport="tls/443",
+                          duration_s=1, packets_sent=1, packets_received=1, loss=0,
+                          jitter_ms=0)
+    await store.add_call_metrics("acme", metrics)
+    assert await store.call_metrics() == [metrics]
+
+
+async def test_events_reach_subscribers(store: Store) -> None:
+    received: list[Event] = []
+
+    async def listen() -> None:
+        async for event in store.subscribe("d1"):
+            received.append(event)
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0.2)  # subscribed
+    event = Event(type="probe.requested", node_id="n1")
+    await store.publish(["d1", "d2"], event)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert received == [event]
+
+
+async def test_meeting_lock_excludes(store: Store) -> None:
+    inside: list[int] = []
+    overlaps = 0
+
+    async def critical(n: int) -> None:
+        nonlocal overlaps
+        async with store.meeting_lock("m1"):
+            if inside:
+                overlaps += 1
+            inside.append(n)
+            await asyncio.sleep(0.01)
+            inside.remove(n)
+
+    await asyncio.gather(*(critical(n) for n in range(8)))
+    assert overlaps == 0

@@ -132,12 +132,18 @@ def make_app(
 
     app.on_shutdown.append(shutdown)
 
+    make_bus = getattr(store, "node_bus", None)
+    if make_bus is not None:  # several replicas share nodes over the store
+        registry.bus = make_bus()
+
     async def health_watch(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(health.watch(cloud))
+        tasks = [asyncio.create_task(health.watch(cloud)),
+                 asyncio.create_task(registry.run_sync())]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     app.cleanup_ctx.append(health_watch)
     return app

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 def _roles(cloud: Cloud, new_node: str, other: str) -> tuple[str, str]:
     """(initiator, peer): a hybrid node initiates; else the node new to the meeting does."""
-    other_state = cloud.registry.get(other)
-    if other_state is not None and other_state.info.kind == "hybrid":
+    other_info = cloud.registry.info(other)
+    if other_info is not None and other_info.kind == "hybrid":
         return other, new_node
     return new_node, other
 
@@ -44,8 +44,8 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
         if _linked(meeting, new_node, other):
             continue
         initiator, peer = _roles(cloud, new_node, other)
-        peer_state = cloud.registry.get(peer)
-        if peer_state is None:
+        peer_info = cloud.registry.info(peer)
+        if peer_info is None:
             continue
         ice = IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
                              pwd=SecretStr(secrets.token_urlsafe(18)))
@@ -61,7 +61,7 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
         except NodeUnavailable as exc:
             log.warning("meeting %s: no cascade %s → %s: %s", meeting.id, initiator, peer, exc)
             continue
-        command = OpenCascade(meeting_id=meeting.id, peer=peer_state.info, leg_id=leg_id,
+        command = OpenCascade(meeting_id=meeting.id, peer=peer_info, leg_id=leg_id,
                               ice=ice, srtp=srtp)
         if not await cloud.registry.send(initiator, command):
             await cloud.registry.release(peer, leg_id)

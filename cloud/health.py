@@ -86,12 +86,19 @@ async def watch(cloud: Cloud) -> None:
         await asyncio.sleep(min(cloud.settings.heartbeat_s, 1.0))
         now = {n.id for n in cloud.registry.nodes() if n.healthy}
         for node_id in sorted(healthy - now):
+            bus = cloud.registry.bus
+            ttl = int(cloud.settings.heartbeat_s * cloud.settings.heartbeat_misses * 4) + 1
+            if bus is not None and not await bus.claim(f"reassign:{node_id}", ttl):
+                continue  # another replica is reassigning this node's participants
             log.warning("node %s is unhealthy; reassigning its participants", node_id)
             try:
                 await reassign_from(cloud, node_id)
             except Exception:  # one failed pass must not end the watch
                 log.exception("reassigning from %s failed", node_id)
         for node_id in sorted(now - healthy):
+            bus = cloud.registry.bus
+            if bus is not None and not await bus.claim(f"probe:{node_id}", 5):
+                continue
             log.info("node %s is healthy", node_id)
             await request_probes(cloud, node_id)
         healthy = now

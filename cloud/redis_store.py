@@ -24,6 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from cloud.node_bus import RedisNodeBus
 from cloud.store import CascadeRecord, DeviceRecord, MeetingRecord, ParticipantRecord
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
@@ -153,6 +154,9 @@ class RedisStore:
             with contextlib.suppress(aioredis.RedisError, OSError):
                 await pubsub.unsubscribe()
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def node_bus(self) -> RedisNodeBus:
+        return RedisNodeBus(self._redis)
 
     async def close(self) -> None:
         await self._redis.aclose()

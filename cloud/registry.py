@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from cloud.node_bus import NodeBus
 from wire.models import (
     AllocateLeg,
     Heartbeat,
@@ -58,6 +59,9 @@ class NodeRegistry:
         self._nodes: dict[str, NodeState] = {}
         self._clock = clock
         self._on_leg_event = on_leg_event
+        self.bus: NodeBus | None = None  # set with several replicas (Redis store)
+        self._remote: dict[str, NodeInfo] = {}  # nodes held by other replicas
+        self._forwarders: dict[str, asyncio.Task[None]] = {}
 
     def register(self, info: NodeInfo, capacity: int) -> None:
         old = self._nodes.get(info.id)
@@ -67,10 +71,15 @@ class NodeRegistry:
         self._nodes[info.id] = state
 
     def get(self, node_id: str) -> NodeState | None:
+        """A node registered with this replica."""
         return self._nodes.get(node_id)
 
-    def nodes(self) -> list[NodeInfo]:
-        """Every registered node with its current health and load."""
+    def info(self, node_id: str) -> NodeInfo | None:
+        """A node registered with this replica or, with a bus, with another one."""
+        state = self._nodes.get(node_id)
+        return state.info if state is not None else self._remote.get(node_id)
+
+    def _local(self) -> list[NodeInfo]:
         now = self._clock()
         out = []
         for state in self._nodes.values():
@@ -82,6 +91,37 @@ class NodeRegistry:
             out.append(state.info.model_copy(update={"healthy": healthy, "load": load}))
         return out
 
+    def nodes(self) -> list[NodeInfo]:
+        """Every registered node with its current health and load (all replicas')."""
+        local = self._local()
+        healthy_here = {n.id for n in local if n.healthy}
+        remote = [n for n in self._remote.values() if n.id not in healthy_here]
+        elsewhere = {n.id for n in remote}
+        return [n for n in local if n.healthy or n.id not in elsewhere] + remote
+
+    async def sync(self) -> None:
+        """Announce this replica's connected nodes; learn the others' (with a bus)."""
+        if self.bus is None:
+            return
+        mine = [n for n in self._local() if self._nodes[n.id].ws is not None]
+        await self.bus.announce(
+            ({"info": n.model_dump(mode="json")} for n in mine),
+            ttl_s=self.heartbeat_s * self.misses)
+        local_ids = {n.id for n in mine}
+        self._remote = {
+            entry["info"]["id"]: NodeInfo.model_validate(entry["info"])
+            for entry in await self.bus.snapshot()
+            if entry["info"]["id"] not in local_ids
+        }
+
+    async def run_sync(self) -> None:
+        while True:
+            try:
+                await self.sync()
+            except Exception:  # a Redis hiccup must not end the loop
+                log.exception("node registry sync failed")
+            await asyncio.sleep(max(0.1, self.heartbeat_s / 2))
+
     async def serve_control(self, node_id: str, ws: web.WebSocketResponse) -> None:
         """Run one node's control channel until it closes."""
         state = self._nodes[node_id]
@@ -90,6 +130,7 @@ class NodeRegistry:
         state.ws = ws
         state.last_seen = self._clock()
         log.info("node %s control channel up", node_id)
+        forwarder = self._forward(node_id, ws) if self.bus is not None else None
         try:
             async for msg in ws:
                 if msg.type != web.WSMsgType.TEXT:
@@ -106,9 +147,13 @@ class NodeRegistry:
                     future = state.pending.pop(message.request_id, None)
                     if future is not None and not future.done():
                         future.set_result(message)
+                    elif future is None and self.bus is not None:  # asked by another replica
+                        await self.bus.reply(message.request_id, msg.data)
                 elif self._on_leg_event is not None:
                     self._on_leg_event(node_id, message)
         finally:
+            if forwarder is not None:
+                forwarder.cancel()
             if state.ws is ws:
                 state.ws = None
             for future in state.pending.values():
@@ -117,9 +162,31 @@ class NodeRegistry:
             state.pending.clear()
             log.info("node %s control channel down", node_id)
 
+    def _forward(self, node_id: str, ws: web.WebSocketResponse) -> asyncio.Task[None]:
+        """Commands other replicas publish for this node go down its WebSocket."""
+        assert self.bus is not None
+        bus = self.bus
+
+        async def forward() -> None:
+            async for text in bus.commands(node_id):
+                if not ws.closed:
+                    await ws.send_str(text)
+
+        return asyncio.create_task(forward())
+
     async def allocate(self, node_id: str, command: AllocateLeg, timeout_s: float) -> None:
         """Ask the node for a leg; return once it has it."""
         state = self._nodes.get(node_id)
+        if (state is None or state.ws is None) and self.bus is not None \
+                and node_id in self._remote:
+            text = await self.bus.request(node_id, command.model_dump_json(),
+                                          command.request_id, timeout_s)
+            if text is None:
+                raise NodeUnavailable(f"node {node_id} did not allocate the leg in time")
+            answer = LegAllocated.model_validate_json(text)
+            if not answer.ok:
+                raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
+            return
         if state is None or state.ws is None or state.ws.closed:
             raise NodeUnavailable(f"node {node_id} has no control channel")
         future: asyncio.Future[LegAllocated] = asyncio.get_running_loop().create_future()
@@ -140,6 +207,8 @@ class NodeRegistry:
         """A command that needs no answer (release, open/close cascade); False if not sent."""
         state = self._nodes.get(node_id)
         if state is None or state.ws is None or state.ws.closed:
+            if self.bus is not None and node_id in self._remote:
+                return await self.bus.command(node_id, command.model_dump_json())
             return False
         await state.ws.send_str(command.model_dump_json())
         return True

@@ -1,10 +1,25 @@
-"""``make bench`` / ``python -m bench``: run every benchmark; JSON on stdout."""
+"""``make bench`` / ``python -m bench``: run every benchmark; one JSON document on stdout."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import sys
 
-from bench import relay
+from bench import join, relay
+
+
+def main() -> int:
+    results = {}
+    for name, module in (("relay", relay), ("join", join)):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            module.main([])
+        results[name] = json.loads(out.getvalue())
+    print(json.dumps(results, indent=2))
+    return 0
+
 
 if __name__ == "__main__":
-    sys.exit(relay.main(sys.argv[1:]))
+    sys.exit(main())

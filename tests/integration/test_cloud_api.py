@@ -9,8 +9,10 @@ exercised by the loopback-stack tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,7 +27,8 @@ from cloud.app import make_app
 from cloud.identity import Org, TokenSigner
 from cloud.openapi import OPERATIONS
 from cloud.settings import CloudSettings
-from cloud.store import MemoryStore
+from cloud.store import MemoryStore, Store, open_store
+from tests.integration.redis_server import redis_server
 
 pytestmark = pytest.mark.slow
 
@@ -91,15 +94,20 @@ async def _scripted_node(api: Api, node_id: str, *, kind: str = "cloud",
     return asyncio.create_task(serve())
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[Api]:
+@pytest.fixture(params=["memory", "redis"])
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """The same API over both store backends (Redis: a real redis-server)."""
     cloud_settings = CloudSettings(node_secret=NODE_SECRET, probe_ttl_s=1, heartbeat_s=5)
-    app = make_app(cloud_settings, MemoryStore(), ORGS, TokenSigner())
-    server = TestServer(app)
-    await server.start_server()
-    async with aiohttp.ClientSession() as http:
-        yield Api(server, http)
-    await server.close()
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "memory":
+            store: Store = MemoryStore()
+        else:
+            store = open_store(await stack.enter_async_context(redis_server(tmp_path)))
+        server = TestServer(make_app(cloud_settings, store, ORGS, TokenSigner()))
+        await server.start_server()
+        async with aiohttp.ClientSession() as http:
+            yield Api(server, http)
+        await server.close()
 
 
 # ----------------------------------------------------------------------------- OpenAPI

@@ -1,0 +1,203 @@
+"""Joins per second and join latency (p50/p99) on the memory and the Redis store, same run.
+
+For each store the cloud runs in this process on a loopback port (plain HTTP:
+TLS cost is not what is compared), a real media node control channel
+(``media_node.control.ControlChannel`` with its engine, no media listeners)
+answers the leg allocations, ``--devices`` devices register and report fresh
+reachability, then every device joins one of ``--devices / 10`` meetings with
+``--concurrency`` joins in flight. The backends alternate (memory, redis,
+redis, memory, …) over ``--rounds`` rounds. JSON on stdout, progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from cloud.app import make_app
+from cloud.identity import Org, TokenSigner
+from cloud.settings import CloudSettings
+from cloud.store import open_store
+from media_node.control import ControlChannel
+from media_node.engine import Engine
+from media_node.settings import NodeSettings
+from wire.models import Endpoint
+
+ORG = Org("bench", "bench-key", "bench-hybrid")
+SECRET = "bench-node-secret"
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _redis(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("bench/join.py: needs redis-server (make system-deps, as root)")
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(workdir), stdout=asyncio.subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, Any]:
+    port = _free_port()
+    settings = CloudSettings(node_secret=SECRET, store=store_url, heartbeat_s=2.0)
+    app = make_app(settings, open_store(store_url), {ORG.id: ORG}, TokenSigner())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    node_settings = NodeSettings(cloud=base, node_secret=SECRET, node_id="bench-node",
+                                 advertise="127.0.0.1", capacity=1_000_000)
+    engine = Engine("bench-node", capacity=1_000_000)
+    channel = ControlChannel(node_settings, engine,
+                             [Endpoint(rung="udp/5004", transport="udp", port=5004)], None)
+    registered = asyncio.Event()
+    node_task = asyncio.create_task(channel.run_forever(registered))
+    await registered.wait()
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(base_url=base, connector=connector) as http:
+        while True:  # the node's control channel is up once the cloud lists it healthy
+            async with http.post("/v1/devices", json={"org": ORG.id, "enrollment_key":
+                                                      ORG.enrollment_key}) as r:
+                probe = await r.json()
+            if probe["nodes"] and probe["nodes"][0]["healthy"]:
+                break
+            await asyncio.sleep(0.05)
+        limit = asyncio.Semaphore(concurrency)
+        tokens: list[str] = []
+
+        async def enroll(i: int) -> None:
+            async with limit:
+                async with http.post("/v1/devices", json={
+                        "org": ORG.id, "enrollment_key": ORG.enrollment_key,
+                        "name": f"d{i}"}) as r:
+                    body = await r.json()
+                headers = {"Authorization": f"Bearer {body['token']}"}
+                report = {"results": [{"node_id": "bench-node", "rung": "udp/5004",
+                                       "reachable": True, "rtt_ms": 10.0}]}
+                async with http.put(f"/v1/devices/{body['device_id']}/reachability",
+                                    json=report, headers=headers) as r:
+                    assert r.status == 200, await r.text()
+                tokens.append(body["token"])
+
+        _say(f"  {store_url.split(':')[0]}: registering {devices} devices with fresh reports …")
+        await asyncio.gather(*(enroll(i) for i in range(devices)))
+        meetings = []
+        for _ in range(max(1, devices // 10)):
+            async with http.post("/v1/meetings", json={},
+                                 headers={"Authorization": f"Bearer {tokens[0]}"}) as r:
+                meetings.append((await r.json())["id"])
+        latencies: list[float] = []
+        failures = 0
+
+        async def join(i: int, token: str) -> None:
+            nonlocal failures
+            async with limit:
+                started = time.perf_counter()
+                async with http.post(f"/v1/meetings/{meetings[i % len(meetings)]}/participants",
+                                     json={}, headers={"Authorization": f"Bearer {token}"}) as r:
+                    await r.read()
+                    ok = r.status == 201
+                latencies.append((time.perf_counter() - started) * 1000)
+                failures += not ok
+
+        _say(f"  joining {devices} devices into {len(meetings)} meetings, "
+             f"{concurrency} in flight …")
+        started = time.perf_counter()
+        await asyncio.gather(*(join(i, t) for i, t in enumerate(tokens)))
+        elapsed = time.perf_counter() - started
+    node_task.cancel()
+    await asyncio.gather(node_task, return_exceptions=True)
+    await runner.cleanup()
+    latencies.sort()
+    return {
+        "store": store_url.split(":")[0],
+        "devices": devices,
+        "joins": len(latencies),
+        "failures": failures,
+        "joins_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
+        "legs_on_node": len(engine.legs),
+    }
+
+
+async def run(devices: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="pinhole-bench-") as tmp:
+        redis_proc, redis_url = await _redis(Path(tmp))
+        try:
+            results: list[dict[str, Any]] = []
+            for i in range(rounds):
+                order = ["memory", redis_url] if i % 2 == 0 else [redis_url, "memory"]
+                for url in order:
+                    if url != "memory":  # a clean Redis for every round
+                        reader, writer = await asyncio.open_connection(
+                            "127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
+                        writer.write(b"FLUSHALL\r\n")
+                        await reader.readline()
+                        writer.close()
+                    _say(f"round {i + 1}/{rounds}")
+                    result = await _measure(url, devices, concurrency)
+                    _say(f"  {result['store']}: {result['joins_per_s']} joins/s, "
+                         f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+                    results.append(result)
+        finally:
+            redis_proc.terminate()
+            await redis_proc.wait()
+
+    def median(store: str, key: str) -> float:
+        return float(statistics.median(r[key] for r in results if r["store"] == store))
+
+    return {
+        "benchmark": "join",
+        "what": "POST /v1/meetings/{id}/participants over loopback HTTP, leg allocated by a "
+                "real node control channel; devices with fresh reachability reports",
+        "memory": {k: median("memory", k) for k in ("joins_per_s", "p50_ms", "p99_ms")},
+        "redis": {k: median("redis", k) for k in ("joins_per_s", "p50_ms", "p99_ms")},
+        "rounds": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--devices", type=int, default=1000, help="registered devices (1000)")
+    p.add_argument("--concurrency", type=int, default=16, help="joins in flight (16)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds per store (2)")
+    p.add_argument("--json", action="store_true", help="JSON only (it is always JSON on stdout)")
+    a = p.parse_args(argv)
+    print(json.dumps(asyncio.run(run(a.devices, a.concurrency, a.rounds)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

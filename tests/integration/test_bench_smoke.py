@@ -29,3 +29,15 @@ def test_relay_benchmark_produces_machine_readable_rounds() -> None:
         assert round_[config]["mode"] == "srtp" and round_[config]["bad"] == 0
         assert round_[config]["recv"] > 0  # every counted packet passed SRTP at the node
     assert result["ratio_median"] == round_["ratio"]
+
+
+def test_join_benchmark_reports_both_stores() -> None:
+    require_tool("redis-server")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.join", "--devices", "20", "--rounds", "1"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    result = json.loads(out)
+    assert {r["store"] for r in result["rounds"]} == {"memory", "redis"}
+    for r in result["rounds"]:
+        assert r["joins"] == 20 and r["failures"] == 0 and r["legs_on_node"] == 20

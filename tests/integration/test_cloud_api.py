@@ -313,3 +313,23 @@ async def test_fuzzed_bodies_never_produce_a_500(api: Api) -> None:
         if status >= 400:
             assert isinstance(answer, dict) and set(answer) == {"error", "detail"}
 
+
+
+async def test_a_new_or_returning_node_asks_devices_to_probe_it(api: Api) -> None:
+    """Issue 4: a node's return "sends probe.requested to devices that have never probed it"."""
+    alice, bob = await api.device(name="alice"), await api.device(name="bob")
+    await api.report(alice, "n0")  # alice never probed n2
+    await api.report(bob, "n2")  # bob did
+    sockets = {}
+    for name, device in (("alice", alice), ("bob", bob)):
+        sockets[name] = await api.http.ws_connect(
+            api.server.make_url("/v1/events"),
+            headers={"Authorization": f"Bearer {device['token']}"})
+    node = await _scripted_node(api, "n2")
+    event = json.loads((await asyncio.wait_for(sockets["alice"].receive(), 5)).data)
+    assert (event["type"], event["node_id"]) == ("probe.requested", "n2")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(sockets["bob"].receive(), 1.5)
+    for ws in sockets.values():
+        await ws.close()
+    node.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from client.api import ApiError, CloudApi
 from client.media import MediaError, MediaSession
@@ -75,26 +76,75 @@ class Device:
         await self.discover()
         return await self.api.join(meeting_id, request)
 
-    async def connect(self, joined: Joined, *, timeout_s: float = 2.0) -> MediaSession:
-        """Walk the join's transport plan in order until one rung authenticates."""
-        host = joined.node.address
-        last: Exception | None = None
+    async def connect(self, joined: Joined, *, timeout_s: float = 2.0,
+                      stagger_s: float = 0.25) -> MediaSession:
+        """Race the join's transport plan, Happy-Eyeballs style (RFC 8305 §5).
+
+        Rung *n+1* starts when rung *n* has not authenticated within
+        ``stagger_s`` (or as soon as it failed); the first leg to authenticate
+        wins and every other attempt is closed. Each rung's outcome and time
+        is kept in :attr:`attempts`. A rung the device profile forbids is a
+        clear :class:`~wire.errors.ProfileRefused`, never a silent skip.
+        """
         for endpoint in joined.plan:
             check_media(self.profile, Transport(endpoint.transport))
-            session = MediaSession(joined)
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        host = joined.node.address
+        winner: asyncio.Future[MediaSession] = loop.create_future()
+        running: dict[asyncio.Task[None], MediaSession] = {}
+        failed = asyncio.Event()
+        errors: list[str] = []
+
+        async def attempt(endpoint: Endpoint, session: MediaSession) -> None:
             started = loop.time()
             try:
                 await _open(session, endpoint, host, timeout_s)
+            except asyncio.CancelledError:
+                self.attempts.append(RungAttempt(endpoint.rung, False,
+                                                 (loop.time() - started) * 1000,
+                                                 "abandoned: another rung authenticated first"))
+                raise
             except (MediaError, OSError, TimeoutError) as exc:
                 session.close()
                 self.attempts.append(RungAttempt(endpoint.rung, False,
                                                  (loop.time() - started) * 1000, str(exc)))
-                last = exc
-                continue
-            self.attempts.append(RungAttempt(endpoint.rung, True, (loop.time() - started) * 1000))
-            return session
-        raise MediaError(f"no transport of the plan reached node {joined.node.id}: {last}")
+                errors.append(f"{endpoint.rung}: {exc}")
+                failed.set()
+                return
+            self.attempts.append(RungAttempt(endpoint.rung, True,
+                                             (loop.time() - started) * 1000))
+            if winner.done():
+                session.close()  # a slower rung also made it: the first one wins
+            else:
+                winner.set_result(session)
+
+        try:
+            for endpoint in joined.plan:
+                session = MediaSession(joined)
+                running[asyncio.create_task(attempt(endpoint, session))] = session
+                failed.clear()
+                waiter: asyncio.Future[Any] = asyncio.ensure_future(failed.wait())
+                await asyncio.wait({winner, waiter}, timeout=stagger_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if winner.done():
+                    break
+            while not winner.done():
+                pending: set[asyncio.Future[Any]] = {t for t in running if not t.done()}
+                if not pending:
+                    break
+                await asyncio.wait({winner, *pending}, return_when=asyncio.FIRST_COMPLETED)
+            if not winner.done():
+                raise MediaError(f"no transport of the plan reached node {joined.node.id}: "
+                                 + "; ".join(errors))
+            chosen = winner.result()
+        finally:
+            for task, session in running.items():
+                if not task.done():
+                    task.cancel()
+                    session.close()
+        await asyncio.gather(*running, return_exceptions=True)
+        return chosen
 
 
 async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s: float) -> None:

@@ -1,0 +1,108 @@
+"""The client's discovery and transport fallback against real node processes and sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from client.device import Device
+from client.media import MediaSession
+from lab.stack import ORG, REGIONS, NodeSpec, running_stack
+from tests.integration.node_harness import connect, join, running_node
+from wire.errors import ProfileRefused
+from wire.models import Endpoint
+from wire.transports import DeviceProfile
+
+pytestmark = pytest.mark.slow
+
+
+async def _exchange(a: MediaSession, b: MediaSession, count: int = 10) -> None:
+    for i in range(count):
+        a.send_audio(i.to_bytes(2, "big") + bytes(158))
+        b.send_audio(i.to_bytes(2, "big") + bytes(158))
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.4)
+    assert a.counters.packets_received == count and b.counters.packets_received == count
+
+
+async def test_discovery_measures_the_simulated_distance_and_join_picks_the_nearest(
+    tmp_path: Path,
+) -> None:
+    """Issue 5: nodes at 10/40/90 ms; measured RTTs within a few ms; the join picks 10 ms."""
+    async with running_stack(REGIONS, state_dir=tmp_path) as stack:
+        device = Device(stack.api())
+        await device.register(ORG, stack.enrollment_key, "alice")
+        outcomes = await device.discover()
+        expected = {spec.id: spec.simulated_rtt_ms for spec in REGIONS}
+        for outcome in outcomes:
+            assert outcome.rtt_ms is not None, outcome
+            want = expected[outcome.target.node_id]
+            assert want <= outcome.rtt_ms <= want + 8, (outcome.target, outcome.rtt_ms)
+        meeting = (await device.api.create_meeting()).id
+        joined = await device.join(meeting)
+        assert joined.node.id == "node-near" and joined.plan[0].rung == "udp/5004"
+        await device.api.close()
+
+
+@pytest.mark.parametrize(("node_args", "expected"), [
+    (["--no-udp"], "tcp/5004"),
+    (["--no-udp", "--no-tcp"], "tls/443"),
+])
+async def test_client_falls_back_when_the_node_has_no_udp(
+    tmp_path: Path, node_args: list[str], expected: str
+) -> None:
+    """Issue 5: without UDP the client ends on tcp/5004; with only TLS 443, on tls/443;
+    media flows each time."""
+    nodes = [NodeSpec("node-a", "eu", 0, extra_args=tuple(node_args))]
+    async with running_stack(nodes, state_dir=tmp_path) as stack:
+        sessions = []
+        devices: list[Device] = []
+        meeting = None
+        for name in ("alice", "bob"):
+            device = Device(stack.api())
+            await device.register(ORG, stack.enrollment_key, name)
+            await device.discover()
+            if meeting is None:
+                meeting = (await device.api.create_meeting()).id
+            sessions.append(await device.connect(await device.join(meeting)))
+            devices.append(device)
+        assert [s.rung for s in sessions] == [expected, expected]
+        await _exchange(*sessions)
+        for session in sessions:
+            session.close()
+        for device in devices:
+            await device.api.close()
+
+
+async def test_a_silent_first_rung_is_overtaken_and_abandoned() -> None:
+    """RFC 8305 §5 style: the next rung starts after a short delay; the first to authenticate
+    wins and the other attempt is closed and recorded."""
+    async with running_node() as node:
+        other = await connect(node, join(node, "m1", 2), "udp/5004")
+        joined = join(node, "m1", 1)
+        dead = Endpoint(rung="udp/5004", transport="udp", port=9)  # discard port: no answer
+        tcp = next(e for e in node.info.endpoints if e.rung == "tcp/5004")
+        joined = joined.model_copy(update={"plan": [dead, tcp]})
+        device = Device(api=None)  # type: ignore[arg-type]  # connect needs no signaling
+        session = await device.connect(joined, stagger_s=0.2)
+        assert session.rung == "tcp/5004"
+        outcomes = {a.rung: a for a in device.attempts}
+        assert outcomes["tcp/5004"].ok
+        assert not outcomes["udp/5004"].ok and "abandoned" in (outcomes["udp/5004"].error or "")
+        await _exchange(session, other)
+        session.close()
+        other.close()
+
+
+async def test_room_profile_refuses_proxy_media_before_trying() -> None:
+    """Seed: room devices never send media through an HTTP proxy; a clear refusal."""
+    async with running_node() as node:
+        joined = join(node, "m1", 1)
+        proxy = Endpoint(rung="http-proxy", transport="http-proxy", port=443)
+        joined = joined.model_copy(update={"plan": [proxy]})
+        device = Device(api=None, profile=DeviceProfile.ROOM)  # type: ignore[arg-type]
+        with pytest.raises(ProfileRefused, match="room devices cannot send media through an "
+                           "HTTP proxy"):
+            await device.connect(joined)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -20,10 +22,12 @@ from typing import Any
 import uvloop
 
 from client.api import ApiError, CloudApi
+from client.cache import ReportCache, default_directory
 from client.device import Device
 from client.media import MediaError
 from client.probe import ProbeOutcome
 from wire.errors import ProfileRefused
+from wire.models import CallMetrics
 from wire.tls import client_context
 from wire.transports import DeviceProfile
 
@@ -50,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=_env("profile") or "desktop",
                    choices=[p.value for p in DeviceProfile], help="device profile")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--cache-dir", default=_env("cache_dir"),
+                   help="where the device identity and probe reports are kept "
+                   "(default: ~/.cache/pinhole)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="a new device identity and a fresh probe every run")
+    p.add_argument("--force-probe", action="store_true",
+                   help="probe even when a report younger than the probe TTL is cached")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("register", help="register this device and print the node list")
     sub.add_parser("probe", help="probe every node over UDP, TCP and TLS; report; print the table")
@@ -110,22 +121,35 @@ def _table(rows: list[dict[str, Any]]) -> str:
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = _settings(args)
     api = CloudApi(s["cloud"], client_context(s.get("ca")))
-    device = Device(api, DeviceProfile(args.profile))
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
+    device = Device(api, DeviceProfile(args.profile),
+                    cache=None if args.no_cache else ReportCache(cache_dir))
     progress = None if args.json else (
         lambda done, total, o: print(f"\rprobed {done}/{total}", end="", file=sys.stderr,
                                      flush=True))
     try:
-        reg = await device.register(s["org"], s["enrollment_key"], args.name)
+        identity = cache_dir / ("device-" + hashlib.sha256(
+            f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()).hexdigest()[:16]
+            + ".json")
+        known = None
+        if not args.no_cache:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                known = str(json.loads(identity.read_text())["device_id"])
+        reg = await device.register(s["org"], s["enrollment_key"], args.name, known)
+        if not args.no_cache:
+            identity.parent.mkdir(parents=True, exist_ok=True)
+            identity.write_text(json.dumps({"device_id": reg.device_id}))
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
             meeting = await api.create_meeting()
             return {"meeting_id": meeting.id}
-        outcomes = await device.discover(progress)
-        if progress is not None:
+        outcomes = await device.discover(progress, force=args.force_probe)
+        if progress is not None and device.source == "probe":
             print(file=sys.stderr)
         if args.command == "probe":
-            return {"device_id": reg.device_id, "probes": _probe_rows(outcomes)}
+            return {"device_id": reg.device_id, "source": device.source,
+                    "probes": _probe_rows(outcomes)}
         joined = await device.join(args.meeting)
         result: dict[str, Any] = {
             "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
@@ -143,11 +167,18 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         session.close()
         await api.leave(joined.meeting_id, joined.participant_id)
         c = session.counters
+        loss = max((st.loss for st in session.sources.values()), default=0.0)
+        jitter = max((st.jitter_ms for st in session.sources.values()), default=0.0)
+        await api.report_call(CallMetrics.model_validate({  # the seed's analytics
+            "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
+            "transport": session.rung, "duration_s": args.seconds,
+            "packets_sent": c.packets_sent, "packets_received": c.packets_received,
+            "loss": min(1.0, max(0.0, loss)), "jitter_ms": jitter,
+            "rtt_ms": c.keepalive_rtt_ms}))
         result.update({
             "transport": session.rung, "packets_sent": c.packets_sent,
             "packets_received": c.packets_received, "drops": c.drops,
-            "loss": max((st.loss for st in session.sources.values()), default=0.0),
-            "jitter_ms": max((st.jitter_ms for st in session.sources.values()), default=0.0),
+            "loss": loss, "jitter_ms": jitter,
             "rtt_ms": c.keepalive_rtt_ms,
             "attempts": [asdict(a) for a in device.attempts],
         })
@@ -161,6 +192,9 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
         print(json.dumps(result, default=str))
     elif "probes" in result:
         print(_table(result["probes"]))
+        if result.get("source") == "cache":
+            print("(the cached report from this network, younger than the probe TTL; "
+                  "--force-probe probes again)")
     elif "packets_received" in result:
         print(_table([{k: result[k] for k in ("node", "transport", "packets_sent",
                                               "packets_received", "loss", "jitter_ms")}]))

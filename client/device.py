@@ -10,10 +10,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from client.api import ApiError, CloudApi
+from client.cache import ReportCache, local_address_towards
 from client.media import MediaError, MediaSession
-from client.probe import ProbeOutcome, probe, targets
+from client.probe import ProbeOutcome, ProbeTarget, probe, targets
 from wire.address import Address
 from wire.models import (
     DeviceRegistered,
@@ -21,6 +23,7 @@ from wire.models import (
     Endpoint,
     Joined,
     JoinRequest,
+    NodeInfo,
     ReachabilityReport,
 )
 from wire.transports import DeviceProfile, Transport, check_media
@@ -41,29 +44,64 @@ class Device:
     registration: DeviceRegistered | None = None
     outcomes: list[ProbeOutcome] = field(default_factory=list)
     attempts: list[RungAttempt] = field(default_factory=list)
+    cache: ReportCache | None = None
+    source: str = ""  # where the last discovery came from: "probe" or "cache"
 
-    async def register(self, org: str, enrollment_key: str, name: str) -> DeviceRegistered:
-        self.registration = await self.api.register(DeviceRegistration.model_validate(
-            {"org": org, "enrollment_key": enrollment_key, "name": name,
-             "profile": self.profile.value}
-        ))
+    async def register(self, org: str, enrollment_key: str, name: str,
+                       device_id: str | None = None) -> DeviceRegistered:
+        """Register (again, with ``device_id``: that revokes the device's older tokens)."""
+        body: dict[str, str] = {"org": org, "enrollment_key": enrollment_key, "name": name,
+                                "profile": self.profile.value}
+        if device_id:
+            body["device_id"] = device_id
+        self.registration = await self.api.register(DeviceRegistration.model_validate(body))
         return self.registration
 
+    def network(self) -> str:
+        """This device's network identity: its local address towards the cloud."""
+        host = urlsplit(self.api.base_url).hostname or ""
+        return local_address_towards(host)
+
     async def discover(
-        self, progress: Callable[[int, int, ProbeOutcome], None] | None = None
+        self,
+        progress: Callable[[int, int, ProbeOutcome], None] | None = None,
+        *,
+        force: bool = False,
     ) -> list[ProbeOutcome]:
-        """Probe every node of the (fresh) node list and report the result to the cloud."""
+        """Probe every node of the (fresh) node list and report the result to the cloud.
+
+        With a cache, a report younger than the probe TTL from the same network
+        is reused (``self.source == "cache"``) and only re-sent when the cloud
+        no longer has it; ``force`` probes regardless.
+        """
         if self.registration is None:
             raise RuntimeError("register first")
         policy = self.registration.probe_policy
+        device_id = self.registration.device_id
+        network = self.network()
+        if self.cache is not None and not force:
+            cached = self.cache.load(device_id, network)
+            if cached is not None:
+                self.source = "cache"
+                try:
+                    await self.api.get_reachability()
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    await self.api.put_reachability(cached.report)
+                self.outcomes = _outcomes_from(cached.report, self.registration.nodes)
+                return self.outcomes
         nodes = (await self.api.nodes()).nodes
         self.outcomes = await probe(
             targets(nodes, policy.transports), timeout_ms=policy.timeout_ms, progress=progress
         )
+        self.source = "probe"
         mapped = sorted({str(o.mapped) for o in self.outcomes if o.mapped is not None})
-        await self.api.put_reachability(ReachabilityReport(
-            network=",".join(mapped), results=[o.result() for o in self.outcomes]
-        ))
+        report = ReachabilityReport(network=",".join([network, *mapped]),
+                                    results=[o.result() for o in self.outcomes])
+        await self.api.put_reachability(report)
+        if self.cache is not None:
+            self.cache.store(device_id, network, report, policy.ttl_s)
         return self.outcomes
 
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
@@ -73,7 +111,7 @@ class Device:
         except ApiError as exc:
             if exc.status != 428:
                 raise
-        await self.discover()
+        await self.discover(force=True)  # the cloud has no fresh report: probe now
         return await self.api.join(meeting_id, request)
 
     async def connect(self, joined: Joined, *, timeout_s: float = 2.0,
@@ -156,3 +194,20 @@ async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s:
                                      timeout_s=timeout_s)
     else:
         raise MediaError(f"{endpoint.rung} needs an HTTP proxy, and none is configured")
+
+
+def _outcomes_from(report: ReachabilityReport, nodes: list[NodeInfo]) -> list[ProbeOutcome]:
+    """A cached report as probe outcomes, for the same table as a fresh probe."""
+    by_id = {n.id: n for n in nodes}
+    out = []
+    for r in report.results:
+        node = by_id.get(r.node_id)
+        endpoint = next((e for e in node.endpoints if e.rung == r.rung), None) if node else None
+        address = Address(node.address if node else "", endpoint.port if endpoint else 0)
+        mapped = None
+        if r.mapped:
+            host, _, port = r.mapped.rpartition(":")
+            mapped = Address(host.strip("[]"), int(port))
+        out.append(ProbeOutcome(ProbeTarget(r.node_id, r.rung, r.rung.split("/")[0], address),
+                                r.rtt_ms, mapped, None if r.reachable else "cached: no answer"))
+    return out

@@ -1,0 +1,88 @@
+"""The ``pinhole`` CLI against a loopback stack: the report cache, and a two-party call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from client.cache import ReportCache
+from client.device import Device
+from lab.stack import ORG, NodeSpec, Stack, running_stack
+from wire.tls import client_context
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack",
+                             cloud_args=["--probe-ttl-s", "2"]) as running:
+        yield running
+
+
+async def _pinhole(stack: Stack, cache: Path, *args: str) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client", "--stack", str(stack.state_dir / "stack.json"),
+        "--cache-dir", str(cache), "--json", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def test_probe_report_is_cached_for_the_ttl(stack: Stack, tmp_path: Path) -> None:
+    """Issue 5: a second run inside the TTL does not probe; a (short) TTL expires it."""
+    cache = tmp_path / "cache"
+    first = await _pinhole(stack, cache, "probe")
+    second = await _pinhole(stack, cache, "probe")
+    assert (first["source"], second["source"]) == ("probe", "cache")
+    assert first["device_id"] == second["device_id"]  # the identity is kept too
+    assert [p["rung"] for p in first["probes"]] == [p["rung"] for p in second["probes"]]
+    await asyncio.sleep(2.2)  # this cloud's probe TTL is 2 s
+    assert (await _pinhole(stack, cache, "probe"))["source"] == "probe"
+    forced = await _pinhole(stack, cache, "--force-probe", "probe")
+    assert forced["source"] == "probe"
+
+
+async def test_a_changed_network_identity_probes_again(stack: Stack, tmp_path: Path) -> None:
+    class Moving(Device):
+        where = "office"
+
+        def network(self) -> str:
+            return self.where
+
+    device = Moving(stack.api(), cache=ReportCache(tmp_path / "cache"))
+    await device.register(ORG, stack.enrollment_key, "laptop")
+    await device.discover()
+    await device.discover()
+    assert device.source == "cache"
+    device.where = "hotel"
+    await device.discover()
+    assert device.source == "probe"
+    await device.api.close()
+
+
+async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> None:
+    """Issue 5: `pinhole call --json` between two clients: packets received, loss 0 on
+    loopback, the transport used; the end-of-call report reaches the cloud."""
+    meeting = (await _pinhole(stack, tmp_path / "c0", "--name", "host", "meeting",
+                              "create"))["meeting_id"]
+    calls = await asyncio.gather(*(
+        _pinhole(stack, tmp_path / f"c{n}", "--name", name, "call", "--meeting", meeting,
+                 "--seconds", "2")
+        for n, name in enumerate(("alice", "bob"), start=1)))
+    for call in calls:
+        assert call["transport"] == "udp/5004" and call["node"] == "node-a"
+        assert call["packets_received"] > 0 and call["loss"] == 0
+    async with aiohttp.ClientSession() as http, http.get(
+            stack.cloud_url + "/metrics", ssl=client_context(stack.ca_file)) as response:
+        text = await response.text()
+    assert 'pinhole_calls_total{transport="udp/5004"} 2' in text

@@ -7,12 +7,12 @@ import io
 import json
 import sys
 
-from bench import join, relay
+from bench import join, probe, relay
 
 
 def main() -> int:
     results = {}
-    for name, module in (("relay", relay), ("join", join)):
+    for name, module in (("relay", relay), ("join", join), ("probe", probe)):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             module.main([])

@@ -41,3 +41,12 @@ def test_join_benchmark_reports_both_stores() -> None:
     assert {r["store"] for r in result["rounds"]} == {"memory", "redis"}
     for r in result["rounds"]:
         assert r["joins"] == 20 and r["failures"] == 0 and r["legs_on_node"] == 20
+
+
+def test_probe_benchmark_times_each_size() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.probe", "--sizes", "2,5", "--repeat", "1"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    sizes = json.loads(out)["sizes"]
+    assert [(s["nodes"], s["probes"], s["answered"]) for s in sizes] == [(2, 8, 8), (5, 20, 20)]

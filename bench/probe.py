@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,13 +34,14 @@ async def run(sizes: list[int], repeat: int) -> dict[str, Any]:
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     if pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})
-    server = subprocess.Popen(
-        [*pin, sys.executable, "-m", "bench.probe_nodes", "--count", str(max(sizes))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+    server = await asyncio.create_subprocess_exec(
+        *pin, sys.executable, "-m", "bench.probe_nodes", "--count", str(max(sizes)),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=HERE.parent)
     assert server.stdout is not None and server.stdin is not None
     try:
         _say(f"starting {max(sizes)} nodes …")
-        nodes = [NodeInfo.model_validate(n) for n in json.loads(server.stdout.readline())]
+        nodes = [NodeInfo.model_validate(n)
+                 for n in json.loads(await server.stdout.readline())]
         results = []
         for size in sizes:
             walls, reached, total = [], 0, 0
@@ -59,7 +59,7 @@ async def run(sizes: list[int], repeat: int) -> dict[str, Any]:
                             "wall_ms": [round(w, 1) for w in walls]})
     finally:
         server.stdin.close()
-        server.wait(10)
+        await asyncio.wait_for(server.wait(), 10)
     return {"benchmark": "probe",
             "what": "wall time to STUN-probe every endpoint (udp/5004, udp/33434, tcp/5004, "
                     "tls/443) of N loopback nodes, 32 probes in flight",

@@ -50,7 +50,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--prefix", default="127.254",
-                   help="first two octets of the addresses (outside the loopback stack's 127.20-219)")
+                   help="first octets of the addresses (the loopback stack uses 127.20-219)")
     a = p.parse_args()
     uvloop.run(serve(a.count, a.prefix))
     return 0

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvloop
 
@@ -26,6 +27,7 @@ from client.cache import ReportCache, default_directory
 from client.device import Device
 from client.media import MediaError
 from client.probe import ProbeOutcome
+from client.proxy import ProxyConfig, ProxyError, proxy_from_environment
 from wire.errors import ProfileRefused
 from wire.models import CallMetrics
 from wire.tls import client_context
@@ -54,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=_env("profile") or "desktop",
                    choices=[p.value for p in DeviceProfile], help="device profile")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--proxy", default=_env("proxy"),
+                   help="HTTP proxy for signaling and proxy media, http://[user:pass@]host:port "
+                   "(default: HTTPS_PROXY unless NO_PROXY names the cloud)")
     p.add_argument("--cache-dir", default=_env("cache_dir"),
                    help="where the device identity and probe reports are kept "
                    "(default: ~/.cache/pinhole)")
@@ -120,10 +125,14 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = _settings(args)
-    api = CloudApi(s["cloud"], client_context(s.get("ca")))
+    cloud_host = urlsplit(s["cloud"]).hostname or ""
+    proxy = ProxyConfig.from_url(args.proxy) if args.proxy else proxy_from_environment(
+        cloud_host)
+    api = CloudApi(s["cloud"], client_context(s.get("ca")),
+                   proxy=proxy.url if proxy else None)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
     device = Device(api, DeviceProfile(args.profile),
-                    cache=None if args.no_cache else ReportCache(cache_dir))
+                    cache=None if args.no_cache else ReportCache(cache_dir), proxy=proxy)
     progress = None if args.json else (
         lambda done, total, o: print(f"\rprobed {done}/{total}", end="", file=sys.stderr,
                                      flush=True))
@@ -214,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         result = uvloop.run(_run(args))
-    except (CliError, ApiError, MediaError, ProfileRefused, OSError) as exc:
+    except (CliError, ApiError, MediaError, ProfileRefused, ProxyError, OSError) as exc:
         print(f"pinhole: {exc}", file=sys.stderr)
         return 1
     _print(args, result)

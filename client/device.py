@@ -16,6 +16,7 @@ from client.api import ApiError, CloudApi
 from client.cache import ReportCache, local_address_towards
 from client.media import MediaError, MediaSession
 from client.probe import ProbeOutcome, ProbeTarget, probe, targets
+from client.proxy import ProxyConfig, ProxyError, open_tunnel
 from wire.address import Address
 from wire.models import (
     DeviceRegistered,
@@ -45,6 +46,7 @@ class Device:
     outcomes: list[ProbeOutcome] = field(default_factory=list)
     attempts: list[RungAttempt] = field(default_factory=list)
     cache: ReportCache | None = None
+    proxy: ProxyConfig | None = None  # media on the http-proxy rung goes through it
     source: str = ""  # where the last discovery came from: "probe" or "cache"
 
     async def register(self, org: str, enrollment_key: str, name: str,
@@ -136,7 +138,7 @@ class Device:
         async def attempt(endpoint: Endpoint, session: MediaSession) -> None:
             started = loop.time()
             try:
-                await _open(session, endpoint, host, timeout_s)
+                await _open(session, endpoint, host, timeout_s, self.proxy)
             except asyncio.CancelledError:
                 self.attempts.append(RungAttempt(endpoint.rung, False,
                                                  (loop.time() - started) * 1000,
@@ -185,15 +187,23 @@ class Device:
         return chosen
 
 
-async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s: float) -> None:
+async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s: float,
+                proxy: ProxyConfig | None) -> None:
     address = Address(host, endpoint.port)
     if endpoint.transport == "udp":
         await session.connect_udp(address, endpoint.rung, timeout_s=timeout_s)
     elif endpoint.transport in ("tcp", "tls"):
         await session.connect_stream(address, endpoint.rung, tls=endpoint.transport == "tls",
                                      timeout_s=timeout_s)
+    elif proxy is None:
+        raise MediaError(f"{endpoint.rung} needs an HTTP proxy, and none is configured "
+                         "(--proxy, HTTPS_PROXY or --pac-url)")
     else:
-        raise MediaError(f"{endpoint.rung} needs an HTTP proxy, and none is configured")
+        try:
+            reader, writer = await open_tunnel(proxy, address, timeout_s=timeout_s)
+        except ProxyError as exc:
+            raise MediaError(str(exc)) from None
+        await session.connect_tunnel(reader, writer, endpoint.rung, timeout_s=timeout_s)
 
 
 def _outcomes_from(report: ReachabilityReport, nodes: list[NodeInfo]) -> list[ProbeOutcome]:

@@ -103,13 +103,28 @@ class MediaSession:
         async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
         if context is not None:
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-            got, expected = cert_fingerprint(der), self.joined.node.fingerprint
-            if expected and got != expected:
-                writer.close()
-                raise MediaError(pin_mismatch_message(
-                    f"media node {self.joined.node.id}", expected, got,
-                    [self.joined.node.address]))
+            self._check_pin(writer)
+        await self._attach(reader, writer, rung, timeout_s)
+
+    async def connect_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                             rung: str, *, timeout_s: float = 3.0) -> None:
+        """TLS inside an HTTP CONNECT tunnel (the http-proxy rung), then framing."""
+        async with asyncio.timeout(timeout_s):
+            await writer.start_tls(unverified_client_context())
+        self._check_pin(writer)
+        await self._attach(reader, writer, rung, timeout_s)
+
+    def _check_pin(self, writer: asyncio.StreamWriter) -> None:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        got, expected = cert_fingerprint(der), self.joined.node.fingerprint
+        if expected and got != expected:
+            writer.close()
+            raise MediaError(pin_mismatch_message(
+                f"media node {self.joined.node.id}", expected, got,
+                [self.joined.node.address]))
+
+    async def _attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      rung: str, timeout_s: float) -> None:
         self._send = lambda data: writer.write(encode_frame(data))
         self._closers.append(writer.close)
         reader_task = asyncio.create_task(self._read_stream(reader))

@@ -132,6 +132,13 @@ class CloudApi:
     async def report_call(self, metrics: CallMetrics) -> None:
         await self._call("POST", "/v1/metrics/calls", metrics, None)
 
+    async def check_events(self) -> None:
+        """Open the events WebSocket and close it: does WSS get through?"""
+        url = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
+        async with self._http().ws_connect(url + "/v1/events", headers=self._headers(),
+                                           ssl=self._ssl, proxy=self._proxy):
+            return
+
     async def events(self) -> AsyncIterator[Event]:
         """Events for this device until the connection closes."""
         url = self.base_url.replace("https://", "wss://").replace("http://", "ws://")

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import uvloop
 
 from client.api import ApiError, CloudApi
 from client.cache import ReportCache, default_directory
 from client.device import Device
 from client.media import MediaError
+from client.netcheck import summarise
 from client.probe import ProbeOutcome
 from client.proxy import ProxyConfig, ProxyError, proxy_from_environment
 from wire.errors import ProfileRefused
@@ -73,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=["create"], help="create: print a new meeting id")
     j = sub.add_parser("join", help="join a meeting and print the assignment and its reason")
     j.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
+    sub.add_parser("netcheck", help="check HTTPS and WSS to the cloud, probe every node on "
+                   "every transport; print what works, what is blocked, and the firewall "
+                   "rules to open")
     c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")
     c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
@@ -153,6 +158,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if args.command == "meeting":
             meeting = await api.create_meeting()
             return {"meeting_id": meeting.id}
+        if args.command == "netcheck":
+            return await _netcheck(device, api, progress, proxy is not None)
         outcomes = await device.discover(progress, force=args.force_probe)
         if progress is not None and device.source == "probe":
             print(file=sys.stderr)
@@ -196,9 +203,38 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         await api.close()
 
 
+async def _netcheck(device: Device, api: CloudApi, progress: Any,
+                    proxied: bool) -> dict[str, Any]:
+    https: tuple[bool, str | None] = (True, None)  # registration just went over HTTPS
+    wss: tuple[bool, str | None] = (True, None)
+    try:
+        await asyncio.wait_for(api.check_events(), 5)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        wss = (False, str(exc) or type(exc).__name__)
+    outcomes = await device.discover(progress, force=True)
+    if progress is not None:
+        print(file=sys.stderr)
+    report = summarise(outcomes, device.profile, https=https, wss=wss, proxy_configured=proxied)
+    return {"netcheck": report.as_dict()}
+
+
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(result, default=str))
+    elif "netcheck" in result:
+        n = result["netcheck"]
+        print(f"HTTPS to the cloud: {'ok' if n['https']['ok'] else 'BLOCKED'}; "
+              f"WSS: {'ok' if n['wss']['ok'] else 'BLOCKED (' + str(n['wss']['error']) + ')'}")
+        print(_table([{"transport": r["rung"], "works": "yes" if r["works"] else "BLOCKED",
+                       "nodes": f"{r['reachable_nodes']}/{r['probed_nodes']}",
+                       "best_rtt_ms": r["best_rtt_ms"]} for r in n["rungs"]]))
+        print(f"media would use: {n['media_transport'] or 'nothing: no transport gets out'}")
+        if n["rules"]:
+            print("for the best quality, open (in this order):")
+            for i, rule in enumerate(n["rules"], 1):
+                print(f"  {i}. {rule}")
+        else:
+            print("nothing to open: media can use inside-initiated UDP 5004")
     elif "probes" in result:
         print(_table(result["probes"]))
         if result.get("source") == "cache":

@@ -86,3 +86,14 @@ async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> No
             stack.cloud_url + "/metrics", ssl=client_context(stack.ca_file)) as response:
         text = await response.text()
     assert 'pinhole_calls_total{transport="udp/5004"} 2' in text
+
+
+async def test_netcheck_reports_what_works_and_what_to_open(stack: Stack, tmp_path: Path) -> None:
+    """Issue 5: netcheck checks HTTPS and WSS, probes every node on every transport, and
+    names the media transport; on an open network there is nothing to open."""
+    result = (await _pinhole(stack, tmp_path / "nc", "netcheck"))["netcheck"]
+    assert result["https"]["ok"] and result["wss"]["ok"]
+    assert {r["rung"] for r in result["rungs"]} == {"udp/5004", "udp/33434", "tcp/5004",
+                                                     "tls/443"}
+    assert all(r["works"] for r in result["rungs"])
+    assert result["media_transport"] == "udp/5004" and result["rules"] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import BaseModel
@@ -24,6 +25,7 @@ from wire.models import (
     ReachabilityReport,
     StoredReachability,
 )
+from wire.tls import pin_mismatch_message, spki_pin
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,13 +40,25 @@ class ApiError(Exception):
         self.detail = detail
 
 
+class PinError(ApiError):
+    """The cloud presented another public key than the pinned one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "pin_mismatch", message)
+        self.args = (message,)
+
+
 class CloudApi:
     """One device's conversation with the cloud over HTTPS."""
 
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None,
-                 *, proxy: str | None = None) -> None:
+                 *, proxy: str | None = None, pin: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self.pin = pin  # the cloud's SPKI pin, "sha256/<base64>" (RFC 7469 §2.4)
+        self.seen_pin: str | None = None  # what the cloud presented (learned at enrollment)
+        self._pin_failure: str | None = None
+        self._ssl: ssl.SSLContext | bool = self._pinning(
+            ssl_context if ssl_context is not None else ssl.create_default_context())
         self._proxy = proxy
         self._session: aiohttp.ClientSession | None = None
         self.token: str | None = None
@@ -73,21 +87,52 @@ class CloudApi:
     ) -> M | None:
         data = body.model_dump_json().encode() if body is not None else None
         headers = {**self._headers(), "Content-Type": "application/json"}
-        async with self._http().request(
-            method, self.base_url + path, data=data, headers=headers, ssl=self._ssl,
-            proxy=self._proxy,
-        ) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                try:
-                    err = ErrorBody.model_validate_json(raw)
-                    raise ApiError(response.status, err.error, err.detail)
-                except ValueError:
-                    raise ApiError(response.status, "http_error", raw[:200].decode(
-                        "utf-8", "replace")) from None
-            if answer is None:
-                return None
-            return answer.model_validate_json(raw)
+        try:
+            async with self._http().request(
+                method, self.base_url + path, data=data, headers=headers, ssl=self._ssl,
+                proxy=self._proxy,
+            ) as response:
+                return await self._answer(response, answer)
+        except aiohttp.ClientError:
+            if self._pin_failure is not None:
+                raise PinError(self._pin_failure) from None
+            raise
+
+    async def _answer(self, response: aiohttp.ClientResponse, answer: type[M] | None
+                      ) -> M | None:
+        raw = await response.read()
+        if response.status >= 400:
+            try:
+                err = ErrorBody.model_validate_json(raw)
+            except ValueError:
+                raise ApiError(response.status, "http_error", raw[:200].decode(
+                    "utf-8", "replace")) from None
+            raise ApiError(response.status, err.error, err.detail)
+        if answer is None:
+            return None
+        return answer.model_validate_json(raw)
+
+    def _pinning(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        """Check the cloud's key inside every TLS handshake (also inside a proxy tunnel)."""
+        api = self
+
+        class PinnedObject(ssl.SSLObject):
+            def do_handshake(self) -> None:
+                super().do_handshake()  # raises SSLWantRead… until the handshake is done
+                der = self.getpeercert(binary_form=True)
+                if der is not None:
+                    api._peer(der)
+
+        context.sslobject_class = PinnedObject
+        return context
+
+    def _peer(self, der: bytes) -> None:
+        self.seen_pin = spki_pin(der)
+        if self.pin and self.seen_pin != self.pin:
+            host = urlsplit(self.base_url).hostname or self.base_url
+            self._pin_failure = pin_mismatch_message("the cloud", self.pin, self.seen_pin,
+                                                     [host])
+            raise ssl.SSLError("public key pin mismatch")
 
     async def _get(self, path: str, answer: type[M]) -> M:
         result = await self._call("GET", path, None, answer)

@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--proxy", default=_env("proxy"),
                    help="HTTP proxy for signaling and proxy media, http://[user:pass@]host:port "
                    "(default: HTTPS_PROXY unless NO_PROXY names the cloud)")
+    p.add_argument("--pin", default=_env("pin"),
+                   help="the cloud's SPKI pin, sha256/<base64> (default: learned at the first "
+                   "registration and kept in the cache directory)")
     p.add_argument("--cache-dir", default=_env("cache_dir"),
                    help="where the device identity and probe reports are kept "
                    "(default: ~/.cache/pinhole)")
@@ -133,26 +136,29 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     cloud_host = urlsplit(s["cloud"]).hostname or ""
     proxy = ProxyConfig.from_url(args.proxy) if args.proxy else proxy_from_environment(
         cloud_host)
-    api = CloudApi(s["cloud"], client_context(s.get("ca")),
-                   proxy=proxy.url if proxy else None)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
+    identity = cache_dir / ("device-" + hashlib.sha256(
+        f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()).hexdigest()[:16]
+        + ".json")
+    known: dict[str, str] = {}
+    if not args.no_cache:
+        with contextlib.suppress(OSError, ValueError):
+            known = {k: str(v) for k, v in json.loads(identity.read_text()).items()}
+    api = CloudApi(s["cloud"], client_context(s.get("ca")),
+                   proxy=proxy.url if proxy else None, pin=args.pin or known.get("pin"))
     device = Device(api, DeviceProfile(args.profile),
                     cache=None if args.no_cache else ReportCache(cache_dir), proxy=proxy)
     progress = None if args.json else (
         lambda done, total, o: print(f"\rprobed {done}/{total}", end="", file=sys.stderr,
                                      flush=True))
     try:
-        identity = cache_dir / ("device-" + hashlib.sha256(
-            f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()).hexdigest()[:16]
-            + ".json")
-        known = None
-        if not args.no_cache:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                known = str(json.loads(identity.read_text())["device_id"])
-        reg = await device.register(s["org"], s["enrollment_key"], args.name, known)
-        if not args.no_cache:
+        reg = await device.register(s["org"], s["enrollment_key"], args.name,
+                                    known.get("device_id"))
+        if not args.no_cache:  # keep the identity, and pin the cloud's key from now on
             identity.parent.mkdir(parents=True, exist_ok=True)
-            identity.write_text(json.dumps({"device_id": reg.device_id}))
+            pin = api.pin or api.seen_pin
+            identity.write_text(json.dumps({"device_id": reg.device_id,
+                                            **({"pin": pin} if pin else {})}))
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":

@@ -16,6 +16,15 @@ MESSAGE-INTEGRITY, FINGERPRINT). What aioice leaves to the caller is here:
 
 It never raises on bad input from the network: a validator verdict names
 what to do (answer, latch, reject with the reply it built, or stay silent).
+
+Amplification (a node must not become a reflector; RFC 5389 §16): every
+error reply the validator builds is at most twice the size of the request it
+answers, and :func:`build_discovery_response` takes the same bound as ``max_length``. An
+unauthenticated 28-byte probe earns at most 56 bytes: 20 header + 12
+XOR-MAPPED-ADDRESS (IPv4) + 8 FINGERPRINT = 40, SOFTWARE only when it fits.
+
+Builders raise :class:`~wire.errors.StunError` on arguments they cannot encode;
+:func:`parse_binding_response` raises it (never ``ValueError``) on a bad response.
 """
 
 from __future__ import annotations
@@ -39,9 +48,12 @@ _COOKIE_BYTES: Final = MAGIC_COOKIE.to_bytes(4, "big")
 STUN_HEADER_LENGTH: Final = 20
 FINGERPRINT_XOR: Final = 0x5354554E  # RFC 5389 §15.5
 MAX_USERNAME_BYTES: Final = 513  # RFC 5389 §15.3: "MUST contain a UTF-8 ... less than 513 bytes"
+MAX_TEXT_CHARS: Final = 127  # RFC 5389 §15.6, §15.10: "less than 128 characters"
 
 
 class Method(IntEnum):
+    """The one method Pinhole speaks (RFC 5389 §18.1)."""
+
     BINDING = 0x001
 
 
@@ -72,6 +84,8 @@ class Attr(IntEnum):
 
 
 class ErrorCode(IntEnum):
+    """The error codes the validator answers with (RFC 5389 §15.6)."""
+
     BAD_REQUEST = 400
     UNAUTHORIZED = 401
     UNKNOWN_ATTRIBUTE = 420
@@ -144,6 +158,7 @@ def encode_message(
 
 
 def new_transaction_id() -> bytes:
+    """96 random bits (RFC 5389 §6: "uniformly and randomly chosen")."""
     return os.urandom(12)
 
 
@@ -153,8 +168,13 @@ def build_discovery_probe(transaction_id: bytes | None = None) -> bytes:
                           transaction_id or new_transaction_id(), [])
 
 
+def _text(value: str) -> bytes:
+    """A reason phrase or SOFTWARE cut to fewer than 128 characters (at most 508 bytes)."""
+    return value[:MAX_TEXT_CHARS].encode()
+
+
 def _software(software: str | None) -> list[tuple[int, bytes]]:
-    return [] if software is None else [(Attr.SOFTWARE, software.encode()[:763])]
+    return [] if software is None else [(Attr.SOFTWARE, _text(software))]
 
 
 def build_discovery_response(
@@ -188,11 +208,19 @@ def build_leg_binding(
     *,
     priority: int | None = None,
 ) -> bytes:
-    """The client's leg request: USERNAME ``node:client``, MESSAGE-INTEGRITY(pwd), FINGERPRINT."""
-    attributes: list[tuple[int, bytes]] = [
-        (Attr.USERNAME, f"{node_ufrag}:{client_ufrag}".encode())
-    ]
+    """The client's leg request: USERNAME ``node:client``, MESSAGE-INTEGRITY(pwd), FINGERPRINT.
+
+    Short-term credentials (RFC 5389 §15.4): the HMAC-SHA1 key is ``pwd`` itself.
+    """
+    if ":" in node_ufrag:
+        raise StunError("node ufrag must not contain ':'")
+    username = f"{node_ufrag}:{client_ufrag}".encode()
+    if len(username) >= MAX_USERNAME_BYTES:
+        raise StunError(f"USERNAME of {len(username)} bytes, must be under {MAX_USERNAME_BYTES}")
+    attributes: list[tuple[int, bytes]] = [(Attr.USERNAME, username)]
     if priority is not None:
+        if not 0 <= priority <= 0xFFFFFFFF:
+            raise StunError(f"PRIORITY {priority} is not a 32-bit unsigned integer")
         attributes.append((Attr.PRIORITY, struct.pack("!I", priority)))
     return encode_message(Method.BINDING, Class.REQUEST, transaction_id or new_transaction_id(),
                           attributes, integrity_key=pwd)
@@ -222,12 +250,19 @@ def build_error_response(
     method: int = Method.BINDING,
     fingerprint: bool = True,
 ) -> bytes:
-    """Binding error: ERROR-CODE (RFC 5389 §15.6), UNKNOWN-ATTRIBUTES (§15.9) for a 420."""
+    """Binding error: ERROR-CODE (RFC 5389 §15.6), UNKNOWN-ATTRIBUTES (§15.9) for a 420.
+
+    aioice has no UNKNOWN-ATTRIBUTES: its value (16-bit types, padded to 4 bytes)
+    is written here. MESSAGE-INTEGRITY only with ``pwd``: a 401 carries none
+    (RFC 5389 §10.1.2), as the request could not be authenticated.
+    """
     if not 300 <= code <= 699:
         raise StunError(f"error code {code} is outside 300-699")
-    value = struct.pack("!HBB", 0, code // 100, code % 100) + reason.encode()[:763]
+    value = struct.pack("!HBB", 0, code // 100, code % 100) + _text(reason)
     attributes: list[tuple[int, bytes]] = [(Attr.ERROR_CODE, value)]
     if unknown:
+        if any(not 0 <= t <= 0xFFFF for t in unknown):
+            raise StunError("UNKNOWN-ATTRIBUTES types must be 16-bit")
         attributes.append((Attr.UNKNOWN_ATTRIBUTES,
                            b"".join(struct.pack("!H", t) for t in unknown)))
     attributes += _software(software)
@@ -250,6 +285,7 @@ def is_stun(data: bytes) -> bool:
 
 
 def transaction_id_of(data: bytes) -> bytes:
+    """The 96-bit transaction id (RFC 5389 §6) of any message at least a header long."""
     if len(data) < STUN_HEADER_LENGTH:
         raise StunError("STUN message shorter than 20 bytes")
     return bytes(data[8:20])
@@ -301,6 +337,8 @@ def _walk(data: bytes) -> _Walk | str:
 
 
 class Verdict(StrEnum):
+    """What a node does with a received STUN message."""
+
     DISCOVERY = "discovery"  # a valid unauthenticated probe: answer with the mapped address
     AUTHENTICATED = "authenticated"  # a leg request whose MESSAGE-INTEGRITY verified
     REJECTED = "rejected"  # answer with ``reply`` (an error response)
@@ -309,6 +347,14 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Validation:
+    """The outcome of :func:`validate_request`.
+
+    ``reason`` is a counter name: ``ok``, ``not_stun``, ``indication``, ``response``,
+    ``bad_fingerprint``, ``malformed``, ``unknown_attribute``, ``no_integrity``,
+    ``unknown_username`` or ``bad_integrity``. ``reply`` is the error response to
+    send when REJECTED; ``pwd`` is the password that verified when AUTHENTICATED.
+    """
+
     verdict: Verdict
     reason: str  # a short counter name: "ok", "not_stun", "bad_integrity", ...
     transaction_id: bytes | None = None
@@ -319,16 +365,16 @@ class Validation:
     pwd: bytes | None = None
 
 
-def _reject(request: bytes, code: ErrorCode, reason: str, detail: str, software: str | None,
+def _reject(request: bytes, code: ErrorCode, reason: str, text: str, software: str | None,
             unknown: Sequence[int] = ()) -> Validation:
     """An error reply no more than twice the request's size (no amplification).
 
-    The detail, SOFTWARE and FINGERPRINT are dropped in turn until it fits;
+    The phrase's detail, SOFTWARE and FINGERPRINT are dropped in turn until it fits;
     the code (and a 420's UNKNOWN-ATTRIBUTES, 2 bytes per 4-byte-or-more
     attribute of the request) always does.
     """
     txid = bytes(request[8:20])
-    text = f"{_REASONS[code]}: {detail}" if detail else _REASONS[code]
+    text = text or _REASONS[code]
     limit = 2 * len(request)
     reply = b""
     for phrase, soft, fingerprint in ((text, software, True), (_REASONS[code], None, True),
@@ -360,14 +406,14 @@ def validate_request(
     length = int.from_bytes(data[2:4], "big")
     if length != len(data) - STUN_HEADER_LENGTH or length % 4:
         return _reject(data, ErrorCode.BAD_REQUEST, "malformed",
-                       "message length does not match", software)
+                       "Bad Request: message length does not match", software)
     walk = _walk(data)
     if isinstance(walk, str):
-        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", walk, software)
+        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", f"Bad Request: {walk}", software)
     if not walk.fingerprint_ok:
         return Validation(Verdict.IGNORED, "bad_fingerprint", txid)  # §7.3: discard silently
     if message_type & 0x3EEF != Method.BINDING:
-        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", "unsupported method", software)
+        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", "Unsupported method", software)
     unknown = [t for t in dict.fromkeys(walk.types) if t < 0x8000 and t not in KNOWN_REQUIRED]
     if unknown:  # §7.3.1
         return _reject(data, ErrorCode.UNKNOWN_ATTRIBUTE, "unknown_attribute", "", software,
@@ -375,14 +421,15 @@ def validate_request(
     try:
         message = aioice_stun.parse_message(bytes(data))
     except (ValueError, struct.error, IndexError) as exc:
-        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", str(exc), software)
+        return _reject(data, ErrorCode.BAD_REQUEST, "malformed", f"Bad Request: {exc}",
+                       software)
     has_user = "USERNAME" in message.attributes
     has_integrity = walk.integrity_at is not None
     if not has_user and not has_integrity:
         return Validation(Verdict.DISCOVERY, "ok", txid, message)
     if has_user != has_integrity:  # §10.1.2: either one missing → 400
         return _reject(data, ErrorCode.BAD_REQUEST, "no_integrity",
-                       "USERNAME and MESSAGE-INTEGRITY go together", software)
+                       "Bad Request: USERNAME and MESSAGE-INTEGRITY go together", software)
     username: str = message.attributes["USERNAME"]
     node_ufrag, sep, client_ufrag = username.partition(":")
     pwd = lookup(node_ufrag) if sep and len(username.encode()) < MAX_USERNAME_BYTES else None
@@ -399,6 +446,8 @@ def validate_request(
 
 @dataclass(frozen=True, slots=True)
 class BindingResult:
+    """A parsed Binding response: the mapped address of a success, or the error's code."""
+
     transaction_id: bytes
     mapped: Address | None
     software: str | None
@@ -406,7 +455,14 @@ class BindingResult:
 
 
 def parse_binding_response(data: bytes, *, pwd: bytes | None = None) -> BindingResult:
-    """A Binding success or error response; with ``pwd`` a success must carry valid integrity."""
+    """A Binding success or error response (RFC 5389 §7.3.3, §7.3.4).
+
+    A FINGERPRINT, when present, must match. With ``pwd`` (short-term
+    credentials, RFC 5389 §10.1.3) a success response must carry a
+    MESSAGE-INTEGRITY that verifies; an error response may lack one (a 401
+    cannot carry it), but one that is present must verify too. Anything else
+    raises :class:`StunError` with an exact message.
+    """
     if len(data) < STUN_HEADER_LENGTH or data[0] & 0xC0 or data[4:8] != _COOKIE_BYTES:
         raise StunError("not a STUN message")
     message_type = int.from_bytes(data[0:2], "big")
@@ -424,8 +480,8 @@ def parse_binding_response(data: bytes, *, pwd: bytes | None = None) -> BindingR
     except (ValueError, struct.error, IndexError) as exc:
         raise StunError(f"malformed STUN response: {exc}") from None
     attributes = message.attributes
-    if pwd is not None and message_class == Class.SUCCESS:
-        if "MESSAGE-INTEGRITY" not in attributes:
+    if pwd is not None and (message_class == Class.SUCCESS or walk.integrity_at is not None):
+        if walk.integrity_at is None:
             raise StunError("STUN response has no MESSAGE-INTEGRITY")
         if not message.check_message_integrity(pwd):
             raise StunError("STUN response MESSAGE-INTEGRITY does not verify")

@@ -31,7 +31,7 @@ from client.netcheck import summarise
 from client.probe import ProbeOutcome
 from client.proxy import ProxyConfig, ProxyError, proxy_from_environment
 from wire.errors import ProfileRefused
-from wire.models import CallMetrics
+from wire.models import CallMetrics, Event
 from wire.tls import client_context
 from wire.transports import DeviceProfile
 
@@ -182,10 +182,28 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             return result
         session = await device.connect(joined)
         session.start_keepalives(args.keepalive_s)
-        for i in range(int(args.seconds * 50)):
-            session.send_audio(i.to_bytes(4, "big") + bytes(156))
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
+        sessions = [session]
+
+        async def on_event(event: Event) -> None:
+            """media.reassigned: the cloud moved this participant; move the media too."""
+            if (event.type == "media.reassigned" and event.assignment is not None
+                    and event.participant_id == joined.participant_id):
+                moved = await device.connect(event.assignment)
+                moved.start_keepalives(args.keepalive_s)
+                sessions[-1].close()
+                sessions.append(moved)
+
+        follower = asyncio.create_task(device.follow_events(on_event))
+        try:
+            for i in range(int(args.seconds * 50)):
+                sessions[-1].send_audio(i.to_bytes(4, "big") + bytes(156))
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+        session = sessions[-1]
         session.close()
         await api.leave(joined.meeting_id, joined.participant_id)
         c = session.counters
@@ -203,6 +221,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "loss": loss, "jitter_ms": jitter,
             "rtt_ms": c.keepalive_rtt_ms,
             "attempts": [asdict(a) for a in device.attempts],
+            "reassigned": len(sessions) - 1,
         })
         return result
     finally:

@@ -7,10 +7,15 @@ when the Cisco Spark app registers to the cloud."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+import aiohttp
 
 from client.api import ApiError, CloudApi
 from client.cache import ReportCache, local_address_towards
@@ -22,12 +27,19 @@ from wire.models import (
     DeviceRegistered,
     DeviceRegistration,
     Endpoint,
+    Event,
     Joined,
     JoinRequest,
     NodeInfo,
     ReachabilityReport,
 )
 from wire.transports import DeviceProfile, Transport, check_media
+
+log = logging.getLogger(__name__)
+
+
+async def _noop(event: Event) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +60,8 @@ class Device:
     cache: ReportCache | None = None
     proxy: ProxyConfig | None = None  # media on the http-proxy rung goes through it
     source: str = ""  # where the last discovery came from: "probe" or "cache"
+    events_seen: int = 0
+    reconnects: int = 0
 
     async def register(self, org: str, enrollment_key: str, name: str,
                        device_id: str | None = None) -> DeviceRegistered:
@@ -105,6 +119,39 @@ class Device:
         if self.cache is not None:
             self.cache.store(device_id, network, report, policy.ttl_s)
         return self.outcomes
+
+    async def follow_events(
+        self, on_event: Callable[[Event], Awaitable[None]] = _noop,
+        *, max_backoff_s: float = 30.0,
+    ) -> None:
+        """Until cancelled: hold the events WebSocket, reconnecting with jittered backoff.
+
+        ``probe.requested`` re-probes by itself (the cloud keeps the new report);
+        every event is then handed to ``on_event`` (``media.reassigned``: the
+        caller moves its media, see :meth:`MediaSession`).
+        """
+        backoff = 0.5
+        while True:
+            try:
+                async for event in self.api.events():
+                    backoff = 0.5
+                    self.events_seen += 1
+                    if event.type == "probe.requested":
+                        await self.discover(force=True)
+                    await on_event(event)
+            except (aiohttp.ClientError, OSError, TimeoutError, ApiError) as exc:
+                log.info("events connection lost (%s); reconnecting", exc or type(exc).__name__)
+            self.reconnects += 1
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, max_backoff_s)
+
+    async def keep_fresh(self) -> None:
+        """Until cancelled: re-probe every ``interval_s`` of the probe policy."""
+        while True:
+            interval = self.registration.probe_policy.interval_s if self.registration else 3600
+            await asyncio.sleep(interval)
+            with contextlib.suppress(ApiError, OSError):
+                await self.discover(force=True)
 
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
         """Join; a ``428 probe_required`` answer probes and retries once, by itself."""

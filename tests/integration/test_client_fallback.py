@@ -39,7 +39,9 @@ async def test_discovery_measures_the_simulated_distance_and_join_picks_the_near
         for outcome in outcomes:
             assert outcome.rtt_ms is not None, outcome
             want = expected[outcome.target.node_id]
-            assert want <= outcome.rtt_ms <= want + 8, (outcome.target, outcome.rtt_ms)
+            # libuv timers have millisecond granularity and start from the loop's cached
+            # time, so the node's delay may end up to ~1 ms short of the setting
+            assert want - 2 <= outcome.rtt_ms <= want + 8, (outcome.target, outcome.rtt_ms)
         meeting = (await device.api.create_meeting()).id
         joined = await device.join(meeting)
         assert joined.node.id == "node-near" and joined.plan[0].rung == "udp/5004"

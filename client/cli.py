@@ -13,12 +13,12 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import uvloop
@@ -29,7 +29,7 @@ from client.device import Device
 from client.media import MediaError
 from client.netcheck import summarise
 from client.probe import ProbeOutcome
-from client.proxy import ProxyConfig, ProxyError, proxy_from_environment
+from client.proxy import ProxyError, discover_proxy
 from wire.errors import ProfileRefused
 from wire.models import CallMetrics, Event
 from wire.tls import client_context
@@ -61,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--proxy", default=_env("proxy"),
                    help="HTTP proxy for signaling and proxy media, http://[user:pass@]host:port "
                    "(default: HTTPS_PROXY unless NO_PROXY names the cloud)")
+    p.add_argument("--pac-url", default=_env("pac_url"),
+                   help="PAC file that names the proxy (desktop profile only)")
+    p.add_argument("--wpad", action="store_true",
+                   help="find the PAC file by WPAD (http://wpad.<domain>/wpad.dat; desktop only)")
+    p.add_argument("--proxy-user", default=_env("proxy_user"),
+                   help="user for a proxy found by PAC/WPAD")
+    p.add_argument("--proxy-password", default=_env("proxy_password"),
+                   help="password for a proxy found by PAC/WPAD")
     p.add_argument("--pin", default=_env("pin"),
                    help="the cloud's SPKI pin, sha256/<base64> (default: learned at the first "
                    "registration and kept in the cache directory)")
@@ -133,9 +141,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = _settings(args)
-    cloud_host = urlsplit(s["cloud"]).hostname or ""
-    proxy = ProxyConfig.from_url(args.proxy) if args.proxy else proxy_from_environment(
-        cloud_host)
+    credentials = (args.proxy_user, args.proxy_password or "") if args.proxy_user else None
+    proxy, _ = await discover_proxy(
+        s["cloud"], DeviceProfile(args.profile), explicit=args.proxy, pac_url=args.pac_url,
+        wpad_host=socket.getfqdn() if args.wpad else None, credentials=credentials)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
     identity = cache_dir / ("device-" + hashlib.sha256(
         f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()).hexdigest()[:16]

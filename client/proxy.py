@@ -2,9 +2,11 @@
 
 Seed: the app "sends the signaling and media through the HTTP proxy" when
 nothing else gets out; the proxy must allow CONNECT to port 443. Proxy
-authentication here: Basic (RFC 7617) and Digest (RFC 7616, MD5 and
-SHA-256, qop=auth). Kerberos is refused with the seed's words; NTLM and
-Negotiate are not built yet and say so.
+authentication: Basic (RFC 7617), Digest (RFC 7616, MD5 and SHA-256,
+qop=auth), NTLM and Negotiate (RFC 4559, through ``pyspnego``, NTLM inside:
+the seed's desktop app supports "NTLM, Negotiate" but not Kerberos, which is
+refused with a clear message). NTLM authenticates the connection, so its
+three legs run on one kept-alive connection.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from wire.address import Address
+from wire.transports import DeviceProfile, ProxyDiscovery, check_proxy
 
 
 class ProxyError(Exception):
@@ -63,11 +66,21 @@ def proxy_from_environment(target_host: str) -> ProxyConfig | None:
     return ProxyConfig.from_url(url)
 
 
+_PREFERENCE = ("negotiate", "ntlm", "digest", "basic")
+
+
 def _challenge(headers: dict[str, str]) -> tuple[str, dict[str, str]]:
-    value = headers.get("proxy-authenticate") or headers.get("www-authenticate", "")
-    scheme, _, rest = value.partition(" ")
-    params = dict(re.findall(r'(\w+)="?([^",]*)"?', rest))
-    return scheme.lower(), params
+    """The strongest scheme the proxy offers, and its parameters."""
+    values = (headers.get("proxy-authenticate") or headers.get("www-authenticate", ""))
+    offered: dict[str, str] = {}
+    for value in values.split("\n"):
+        scheme, _, rest = value.strip().partition(" ")
+        offered.setdefault(scheme.lower(), rest)
+    for scheme in _PREFERENCE:
+        if scheme in offered:
+            return scheme, dict(re.findall(r'(\w+)="?([^",]*)"?', offered[scheme]))
+    scheme = next(iter(offered), "")
+    return scheme, {}
 
 
 def _digest(config: ProxyConfig, params: dict[str, str], uri: str) -> str:
@@ -94,11 +107,15 @@ def _digest(config: ProxyConfig, params: dict[str, str], uri: str) -> str:
 
 
 async def _connect_once(config: ProxyConfig, target: Address, authorization: str | None,
-                        timeout_s: float
+                        timeout_s: float,
+                        stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None,
                         ) -> tuple[int, dict[str, str], asyncio.StreamReader,
                                    asyncio.StreamWriter]:
     async with asyncio.timeout(timeout_s):
-        reader, writer = await asyncio.open_connection(config.host, config.port)
+        if stream is None:
+            reader, writer = await asyncio.open_connection(config.host, config.port)
+        else:
+            reader, writer = stream
         uri = f"{target.host}:{target.port}"
         lines = [f"CONNECT {uri} HTTP/1.1", f"Host: {uri}"]
         if authorization:
@@ -108,37 +125,73 @@ async def _connect_once(config: ProxyConfig, target: Address, authorization: str
         headers: dict[str, str] = {}
         while (line := (await reader.readline()).decode("latin-1").strip()):
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    match = re.match(r"HTTP/1\.[01] (\d{3})", status_line)
-    if match is None:
-        writer.close()
-        raise ProxyError(f"{config.host}:{config.port} is not an HTTP proxy "
-                         f"(answered {status_line[:60]!r})")
-    return int(match.group(1)), headers, reader, writer
+            key = name.strip().lower()
+            # several challenges may come, one header each: keep them all, one per line
+            headers[key] = (headers[key] + "\n" + value.strip()) if key in headers \
+                else value.strip()
+        match = re.match(r"HTTP/1\.[01] (\d{3})", status_line)
+        if match is None:
+            writer.close()
+            raise ProxyError(f"{config.host}:{config.port} is not an HTTP proxy "
+                             f"(answered {status_line[:60]!r})")
+        status = int(match.group(1))
+        if status != 200 and headers.get("content-length", "").isdigit():
+            await reader.readexactly(int(headers["content-length"]))  # keep the connection
+    return status, headers, reader, writer
+
+
+async def _spnego(config: ProxyConfig, target: Address, scheme: str, timeout_s: float
+                  ) -> tuple[int, dict[str, str], asyncio.StreamReader, asyncio.StreamWriter]:
+    """NTLM or Negotiate (NTLM inside, no Kerberos) on one connection: type 1, 2, 3."""
+    import spnego  # imported here: only proxy users need it
+
+    protocol = "ntlm" if scheme == "ntlm" else "negotiate"
+    label = "NTLM" if scheme == "ntlm" else "Negotiate"
+    # use_ntlm: pyspnego's own NTLM inside Negotiate, never a Kerberos ticket (seed)
+    context = spnego.client(config.username, config.password, hostname=config.host,
+                            protocol=protocol, options=spnego.NegotiateOptions.use_ntlm)
+    token = context.step()
+    status, headers, reader, writer = await _connect_once(
+        config, target, f"{label} {base64.b64encode(token or b'').decode()}", timeout_s)
+    if status not in (401, 407):
+        return status, headers, reader, writer
+    _, _, challenge = (headers.get("proxy-authenticate") or "").partition(" ")
+    if not challenge:
+        return status, headers, reader, writer
+    answer = context.step(base64.b64decode(challenge))
+    return await _connect_once(
+        config, target, f"{label} {base64.b64encode(answer or b'').decode()}", timeout_s,
+        stream=(reader, writer))
 
 
 async def open_tunnel(config: ProxyConfig, target: Address, *, timeout_s: float = 5.0
                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP tunnel to ``target`` through the proxy (HTTP CONNECT, RFC 9110 §9.3.6)."""
-    authorization = None
-    if config.username is not None:
-        token = base64.b64encode(f"{config.username}:{config.password or ''}".encode())
-        authorization = "Basic " + token.decode()
-    status, headers, reader, writer = await _connect_once(config, target, authorization,
-                                                          timeout_s)
+    """A TCP tunnel to ``target`` through the proxy (HTTP CONNECT, RFC 9110 §9.3.6).
+
+    The first CONNECT carries no credentials: the proxy's challenge picks the
+    scheme, so a password is never sent in the clear to a proxy that asked
+    for something stronger.
+    """
+    status, headers, reader, writer = await _connect_once(config, target, None, timeout_s)
     if status in (401, 407) and config.username is not None:  # tinyproxy answers 401
         scheme, params = _challenge(headers)
         writer.close()
-        if scheme == "digest":
+        if scheme == "basic":
+            token = base64.b64encode(f"{config.username}:{config.password or ''}".encode())
+            status, headers, reader, writer = await _connect_once(
+                config, target, "Basic " + token.decode(), timeout_s)
+        elif scheme == "digest":
             authorization = _digest(config, params, f"{target.host}:{target.port}")
             status, headers, reader, writer = await _connect_once(config, target,
                                                                   authorization, timeout_s)
+        elif scheme in ("ntlm", "negotiate"):
+            status, headers, reader, writer = await _spnego(config, target, scheme, timeout_s)
         elif scheme == "kerberos":
             raise ProxyError("the proxy wants Kerberos, which Pinhole clients do not support "
                              "(seed: Negotiate without Kerberos); ask for Basic, Digest or NTLM")
-        elif scheme in ("ntlm", "negotiate"):
-            raise ProxyError(f"the proxy wants {scheme.upper()}, not supported by this client "
-                             "yet; use a proxy account with Basic or Digest")
+        else:
+            raise ProxyError(f"the proxy asks for {scheme or 'an unknown'} authentication; "
+                             "Pinhole speaks Basic, Digest, NTLM and Negotiate")
     if status == 200:
         return reader, writer
     with contextlib.suppress(OSError):
@@ -149,3 +202,82 @@ async def open_tunnel(config: ProxyConfig, target: Address, *, timeout_s: float 
     raise ProxyError(f"proxy {config.host}:{config.port} refused CONNECT to "
                      f"{target.host}:{target.port} ({status}); the proxy must allow CONNECT "
                      "to port 443")
+
+
+def proxy_from_pac(pac_text: str, url: str, host: str,
+                   credentials: tuple[str, str] | None = None) -> ProxyConfig | None:
+    """The first ``PROXY`` a PAC file's ``FindProxyForURL`` gives for ``url`` (pypac)."""
+    from pypac.parser import PACFile  # only desktop devices with a PAC file need it
+
+    answer = str(PACFile(pac_text).find_proxy_for_url(url, host))
+    for choice in (c.strip() for c in answer.split(";")):
+        kind, _, where = choice.partition(" ")
+        if kind.upper() in ("PROXY", "HTTP") and where:
+            proxy = ProxyConfig.from_url("http://" + where.strip())
+            if credentials:
+                proxy = ProxyConfig(proxy.host, proxy.port, *credentials)
+            return proxy
+        if kind.upper() == "DIRECT":
+            return None
+    return None
+
+
+def wpad_candidates(fqdn: str) -> list[str]:
+    """WPAD by DNS: ``http://wpad.<domain>/wpad.dat`` for each parent domain of this host,
+    longest first, never a bare top-level domain."""
+    labels = [label for label in fqdn.strip(".").split(".") if label]
+    return [f"http://wpad.{'.'.join(labels[i:])}/wpad.dat" for i in range(1, len(labels) - 1)]
+
+
+async def fetch_pac(url: str, timeout_s: float = 5.0) -> str:
+    """Download a PAC file (plain HTTP, as WPAD serves it)."""
+    import aiohttp  # the edge: sockets live here, not in wire/
+
+    try:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
+            if response.status != 200:
+                raise ProxyError(f"PAC file {url}: HTTP {response.status}")
+            return await response.text()
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ProxyError(f"cannot fetch the PAC file {url}: {exc or type(exc).__name__}; "
+                         "check --pac-url, or set --proxy explicitly") from None
+
+
+async def discover_proxy(
+    target_url: str,
+    profile: DeviceProfile,
+    *,
+    explicit: str | None = None,
+    pac_url: str | None = None,
+    wpad_host: str | None = None,
+    credentials: tuple[str, str] | None = None,
+) -> tuple[ProxyConfig | None, ProxyDiscovery | None]:
+    """The proxy for ``target_url``: explicit, else environment, else PAC (URL or WPAD).
+
+    The device profile decides which discovery it may use (seed: only the
+    desktop app does PAC/WPAD; mobile and hardware devices need it set by hand).
+    """
+    host = urlsplit(target_url).hostname or ""
+    if explicit:
+        check_proxy(profile, ProxyDiscovery.EXPLICIT, None)
+        return ProxyConfig.from_url(explicit), ProxyDiscovery.EXPLICIT
+    from_env = proxy_from_environment(host)
+    if from_env is not None:
+        check_proxy(profile, ProxyDiscovery.ENVIRONMENT, None)
+        return from_env, ProxyDiscovery.ENVIRONMENT
+    urls = [pac_url] if pac_url else wpad_candidates(wpad_host) if wpad_host else []
+    if not urls:
+        return None, None
+    check_proxy(profile, ProxyDiscovery.PAC, None)
+    last: ProxyError | None = None
+    for url in urls:
+        try:
+            text = await fetch_pac(url)
+        except ProxyError as exc:
+            last = exc
+            continue
+        return proxy_from_pac(text, target_url, host, credentials), ProxyDiscovery.PAC
+    if pac_url and last is not None:
+        raise last
+    return None, None

@@ -9,13 +9,17 @@ framing inside.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from client.api import CloudApi
 from client.device import Device
@@ -111,20 +115,24 @@ async def test_signaling_and_media_cross_tinyproxy_with_basic_auth(
 
 
 @asynccontextmanager
-async def squid_digest(workdir: Path, user: str, password: str) -> AsyncIterator[int]:
-    """Debian's squid with Digest authentication (digest_file_auth), CONNECT to 443 only."""
+async def squid(workdir: Path, scheme: str, user: str, password: str) -> AsyncIterator[int]:
+    """Debian's squid, CONNECT to 443 only, with Digest (digest_file_auth) or NTLM
+    (ntlm_fake_auth: any NTLM exchange that completes is accepted) authentication."""
     binary = require_tool("squid")
-    helper = Path("/usr/lib/squid/digest_file_auth")
+    helper = Path("/usr/lib/squid") / ("digest_file_auth" if scheme == "digest"
+                                       else "ntlm_fake_auth")
     if not helper.exists():
-        require_tool("digest_file_auth")  # fails under CI with a clear reason
+        require_tool(helper.name)  # fails under CI with a clear reason
     port = _free_port()
     workdir.chmod(0o777)  # squid drops to its own user for logs
     (workdir / "passwd").write_text(f"{user}:{password}\n")
     (workdir / "passwd").chmod(0o644)
     conf = workdir / "squid.conf"
+    auth = (f"auth_param digest program {helper} {workdir / 'passwd'}\n"
+            "auth_param digest realm pinhole") if scheme == "digest" else \
+        f"auth_param ntlm program {helper}\nauth_param ntlm children 2"
     conf.write_text(f"""http_port 127.0.0.1:{port}
-auth_param digest program {helper} {workdir / "passwd"}
-auth_param digest realm pinhole
+{auth}
 acl authed proxy_auth REQUIRED
 acl SSL_ports port 443
 acl CONNECT method CONNECT
@@ -156,15 +164,17 @@ shutdown_lifetime 1 seconds
         await proc.wait()
 
 
-async def test_media_crosses_squid_with_digest_auth(stack: Stack) -> None:
-    """RFC 7616 Digest answered to squid's challenge; media on the http-proxy rung."""
+@pytest.mark.parametrize("scheme", ["digest", "ntlm"])
+async def test_media_crosses_squid_with_digest_or_ntlm(stack: Stack, scheme: str) -> None:
+    """RFC 7616 Digest, or NTLM (three legs on one connection), answered to squid's
+    challenge; media on the http-proxy rung."""
     # squid runs as its own user: its files live where that user can reach them
     with tempfile.TemporaryDirectory(prefix="pinhole-squid-") as tmp:
-        await _squid_call(stack, Path(tmp))
+        await _squid_call(stack, Path(tmp), scheme)
 
 
-async def _squid_call(stack: Stack, workdir: Path) -> None:
-    async with squid_digest(workdir, "pinhole", "s3cret") as port:
+async def _squid_call(stack: Stack, workdir: Path, scheme: str) -> None:
+    async with squid(workdir, scheme, "pinhole", "s3cret") as port:
         alice, bob = Device(stack.api()), Device(stack.api())
         for device, name in ((alice, "alice"), (bob, "bob")):
             await device.register(ORG, stack.enrollment_key, name)
@@ -184,13 +194,56 @@ async def _squid_call(stack: Stack, workdir: Path) -> None:
         await asyncio.sleep(0.5)
         assert session.counters.packets_received == 10
         assert other.counters.packets_received == 10
-        alice.proxy = ProxyConfig("127.0.0.1", port, "pinhole", "wrong")
-        with pytest.raises(MediaError, match="proxy authentication failed"):
-            await alice.connect(only_proxy)
+        if scheme == "digest":  # ntlm_fake_auth accepts any password
+            alice.proxy = ProxyConfig("127.0.0.1", port, "pinhole", "wrong")
+            with pytest.raises(MediaError, match="proxy authentication failed"):
+                await alice.connect(only_proxy)
         for s in (session, other):
             s.close()
         await asyncio.sleep(0.5)  # squid logs a tunnel when it ends
         access = (workdir / "access.log").read_text()
-        assert f"CONNECT {joined.node.address}:{tls.port} pinhole" in access
+        tunnel = rf"TCP_TUNNEL/200 \d+ CONNECT {re.escape(joined.node.address)}:{tls.port} \S"
+        assert re.search(tunnel, access), access  # an authenticated user's tunnel
         for device in (alice, bob):
             await device.api.close()
+
+
+async def _cli(stack: Stack, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client", "--stack", str(stack.state_dir / "stack.json"),
+        "--no-cache", "--json", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Path) -> None:
+    """Seed: the desktop app finds its proxy by PAC; mobile devices must set it by hand."""
+    async with tinyproxy(tmp_path, "pinhole", "s3cret") as (port, log):
+        cloud_host = stack.cloud_url.split("//")[1].rsplit(":", 1)[0]
+        pac = ("function FindProxyForURL(url, host) {\n"
+               f'  if (host == "{cloud_host}") return "PROXY 127.0.0.1:{port}; DIRECT";\n'
+               '  return "DIRECT";\n}\n')
+
+        async def serve_pac(request: web.Request) -> web.Response:
+            return web.Response(text=pac, content_type="application/x-ns-proxy-autoconfig")
+
+        app = web.Application()
+        app.router.add_get("/proxy.pac", serve_pac)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        pac_port = _free_port()
+        await web.TCPSite(runner, "127.0.0.1", pac_port).start()
+        pac_url = f"http://127.0.0.1:{pac_port}/proxy.pac"
+        try:
+            code, out, err = await _cli(stack, "--pac-url", pac_url, "--proxy-user", "pinhole",
+                                        "--proxy-password", "s3cret", "register")
+            assert code == 0, err
+            assert json.loads(out)["device_id"]
+            assert f"CONNECT {stack.cloud_url.split('//')[1]}" in log.read_text()
+            code, _, err = await _cli(stack, "--profile", "mobile", "--pac-url", pac_url,
+                                      "register")
+            assert code == 1
+            assert "mobile devices cannot discover a proxy by pac" in err
+        finally:
+            await runner.cleanup()

@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
     c.add_argument("--keepalive-s", type=float, default=15.0, help="keepalive interval")
+    c.add_argument("--video", action="store_true",
+                   help="also send video-sized packets (1100 B payload, 25 per second)")
     return p
 
 
@@ -206,6 +208,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for i in range(int(args.seconds * 50)):
                 sessions[-1].send_audio(i.to_bytes(4, "big") + bytes(156))
+                if args.video and i % 2 == 0:
+                    sessions[-1].send_video()
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.3)
         finally:

@@ -29,6 +29,8 @@ from wire.stun import build_leg_binding, parse_binding_response, transaction_id_
 from wire.tls import cert_fingerprint, pin_mismatch_message, unverified_client_context
 
 AUDIO_PT = 0  # PCMU, 8 kHz: 160 samples per 20 ms packet (50 packets/s)
+VIDEO_PT = 96  # dynamic payload type for the synthetic video stream
+VIDEO_PACKET_BYTES = 1100  # a typical video RTP payload, under a 1200-byte path MTU budget
 
 
 class MediaError(Exception):
@@ -181,14 +183,27 @@ class MediaSession:
 
     def send_audio(self, payload: bytes) -> None:
         """One RTP packet (20 ms of PCMU-sized audio), SRTP-protected."""
+        self._send_rtp(AUDIO_PT, payload, ts_step=160)
+
+    def send_video(self, size: int = VIDEO_PACKET_BYTES, *, marker: bool = True) -> None:
+        """One video-sized RTP packet (a synthetic frame slice, ``size`` bytes of payload).
+
+        It shares the participant's SSRC and sequence space (the cloud assigns
+        one SSRC per leg); the payload type tells receivers it is video.
+        """
+        self._send_rtp(VIDEO_PT, bytes(size), ts_step=0, marker=marker)
+
+    def _send_rtp(self, payload_type: int, payload: bytes, *, ts_step: int,
+                  marker: bool = False) -> None:
         if self._send is None:
             raise MediaError("not connected")
         rtp = build_rtp(
-            payload_type=AUDIO_PT, sequence=self._seq & 0xFFFF, timestamp=self._ts & 0xFFFFFFFF,
-            ssrc=self.joined.ssrc, payload=payload,
+            payload_type=payload_type, sequence=self._seq & 0xFFFF,
+            timestamp=self._ts & 0xFFFFFFFF, ssrc=self.joined.ssrc, payload=payload,
+            marker=marker,
         )
         self._seq += 1
-        self._ts += 160
+        self._ts += ts_step
         packet = self._sender.protect(rtp)
         self._send(packet)
         self.counters.packets_sent += 1

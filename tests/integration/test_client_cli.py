@@ -77,11 +77,13 @@ async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> No
                               "create"))["meeting_id"]
     calls = await asyncio.gather(*(
         _pinhole(stack, tmp_path / f"c{n}", "--name", name, "call", "--meeting", meeting,
-                 "--seconds", "2")
+                 "--seconds", "2", *(["--video"] if name == "alice" else []))
         for n, name in enumerate(("alice", "bob"), start=1)))
     for call in calls:
         assert call["transport"] == "udp/5004" and call["node"] == "node-a"
         assert call["packets_received"] > 0 and call["loss"] == 0
+    alice, bob = calls
+    assert alice["packets_sent"] > bob["packets_sent"]  # alice sent video-sized packets too
     async with aiohttp.ClientSession() as http, http.get(
             stack.cloud_url + "/metrics", ssl=client_context(stack.ca_file)) as response:
         text = await response.text()

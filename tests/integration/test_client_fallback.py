@@ -108,3 +108,24 @@ async def test_room_profile_refuses_proxy_media_before_trying() -> None:
         with pytest.raises(ProfileRefused, match="room devices cannot send media through an "
                            "HTTP proxy"):
             await device.connect(joined)
+
+
+async def test_mobile_stops_at_tcp(tmp_path: Path) -> None:
+    """Seed: mobile apps fall back to TCP only: a TLS-only node is no candidate for them,
+    and the join says why; with TCP they connect on tcp/5004."""
+    nodes = [NodeSpec("node-tcp", "eu", 0, extra_args=("--no-udp",)),
+             NodeSpec("node-tls", "us", 0, extra_args=("--no-udp", "--no-tcp"))]
+    async with running_stack(nodes, state_dir=tmp_path) as stack:
+        phone = Device(stack.api(), profile=DeviceProfile.MOBILE)
+        await phone.register(ORG, stack.enrollment_key, "phone")
+        await phone.discover()
+        meeting = (await phone.api.create_meeting()).id
+        joined = await phone.join(meeting)
+        assert joined.node.id == "node-tcp"
+        assert [e.rung for e in joined.plan] == ["tcp/5004"]
+        session = await phone.connect(joined)
+        assert session.rung == "tcp/5004"
+        tls_only = {c.node_id: c.excluded for c in joined.reason.candidates}["node-tls"]
+        assert tls_only  # excluded, with a reason
+        session.close()
+        await phone.api.close()

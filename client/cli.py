@@ -29,7 +29,7 @@ from client.device import Device
 from client.media import MediaError
 from client.netcheck import summarise
 from client.probe import ProbeOutcome
-from client.proxy import ProxyError, discover_proxy
+from client.proxy import LocalTunnelProxy, ProxyError, discover_proxy
 from wire.errors import ProfileRefused
 from wire.models import CallMetrics, Event
 from wire.tls import client_context
@@ -155,8 +155,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_cache:
         with contextlib.suppress(OSError, ValueError):
             known = {k: str(v) for k, v in json.loads(identity.read_text()).items()}
+    shim = await LocalTunnelProxy(proxy).start() if proxy else None  # any proxy auth
     api = CloudApi(s["cloud"], client_context(s.get("ca")),
-                   proxy=proxy.url if proxy else None, pin=args.pin or known.get("pin"))
+                   proxy=shim.url if shim else None, pin=args.pin or known.get("pin"))
     device = Device(api, DeviceProfile(args.profile),
                     cache=None if args.no_cache else ReportCache(cache_dir), proxy=proxy)
     progress = None if args.json else (
@@ -237,8 +238,13 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "reassigned": len(sessions) - 1,
         })
         return result
+    except aiohttp.ClientHttpProxyError as exc:
+        raise CliError(f"the proxy refused the cloud connection: "
+                       f"{shim.last_error if shim and shim.last_error else exc}") from None
     finally:
         await api.close()
+        if shim is not None:
+            await shim.close()
 
 
 async def _netcheck(device: Device, api: CloudApi, progress: Any,

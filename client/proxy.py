@@ -281,3 +281,64 @@ async def discover_proxy(
     if pac_url and last is not None:
         raise last
     return None, None
+
+
+class LocalTunnelProxy:
+    """A loopback HTTP CONNECT endpoint that opens each tunnel through the real proxy.
+
+    aiohttp authenticates to proxies with Basic only. Signaling goes to this
+    shim instead (no credentials on loopback), and every tunnel it opens
+    upstream goes through :func:`open_tunnel`: challenge first, then Basic,
+    Digest, NTLM or Negotiate as the proxy asks.
+    """
+
+    def __init__(self, upstream: ProxyConfig) -> None:
+        self.upstream = upstream
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self.last_error: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> LocalTunnelProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = (await reader.readline()).decode("latin-1").split()
+            while (await reader.readline()).strip():
+                pass  # headers of the local CONNECT: nothing in them matters
+            if len(request) < 2 or request[0] != "CONNECT":
+                writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            host, _, port = request[1].rpartition(":")
+            try:
+                up_reader, up_writer = await open_tunnel(
+                    self.upstream, Address(host.strip("[]"), int(port)))
+            except (ProxyError, OSError, TimeoutError, ValueError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                reason = self.last_error.replace("\r", " ").replace("\n", " ")[:200]
+                writer.write(f"HTTP/1.1 502 {reason}\r\nContent-Length: 0\r\n\r\n".encode())
+                return
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            with contextlib.suppress(OSError):
+                writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    with contextlib.suppress(OSError):
+        writer.close()

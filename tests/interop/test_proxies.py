@@ -24,7 +24,7 @@ from aiohttp import web
 from client.api import CloudApi
 from client.device import Device
 from client.media import MediaError
-from client.proxy import ProxyConfig
+from client.proxy import LocalTunnelProxy, ProxyConfig
 from lab.stack import ORG, NodeSpec, Stack, running_stack
 from tests.prereqs import require_tool
 from wire.models import Endpoint
@@ -175,7 +175,12 @@ async def test_media_crosses_squid_with_digest_or_ntlm(stack: Stack, scheme: str
 
 async def _squid_call(stack: Stack, workdir: Path, scheme: str) -> None:
     async with squid(workdir, scheme, "pinhole", "s3cret") as port:
-        alice, bob = Device(stack.api()), Device(stack.api())
+        # signaling crosses squid too: aiohttp talks to the loopback shim, whose tunnels
+        # authenticate upstream with whatever scheme squid asks for
+        shim = await LocalTunnelProxy(ProxyConfig("127.0.0.1", port, "pinhole",
+                                                  "s3cret")).start()
+        alice_api = CloudApi(stack.cloud_url, client_context(stack.ca_file), proxy=shim.url)
+        alice, bob = Device(alice_api), Device(stack.api())
         for device, name in ((alice, "alice"), (bob, "bob")):
             await device.register(ORG, stack.enrollment_key, name)
             await device.discover()
@@ -200,12 +205,14 @@ async def _squid_call(stack: Stack, workdir: Path, scheme: str) -> None:
                 await alice.connect(only_proxy)
         for s in (session, other):
             s.close()
-        await asyncio.sleep(0.5)  # squid logs a tunnel when it ends
-        access = (workdir / "access.log").read_text()
-        tunnel = rf"TCP_TUNNEL/200 \d+ CONNECT {re.escape(joined.node.address)}:{tls.port} \S"
-        assert re.search(tunnel, access), access  # an authenticated user's tunnel
         for device in (alice, bob):
             await device.api.close()
+        await shim.close()
+        await asyncio.sleep(0.5)  # squid logs a tunnel when it ends
+        access = (workdir / "access.log").read_text()
+        for where in (f"{joined.node.address}:{tls.port}", stack.cloud_url.split("//")[1]):
+            tunnel = rf"TCP_TUNNEL/200 \d+ CONNECT {re.escape(where)} \S"
+            assert re.search(tunnel, access), (where, access)  # media, then signaling
 
 
 async def _cli(stack: Stack, *args: str) -> tuple[int, str, str]:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from cloud.app import make_app
 from cloud.identity import Org, TokenSigner
 from cloud.settings import CloudSettings
 from cloud.store import open_store
+from lab.net import free_port, wait_for_port
 from media_node.control import ControlChannel
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
@@ -43,32 +43,21 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def _redis(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("bench/join.py: needs redis-server (make system-deps, as root)")
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(workdir), stdout=asyncio.subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.05)
+    await wait_for_port("127.0.0.1", port)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
 async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     settings = CloudSettings(node_secret=SECRET, store=store_url, heartbeat_s=2.0)
     app = make_app(settings, open_store(store_url), {ORG.id: ORG}, TokenSigner())
     runner = web.AppRunner(app, access_log=None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from client.api import CloudApi
 from client.device import Device
 from client.media import MediaError
 from client.proxy import LocalTunnelProxy, ProxyConfig
+from lab.net import free_port, wait_for_port
 from lab.stack import ORG, NodeSpec, Stack, running_stack
 from tests.prereqs import require_tool
 from wire.models import Endpoint
@@ -33,16 +33,11 @@ from wire.tls import client_context
 pytestmark = pytest.mark.interop
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @asynccontextmanager
 async def tinyproxy(workdir: Path, user: str, password: str) -> AsyncIterator[tuple[int, Path]]:
     binary = require_tool("tinyproxy")
-    port = _free_port()
+    port = free_port()
     conf, log = workdir / "tinyproxy.conf", workdir / "tinyproxy.log"
     conf.write_text(f"Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\n"
                     f"ConnectPort 443\nBasicAuth {user} {password}\nLogLevel Connect\n"
@@ -51,14 +46,7 @@ async def tinyproxy(workdir: Path, user: str, password: str) -> AsyncIterator[tu
         proc = await asyncio.create_subprocess_exec(binary, "-d", "-c", str(conf),
                                                     stdout=out, stderr=out)
     try:
-        async with asyncio.timeout(10):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.05)
+        await wait_for_port("127.0.0.1", port)
         yield port, log
     finally:
         proc.terminate()
@@ -123,7 +111,7 @@ async def squid(workdir: Path, scheme: str, user: str, password: str) -> AsyncIt
                                        else "ntlm_fake_auth")
     if not helper.exists():
         require_tool(helper.name)  # fails under CI with a clear reason
-    port = _free_port()
+    port = free_port()
     workdir.chmod(0o777)  # squid drops to its own user for logs
     (workdir / "passwd").write_text(f"{user}:{password}\n")
     (workdir / "passwd").chmod(0o644)
@@ -150,14 +138,7 @@ shutdown_lifetime 1 seconds
                                                 stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+        await wait_for_port("127.0.0.1", port, timeout_s=20)
         yield port
     finally:
         proc.terminate()
@@ -239,7 +220,7 @@ async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Pa
         app.router.add_get("/proxy.pac", serve_pac)
         runner = web.AppRunner(app)
         await runner.setup()
-        pac_port = _free_port()
+        pac_port = free_port()
         await web.TCPSite(runner, "127.0.0.1", pac_port).start()
         pac_url = f"http://127.0.0.1:{pac_port}/proxy.pac"
         try:

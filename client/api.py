@@ -113,10 +113,19 @@ class CloudApi:
         return answer.model_validate_json(raw)
 
     def _pinning(self, context: ssl.SSLContext) -> ssl.SSLContext:
-        """Check the cloud's key inside every TLS handshake (also inside a proxy tunnel)."""
+        """Check the cloud's key inside every TLS handshake (also inside a proxy tunnel).
+
+        The check is installed on ``context`` itself, so each CloudApi needs
+        its own context (``client_context()`` makes a new one per call).
+        """
+        if getattr(context.sslobject_class, "pinning_for", None) is not None:
+            raise ValueError("this SSLContext already pins for another CloudApi; "
+                             "give each CloudApi its own context")
         api = self
 
         class PinnedObject(ssl.SSLObject):
+            pinning_for = api
+
             def do_handshake(self) -> None:
                 super().do_handshake()  # raises SSLWantRead… until the handshake is done
                 der = self.getpeercert(binary_form=True)

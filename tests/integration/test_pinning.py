@@ -89,11 +89,11 @@ async def test_inspected_cloud_connection_fails_the_pin(stack: Stack, tmp_path: 
                     int(stack.cloud_url.rsplit(":", 1)[1]))
     async with inspecting_proxy(cloud, tmp_path) as (mitm, mitm_ca):
         url = f"https://{mitm.host}:{mitm.port}"
-        trusting_both = _trusting(stack.ca_file, str(mitm_ca))
-        unpinned = CloudApi(url, trusting_both)  # inspection is invisible without a pin
+        unpinned = CloudApi(url, _trusting(stack.ca_file, str(mitm_ca)))  # without a pin,
+        # inspection by a CA the device trusts is invisible
         await Device(unpinned).register(ORG, stack.enrollment_key, "bob")
         await unpinned.close()
-        pinned = CloudApi(url, trusting_both, pin=learned)
+        pinned = CloudApi(url, _trusting(stack.ca_file, str(mitm_ca)), pin=learned)
         with pytest.raises(PinError, match=r"certificate pinning failed for the cloud.*"
                            r"TLS-inspecting.*exempt these from HTTPS inspection: "
                            + mitm.host.replace(".", r"\.")):

@@ -132,10 +132,12 @@ async def start_stack(
     *,
     cloud_args: Sequence[str] = (),
     progress: Callable[[str], None] = lambda _: None,
+    prefix: str | None = None,
 ) -> Stack:
     """Start a cloud and ``nodes``; return once every node is registered and healthy."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(state_dir=state_dir, prefix=_free_block())
+    # the cloud on PREFIX.1, nodes on .2, .3 …: a random loopback block unless given
+    stack = Stack(state_dir=state_dir, prefix=prefix or _free_block())
     try:
         await _start(stack, nodes, cloud_args, progress)
     except BaseException:
@@ -234,12 +236,14 @@ async def running_stack(
     state_dir: Path | None = None,
     cloud_args: Sequence[str] = (),
     progress: Callable[[str], None] = lambda _: None,
+    prefix: str | None = None,
 ) -> Any:
     """``async with running_stack() as stack:`` — a stack stopped on every exit path."""
     with contextlib.ExitStack() as cleanup:
         if state_dir is None:
             state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pinhole-")))
-        stack = await start_stack(state_dir, nodes, cloud_args=cloud_args, progress=progress)
+        stack = await start_stack(state_dir, nodes, cloud_args=cloud_args, progress=progress,
+                                  prefix=prefix)
         try:
             yield stack
         finally:

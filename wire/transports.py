@@ -95,11 +95,16 @@ RUNGS_BY_NAME: Final[dict[str, Rung]] = {rung.name: rung for rung in LADDER}
 #: latency (WP: "UDP is the preferred protocol for interactive media, because
 #: it has lower latency"); TCP/TLS "media quality might suffer"; a proxy
 #: "usually causes poor media quality".
+#: The penalties are larger than the spread of RTTs between regions (10-90 ms in
+#: the lab) so that a reachable UDP node wins over a nearer one reached only over
+#: TCP or TLS (DESIGN.md lab table: whitelist → "udp/5004 to a node in range,
+#: even if farther"): under loss, TCP's retransmissions and head-of-line blocking
+#: cost more than the extra distance.
 TRANSPORT_PENALTY_MS: Final[dict[Transport, float]] = {
     Transport.UDP: 0.0,
-    Transport.TCP: 40.0,
-    Transport.TLS: 50.0,
-    Transport.HTTP_PROXY: 150.0,
+    Transport.TCP: 100.0,
+    Transport.TLS: 120.0,
+    Transport.HTTP_PROXY: 200.0,
 }
 
 

@@ -1,0 +1,166 @@
+"""The firewall lab: Linux network namespaces, veth pairs, NAT and an nftables profile.
+
+    {run}-inet  198.18.0.0/24 (RFC 2544 benchmarking space: never routed outside)
+                cloud .1, media nodes .2 .3 .4 (simulated RTT 10/40/90 ms), gw .254
+        |
+    {run}-gw    the enterprise firewall: ip_forward, masquerade towards inet,
+                stateful nftables (lab/profiles/<profile>.nft on lab/profiles/_base.nft),
+                net.netfilter.nf_conntrack_udp_timeout (30 s, as the seed's pinholes)
+        |
+    {run}-ent   10.99.0.0/24: clients .2 (default route via the gw, 10.99.0.1)
+
+Every name carries the run's prefix, so parallel runs never collide, and
+:meth:`Lab.down` (also run by the context manager on every exit path) removes
+the namespaces, and with them their veths, nftables tables and conntrack state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "whitelist",
+            "stun-inspection")
+INET_PREFIX = "198.18.0"
+GW_WAN = INET_PREFIX + ".254"
+ENT_PREFIX = "10.99.0"
+GW_LAN = ENT_PREFIX + ".1"
+CLIENT = ENT_PREFIX + ".2"
+WHITELIST_RANGE = INET_PREFIX + ".4/31"  # node-far only
+
+
+class LabError(Exception):
+    """A lab command failed; the message names it and what it said."""
+
+
+def _run(*argv: str, stdin: str | None = None) -> str:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise LabError(f"{' '.join(argv)} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def ruleset(profile: str, lan: str, wan: str) -> str:
+    """The nftables script for ``profile``: defines, the base tables, the profile's rules."""
+    if profile not in PROFILES:
+        raise LabError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    defines = (f'define LAN = "{lan}"\ndefine WAN = "{wan}"\n'
+               f"define MEDIA_RANGE = {WHITELIST_RANGE}\n")
+    return (defines + (PROFILES_DIR / "_base.nft").read_text()
+            + (PROFILES_DIR / f"{profile}.nft").read_text())
+
+
+@dataclass
+class Lab:
+    profile: str = "open"
+    run_id: str = field(default_factory=lambda: "ph" + secrets.token_hex(3))
+    udp_timeout_s: int = 30
+    up_done: bool = False
+
+    @property
+    def inet(self) -> str:
+        return f"{self.run_id}-inet"
+
+    @property
+    def gw(self) -> str:
+        return f"{self.run_id}-gw"
+
+    @property
+    def ent(self) -> str:
+        return f"{self.run_id}-ent"
+
+    @property
+    def namespaces(self) -> tuple[str, str, str]:
+        return self.inet, self.gw, self.ent
+
+    def exec_prefix(self, namespace: str) -> list[str]:
+        """Prefix a command with this to run it inside ``namespace``."""
+        return ["ip", "netns", "exec", namespace]
+
+    def up(self) -> None:
+        r = self.run_id
+        try:
+            for ns in self.namespaces:
+                _run("ip", "netns", "add", ns)
+                _run("ip", "-n", ns, "link", "set", "lo", "up")
+            # veth names are per namespace, but created in the root one first: keep them unique
+            _run("ip", "link", "add", f"{r}a", "netns", self.inet, "type", "veth",
+                 "peer", "name", f"{r}b", "netns", self.gw)
+            _run("ip", "link", "add", f"{r}c", "netns", self.gw, "type", "veth",
+                 "peer", "name", f"{r}d", "netns", self.ent)
+            _run("ip", "-n", self.inet, "addr", "add", f"{INET_PREFIX}.1/24", "dev", f"{r}a")
+            for host in (2, 3, 4):
+                _run("ip", "-n", self.inet, "addr", "add", f"{INET_PREFIX}.{host}/24",
+                     "dev", f"{r}a")
+            _run("ip", "-n", self.gw, "addr", "add", f"{GW_WAN}/24", "dev", f"{r}b")
+            _run("ip", "-n", self.gw, "addr", "add", f"{GW_LAN}/24", "dev", f"{r}c")
+            _run("ip", "-n", self.ent, "addr", "add", f"{CLIENT}/24", "dev", f"{r}d")
+            for ns, dev in ((self.inet, f"{r}a"), (self.gw, f"{r}b"), (self.gw, f"{r}c"),
+                            (self.ent, f"{r}d")):
+                _run("ip", "-n", ns, "link", "set", dev, "up")
+            _run("ip", "-n", self.ent, "route", "add", "default", "via", GW_LAN)
+            _run("ip", "netns", "exec", self.gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            self.load_profile(self.profile)
+            self.set_udp_timeout(self.udp_timeout_s)
+            self.up_done = True
+        except BaseException:
+            self.down()
+            raise
+
+    def load_profile(self, profile: str) -> None:
+        self.profile = profile
+        with contextlib.suppress(LabError):
+            _run("ip", "netns", "exec", self.gw, "nft", "flush", "ruleset")
+        _run("ip", "netns", "exec", self.gw, "nft", "-f", "-",
+             stdin=ruleset(profile, f"{self.run_id}c", f"{self.run_id}b"))
+
+    def set_udp_timeout(self, seconds: int) -> None:
+        """The gateway's UDP pinhole lifetime (seed: "usually closed after 30 seconds")."""
+        self.udp_timeout_s = seconds
+        _run("ip", "netns", "exec", self.gw, "nft", "list", "tables")  # loads conntrack
+        for key in ("net.netfilter.nf_conntrack_udp_timeout",
+                    "net.netfilter.nf_conntrack_udp_timeout_stream"):
+            _run("ip", "netns", "exec", self.gw, "sysctl", "-qw", f"{key}={seconds}")
+
+    def counter(self, name: str) -> int:
+        """Packets counted by a named nftables counter in the firewall."""
+        text = _run("ip", "netns", "exec", self.gw, "nft", "list", "counter", "inet",
+                    "pinhole_fw", name)
+        for word, value in zip(text.split(), text.split()[1:], strict=False):
+            if word == "packets":
+                return int(value)
+        return 0
+
+    def down(self) -> None:
+        """Kill what runs inside, then delete the namespaces (veths and tables go with them)."""
+        for ns in self.namespaces:
+            with contextlib.suppress(LabError, FileNotFoundError):
+                pids = _run("ip", "netns", "pids", ns).split()
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        subprocess.run(["kill", "-9", pid], check=False, capture_output=True)
+            with contextlib.suppress(LabError):
+                _run("ip", "netns", "del", ns)
+        self.up_done = False
+
+
+@contextlib.contextmanager
+def lab(profile: str = "open", *, udp_timeout_s: int = 30) -> Iterator[Lab]:
+    """``with lab("no-udp") as fw:`` — a lab that is always torn down."""
+    running = Lab(profile=profile, udp_timeout_s=udp_timeout_s)
+    running.up()
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+def leftovers(prefixes: Sequence[str]) -> list[str]:
+    """Namespaces still present whose names start with one of ``prefixes``."""
+    names = [line.split()[0] for line in _run("ip", "netns", "list").splitlines() if line]
+    return [n for n in names if n.startswith(tuple(prefixes))]

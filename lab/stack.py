@@ -167,7 +167,8 @@ async def _start(
                    "hybrid_node_secret": secrets.token_urlsafe(16)}]}))
     os.chmod(state / "orgs.json", 0o600)
     progress(f"starting the cloud on {cloud_ip}")
-    env_secret = ["--node-secret", stack.node_secret]
+    # "=": a secret may start with "-", which argparse would take for an option
+    env_secret = [f"--node-secret={stack.node_secret}"]
     cloud = await _spawn(state, "cloud", [
         "-m", "cloud", "--listen", cloud_ip, "--port", "443",
         "--cert", str(state / "cloud.pem"), "--key", str(state / "cloud.key"),

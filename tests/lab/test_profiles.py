@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from lab.netns import INET_PREFIX, Lab, lab, leftovers
+from lab.netns import GW_WAN, INET_PREFIX, Lab, lab, leftovers
 from tests.prereqs import require_root, require_tool
 
 pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
 
 EXPECTED = {  # DESIGN.md, "The firewall lab"
     "open": ("udp/5004", "node-near"),
@@ -118,3 +119,44 @@ def test_a_lab_leaves_nothing_behind() -> None:
     assert leftovers([run_id]) == []
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert run_id not in links
+
+
+def test_the_mapped_address_is_the_gateways_public_one(running: Running) -> None:
+    """NAT, for real: a probe's XOR-MAPPED-ADDRESS is the firewall's outside address."""
+    running.fw.load_profile("open")
+    probes = _result(running.client("probe"))["probes"]
+    mapped = {p["mapped"].rsplit(":", 1)[0] for p in probes if p["mapped"]}
+    assert mapped == {GW_WAN}
+
+
+def test_keepalives_keep_the_nat_pinhole_open(running: Running) -> None:
+    """Seed: the pinhole "is usually closed after 30 seconds if no packets are sent from
+    inside" (here 3 s). Two muted listeners: the one that sends keepalives hears the
+    speaker after a 5 s silence; the one that does not, no longer does."""
+    fw = running.fw
+    fw.load_profile("open")
+    fw.set_udp_timeout(3)
+    try:
+        meeting = _result(running.client("meeting", "create"))["meeting_id"]
+        party = [*fw.exec_prefix(fw.ent), sys.executable, "-m", "tests.lab.nat_party",
+                 "--stack", str(running.state / "stack.json"), "--meeting", meeting]
+        listeners = {
+            name: subprocess.Popen([*party, "--role", "listener", "--keepalive-s", keep,
+                                    "--seconds", "11"],
+                                   stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            for name, keep in (("keeps", "1"), ("silent", "0"))
+        }
+        for proc in listeners.values():  # both latched before the speaker starts
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline())["ready"]
+        speaker = subprocess.run([*party, "--role", "sender", "--phases", "1:1,0:5,2:2"],
+                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert speaker.returncode == 0, speaker.stderr
+        heard = {}
+        for name, proc in listeners.items():
+            out, _ = proc.communicate(timeout=30)
+            heard[name] = json.loads(out.splitlines()[-1])["phases"]
+    finally:
+        fw.set_udp_timeout(30)
+    assert heard["keeps"].get("1", 0) > 40 and heard["keeps"].get("2", 0) > 80
+    assert heard["silent"].get("1", 0) > 40 and heard["silent"].get("2", 0) == 0

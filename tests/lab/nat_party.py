@@ -1,0 +1,59 @@
+"""One participant for the NAT-pinhole test, run inside the lab's enterprise namespace.
+
+``python -m tests.lab.nat_party --stack S --meeting M --role sender|listener …``
+prints one JSON line. The sender talks in phases (payload byte 0 = phase);
+a listener only listens, with or without keepalives, and counts what arrives
+per phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from client.api import CloudApi
+from client.device import Device
+from wire.tls import client_context
+
+
+async def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--stack", required=True)
+    p.add_argument("--meeting", required=True)
+    p.add_argument("--role", choices=["sender", "listener"], required=True)
+    p.add_argument("--keepalive-s", type=float, default=0.0, help="0: no keepalives")
+    p.add_argument("--phases", default="1:1,0:5,2:2", help="sender: phase:seconds,…")
+    p.add_argument("--seconds", type=float, default=10.0, help="listener: how long")
+    a = p.parse_args()
+    stack = json.loads(Path(a.stack).read_text())
+    org, creds = next(iter(stack["orgs"].items()))
+    device = Device(CloudApi(stack["cloud"], client_context(stack["ca"])))
+    await device.register(org, creds["enrollment_key"], a.role)
+    await device.discover()
+    session = await device.connect(await device.join(a.meeting))
+    print(json.dumps({"ready": True, "rung": session.rung}), flush=True)
+    if a.role == "listener":
+        if a.keepalive_s > 0:
+            session.start_keepalives(a.keepalive_s)
+        await asyncio.sleep(a.seconds)
+        phases = Counter(payload[0] for _, _, payload in session.payloads)
+        print(json.dumps({"phases": {str(k): v for k, v in phases.items()}}), flush=True)
+    else:
+        for item in a.phases.split(","):
+            phase, seconds = (float(x) for x in item.split(":"))
+            for _ in range(int(seconds * 50)):
+                if phase:
+                    session.send_audio(bytes([int(phase)]) + bytes(159))
+                await asyncio.sleep(0.02)
+        print(json.dumps({"sent": session.counters.packets_sent}), flush=True)
+    session.close()
+    await device.api.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -33,7 +33,7 @@ from wire.models import (
     NodeInfo,
     ReachabilityReport,
 )
-from wire.transports import DeviceProfile, Transport, check_media
+from wire.transports import PROFILES, DeviceProfile, Transport, check_media
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,12 @@ class Device:
                 self.outcomes = _outcomes_from(cached.report, self.registration.nodes)
                 return self.outcomes
         nodes = (await self.api.nodes()).nodes
+        transports = list(policy.transports)
+        if self.proxy is not None and Transport.HTTP_PROXY in PROFILES[self.profile].media:
+            transports.append("http-proxy")  # the last rung is probed through the proxy
         self.outcomes = await probe(
-            targets(nodes, policy.transports), timeout_ms=policy.timeout_ms, progress=progress
+            targets(nodes, transports), timeout_ms=policy.timeout_ms, progress=progress,
+            proxy=self.proxy,
         )
         self.source = "probe"
         mapped = sorted({str(o.mapped) for o in self.outcomes if o.mapped is not None})

@@ -7,7 +7,8 @@
                 stateful nftables (lab/profiles/<profile>.nft on lab/profiles/_base.nft),
                 net.netfilter.nf_conntrack_udp_timeout (30 s, as the seed's pinholes)
         |
-    {run}-ent   10.99.0.0/24: clients .2 (default route via the gw, 10.99.0.1)
+    {run}-ent   10.99.0.0/24: clients .2, the HTTP proxy host .3 (default route via
+                the gw, 10.99.0.1)
 
 Every name carries the run's prefix, so parallel runs never collide, and
 :meth:`Lab.down` (also run by the context manager on every exit path) removes
@@ -24,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
-PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "whitelist",
-            "stun-inspection")
+PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
+            "whitelist", "stun-inspection")
 INET_PREFIX = "198.18.0"
 GW_WAN = INET_PREFIX + ".254"
 ENT_PREFIX = "10.99.0"
 GW_LAN = ENT_PREFIX + ".1"
 CLIENT = ENT_PREFIX + ".2"
+PROXY_HOST = ENT_PREFIX + ".3"  # the enterprise's HTTP proxy (proxy-only profile)
 WHITELIST_RANGE = INET_PREFIX + ".4/31"  # node-far only
 
 
@@ -50,7 +52,7 @@ def ruleset(profile: str, lan: str, wan: str) -> str:
     if profile not in PROFILES:
         raise LabError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     defines = (f'define LAN = "{lan}"\ndefine WAN = "{wan}"\n'
-               f"define MEDIA_RANGE = {WHITELIST_RANGE}\n")
+               f"define MEDIA_RANGE = {WHITELIST_RANGE}\ndefine PROXY_HOST = {PROXY_HOST}\n")
     return (defines + (PROFILES_DIR / "_base.nft").read_text()
             + (PROFILES_DIR / f"{profile}.nft").read_text())
 
@@ -100,6 +102,7 @@ class Lab:
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_WAN}/24", "dev", f"{r}b")
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_LAN}/24", "dev", f"{r}c")
             _run("ip", "-n", self.ent, "addr", "add", f"{CLIENT}/24", "dev", f"{r}d")
+            _run("ip", "-n", self.ent, "addr", "add", f"{PROXY_HOST}/24", "dev", f"{r}d")
             for ns, dev in ((self.inet, f"{r}a"), (self.gw, f"{r}b"), (self.gw, f"{r}c"),
                             (self.ent, f"{r}d")):
                 _run("ip", "-n", ns, "link", "set", dev, "up")

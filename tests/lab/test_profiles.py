@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from lab.netns import GW_WAN, INET_PREFIX, Lab, lab, leftovers
+from lab.netns import ENT_PREFIX, GW_WAN, INET_PREFIX, PROXY_HOST, Lab, lab, leftovers
 from tests.prereqs import require_root, require_tool
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
+PROXY_PORT = 8888
 
 EXPECTED = {  # DESIGN.md, "The firewall lab"
     "open": ("udp/5004", "node-near"),
@@ -32,6 +33,7 @@ EXPECTED = {  # DESIGN.md, "The firewall lab"
     "udp-33434": ("udp/33434", "node-near"),
     "no-udp": ("tcp/5004", "node-near"),
     "tls-only": ("tls/443", "node-near"),
+    "proxy-only": ("http-proxy", "node-near"),  # through tinyproxy on the proxy host
     "whitelist": ("udp/5004", "node-far"),  # the in-range node, though farther
     "stun-inspection": ("udp/5004", "node-near"),
 }
@@ -66,6 +68,13 @@ def running() -> Iterator[Running]:
             [*fw.exec_prefix(fw.inet), sys.executable, "-m", "lab", "stack", "--prefix",
              INET_PREFIX, "--state-dir", str(state)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf = state / "tinyproxy.conf"
+        conf.write_text(f"Port {PROXY_PORT}\nListen {PROXY_HOST}\nBind {PROXY_HOST}\n"
+                        f"Allow {ENT_PREFIX}.0/24\nConnectPort 443\nTimeout 60\n"
+                        "MaxClients 50\nLogLevel Connect\n")
+        proxy = subprocess.Popen([*fw.exec_prefix(fw.ent), require_tool("tinyproxy"), "-d",
+                                  "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 40
             while not (state / "stack.json").exists():
@@ -74,8 +83,10 @@ def running() -> Iterator[Running]:
                 time.sleep(0.1)
             yield Running(fw, state)
         finally:
+            proxy.terminate()
             stack.terminate()
             stack.wait(15)
+            proxy.wait(15)
 
 
 @pytest.mark.parametrize("profile", list(EXPECTED))
@@ -85,13 +96,16 @@ def test_profile_ends_on_the_expected_transport_and_media_flows(
     running.fw.load_profile(profile)
     subprocess.run([*running.fw.exec_prefix(running.fw.gw), "conntrack", "-F"],
                    capture_output=True, check=False)
-    meeting = _result(running.client("meeting", "create"))["meeting_id"]
-    calls = [running.client("--name", name, "call", "--meeting", meeting, "--seconds", "3")
+    proxy = ["--proxy", f"http://{PROXY_HOST}:{PROXY_PORT}"] if profile == "proxy-only" else []
+    meeting = _result(running.client(*proxy, "meeting", "create"))["meeting_id"]
+    calls = [running.client(*proxy, "--name", name, "call", "--meeting", meeting,
+                            "--seconds", "3")
              for name in ("alice", "bob")]
     results = [_result(call) for call in calls]
     transport, node = EXPECTED[profile]
     for result in results:
-        assert (result["transport"], result["node"]) == (transport, node), result["attempts"]
+        assert (result["transport"], result["node"]) == (transport, node), (
+            result["attempts"], result["reason"]["candidates"])
         assert result["packets_received"] > 100 and result["loss"] == 0, result
 
 

@@ -10,7 +10,8 @@
 
 Pinhole media ports carry STUN and SRTP/SRTCP only; everything else is
 dropped and counted by the caller. RTCP is told from RTP by the second byte
-(RFC 5761 §4: RTCP packet types 192-223).
+(RFC 5761 §4: RTCP packet types 192-223; RFC 3550 §6.4 puts the RTCP packet
+type in the whole second byte, where RTP has the marker bit and PT).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ RTCP_PACKET_TYPES: Final = range(192, 224)  # RFC 5761 §4
 
 
 class PacketKind(StrEnum):
+    """What RFC 7983 §7 says a packet is, from its first byte."""
+
     STUN = "stun"
     ZRTP = "zrtp"
     DTLS = "dtls"
@@ -35,15 +38,22 @@ class PacketKind(StrEnum):
     UNKNOWN = "unknown"
 
 
-_TABLE: Final = tuple(
-    PacketKind.STUN if b in STUN_FIRST
-    else PacketKind.ZRTP if b in ZRTP
-    else PacketKind.DTLS if b in DTLS
-    else PacketKind.TURN_CHANNEL if b in TURN_CHANNEL
-    else PacketKind.RTP if b in RTP_RTCP
-    else PacketKind.UNKNOWN
-    for b in range(256)
-)
+def _kind(first: int) -> PacketKind:
+    if first in STUN_FIRST:
+        return PacketKind.STUN
+    if first in ZRTP:
+        return PacketKind.ZRTP
+    if first in DTLS:
+        return PacketKind.DTLS
+    if first in TURN_CHANNEL:
+        return PacketKind.TURN_CHANNEL
+    if first in RTP_RTCP:
+        return PacketKind.RTP
+    return PacketKind.UNKNOWN
+
+
+# One lookup per packet on the hot path.
+_TABLE: Final[tuple[PacketKind, ...]] = tuple(_kind(b) for b in range(256))
 
 
 def classify(data: bytes) -> PacketKind:
@@ -52,5 +62,8 @@ def classify(data: bytes) -> PacketKind:
 
 
 def is_rtcp(data: bytes) -> bool:
-    """An RTP-range packet whose second byte is an RTCP packet type (RFC 5761 §4)."""
+    """True if the second byte is an RTCP packet type, 192-223 (RFC 5761 §4).
+
+    Meaningful only for packets that :func:`classify` calls RTP.
+    """
     return len(data) >= 2 and data[1] in RTCP_PACKET_TYPES

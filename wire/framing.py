@@ -5,7 +5,10 @@ followed by that many bytes of RTP, RTCP or (DESIGN.md) STUN. The decoder is
 incremental (sans-I/O): feed it whatever chunks the stream delivers, get
 back whole frames. A declared length above the decoder's limit is an error
 after which the connection must be closed (the stream has lost its framing).
-A zero-length frame carries nothing and is skipped.
+
+Zero-length frames: RFC 4571 §2 allows LENGTH 0, so :func:`encode_frame`
+encodes an empty packet (``b"\\x00\\x00"``) and :class:`FrameDecoder` accepts
+it on input but returns nothing for it, since it carries no packet.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ _HEADER: Final = 2
 
 
 def encode_frame(packet: bytes) -> bytes:
-    """``packet`` with its RFC 4571 length prefix."""
+    """``packet`` with its RFC 4571 §2 length prefix (an empty packet is allowed)."""
     n = len(packet)
     if n > MAX_FRAME_LENGTH:
         raise FramingError(f"frame of {n} bytes exceeds the RFC 4571 maximum of 65535")
@@ -28,7 +31,12 @@ def encode_frame(packet: bytes) -> bytes:
 
 
 class FrameDecoder:
-    """Whole frames out of an RFC 4571 byte stream, however it is chunked."""
+    """Whole frames out of an RFC 4571 byte stream, however it is chunked.
+
+    Frames are sliced straight out of the chunk when nothing is buffered (the
+    common case); only an incomplete tail is kept, in a ``bytearray`` that
+    is trimmed once per :meth:`feed`, not once per frame.
+    """
 
     __slots__ = ("_buffer", "_failed", "limit")
 
@@ -41,6 +49,7 @@ class FrameDecoder:
 
     @property
     def failed(self) -> bool:
+        """True once a frame over the limit was seen; every later feed raises."""
         return self._failed
 
     @property
@@ -49,24 +58,38 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Every frame completed by ``data`` (possibly none)."""
+        """Every frame completed by ``data`` (possibly none), in stream order."""
         if self._failed:
             raise FramingError("decoder failed earlier; close the connection")
         buffer = self._buffer
-        buffer += data
+        source: bytes | bytearray
+        if buffer:
+            buffer += data
+            source = buffer
+        else:
+            source = data
+        limit = self.limit
         frames: list[bytes] = []
-        pos, end = 0, len(buffer)
-        while end - pos >= _HEADER:
-            length = (buffer[pos] << 8) | buffer[pos + 1]
-            if length > self.limit:
-                self._failed = True
-                del buffer[:]
-                raise FramingError(f"frame of {length} bytes exceeds the limit of {self.limit}")
-            if end - pos - _HEADER < length:
-                break
-            if length:
-                frames.append(bytes(buffer[pos + _HEADER:pos + _HEADER + length]))
-            pos += _HEADER + length
-        if pos:
+        pos, end = 0, len(source)
+        too_long = -1
+        with memoryview(source) as view:
+            while end - pos >= _HEADER:
+                length = (source[pos] << 8) | source[pos + 1]
+                if length > limit:
+                    too_long = length
+                    break
+                start = pos + _HEADER
+                if end - start < length:
+                    break
+                if length:
+                    frames.append(view[start:start + length].tobytes())
+                pos = start + length
+            if too_long < 0 and source is data and pos < end:
+                buffer += view[pos:]
+        if too_long >= 0:
+            self._failed = True
+            buffer.clear()
+            raise FramingError(f"frame of {too_long} bytes exceeds the limit of {limit}")
+        if source is buffer and pos:
             del buffer[:pos]
         return frames

@@ -1,7 +1,14 @@
-"""RTP and RTCP headers (RFC 3550 §5.1, §6.4.2): just what the relay and the client need.
+"""RTP and RTCP headers (RFC 3550 §5.1, §5.3.1, §6.4.1, §6.4.2): what the relay and client need.
 
 The relay reads the SSRC from fixed offsets (no objects per packet); the
 client parses headers to keep receive statistics and sends receiver reports.
+
+    RFC 3550 §5.1 fixed header (12 bytes)
+    |V=2|P|X|  CC   |M|     PT      |       sequence number         |
+    |                           timestamp                           |
+    |                             SSRC                              |
+    |                  CSRC list (CC × 4 bytes)                     |
+    |  extension (§5.3.1: 2 bytes profile, 2 bytes length in words) |
 """
 
 from __future__ import annotations
@@ -14,12 +21,22 @@ from typing import Final
 from wire.errors import RtpError
 
 RTP_VERSION: Final = 2
-RTP_HEADER_LENGTH: Final = 12
+RTP_HEADER_LENGTH: Final = 12  # RFC 3550 §5.1
+RTCP_HEADER_LENGTH: Final = 8  # RFC 3550 §6.4.2: common header + reporter SSRC
 RTCP_RR: Final = 201  # RFC 3550 §12.1
+REPORT_BLOCK_LENGTH: Final = 24  # RFC 3550 §6.4.1
+MAX_REPORT_BLOCKS: Final = 31  # RFC 3550 §6.4.2: RC is 5 bits
+
+_FIXED: Final = struct.Struct("!BBHII")
+_U32: Final = struct.Struct("!I")
+_RTCP_COMMON: Final = struct.Struct("!BBH")
+_BLOCK: Final = struct.Struct("!IIIIII")
 
 
 @dataclass(frozen=True, slots=True)
 class RtpHeader:
+    """The fixed RTP header (RFC 3550 §5.1); ``header_length`` is where the payload starts."""
+
     version: int
     padding: bool
     extension: bool
@@ -29,7 +46,7 @@ class RtpHeader:
     sequence: int
     timestamp: int
     ssrc: int
-    header_length: int  # where the payload starts
+    header_length: int  # 12 + 4 × CC + the §5.3.1 extension if X
 
 
 def build_rtp(
@@ -41,33 +58,38 @@ def build_rtp(
     payload: bytes,
     marker: bool = False,
 ) -> bytes:
-    """An RTP packet with no CSRCs and no extension (RFC 3550 §5.1)."""
+    """An RTP packet with no CSRCs and no extension (RFC 3550 §5.1).
+
+    Sequence, timestamp and SSRC wrap to their field widths (16, 32, 32 bits).
+    """
     if not 0 <= payload_type <= 127:
         raise RtpError(f"payload type {payload_type} is outside 0-127")
-    return struct.pack(
-        "!BBHII", RTP_VERSION << 6, (int(marker) << 7) | payload_type,
+    return _FIXED.pack(
+        RTP_VERSION << 6, (int(marker) << 7) | payload_type,
         sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc & 0xFFFFFFFF,
     ) + payload
 
 
 def parse_rtp_header(data: bytes) -> RtpHeader:
-    if len(data) < RTP_HEADER_LENGTH:
+    """The header of an RTP packet, checked against the packet's length (RFC 3550 §5.1)."""
+    n = len(data)
+    if n < RTP_HEADER_LENGTH:
         raise RtpError("RTP packet shorter than 12 bytes")
-    b0, b1, sequence, timestamp, ssrc = struct.unpack_from("!BBHII", data)
+    b0, b1, sequence, timestamp, ssrc = _FIXED.unpack_from(data)
     version = b0 >> 6
     if version != RTP_VERSION:
         raise RtpError(f"RTP version {version}, expected 2")
     csrc_count = b0 & 0x0F
     length = RTP_HEADER_LENGTH + 4 * csrc_count
-    if length > len(data):
+    if length > n:
         raise RtpError(f"RTP header with {csrc_count} CSRCs longer than the packet")
     extension = bool(b0 & 0x10)
     if extension:  # RFC 3550 §5.3.1: 4-byte header then ``length`` 32-bit words
-        if length + 4 > len(data):
+        if length + 4 > n:
             raise RtpError("RTP header extension longer than the packet")
-        words = int.from_bytes(data[length + 2:length + 4], "big")
+        words = (data[length + 2] << 8) | data[length + 3]
         length += 4 + 4 * words
-        if length > len(data):
+        if length > n:
             raise RtpError("RTP header extension longer than the packet")
     return RtpHeader(
         version=version, padding=bool(b0 & 0x20), extension=extension,
@@ -77,15 +99,19 @@ def parse_rtp_header(data: bytes) -> RtpHeader:
 
 
 def rtp_ssrc(data: bytes) -> int:
+    """The SSRC of an RTP packet (bytes 8-11, RFC 3550 §5.1); only the length is checked."""
     if len(data) < RTP_HEADER_LENGTH:
         raise RtpError("RTP packet shorter than 12 bytes")
-    return int.from_bytes(data[8:12], "big")
+    ssrc: int = _U32.unpack_from(data, 8)[0]
+    return ssrc
 
 
 def rtcp_sender_ssrc(data: bytes) -> int:
-    if len(data) < 8:
+    """The SSRC of an RTCP packet's sender (bytes 4-7, RFC 3550 §6.4.1, §6.4.2)."""
+    if len(data) < RTCP_HEADER_LENGTH:
         raise RtpError("RTCP packet shorter than 8 bytes")
-    return int.from_bytes(data[4:8], "big")
+    ssrc: int = _U32.unpack_from(data, 4)[0]
+    return ssrc
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,42 +120,51 @@ class ReceptionReport:
 
     ssrc: int
     fraction_lost: int  # 0-255: lost/expected × 256 since the last report
-    cumulative_lost: int  # 24-bit signed
+    cumulative_lost: int  # 24-bit signed; clamped on the wire
     highest_sequence: int  # extended highest sequence number received
-    jitter: int  # in timestamp units
-    last_sr: int = 0
-    delay_since_last_sr: int = 0
+    jitter: int  # interarrival jitter in timestamp units
+    last_sr: int = 0  # LSR: middle 32 bits of the last SR's NTP timestamp
+    delay_since_last_sr: int = 0  # DLSR, in units of 1/65536 s
 
 
 def build_rtcp_receiver_report(*, ssrc: int, reports: Sequence[ReceptionReport] = ()) -> bytes:
     """An RTCP RR (RFC 3550 §6.4.2) with up to 31 report blocks."""
-    if len(reports) > 31:
+    count = len(reports)
+    if count > MAX_REPORT_BLOCKS:
         raise RtpError("an RTCP receiver report holds at most 31 report blocks")
-    body = bytearray(struct.pack("!I", ssrc & 0xFFFFFFFF))
+    size = RTCP_HEADER_LENGTH + REPORT_BLOCK_LENGTH * count
+    out = bytearray(size)
+    # length: the packet's size in 32-bit words minus one (RFC 3550 §6.4.1)
+    _RTCP_COMMON.pack_into(out, 0, (RTP_VERSION << 6) | count, RTCP_RR, size // 4 - 1)
+    _U32.pack_into(out, 4, ssrc & 0xFFFFFFFF)
+    offset = RTCP_HEADER_LENGTH
     for r in reports:
         lost = max(-0x800000, min(0x7FFFFF, r.cumulative_lost)) & 0xFFFFFF
-        body += struct.pack("!IIIIII", r.ssrc, ((r.fraction_lost & 0xFF) << 24) | lost,
-                            r.highest_sequence & 0xFFFFFFFF, r.jitter & 0xFFFFFFFF,
-                            r.last_sr & 0xFFFFFFFF, r.delay_since_last_sr & 0xFFFFFFFF)
-    words = (4 + len(body)) // 4 - 1
-    return struct.pack("!BBH", (RTP_VERSION << 6) | len(reports), RTCP_RR, words) + bytes(body)
+        fraction = max(0, min(0xFF, r.fraction_lost))
+        _BLOCK.pack_into(out, offset, r.ssrc & 0xFFFFFFFF, (fraction << 24) | lost,
+                         r.highest_sequence & 0xFFFFFFFF, r.jitter & 0xFFFFFFFF,
+                         r.last_sr & 0xFFFFFFFF, r.delay_since_last_sr & 0xFFFFFFFF)
+        offset += REPORT_BLOCK_LENGTH
+    return bytes(out)
 
 
 def parse_rtcp_receiver_report(data: bytes) -> tuple[int, list[ReceptionReport]]:
-    """The reporter's SSRC and its report blocks."""
-    if len(data) < 8:
+    """The reporter's SSRC and its report blocks, from an RTCP RR (RFC 3550 §6.4.2)."""
+    if len(data) < RTCP_HEADER_LENGTH:
         raise RtpError("RTCP packet shorter than 8 bytes")
-    b0, packet_type, words = struct.unpack_from("!BBH", data)
+    b0, packet_type, words = _RTCP_COMMON.unpack_from(data)
     if b0 >> 6 != RTP_VERSION:
         raise RtpError(f"RTCP version {b0 >> 6}, expected 2")
     if packet_type != RTCP_RR:
         raise RtpError(f"RTCP packet type {packet_type}, expected 201 (RR)")
     count = b0 & 0x1F
-    if 4 * (words + 1) > len(data) or 8 + 24 * count > 4 * (words + 1):
+    declared = 4 * (words + 1)
+    if declared > len(data) or RTCP_HEADER_LENGTH + REPORT_BLOCK_LENGTH * count > declared:
         raise RtpError("RTCP receiver report longer than the packet")
-    reports = []
+    reports: list[ReceptionReport] = []
     for i in range(count):
-        s, lost, high, jitter, lsr, dlsr = struct.unpack_from("!IIIIII", data, 8 + 24 * i)
+        s, lost, high, jitter, lsr, dlsr = _BLOCK.unpack_from(
+            data, RTCP_HEADER_LENGTH + REPORT_BLOCK_LENGTH * i)
         cumulative = lost & 0xFFFFFF
         if cumulative & 0x800000:
             cumulative -= 0x1000000

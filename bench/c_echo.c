@@ -1,5 +1,4 @@
-// The shared C echo / relay of ../shared/perf, kept here unchanged so that Pinhole
-// builds its benchmark reference without that directory.
+// The reference C UDP echo / relay, kept unchanged as the benchmarks' yardstick.
 //
 // Minimal C UDP echo / relay server (the "physical-ish" limit for a single core).
 //   c_echo --port P [--mmsg] [--spin] [--relay-to 127.0.0.1:SINK]

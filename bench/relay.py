@@ -7,8 +7,8 @@ libsrtp) and forward it to the generator's sink:
 - ``node``: ``bench/relay_node.py`` — the media node's engine and UDP listener on
   uvloop: authenticate + decrypt with the sender leg's context, check the SSRC,
   re-protect with the receiver leg's context, send;
-- ``c_relay``: ``c_echo --relay-to`` (``bench/c_echo.c``, the shared perf tool kept here
-  unchanged), forwarding only.
+- ``c_relay``: ``c_echo --relay-to`` (``bench/c_echo.c``, the reference C relay),
+  forwarding only.
 
 The server runs on core 0 and the generator on core 1; the two configurations
 alternate (A B A B …) and each round's ratio is reported, with the median.

@@ -1,5 +1,5 @@
 // Pinhole's SRTP variant of the shared closed-loop UDP load generator
-// (../shared/perf/loadgen.c): the same loop, measurement and JSON line, plus
+// (the reference C load generator, loadgen.c): the same loop, measurement and JSON line, plus
 //   --mode srtp --key HEX : RTP as in --mode rtp, protected with libsrtp
 //                           (AES_CM_128_HMAC_SHA1_80, 30-byte master key+salt in
 //                           hex) so that a real SRTP relay authenticates it;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 
 
@@ -24,3 +25,16 @@ async def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
                 continue
             writer.close()
             return
+
+
+def free_block() -> str:
+    """A ``127.A.B`` prefix (A in 20-219) whose .1 address can be bound right now."""
+    for _ in range(50):
+        prefix = f"127.{secrets.randbelow(200) + 20}.{secrets.randbelow(250) + 1}"
+        with socket.socket() as s:
+            try:
+                s.bind((prefix + ".1", 0))
+            except OSError:
+                continue
+        return prefix
+    raise OSError("no free 127.x.y.0/24 block found")

@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from client.api import CloudApi
+from lab.net import free_block
 from wire.models import DeviceRegistration
 from wire.tls import client_context, issue, make_ca
 
@@ -51,17 +51,6 @@ class StackError(Exception):
     """The stack could not start; the message says which process and why."""
 
 
-def _free_block() -> str:
-    """A ``127.A.B`` prefix whose .1 address has port 443/8443 free right now."""
-    for _ in range(50):
-        prefix = f"127.{secrets.randbelow(200) + 20}.{secrets.randbelow(250) + 1}"
-        with socket.socket() as s:
-            try:
-                s.bind((prefix + ".1", 0))
-            except OSError:
-                continue
-        return prefix
-    raise StackError("no free 127.x.y.0/24 block found")
 
 
 @dataclass
@@ -137,7 +126,7 @@ async def start_stack(
     """Start a cloud and ``nodes``; return once every node is registered and healthy."""
     state_dir.mkdir(parents=True, exist_ok=True)
     # the cloud on PREFIX.1, nodes on .2, .3 …: a random loopback block unless given
-    stack = Stack(state_dir=state_dir, prefix=prefix or _free_block())
+    stack = Stack(state_dir=state_dir, prefix=prefix or free_block())
     try:
         await _start(stack, nodes, cloud_args, progress)
     except BaseException:

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from client.media import MediaSession
-from lab.stack import _free_block
+from lab.net import free_block
 from media_node.engine import Engine
 from media_node.service import start_listeners
 from media_node.settings import NodeSettings
@@ -52,7 +52,7 @@ class RunningNode:
 
 @asynccontextmanager
 async def running_node(node_id: str = "node-t", **settings: Any) -> AsyncIterator[RunningNode]:
-    address = _free_block() + ".2"
+    address = free_block() + ".2"
     config = NodeSettings(cloud="https://unused", node_id=node_id, advertise=address,
                           **settings)
     engine = Engine(node_id, consent_s=config.consent_s, leg_timeout_s=config.leg_timeout_s,

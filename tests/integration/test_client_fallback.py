@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
 from client.device import Device
-from client.media import MediaSession
 from lab.stack import ORG, REGIONS, NodeSpec, running_stack
+from tests.exchange import exchange
 from tests.integration.node_harness import connect, join, running_node
 from wire.errors import ProfileRefused
 from wire.models import Endpoint
 from wire.transports import DeviceProfile
 
 pytestmark = pytest.mark.slow
-
-
-async def _exchange(a: MediaSession, b: MediaSession, count: int = 10) -> None:
-    for i in range(count):
-        a.send_audio(i.to_bytes(2, "big") + bytes(158))
-        b.send_audio(i.to_bytes(2, "big") + bytes(158))
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.4)
-    assert a.counters.packets_received == count and b.counters.packets_received == count
 
 
 async def test_discovery_measures_the_simulated_distance_and_join_picks_the_nearest(
@@ -71,7 +61,7 @@ async def test_client_falls_back_when_the_node_has_no_udp(
             sessions.append(await device.connect(await device.join(meeting)))
             devices.append(device)
         assert [s.rung for s in sessions] == [expected, expected]
-        await _exchange(*sessions)
+        await exchange(*sessions)
         for session in sessions:
             session.close()
         for device in devices:
@@ -93,7 +83,7 @@ async def test_a_silent_first_rung_is_overtaken_and_abandoned() -> None:
         outcomes = {a.rung: a for a in device.attempts}
         assert outcomes["tcp/5004"].ok
         assert not outcomes["udp/5004"].ok and "abandoned" in (outcomes["udp/5004"].error or "")
-        await _exchange(session, other)
+        await exchange(session, other)
         session.close()
         other.close()
 

@@ -21,7 +21,8 @@ import pytest
 from client.api import CloudApi, PinError
 from client.device import Device
 from client.media import MediaError
-from lab.stack import ORG, NodeSpec, Stack, _free_block, running_stack
+from lab.net import free_block
+from lab.stack import ORG, NodeSpec, Stack, running_stack
 from wire.address import Address
 from wire.models import Endpoint
 from wire.tls import issue, make_ca, server_context, unverified_client_context
@@ -35,7 +36,7 @@ async def inspecting_proxy(upstream: Address, workdir: Path
     """Listen on a fresh loopback address, re-sign with our CA, relay to ``upstream``."""
     now = datetime.datetime.now(datetime.UTC)
     ca = make_ca(now, "Inspecting firewall CA")
-    host = _free_block() + ".99"
+    host = free_block() + ".99"
     cert = issue(ca, [host], now)
     (workdir / "mitm-ca.pem").write_bytes(ca.cert_pem)
     (workdir / "mitm.pem").write_bytes(cert.cert_pem)

@@ -26,6 +26,7 @@ from client.media import MediaError
 from client.proxy import LocalTunnelProxy, ProxyConfig
 from lab.net import free_port, wait_for_port
 from lab.stack import ORG, NodeSpec, Stack, running_stack
+from tests.exchange import exchange
 from tests.prereqs import require_tool
 from wire.models import Endpoint
 from wire.tls import client_context
@@ -80,13 +81,7 @@ async def test_signaling_and_media_cross_tinyproxy_with_basic_auth(
         await bob.register(ORG, stack.enrollment_key, "bob")
         await bob.discover()
         other = await bob.connect(await bob.join(meeting))
-        for i in range(10):
-            session.send_audio(i.to_bytes(2, "big") + bytes(158))
-            other.send_audio(i.to_bytes(2, "big") + bytes(158))
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.5)
-        assert session.counters.packets_received == 10
-        assert other.counters.packets_received == 10
+        await exchange(session, other)
         text = log.read_text()
         cloud_host = stack.cloud_url.split("//")[1]
         assert f"CONNECT {cloud_host}" in text  # signaling crossed the proxy
@@ -173,13 +168,7 @@ async def _squid_call(stack: Stack, workdir: Path, scheme: str) -> None:
         alice.proxy = ProxyConfig("127.0.0.1", port, "pinhole", "s3cret")
         session = await alice.connect(only_proxy)
         other = await bob.connect(await bob.join(meeting))
-        for i in range(10):
-            session.send_audio(i.to_bytes(2, "big") + bytes(158))
-            other.send_audio(i.to_bytes(2, "big") + bytes(158))
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.5)
-        assert session.counters.packets_received == 10
-        assert other.counters.packets_received == 10
+        await exchange(session, other)
         if scheme == "digest":  # ntlm_fake_auth accepts any password
             alice.proxy = ProxyConfig("127.0.0.1", port, "pinhole", "wrong")
             with pytest.raises(MediaError, match="proxy authentication failed"):

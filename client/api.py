@@ -169,8 +169,11 @@ class CloudApi:
     async def get_reachability(self) -> StoredReachability:
         return await self._get(f"/v1/devices/{self.device_id}/reachability", StoredReachability)
 
-    async def create_meeting(self, title: str = "") -> MeetingCreated:
-        return await self._send("POST", "/v1/meetings", MeetingCreate(title=title), MeetingCreated)
+    async def create_meeting(self, title: str = "", meeting_id: str | None = None
+                             ) -> MeetingCreated:
+        """A new meeting; with ``meeting_id``, that meeting (created by whoever asks first)."""
+        return await self._send("POST", "/v1/meetings", MeetingCreate(title=title, id=meeting_id),
+                                MeetingCreated)
 
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
         path = f"/v1/meetings/{meeting_id}/participants"

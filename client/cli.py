@@ -84,13 +84,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("probe", help="probe every node over UDP, TCP and TLS; report; print the table")
     m = sub.add_parser("meeting", help="meetings")
     m.add_argument("action", choices=["create"], help="create: print a new meeting id")
+    m.add_argument("--id", dest="meeting_id", default=None,
+                   help="a meeting id of your choice (creating it again answers the same one)")
+    m.add_argument("--title", default="", help="the meeting's title")
     j = sub.add_parser("join", help="join a meeting and print the assignment and its reason")
     j.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
+    j.add_argument("--create", action="store_true",
+                   help="create the meeting with this id first, unless it exists")
     sub.add_parser("netcheck", help="check HTTPS and WSS to the cloud, probe every node on "
                    "every transport; print what works, what is blocked, and the firewall "
                    "rules to open")
     c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")
     c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
+    c.add_argument("--create", action="store_true",
+                   help="create the meeting with this id first, unless it exists")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
     c.add_argument("--keepalive-s", type=float, default=15.0, help="keepalive interval")
     c.add_argument("--video", action="store_true",
@@ -174,7 +181,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
-            meeting = await api.create_meeting()
+            meeting = await api.create_meeting(args.title, args.meeting_id)
             return {"meeting_id": meeting.id}
         if args.command == "netcheck":
             return await _netcheck(device, api, progress, proxy is not None)
@@ -184,6 +191,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if args.command == "probe":
             return {"device_id": reg.device_id, "source": device.source,
                     "probes": _probe_rows(outcomes)}
+        if args.create:
+            await api.create_meeting(meeting_id=args.meeting)
         joined = await device.join(args.meeting)
         result: dict[str, Any] = {
             "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,

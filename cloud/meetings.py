@@ -69,14 +69,26 @@ def _view(meeting: MeetingRecord) -> MeetingView:
 async def create(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     body = await read_body(request, MeetingCreate, empty_ok=True)
-    now = cloud.clock()
-    meeting = MeetingRecord("mtg-" + secrets.token_hex(6), claims.org, body.title, now)
-    await cloud.store.put_meeting(meeting)
-    created = MeetingCreated(
-        id=meeting.id, org=meeting.org, title=meeting.title,
-        created_at=datetime.fromtimestamp(now, UTC),
-    )
-    return json_response(created, status=201)
+    if body.id is None:
+        meeting = MeetingRecord("mtg-" + secrets.token_hex(6), claims.org, body.title,
+                                cloud.clock())
+        await cloud.store.put_meeting(meeting)
+        return json_response(_created(meeting), status=201)
+    async with cloud.meeting_lock(body.id):  # two devices creating "standup" get one meeting
+        existing = await cloud.store.get_meeting(body.id)
+        if existing is not None:
+            if existing.org != claims.org:
+                raise ApiError(409, "conflict",
+                               f"meeting id {body.id} is taken; choose another id")
+            return json_response(_created(existing), status=200)
+        meeting = MeetingRecord(body.id, claims.org, body.title, cloud.clock())
+        await cloud.store.put_meeting(meeting)
+    return json_response(_created(meeting), status=201)
+
+
+def _created(meeting: MeetingRecord) -> MeetingCreated:
+    return MeetingCreated(id=meeting.id, org=meeting.org, title=meeting.title,
+                          created_at=datetime.fromtimestamp(meeting.created_at, UTC))
 
 
 @routes.get("/v1/meetings/{meeting_id}")

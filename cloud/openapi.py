@@ -43,6 +43,7 @@ class Operation:
     status: int = 200
     errors: tuple[int, ...] = ()
     websocket: bool = False
+    also: tuple[int, ...] = ()  # other success codes with the same body
 
 
 OPERATIONS: Final = (
@@ -55,8 +56,9 @@ OPERATIONS: Final = (
               ReachabilityReport, StoredReachability, errors=(400, 401, 403, 413)),
     Operation("get", "/v1/devices/{device_id}/reachability", "The stored report", "device",
               None, StoredReachability, errors=(401, 403, 404)),
-    Operation("post", "/v1/meetings", "Create a meeting", "device", MeetingCreate,
-              MeetingCreated, 201, (400, 401)),
+    Operation("post", "/v1/meetings",
+              "Create a meeting (with an id: create it once, then answer it with 200)",
+              "device", MeetingCreate, MeetingCreated, 201, (400, 401, 409), also=(200,)),
     Operation("get", "/v1/meetings/{meeting_id}", "Participants, nodes, transports, cascades",
               "device", None, MeetingView, errors=(401, 404)),
     Operation("post", "/v1/meetings/{meeting_id}/participants",
@@ -109,7 +111,7 @@ def document(version: str = "1") -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "success"}
         if op.response is not None:
             ok["content"] = {"application/json": {"schema": _ref(op.response)}}
-        responses = {str(op.status): ok}
+        responses = {str(code): ok for code in (op.status, *op.also)}
         for code in op.errors:
             responses[str(code)] = {"description": "error",
                                     "content": {"application/json": {"schema": _ref(ErrorBody)}}}

@@ -163,9 +163,12 @@ class StoredReachability(Body):
 
 
 class MeetingCreate(Body):
-    """``POST /v1/meetings``."""
+    """``POST /v1/meetings``. With ``id``, the meeting has a name everyone can agree on in
+    advance (a compose file's clients, a room's standing meeting): creating it again in the
+    same organisation answers the existing meeting (200) instead of a new one (201)."""
 
     title: str = Field(default="", max_length=256)
+    id: Id | None = None
 
 
 class MeetingCreated(Body):

@@ -230,6 +230,24 @@ async def test_meeting_lifecycle_and_org_isolation(api: Api) -> None:
     node.cancel()
 
 
+async def test_a_meeting_id_chosen_in_advance_is_created_once_per_org(api: Api) -> None:
+    """Two devices that agreed on "standup" meet in one meeting, whoever asks first; another
+    organisation cannot take it over (409), and a bad id is a 400, not a meeting."""
+    alice, bob = await api.device(name="alice"), await api.device(name="bob")
+    eve = await api.device("globex", name="eve")
+    status, first = await api.call("POST", "/v1/meetings", {"id": "standup", "title": "daily"},
+                                   alice["token"])
+    assert status == 201 and first["id"] == "standup" and first["title"] == "daily"
+    status, again = await api.call("POST", "/v1/meetings", {"id": "standup"}, bob["token"])
+    assert status == 200 and again == first
+    status, body = await api.call("POST", "/v1/meetings", {"id": "standup"}, eve["token"])
+    assert status == 409 and body["error"] == "conflict"
+    assert (await api.call("POST", "/v1/meetings", {"id": "no spaces"}, alice["token"]))[0] == 400
+    created = await asyncio.gather(*(
+        api.call("POST", "/v1/meetings", {"id": "race"}, d["token"]) for d in (alice, bob)))
+    assert sorted(status for status, _ in created) == [200, 201]
+
+
 async def test_join_without_a_reachable_node_is_503(api: Api) -> None:
     alice = await api.device()
     await api.report(alice, "no-such-node")

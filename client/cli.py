@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--keepalive-s", type=float, default=15.0, help="keepalive interval")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
+    for command in sub.choices.values():  # "pinhole probe --json" as well as "pinhole --json probe"
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                             help="print one JSON document on stdout")
     return p
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import uvloop
 
 from lab import demo
-from lab.netns import INET_PREFIX, PROFILES, Lab, LabError
+from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.stack import running_stack
 
 
@@ -31,18 +31,37 @@ async def _stack(state_dir: Path, prefix: str | None) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    """Progress goes to stderr; stdout stays one JSON document."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _netns(args: argparse.Namespace) -> int:
     if args.action == "up":
         fw = Lab(profile=args.profile, udp_timeout_s=args.udp_timeout_s,
                  **({"run_id": args.run_id} if args.run_id else {}))
+        _say(f"creating namespaces {', '.join(fw.namespaces)}; firewall profile {fw.profile}")
         try:
             fw.up()
         except LabError as exc:
             print(f"pinhole-lab: {exc} (the lab needs root, iproute2 and nftables)",
                   file=sys.stderr)
             return 2
-        print(json.dumps({"run_id": fw.run_id, "namespaces": list(fw.namespaces),
-                          "profile": fw.profile, "stack_prefix": INET_PREFIX}))
+        up: dict[str, object] = {"run_id": fw.run_id, "namespaces": list(fw.namespaces),
+                                 "profile": fw.profile, "stack_prefix": INET_PREFIX}
+        try:
+            if args.stack:
+                state = args.state_dir or Path("run") / f"lab-{fw.run_id}"
+                up["stack_json"] = str(fw.start_stack(state.resolve(), _say))
+            if args.proxy:
+                fw.start_proxy()
+                up["proxy"] = f"http://{PROXY_HOST}:8888"
+                _say(f"tinyproxy listening on {up['proxy']} in {fw.ent}")
+        except LabError as exc:
+            fw.down()
+            print(f"pinhole-lab: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(up))
         return 0
     if not args.run_id:
         print("pinhole-lab: --run-id is required (printed by 'netns up')", file=sys.stderr)
@@ -83,6 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="firewall profile (lab/profiles/<profile>.nft)")
     n.add_argument("--udp-timeout-s", type=int, default=30,
                    help="the gateway's conntrack UDP timeout (seed: 30 s)")
+    n.add_argument("--stack", action="store_true",
+                   help="up: also start the cloud and three media nodes in the internet "
+                   "namespace (stack.json in --state-dir)")
+    n.add_argument("--state-dir", type=Path, default=None,
+                   help="up --stack: where stack.json and the logs go (default run/lab-RUNID)")
+    n.add_argument("--proxy", action="store_true",
+                   help="up: also start tinyproxy on the enterprise proxy host (10.99.0.3:8888)")
     n.add_argument("--side", default="ent", choices=["ent", "gw", "inet"],
                    help="where 'run' runs the command given after -- (default: enterprise)")
     raw = list(sys.argv[1:] if argv is None else argv)

@@ -7,8 +7,8 @@
                 stateful nftables (lab/profiles/<profile>.nft on lab/profiles/_base.nft),
                 net.netfilter.nf_conntrack_udp_timeout (30 s, as the seed's pinholes)
         |
-    {run}-ent   10.99.0.0/24: clients .2, the HTTP proxy host .3 (default route via
-                the gw, 10.99.0.1)
+    {run}-ent   10.99.0.0/24: clients .2, the HTTP proxy host .3, the hybrid node's host .4
+                (default route via the gw, 10.99.0.1)
 
 Every name carries the run's prefix, so parallel runs never collide, and
 :meth:`Lab.down` (also run by the context manager on every exit path) removes
@@ -18,21 +18,27 @@ the namespaces, and with them their veths, nftables tables and conntrack state.
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import subprocess
-from collections.abc import Iterator, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+TINYPROXY_CONF = Path(__file__).resolve().parent / "proxy" / "tinyproxy.conf"
 PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
-            "whitelist", "stun-inspection")
+            "whitelist", "stun-inspection", "hybrid")
 INET_PREFIX = "198.18.0"
 GW_WAN = INET_PREFIX + ".254"
 ENT_PREFIX = "10.99.0"
 GW_LAN = ENT_PREFIX + ".1"
 CLIENT = ENT_PREFIX + ".2"
 PROXY_HOST = ENT_PREFIX + ".3"  # the enterprise's HTTP proxy (proxy-only profile)
+HYBRID_HOST = ENT_PREFIX + ".4"  # the in-house hybrid media node (hybrid profile)
+CLOUD = INET_PREFIX + ".1"
 WHITELIST_RANGE = INET_PREFIX + ".4/31"  # node-far only
 
 
@@ -52,7 +58,8 @@ def ruleset(profile: str, lan: str, wan: str) -> str:
     if profile not in PROFILES:
         raise LabError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     defines = (f'define LAN = "{lan}"\ndefine WAN = "{wan}"\n'
-               f"define MEDIA_RANGE = {WHITELIST_RANGE}\ndefine PROXY_HOST = {PROXY_HOST}\n")
+               f"define MEDIA_RANGE = {WHITELIST_RANGE}\ndefine PROXY_HOST = {PROXY_HOST}\n"
+               f"define HYBRID_HOST = {HYBRID_HOST}\ndefine CLOUD = {CLOUD}\n")
     return (defines + (PROFILES_DIR / "_base.nft").read_text()
             + (PROFILES_DIR / f"{profile}.nft").read_text())
 
@@ -102,7 +109,8 @@ class Lab:
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_WAN}/24", "dev", f"{r}b")
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_LAN}/24", "dev", f"{r}c")
             _run("ip", "-n", self.ent, "addr", "add", f"{CLIENT}/24", "dev", f"{r}d")
-            _run("ip", "-n", self.ent, "addr", "add", f"{PROXY_HOST}/24", "dev", f"{r}d")
+            for host in (PROXY_HOST, HYBRID_HOST):
+                _run("ip", "-n", self.ent, "addr", "add", f"{host}/24", "dev", f"{r}d")
             for ns, dev in ((self.inet, f"{r}a"), (self.gw, f"{r}b"), (self.gw, f"{r}c"),
                             (self.ent, f"{r}d")):
                 _run("ip", "-n", ns, "link", "set", dev, "up")
@@ -138,6 +146,36 @@ class Lab:
             if word == "packets":
                 return int(value)
         return 0
+
+    def start_stack(self, state_dir: Path, progress: Callable[[str], None] = lambda _: None,
+                    timeout_s: float = 60.0) -> Path:
+        """Start ``pinhole-lab stack`` in the internet namespace, detached (``down`` stops it);
+        return its ``stack.json`` once every node is healthy."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        stack_json = state_dir / "stack.json"
+        stack_json.unlink(missing_ok=True)
+        with (state_dir / "lab-stack.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [*self.exec_prefix(self.inet), sys.executable, "-m", "lab", "stack", "--prefix",
+                 INET_PREFIX, "--state-dir", str(state_dir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        progress(f"starting the cloud and three media nodes in {self.inet}")
+        deadline = time.monotonic() + timeout_s
+        while not stack_json.exists():
+            if proc.poll() is not None:
+                raise LabError(f"the stack exited with code {proc.returncode}; "
+                               f"see {state_dir}/lab-stack.log")
+            if time.monotonic() > deadline:
+                raise LabError(f"the stack did not come up in {timeout_s:.0f} s; "
+                               f"see {state_dir}/lab-stack.log")
+            time.sleep(0.1)
+        progress(f"stack ready: {json.loads(stack_json.read_text())['cloud']}")
+        return stack_json
+
+    def start_proxy(self) -> None:
+        """tinyproxy on the enterprise's proxy host (port 8888; CONNECT to 443 only)."""
+        _run(*self.exec_prefix(self.ent), "tinyproxy", "-c", str(TINYPROXY_CONF))
 
     def down(self) -> None:
         """Kill what runs inside, then delete the namespaces (veths and tables go with them)."""

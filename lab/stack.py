@@ -140,6 +140,8 @@ async def _start(
     progress: Callable[[str], None],
 ) -> None:
     state = stack.state_dir
+    for stale in ("stack.json", "cloud.json", *(f"{spec.id}.json" for spec in nodes)):
+        (state / stale).unlink(missing_ok=True)  # a reused state dir: wait for the new ones
     now = datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
     cloud_ip = stack.prefix + ".1"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from lab.netns import ENT_PREFIX, GW_WAN, INET_PREFIX, PROXY_HOST, Lab, lab, leftovers
+from lab.netns import ENT_PREFIX, GW_WAN, HYBRID_HOST, INET_PREFIX, PROXY_HOST, Lab, lab, leftovers
 from tests.prereqs import require_root, require_tool
 
 pytestmark = pytest.mark.lab
@@ -63,30 +63,9 @@ def running() -> Iterator[Running]:
     for tool in ("ip", "nft", "conntrack"):
         require_tool(tool)
     with tempfile.TemporaryDirectory(prefix="pinhole-lab-") as tmp, lab("open") as fw:
-        state = Path(tmp)
-        stack = subprocess.Popen(
-            [*fw.exec_prefix(fw.inet), sys.executable, "-m", "lab", "stack", "--prefix",
-             INET_PREFIX, "--state-dir", str(state)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        conf = state / "tinyproxy.conf"
-        conf.write_text(f"Port {PROXY_PORT}\nListen {PROXY_HOST}\nBind {PROXY_HOST}\n"
-                        f"Allow {ENT_PREFIX}.0/24\nConnectPort 443\nTimeout 60\n"
-                        "MaxClients 50\nLogLevel Connect\n")
-        proxy = subprocess.Popen([*fw.exec_prefix(fw.ent), require_tool("tinyproxy"), "-d",
-                                  "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 40
-            while not (state / "stack.json").exists():
-                assert stack.poll() is None, "the stack exited; see its logs"
-                assert time.monotonic() < deadline, "the stack did not come up"
-                time.sleep(0.1)
-            yield Running(fw, state)
-        finally:
-            proxy.terminate()
-            stack.terminate()
-            stack.wait(15)
-            proxy.wait(15)
+        fw.start_stack(Path(tmp))  # both stopped by the lab's teardown
+        fw.start_proxy()
+        yield Running(fw, Path(tmp))
 
 
 @pytest.mark.parametrize("profile", list(EXPECTED))
@@ -174,3 +153,48 @@ def test_keepalives_keep_the_nat_pinhole_open(running: Running) -> None:
         fw.set_udp_timeout(30)
     assert heard["keeps"].get("1", 0) > 40 and heard["keeps"].get("2", 0) > 80
     assert heard["silent"].get("1", 0) > 40 and heard["silent"].get("2", 0) == 0
+
+
+HYBRID_PROBE = """
+import socket, sys
+from wire.stun import build_discovery_probe, is_stun
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{source}", 0))
+s.settimeout(0.5)
+for _ in range(4):
+    s.sendto(build_discovery_probe(), ("{node}", 5004))
+    try:
+        sys.exit(0 if is_stun(s.recv(2048)) else 1)
+    except TimeoutError:
+        pass
+sys.exit(1)
+"""
+
+
+def test_hybrid_profile_lets_only_the_hybrid_host_reach_cloud_media(running: Running) -> None:
+    """DESIGN.md's `hybrid` row, prepared for the hybrid node: clients keep signaling to the
+    cloud but reach no cloud media node on any transport; the hybrid node's host (seed:
+    "Hybrid media node (outbound 1: ANY)") reaches them over UDP 5004."""
+    fw = running.fw
+    fw.load_profile("hybrid")
+    probes = _result(running.client("probe"))["probes"]  # registration went through
+    assert probes and not [p for p in probes if p["rtt_ms"] is not None], probes
+    reach = {
+        source: subprocess.run(
+            [*fw.exec_prefix(fw.ent), sys.executable, "-c",
+             HYBRID_PROBE.format(source=source, node=f"{INET_PREFIX}.2")],
+            cwd=ROOT, timeout=20, check=False).returncode == 0
+        for source in (HYBRID_HOST, ENT_PREFIX + ".2")
+    }
+    assert reach == {HYBRID_HOST: True, ENT_PREFIX + ".2": False}
+
+
+def test_teardown_kills_what_runs_inside_the_lab() -> None:
+    """Issue 6: no process outlives its lab (``ip netns del`` alone would leave it running)."""
+    require_root()
+    with lab("open") as fw:
+        sleeper = subprocess.Popen([*fw.exec_prefix(fw.ent), "sleep", "600"])
+        time.sleep(0.2)
+    assert sleeper.wait(timeout=10) != 0  # killed, not finished
+    assert not subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                              check=False).stdout.count("pinhole_")  # nothing in the host's

@@ -102,14 +102,12 @@ class Lab:
                  "peer", "name", f"{r}b", "netns", self.gw)
             _run("ip", "link", "add", f"{r}c", "netns", self.gw, "type", "veth",
                  "peer", "name", f"{r}d", "netns", self.ent)
-            _run("ip", "-n", self.inet, "addr", "add", f"{INET_PREFIX}.1/24", "dev", f"{r}a")
-            for host in (2, 3, 4):
-                _run("ip", "-n", self.inet, "addr", "add", f"{INET_PREFIX}.{host}/24",
+            for octet in (1, 2, 3, 4):  # the cloud, then the three media nodes
+                _run("ip", "-n", self.inet, "addr", "add", f"{INET_PREFIX}.{octet}/24",
                      "dev", f"{r}a")
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_WAN}/24", "dev", f"{r}b")
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_LAN}/24", "dev", f"{r}c")
-            _run("ip", "-n", self.ent, "addr", "add", f"{CLIENT}/24", "dev", f"{r}d")
-            for host in (PROXY_HOST, HYBRID_HOST):
+            for host in (CLIENT, PROXY_HOST, HYBRID_HOST):
                 _run("ip", "-n", self.ent, "addr", "add", f"{host}/24", "dev", f"{r}d")
             for ns, dev in ((self.inet, f"{r}a"), (self.gw, f"{r}b"), (self.gw, f"{r}c"),
                             (self.ent, f"{r}d")):

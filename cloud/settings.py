@@ -6,6 +6,7 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,13 @@ def _env(name: str, default: str) -> str:
     return os.environ.get("PINHOLE_" + name.upper(), default)
 
 
+def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        p.error(f"cannot read the node secret file {path}: {exc.strerror}")
+
+
 def parse(argv: Sequence[str] | None = None) -> CloudSettings:
     d = CloudSettings()
     p = argparse.ArgumentParser(
@@ -59,6 +67,8 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
                    help="JSON file: organisations, enrollment keys, hybrid node secrets")
     p.add_argument("--node-secret", default=_env("node_secret", d.node_secret),
                    help="secret cloud media nodes present to register")
+    p.add_argument("--node-secret-file", default=_env("node_secret_file", ""),
+                   help="read the node secret from this file instead (e.g. a shared volume)")
     p.add_argument("--token-key", default=_env("token_key", d.token_key),
                    help="hex seed (32 bytes) of the device-token signing key; replicas share it")
     p.add_argument("--store", default=_env("store", d.store),
@@ -82,6 +92,8 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
     p.add_argument("--state-file", default=_env("state_file", d.state_file),
                    help="write {url, port} here as JSON once listening")
     a = p.parse_args(argv)
+    if a.node_secret_file:
+        a.node_secret = _secret_from(a.node_secret_file, p)
     return CloudSettings(
         listen=a.listen, port=a.port, cert=a.cert, key=a.key, orgs=a.orgs,
         node_secret=a.node_secret, token_key=a.token_key, store=a.store,

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import uvloop
 
-from lab import demo
+from lab import compose, demo, firewall
 from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
+from lab.pki import write_pki
 from lab.stack import running_stack
 
 
@@ -81,6 +84,72 @@ def _netns(args: argparse.Namespace) -> int:
     return subprocess.run([*fw.exec_prefix(side), *command], check=False).returncode
 
 
+def _pki(args: argparse.Namespace) -> int:
+    stack_json = args.out / "stack.json"
+    if stack_json.exists() and not args.force:  # a restarted deployment keeps its keys
+        _say(f"kept the existing PKI in {args.out} (--force makes a new one)")
+        return 0
+    pki = write_pki(args.out, args.name)
+    stack_json.write_text(json.dumps(pki.stack_json(args.cloud_url), indent=2))
+    print(json.dumps({"pki": str(args.out), "ca": str(pki.ca_file), "names": args.name,
+                      "stack_json": str(stack_json)}))
+    return 0
+
+
+def _compose(args: argparse.Namespace) -> int:
+    env = {"PINHOLE_PROFILE": args.profile}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"pinhole-lab compose: --env wants KEY=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        env[key] = value
+    with contextlib.ExitStack() as cleanup:
+        state = args.state_dir or Path(cleanup.enter_context(
+            tempfile.TemporaryDirectory(prefix="pinhole-compose-")))
+        try:
+            project = compose.load(args.file.resolve(), env)
+        except LabError as exc:
+            print(f"pinhole-lab compose: {exc}", file=sys.stderr)
+            return 2
+        run = compose.ComposeRun(project, state.resolve(), progress=_say)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # teardown on SIGTERM too
+        try:
+            _say(f"run {run.run_id}: {len(project.services)} services on "
+                 f"{', '.join(f'{n} {s}' for n, s in project.networks.items())}")
+            run.create()
+            run.up(args.timeout_s)
+            clients = {s.name: run.result(s.name) for s in project.services.values() if s.smoke}
+            report = {
+                "run_id": run.run_id, "profile": args.profile,
+                "services": {s.name: {"namespace": run.ns(s.name), "addresses": s.networks}
+                             for s in project.services.values()},
+                "clients": clients,
+                "ok": bool(clients) and all(c["exit_code"] == 0 and c.get("packets_received", 0) > 0
+                                            for c in clients.values()),
+            }
+            if args.keep_running:
+                _say("services running; Ctrl-C stops them")
+                signal.pause()
+        except LabError as exc:
+            print(f"pinhole-lab compose: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            _say(f"stopping run {run.run_id}")
+            run.down()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, c in clients.items():
+            print(f"{name}: {c.get('transport', 'no media')} via {c.get('node', '-')}, "
+                  f"{c.get('packets_received', 0)} packets received, loss {c.get('loss', '-')}"
+                  + (f", exit code {c['exit_code']}" if c["exit_code"] else ""))
+        print("smoke meeting: " + ("ok" if report["ok"] else "FAILED"))
+    return 0 if report["ok"] else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pinhole-lab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -111,12 +180,43 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="up: also start tinyproxy on the enterprise proxy host (10.99.0.3:8888)")
     n.add_argument("--side", default="ent", choices=["ent", "gw", "inet"],
                    help="where 'run' runs the command given after -- (default: enterprise)")
+    k = sub.add_parser("pki", help="write a development CA, the cloud's certificate, the "
+                       "org's enrollment key, the node secret and stack.json into a directory")
+    k.add_argument("--out", type=Path, required=True, help="directory (created if missing)")
+    k.add_argument("--cloud-url", required=True, help="the cloud URL clients use (stack.json)")
+    k.add_argument("--name", action="append", required=True,
+                   help="a DNS name or IP address for the cloud's certificate; repeatable")
+    k.add_argument("--force", action="store_true", help="replace an existing PKI")
+    sub.add_parser("firewall", add_help=False,
+                   help="the enterprise firewall service of docker-compose.yml (see --help)")
+    c = sub.add_parser("compose", help="run docker-compose.yml's services in network "
+                       "namespaces (root, no Docker engine) and a smoke meeting")
+    c.add_argument("--file", type=Path, default=compose.COMPOSE_FILE,
+                   help="the compose file (default: the repository's docker-compose.yml)")
+    c.add_argument("--profile", default="open", choices=list(PROFILES),
+                   help="firewall profile (PINHOLE_PROFILE for the file)")
+    c.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="another variable for the file, e.g. "
+                   "PINHOLE_CLIENT_PROXY=http://proxy:8888; repeatable")
+    c.add_argument("--state-dir", type=Path, default=None,
+                   help="where volumes and service logs go (default: a temporary directory)")
+    c.add_argument("--timeout-s", type=float, default=180.0,
+                   help="give up when the services are not done after this long")
+    c.add_argument("--keep-running", action="store_true",
+                   help="after the smoke meeting, keep the services up until Ctrl-C")
+    c.add_argument("--json", action="store_true", help="one JSON document on stdout")
     raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["firewall"]:
+        return firewall.main(raw[1:])
     command = raw[raw.index("--") + 1:] if "--" in raw else []  # netns run … -- COMMAND
     args = p.parse_args(raw[:raw.index("--")] if "--" in raw else raw)
     args.argv = command
     if args.command == "netns":
         return _netns(args)
+    if args.command == "pki":
+        return _pki(args)
+    if args.command == "compose":
+        return _compose(args)
     if args.command == "stack":
         return uvloop.run(_stack(args.state_dir, args.prefix))
     return uvloop.run(demo.run(args.seconds, as_json=args.json))

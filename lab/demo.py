@@ -12,7 +12,8 @@ from typing import Any
 from client.device import Device
 from client.media import MediaSession
 from client.probe import ProbeOutcome
-from lab.stack import ORG, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import Stack, running_stack
 from wire.models import Joined
 
 

@@ -27,41 +27,23 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+from lab import firewall
+from lab.firewall import (
+    CLIENT,
+    ENT_PREFIX,
+    GW_LAN,
+    GW_WAN,
+    HYBRID_HOST,
+    INET_PREFIX,
+    PROFILES,
+    PROXY_HOST,
+    LabError,
+)
+from lab.firewall import run as _run
+
+__all__ = ["ENT_PREFIX", "GW_WAN", "HYBRID_HOST", "INET_PREFIX", "PROFILES", "PROXY_HOST",
+           "Lab", "LabError", "lab", "leftovers"]
 TINYPROXY_CONF = Path(__file__).resolve().parent / "proxy" / "tinyproxy.conf"
-PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
-            "whitelist", "stun-inspection", "hybrid")
-INET_PREFIX = "198.18.0"
-GW_WAN = INET_PREFIX + ".254"
-ENT_PREFIX = "10.99.0"
-GW_LAN = ENT_PREFIX + ".1"
-CLIENT = ENT_PREFIX + ".2"
-PROXY_HOST = ENT_PREFIX + ".3"  # the enterprise's HTTP proxy (proxy-only profile)
-HYBRID_HOST = ENT_PREFIX + ".4"  # the in-house hybrid media node (hybrid profile)
-CLOUD = INET_PREFIX + ".1"
-WHITELIST_RANGE = INET_PREFIX + ".4/31"  # node-far only
-
-
-class LabError(Exception):
-    """A lab command failed; the message names it and what it said."""
-
-
-def _run(*argv: str, stdin: str | None = None) -> str:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise LabError(f"{' '.join(argv)} failed: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
-
-
-def ruleset(profile: str, lan: str, wan: str) -> str:
-    """The nftables script for ``profile``: defines, the base tables, the profile's rules."""
-    if profile not in PROFILES:
-        raise LabError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    defines = (f'define LAN = "{lan}"\ndefine WAN = "{wan}"\n'
-               f"define MEDIA_RANGE = {WHITELIST_RANGE}\ndefine PROXY_HOST = {PROXY_HOST}\n"
-               f"define HYBRID_HOST = {HYBRID_HOST}\ndefine CLOUD = {CLOUD}\n")
-    return (defines + (PROFILES_DIR / "_base.nft").read_text()
-            + (PROFILES_DIR / f"{profile}.nft").read_text())
 
 
 @dataclass
@@ -123,18 +105,12 @@ class Lab:
 
     def load_profile(self, profile: str) -> None:
         self.profile = profile
-        with contextlib.suppress(LabError):
-            _run("ip", "netns", "exec", self.gw, "nft", "flush", "ruleset")
-        _run("ip", "netns", "exec", self.gw, "nft", "-f", "-",
-             stdin=ruleset(profile, f"{self.run_id}c", f"{self.run_id}b"))
+        firewall.load(profile, f"{self.run_id}c", f"{self.run_id}b", self.exec_prefix(self.gw))
 
     def set_udp_timeout(self, seconds: int) -> None:
         """The gateway's UDP pinhole lifetime (seed: "usually closed after 30 seconds")."""
         self.udp_timeout_s = seconds
-        _run("ip", "netns", "exec", self.gw, "nft", "list", "tables")  # loads conntrack
-        for key in ("net.netfilter.nf_conntrack_udp_timeout",
-                    "net.netfilter.nf_conntrack_udp_timeout_stream"):
-            _run("ip", "netns", "exec", self.gw, "sysctl", "-qw", f"{key}={seconds}")
+        firewall.set_udp_timeout(seconds, self.exec_prefix(self.gw))
 
     def counter(self, name: str) -> int:
         """Packets counted by a named nftables counter in the firewall."""

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import os
-import secrets
 import signal
 import sys
 import tempfile
@@ -25,10 +23,10 @@ from typing import Any
 
 from client.api import CloudApi
 from lab.net import free_block
+from lab.pki import ORG, Pki, write_pki
 from wire.models import DeviceRegistration
-from wire.tls import client_context, issue, make_ca
+from wire.tls import client_context
 
-ORG = "acme"
 METRICS_PORT = 9100
 
 
@@ -68,12 +66,8 @@ class Stack:
 
     def describe(self) -> dict[str, Any]:
         """What ``stack.json`` holds: all a client needs to use this stack."""
-        return {
-            "cloud": self.cloud_url,
-            "ca": self.ca_file,
-            "orgs": {ORG: {"enrollment_key": self.enrollment_key}},
-            "nodes": self.nodes,
-        }
+        return Pki(self.state_dir, self.enrollment_key, self.node_secret).stack_json(
+            self.cloud_url, self.nodes)
 
     def api(self) -> CloudApi:
         return CloudApi(self.cloud_url, client_context(self.ca_file))
@@ -84,10 +78,6 @@ class Stack:
             {"org": ORG, "enrollment_key": self.enrollment_key, "name": name, "profile": profile}
         ))
         return api
-
-
-def _write(path: Path, text: str) -> None:
-    path.write_text(text)
 
 
 async def _wait_for_file(path: Path, proc: asyncio.subprocess.Process, what: str,
@@ -142,28 +132,17 @@ async def _start(
     state = stack.state_dir
     for stale in ("stack.json", "cloud.json", *(f"{spec.id}.json" for spec in nodes)):
         (state / stale).unlink(missing_ok=True)  # a reused state dir: wait for the new ones
-    now = datetime.datetime.now(datetime.UTC)
-    ca = make_ca(now)
     cloud_ip = stack.prefix + ".1"
-    cert = issue(ca, [cloud_ip, "localhost"], now)
-    stack.ca_file = str(state / "ca.pem")
-    _write(state / "ca.pem", ca.cert_pem.decode())
-    _write(state / "cloud.pem", cert.cert_pem.decode())
-    _write(state / "cloud.key", cert.key_pem.decode())
-    os.chmod(state / "cloud.key", 0o600)
-    stack.enrollment_key = secrets.token_urlsafe(16)
-    stack.node_secret = secrets.token_urlsafe(16)
-    _write(state / "orgs.json", json.dumps(
-        {"orgs": [{"id": ORG, "enrollment_key": stack.enrollment_key,
-                   "hybrid_node_secret": secrets.token_urlsafe(16)}]}))
-    os.chmod(state / "orgs.json", 0o600)
+    pki = write_pki(state, [cloud_ip, "localhost"])
+    stack.ca_file = str(pki.ca_file)
+    stack.enrollment_key, stack.node_secret = pki.enrollment_key, pki.node_secret
     progress(f"starting the cloud on {cloud_ip}")
     # "=": a secret may start with "-", which argparse would take for an option
     env_secret = [f"--node-secret={stack.node_secret}"]
     cloud = await _spawn(state, "cloud", [
         "-m", "cloud", "--listen", cloud_ip, "--port", "443",
-        "--cert", str(state / "cloud.pem"), "--key", str(state / "cloud.key"),
-        "--orgs", str(state / "orgs.json"), *env_secret,
+        "--cert", str(pki.cert_file), "--key", str(pki.key_file),
+        "--orgs", str(pki.orgs_file), *env_secret,
         "--state-file", str(state / "cloud.json"), *cloud_args,
     ])
     stack.processes.append(cloud)
@@ -185,7 +164,7 @@ async def _start(
                             "endpoints": info.get("endpoints", []),
                             "metrics_url": f"http://{address}:{METRICS_PORT}/metrics"})
     await _wait_healthy(stack, {n.id for n in nodes})
-    _write(state / "stack.json", json.dumps(stack.describe(), indent=2))
+    (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
     progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "
              f"settings in {state / 'stack.json'}")
 

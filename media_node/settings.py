@@ -6,6 +6,7 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,13 @@ def _flag(name: str, default: bool) -> bool:
     return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
 
 
+def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        p.error(f"cannot read the node secret file {path}: {exc.strerror}")
+
+
 def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.ArgumentParser:
     d = NodeSettings(kind=kind)
     p = argparse.ArgumentParser(
@@ -74,6 +82,8 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
     p.add_argument("--ca", default=_env("ca", d.ca), help="CA file for the cloud's certificate")
     p.add_argument("--node-secret", default=_env("node_secret", d.node_secret),
                    help="secret presented to the cloud when registering")
+    p.add_argument("--node-secret-file", default=_env("node_secret_file", ""),
+                   help="read the node secret from this file instead (e.g. a shared volume)")
     p.add_argument("--node-id", default=_env("node_id", d.node_id),
                    help="stable node id (default: the cloud picks one)")
     p.add_argument("--region", default=_env("region", d.region), help="region name")
@@ -130,7 +140,10 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
 
 def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
           kind: str = "cloud", org: str = "") -> NodeSettings:
-    a = parser(prog, kind).parse_args(argv)
+    p = parser(prog, kind)
+    a = p.parse_args(argv)
+    if a.node_secret_file:
+        a.node_secret = _secret_from(a.node_secret_file, p)
     if not a.cloud:
         raise SystemExit(f"{prog}: --cloud URL is required (or PINHOLE_CLOUD)")
     return NodeSettings(

@@ -1,0 +1,107 @@
+"""docker-compose.yml, validated by Compose itself and run for real without a Docker engine.
+
+Issue 6: one image; services for Redis, the cloud on the Redis store, three regional media
+nodes, a NET_ADMIN firewall applying the profile an environment variable names, an HTTP
+proxy, and two clients on an enterprise network behind the firewall. ``pinhole-lab
+compose`` runs each service's own command and environment in its own namespace with
+compose-style names, and a smoke meeting must carry media.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lab import compose
+from tests.prereqs import require_root, require_tool
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(**env: str) -> dict[str, Any]:
+    done = subprocess.run([require_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"),
+                           "config"], capture_output=True, text=True, check=False, cwd=ROOT,
+                          env={"PATH": "/usr/bin:/bin", **env})
+    assert done.returncode == 0, done.stderr
+    config: dict[str, Any] = yaml.safe_load(done.stdout)
+    return config
+
+
+def test_compose_validates_the_file_and_it_has_every_service_the_lab_needs() -> None:
+    config = _config(PINHOLE_PROFILE="no-udp")
+    services = config["services"]
+    assert {"redis", "cloud", "node-near", "node-mid", "node-far", "firewall", "proxy",
+            "client-a", "client-b"} <= set(services)
+    assert {s.get("image") for s in services.values()} == {"pinhole:latest"}  # one image
+    assert (ROOT / "Dockerfile").exists()
+    assert services["cloud"]["environment"]["PINHOLE_STORE"].startswith("redis://redis:")
+    firewall = services["firewall"]
+    assert "NET_ADMIN" in firewall["cap_add"]
+    assert firewall["environment"]["PINHOLE_PROFILE"] == "no-udp"  # chosen by the variable
+    assert set(firewall["networks"]) == {"internet", "enterprise"}
+    assert config["networks"]["enterprise"].get("internal") is True  # out only via firewall
+    for client in ("client-a", "client-b", "proxy"):
+        assert set(services[client]["networks"]) == {"enterprise"}
+    assert _config()["services"]["firewall"]["environment"]["PINHOLE_PROFILE"] == "open"
+
+
+def test_names_resolve_as_composes_dns_does() -> None:
+    """A client on the internal network resolves the proxy but not the cloud; a node does."""
+    require_root()
+    require_tool("docker-compose")
+    project = compose.load(ROOT / "docker-compose.yml", {})
+    run = compose.ComposeRun(project, Path("/tmp") / "unused-state")
+    try:
+        run.create()
+
+        def resolves(service: str, name: str) -> bool:
+            return subprocess.run(["ip", "netns", "exec", run.ns(service), "getent", "hosts",
+                                   name], capture_output=True, check=False).returncode == 0
+
+        assert resolves("client-a", "proxy") and resolves("client-a", "firewall")
+        assert not resolves("client-a", "cloud")
+        assert resolves("node-near", "cloud") and resolves("cloud", "redis")
+    finally:
+        run.down()
+    assert compose.leftovers(run.run_id) == []
+
+
+@pytest.mark.parametrize(("profile", "env", "transport"), [
+    ("open", [], "udp/5004"),
+    ("proxy-only", ["--env", "PINHOLE_CLIENT_PROXY=http://proxy:8888"], "http-proxy"),
+])
+def test_the_compose_file_runs_a_smoke_meeting(profile: str, env: list[str], transport: str,
+                                               tmp_path: Path) -> None:
+    require_root()
+    for tool in ("docker-compose", "nft", "redis-server", "tinyproxy"):
+        require_tool(tool)
+    done = subprocess.run([sys.executable, "-m", "lab", "compose", "--profile", profile, *env,
+                           "--state-dir", str(tmp_path), "--json"], capture_output=True,
+                          text=True, timeout=240, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["ok"] and set(report["clients"]) == {"client-a", "client-b"}
+    for name, client in report["clients"].items():
+        assert (client["transport"], client["node"]) == (transport, "node-near"), name
+        assert client["packets_received"] > 100 and client["loss"] == 0, client
+    assert compose.leftovers(report["run_id"]) == []
+    assert _holding(tmp_path) == []  # every service process held its log open: none is left
+
+
+def _holding(directory: Path) -> list[str]:
+    """Processes with a file under ``directory`` open."""
+    found = []
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if fd.readlink().is_relative_to(directory):
+                found.append(fd.parts[2])
+        except OSError:
+            continue
+    return found

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -138,6 +139,11 @@ def _probe_rows(outcomes: list[ProbeOutcome]) -> list[dict[str, Any]]:
     ]
 
 
+def _ms_since(start: float, at: float | None) -> float | None:
+    """Milliseconds from ``start`` to ``at`` (both time.monotonic()), or None."""
+    return None if at is None else round((at - start) * 1000, 2)
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(none)"
@@ -196,7 +202,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                     "probes": _probe_rows(outcomes)}
         if args.create:
             await api.create_meeting(meeting_id=args.meeting)
+        join_sent = time.monotonic()
         joined = await device.join(args.meeting)
+        join_ms = _ms_since(join_sent, time.monotonic())
         result: dict[str, Any] = {
             "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
             "node": joined.node.id, "plan": [e.rung for e in joined.plan],
@@ -241,6 +249,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "packets_sent": c.packets_sent, "packets_received": c.packets_received,
             "loss": min(1.0, max(0.0, loss)), "jitter_ms": jitter,
             "rtt_ms": c.keepalive_rtt_ms}))
+        first_media = next((leg.first_media_at for leg in sessions
+                            if leg.first_media_at is not None), None)
         result.update({
             "transport": session.rung, "packets_sent": c.packets_sent,
             "packets_received": c.packets_received, "drops": c.drops,
@@ -248,6 +258,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "rtt_ms": c.keepalive_rtt_ms,
             "attempts": [asdict(a) for a in device.attempts],
             "reassigned": len(sessions) - 1,
+            "timings": {  # from the join request, on this device's clock
+                "join_ms": join_ms,
+                "connect_ms": _ms_since(join_sent, sessions[0].latched_at),
+                "first_media_ms": _ms_since(join_sent, first_media),
+            },
         })
         return result
     except aiohttp.ClientHttpProxyError as exc:

@@ -79,6 +79,11 @@ class MediaSession:
         self.payloads: deque[tuple[int, int, bytes]] = deque(maxlen=keep_payloads)
         self.rung: str | None = None
         self.mapped: Address | None = None
+        # time.monotonic() of the answer that latched the leg, and of the first SRTP packet
+        # from another participant that decrypted (None until then)
+        self.latched_at: float | None = None
+        self.first_media_at: float | None = None
+        self._answered_at = 0.0
         self._send: Callable[[bytes], None] | None = None
         self._closers: list[Callable[[], None]] = []
         self._pending: dict[bytes, tuple[asyncio.Future[bytes], float]] = {}
@@ -153,6 +158,7 @@ class MediaSession:
                 retransmit_s = min(retransmit_s * 2, 1.0)
                 continue
             self.rung = rung
+            self.latched_at = self._answered_at
             self.counters.keepalive_rtt_ms = rtt
             return
         self.close()
@@ -228,6 +234,7 @@ class MediaSession:
                 return
             pending = self._pending.get(txid)
             if pending is not None and not pending[0].done():
+                self._answered_at = time.monotonic()
                 pending[0].set_result(data)
             return
         if kind is not PacketKind.RTP or is_rtcp(data):
@@ -239,12 +246,15 @@ class MediaSession:
             self.counters.drop(exc.reason)
             return
         header = parse_rtp_header(rtp)
+        now = time.monotonic()
+        if self.first_media_at is None:
+            self.first_media_at = now
         self.counters.packets_received += 1
         self.counters.bytes_received += len(data)
         stats = self.sources.get(header.ssrc)
         if stats is None:
             stats = self.sources[header.ssrc] = ReceiveStats()
-        stats.update(header.sequence, header.timestamp, time.monotonic())
+        stats.update(header.sequence, header.timestamp, now)
         self.payloads.append((header.ssrc, header.sequence, rtp[12 + 4 * header.csrc_count:]))
 
     # ---------------------------------------------------------------- keepalive

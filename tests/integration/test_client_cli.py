@@ -82,6 +82,8 @@ async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> No
     for call in calls:
         assert call["transport"] == "udp/5004" and call["node"] == "node-a"
         assert call["packets_received"] > 0 and call["loss"] == 0
+        timings = call["timings"]  # from the join request: answered, latched, first media
+        assert 0 < timings["join_ms"] <= timings["connect_ms"] <= timings["first_media_ms"]
     alice, bob = calls
     assert alice["packets_sent"] > bob["packets_sent"]  # alice sent video-sized packets too
     async with aiohttp.ClientSession() as http, http.get(

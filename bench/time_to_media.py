@@ -1,0 +1,212 @@
+"""Time to media: from a client's join request to its first media packet, per firewall profile.
+
+One firewall lab (network namespaces, NAT, nftables: needs root) with the
+cloud and the three media nodes in ``inet``. For each profile, a speaker
+(``pinhole call``, 50 SRTP packets per second) stays in a meeting; a warm-up
+call, not counted, proves it latched and sending. Then ``--runs`` clients,
+one after another, each a new device that registers and probes first, join
+the meeting for a second. Each one times, from its join request on its own
+monotonic clock (``pinhole call --json``: ``timings``), the join answer, the
+latched leg and the first SRTP packet from the speaker it decrypted.
+JSON on stdout (median, min and max per profile), progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from lab.netns import PROFILES, PROXY_HOST, Lab, lab
+
+ROOT = Path(__file__).resolve().parents[1]
+PROXY_URL = f"http://{PROXY_HOST}:8888"  # tinyproxy on the enterprise's proxy host
+SKIPPED = {"hybrid": "needs the hybrid node (not built yet)"}
+SPEAKER_S = 600  # longer than any profile's runs: the speaker is stopped after them
+WARM_UP_TRIES = 10
+CALL_TIMEOUT_S = 60.0
+
+
+class BenchError(Exception):
+    """A client or the speaker failed; the message says which and why."""
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _client(fw: Lab, stack_json: Path, profile: str, *args: str) -> list[str]:
+    """``pinhole … --json ARGS`` as a new device in the enterprise namespace."""
+    proxy = ["--proxy", PROXY_URL] if profile == "proxy-only" else []
+    return [*fw.exec_prefix(fw.ent), sys.executable, "-m", "client", "--stack", str(stack_json),
+            "--no-cache", "--json", *proxy, *args]
+
+
+def _call(fw: Lab, stack_json: Path, profile: str, meeting: str, name: str) -> dict[str, Any]:
+    """One one-second call; its ``pinhole call --json`` result."""
+    argv = _client(fw, stack_json, profile, "--name", name, "call", "--meeting", meeting,
+                   "--create", "--seconds", "1")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=CALL_TIMEOUT_S,
+                              cwd=ROOT, check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{name}: no result within {CALL_TIMEOUT_S:.0f} s") from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise BenchError(f"{name}: {lines[-1] if lines else f'exit code {done.returncode}'}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@contextlib.contextmanager
+def _speaker(fw: Lab, stack_json: Path, profile: str, meeting: str,
+             log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The participant everyone hears, in the meeting until the block ends."""
+    argv = _client(fw, stack_json, profile, "--name", "speaker", "call", "--meeting", meeting,
+                   "--create", "--seconds", str(SPEAKER_S))
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _warm_up(fw: Lab, stack_json: Path, profile: str, meeting: str,
+             speaker: subprocess.Popen[bytes], log: Path) -> None:
+    """Call until one call hears the speaker: then it is in the meeting, latched, sending."""
+    last = "no call yet"
+    for _ in range(WARM_UP_TRIES):
+        if speaker.poll() is not None:
+            raise BenchError(f"the speaker exited with code {speaker.returncode}: "
+                             f"{log.read_text().strip()[-300:]}")
+        try:
+            result = _call(fw, stack_json, profile, meeting, "warm-up")
+        except BenchError as exc:
+            last = str(exc)
+            continue
+        if result["timings"]["first_media_ms"] is not None:
+            return
+        last = "warm-up: the call heard nothing"
+    raise BenchError(f"the speaker was not heard after {WARM_UP_TRIES} calls ({last})")
+
+
+def _ms(values: list[float], pick: Callable[[list[float]], float]) -> float | None:
+    return round(float(pick(values)), 2) if values else None
+
+
+def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) -> dict[str, Any]:
+    """The speaker, the warm-up, then ``runs`` timed calls on ``profile``."""
+    fw.load_profile(profile)
+    subprocess.run([*fw.exec_prefix(fw.gw), "conntrack", "-F"], capture_output=True,
+                   check=False)  # no flow admitted by the previous profile survives
+    meeting = f"ttm-{profile}-{secrets.token_hex(3)}"
+    log = state / f"speaker-{profile}.log"
+    first: list[float] = []
+    connect: list[float] = []
+    join: list[float] = []
+    failures: list[str] = []
+    where: Counter[tuple[str, str]] = Counter()
+    with _speaker(fw, stack_json, profile, meeting, log) as speaker:
+        _warm_up(fw, stack_json, profile, meeting, speaker, log)
+        for i in range(1, runs + 1):
+            try:
+                result = _call(fw, stack_json, profile, meeting, f"listener-{i}")
+            except BenchError as exc:
+                failures.append(str(exc))
+                _say(f"  run {i}: {exc}")
+                continue
+            timings = result["timings"]
+            if timings["first_media_ms"] is None:
+                failures.append(f"listener-{i}: heard nothing")
+                _say(f"  run {i}: heard nothing on {result['transport']}")
+                continue
+            first.append(timings["first_media_ms"])
+            connect.append(timings["connect_ms"])
+            join.append(timings["join_ms"])
+            where[result["transport"], result["node"]] += 1
+            _say(f"  run {i}: {result['transport']} to {result['node']}: join "
+                 f"{timings['join_ms']:.1f} ms, latched {timings['connect_ms']:.1f} ms, "
+                 f"first media {timings['first_media_ms']:.1f} ms")
+    transport, node = where.most_common(1)[0][0] if where else (None, None)
+    return {"transport": transport, "node": node,
+            "median_ms": _ms(first, statistics.median), "min_ms": _ms(first, min),
+            "max_ms": _ms(first, max), "join_median_ms": _ms(join, statistics.median),
+            "connect_median_ms": _ms(connect, statistics.median),
+            "samples_ms": first, "failures": failures}
+
+
+def run(profiles: list[str], runs: int) -> dict[str, Any]:
+    """Every profile in one lab; a profile that fails says why and the others go on."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="pinhole-ttm-") as tmp, lab("open") as fw:
+        state = Path(tmp)
+        stack_json = fw.start_stack(state / "stack", progress=_say)  # stopped by the teardown
+        if "proxy-only" in profiles:
+            fw.start_proxy()
+        for profile in profiles:
+            if profile in SKIPPED:
+                _say(f"{profile}: skipped, {SKIPPED[profile]}")
+                results[profile] = {"skipped": SKIPPED[profile]}
+                continue
+            _say(f"{profile}: a speaker, a warm-up call, then {runs} timed call(s)")
+            started = time.monotonic()
+            try:
+                results[profile] = _measure(fw, stack_json, profile, runs, state)
+            except BenchError as exc:
+                _say(f"  {profile}: {exc}")
+                results[profile] = {"error": str(exc)}
+                continue
+            _say(f"  {profile}: median {results[profile]['median_ms']} ms "
+                 f"({time.monotonic() - started:.0f} s)")
+    return {"benchmark": "time_to_media",
+            "what": "ms from a client's join request to the first SRTP packet it decrypted "
+                    "from a speaker already in the meeting, through each firewall profile of "
+                    "the lab (median of the runs; join and latch medians too)",
+            "runs": runs, "profiles": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=5, help="timed calls per profile (5)")
+    p.add_argument("--profiles", default=",".join(PROFILES),
+                   help="comma-separated firewall profiles (all)")
+    p.add_argument("--json", action="store_true", help="JSON only (it is always JSON on stdout)")
+    a = p.parse_args(argv)
+    profiles = [x for x in a.profiles.split(",") if x]
+    unknown = [x for x in profiles if x not in PROFILES]
+    if unknown or not profiles:
+        p.error(f"unknown profile(s) {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(PROFILES)}")
+    if a.runs < 1:
+        p.error("--runs must be at least 1")
+    if os.geteuid() != 0:
+        raise SystemExit("bench.time_to_media: needs root (network namespaces and nftables)")
+    for tool in ("ip", "nft", "conntrack", *(["tinyproxy"] if "proxy-only" in profiles else [])):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench.time_to_media: needs {tool} (make system-deps, as root)")
+    print(json.dumps(run(profiles, a.runs), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""``bench/time_to_media.py`` runs through the firewall lab and prints its JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.prereqs import require_root, require_tool
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_time_to_media_times_each_profile() -> None:
+    require_root()
+    require_tool("nft")
+    require_tool("conntrack")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.time_to_media", "--runs", "1", "--profiles",
+         "open,no-udp"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    result = json.loads(out)
+    profiles = result["profiles"]
+    assert set(profiles) == {"open", "no-udp"}
+    for name, transport in (("open", "udp/5004"), ("no-udp", "tcp/5004")):
+        timed = profiles[name]
+        assert timed["transport"] == transport, timed
+        assert timed["failures"] == [] and len(timed["samples_ms"]) == 1, timed
+        for key in ("median_ms", "connect_median_ms"):
+            assert isinstance(timed[key], float) and timed[key] > 0, timed

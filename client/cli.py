@@ -36,6 +36,10 @@ from wire.models import CallMetrics, Event
 from wire.tls import client_context
 from wire.transports import DeviceProfile
 
+TIMED_OUT = ("timed out: nothing answered (the cloud's HTTPS, or a media node); if this "
+             "network lets only an HTTP proxy out, pass --proxy or set HTTPS_PROXY; "
+             "'pinhole netcheck' shows what gets out")
+
 
 class CliError(Exception):
     """A usage or set-up problem, printed as one line with what to do next."""
@@ -330,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         result = uvloop.run(_run(args))
+    except TimeoutError:  # an OSError whose text is empty: say what it means
+        print(f"pinhole: {TIMED_OUT}", file=sys.stderr)
+        return 1
     except (CliError, ApiError, MediaError, ProfileRefused, ProxyError, OSError) as exc:
         print(f"pinhole: {exc}", file=sys.stderr)
         return 1

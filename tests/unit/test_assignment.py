@@ -103,3 +103,18 @@ def test_reason_scores_every_candidate() -> None:
     by = {c.node_id: c for c in a.reason.candidates}
     assert by["near"].score == 10 and by["mid"].score == 40
     assert by["far"].score is None and by["far"].excluded is not None
+
+
+def test_udp_33434_is_a_last_resort_even_when_it_answered_faster() -> None:
+    """FNR: "The Cisco Spark app uses port 33434 only when 5004 is blocked" (and it "may
+    experience throttling"): a node's best rung is udp/5004 when both answered; a node reached
+    only on 33434 still beats one reached only over TCP."""
+    a = assign(org="acme", profile=DeviceProfile.DESKTOP, nodes=[NEAR, MID],
+               results=[seen("near", 12), seen("near", 10, "udp/33434"),
+                        seen("mid", 40, "tcp/5004")], meeting_nodes=frozenset())
+    by = {c.node_id: c for c in a.reason.candidates}
+    assert (by["near"].rung, by["near"].score) == ("udp/5004", 12)
+    only_33434 = assign(org="acme", profile=DeviceProfile.DESKTOP, nodes=[NEAR, MID],
+                        results=[seen("near", 10, "udp/33434"), seen("mid", 10, "tcp/5004")],
+                        meeting_nodes=frozenset())
+    assert only_33434.reason.chosen == "near" and only_33434.plan[0].rung == "udp/33434"

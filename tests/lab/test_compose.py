@@ -52,12 +52,12 @@ def test_compose_validates_the_file_and_it_has_every_service_the_lab_needs() -> 
     assert _config()["services"]["firewall"]["environment"]["PINHOLE_PROFILE"] == "open"
 
 
-def test_names_resolve_as_composes_dns_does() -> None:
+def test_names_resolve_as_composes_dns_does(tmp_path: Path) -> None:
     """A client on the internal network resolves the proxy but not the cloud; a node does."""
     require_root()
     require_tool("docker-compose")
     project = compose.load(ROOT / "docker-compose.yml", {})
-    run = compose.ComposeRun(project, Path("/tmp") / "unused-state")
+    run = compose.ComposeRun(project, tmp_path)
     try:
         run.create()
 

@@ -115,9 +115,7 @@ def _ms(values: list[float], pick: Callable[[list[float]], float]) -> float | No
 
 def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) -> dict[str, Any]:
     """The speaker, the warm-up, then ``runs`` timed calls on ``profile``."""
-    fw.load_profile(profile)
-    subprocess.run([*fw.exec_prefix(fw.gw), "conntrack", "-F"], capture_output=True,
-                   check=False)  # no flow admitted by the previous profile survives
+    fw.load_profile(profile)  # no flow admitted by the previous profile survives
     meeting = f"ttm-{profile}-{secrets.token_hex(3)}"
     log = state / f"speaker-{profile}.log"
     first: list[float] = []

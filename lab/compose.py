@@ -46,6 +46,8 @@ from typing import Any
 import yaml
 
 from lab.firewall import LabError, run
+from lab.netns import leftovers as netns_leftovers
+from lab.netns import remove_namespaces
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -377,13 +379,8 @@ class ComposeRun:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(state.proc.pid, signal.SIGKILL)
                     state.proc.wait()
-        for ns in self.namespaces:  # what escaped its process group (daemons)
-            with contextlib.suppress(LabError, FileNotFoundError):
-                for pid in run("ip", "netns", "pids", ns).split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-            with contextlib.suppress(LabError):
-                run("ip", "netns", "del", ns)
+        remove_namespaces(self.namespaces)  # and what escaped its process group (daemons)
+        for ns in self.namespaces:
             shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
         for mountpoint in self.mountpoints:
             with contextlib.suppress(OSError):  # busy: another run still uses it
@@ -392,8 +389,7 @@ class ComposeRun:
 
 def leftovers(run_id: str) -> list[str]:
     """What a finished run left: namespaces, /etc/netns entries, processes inside."""
-    found = [n.split()[0] for n in run("ip", "netns", "list").splitlines()
-             if n.startswith(run_id + "-")]
+    found = netns_leftovers([run_id + "-"])
     etc = Path("/etc/netns")
     if etc.exists():
         found += [str(p) for p in etc.iterdir() if p.name.startswith(run_id + "-")]

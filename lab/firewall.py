@@ -12,6 +12,7 @@ Addresses are the same in both (DESIGN.md's lab, recorded in docs/architecture.m
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ipaddress
 import json
@@ -63,10 +64,14 @@ def ruleset(profile: str, lan: str, wan: str) -> str:
 
 
 def load(profile: str, lan: str, wan: str, prefix: Sequence[str] = ()) -> None:
-    """Replace the firewall's ruleset with ``profile`` (``prefix``: e.g. ``ip netns exec gw``)."""
+    """Replace the firewall's ruleset with ``profile`` (``prefix``: e.g. ``ip netns exec gw``)
+    and forget the flows the old one admitted: a stateful firewall lets *established* flows
+    through whatever the new rules say, so without this a profile change would not apply to
+    them."""
     with contextlib.suppress(LabError):
         run(*prefix, "nft", "flush", "ruleset")
     run(*prefix, "nft", "-f", "-", stdin=ruleset(profile, lan, wan))
+    run(*prefix, "conntrack", "-F")
 
 
 def set_udp_timeout(seconds: int, prefix: Sequence[str] = ()) -> None:
@@ -123,8 +128,6 @@ def serve(profile: str, udp_timeout_s: int, lan_subnet: str = ENT_SUBNET) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
     p = argparse.ArgumentParser(
         prog="pinhole-lab firewall",
         description="The enterprise firewall of docker-compose.yml: load a profile's "

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -51,7 +53,6 @@ class Lab:
     profile: str = "open"
     run_id: str = field(default_factory=lambda: "ph" + secrets.token_hex(3))
     udp_timeout_s: int = 30
-    up_done: bool = False
 
     @property
     def inet(self) -> str:
@@ -98,7 +99,6 @@ class Lab:
             _run("ip", "netns", "exec", self.gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             self.load_profile(self.profile)
             self.set_udp_timeout(self.udp_timeout_s)
-            self.up_done = True
         except BaseException:
             self.down()
             raise
@@ -153,15 +153,19 @@ class Lab:
 
     def down(self) -> None:
         """Kill what runs inside, then delete the namespaces (veths and tables go with them)."""
-        for ns in self.namespaces:
-            with contextlib.suppress(LabError, FileNotFoundError):
-                pids = _run("ip", "netns", "pids", ns).split()
-                for pid in pids:
-                    with contextlib.suppress(OSError):
-                        subprocess.run(["kill", "-9", pid], check=False, capture_output=True)
-            with contextlib.suppress(LabError):
-                _run("ip", "netns", "del", ns)
-        self.up_done = False
+        remove_namespaces(self.namespaces)
+
+
+def remove_namespaces(names: Sequence[str]) -> None:
+    """SIGKILL every process still inside ``names`` (``ip netns del`` alone would leave them
+    running), then delete the namespaces."""
+    for ns in names:
+        with contextlib.suppress(LabError, FileNotFoundError):
+            for pid in _run("ip", "netns", "pids", ns).split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        with contextlib.suppress(LabError):
+            _run("ip", "netns", "del", ns)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,8 @@ import contextlib
 import logging
 import ssl
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from media_node.engine import Engine, Leg
 from wire.address import Address
@@ -233,3 +234,24 @@ class CascadeLink:
             self.engine.drop("stun_unexpected")
             return
         future.set_result((data, addr))
+
+
+class Cascade(Protocol):
+    """What the control channel holds for each open cascade."""
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+#: Opens the cascade ``open_cascade`` asks for, the caller's way (transports, source ports).
+Dialler = Callable[[Engine, OpenCascade], Cascade]
+
+
+def cloud_dialler(delay_s: float = 0.0) -> Dialler:
+    """A cloud node's cascades: UDP 5004, then TLS 443 with the peer's fingerprint checked."""
+
+    def dial(engine: Engine, command: OpenCascade) -> Cascade:
+        return CascadeLink(engine, command, delay_s=delay_s)
+
+    return dial

@@ -41,6 +41,7 @@ class NodeSettings:
     metrics_listen: str = ""  # host:port for /metrics and /healthz over HTTP ("" = off)
     state_file: str = ""  # written once listening: {node_id, endpoints, fingerprint}
     log_format: str = "text"  # "text" or "json" (one JSON object per line)
+    prog: str = "pinhole-media-node"  # the command's name, for its messages
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
@@ -156,4 +157,5 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         stun_burst=a.stun_burst, consent_s=a.consent_s,
         leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
         metrics_listen=a.metrics_listen, state_file=a.state_file, log_format=a.log_format,
+        prog=prog,
     )

@@ -338,12 +338,14 @@ async def test_garbage_on_every_entry_point_leaves_the_node_serving(rung: str) -
 
 async def test_control_messages_that_are_garbage_are_counted() -> None:
     """Issue: fuzzed control messages: dropped and counted, the channel goes on."""
-    from media_node.control import ControlChannel
+    from media_node.cascade import cloud_dialler
+    from media_node.control import ControlChannel, EventOutbox
     from media_node.settings import NodeSettings
 
     async with running_node() as node:
         channel = ControlChannel(NodeSettings(cloud="https://unused"), node.engine,
-                                 list(node.info.endpoints), None)
+                                 list(node.info.endpoints), None, dial=cloud_dialler(),
+                                 outbox=EventOutbox())
 
         @settings(max_examples=100, deadline=None)
         @given(st.one_of(st.text(max_size=200), st.just('{"type": "allocate_leg"}'),

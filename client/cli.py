@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
-    c.add_argument("--keepalive-s", type=float, default=15.0, help="keepalive interval")
+    c.add_argument("--keepalive-s", type=float, default=5.0,
+                   help="consent check and keepalive interval, randomized 0.8-1.2x (RFC 7675)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
     for command in sub.choices.values():  # "pinhole probe --json" as well as "pinhole --json probe"

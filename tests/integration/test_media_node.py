@@ -232,6 +232,28 @@ async def test_consent_expiry_stops_sending() -> None:
         b.close()
 
 
+async def test_client_reports_consent_lost_when_its_node_goes_silent() -> None:
+    """RFC 7675 §5.1: consent checks about every interval; no authenticated answer for the
+    consent timeout is an event the caller acts on (moves the leg). The node forgets the leg
+    (released) and so stops answering."""
+    from wire.leg_client import ConsentExpired, LegConfig
+
+    async with running_node() as node:
+        joined = join(node, "m1", 1)
+        lost: list[ConsentExpired] = []
+        session = MediaSession(joined, leg_config=LegConfig(consent_interval_s=None,
+                                                            consent_timeout_s=0.8),
+                               on_consent_lost=lost.append)
+        await session.connect_udp(node.endpoint("udp/5004"), "udp/5004")
+        session.start_keepalives(0.2)
+        await asyncio.sleep(1.0)
+        assert lost == [] and session.counters.keepalive_rtt_ms is not None  # answered
+        node.engine.release("leg-p-1")
+        await asyncio.sleep(1.5)
+        assert len(lost) == 1 and session.consent_lost is lost[0]
+        session.close()
+
+
 # ----------------------------------------------------------------------------- cascades
 
 

@@ -210,7 +210,8 @@ class MediaSession:
                 self._latched.set_result(None)
         elif isinstance(event, LatchFailed):
             timeout = self._driver.leg.config.latch_timeout_s if self._driver else None
-            message = (f"node refused the leg: {event.reason}" if event.code is not None else
+            message = (f"node {self.joined.node.id} refused the leg on {self.rung}: "
+                       f"{event.code} {event.text}" if event.code is not None else
                        f"no authenticated answer on {self.rung} within {timeout or 0:.1f} s")
             if self._latched is not None and not self._latched.done():
                 self._latched.set_exception(MediaError(message))

@@ -134,6 +134,7 @@ class CascadeLink:
 
     def __init__(self, engine: Engine, command: OpenCascade, *, delay_s: float = 0.0,
                  ladder: Sequence[str] = ("udp", "tls"), source_ports: range | None = None,
+                 local_host: str | None = None,
                  udp_timeout_s: float = 2.0, stream_timeout_s: float = 5.0,
                  consent_interval_s: float = 5.0, consent_timeout_s: float = 30.0,
                  retry_s: float = 1.0) -> None:
@@ -142,6 +143,7 @@ class CascadeLink:
         self.delay_s = delay_s
         self.ladder = tuple(ladder)
         self.source_ports = source_ports
+        self.local_host = local_host  # the node's own address: its cascades leave from it
         self.udp_timeout_s = udp_timeout_s
         self.stream_timeout_s = stream_timeout_s
         self.consent_interval_s = consent_interval_s
@@ -184,7 +186,8 @@ class CascadeLink:
             self._lost.clear()
             if await self._connect():
                 self.up.set()
-                log.info("cascade %s to %s up on %s", self.leg.leg_id, self.peer.id, self.rung)
+                log.info("cascade %s to %s up on %s from source port %s", self.leg.leg_id,
+                         self.peer.id, self.rung, self.local_port)
                 await self._lost.wait()
                 log.warning("cascade %s to %s: consent lost on %s; dialling again",
                             self.leg.leg_id, self.peer.id, self.rung)
@@ -219,10 +222,11 @@ class CascadeLink:
         last: OSError | None = None
         ports: Sequence[int] = (0,) if self.source_ports is None else _shuffled(self.source_ports)
         for port in ports:
+            local = None if port == 0 and self.local_host is None else (
+                self.local_host or "0.0.0.0", port)
             try:
                 transport, path = await loop.create_datagram_endpoint(
-                    lambda: _UdpPath(self), remote_addr=address,
-                    local_addr=None if port == 0 else ("0.0.0.0", port))
+                    lambda: _UdpPath(self), remote_addr=address, local_addr=local)
             except OSError as exc:  # that source port is taken: the next one
                 last = exc
                 continue
@@ -236,7 +240,9 @@ class CascadeLink:
         tls = transport == "tls"
         sock, stream = await asyncio.wait_for(loop.create_connection(
             lambda: _StreamPath(self, CASCADE_RUNGS[transport]), address.host, address.port,
-            ssl=unverified_client_context() if tls else None), self.stream_timeout_s)
+            ssl=unverified_client_context() if tls else None,
+            local_addr=None if self.local_host is None else (self.local_host, 0)),
+            self.stream_timeout_s)
         self._closers.append(sock)
         self.local_port = None
         if tls:  # the certificate the node list published, or nothing (PinMismatch)
@@ -323,10 +329,10 @@ class Cascade(Protocol):
 Dialler = Callable[[Engine, OpenCascade], Cascade]
 
 
-def cloud_dialler(delay_s: float = 0.0) -> Dialler:
+def cloud_dialler(delay_s: float = 0.0, local_host: str | None = None) -> Dialler:
     """A cloud node's cascades: UDP 5004, then TLS 443 with the peer's fingerprint checked."""
 
     def dial(engine: Engine, command: OpenCascade) -> Cascade:
-        return CascadeLink(engine, command, delay_s=delay_s)
+        return CascadeLink(engine, command, delay_s=delay_s, local_host=local_host)
 
     return dial

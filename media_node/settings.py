@@ -71,13 +71,15 @@ def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
         p.error(f"cannot read the node secret file {path}: {exc.strerror}")
 
 
-def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.ArgumentParser:
+def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
+           description: str | None = None) -> argparse.ArgumentParser:
     d = NodeSettings(kind=kind)
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Pinhole media node: STUN responder and symmetric SRTP relay on UDP, TCP "
-        "and TLS. It connects out to the cloud and never needs an inbound control port. Every "
-        "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_NODE_SECRET).",
+        description=description or "Pinhole media node: STUN responder and symmetric SRTP "
+        "relay on UDP, TCP and TLS. It connects out to the cloud and never needs an inbound "
+        "control port. Every flag also reads PINHOLE_<FLAG> from the environment (e.g. "
+        "PINHOLE_NODE_SECRET).",
     )
     p.add_argument("--cloud", default=_env("cloud", d.cloud), help="the cloud's base URL")
     p.add_argument("--ca", default=_env("ca", d.ca), help="CA file for the cloud's certificate")
@@ -142,11 +144,16 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
 def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
           kind: str = "cloud", org: str = "") -> NodeSettings:
     p = parser(prog, kind)
-    a = p.parse_args(argv)
+    return from_args(p.parse_args(argv), p, prog=prog, kind=kind, org=org)
+
+
+def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, kind: str,
+              org: str) -> NodeSettings:
+    """The settings from parsed flags (a hybrid node's parser adds its own flags first)."""
     if a.node_secret_file:
         a.node_secret = _secret_from(a.node_secret_file, p)
     if not a.cloud:
-        raise SystemExit(f"{prog}: --cloud URL is required (or PINHOLE_CLOUD)")
+        p.error("--cloud URL is required (or PINHOLE_CLOUD)")
     return NodeSettings(
         cloud=a.cloud.rstrip("/"), ca=a.ca, node_secret=a.node_secret, node_id=a.node_id,
         kind=kind, org=org, region=a.region, advertise=a.advertise, listen=a.listen,

@@ -99,7 +99,8 @@ class LatchFailed:
     """No authenticated answer to the latch in time, or an error response from the peer."""
 
     reason: str
-    code: int | None = None  # the STUN error code when the peer refused
+    code: int | None = None  # the STUN error code and reason phrase when the peer refused
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +228,7 @@ class LegClient:
         if answer.error is not None:
             code, reason = answer.error
             if transaction.latch:
-                self._fail(f"the peer refused the leg: {code} {reason}", code)
+                self._fail(f"the peer refused the leg: {code} {reason}", code, reason)
             else:
                 self._drop("stun_error_response")
             return True
@@ -357,12 +358,12 @@ class LegClient:
             return None
         return self.last_answer_at + self.config.consent_timeout_s
 
-    def _fail(self, reason: str, code: int | None = None) -> None:
+    def _fail(self, reason: str, code: int | None = None, text: str = "") -> None:
         self.state = LegState.FAILED
         self._transactions.clear()
         self._latch_deadline = None
         self._next_check_at = None
-        self._events.append(LatchFailed(reason, code))
+        self._events.append(LatchFailed(reason, code, text))
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1

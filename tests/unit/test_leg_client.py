@@ -139,7 +139,8 @@ def test_error_response_fails_the_latch_with_its_code() -> None:
     leg.start(0.0)
     [request] = leg.datagrams_to_send()
     leg.receive(build_error_response(transaction_id_of(request), 401, "Unauthorized"), 0.01)
-    assert leg.next_event() == LatchFailed("the peer refused the leg: 401 Unauthorized", 401)
+    assert leg.next_event() == LatchFailed("the peer refused the leg: 401 Unauthorized", 401,
+                                             "Unauthorized")
 
 
 def latched(**config: object) -> LegClient:

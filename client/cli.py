@@ -122,9 +122,10 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot read {args.stack}: {exc}; start one with "
                            "'pinhole-lab stack --state-dir DIR'") from None
-        org, creds = next(iter(stack["orgs"].items()))
+        orgs = stack["orgs"]
+        org = args.org if args.org in orgs else next(iter(orgs))  # --org picks one of its orgs
         out = {"cloud": stack["cloud"], "ca": stack["ca"], "org": org,
-               "enrollment_key": creds["enrollment_key"]}
+               "enrollment_key": orgs[org]["enrollment_key"]}
     for key in ("cloud", "ca", "org", "enrollment_key"):
         if getattr(args, key):
             out[key] = getattr(args, key)

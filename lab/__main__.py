@@ -19,11 +19,13 @@ import uvloop
 from lab import compose, demo, firewall
 from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.pki import write_pki
-from lab.stack import running_stack
+from lab.stack import HYBRID, REGIONS, running_stack
 
 
-async def _stack(state_dir: Path, prefix: str | None) -> int:
-    async with running_stack(state_dir=state_dir, progress=print, prefix=prefix) as stack:
+async def _stack(state_dir: Path, prefix: str | None, hybrid: bool = False) -> int:
+    nodes = (*REGIONS, HYBRID) if hybrid else REGIONS
+    async with running_stack(nodes, state_dir=state_dir, progress=print,
+                             prefix=prefix) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
         print("stack running; Ctrl-C stops it", flush=True)
         stop = asyncio.Event()
@@ -159,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--prefix", default=None,
                    help="first three octets for the cloud (.1) and nodes (.2-.4), e.g. "
                    "198.18.0 inside the firewall lab (default: a free 127.x.y block)")
+    s.add_argument("--hybrid", action="store_true",
+                   help=f"also run {HYBRID.id}, a hybrid media node of org {HYBRID.org} (.5)")
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -218,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "compose":
         return _compose(args)
     if args.command == "stack":
-        return uvloop.run(_stack(args.state_dir, args.prefix))
+        return uvloop.run(_stack(args.state_dir, args.prefix, args.hybrid))
     return uvloop.run(demo.run(args.seconds, as_json=args.json))
 
 

@@ -1,5 +1,5 @@
-"""A development PKI for one Pinhole deployment: a CA, the cloud's certificate, the org's
-enrollment key and the node secret, written to one directory.
+"""A development PKI for one Pinhole deployment: a CA, the cloud's certificate, two orgs'
+enrollment keys and hybrid node secrets, and the node secret, written to one directory.
 
 The loopback stack writes it into its state directory; in docker-compose.yml the ``pki``
 service writes it once into the shared volume, and the cloud, the media nodes and the
@@ -19,6 +19,8 @@ from pathlib import Path
 from wire.tls import issue, make_ca
 
 ORG = "acme"
+#: A second organisation: its devices must never see or latch on ``ORG``'s hybrid node.
+OTHER_ORG = "globex"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,11 @@ class Pki:
     directory: Path
     enrollment_key: str
     node_secret: str
+    other_enrollment_key: str = ""
+
+    def hybrid_secret_file(self, org: str = ORG) -> Path:
+        """The org's hybrid node secret (``pinhole-hybrid-node --node-secret-file``)."""
+        return self.directory / f"hybrid-secret-{org}"
 
     @property
     def ca_file(self) -> Path:
@@ -50,8 +57,10 @@ class Pki:
     def stack_json(self, cloud_url: str,
                    nodes: Sequence[dict[str, object]] = ()) -> dict[str, object]:
         """What ``pinhole --stack`` reads: the cloud, the CA to trust, the org's key."""
-        return {"cloud": cloud_url, "ca": str(self.ca_file),
-                "orgs": {ORG: {"enrollment_key": self.enrollment_key}}, "nodes": list(nodes)}
+        orgs = {ORG: {"enrollment_key": self.enrollment_key}}
+        if self.other_enrollment_key:
+            orgs[OTHER_ORG] = {"enrollment_key": self.other_enrollment_key}
+        return {"cloud": cloud_url, "ca": str(self.ca_file), "orgs": orgs, "nodes": list(nodes)}
 
 
 def _secret_write(path: Path, text: str) -> None:
@@ -65,12 +74,18 @@ def write_pki(directory: Path, cloud_names: Sequence[str]) -> Pki:
     now = datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
     cert = issue(ca, cloud_names, now)
-    pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16))
+    pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
+              secrets.token_urlsafe(16))
     pki.ca_file.write_text(ca.cert_pem.decode())
     pki.cert_file.write_text(cert.cert_pem.decode())
     _secret_write(pki.key_file, cert.key_pem.decode())
-    _secret_write(pki.orgs_file, json.dumps(
-        {"orgs": [{"id": ORG, "enrollment_key": pki.enrollment_key,
-                   "hybrid_node_secret": secrets.token_urlsafe(16)}]}))
+    hybrid = {ORG: secrets.token_urlsafe(16), OTHER_ORG: secrets.token_urlsafe(16)}
+    _secret_write(pki.orgs_file, json.dumps({"orgs": [
+        {"id": ORG, "enrollment_key": pki.enrollment_key, "hybrid_node_secret": hybrid[ORG]},
+        {"id": OTHER_ORG, "enrollment_key": pki.other_enrollment_key,
+         "hybrid_node_secret": hybrid[OTHER_ORG]},
+    ]}))
     _secret_write(pki.node_secret_file, pki.node_secret)
+    for org, secret in hybrid.items():
+        _secret_write(pki.hybrid_secret_file(org), secret)
     return pki

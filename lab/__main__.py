@@ -17,7 +17,7 @@ from pathlib import Path
 import uvloop
 
 from lab import compose, demo, firewall
-from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
+from lab.netns import HYBRID_HOST, INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.pki import write_pki
 from lab.stack import HYBRID, REGIONS, running_stack
 
@@ -56,8 +56,11 @@ def _netns(args: argparse.Namespace) -> int:
                                  "profile": fw.profile, "stack_prefix": INET_PREFIX}
         try:
             if args.stack:
-                state = args.state_dir or Path("run") / f"lab-{fw.run_id}"
-                up["stack_json"] = str(fw.start_stack(state.resolve(), _say))
+                state = (args.state_dir or Path("run") / f"lab-{fw.run_id}").resolve()
+                up["stack_json"] = str(fw.start_stack(state, _say))
+                if fw.profile.startswith("hybrid"):  # the profile's in-house node
+                    info = fw.start_hybrid(state, progress=_say)
+                    up["hybrid_node"] = {"id": info["node_id"], "address": HYBRID_HOST}
             if args.proxy:
                 fw.start_proxy()
                 up["proxy"] = f"http://{PROXY_HOST}:8888"
@@ -177,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the gateway's conntrack UDP timeout (seed: 30 s)")
     n.add_argument("--stack", action="store_true",
                    help="up: also start the cloud and three media nodes in the internet "
-                   "namespace (stack.json in --state-dir)")
+                   "namespace (stack.json in --state-dir); with a hybrid profile also the "
+                   "hybrid node on the enterprise's hybrid host")
     n.add_argument("--state-dir", type=Path, default=None,
                    help="up --stack: where stack.json and the logs go (default run/lab-RUNID)")
     n.add_argument("--proxy", action="store_true",

@@ -135,7 +135,7 @@ class CascadeLink:
     def __init__(self, engine: Engine, command: OpenCascade, *, delay_s: float = 0.0,
                  ladder: Sequence[str] = ("udp", "tls"), source_ports: range | None = None,
                  local_host: str | None = None,
-                 udp_timeout_s: float = 2.0, stream_timeout_s: float = 5.0,
+                 udp_timeout_s: float = 2.0, stream_timeout_s: float = 3.0,
                  consent_interval_s: float = 5.0, consent_timeout_s: float = 30.0,
                  retry_s: float = 1.0) -> None:
         self.engine = engine

@@ -113,7 +113,12 @@ async def _connect_once(config: ProxyConfig, target: Address, authorization: str
                                    asyncio.StreamWriter]:
     async with asyncio.timeout(timeout_s):
         if stream is None:
-            reader, writer = await asyncio.open_connection(config.host, config.port)
+            try:
+                reader, writer = await asyncio.open_connection(config.host, config.port)
+            except OSError as exc:  # "[Errno 111]" alone names neither the proxy nor a cure
+                why = (exc.strerror or str(exc) or type(exc).__name__).lower()
+                raise ProxyError(f"cannot reach the proxy at {config.host}:{config.port} "
+                                 f"({why})") from None
         else:
             reader, writer = stream
         uri = f"{target.host}:{target.port}"

@@ -7,6 +7,7 @@ CLI's error boundary calls :func:`translate` with what the command was using.
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 
@@ -39,8 +40,8 @@ def _reason(exc: aiohttp.ClientConnectorError) -> str:
         return "connection refused"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "the name does not resolve"
-    text = os_error.strerror if isinstance(os_error, OSError) else None
-    return (text or str(os_error) or type(os_error).__name__).lower()
+    text = os.strerror(os_error.errno) if os_error.errno else str(os_error)
+    return (text or type(os_error).__name__).lower()
 
 
 def _trust(exc: aiohttp.ClientConnectorError, ctx: Context) -> Failure:

@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from lab.stack import ORG, NodeSpec, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, Stack, running_stack
 from wire.tls import make_ca
 
 pytestmark = pytest.mark.slow
@@ -255,3 +257,4 @@ async def test_a_call_shows_progress_and_says_when_nobody_else_is_there(
     assert len(progress) >= 2  # one a second: the rung, packets, loss
     assert "nobody else is in the meeting" in progress[-1]
     assert "loss" in progress[-1]
+    assert "jitter_ms" in out and not re.search(r"\d\.\d{4,}", out)  # the table rounds

@@ -128,7 +128,7 @@ def serve(profile: str, udp_timeout_s: int, lan_subnet: str = ENT_SUBNET) -> int
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> Parser:
     p = Parser(
         prog="pinhole-lab firewall",
         description="The enterprise firewall of docker-compose.yml: load a profile's "
@@ -139,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    default=30, help="conntrack UDP timeout (seed: 30 s)")
     p.add_argument("--lan-subnet", default=ENT_SUBNET,
                    help="the enterprise network; the other interface faces the internet")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
     apply_environment(p, os.environ)
     args = p.parse_args(argv)
     try:

@@ -50,7 +50,7 @@ def _trust(exc: aiohttp.ClientConnectorError, ctx: Context) -> Failure:
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cert_error = exc.certificate_error
         if isinstance(cert_error, ssl.SSLCertVerificationError):
-            detail = f": {cert_error.verify_message}"
+            detail = f": {getattr(cert_error, 'verify_message', None) or cert_error}"
     ca = f"--ca {ctx.ca}" if ctx.ca else "the system's CAs (no --ca given)"
     return Failure(ExitCode.TRUST, "tls_verify",
                    f"the cloud's certificate at {where} did not verify against {ca}{detail}",

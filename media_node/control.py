@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import random
-import ssl
 import time
 from collections.abc import Callable
 
@@ -47,7 +46,7 @@ def why(exc: BaseException) -> str:
     """A connection failure in words: the address and the reason, never an object's repr."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cert = exc.certificate_error
-        detail = cert.verify_message if isinstance(cert, ssl.SSLCertVerificationError) else cert
+        detail = getattr(cert, "verify_message", None) or cert
         return (f"the cloud's certificate at {exc.host}:{exc.port} did not verify ({detail}); "
                 "check --ca")
     if isinstance(exc, aiohttp.ClientConnectorError):

@@ -88,10 +88,10 @@ def describe(exc: BaseException) -> Failure:
         return exc
     if isinstance(exc, ssl.SSLCertVerificationError):
         return Failure(ExitCode.TRUST, "tls_verify", f"a certificate did not verify: "
-                       f"{exc.verify_message or exc.reason}",
+                       f"{getattr(exc, 'verify_message', None) or exc}",
                        "check --ca; a TLS-inspecting proxy presents its own certificate")
     if isinstance(exc, ssl.SSLError):
-        return Failure(ExitCode.TRUST, "tls", f"TLS failed: {exc.reason or exc}",
+        return Failure(ExitCode.TRUST, "tls", f"TLS failed: {getattr(exc, 'reason', None) or exc}",
                        "check that the address serves TLS and that --ca is its CA")
     if isinstance(exc, TimeoutError):
         return Failure(ExitCode.NO_CLOUD, "timeout", "timed out: nothing answered",

@@ -39,7 +39,7 @@ from client.failures import Context, translate
 from client.media import MediaSession
 from client.netcheck import summarise
 from client.probe import ProbeOutcome
-from client.proxy import LocalTunnelProxy, ProxyError, discover_proxy
+from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
 from wire import boundary
 from wire.files import StackFile, first_problem
 from wire.flags import Parser, add_version, apply_environment
@@ -160,6 +160,12 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
         raise boundary.usage(f"missing {', '.join('--' + m.replace('_', '-') for m in missing)}",
                              "pass them, or --stack stack.json")
     _cloud_url(out["cloud"], "--cloud" if args.cloud else f"the cloud of {args.stack}")
+    if args.proxy:
+        try:
+            ProxyConfig.from_url(args.proxy)
+        except ProxyError:
+            raise boundary.usage(f"--proxy {args.proxy} is not a proxy URL",
+                                 "give http://[user:password@]HOST:PORT") from None
     if out.get("ca"):
         boundary.readable_file("--ca" if args.ca else f"the ca of {args.stack}", out["ca"])
     return out
@@ -226,7 +232,11 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
     key = hashlib.sha256(f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()
                          ).hexdigest()[:16]
-    identity = IdentitySlot(None, None) if args.no_cache else IdentitySlot.claim(cache_dir, key)
+    try:
+        identity = (IdentitySlot(None, None) if args.no_cache else
+                    IdentitySlot.claim(cache_dir, key))
+    except OSError as exc:
+        raise boundary.unreadable("--cache-dir", str(cache_dir), exc) from None
     shim = await LocalTunnelProxy(proxy).start() if proxy else None  # any proxy auth
     api = CloudApi(s["cloud"], client_context(s.get("ca")),
                    proxy=shim.url if shim else None, pin=args.pin or identity.pin)

@@ -75,7 +75,7 @@ def translate(exc: BaseException, ctx: Context) -> Failure | None:
                        " and which firewall rules to open")
     if isinstance(exc, ProxyError):
         return Failure(ExitCode.NO_CLOUD, "proxy", str(exc),
-                       "is the proxy running? check --proxy or HTTPS_PROXY")
+                       "check --proxy, --pac-url or HTTPS_PROXY (and that the proxy runs)")
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return Failure(ExitCode.NO_CLOUD, "proxy_unreachable",
                        f"cannot reach the proxy at {exc.host}:{exc.port} ({_reason(exc)})",

@@ -62,9 +62,10 @@ def usage(message: str, hint: str) -> Failure:
 
 
 def unreadable(flag: str, path: str, exc: OSError) -> Failure:
-    """A file named by ``flag`` that cannot be read, with its name and the reason."""
+    """A file named by ``flag`` that cannot be used, with its name and the reason."""
     why = exc.strerror or type(exc).__name__
-    return usage(f"{flag} {path}: {why.lower()}", f"check the path given to {flag}")
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != path else ""
+    return usage(f"{flag} {path}: {why.lower()}{where}", f"check the path given to {flag}")
 
 
 def readable_file(flag: str, path: str) -> None:

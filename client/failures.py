@@ -70,9 +70,12 @@ def translate(exc: BaseException, ctx: Context) -> Failure | None:
                            "check --org and --enrollment-key (or --stack)")
         return Failure(ExitCode.OTHER, exc.code, f"the cloud answered {exc}", NETCHECK
                        if exc.status >= 500 else "the message says what it wants")
-    if isinstance(exc, (MediaError, ProfileRefused)):
+    if isinstance(exc, MediaError):
         return Failure(ExitCode.NO_MEDIA, "no_media_path", str(exc), NETCHECK +
                        " and which firewall rules to open")
+    if isinstance(exc, ProfileRefused):  # the seeds' profile table forbids what was asked
+        return Failure(ExitCode.USAGE, "profile_refused", str(exc),
+                       "choose another --profile, or drop the flag it refuses")
     if isinstance(exc, ProxyError):
         return Failure(ExitCode.NO_CLOUD, "proxy", str(exc),
                        "check --proxy, --pac-url or HTTPS_PROXY (and that the proxy runs)")

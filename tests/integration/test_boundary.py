@@ -218,6 +218,32 @@ async def test_a_corrupt_report_cache_is_set_aside_and_probed_again(
     assert err.count("warning") == 1 and (cache / (report.name + ".corrupt")).exists()
 
 
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+
+
+def _documented_keys(command: str) -> set[str]:
+    """The keys docs/architecture.md documents for ``pinhole COMMAND --json``."""
+    for line in ARCHITECTURE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == f"`{command}`":
+            return set(re.findall(r"`([a-z_]+)`", cells[1]))
+    raise AssertionError(f"docs/architecture.md documents no --json shape for {command}")
+
+
+async def test_each_command_has_its_documented_json_shape(stack: Stack, tmp_path: Path) -> None:
+    """One documented --json shape per command (the issue: documented, rounded)."""
+    cache = tmp_path / "cache"
+    outputs = {}
+    for command, argv in (("register", ["register"]), ("probe", ["probe"]),
+                          ("meeting create", ["meeting", "create"]),
+                          ("join", ["join", "--meeting", "shape", "--create"])):
+        rc, out, err = await _pinhole(stack, cache, *argv, "--json")
+        assert rc == 0, err
+        outputs[command] = json.loads(out)
+        assert set(outputs[command]) == _documented_keys(command), command
+    assert all(round(f, 3) == f for o in outputs.values() for f in _floats(o))
+
+
 def _floats(value: Any) -> list[float]:
     if isinstance(value, float):
         return [value]
@@ -243,6 +269,7 @@ async def test_two_processes_sharing_a_cache_do_not_revoke_each_other(
         assert rc == 0, err
         calls.append(json.loads(out))
     assert calls[0]["participant_id"] != calls[1]["participant_id"]
+    assert all(set(c) == _documented_keys("call") for c in calls)
     assert all(c["packets_received"] > 0 for c in calls)
     # one --json shape with rounded numbers: no 91.18200000000002
     assert all(round(f, 3) == f for c in calls for f in _floats(c))

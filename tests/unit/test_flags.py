@@ -144,3 +144,9 @@ def test_version(prog: str, capsys: pytest.CaptureFixture[str]) -> None:
         PARSERS[prog]().parse_args(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out.startswith(prog + " ")
+
+
+def test_json_numbers_are_rounded() -> None:
+    """The issue saw 91.18200000000002 in --json output: every float is rounded."""
+    assert cli.rounded({"a": [91.18200000000002, {"b": 0.1 + 0.2}], "c": 1, "d": None}) == \
+        {"a": [91.182, {"b": 0.3}], "c": 1, "d": None}

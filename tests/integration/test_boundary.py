@@ -21,6 +21,7 @@ import pytest
 
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.prereqs import require_tool
 from wire.tls import make_ca
 
 pytestmark = pytest.mark.slow
@@ -131,34 +132,55 @@ async def test_services_fail_in_one_line(argv: tuple[str, ...], names: str) -> N
     assert rc == 2 and names in _one_line(err)
 
 
+async def _readyz(port: int) -> int:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{port}/readyz") as response:
+            return response.status
+    except aiohttp.ClientConnectionError:
+        return 0
+
+
+@pytest.mark.redis
 async def test_an_unreachable_store_is_not_ready_and_never_claims_to_listen(
         tmp_path: Path) -> None:
     """Before: "listening", then a full traceback every 2.5 s. Now /readyz answers 503, each
-    backoff step is one line, and "listening" waits until the store answers."""
-    port = _closed_port()
+    backoff step is one line, and "listening" (and the state file the lab waits for) comes
+    once the store answers - here a real redis-server started late."""
+    redis_binary = require_tool("redis-server")
+    port, redis_port = _closed_port(), _closed_port()
+    state = tmp_path / "cloud.json"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cloud", "--port", str(port), "--store",
-        f"redis://127.0.0.1:{_closed_port()}/0", "--state-file", str(tmp_path / "cloud.json"),
+        f"redis://127.0.0.1:{redis_port}/0", "--state-file", str(state),
         stderr=asyncio.subprocess.PIPE)
+    redis = None
     try:
-        status = 0
         for _ in range(100):
-            try:
-                async with aiohttp.ClientSession() as http, http.get(
-                        f"http://127.0.0.1:{port}/readyz") as response:
-                    status = response.status
-                    break
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
+            if status := await _readyz(port):
+                break
+            await asyncio.sleep(0.1)
         assert status == 503
         await asyncio.sleep(2.0)
-        assert not (tmp_path / "cloud.json").exists()  # the lab waits for this file
+        assert not state.exists()
+        redis = await asyncio.create_subprocess_exec(
+            redis_binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(tmp_path), stdout=asyncio.subprocess.DEVNULL)
+        for _ in range(400):  # the backoff is at most 30 s; here a few seconds
+            if state.exists():
+                break
+            await asyncio.sleep(0.1)
+        assert state.exists() and await _readyz(port) == 200
     finally:
         proc.terminate()
         _, err_bytes = await asyncio.wait_for(proc.communicate(), 10)
+        if redis is not None:
+            redis.terminate()
+            await redis.wait()
     err = err_bytes.decode()
-    assert "Traceback" not in err and "listening" not in err
+    assert "Traceback" not in err
     assert err.count("unreachable (attempt") >= 2
+    assert err.index("unreachable (attempt") < err.index("cloud listening on")
 
 
 # ------------------------------------------------------------------- against a stack

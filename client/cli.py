@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -47,6 +48,7 @@ from wire.models import CallMetrics, Event
 from wire.tls import client_context
 from wire.transports import DeviceProfile
 
+PIN = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")  # RFC 7469 §2.4: base64 of a SHA-256
 STACK_HINT = "start a stack with 'pinhole-lab stack --state-dir DIR' and pass DIR/stack.json"
 
 
@@ -160,6 +162,10 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
         raise boundary.usage(f"missing {', '.join('--' + m.replace('_', '-') for m in missing)}",
                              "pass them, or --stack stack.json")
     _cloud_url(out["cloud"], "--cloud" if args.cloud else f"the cloud of {args.stack}")
+    if args.pin and not PIN.fullmatch(args.pin):
+        raise boundary.usage(f"--pin {args.pin} is not an SPKI pin",
+                             "give sha256/<base64 of the key's SHA-256>, 44 characters after "
+                             "the slash")
     if args.proxy:
         try:
             ProxyConfig.from_url(args.proxy)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from wire.models import Id, ReachabilityReport
 
 Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s/]+")]
-Pin = Annotated[str, Field(pattern=r"^sha256/[A-Za-z0-9+/=]{43,44}$")]
+Pin = Annotated[str, Field(pattern=r"^sha256/[A-Za-z0-9+/]{43}=$")]  # RFC 7469 §2.4
 
 
 class StackOrg(BaseModel):

@@ -60,6 +60,11 @@ CREDS = ("--org", ORG, "--enrollment-key", "k")
     # "[Errno 2] No such file or directory" without the file's name before
     (("--cloud", "https://127.0.0.1:9", "--ca", "/nonexistent/ca.pem", *CREDS, "register"), 2,
      "/nonexistent/ca.pem"),
+    # a pin that cannot be one: before, a "pin mismatch" that blamed the network
+    (("--cloud", "https://127.0.0.1:9", *CREDS, "--pin", "abc", "register"), 2, "--pin abc"),
+    # --proxy that is not a URL: before, urllib's ValueError
+    (("--cloud", "https://127.0.0.1:9", *CREDS, "--proxy", "http://h:port", "register"), 2,
+     "--proxy http://h:port"),
     # a flag pinhole does not know, after the command
     (("--cloud", "https://127.0.0.1:9", *CREDS, "probe", "--bogus"), 2, "--bogus"),
 ])

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from wire.boundary import usage
 
 PREFIX = "PINHOLE_"
+SECRETS = ("secret", "password", "enrollment-key", "token-key")  # --help never shows these
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -47,7 +48,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         extra = []
         default = action.default
         if default not in (None, "", False, [], argparse.SUPPRESS) and "default" not in text:
-            extra.append(f"default: {default}")
+            secret = any(word in s for s in action.option_strings for word in SECRETS)
+            extra.append("default: set (hidden)" if secret else f"default: {default}")
         extra.append(f"env {name}")
         return f"{text} ({'; '.join(extra)})".replace("%", "%%")
 

@@ -150,3 +150,16 @@ def test_json_numbers_are_rounded() -> None:
     """The issue saw 91.18200000000002 in --json output: every float is rounded."""
     assert cli.rounded({"a": [91.18200000000002, {"b": 0.1 + 0.2}], "c": 1, "d": None}) == \
         {"a": [91.182, {"b": 0.3}], "c": 1, "d": None}
+
+
+@pytest.mark.parametrize(("prog", "variable"), [
+    ("pinhole", "PINHOLE_ENROLLMENT_KEY"), ("pinhole", "PINHOLE_PROXY_PASSWORD"),
+    ("pinhole-cloud", "PINHOLE_NODE_SECRET"), ("pinhole-cloud", "PINHOLE_TOKEN_KEY"),
+    ("pinhole-media-node", "PINHOLE_NODE_SECRET"),
+])
+def test_help_never_shows_a_secret_from_the_environment(prog: str, variable: str) -> None:
+    """Defaults in --help come from PINHOLE_* too: a secret there must not be printed."""
+    parser = PARSERS[prog]()
+    apply_environment(parser, {variable: "hunter2-secret"})
+    text = " ".join(parser.format_help().split())
+    assert "hunter2" not in text and "default: set (hidden)" in text

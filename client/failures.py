@@ -65,6 +65,9 @@ def translate(exc: BaseException, ctx: Context) -> Failure | None:
                        "a TLS-inspecting proxy must not inspect the cloud's address; "
                        "if the cloud's key really changed, pass its new --pin")
     if isinstance(exc, ApiError):
+        if exc.code == "no_media_node":  # the cloud found no node this device reached
+            return Failure(ExitCode.NO_MEDIA, "no_media_path", f"no media path: {exc.detail}",
+                           NETCHECK + " and which firewall rules to open")
         if exc.status == 401 and exc.code == "unauthorized":
             return Failure(ExitCode.USAGE, "unauthorized", f"the cloud refused us: {exc.detail}",
                            "check --org and --enrollment-key (or --stack)")

@@ -312,3 +312,14 @@ async def test_a_call_shows_progress_and_says_when_nobody_else_is_there(
     assert "nobody else is in the meeting" in progress[-1]
     assert "loss" in progress[-1]
     assert "jitter_ms" in out and not re.search(r"\d\.\d{4,}", out)  # the table rounds
+
+
+async def test_no_media_path_is_exit_4(tmp_path: Path) -> None:
+    """A room device (UDP only, seeds' profile table) and a node without UDP listeners:
+    nothing it may use gets through, so the call fails with exit 4 and says what to run."""
+    async with running_stack([NodeSpec("node-a", "eu", 0, ("--no-udp",))],
+                             state_dir=tmp_path / "stack") as stack:
+        rc, out, err = await _pinhole(stack, tmp_path / "c", "--profile", "room", "--json",
+                                      "call", "--meeting", "m", "--create", "--seconds", "1")
+    assert rc == 4 and "netcheck" in _one_line(err)
+    assert json.loads(out)["error"]["code"] == "no_media_path"

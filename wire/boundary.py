@@ -9,7 +9,8 @@ Exit codes, the same for ``pinhole``, ``pinhole-cloud``, ``pinhole-media-node``,
     1  anything else (the message says what)
     2  usage: a flag, an environment variable or a file it names is wrong
     3  cannot reach the cloud (or the proxy on the way to it)
-    4  no media path: no transport of the plan reached a media node
+    4  no media path: no node reachable on a transport the profile allows, or none of
+       the plan reached the assigned node
     5  trust: the cloud's certificate or pinned key did not verify (TLS inspection?)
 
 A command raises :class:`Failure` where it knows the flag, file or address at

@@ -22,7 +22,7 @@ from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from media_node.metrics import make_app
 from media_node.settings import NodeSettings
-from wire.boundary import usage
+from wire.boundary import describe, usage
 from wire.models import Endpoint, RungName
 from wire.tls import cert_fingerprint, issue, server_context
 from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434
@@ -147,7 +147,9 @@ async def run(settings: NodeSettings) -> int:
             done, _ = await asyncio.wait({stopper, channel}, return_when=asyncio.FIRST_COMPLETED)
         failure = None
         if channel in done and not channel.cancelled() and channel.exception() is not None:
-            failure = usage(str(channel.exception()), "fix the flag it names")
+            error = channel.exception()
+            failure = (usage(str(error), "fix the flag it names")
+                       if isinstance(error, RegistrationRefused) else describe(error))
         log.info("stopping")
         for task in (channel, ticks, waiter, stopper):
             task.cancel()

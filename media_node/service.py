@@ -146,10 +146,11 @@ async def run(settings: NodeSettings) -> int:
                 }))
             done, _ = await asyncio.wait({stopper, channel}, return_when=asyncio.FIRST_COMPLETED)
         failure = None
-        if channel in done and not channel.cancelled() and channel.exception() is not None:
-            error = channel.exception()
-            failure = (usage(str(error), "fix the flag it names")
-                       if isinstance(error, RegistrationRefused) else describe(error))
+        error = channel.exception() if channel in done and not channel.cancelled() else None
+        if isinstance(error, RegistrationRefused):
+            failure = usage(str(error), "fix the flag it names")
+        elif error is not None:
+            failure = describe(error)
         log.info("stopping")
         for task in (channel, ticks, waiter, stopper):
             task.cancel()

@@ -169,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    d.add_argument("--state-dir", type=Path, default=None,
+                   help="keep each act's certificates, logs and stack.json under DIR/open and "
+                   "DIR/no-udp (default: a temporary directory)")
     n = sub.add_parser("netns", help="the firewall lab (root): namespaces, NAT, nftables")
     n.add_argument("action", choices=["up", "down", "profile", "run"],
                    help="up: create (prints the run id); down: remove; profile: load another "
@@ -245,7 +248,7 @@ def _main(raw: list[str]) -> int:
         return _compose(args)
     if args.command == "stack":
         return uvloop.run(_stack(args.state_dir, args.prefix))
-    return uvloop.run(demo.run(args.seconds, as_json=args.json))
+    return uvloop.run(demo.run(args.seconds, as_json=args.json, state_dir=args.state_dir))
 
 
 if __name__ == "__main__":

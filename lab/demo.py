@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,12 +135,13 @@ async def scripted_meeting(
     return summary
 
 
-async def run(seconds: float = 3.0, *, as_json: bool = False) -> int:
+async def run(seconds: float = 3.0, *, as_json: bool = False,
+              state_dir: Path | None = None) -> int:
     def say(text: str) -> None:
         if not as_json:
             print(text, flush=True)
 
-    state = os.environ.get("PINHOLE_STATE_DIR")
+    state = state_dir
     say("act one: an open network")
     async with running_stack(state_dir=Path(state) / "open" if state else None,
                              progress=say) as stack:

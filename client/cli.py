@@ -43,7 +43,7 @@ from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
 from wire import boundary
 from wire.files import StackFile, first_problem
-from wire.flags import Parser, add_version, apply_environment
+from wire.flags import TRUE, Parser, add_version, apply_environment
 from wire.models import CallMetrics, Event
 from wire.tls import client_context
 from wire.transports import DeviceProfile
@@ -408,8 +408,7 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
 
 def _wants_json(argv: Sequence[str]) -> bool:
     """--json on the command line or PINHOLE_JSON, before (or without) a successful parse."""
-    return "--json" in argv or os.environ.get("PINHOLE_JSON", "").lower() in {"1", "true",
-                                                                              "yes", "on"}
+    return "--json" in argv or os.environ.get("PINHOLE_JSON", "").strip().lower() in TRUE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -111,9 +111,8 @@ class IdentitySlot:
 
 
 def default_directory() -> Path:
-    """``PINHOLE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pinhole``, else ``~/.cache/pinhole``."""
-    if os.environ.get("PINHOLE_CACHE_DIR"):
-        return Path(os.environ["PINHOLE_CACHE_DIR"])
+    """``$XDG_CACHE_HOME/pinhole``, else ``~/.cache/pinhole`` (``--cache-dir`` or
+    ``PINHOLE_CACHE_DIR`` choose another, through the CLI's settings layer)."""
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "pinhole"
 

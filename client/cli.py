@@ -428,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     return boundary.run("pinhole", body, as_json=lambda: _wants_json(raw), out=sys.stdout,
                         err=sys.stderr, translate=lambda exc: translate(exc, ctx),
-                        traceback_wanted=os.environ.get("PINHOLE_TRACEBACK") == "1")
+                        traceback_wanted=boundary.traceback_wanted(os.environ))
 
 
 if __name__ == "__main__":

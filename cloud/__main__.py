@@ -20,6 +20,7 @@ from cloud.app import make_app
 from cloud.identity import IdentityError, TokenSigner, load_orgs
 from cloud.settings import CloudSettings, parse
 from cloud.store import Store, open_store
+from wire import boundary
 from wire.boundary import run, usage
 from wire.tls import server_context
 
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run("pinhole-cloud", body, as_json=lambda: False, out=sys.stdout, err=sys.stderr,
-               traceback_wanted=os.environ.get("PINHOLE_TRACEBACK") == "1")
+               traceback_wanted=boundary.traceback_wanted(os.environ))
 
 
 if __name__ == "__main__":

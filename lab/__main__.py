@@ -24,6 +24,7 @@ from lab import compose, demo, firewall
 from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.pki import write_pki
 from lab.stack import StackError, running_stack
+from wire import boundary
 from wire.boundary import ExitCode, Failure, run
 from wire.flags import Parser, add_version, apply_environment
 
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     return run("pinhole-lab", lambda: _main(raw), as_json=lambda: "--json" in raw,
                out=sys.stdout, err=sys.stderr, translate=_translate,
-               traceback_wanted=os.environ.get("PINHOLE_TRACEBACK") == "1")
+               traceback_wanted=boundary.traceback_wanted(os.environ))
 
 
 def _translate(exc: BaseException) -> Failure | None:

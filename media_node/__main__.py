@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
         return uvloop.run(run(settings))
 
     return boundary.run(prog, body, as_json=lambda: False, out=sys.stdout, err=sys.stderr,
-                        traceback_wanted=os.environ.get("PINHOLE_TRACEBACK") == "1")
+                        traceback_wanted=boundary.traceback_wanted(os.environ))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import json
 import os
 import ssl
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import IntEnum
 from typing import TextIO
 
@@ -108,6 +108,11 @@ def describe(exc: BaseException) -> Failure:
         return Failure(ExitCode.OTHER, "os_error", _os_reason(exc), "check the address")
     return Failure(ExitCode.OTHER, "internal", f"unexpected {type(exc).__name__}: {exc}",
                    "this is a bug in Pinhole; PINHOLE_TRACEBACK=1 shows where")
+
+
+def traceback_wanted(environ: Mapping[str, str]) -> bool:
+    """``PINHOLE_TRACEBACK=1``: print the traceback too (for a bug report)."""
+    return environ.get("PINHOLE_TRACEBACK", "").strip() == "1"
 
 
 def emit(prog: str, failure: Failure, *, as_json: bool, out: TextIO, err: TextIO) -> int:

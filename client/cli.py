@@ -394,6 +394,9 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
     elif "packets_received" in result:
         print(_table([{k: result[k] for k in ("node", "transport", "packets_sent",
                                               "packets_received", "loss", "jitter_ms")}]))
+        if not result["packets_received"]:
+            print("(nothing received: nobody else sent media in this meeting; run a second "
+                  "'pinhole call' with the same --meeting)", file=sys.stderr)
     elif "plan" in result:
         print(f"node {result['node']}; plan {' → '.join(result['plan'])}")
         print(_table([{k: c[k] for k in ("node_id", "rung", "rtt_ms", "score", "excluded")}

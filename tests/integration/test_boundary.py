@@ -320,6 +320,7 @@ async def test_a_call_shows_progress_and_says_when_nobody_else_is_there(
     assert "nobody else is in the meeting" in progress[-1]
     assert "loss" in progress[-1]
     assert "jitter_ms" in out and not re.search(r"\d\.\d{4,}", out)  # the table rounds
+    assert "nobody else sent media in this meeting" in err
 
 
 async def test_no_media_path_is_exit_4(tmp_path: Path) -> None:

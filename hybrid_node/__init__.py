@@ -11,7 +11,7 @@ assignment and cascades out are the cloud's side (``cloud.assignment``,
 ``cloud.cascades``), driven by the ``kind``/``org`` it registers with.
 """
 
-from hybrid_node.dial import HYBRID_LADDER, hybrid_dialler
-from hybrid_node.settings import HybridSettings, parse
+from hybrid_node.dial import HYBRID_LADDER, HYBRID_PORTS, hybrid_dialler
+from hybrid_node.settings import parse, parse_ports
 
-__all__ = ["HYBRID_LADDER", "HybridSettings", "hybrid_dialler", "parse"]
+__all__ = ["HYBRID_LADDER", "HYBRID_PORTS", "hybrid_dialler", "parse", "parse_ports"]

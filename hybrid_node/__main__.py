@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
-import uvloop
-
 from hybrid_node.dial import hybrid_dialler
-from hybrid_node.settings import parse
-from media_node.log_format import configure
-from media_node.service import run
+from hybrid_node.settings import PROG, parse
+from media_node.__main__ import main as node_main
+from media_node.cascade import Dialler
+from media_node.settings import NodeSettings
+
+
+def dialler(settings: NodeSettings) -> Dialler:
+    """Cascades from the node's own address and its ``--cascade-ports``."""
+    return hybrid_dialler(settings.cascade_ports, local_host=settings.bind,
+                          delay_s=settings.simulated_rtt_ms / 1000)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse(argv)
-    configure(settings.node.log_format)
-    logging.getLogger("media_node").info("hybrid node settings %s", settings.masked())
-    dial = hybrid_dialler(settings.cascade_ports, local_host=settings.node.bind,
-                          delay_s=settings.node.simulated_rtt_ms / 1000)
-    return uvloop.run(run(settings.node, dial))
+    return node_main(argv, prog=PROG, parse_settings=parse, dialler=dialler)
 
 
 if __name__ == "__main__":

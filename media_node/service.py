@@ -14,7 +14,6 @@ import json
 import logging
 import signal
 import ssl
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from media_node.metrics import make_app
 from media_node.settings import NodeSettings
+from wire.boundary import describe, usage
 from wire.models import Endpoint, RungName
 from wire.tls import cert_fingerprint, issue, server_context
 from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434
@@ -103,10 +103,6 @@ async def _ticks(engine: Engine) -> None:
         engine.tick(time.monotonic())
 
 
-class NodeStartError(Exception):
-    """The node could not start (nothing to serve, a port taken); the message says what to do."""
-
-
 @dataclass(eq=False)
 class RunningNode:
     """A started node: listening, its control channel connecting to the cloud.
@@ -141,7 +137,8 @@ class RunningNode:
             channel.result()  # raises RegistrationRefused with its message
 
     async def serve_until_signal(self) -> int:
-        """Serve until SIGINT/SIGTERM; 0 on a signal, 2 when the cloud refused the node."""
+        """Serve until SIGINT/SIGTERM (0); a channel that gave up is raised as a
+        :class:`wire.boundary.Failure` (a refused registration is a usage failure)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -149,20 +146,24 @@ class RunningNode:
         channel = self.tasks[0]
         waiter = asyncio.create_task(self.registered.wait())
         stopper = asyncio.create_task(stop.wait())
-        code = 0
         # a signal stops the node at any time, also while the cloud is still unreachable
         done, _ = await asyncio.wait({waiter, channel, stopper},
                                      return_when=asyncio.FIRST_COMPLETED)
         if waiter in done and not stopper.done():
             self._write_state_file()
             done, _ = await asyncio.wait({stopper, channel}, return_when=asyncio.FIRST_COMPLETED)
-        if channel in done and not channel.cancelled() and channel.exception() is not None:
-            print(f"{self.settings.prog}: {channel.exception()}", file=sys.stderr)
-            code = 2
+        failure = None
+        error = channel.exception() if channel in done and not channel.cancelled() else None
+        if isinstance(error, RegistrationRefused):
+            failure = usage(str(error), "fix the flag it names")
+        elif error is not None:
+            failure = describe(error)
         for task in (waiter, stopper):
             task.cancel()
         await self.stop()
-        return code
+        if failure is not None:
+            raise failure
+        return 0
 
     def _write_state_file(self) -> None:
         if self.settings.state_file:
@@ -191,11 +192,11 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
     ``dial`` is the seam a hybrid node uses to open its cascades its own way
     (source ports, transports); by default (a cloud node) it dials UDP 5004, then
     TLS 443 (:func:`media_node.cascade.cloud_dialler`).
-    Raises :class:`NodeStartError` when the node cannot listen.
+    Raises a usage :class:`wire.boundary.Failure` when the node cannot listen.
     """
     if not (settings.udp or settings.tcp or settings.tls):
-        raise NodeStartError("--no-udp, --no-tcp and --no-tls leave nothing to serve; "
-                             "drop one of them")
+        raise usage("--no-udp, --no-tcp and --no-tls leave nothing to serve",
+                    "drop one of them")
     outbox = EventOutbox()
     engine = Engine(settings.node_id or settings.kind + "-node", capacity=settings.capacity,
                     consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
@@ -207,9 +208,9 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
                                                                 Path(workdir.name))
     except OSError as exc:
         workdir.cleanup()
-        raise NodeStartError(f"cannot listen on {settings.bind}: {exc}; pick other ports with "
-                             "--udp-port/--tcp-port/--tls-port or another --listen address"
-                             ) from None
+        raise usage(f"cannot listen on {settings.bind}: {(exc.strerror or str(exc)).lower()}",
+                    "pick other ports with --udp-port/--tcp-port/--tls-port or another "
+                    "--listen address") from None
     for e in endpoints:
         log.info("listening on %s %s:%d", e.rung, settings.bind, e.port)
     control = ControlChannel(settings, engine, endpoints, fingerprint, outbox=outbox,
@@ -221,17 +222,19 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
         node.runner = web.AppRunner(make_app(engine, lambda: control.connected),
                                     access_log=None)
         await node.runner.setup()
-        await web.TCPSite(node.runner, mhost, int(mport)).start()
+        try:
+            await web.TCPSite(node.runner, mhost, int(mport)).start()
+        except (OSError, ValueError) as exc:
+            await node.stop()
+            raise usage(f"--metrics-listen {settings.metrics_listen}: cannot listen "
+                        f"({getattr(exc, 'strerror', None) or exc})",
+                        "give a free HOST:PORT") from None
         log.info("metrics on http://%s/metrics", settings.metrics_listen)
     node._start_tasks()
     return node
 
 
 async def run(settings: NodeSettings, dial: Dialler | None = None) -> int:
-    """Start the node and serve until a signal; the exit code for ``__main__``."""
-    try:
-        node = await start_node(settings, dial)
-    except NodeStartError as exc:
-        print(f"{settings.prog}: {exc}", file=sys.stderr)
-        return 2
+    """Start the node and serve until a signal (0); failures raise for ``__main__``."""
+    node = await start_node(settings, dial)
     return await node.serve_until_signal()

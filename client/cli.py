@@ -333,6 +333,7 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                             if leg.first_media_at is not None), None)
         result.update({
             "transport": session.rung, "packets_sent": c.packets_sent,
+            "bytes_sent": c.bytes_sent,
             "packets_received": c.packets_received, "drops": c.drops,
             "loss": loss, "jitter_ms": jitter,
             "rtt_ms": c.keepalive_rtt_ms,

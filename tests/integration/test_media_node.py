@@ -403,3 +403,43 @@ async def test_cascade_falls_back_to_tls_443() -> None:
         for s in sessions:
             s.close()
         await link.close()
+
+
+async def test_hybrid_cascade_takes_tcp_5004_when_udp_gets_no_answer() -> None:
+    """Seed: the hybrid node "uses the same ports and protocols as the Cisco Spark app when it
+    talks to the cloud": UDP 5004, then TCP 5004 (then TLS 443)."""
+    from hybrid_node.dial import hybrid_dialler
+
+    async with running_node("hyb") as a, running_node("cloud-b", udp=False) as b:
+        link = hybrid_dialler(local_host=a.info.address)(a.engine, cascade(a, b, "m1"))
+        assert isinstance(link, CascadeLink)
+        link.udp_timeout_s = 0.5
+        link.start()
+        async with asyncio.timeout(10):
+            await link.up.wait()
+        assert link.rung == "tcp/5004"
+        x, y = join(a, "m1", 1), join(b, "m1", 2)
+        sessions = [await connect(a, x, "udp/5004"), await connect(b, y, "tcp/5004")]
+        await _exchange(sessions, 10)
+        assert Counter(s for s, _, _ in sessions[0].payloads) == {2: 10}
+        assert Counter(s for s, _, _ in sessions[1].payloads) == {1: 10}
+        for s in sessions:
+            s.close()
+        await link.close()
+
+
+async def test_hybrid_cascade_leaves_from_the_hybrid_source_range() -> None:
+    """Requirements page: hybrid services' media over UDP from "33434-33598"; the peer latches
+    the cascade to that source port (of the node's own address)."""
+    from hybrid_node.dial import HYBRID_PORTS, hybrid_dialler
+
+    async with running_node("hyb") as a, running_node("cloud-b") as b:
+        link = hybrid_dialler(local_host=a.info.address)(a.engine, cascade(a, b, "m1"))
+        assert isinstance(link, CascadeLink)
+        link.start()
+        async with asyncio.timeout(10):
+            await link.up.wait()
+        assert link.rung == "udp/5004" and link.local_port in HYBRID_PORTS
+        leg = next(leg for leg in b.engine.legs.values() if leg.cascade)
+        assert leg.addr == (a.info.address, link.local_port)
+        await link.close()

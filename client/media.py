@@ -109,6 +109,10 @@ class MediaSession:
         self.latched_at: float | None = None
         self.first_media_at: float | None = None
         self.consent_lost: ConsentExpired | None = None
+        self.last_media_at: float | None = None
+        # time.monotonic() of the last packet from the node that proved the leg alive: an
+        # authenticated answer or a decrypted SRTP packet (a silence watch reads it)
+        self.heard_at: float | None = None
         self._send: Callable[[bytes], None] | None = None
         self._closers: list[Callable[[], None]] = []
         self._driver: LegDriver | None = None
@@ -203,6 +207,8 @@ class MediaSession:
             raise
 
     def _on_leg_event(self, event: LegEvent) -> None:
+        if isinstance(event, Latched | ConsentRefreshed):
+            self.heard_at = event.at
         if isinstance(event, Latched):
             self.latched_at, self.mapped = event.at, event.mapped
             self.counters.keepalive_rtt_ms = event.rtt_ms
@@ -300,6 +306,7 @@ class MediaSession:
         now = time.monotonic()
         if self.first_media_at is None:
             self.first_media_at = now
+        self.last_media_at = self.heard_at = now
         self.counters.packets_received += 1
         self.counters.bytes_received += len(data)
         stats = self.sources.get(header.ssrc)

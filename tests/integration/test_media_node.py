@@ -443,3 +443,19 @@ async def test_hybrid_cascade_leaves_from_the_hybrid_source_range() -> None:
         leg = next(leg for leg in b.engine.legs.values() if leg.cascade)
         assert leg.addr == (a.info.address, link.local_port)
         await link.close()
+
+
+async def test_cascade_refuses_a_tls_peer_whose_certificate_is_not_the_published_one() -> None:
+    """DESIGN.md: TLS media checks the node list's fingerprint. A cascade over TLS 443 to a
+    peer presenting another certificate (a re-signing middlebox) never latches."""
+    async with running_node("node-a") as a, running_node("node-b", udp=False) as b:
+        command = cascade(a, b, "m1")
+        forged = command.model_copy(update={"peer": command.peer.model_copy(
+            update={"fingerprint": "AA:" * 31 + "AA"})})
+        link = CascadeLink(a.engine, forged, udp_timeout_s=0.3, retry_s=10.0)
+        link.start()
+        await asyncio.sleep(2.0)
+        assert not link.up.is_set()
+        peer_leg = b.engine.legs[command.leg_id]
+        assert peer_leg.sink is None  # nothing latched on the peer
+        await link.close()

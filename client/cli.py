@@ -122,7 +122,8 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
             raise CliError(f"cannot read {args.stack}: {exc}; start one with "
                            "'pinhole-lab stack --state-dir DIR'") from None
         org, creds = next(iter(stack["orgs"].items()))
-        out = {"cloud": stack["cloud"], "ca": stack["ca"], "org": org,
+        ca = Path(args.stack).parent / stack["ca"]  # a relative path: beside stack.json
+        out = {"cloud": stack["cloud"], "ca": str(ca), "org": org,
                "enrollment_key": creds["enrollment_key"]}
     for key in ("cloud", "ca", "org", "enrollment_key"):
         if getattr(args, key):
@@ -266,6 +267,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "join_ms": join_ms,
                 "connect_ms": _ms_since(join_sent, sessions[0].latched_at),
                 "first_media_ms": _ms_since(join_sent, first_media),
+                # the same moment as Unix time, to compare with other hosts' clocks
+                "first_media_at": None if first_media is None
+                else round(time.time() - (time.monotonic() - first_media), 3),
             },
         })
         return result

@@ -46,7 +46,10 @@ class LabError(Exception):
 
 
 def run(*argv: str, stdin: str | None = None) -> str:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    except OSError as exc:  # the tool is not installed
+        raise LabError(f"{argv[0]} cannot run: {exc.strerror}") from None
     if done.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
@@ -133,13 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="The enterprise firewall of docker-compose.yml: load a profile's "
         "nftables ruleset (NAT + stateful filter) and stay up until stopped. Needs NET_ADMIN.")
     p.add_argument("--profile", default=os.environ.get("PINHOLE_PROFILE", "open"),
-                   choices=list(PROFILES), help="firewall profile (env PINHOLE_PROFILE)")
+                   help=f"firewall profile: {', '.join(PROFILES)} (env PINHOLE_PROFILE)")
     p.add_argument("--udp-timeout-s", type=int,
                    default=int(os.environ.get("PINHOLE_UDP_TIMEOUT_S", "30")),
                    help="conntrack UDP timeout (seed: 30 s; env PINHOLE_UDP_TIMEOUT_S)")
     p.add_argument("--lan-subnet", default=os.environ.get("PINHOLE_LAN_SUBNET", ENT_SUBNET),
                    help="the enterprise network; the other interface faces the internet")
     args = p.parse_args(argv)
+    if args.profile not in PROFILES:  # before anything else: a typo must not start a firewall
+        print(f"pinhole-lab firewall: there is no profile {args.profile!r} (PINHOLE_PROFILE or "
+              f"--profile); choose one of {', '.join(PROFILES)}", file=sys.stderr)
+        return 2
     try:
         return serve(args.profile, args.udp_timeout_s, args.lan_subnet)
     except LabError as exc:

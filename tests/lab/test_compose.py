@@ -38,8 +38,10 @@ def test_compose_validates_the_file_and_it_has_every_service_the_lab_needs() -> 
     config = _config(PINHOLE_PROFILE="no-udp")
     services = config["services"]
     assert {"redis", "cloud", "node-near", "node-mid", "node-far", "firewall", "proxy",
-            "client-a", "client-b"} <= set(services)
-    assert {s.get("image") for s in services.values()} == {"pinhole:latest"}  # one image
+            "client-a", "client-b", "smoke"} <= set(services)
+    pinhole = {n for n, s in services.items() if s.get("image") == "pinhole:latest"}
+    assert pinhole == set(services) - {"redis"}  # one image; Redis is its own
+    assert services["redis"]["image"] == "redis:7-bookworm"
     assert (ROOT / "Dockerfile").exists()
     assert services["cloud"]["environment"]["PINHOLE_STORE"].startswith("redis://redis:")
     firewall = services["firewall"]

@@ -116,6 +116,9 @@ def wheelhouse(cache: Path, say: Callable[[str], None]) -> Path:
         _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
               "-d", str(partial), "-c", str(constraints), *requirements], "pip download")
         partial.rename(wheels)
+        for old in cache.glob("wheels-*"):
+            if old != wheels:
+                shutil.rmtree(old, ignore_errors=True)
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     for stale in WHEELHOUSE.glob("*.whl"):
         if not (wheels / stale.name).exists():
@@ -193,6 +196,7 @@ class Engine:
                     self.docker("rm", "-f", "-v", *ids, timeout=120)
                 self.docker("network", "prune", "-f", timeout=60)
                 self.docker("volume", "prune", "-f", timeout=60)
+                self.docker("image", "prune", "-f", timeout=120)  # the cache stays bounded
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)

@@ -71,6 +71,7 @@ def stack() -> Iterator[Stack]:
     require_root()
     for tool in ("dockerd", "docker", "docker-compose", "debootstrap"):
         require_tool(tool)
+    bridges_before = _bridges()
     engine = Engine(cache_dir(), say=lambda line: print(line, flush=True))
     try:
         engine.start()
@@ -93,6 +94,12 @@ def stack() -> Iterator[Stack]:
         left = engine.stop()
     assert left == []
     assert not engine.exec_root.exists()
+    assert _bridges() == bridges_before  # the compose networks' bridges are gone
+
+
+def _bridges() -> set[str]:
+    """The host's bridge interfaces (Docker makes one per network)."""
+    return {p.parent.name for p in Path("/sys/class/net").glob("*/bridge")}
 
 
 def _client_output(stack: Stack, project: str, service: str) -> dict[str, Any]:

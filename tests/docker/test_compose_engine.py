@@ -143,6 +143,24 @@ def test_compose_up_ends_with_each_clients_media(stack: Stack, profile: str,
         stack.down(project)
 
 
+def test_compose_up_exits_non_zero_when_media_fails(stack: Stack) -> None:
+    """proxy-only without the clients' proxy: nothing gets out. up still ends on its own,
+    with exit code 1 and each client's reason in the smoke service's lines."""
+    project = "pinhole-fails"
+    try:
+        done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
+                             env={"PINHOLE_PROFILE": "proxy-only",
+                                  "PINHOLE_HTTPS_PORT": str(free_port())})
+        assert done.returncode == 1, (done.stdout[-3000:], done.stderr[-2000:])
+        smoke = stack.engine.docker("logs", stack.container(project, "smoke"))
+        for name in CLIENTS:
+            assert f"{name}: no media via -" in smoke, smoke
+        assert smoke.count("FAILED (exit code 1): pinhole: timed out") == 2, smoke
+        assert "smoke meeting: FAILED" in smoke
+    finally:
+        stack.down(project)
+
+
 def test_the_cloud_is_published_and_its_ca_and_stack_json_reach_the_host(
         stack: Stack, tmp_path: Path) -> None:
     """The cloud's HTTPS answers on the host's port, verified with the CA that ``docker cp``

@@ -107,3 +107,21 @@ def _holding(directory: Path) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_a_failed_client_says_why_in_the_summary(tmp_path: Path) -> None:
+    """proxy-only without the clients' proxy setting: nothing gets out, and the summary line
+    of each client ends with the error its call printed (before: only in a log file)."""
+    require_root()
+    for tool in ("docker-compose", "nft", "redis-server", "tinyproxy"):
+        require_tool(tool)
+    done = subprocess.run([sys.executable, "-m", "lab", "compose", "--profile", "proxy-only",
+                           "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=240, cwd=ROOT, check=False)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    for name in ("client-a", "client-b"):
+        line = next(x for x in lines if x.startswith(name + ":"))
+        assert "FAILED (exit code 1): pinhole: timed out" in line, line
+        assert "pass --proxy or set HTTPS_PROXY" in line
+    assert lines[-1] == "smoke meeting: FAILED"

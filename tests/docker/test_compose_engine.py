@@ -147,6 +147,35 @@ def test_compose_up_ends_with_each_clients_media(stack: Stack, profile: str,
         stack.down(project)
 
 
+def test_a_second_up_keeps_the_pki_and_counts_only_its_own_results(
+        stack: Stack, tmp_path: Path) -> None:
+    """``up`` again on the same volume (no ``down``): the cloud keeps its CA (clients that
+    copied it keep trusting it), and the smoke verdict is this run's: each client removed its
+    earlier result before its call."""
+    project = "pinhole-again"
+    env = {"PINHOLE_HTTPS_PORT": str(free_port())}
+    try:
+        ids = []
+        for run in range(2):
+            done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
+                                 env=env)
+            assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-2000:])
+            cloud = stack.container(project, "cloud")
+            stack.engine.docker("cp", f"{cloud}:/var/lib/pinhole/ca.pem",
+                                str(tmp_path / f"ca-{run}.pem"))
+            stack.engine.docker("cp", f"{stack.container(project, 'smoke')}:"
+                                "/var/lib/pinhole/results", str(tmp_path / f"results-{run}"))
+            written = json.loads((tmp_path / f"results-{run}" / "client-a.json").read_text())
+            ids.append(written["participant_id"])
+        logs = subprocess.run(["docker", "logs", cloud], capture_output=True, text=True,
+                              env={**os.environ, **stack.engine.env}, check=False).stderr
+        assert "pki: created" in logs and "pki: kept" in logs, logs[-3000:]
+        assert (tmp_path / "ca-0.pem").read_bytes() == (tmp_path / "ca-1.pem").read_bytes()
+        assert ids[0] != ids[1]  # the second verdict read the second call
+    finally:
+        stack.down(project)
+
+
 def test_compose_up_exits_non_zero_when_media_fails(stack: Stack) -> None:
     """proxy-only without the clients' proxy: nothing gets out. up still ends on its own,
     with exit code 1 and each client's reason in the smoke service's lines."""

@@ -71,8 +71,10 @@ def run_client(out: Path, argv: Sequence[str]) -> dict[str, Any]:
         printed = {"unparsed": stdout[-ERROR_TAIL:]}
     result: dict[str, Any] = {**(printed if isinstance(printed, dict) else {}),
                               "exit_code": code}
-    if code:
-        result["error"] = stderr[-ERROR_TAIL:].strip()
+    if code:  # the one line the call printed on stderr, else its --json error document
+        said = printed.get("error") if isinstance(printed, dict) else None
+        message = said.get("message") if isinstance(said, dict) else None
+        result["error"] = stderr[-ERROR_TAIL:].strip() or str(message or "")
     partial = out.with_suffix(".part")
     partial.write_text(json.dumps(result))
     partial.rename(out)  # the result appears whole or not at all

@@ -247,8 +247,7 @@ def test_a_profile_that_does_not_exist_fails_loudly_at_start(stack: Stack) -> No
         assert stack.engine.inspect(firewall)["State"]["ExitCode"] == 2  # type: ignore[index]
         said = subprocess.run(["docker", "logs", firewall], capture_output=True, text=True,
                               env={**os.environ, **stack.engine.env}, check=False).stderr
-        assert "there is no profile 'no-such-profile'" in said, said
-        assert "choose one of open, udp-5004" in said
+        assert "PINHOLE_PROFILE='no-such-profile' is not one of open, udp-5004" in said, said
     finally:
         stack.down(project)
 

@@ -188,7 +188,7 @@ def test_compose_up_exits_non_zero_when_media_fails(stack: Stack) -> None:
         smoke = stack.engine.docker("logs", stack.container(project, "smoke"))
         for name in CLIENTS:
             assert f"{name}: no media via -" in smoke, smoke
-        assert smoke.count("FAILED (exit code 1): pinhole: timed out") == 2, smoke
+        assert smoke.count("FAILED (exit code 3): pinhole: timed out") == 2, smoke
         assert "smoke meeting: FAILED" in smoke
     finally:
         stack.down(project)

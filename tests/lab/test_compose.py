@@ -110,8 +110,9 @@ def _holding(directory: Path) -> list[str]:
 
 
 def test_a_failed_client_says_why_in_the_summary(tmp_path: Path) -> None:
-    """proxy-only without the clients' proxy setting: nothing gets out, and the summary line
-    of each client ends with the error its call printed (before: only in a log file)."""
+    """proxy-only without the clients' proxy setting: nothing gets out (exit code 3: cannot
+    reach the cloud), and each client's summary line ends with the error its call printed
+    (before: only in a log file)."""
     require_root()
     for tool in ("docker-compose", "nft", "redis-server", "tinyproxy"):
         require_tool(tool)
@@ -122,6 +123,6 @@ def test_a_failed_client_says_why_in_the_summary(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     for name in ("client-a", "client-b"):
         line = next(x for x in lines if x.startswith(name + ":"))
-        assert "FAILED (exit code 1): pinhole: timed out" in line, line
+        assert "FAILED (exit code 3): pinhole: timed out" in line, line
         assert "pass --proxy or set HTTPS_PROXY" in line
     assert lines[-1] == "smoke meeting: FAILED"

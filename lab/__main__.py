@@ -111,6 +111,7 @@ def _pki(args: argparse.Namespace) -> int:
     _say(f"pki: {action} in {args.out}" + (f": {reason}" if reason else "")
          + ("" if action != "kept" else " (--force makes a new one)"))
     stack_json.write_text(json.dumps(pki.stack_json(args.cloud_url), indent=2))
+    stack_json.chmod(0o600)  # it carries the org's enrollment key
     out: dict[str, object] = {"pki": str(args.out), "action": action, "reason": reason,
                               "ca": str(pki.ca_file), "names": args.name,
                               "stack_json": str(stack_json)}
@@ -120,6 +121,7 @@ def _pki(args: argparse.Namespace) -> int:
         (public / "ca.pem").write_text(pki.ca_file.read_text())
         doc = {**pki.stack_json(args.public_url), "ca": "ca.pem"}  # beside stack.json
         (public / "stack.json").write_text(json.dumps(doc, indent=2))
+        (public / "stack.json").chmod(0o600)
         out["public"] = str(public)
     print(json.dumps(out), flush=True)
     return 0

@@ -69,6 +69,8 @@ def test_an_expiring_certificate_is_renewed_by_the_same_ca(
     public = json.loads((tmp_path / "public" / "stack.json").read_text())
     assert public["cloud"] == "https://localhost:8443" and public["ca"] == "ca.pem"
     assert (tmp_path / "public" / "ca.pem").read_bytes() == ca_before
+    for secret in ("stack.json", "public/stack.json", "ca.key", "cloud.key", "node-secret"):
+        assert (tmp_path / secret).stat().st_mode & 0o077 == 0, secret  # enrollment key etc.
 
 
 def test_an_expiring_ca_is_replaced(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from cloud import devices, health, meetings, nodes, openapi
-from cloud.http import Handler, errors_middleware
+from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
@@ -120,6 +120,8 @@ def make_app(
     cloud_ref.append(cloud)
     app[CLOUD] = cloud
     app[OPENAPI] = openapi.document()
+    app[MAX_BODY] = settings.max_body_bytes
+    app[MAX_DEPTH] = settings.max_json_depth
     app[TASKS] = set()
     app.add_routes(devices.routes)
     app.add_routes(meetings.routes)

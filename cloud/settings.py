@@ -27,6 +27,7 @@ class CloudSettings:
     heartbeat_misses: int = 3
     allocate_timeout_s: float = 5.0
     max_body_bytes: int = 256 * 1024
+    max_json_depth: int = 32  # nested arrays/objects in a body (the models need 4)
     state_file: str = ""  # written once listening: the real URL and port
 
     def masked(self) -> dict[str, object]:

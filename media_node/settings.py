@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from wire.admission import StreamLimits
+
 
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
@@ -35,6 +37,11 @@ class NodeSettings:
     capacity: int = 1000
     stun_rate: float = 20.0  # unauthenticated STUN requests per second per source IP
     stun_burst: float = 40.0
+    max_connections: int = 4096  # open TCP/TLS connections, all sources together
+    max_connections_per_source: int = 512  # open TCP/TLS connections from one IP address
+    handshake_s: float = 10.0  # a TLS handshake must finish within this
+    first_message_s: float = 10.0  # the first whole RFC 4571 frame must arrive within this
+    idle_s: float = 60.0  # no whole frame for this long closes a TCP/TLS connection
     consent_s: float = 30.0  # RFC 7675 §5.1: consent expires 30 s after the last response
     leg_timeout_s: float = 90.0  # a leg with no consent for this long is freed
     simulated_rtt_ms: float = 0.0  # simulation knob: delay before every reply and forward
@@ -53,6 +60,11 @@ class NodeSettings:
     @property
     def bind(self) -> str:
         return self.listen or self.advertise
+
+    @property
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(self.max_connections, self.max_connections_per_source,
+                            self.handshake_s, self.first_message_s, self.idle_s)
 
 
 def _env(name: str, default: object) -> str:
@@ -119,6 +131,21 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
                    help="unauthenticated STUN requests per second per source IP (0: no limit)")
     p.add_argument("--stun-burst", type=float, default=float(_env("stun_burst", d.stun_burst)),
                    help="burst of unauthenticated STUN requests per source IP")
+    p.add_argument("--max-connections", type=int,
+                   default=int(_env("max_connections", d.max_connections)),
+                   help="open TCP/TLS media connections this node accepts in total")
+    p.add_argument("--max-connections-per-source", type=int,
+                   default=int(_env("max_connections_per_source", d.max_connections_per_source)),
+                   help="open TCP/TLS media connections from one IP address (an office NAT "
+                   "counts once: one per participant using TCP/TLS behind it)")
+    p.add_argument("--handshake-s", type=float, default=float(_env("handshake_s", d.handshake_s)),
+                   help="close a TLS connection whose handshake takes longer (0: no limit)")
+    p.add_argument("--first-message-s", type=float,
+                   default=float(_env("first_message_s", d.first_message_s)),
+                   help="close a TCP/TLS connection whose first whole frame takes longer")
+    p.add_argument("--idle-s", type=float, default=float(_env("idle_s", d.idle_s)),
+                   help="close a TCP/TLS connection without a whole frame for this long "
+                   "(consent keepalives come every ~5 s)")
     p.add_argument("--consent-s", type=float, default=float(_env("consent_s", d.consent_s)),
                    help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
     p.add_argument("--leg-timeout-s", type=float,
@@ -154,6 +181,9 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
         cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
         stun_burst=a.stun_burst, consent_s=a.consent_s,
+        max_connections=a.max_connections,
+        max_connections_per_source=a.max_connections_per_source,
+        handshake_s=a.handshake_s, first_message_s=a.first_message_s, idle_s=a.idle_s,
         leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
         metrics_listen=a.metrics_listen, state_file=a.state_file, log_format=a.log_format,
     )

@@ -14,8 +14,10 @@ import uvloop
 from aiohttp import web
 
 from cloud.app import make_app
+from cloud.connections import listen
 from cloud.identity import IdentityError, TokenSigner, load_orgs
 from cloud.settings import CloudSettings, parse
+from cloud.state import CLOUD
 from cloud.store import open_store
 from wire.tls import server_context
 
@@ -33,14 +35,14 @@ async def serve(settings: CloudSettings) -> None:
     await runner.setup()
     ssl_context = server_context(settings.cert, settings.key) if settings.cert else None
     port = settings.port
+    admission = app[CLOUD].connections
     try:
-        site = web.TCPSite(runner, settings.listen, port, ssl_context=ssl_context)
-        await site.start()
+        server = await listen(runner, settings, port, ssl_context, admission)
     except PermissionError:
         port = 8443 if port == 443 else port + 8000
         log.warning("may not bind port %d here; taking %d instead", settings.port, port)
-        site = web.TCPSite(runner, settings.listen, port, ssl_context=ssl_context)
-        await site.start()
+        server = await listen(runner, settings, port, ssl_context, admission)
+    port = int(server.sockets[0].getsockname()[1])
     scheme = "https" if ssl_context else "http"
     url = f"{scheme}://{settings.listen}:{port}"
     log.info("cloud listening on %s with %d organisation(s)", url, len(orgs))
@@ -52,6 +54,7 @@ async def serve(settings: CloudSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    server.close()
     await runner.cleanup()
 
 

@@ -13,10 +13,12 @@ from aiohttp import web
 from cloud import devices, health, meetings, nodes, openapi
 from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
+from cloud.metrics import CloudMetrics
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
 from cloud.store import Store
+from wire.admission import Admission
 from wire.models import LegEvent
 
 ops = web.RouteTableDef()
@@ -59,6 +61,8 @@ async def metrics(request: web.Request) -> web.Response:
         "meetings": float(len(meetings_)),
         "participants": float(sum(len(m.participants) for m in meetings_)),
         "fresh_reports": float(await cloud.store.count_reports()),
+        "connections": float(cloud.connections.open),
+        "events_websockets": float(sum(cloud.events_open.values())),
     }
     labelled = {
         "nodes": {
@@ -116,7 +120,11 @@ def make_app(
         task.add_done_callback(app[TASKS].discard)
 
     registry = NodeRegistry(settings.heartbeat_s, settings.heartbeat_misses, on_leg_event)
-    cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs)
+    metrics_ = CloudMetrics()
+    admission = Admission(settings.max_connections, settings.max_connections_per_source,
+                          metrics_.refusals)
+    cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs,
+                  metrics=metrics_, connections=admission)
     cloud_ref.append(cloud)
     app[CLOUD] = cloud
     app[OPENAPI] = openapi.document()

@@ -167,21 +167,33 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         claims, _ = await cloud.authenticate(token.strip())
     except IdentityError as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
-    ws = web.WebSocketResponse(heartbeat=20.0)
-    await ws.prepare(request)
-
-    async def pump() -> None:
-        async for event in cloud.store.subscribe(claims.device_id):
-            await ws.send_str(event.model_dump_json())
-
-    task = asyncio.create_task(pump())
+    device = claims.device_id
+    if cloud.events_open[device] >= cloud.settings.max_events_per_device:
+        cloud.metrics.refusals["events_per_device_cap"] += 1
+        raise ApiError(429, "too_many_websockets",
+                       f"this device already holds {cloud.events_open[device]} event streams; "
+                       "close one first")
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    cloud.events_open[device] += 1
     try:
-        async for _ in ws:  # clients send nothing we act on; pings are automatic
-            pass
+        await ws.prepare(request)
+
+        async def pump() -> None:
+            async for event in cloud.store.subscribe(device):
+                await ws.send_str(event.model_dump_json())
+
+        task = asyncio.create_task(pump())
+        try:
+            async for _ in ws:  # clients send nothing we act on; pings are automatic
+                pass
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        cloud.events_open[device] -= 1
+        if cloud.events_open[device] <= 0:
+            del cloud.events_open[device]
     return ws
 
 

@@ -11,6 +11,7 @@ class CloudMetrics:
     joins_by_transport: Counter[str] = field(default_factory=Counter)
     calls_by_transport: Counter[str] = field(default_factory=Counter)
     responses_by_class: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)  # connections refused, by reason
     reports: int = 0
     cascades_opened: int = 0
     reassignments: int = 0
@@ -28,6 +29,7 @@ class CloudMetrics:
             "joins_total": ("transport", self.joins_by_transport),
             "calls_total": ("transport", self.calls_by_transport),
             "http_responses_total": ("class", self.responses_by_class),
+            "connection_refusals_total": ("reason", self.refusals),
         }
         for name, (label, counter) in counters.items():
             lines.append(f"# TYPE pinhole_{name} counter")

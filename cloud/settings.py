@@ -29,6 +29,15 @@ class CloudSettings:
     max_body_bytes: int = 256 * 1024
     max_json_depth: int = 32  # nested arrays/objects in a body (the models need 4)
     state_file: str = ""  # written once listening: the real URL and port
+    max_connections: int = 10000  # open connections, all sources together
+    # open connections from one address: a whole office behind one NAT address counts once
+    # (each device holds its REST connection and its events WebSocket)
+    max_connections_per_source: int = 2500
+    handshake_s: float = 10.0  # a TLS handshake must finish within this
+    idle_s: float = 30.0  # no whole request for this long (silent or partial) closes it
+    max_events_per_device: int = 4  # open /v1/events WebSockets of one device
+    metrics_retention_s: float = 86400.0  # end-of-call reports: aggregated, then forgotten
+    meeting_retention_s: float = 3600.0  # an ended (empty) meeting is forgotten after this
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
@@ -92,6 +101,28 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
                    help="missed heartbeats before a node is unhealthy")
     p.add_argument("--state-file", default=_env("state_file", d.state_file),
                    help="write {url, port} here as JSON once listening")
+    p.add_argument("--max-connections", type=int,
+                   default=int(_env("max_connections", str(d.max_connections))),
+                   help="open client connections the cloud accepts in total")
+    p.add_argument("--max-connections-per-source", type=int,
+                   default=int(_env("max_connections_per_source",
+                                    str(d.max_connections_per_source))),
+                   help="open connections from one IP address; an office behind one NAT "
+                   "address needs about two per device (REST + events)")
+    p.add_argument("--handshake-s", type=float,
+                   default=float(_env("handshake_s", str(d.handshake_s))),
+                   help="close a connection whose TLS handshake takes longer")
+    p.add_argument("--idle-s", type=float, default=float(_env("idle_s", str(d.idle_s))),
+                   help="close a connection without a whole request for this long")
+    p.add_argument("--max-events-per-device", type=int,
+                   default=int(_env("max_events_per_device", str(d.max_events_per_device))),
+                   help="open /v1/events WebSockets one device may hold")
+    p.add_argument("--metrics-retention-s", type=float,
+                   default=float(_env("metrics_retention_s", str(d.metrics_retention_s))),
+                   help="keep end-of-call reports this long (their totals are kept for good)")
+    p.add_argument("--meeting-retention-s", type=float,
+                   default=float(_env("meeting_retention_s", str(d.meeting_retention_s))),
+                   help="forget a meeting this long after its last participant left")
     a = p.parse_args(argv)
     if a.node_secret_file:
         a.node_secret = _secret_from(a.node_secret_file, p)
@@ -101,5 +132,8 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
         probe_ttl_s=a.probe_ttl_s, probe_interval_s=a.probe_interval_s,
         probe_timeout_ms=a.probe_timeout_ms, token_ttl_s=a.token_ttl_s,
         heartbeat_s=a.heartbeat_s, heartbeat_misses=a.heartbeat_misses,
-        state_file=a.state_file,
+        state_file=a.state_file, max_connections=a.max_connections,
+        max_connections_per_source=a.max_connections_per_source, handshake_s=a.handshake_s,
+        idle_s=a.idle_s, max_events_per_device=a.max_events_per_device,
+        metrics_retention_s=a.metrics_retention_s, meeting_retention_s=a.meeting_retention_s,
     )

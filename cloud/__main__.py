@@ -18,7 +18,7 @@ from cloud.connections import listen
 from cloud.identity import IdentityError, TokenSigner, load_orgs
 from cloud.settings import CloudSettings, parse
 from cloud.state import CLOUD
-from cloud.store import open_store
+from cloud.store import Retention, open_store
 from wire.tls import server_context
 
 log = logging.getLogger("cloud")
@@ -30,7 +30,8 @@ def _write_state(path: str, state: dict[str, object]) -> None:
 
 async def serve(settings: CloudSettings) -> None:
     orgs = load_orgs(settings.orgs) if settings.orgs else {}
-    app = make_app(settings, open_store(settings.store), orgs, TokenSigner(settings.token_key))
+    store = open_store(settings.store, Retention(calls_s=settings.metrics_retention_s))
+    app = make_app(settings, store, orgs, TokenSigner(settings.token_key))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     ssl_context = server_context(settings.cert, settings.key) if settings.cert else None

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloud import devices, health, meetings, nodes, openapi
+from cloud import devices, health, meetings, nodes, openapi, retention
 from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.metrics import CloudMetrics
@@ -148,7 +148,8 @@ def make_app(
 
     async def health_watch(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(health.watch(cloud)),
-                 asyncio.create_task(registry.run_sync())]
+                 asyncio.create_task(registry.run_sync()),
+                 asyncio.create_task(retention.sweep(cloud))]
         yield
         for task in tasks:
             task.cancel()

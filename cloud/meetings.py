@@ -138,6 +138,8 @@ async def leave(request: web.Request) -> web.Response:
         if not found or found[0].device_id != claims.device_id:
             raise ApiError(404, "not_found", f"no participant {pid} of this device here")
         meeting = await prune_cascades(cloud, without_participant(meeting, pid))
+        if not meeting.participants:  # ended: forgotten after the meeting retention
+            meeting = replace(meeting, ended_at=cloud.clock())
         await cloud.store.put_meeting(meeting)
     cloud.legs.pop(found[0].leg_id, None)
     await cloud.registry.release(found[0].node_id, found[0].leg_id)

@@ -15,6 +15,7 @@ class CloudMetrics:
     reports: int = 0
     cascades_opened: int = 0
     reassignments: int = 0
+    meetings_forgotten: int = 0
 
     def render(self, gauges: dict[str, float], labelled: dict[str, dict[str, float]]) -> str:
         """Prometheus text format 0.0.4."""
@@ -36,6 +37,7 @@ class CloudMetrics:
             lines += [f'pinhole_{name}{{{label}="{k}"}} {v}' for k, v in sorted(counter.items())]
         for name, value in (("reports_total", self.reports),
                             ("cascades_opened_total", self.cascades_opened),
-                            ("reassignments_total", self.reassignments)):
+                            ("reassignments_total", self.reassignments),
+                            ("meetings_forgotten_total", self.meetings_forgotten)):
             lines += [f"# TYPE pinhole_{name} counter", f"pinhole_{name} {value}"]
         return "\n".join(lines) + "\n"

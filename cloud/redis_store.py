@@ -25,7 +25,15 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from cloud.node_bus import RedisNodeBus
-from cloud.store import CascadeRecord, DeviceRecord, MeetingRecord, ParticipantRecord
+from cloud.store import (
+    DEFAULT_RETENTION,
+    CallTotals,
+    CascadeRecord,
+    DeviceRecord,
+    MeetingRecord,
+    ParticipantRecord,
+    Retention,
+)
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
 PREFIX = "pinhole:"
@@ -36,12 +44,14 @@ def _meeting_from(data: dict[str, Any]) -> MeetingRecord:
         id=data["id"], org=data["org"], title=data["title"], created_at=data["created_at"],
         participants=tuple(ParticipantRecord(**p) for p in data["participants"]),
         cascades=tuple(CascadeRecord(**c) for c in data.get("cascades", ())),
+        ended_at=data.get("ended_at"),
     )
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retention: Retention = DEFAULT_RETENTION) -> None:
         self.url = url
+        self._retention = retention
         self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
 
     async def ping(self) -> bool:
@@ -127,12 +137,45 @@ class RedisStore:
 
     # ----------------------------------------------------------------- metrics
 
+    async def delete_meeting(self, meeting_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{PREFIX}meeting:{meeting_id}")
+            pipe.srem(f"{PREFIX}meetings", meeting_id)
+            await pipe.execute()
+
     async def add_call_metrics(self, org: str, metrics: CallMetrics) -> None:
-        await self._redis.rpush(f"{PREFIX}calls", metrics.model_dump_json())
+        """Sum into the totals; keep the newest reports only, and not past the retention."""
+        totals = f"{PREFIX}calltotals:{org}:{metrics.transport}"
+        r = self._retention
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(totals, "calls", 1)
+            pipe.hincrbyfloat(totals, "duration_s", metrics.duration_s)
+            pipe.hincrbyfloat(totals, "loss", metrics.loss)
+            pipe.hincrbyfloat(totals, "jitter_ms", metrics.jitter_ms)
+            if metrics.rtt_ms is not None:
+                pipe.hincrbyfloat(totals, "rtt_ms", metrics.rtt_ms)
+                pipe.hincrby(totals, "rtt_calls", 1)
+            pipe.sadd(f"{PREFIX}calltotals", f"{org}:{metrics.transport}")
+            pipe.lpush(f"{PREFIX}calls", metrics.model_dump_json())
+            pipe.ltrim(f"{PREFIX}calls", 0, r.max_recent_calls - 1)
+            pipe.expire(f"{PREFIX}calls", max(1, int(r.calls_s)))  # a quiet list goes whole
+            await pipe.execute()
 
     async def call_metrics(self) -> list[CallMetrics]:
-        return [CallMetrics.model_validate_json(raw)
-                for raw in await self._redis.lrange(f"{PREFIX}calls", 0, -1)]
+        raws = await self._redis.lrange(f"{PREFIX}calls", 0, -1)
+        return [CallMetrics.model_validate_json(raw) for raw in reversed(raws)]
+
+    async def call_totals(self) -> dict[tuple[str, str], CallTotals]:
+        out: dict[tuple[str, str], CallTotals] = {}
+        for member in sorted(await self._redis.smembers(f"{PREFIX}calltotals")):
+            key = str(member)
+            org, _, transport = key.rpartition(":")
+            h = await self._redis.hgetall(f"{PREFIX}calltotals:{key}")
+            out[(org, transport)] = CallTotals(
+                int(h.get("calls", 0)), float(h.get("duration_s", 0)), float(h.get("loss", 0)),
+                float(h.get("jitter_ms", 0)), float(h.get("rtt_ms", 0)),
+                int(h.get("rtt_calls", 0)))
+        return out
 
     # ----------------------------------------------------------------- events
 

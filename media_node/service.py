@@ -110,7 +110,8 @@ async def run(settings: NodeSettings) -> int:
         return 2
     engine = Engine(settings.node_id or "media-node", capacity=settings.capacity,
                     consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
-                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst)
+                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst,
+                    stun_ip_rate=settings.stun_ip_rate, stun_ip_burst=settings.stun_ip_burst)
     admission = admission_for(settings)
     with tempfile.TemporaryDirectory(prefix="pinhole-node-") as tmp:
         try:

@@ -35,8 +35,10 @@ class NodeSettings:
     cert: str = ""  # PEM certificate for TLS 443; generated (self-signed) when empty
     key: str = ""
     capacity: int = 1000
-    stun_rate: float = 20.0  # unauthenticated STUN requests per second per source IP
+    stun_rate: float = 20.0  # unauthenticated STUN requests per second per flow (5-tuple)
     stun_burst: float = 40.0
+    stun_ip_rate: float = 1000.0  # ceiling per source IP, all its flows (an office NAT)
+    stun_ip_burst: float = 4000.0
     max_connections: int = 4096  # open TCP/TLS connections, all sources together
     max_connections_per_source: int = 512  # open TCP/TLS connections from one IP address
     handshake_s: float = 10.0  # a TLS handshake must finish within this
@@ -128,9 +130,17 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
     p.add_argument("--capacity", type=int, default=int(_env("capacity", d.capacity)),
                    help="legs this node accepts")
     p.add_argument("--stun-rate", type=float, default=float(_env("stun_rate", d.stun_rate)),
-                   help="unauthenticated STUN requests per second per source IP (0: no limit)")
+                   help="unauthenticated STUN requests per second per flow: source IP and "
+                   "port, or one TCP/TLS connection (0: no limit)")
     p.add_argument("--stun-burst", type=float, default=float(_env("stun_burst", d.stun_burst)),
-                   help="burst of unauthenticated STUN requests per source IP")
+                   help="burst of unauthenticated STUN requests per flow")
+    p.add_argument("--stun-ip-rate", type=float,
+                   default=float(_env("stun_ip_rate", d.stun_ip_rate)),
+                   help="ceiling per source IP over all its flows: an office behind one NAT "
+                   "address shares it (size it for the office: see the ops notes)")
+    p.add_argument("--stun-ip-burst", type=float,
+                   default=float(_env("stun_ip_burst", d.stun_ip_burst)),
+                   help="burst of the per-source-IP ceiling")
     p.add_argument("--max-connections", type=int,
                    default=int(_env("max_connections", d.max_connections)),
                    help="open TCP/TLS media connections this node accepts in total")
@@ -180,7 +190,8 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         legacy_dc=a.legacy_dc, legacy_port=a.legacy_port, tcp_port=a.tcp_port,
         tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
         cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
-        stun_burst=a.stun_burst, consent_s=a.consent_s,
+        stun_burst=a.stun_burst, stun_ip_rate=a.stun_ip_rate, stun_ip_burst=a.stun_ip_burst,
+        consent_s=a.consent_s,
         max_connections=a.max_connections,
         max_connections_per_source=a.max_connections_per_source,
         handshake_s=a.handshake_s, first_message_s=a.first_message_s, idle_s=a.idle_s,

@@ -58,7 +58,8 @@ async def running_node(node_id: str = "node-t", **settings: Any) -> AsyncIterato
     config = NodeSettings(cloud="https://unused", node_id=node_id, advertise=address,
                           **settings)
     engine = Engine(node_id, consent_s=config.consent_s, leg_timeout_s=config.leg_timeout_s,
-                    stun_rate=config.stun_rate, stun_burst=config.stun_burst)
+                    stun_rate=config.stun_rate, stun_burst=config.stun_burst,
+                    stun_ip_rate=config.stun_ip_rate, stun_ip_burst=config.stun_ip_burst)
     admission = admission_for(config)
     with tempfile.TemporaryDirectory() as tmp:
         endpoints, fingerprint, closers = await start_listeners(config, engine, Path(tmp),

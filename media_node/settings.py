@@ -40,7 +40,7 @@ class NodeSettings:
     stun_ip_rate: float = 1000.0  # ceiling per source IP, all its flows (an office NAT)
     stun_ip_burst: float = 4000.0
     max_connections: int = 4096  # open TCP/TLS connections, all sources together
-    max_connections_per_source: int = 512  # open TCP/TLS connections from one IP address
+    max_connections_per_source: int = 1024  # open TCP/TLS connections from one IP address
     handshake_s: float = 10.0  # a TLS handshake must finish within this
     first_message_s: float = 10.0  # the first whole RFC 4571 frame must arrive within this
     idle_s: float = 60.0  # no whole frame for this long closes a TCP/TLS connection

@@ -22,7 +22,7 @@ class StreamLimits:
     """Bounds of one stream listener; every duration in seconds (0 disables it)."""
 
     max_connections: int = 4096
-    max_per_source: int = 512
+    max_per_source: int = 1024
     handshake_s: float = 10.0  # a TLS handshake must finish within this
     first_message_s: float = 10.0  # the first whole message must arrive within this
     idle_s: float = 60.0  # a connection with no whole message for this long is closed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from cloud.app import make_app
+from cloud.app import READINESS, make_app
 from cloud.connections import listen
 from cloud.identity import IdentityError, TokenSigner, load_orgs
 from cloud.settings import CloudSettings, parse
@@ -46,7 +47,14 @@ async def serve(settings: CloudSettings) -> None:
     port = int(server.sockets[0].getsockname()[1])
     scheme = "https" if ssl_context else "http"
     url = f"{scheme}://{settings.listen}:{port}"
-    log.info("cloud listening on %s with %d organisation(s)", url, len(orgs))
+    watch = app[READINESS]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(watch.checked.wait(), watch.ping_timeout_s + 1)
+    if watch.ready:
+        log.info("cloud listening on %s with %d organisation(s)", url, len(orgs))
+    else:
+        log.warning("cloud listening on %s but NOT READY: the store %s does not answer; "
+                    "/readyz answers 503 and API calls 503 until it does", url, settings.store)
     if settings.state_file:
         _write_state(settings.state_file, {"url": url, "port": port})
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ from cloud import devices, health, meetings, nodes, openapi, retention
 from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.metrics import CloudMetrics
+from cloud.readiness import StoreWatch
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
@@ -44,11 +45,11 @@ async def healthz(request: web.Request) -> web.Response:
 @ops.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
-    try:
-        ok = await asyncio.wait_for(cloud.store.ping(), 2.0)
-    except (OSError, TimeoutError):
-        ok = False
-    return web.json_response({"ok": ok, "store": cloud.settings.store}, status=200 if ok else 503)
+    ok = await request.app[READINESS].ping()
+    body: dict[str, object] = {"ok": ok, "store": cloud.settings.store}
+    if not ok:
+        body["detail"] = "the store does not answer; the cloud cannot serve until it does"
+    return web.json_response(body, status=200 if ok else 503)
 
 
 @ops.get("/metrics")
@@ -130,6 +131,8 @@ def make_app(
     app[OPENAPI] = openapi.document()
     app[MAX_BODY] = settings.max_body_bytes
     app[MAX_DEPTH] = settings.max_json_depth
+    watch = StoreWatch(store, settings.store)
+    app[READINESS] = watch
     app[TASKS] = set()
     app.add_routes(devices.routes)
     app.add_routes(meetings.routes)
@@ -149,7 +152,8 @@ def make_app(
     async def health_watch(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(health.watch(cloud)),
                  asyncio.create_task(registry.run_sync()),
-                 asyncio.create_task(retention.sweep(cloud))]
+                 asyncio.create_task(retention.sweep(cloud)),
+                 asyncio.create_task(watch.run())]
         yield
         for task in tasks:
             task.cancel()
@@ -162,3 +166,4 @@ def make_app(
 
 TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("tasks", set)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
+READINESS: web.AppKey[StoreWatch] = web.AppKey("readiness", StoreWatch)

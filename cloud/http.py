@@ -9,6 +9,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from cloud.store import StoreUnavailable
 from wire.errors import BodyError
 from wire.json_body import decode_json
 from wire.models import ErrorBody
@@ -46,6 +47,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.detail)
+    except StoreUnavailable as exc:  # the readiness watch logs the outage, once per step
+        log.debug("%s %s: %s", request.method, request.path, exc)
+        return error_response(503, "store_unavailable",
+                              "the cloud's store does not answer; try again shortly")
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "too_large", "request body is too large")
     except web.HTTPException as exc:

@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from cloud.node_bus import NodeBus
+from cloud.store import StoreUnavailable
 from wire.models import (
     AllocateLeg,
     Heartbeat,
@@ -115,11 +116,20 @@ class NodeRegistry:
         }
 
     async def run_sync(self) -> None:
+        failing = False
         while True:
             try:
                 await self.sync()
-            except Exception:  # a Redis hiccup must not end the loop
-                log.exception("node registry sync failed")
+            except StoreUnavailable as exc:  # the readiness watch reports the outage
+                if not failing:
+                    log.warning("node registry sync paused: %s", exc)
+                failing = True
+            except Exception as exc:  # anything else must not end the loop either
+                log.warning("node registry sync failed: %r", exc)
+            else:
+                if failing:
+                    log.info("node registry sync resumed")
+                failing = False
             await asyncio.sleep(max(0.1, self.heartbeat_s / 2))
 
     async def serve_control(self, node_id: str, ws: web.WebSocketResponse) -> None:

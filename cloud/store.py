@@ -20,6 +20,10 @@ from typing import Final, Protocol
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached or failed; the caller may try again later."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceRecord:
     device_id: str

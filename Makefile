@@ -9,7 +9,7 @@ PACKAGES := wire cloud client media_node hybrid_node lab bench
 DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark \
         libsrtp2-dev gcc
 
-.PHONY: demo test lint typecheck bench system-deps venv clean mutate
+.PHONY: demo test lint typecheck bench system-deps venv clean mutate fuzz
 
 demo: venv
 	$(PY) -m lab demo
@@ -25,6 +25,13 @@ test: venv system-deps lint typecheck
 # Mutation testing of the sans-I/O core, the relay engine and assignment (not in make test).
 mutate: venv
 	$(PY) -m tests.mutate
+
+# Coverage-guided fuzzing (atheris) of every parser and boundary (not in make test; a short
+# run of it is): FUZZ_COUNT inputs per target, corpus in tests/fuzz/corpus, crashes saved in
+# tests/fuzz/crashes and replayed by the suite.
+FUZZ_COUNT ?= 1000000
+fuzz: venv
+	$(PY) -m tests.fuzz --count $(FUZZ_COUNT)
 
 lint: venv
 	$(VENV)/bin/ruff check .

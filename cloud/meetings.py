@@ -204,7 +204,12 @@ async def events(request: web.Request) -> web.WebSocketResponse:
 async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
     """Keep the transport a participant's leg latched on (GET /v1/meetings/{id})."""
     where = cloud.legs.get(event.leg_id)
-    if where is None or event.event not in ("latched", "relatched"):
+    if where is None:
+        return
+    if event.event == "freed":  # the node timed it out: no consent for the leg timeout
+        await _drop_gone(cloud, node_id, event.leg_id, *where)
+        return
+    if event.event not in ("latched", "relatched"):
         return
     meeting_id, pid = where
     async with cloud.meeting_lock(meeting_id):
@@ -219,3 +224,24 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
         await cloud.store.put_meeting(replace(meeting, participants=updated))
     log.info("leg %s of %s on node %s %s over %s", event.leg_id, pid, node_id, event.event,
              event.rung)
+
+
+async def _drop_gone(cloud: Cloud, node_id: str, leg_id: str, meeting_id: str, pid: str) -> None:
+    """A participant whose leg the node freed has left (a client that crashed or went
+    away never says so): without this its meeting would never end, nor be forgotten."""
+    async with cloud.meeting_lock(meeting_id):
+        meeting = await cloud.store.get_meeting(meeting_id)
+        if meeting is None or not any(p.id == pid and p.leg_id == leg_id
+                                      for p in meeting.participants):
+            return
+        meeting = await prune_cascades(cloud, without_participant(meeting, pid))
+        if not meeting.participants:
+            meeting = replace(meeting, ended_at=cloud.clock())
+        await cloud.store.put_meeting(meeting)
+    cloud.legs.pop(leg_id, None)
+    log.info("participant %s left meeting %s: node %s freed its leg (no consent)", pid,
+             meeting_id, node_id)
+    await cloud.store.publish(
+        (p.device_id for p in meeting.participants),
+        Event(type="participant.left", meeting_id=meeting_id, participant_id=pid),
+    )

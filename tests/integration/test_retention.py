@@ -11,7 +11,9 @@ takes one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -168,3 +170,49 @@ async def test_the_last_leave_stamps_the_end_and_starts_the_retention() -> None:
         assert await forget_ended_meetings(cloud, stored.ended_at + 3599) == 0
         assert await forget_ended_meetings(cloud, stored.ended_at + 3600) == 1
         node.cancel()
+
+
+async def test_a_participant_whose_leg_the_node_freed_has_left() -> None:
+    """A client that crashed never leaves; its node frees the leg after the leg timeout
+    (no consent) and says so: the cloud drops the participant, so the meeting ends and
+    is forgotten in its turn (before, it stayed in the meeting for good)."""
+    store = MemoryStore()
+    async with api(store) as (server, http):
+        client = Api(server, http)
+        body = {"id": "n1", "kind": "cloud", "region": "test", "address": "192.0.2.7",
+                "endpoints": [{"rung": "udp/5004", "transport": "udp", "port": 5004}]}
+        status, answer = await client.call("POST", "/v1/nodes", body, "node-secret")
+        assert status == 201, answer
+        ws = await http.ws_connect(server.make_url(answer["control_path"]),
+                                   headers={"Authorization": "Bearer node-secret"})
+        await ws.send_str(json.dumps({"type": "heartbeat", "load": 0.0, "legs": 0}))
+        legs: list[str] = []
+
+        async def serve() -> None:
+            async for msg in ws:
+                command = json.loads(msg.data)
+                if command["type"] == "allocate_leg":
+                    legs.append(command["leg_id"])
+                    await ws.send_str(json.dumps({"type": "leg_allocated",
+                                                  "request_id": command["request_id"],
+                                                  "leg_id": command["leg_id"]}))
+
+        node = asyncio.create_task(serve())
+        alice = await client.device(name="alice")
+        await client.report(alice, "n1")
+        _, meeting = await client.call("POST", "/v1/meetings", {}, alice["token"])
+        status, _ = await client.call("POST", f"/v1/meetings/{meeting['id']}/participants", {},
+                                      alice["token"])
+        assert status == 201 and len(legs) == 1
+        await ws.send_str(json.dumps({"type": "leg_event", "leg_id": legs[0],
+                                      "event": "freed"}))
+        for _ in range(100):
+            stored = await store.get_meeting(meeting["id"])
+            if stored is not None and not stored.participants:
+                break
+            await asyncio.sleep(0.05)
+        assert stored is not None and stored.participants == ()
+        assert stored.ended_at is not None
+        assert legs[0] not in server.app[CLOUD].legs
+        node.cancel()
+        await ws.close()

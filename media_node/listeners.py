@@ -17,6 +17,7 @@ from media_node.engine import Engine
 from wire.admission import Admission, StreamLimits
 from wire.errors import FramingError
 from wire.framing import FrameDecoder, encode_frame
+from wire.tls_stream import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,10 @@ class StreamConnection(asyncio.Protocol):
 
     Bounded (issue: the node kept silent, 1-byte and half-frame connections
     forever): the listener's :class:`~wire.admission.Admission` must admit the
-    source before anything else (TLS included: the handshake starts only after
-    admission, with its own deadline), the first whole RFC 4571 frame must
+    source before anything else (TLS included: the node runs TLS itself on
+    memory BIOs, :class:`~wire.tls_stream.ServerTls`, so no handshake byte is
+    processed before admission, and the handshake has a counted deadline), the
+    first whole RFC 4571 frame must
     arrive within ``first_message_s``, and a connection without a whole frame
     for ``idle_s`` is closed. Bytes that never complete a frame do not count as
     activity. Each closing reason is counted in ``admission.refusals``.
@@ -83,15 +86,12 @@ class StreamConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._admission = admission
         self._limits = limits
-        self._tls = tls
         self._admitted = False
         self._frames = 0
         self._last_frame = 0.0
         self._opened = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._handshake: asyncio.Task[None] | None = None
-        # TLS: bytes that arrive between the handshake and start_tls() returning
-        self._early: list[bytes] | None = [] if tls is not None else None
+        self._tls = ServerTls(tls) if tls is not None else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -104,9 +104,6 @@ class StreamConnection(asyncio.Protocol):
         self._admitted = True
         self._opened = self._loop.time()
         self._arm(self._opened + self._first_deadline())
-        if self._tls is not None:  # no byte reaches the framing before TLS is on
-            self.transport.pause_reading()
-            self._handshake = self._loop.create_task(self._start_tls(self.transport, self._tls))
 
     def _first_deadline(self) -> float:
         """Seconds from accept to the first whole frame (TLS: after its handshake)."""
@@ -114,23 +111,6 @@ class StreamConnection(asyncio.Protocol):
         if not first:
             return float("inf")
         return first + (self._limits.handshake_s if self._tls is not None else 0.0)
-
-    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
-        try:
-            secure = await self._loop.start_tls(
-                raw, self, context, server_side=True,
-                ssl_handshake_timeout=self._limits.handshake_s or None)
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, RuntimeError) as exc:
-            log.debug("TLS handshake from %s failed: %r", self.peer, exc)
-            self._close("tls_handshake")  # the TLS layer never reports it to this protocol
-            raw.abort()
-            return
-        if secure is None or self.transport is None:  # closed during the handshake
-            return
-        self.transport = secure
-        early, self._early = self._early or [], None
-        for data in early:
-            self.data_received(data)
 
     def _close(self, reason: str) -> None:
         """Close for ``reason`` (counted once) and give the admission slot back now."""
@@ -152,7 +132,10 @@ class StreamConnection(asyncio.Protocol):
         if self.transport is None:
             return
         now = self._loop.time()
-        if self._frames == 0:
+        if self._tls is not None and not self._tls.established:
+            handshake = self._limits.handshake_s or float("inf")
+            deadline, reason = self._opened + handshake, "tls_handshake"
+        elif self._frames == 0:
             deadline, reason = self._opened + self._first_deadline(), "first_message"
         else:
             idle = self._limits.idle_s or float("inf")
@@ -164,9 +147,21 @@ class StreamConnection(asyncio.Protocol):
         self._arm(deadline)
 
     def data_received(self, data: bytes) -> None:
-        if self._early is not None:  # answers must go out over TLS, not the raw socket
-            self._early.append(data)
-            return
+        if self._tls is not None:
+            if not self._admitted:
+                return
+            was_established = self._tls.established
+            try:
+                data = self._tls.receive(data)
+            except ssl.SSLError as exc:
+                log.debug("TLS from %s failed: %s", self.peer, exc)
+                self._close("tls_handshake" if not was_established else "tls_error")
+                return
+            self._flush_tls()
+            if self._tls.peer_closed and self.transport is not None:
+                self.transport.close()
+            if not data:
+                return
         try:
             frames = self.decoder.feed(data)
         except FramingError as exc:
@@ -206,7 +201,17 @@ class StreamConnection(asyncio.Protocol):
         if transport.get_write_buffer_size() > 1 << 20:
             self.engine.drop("stream_backlog")  # a stalled reader: drop, as UDP would
             return
-        transport.write(encode_frame(data))
+        if self._tls is None:
+            transport.write(encode_frame(data))
+        elif self._tls.established:
+            self._tls.send(encode_frame(data))
+            self._flush_tls()
+
+    def _flush_tls(self) -> None:
+        assert self._tls is not None
+        out = self._tls.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
 
 
 async def bind_udp(engine: Engine, host: str, port: int, rung: str,

@@ -35,6 +35,8 @@ SEEDS: dict[str, list[bytes]] = {
                           b'{"type": "leg_allocated", "request_id": "r", "leg_id": "l"}'],
     "control_from_cloud": [_ALLOCATE.model_dump_json(context=None).encode(),
                            b'{"type": "release_leg", "leg_id": "leg-1"}'],
+    "tls": [bytes.fromhex(  # the start of a TLS 1.2 ClientHello record
+        "16030100a5010000a10303") + bytes(32) + bytes.fromhex("000020c02bc02f00ff0100")],
     "api_body": [json.dumps(b).encode() for b in (
         {"org": "acme", "enrollment_key": "k", "name": "d"},
         {"results": [{"node_id": "n1", "rung": "udp/5004", "reachable": True, "rtt_ms": 9.5}]},

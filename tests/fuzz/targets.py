@@ -15,8 +15,13 @@ and by the replay of the saved corpus and of past crashes in the test suite.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import functools
 import json
+import ssl
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -39,6 +44,8 @@ from wire.rtp import (
 )
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import parse_binding_response, validate_request
+from wire.tls import issue, server_context
+from wire.tls_stream import ServerTls
 
 Target = Callable[[bytes], None]
 
@@ -181,6 +188,28 @@ def api_body(data: bytes) -> None:
         model.model_validate(value)
 
 
+@functools.cache
+def _server_context() -> ssl.SSLContext:
+    made = issue(None, ["127.0.0.1"], datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = Path(tmp, "c.pem"), Path(tmp, "c.key")
+        cert.write_bytes(made.cert_pem)
+        key.write_bytes(made.key_pem)
+        return server_context(str(cert), str(key))
+
+
+def tls(data: bytes) -> None:
+    """wire.tls_stream: the node's TLS takes any bytes, in any chunks; ssl.SSLError only."""
+    server = ServerTls(_server_context())
+    cut = data[0] % (len(data) + 1) if data else 0
+    try:
+        server.receive(data[:cut])
+        server.receive(data[cut:])
+    except ssl.SSLError:
+        return
+    server.data_to_send()
+
+
 TARGETS: Final[dict[str, Target]] = {
     "stun": stun,
     "framing": framing,
@@ -190,4 +219,5 @@ TARGETS: Final[dict[str, Target]] = {
     "control_from_node": control_from_node,
     "control_from_cloud": control_from_cloud,
     "api_body": api_body,
+    "tls": tls,
 }

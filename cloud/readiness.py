@@ -4,7 +4,8 @@ Issue: with ``--store redis://127.0.0.1:1/0`` the cloud said "listening" and
 then wrote a full traceback every 2.5 s. Now the watch pings the store; while
 it does not answer, the cloud is *not ready* (``/readyz`` 503) and the watch
 logs one line per attempt, waiting twice as long each time (up to
-``max_s``); when it answers again, one line says so.
+``max_s``); when it answers again, one line says so. At start-up the cloud
+says "listening" (and writes its state file) only once the watch is ready.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class StoreWatch:
-    def __init__(self, store: Store, name: str, *, first_s: float = 1.0, max_s: float = 30.0,
+    def __init__(self, store: Store, name: str, *, first_s: float = 0.5, max_s: float = 30.0,
                  check_s: float = 5.0, ping_timeout_s: float = 2.0,
                  sleep: Sleep = asyncio.sleep) -> None:
         self.store = store
@@ -31,6 +32,7 @@ class StoreWatch:
         self._sleep = sleep
         self.ready = False
         self.checked = asyncio.Event()  # set after the first ping, either way
+        self.ready_event = asyncio.Event()  # set while the store answers
         self.failures = 0  # consecutive failed pings
 
     async def ping(self) -> bool:
@@ -46,12 +48,14 @@ class StoreWatch:
             if not self.ready and self.failures:
                 log.info("store %s answers again: ready", self.name)
             self.ready, self.failures = True, 0
+            self.ready_event.set()
             self.checked.set()
             return self.check_s
         self.ready = False
+        self.ready_event.clear()
         delay = min(self.max_s, self.first_s * 2.0 ** self.failures)
         self.failures += 1
-        log.warning("store %s does not answer (attempt %d): not ready; next try in %.0f s",
+        log.warning("store %s unreachable (attempt %d): not ready; retrying in %.1f s",
                     self.name, self.failures, delay)
         self.checked.set()
         return delay

@@ -3,9 +3,10 @@
 Defect pinned down (issue: "``--store redis://127.0.0.1:1/0`` prints
 'listening' then a full traceback every 2.5 s"): a real ``pinhole-cloud``
 process on a Redis URL where nothing listens yet answers ``/readyz`` 503 and
-API calls 503 ``store_unavailable`` (JSON, never a 500), logs that it listens
-but is NOT READY, writes one line per backoff step and no traceback; when a
-real redis-server appears on that port it becomes ready and serves.
+API calls 503 ``store_unavailable`` (JSON, never a 500), writes one line per
+backoff step and no traceback, and says "listening" only once the store
+answers; when a real redis-server appears on that port it becomes ready and
+serves.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ async def test_an_unreachable_store_is_not_ready_and_quiet(tmp_path: Path) -> No
     cloud = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cloud", "--listen", "127.0.0.1", "--port", str(port),
         "--store", f"redis://127.0.0.1:{store_port}/0", "--orgs", str(orgs),
+        "--state-file", str(tmp_path / "cloud.json"),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     redis: asyncio.subprocess.Process | None = None
     base = f"http://127.0.0.1:{port}"
@@ -55,6 +57,7 @@ async def test_an_unreachable_store_is_not_ready_and_quiet(tmp_path: Path) -> No
             status, body = await _get(http, f"{base}/readyz")
             assert status == 503 and body["ok"] is False
             assert (await _get(http, f"{base}/healthz"))[0] == 200  # alive, not ready
+            assert not (tmp_path / "cloud.json").exists()
             status, body = await _register(http, base)
             assert status == 503 and body["error"] == "store_unavailable", body
             await asyncio.sleep(3.5)
@@ -68,7 +71,9 @@ async def test_an_unreachable_store_is_not_ready_and_quiet(tmp_path: Path) -> No
                 await asyncio.sleep(0.25)
             status, body = await _register(http, base)
             assert status == 201, body
-            await asyncio.sleep(5)  # the watch pings again within its 4 s step
+            while not (tmp_path / "cloud.json").exists():  # written once the watch is ready
+                assert time.monotonic() < deadline, "never said it listens"
+                await asyncio.sleep(0.25)
     finally:
         cloud.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(cloud.communicate(), 20)
@@ -78,7 +83,8 @@ async def test_an_unreachable_store_is_not_ready_and_quiet(tmp_path: Path) -> No
     log = err.decode()
     assert "Traceback" not in log, log
     listening = [line for line in log.splitlines() if "listening on" in line]
-    assert len(listening) == 1 and "NOT READY" in listening[0], log
-    steps = [line for line in log.splitlines() if "does not answer (attempt" in line]
-    assert 2 <= len(steps) <= 5, log  # 1 s, 2 s, 4 s ... not one every 2.5 s forever
+    assert len(listening) == 1, log
+    steps = [line for line in log.splitlines() if "unreachable (attempt" in line]
+    assert 2 <= len(steps) <= 6, log  # 0.5 s, 1 s, 2 s, 4 s ... not one every 2.5 s forever
+    assert log.index(steps[-1]) < log.index(listening[0])  # "listening" once it can serve
     assert "answers again: ready" in log

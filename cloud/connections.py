@@ -1,6 +1,6 @@
 """The cloud's listening socket, bounded.
 
-Issue: ~20,000 idle TLS connections exhausted the cloud's descriptors
+Before: ~20,000 idle TLS connections exhausted the cloud's descriptors
 (``/healthz`` and registration failed) and partial request lines stayed
 open. Here every accepted connection must be admitted by the cloud's
 :class:`~wire.admission.Admission` (a total and a per-source-address cap,

@@ -1,6 +1,6 @@
 """Is the store there? A watch with backoff, one log line per step, and ``/readyz``.
 
-Issue: with ``--store redis://127.0.0.1:1/0`` the cloud said "listening" and
+Before: with ``--store redis://127.0.0.1:1/0`` the cloud said "listening" and
 then wrote a full traceback every 2.5 s. Now the watch pings the store; while
 it does not answer, the cloud is *not ready* (``/readyz`` 503) and the watch
 logs one line per attempt, waiting twice as long each time (up to

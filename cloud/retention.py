@@ -1,6 +1,6 @@
 """Forget what only grows: meetings that ended, after ``--meeting-retention-s``.
 
-Issue: meetings and their ids were kept after they ended. A meeting whose
+Before: meetings and their ids were kept after they ended. A meeting whose
 last participant left (or that nobody ever joined) is deleted with its id
 once it has been empty for the retention period; the count of meetings
 forgotten is kept (``pinhole_meetings_forgotten_total``). End-of-call

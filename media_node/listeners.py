@@ -63,7 +63,7 @@ class UdpListener(asyncio.DatagramProtocol):
 class StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection: framed packets in, framed packets out.
 
-    Bounded (issue: the node kept silent, 1-byte and half-frame connections
+    Bounded (before: the node kept silent, 1-byte and half-frame connections
     forever): the listener's :class:`~wire.admission.Admission` must admit the
     source before anything else (TLS included: the node runs TLS itself on
     memory BIOs, :class:`~wire.tls_stream.ServerTls`, so no handshake byte is

@@ -78,14 +78,14 @@ def _is_error(status: int, body: Any, code: str | None = None) -> bool:
 @pytest.mark.parametrize("raw", [b"[" * 1000, b'{"a":' * 5000, b"[" * 100_000])
 async def test_deep_nesting_on_registration_is_400(client: Client, raw: bytes,
                                                    caplog: pytest.LogCaptureFixture) -> None:
-    """Issue: ``[`` × 1000 and ``{"a":`` × 5000 on POST /v1/devices answered 500."""
+    """Before: ``[`` × 1000 and ``{"a":`` × 5000 on POST /v1/devices answered 500."""
     status, body = await client.send("POST", "/v1/devices", raw, JSON_HEADERS)
     assert _is_error(status, body, "too_deep"), (status, body)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_lone_surrogate_in_the_enrollment_key_is_400(client: Client) -> None:
-    """Issue: ``"\\ud800"`` in enrollment_key answered 500 (UnicodeEncodeError)."""
+    """Before: ``"\\ud800"`` in enrollment_key answered 500 (UnicodeEncodeError)."""
     raw = b'{"org": "acme", "enrollment_key": "\\ud800", "name": "d"}'
     status, body = await client.send("POST", "/v1/devices", raw, JSON_HEADERS)
     assert _is_error(status, body, "invalid_unicode"), (status, body)
@@ -109,7 +109,7 @@ async def test_a_node_secret_that_is_not_utf8_is_401(client: Client) -> None:
 @pytest.mark.parametrize("media_type", ["text/plain", "application/x-www-form-urlencoded",
                                         "application/json; charset=latin-1", ""])
 async def test_bodies_that_are_not_json_media_are_415(client: Client, media_type: str) -> None:
-    """Issue: ``text/plain`` bodies were accepted as JSON. The API speaks application/json."""
+    """Before: ``text/plain`` bodies were accepted as JSON. The API speaks application/json."""
     raw = json.dumps({"org": "acme", "enrollment_key": "acme-key", "name": "d"}).encode()
     headers = {"Content-Type": media_type} if media_type else {}
     if not media_type:

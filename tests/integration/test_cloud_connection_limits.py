@@ -1,6 +1,6 @@
 """The cloud's listener is bounded, on real sockets.
 
-Defects pinned down (issue: "~20,000 idle TLS connections exhaust its
+Defects pinned down (before: "~20,000 idle TLS connections exhaust its
 descriptors ... partial request lines stay open; 5,000 /v1/events WebSockets
 on one token are all accepted"): the connection past the per-address cap is
 refused and counted while other addresses are still served; a silent
@@ -124,7 +124,7 @@ async def test_a_tls_handshake_that_never_finishes_is_closed(tmp_path: Path) -> 
 
 
 async def test_a_devices_events_websockets_are_capped() -> None:
-    """Issue: 5,000 /v1/events WebSockets on one token were all accepted (+231 MB)."""
+    """Before: 5,000 /v1/events WebSockets on one token were all accepted (+231 MB)."""
     async with cloud(replace(FAST, idle_s=30)) as running, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{running.port}"
         async with http.post(f"{base}/v1/devices", json={

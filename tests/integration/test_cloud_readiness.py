@@ -1,6 +1,6 @@
 """A cloud whose store does not answer: not ready, says so, one line per backoff step.
 
-Defect pinned down (issue: "``--store redis://127.0.0.1:1/0`` prints
+Defect pinned down (before: "``--store redis://127.0.0.1:1/0`` prints
 'listening' then a full traceback every 2.5 s"): a real ``pinhole-cloud``
 process on a Redis URL where nothing listens yet answers ``/readyz`` 503 and
 API calls 503 ``store_unavailable`` (JSON, never a 500), writes one line per

@@ -1,6 +1,6 @@
 """The media node's TCP/TLS listeners are bounded, on real sockets.
 
-Defects pinned down (issue: "The node accepts unlimited TCP/TLS connections
+Defects pinned down (before: "The node accepts unlimited TCP/TLS connections
 and keeps silent, 1-byte and half-frame ones forever"): a silent connection,
 a 1-byte one and one holding half an RFC 4571 frame are each closed by the
 first-message deadline; a connection that went quiet after its frames is

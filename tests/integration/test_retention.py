@@ -1,6 +1,6 @@
 """Bounded retention: end-of-call reports are summed then forgotten; ended meetings go.
 
-Defects pinned down (issue: "POST /v1/metrics/calls keeps ~1.35 KB per call
+Defects pinned down (before: "POST /v1/metrics/calls keeps ~1.35 KB per call
 forever; meetings and their ids are kept after they end"): the store keeps at
 most ``max_recent_calls`` reports and none older than the retention, while
 the per-org, per-transport totals keep counting; a meeting empty for the

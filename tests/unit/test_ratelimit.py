@@ -1,6 +1,6 @@
 """The unauthenticated-STUN limiter: per flow (5-tuple), under a per-source-IP ceiling.
 
-Defect pinned down (issue: "The per-source-IP STUN bucket throttles every
+Defect pinned down (before: "The per-source-IP STUN bucket throttles every
 device behind one enterprise NAT together"): with one bucket per IP, a
 thousand devices behind one address got 40 answers between them. Fake
 ``now`` throughout (STYLE.md: no clock in the core).

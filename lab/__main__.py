@@ -144,7 +144,8 @@ def _compose(args: argparse.Namespace) -> int:
         state = args.state_dir or Path(cleanup.enter_context(
             tempfile.TemporaryDirectory(prefix="pinhole-compose-")))
         try:
-            project = compose.load(args.file.resolve(), env)
+            files = args.file or compose.files_for(args.profile)
+            project = compose.load([f.resolve() for f in files], env)
         except LabError as exc:
             print(f"pinhole-lab compose: {exc}", file=sys.stderr)
             return 2
@@ -241,8 +242,10 @@ def _parser() -> argparse.ArgumentParser:
                    "for the clients' results (see --help)")
     c = sub.add_parser("compose", help="run docker-compose.yml's services in network "
                        "namespaces (root, no Docker engine) and a smoke meeting")
-    c.add_argument("--file", type=Path, default=compose.COMPOSE_FILE,
-                   help="the compose file (default: the repository's docker-compose.yml)")
+    c.add_argument("--file", type=Path, action="append", default=[],
+                   help="a compose file, repeatable like docker compose -f (default: the "
+                   "repository's docker-compose.yml, and docker-compose.hybrid.yml for the "
+                   "hybrid profiles)")
     c.add_argument("--profile", default="open", choices=list(PROFILES),
                    help="firewall profile (PINHOLE_PROFILE for the file)")
     c.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",

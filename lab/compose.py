@@ -39,7 +39,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +47,14 @@ from typing import Any
 import yaml
 
 from lab import smoke
-from lab.firewall import LabError, run
+from lab.firewall import HYBRID_PROFILES, LabError, run
 from lab.netns import leftovers as netns_leftovers
 from lab.netns import remove_namespaces
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+#: The hybrid node's service, added to COMPOSE_FILE for the hybrid profiles.
+HYBRID_FILE = ROOT / "docker-compose.hybrid.yml"
 SMOKE_LABEL = "pinhole.smoke"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
 
@@ -184,12 +186,23 @@ def parse(config: Mapping[str, Any]) -> Project:
     return Project(services, networks, internal)
 
 
-def load(path: Path, env: Mapping[str, str]) -> Project:
-    """Read ``path`` as Compose reads it, with ``env`` for its ``${VARS}``."""
-    done = subprocess.run([*_compose_binary(), "-f", str(path), "config"], capture_output=True,
-                          text=True, env={**os.environ, **env}, check=False, cwd=path.parent)
+def files_for(profile: str) -> list[Path]:
+    """The files ``docker compose -f … up`` takes for ``profile``: the hybrid profiles add the
+    hybrid node's service (README: ``-f docker-compose.yml -f docker-compose.hybrid.yml``)."""
+    return [COMPOSE_FILE, HYBRID_FILE] if profile in HYBRID_PROFILES else [COMPOSE_FILE]
+
+
+def load(paths: Sequence[Path], env: Mapping[str, str]) -> Project:
+    """Read ``paths`` (``-f`` each, later ones overriding) as Compose reads them, with ``env``
+    for their ``${VARS}``."""
+    if not paths:
+        raise LabError("no compose file to read")
+    done = subprocess.run([*_compose_binary(), *(a for p in paths for a in ("-f", str(p))),
+                           "config"], capture_output=True, text=True,
+                          env={**os.environ, **env}, check=False, cwd=paths[0].parent)
     if done.returncode != 0:
-        raise LabError(f"compose rejected {path}: {done.stderr.strip()}")
+        raise LabError(f"compose rejected {' + '.join(map(str, paths))}: "
+                       f"{done.stderr.strip()}")
     return parse(yaml.safe_load(done.stdout))
 
 

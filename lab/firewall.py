@@ -38,6 +38,8 @@ CLIENT = ENT_PREFIX + ".2"
 PROXY_HOST = ENT_PREFIX + ".3"  # the enterprise's HTTP proxy (proxy-only profile)
 HYBRID_HOST = ENT_PREFIX + ".4"  # the in-house hybrid media node (hybrid profile)
 WHITELIST_RANGE = INET_PREFIX + ".4/31"  # node-far only
+#: Profiles that send the clients' media to the in-house hybrid node: without one, nothing.
+HYBRID_PROFILES = ("hybrid", "hybrid-tls-only")
 UDP_TIMEOUT_KEYS = ("net.netfilter.nf_conntrack_udp_timeout",
                     "net.netfilter.nf_conntrack_udp_timeout_stream")
 
@@ -142,7 +144,21 @@ def parser() -> Parser:
                    default=30, help="conntrack UDP timeout (seed: 30 s)")
     p.add_argument("--lan-subnet", default=ENT_SUBNET,
                    help="the enterprise network; the other interface faces the internet")
+    p.add_argument("--hybrid-node", default="",
+                   help="the hybrid node's service, when there is one (docker-compose.hybrid.yml "
+                   "sets it); the hybrid profiles refuse to start without it")
     return p
+
+
+def missing_hybrid_node(profile: str, hybrid_node: str) -> str | None:
+    """Why ``profile`` cannot start without a hybrid node, or ``None``: a hybrid profile lets
+    media out only through the hybrid node, so without one every client would fail, later
+    and less clearly."""
+    if profile not in HYBRID_PROFILES or hybrid_node:
+        return None
+    return (f"the profile {profile!r} sends media only to the hybrid node, and this stack has "
+            "none: add its service, docker compose -f docker-compose.yml -f "
+            "docker-compose.hybrid.yml up")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile not in PROFILES:  # before anything else: a typo must not start a firewall
         print(f"pinhole-lab firewall: there is no profile {args.profile!r} (PINHOLE_PROFILE or "
               f"--profile); choose one of {', '.join(PROFILES)}", file=sys.stderr)
+        return 2
+    missing = missing_hybrid_node(args.profile, args.hybrid_node)
+    if missing:
+        print(f"pinhole-lab firewall: {missing}", file=sys.stderr)
         return 2
     try:
         return serve(args.profile, args.udp_timeout_s, args.lan_subnet)

@@ -24,22 +24,26 @@ from typing import Any
 
 import pytest
 
+from lab.compose import COMPOSE_FILE, files_for
+from lab.firewall import HYBRID_PROFILES
 from lab.net import free_port
 from tests.docker.engine import ROOT, Engine, EngineError, cache_dir, wheelhouse
 from tests.prereqs import require_root, require_tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-# HYBRID (not yet): the hybrid node is built elsewhere and is not in docker-compose.yml. What
-# this table needs to gain ("hybrid", {}, "udp/5004"), and assert the node is the hybrid one:
-# a `hybrid-node` service on the enterprise network at 10.99.0.4 (lab/firewall.py HYBRID_HOST,
-# the one address lab/profiles/hybrid.nft lets out besides HTTPS to the cloud), routed through
-# the firewall like the proxy, registering with the cloud for the org `acme` with the
-# `hybrid_node_secret` of the volume's orgs.json, and healthy before the clients start.
+CLOUD_NODES = frozenset({"node-near", "node-mid", "node-far"})
+# hybrid: docker-compose.hybrid.yml adds the org's hybrid node on the enterprise network
+# (lab.compose.files_for); the cloud prefers it when reachable (rule hybrid-local) and
+# lab/profiles/hybrid.nft lets no client media out, so both clients meet on it, and the
+# seed's "If all the meeting participants are located on the same network, media is not sent
+# to the cloud". The other profiles run docker-compose.yml alone: their clients stay on the
+# cloud's nodes.
 PROFILES = [
-    ("open", {}, "udp/5004"),
-    ("no-udp", {}, "tcp/5004"),
-    ("proxy-only", {"PINHOLE_CLIENT_PROXY": "http://proxy:8888"}, "http-proxy"),
+    ("open", {}, "udp/5004", CLOUD_NODES),
+    ("no-udp", {}, "tcp/5004", CLOUD_NODES),
+    ("proxy-only", {"PINHOLE_CLIENT_PROXY": "http://proxy:8888"}, "http-proxy", CLOUD_NODES),
+    ("hybrid", {}, "udp/5004", frozenset({"hybrid-acme"})),
 ]
 CLIENTS = ("client-a", "client-b")
 
@@ -49,11 +53,14 @@ class Stack:
     engine: Engine
     images: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
+    files: dict[str, list[Path]] = field(default_factory=dict)  # project -> its -f files
 
     def compose(self, project: str, *args: str, env: dict[str, str] | None = None,
                 timeout: float = 400) -> subprocess.CompletedProcess[str]:
+        files = self.files.get(project, [COMPOSE_FILE])
         return subprocess.run(
-            ["docker-compose", "-p", project, "-f", str(ROOT / "docker-compose.yml"), *args],
+            ["docker-compose", "-p", project, *(a for f in files for a in ("-f", str(f))),
+             *args],
             capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
             env={**os.environ, **self.engine.env,
                  "PINHOLE_REDIS_IMAGE": self.images["redis"], **(env or {})})
@@ -115,13 +122,16 @@ def _client_output(stack: Stack, project: str, service: str) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.parametrize(("profile", "env", "transport"), PROFILES)
+@pytest.mark.parametrize(("profile", "env", "transport", "on_nodes"), PROFILES)
 def test_compose_up_ends_with_each_clients_media(stack: Stack, profile: str,
-                                                 env: dict[str, str], transport: str) -> None:
-    """``docker compose up --exit-code-from smoke`` (the README's recipe) runs every service,
-    the firewall applies the profile, and both clients carry media on that profile's
-    transport; up ends on its own with the smoke verdict and exit code 0."""
+                                                 env: dict[str, str], transport: str,
+                                                 on_nodes: frozenset[str]) -> None:
+    """``docker compose up --exit-code-from smoke`` (the README's recipe; for hybrid with
+    ``-f docker-compose.hybrid.yml``) runs every service, the firewall applies the profile,
+    and both clients carry media on that profile's transport, on the nodes it leads to; up
+    ends on its own with the smoke verdict and exit code 0."""
     project = f"pinhole-{profile}"
+    stack.files[project] = files_for(profile)
     started = time.time()
     try:
         done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
@@ -135,11 +145,20 @@ def test_compose_up_ends_with_each_clients_media(stack: Stack, profile: str,
         for name in CLIENTS:
             result = _client_output(stack, project, name)
             assert result["transport"] == transport, result
-            assert result["node"] in {"node-near", "node-mid", "node-far"}, result
+            assert result["node"] in on_nodes, result
             assert result["packets_received"] > 100 and result["loss"] == 0, result
             assert f"{name}: {transport} via {result['node']}" in smoke, smoke
             nodes[name] = result["node"]
             first_media.append(result["timings"]["first_media_at"] - started)
+        if profile in HYBRID_PROFILES:  # seed: it "always initiates any needed connections"
+            hybrid = stack.engine.inspect(stack.container(project, "hybrid-node"))
+            assert not hybrid["HostConfig"]["PortBindings"], hybrid  # type: ignore[index]
+            logged = subprocess.run(["docker", "logs", str(hybrid["Id"])], capture_output=True,
+                                    text=True, check=False,
+                                    env={**os.environ, **stack.engine.env}).stderr.splitlines()
+            assert logged and all(x.startswith("{") for x in logged), logged[-20:]  # json
+            said = [json.loads(x)["msg"] for x in logged]
+            assert "control channel up as hybrid-acme" in said, said[-20:]
         print(json.dumps({"profile": profile, "nodes": nodes, "up_s": round(elapsed, 1),
                           "up_to_first_media_s": round(min(first_media), 1),
                           **{k: round(v, 1) for k, v in stack.timings.items()}}))

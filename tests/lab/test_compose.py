@@ -19,15 +19,19 @@ import pytest
 import yaml
 
 from lab import compose
+from lab.firewall import CLOUD, GW_LAN, HYBRID_HOST
+from lab.netns import HYBRID_ID
+from lab.pki import ORG, Pki
 from tests.prereqs import require_root, require_tool
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _config(**env: str) -> dict[str, Any]:
-    done = subprocess.run([require_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"),
-                           "config"], capture_output=True, text=True, check=False, cwd=ROOT,
+def _config(files: list[Path] | None = None, **env: str) -> dict[str, Any]:
+    names = [a for f in files or [compose.COMPOSE_FILE] for a in ("-f", str(f))]
+    done = subprocess.run([require_tool("docker-compose"), *names, "config"],
+                          capture_output=True, text=True, check=False, cwd=ROOT,
                           env={"PATH": "/usr/bin:/bin", **env})
     assert done.returncode == 0, done.stderr
     config: dict[str, Any] = yaml.safe_load(done.stdout)
@@ -58,7 +62,7 @@ def test_names_resolve_as_composes_dns_does(tmp_path: Path) -> None:
     """A client on the internal network resolves the proxy but not the cloud; a node does."""
     require_root()
     require_tool("docker-compose")
-    project = compose.load(ROOT / "docker-compose.yml", {})
+    project = compose.load([ROOT / "docker-compose.yml"], {})
     run = compose.ComposeRun(project, tmp_path)
     try:
         run.create()
@@ -75,12 +79,45 @@ def test_names_resolve_as_composes_dns_does(tmp_path: Path) -> None:
     assert compose.leftovers(run.run_id) == []
 
 
-@pytest.mark.parametrize(("profile", "env", "transport"), [
-    ("open", [], "udp/5004"),
-    ("proxy-only", ["--env", "PINHOLE_CLIENT_PROXY=http://proxy:8888"], "http-proxy"),
+def test_the_hybrid_node_comes_from_its_own_file() -> None:
+    """docker-compose.hybrid.yml adds ``hybrid-node`` (issue 10: "docker-compose.yml gets a
+    `hybrid-node` service on the enterprise network") as the seeds describe it: inside the
+    enterprise at the lab's hybrid host, nothing published ("always initiates any needed
+    connections"), routed out through the firewall, registered for org acme with the secret
+    the cloud's PKI step writes, healthy before the clients start; the firewall's profile
+    defaults to hybrid. docker-compose.yml alone has no hybrid node, so the other profiles'
+    clients stay on the cloud nodes (the cloud would prefer a reachable hybrid node)."""
+    assert "hybrid-node" not in _config()["services"]
+    config = _config(files=[compose.COMPOSE_FILE, compose.HYBRID_FILE])
+    services = config["services"]
+    node = services["hybrid-node"]
+    assert node["networks"] == {"enterprise": {"ipv4_address": HYBRID_HOST}}
+    assert not node.get("ports") and not node.get("expose")
+    assert node["command"][-1].startswith(f"ip route replace default via {GW_LAN} && ")
+    assert node["command"][-1].endswith("exec python -m hybrid_node")
+    env = node["environment"]
+    assert env["PINHOLE_ORG"] == ORG and env["PINHOLE_ADVERTISE"] == HYBRID_HOST
+    assert env["PINHOLE_CLOUD"] == f"https://{CLOUD}:443"  # no DNS across networks
+    assert env["PINHOLE_LOG_FORMAT"] == "json" and env["PINHOLE_METRICS_LISTEN"]
+    volume = services["cloud"]["volumes"][0].split(":")[1]
+    pki = Pki(Path(volume), "", "")
+    assert (env["PINHOLE_NODE_SECRET_FILE"], env["PINHOLE_CA"]) == (
+        str(pki.hybrid_secret_file(ORG)), str(pki.ca_file))
+    assert node["depends_on"]["cloud"] == {"condition": "service_healthy"}
+    for client in ("client-a", "client-b"):
+        assert services[client]["depends_on"]["hybrid-node"] == {
+            "condition": "service_healthy"}
+    assert services["firewall"]["environment"]["PINHOLE_PROFILE"] == "hybrid"
+
+
+@pytest.mark.parametrize(("profile", "env", "transport", "node"), [
+    ("open", [], "udp/5004", "node-near"),
+    ("proxy-only", ["--env", "PINHOLE_CLIENT_PROXY=http://proxy:8888"], "http-proxy",
+     "node-near"),
+    ("hybrid", [], "udp/5004", HYBRID_ID),  # issue 10: both clients on the hybrid node
 ])
 def test_the_compose_file_runs_a_smoke_meeting(profile: str, env: list[str], transport: str,
-                                               tmp_path: Path) -> None:
+                                               node: str, tmp_path: Path) -> None:
     require_root()
     for tool in ("docker-compose", "nft", "redis-server", "tinyproxy"):
         require_tool(tool)
@@ -91,7 +128,7 @@ def test_the_compose_file_runs_a_smoke_meeting(profile: str, env: list[str], tra
     report = json.loads(done.stdout)
     assert report["ok"] and set(report["clients"]) == {"client-a", "client-b"}
     for name, client in report["clients"].items():
-        assert (client["transport"], client["node"]) == (transport, "node-near"), name
+        assert (client["transport"], client["node"]) == (transport, node), name
         assert client["packets_received"] > 100 and client["loss"] == 0, client
     assert compose.leftovers(report["run_id"]) == []
     assert _holding(tmp_path) == []  # every service process held its log open: none is left
@@ -126,3 +163,20 @@ def test_a_failed_client_says_why_in_the_summary(tmp_path: Path) -> None:
         assert "FAILED (exit code 3): pinhole: timed out" in line, line
         assert "pass --proxy or set HTTPS_PROXY" in line
     assert lines[-1] == "smoke meeting: FAILED"
+
+
+def test_the_hybrid_profile_without_the_hybrid_nodes_file_fails_at_start(
+        tmp_path: Path) -> None:
+    """``--profile hybrid --file docker-compose.yml``: the firewall refuses to start (exit 2,
+    saying which file to add) and the run stops there, instead of two clients timing out."""
+    require_root()
+    for tool in ("docker-compose", "nft", "redis-server"):
+        require_tool(tool)
+    done = subprocess.run([sys.executable, "-m", "lab", "compose", "--profile", "hybrid",
+                           "--file", str(compose.COMPOSE_FILE), "--state-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT, check=False)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "firewall exited with code 2 before it was healthy" in done.stderr, done.stderr
+    said = (tmp_path / "logs" / "firewall.log").read_text()
+    assert "-f docker-compose.yml -f docker-compose.hybrid.yml" in said, said
+    assert _holding(tmp_path) == []

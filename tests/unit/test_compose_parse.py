@@ -8,8 +8,9 @@ import ipaddress
 
 import pytest
 
-from lab.compose import duration_s, parse
-from lab.firewall import LabError
+from lab import firewall
+from lab.compose import COMPOSE_FILE, HYBRID_FILE, duration_s, files_for, parse
+from lab.firewall import HYBRID_PROFILES, LabError
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -73,3 +74,30 @@ def test_what_cannot_be_emulated_is_refused_with_the_reason() -> None:
         parse({"networks": NETWORKS, "services": {"a": {"networks": ["internet"]}}})
     with pytest.raises(LabError, match="ipam subnet"):
         parse({"networks": {"plain": None}, "services": {}})
+
+
+def test_the_hybrid_profiles_take_the_hybrid_nodes_file_and_only_they() -> None:
+    """The cloud prefers a reachable hybrid node of the org (rule ``hybrid-local``), so the
+    hybrid node's service lives in docker-compose.hybrid.yml: with it in every run, the
+    other profiles' clients would end on it instead of the cloud nodes they are about."""
+    assert files_for("hybrid") == [COMPOSE_FILE, HYBRID_FILE]
+    assert files_for("hybrid-tls-only") == [COMPOSE_FILE, HYBRID_FILE]
+    for profile in ("open", "no-udp", "proxy-only", "stun-inspection"):
+        assert files_for(profile) == [COMPOSE_FILE], profile
+
+
+@pytest.mark.parametrize("profile", HYBRID_PROFILES)
+def test_a_hybrid_profile_without_a_hybrid_node_stops_the_firewall_at_start(
+        profile: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``PINHOLE_PROFILE=hybrid docker compose up`` without docker-compose.hybrid.yml: no
+    media could leave but through a hybrid node that is not there. The firewall exits 2
+    before touching nftables and says which file to add (not two clients timing out)."""
+    monkeypatch.delenv("PINHOLE_HYBRID_NODE", raising=False)
+    monkeypatch.setenv("PINHOLE_PROFILE", profile)
+    assert firewall.main([]) == 2
+    said = capsys.readouterr().err
+    assert f"the profile {profile!r} sends media only to the hybrid node" in said, said
+    assert "-f docker-compose.yml -f docker-compose.hybrid.yml" in said, said
+    assert firewall.missing_hybrid_node(profile, "hybrid-node") is None
+    assert firewall.missing_hybrid_node("open", "") is None

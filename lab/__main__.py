@@ -145,7 +145,7 @@ def _compose(args: argparse.Namespace) -> int:
             tempfile.TemporaryDirectory(prefix="pinhole-compose-")))
         try:
             files = args.file or compose.files_for(args.profile)
-            project = compose.load([f.resolve() for f in files], env)
+            project = compose.load([Path(f).resolve() for f in files], env)
         except LabError as exc:
             print(f"pinhole-lab compose: {exc}", file=sys.stderr)
             return 2

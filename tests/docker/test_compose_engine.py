@@ -271,6 +271,26 @@ def test_a_profile_that_does_not_exist_fails_loudly_at_start(stack: Stack) -> No
         stack.down(project)
 
 
+def test_the_hybrid_profile_without_its_file_fails_loudly_at_start(stack: Stack) -> None:
+    """``PINHOLE_PROFILE=hybrid docker compose up`` on docker-compose.yml alone: media could
+    leave only through a hybrid node that is not there. The firewall exits 2 naming the file
+    to add, and up exits non-zero, instead of two clients timing out."""
+    project = "pinhole-nohybrid"
+    try:
+        done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
+                             env={"PINHOLE_PROFILE": "hybrid",
+                                  "PINHOLE_HTTPS_PORT": str(free_port())}, timeout=200)
+        assert done.returncode != 0, done.stdout[-3000:]
+        firewall = stack.container(project, "firewall")
+        assert stack.engine.inspect(firewall)["State"]["ExitCode"] == 2  # type: ignore[index]
+        said = subprocess.run(["docker", "logs", firewall], capture_output=True, text=True,
+                              env={**os.environ, **stack.engine.env}, check=False).stderr
+        assert "-f docker-compose.yml -f docker-compose.hybrid.yml" in said, said
+        assert not stack.container(project, "hybrid-node")
+    finally:
+        stack.down(project)
+
+
 def test_the_image_runs_unprivileged_and_its_default_command_is_the_demo(
         stack: Stack) -> None:
     """``docker run --rm pinhole`` alone: the narrated two-party call, as the pinhole user."""

@@ -13,6 +13,7 @@ from aiohttp import web
 from cloud import devices, health, meetings, nodes, openapi
 from cloud.http import Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
+from cloud.node_bus import bus_key
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
@@ -59,6 +60,9 @@ async def metrics(request: web.Request) -> web.Response:
         "meetings": float(len(meetings_)),
         "participants": float(sum(len(m.participants) for m in meetings_)),
         "fresh_reports": float(await cloud.store.count_reports()),
+        # control integrity: pub/sub commands ignored for a bad HMAC; commands nodes refused
+        "bus_forged_messages": float(cloud.registry.bus.forged if cloud.registry.bus else 0),
+        "node_refused_commands": float(cloud.registry.refused()),
     }
     labelled = {
         "nodes": {
@@ -134,7 +138,7 @@ def make_app(
 
     make_bus = getattr(store, "node_bus", None)
     if make_bus is not None:  # several replicas share nodes over the store
-        registry.bus = make_bus()
+        registry.bus = make_bus(bus_key(settings.node_secret))
 
     async def health_watch(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(health.watch(cloud)),

@@ -155,8 +155,8 @@ class RedisStore:
                 await pubsub.unsubscribe()
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def node_bus(self) -> RedisNodeBus:
-        return RedisNodeBus(self._redis)
+    def node_bus(self, key: bytes) -> RedisNodeBus:
+        return RedisNodeBus(self._redis, key)
 
     async def close(self) -> None:
         await self._redis.aclose()

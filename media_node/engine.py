@@ -179,8 +179,13 @@ class Engine:
         """The leg this node opens to a peer node: it is the peer's client, keys mirrored.
 
         Its path is set by :meth:`latch_outbound` once the peer has answered an
-        authenticated Binding Request; it is never looked up by ufrag here.
+        authenticated Binding Request; it is never looked up by ufrag here. A leg id
+        that names a participant's leg is refused (ValueError): a command never
+        replaces a leg it did not create.
         """
+        existing = self.legs.get(command.leg_id)
+        if existing is not None and existing.node_ufrag:
+            raise ValueError(f"leg id {command.leg_id} is a participant's leg on this node")
         profile = SrtpProfile(command.srtp.profile)
         leg = Leg(
             leg_id=command.leg_id, meeting_id=command.meeting_id,

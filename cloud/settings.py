@@ -18,6 +18,7 @@ class CloudSettings:
     orgs: str = ""  # JSON file of organisations (see cloud.identity)
     node_secret: str = ""  # cloud media nodes authenticate with it
     token_key: str = ""  # hex seed of the Ed25519 token key; shared by replicas
+    operator_token: str = ""  # the credential operator pages (the dashboard) require
     store: str = "memory"  # "memory" or redis://host:port/db
     probe_ttl_s: int = 7200  # seed: "The probing data cache expiry is set to 2 hours."
     probe_interval_s: int = 3600
@@ -34,21 +35,36 @@ class CloudSettings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in {"node_secret", "token_key"} and value:
+            if f.name in SECRETS and value:
                 value = "****"
             out[f.name] = value
         return out
+
+
+#: settings that are secrets: masked in the start-up log, never taken from the command line
+SECRETS = ("node_secret", "token_key", "operator_token")
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get("PINHOLE_" + name.upper(), default)
 
 
-def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        p.error(f"cannot read the node secret file {path}: {exc.strerror}")
+def _secret(a: argparse.Namespace, name: str, p: argparse.ArgumentParser) -> str:
+    """A secret from ``--NAME-file`` / ``PINHOLE_NAME_FILE``, else ``PINHOLE_NAME``.
+
+    A value on the command line is refused: every user of the machine reads it in ``ps``.
+    """
+    flag = "--" + name.replace("_", "-")
+    if getattr(a, name) is not None:
+        p.error(f"{flag} on the command line is visible to every user in ps; put the value in "
+                f"a file (mode 0600) and pass {flag}-file FILE, or set PINHOLE_{name.upper()}")
+    path = getattr(a, name + "_file")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            p.error(f"cannot read {flag}-file {path}: {exc.strerror}")
+    return _env(name, "")
 
 
 def parse(argv: Sequence[str] | None = None) -> CloudSettings:
@@ -65,12 +81,18 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
     p.add_argument("--key", default=_env("key", d.key), help="PEM private key")
     p.add_argument("--orgs", default=_env("orgs", d.orgs),
                    help="JSON file: organisations, enrollment keys, hybrid node secrets")
-    p.add_argument("--node-secret", default=_env("node_secret", d.node_secret),
-                   help="secret cloud media nodes present to register")
+    p.add_argument("--node-secret", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
     p.add_argument("--node-secret-file", default=_env("node_secret_file", ""),
-                   help="read the node secret from this file instead (e.g. a shared volume)")
-    p.add_argument("--token-key", default=_env("token_key", d.token_key),
-                   help="hex seed (32 bytes) of the device-token signing key; replicas share it")
+                   help="file holding the secret cloud media nodes present to register (or "
+                   "PINHOLE_NODE_SECRET; never on the command line, where ps shows it)")
+    p.add_argument("--token-key", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--token-key-file", default=_env("token_key_file", ""),
+                   help="file holding the hex seed (32 bytes) of the device-token signing key; "
+                   "replicas share it (or PINHOLE_TOKEN_KEY)")
+    p.add_argument("--operator-token", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--operator-token-file", default=_env("operator_token_file", ""),
+                   help="file holding the operator credential the dashboard and other operator "
+                   "pages require (or PINHOLE_OPERATOR_TOKEN)")
     p.add_argument("--store", default=_env("store", d.store),
                    help="state store: memory, or redis://host:port/db")
     p.add_argument("--probe-ttl-s", type=int, default=int(_env("probe_ttl_s", str(d.probe_ttl_s))),
@@ -92,11 +114,10 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
     p.add_argument("--state-file", default=_env("state_file", d.state_file),
                    help="write {url, port} here as JSON once listening")
     a = p.parse_args(argv)
-    if a.node_secret_file:
-        a.node_secret = _secret_from(a.node_secret_file, p)
     return CloudSettings(
         listen=a.listen, port=a.port, cert=a.cert, key=a.key, orgs=a.orgs,
-        node_secret=a.node_secret, token_key=a.token_key, store=a.store,
+        node_secret=_secret(a, "node_secret", p), token_key=_secret(a, "token_key", p),
+        operator_token=_secret(a, "operator_token", p), store=a.store,
         probe_ttl_s=a.probe_ttl_s, probe_interval_s=a.probe_interval_s,
         probe_timeout_ms=a.probe_timeout_ms, token_ttl_s=a.token_ttl_s,
         heartbeat_s=a.heartbeat_s, heartbeat_misses=a.heartbeat_misses,

@@ -18,13 +18,15 @@ import uvloop
 
 from lab import compose, demo, firewall
 from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
-from lab.pki import write_pki
+from lab.pki import write_pki, write_secret
 from lab.stack import running_stack
 
 
 async def _stack(state_dir: Path, prefix: str | None) -> int:
     async with running_stack(state_dir=state_dir, progress=print, prefix=prefix) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
+        print(f"operator token (the dashboard and other operator pages): "
+              f"{stack.operator_token}", flush=True)
         print("stack running; Ctrl-C stops it", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -90,7 +92,7 @@ def _pki(args: argparse.Namespace) -> int:
         _say(f"kept the existing PKI in {args.out} (--force makes a new one)")
         return 0
     pki = write_pki(args.out, args.name)
-    stack_json.write_text(json.dumps(pki.stack_json(args.cloud_url), indent=2))
+    write_secret(stack_json, json.dumps(pki.stack_json(args.cloud_url), indent=2))
     print(json.dumps({"pki": str(args.out), "ca": str(pki.ca_file), "names": args.name,
                       "stack_json": str(stack_json)}))
     return 0

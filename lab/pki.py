@@ -47,6 +47,14 @@ class Pki:
     def node_secret_file(self) -> Path:
         return self.directory / "node-secret"
 
+    @property
+    def operator_token_file(self) -> Path:
+        return self.directory / "operator-token"
+
+    @property
+    def operator_token(self) -> str:
+        return self.operator_token_file.read_text().strip()
+
     def stack_json(self, cloud_url: str,
                    nodes: Sequence[dict[str, object]] = ()) -> dict[str, object]:
         """What ``pinhole --stack`` reads: the cloud, the CA to trust, the org's key."""
@@ -54,23 +62,36 @@ class Pki:
                 "orgs": {ORG: {"enrollment_key": self.enrollment_key}}, "nodes": list(nodes)}
 
 
-def _secret_write(path: Path, text: str) -> None:
-    path.write_text(text)
-    os.chmod(path, 0o600)
+def private_directory(directory: Path) -> None:
+    """Create ``directory`` (and its parents) and make it 0700: only its owner enters it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte (never briefly 0644)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
 
 
 def write_pki(directory: Path, cloud_names: Sequence[str]) -> Pki:
-    """A fresh CA, a cloud certificate for ``cloud_names`` (DNS names or IPs) and secrets."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """A fresh CA, a cloud certificate for ``cloud_names`` (DNS names or IPs) and secrets,
+    in a 0700 directory, every secret 0600."""
+    private_directory(directory)
     now = datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
     cert = issue(ca, cloud_names, now)
     pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16))
     pki.ca_file.write_text(ca.cert_pem.decode())
     pki.cert_file.write_text(cert.cert_pem.decode())
-    _secret_write(pki.key_file, cert.key_pem.decode())
-    _secret_write(pki.orgs_file, json.dumps(
+    write_secret(pki.key_file, cert.key_pem.decode())
+    write_secret(pki.orgs_file, json.dumps(
         {"orgs": [{"id": ORG, "enrollment_key": pki.enrollment_key,
                    "hybrid_node_secret": secrets.token_urlsafe(16)}]}))
-    _secret_write(pki.node_secret_file, pki.node_secret)
+    write_secret(pki.node_secret_file, pki.node_secret)
+    write_secret(pki.operator_token_file, secrets.token_urlsafe(24))
     return pki

@@ -23,7 +23,7 @@ from typing import Any
 
 from client.api import CloudApi
 from lab.net import free_block
-from lab.pki import ORG, Pki, write_pki
+from lab.pki import ORG, Pki, private_directory, write_pki, write_secret
 from wire.models import DeviceRegistration
 from wire.tls import client_context
 
@@ -61,6 +61,7 @@ class Stack:
     ca_file: str = ""
     enrollment_key: str = ""
     node_secret: str = ""
+    operator_token: str = ""  # what the dashboard and other operator pages require
     nodes: list[dict[str, Any]] = field(default_factory=list)
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
 
@@ -114,7 +115,7 @@ async def start_stack(
     prefix: str | None = None,
 ) -> Stack:
     """Start a cloud and ``nodes``; return once every node is registered and healthy."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(state_dir)  # it holds stack.json, keys and secrets: 0700
     # the cloud on PREFIX.1, nodes on .2, .3 …: a random loopback block unless given
     stack = Stack(state_dir=state_dir, prefix=prefix or free_block())
     try:
@@ -136,13 +137,15 @@ async def _start(
     pki = write_pki(state, [cloud_ip, "localhost"])
     stack.ca_file = str(pki.ca_file)
     stack.enrollment_key, stack.node_secret = pki.enrollment_key, pki.node_secret
+    stack.operator_token = pki.operator_token
     progress(f"starting the cloud on {cloud_ip}")
-    # "=": a secret may start with "-", which argparse would take for an option
-    env_secret = [f"--node-secret={stack.node_secret}"]
+    # secrets go by file, never on the command line where ps shows them
+    env_secret = ["--node-secret-file", str(pki.node_secret_file)]
     cloud = await _spawn(state, "cloud", [
         "-m", "cloud", "--listen", cloud_ip, "--port", "443",
         "--cert", str(pki.cert_file), "--key", str(pki.key_file),
         "--orgs", str(pki.orgs_file), *env_secret,
+        "--operator-token-file", str(pki.operator_token_file),
         "--state-file", str(state / "cloud.json"), *cloud_args,
     ])
     stack.processes.append(cloud)
@@ -164,7 +167,7 @@ async def _start(
                             "endpoints": info.get("endpoints", []),
                             "metrics_url": f"http://{address}:{METRICS_PORT}/metrics"})
     await _wait_healthy(stack, {n.id for n in nodes})
-    (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
+    write_secret(state / "stack.json", json.dumps(stack.describe(), indent=2))
     progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "
              f"settings in {state / 'stack.json'}")
 

@@ -86,7 +86,8 @@ class ControlChannel:
             text = await response.text()
             if response.status in (400, 401, 403, 409):
                 raise RegistrationRefused(f"the cloud refused registration ({response.status}): "
-                                          f"{text}; check --node-secret, --node-id and --org")
+                                          f"{text}; check the node secret (--node-secret-file or "
+                                          "PINHOLE_NODE_SECRET), --node-id and --org")
             if response.status != 201:
                 raise aiohttp.ClientResponseError(
                     response.request_info, (), status=response.status, message=text)

@@ -63,11 +63,21 @@ def _flag(name: str, default: bool) -> bool:
     return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
 
 
-def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        p.error(f"cannot read the node secret file {path}: {exc.strerror}")
+def _node_secret(a: argparse.Namespace, p: argparse.ArgumentParser) -> str:
+    """``--node-secret-file`` / ``PINHOLE_NODE_SECRET_FILE``, else ``PINHOLE_NODE_SECRET``.
+
+    A value on the command line is refused: every user of the machine reads it in ``ps``.
+    """
+    if a.node_secret is not None:
+        p.error("--node-secret on the command line is visible to every user in ps; put the "
+                "value in a file (mode 0600) and pass --node-secret-file FILE, or set "
+                "PINHOLE_NODE_SECRET")
+    if a.node_secret_file:
+        try:
+            return Path(a.node_secret_file).read_text().strip()
+        except OSError as exc:
+            p.error(f"cannot read the node secret file {a.node_secret_file}: {exc.strerror}")
+    return _env("node_secret", "")
 
 
 def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.ArgumentParser:
@@ -76,14 +86,14 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
         prog=prog,
         description="Pinhole media node: STUN responder and symmetric SRTP relay on UDP, TCP "
         "and TLS. It connects out to the cloud and never needs an inbound control port. Every "
-        "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_NODE_SECRET).",
+        "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_NODE_SECRET_FILE).",
     )
     p.add_argument("--cloud", default=_env("cloud", d.cloud), help="the cloud's base URL")
     p.add_argument("--ca", default=_env("ca", d.ca), help="CA file for the cloud's certificate")
-    p.add_argument("--node-secret", default=_env("node_secret", d.node_secret),
-                   help="secret presented to the cloud when registering")
+    p.add_argument("--node-secret", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
     p.add_argument("--node-secret-file", default=_env("node_secret_file", ""),
-                   help="read the node secret from this file instead (e.g. a shared volume)")
+                   help="file holding the secret presented to the cloud when registering (or "
+                   "PINHOLE_NODE_SECRET; never on the command line, where ps shows it)")
     p.add_argument("--node-id", default=_env("node_id", d.node_id),
                    help="stable node id (default: the cloud picks one)")
     p.add_argument("--region", default=_env("region", d.region), help="region name")
@@ -142,12 +152,11 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
           kind: str = "cloud", org: str = "") -> NodeSettings:
     p = parser(prog, kind)
     a = p.parse_args(argv)
-    if a.node_secret_file:
-        a.node_secret = _secret_from(a.node_secret_file, p)
+    node_secret = _node_secret(a, p)
     if not a.cloud:
         raise SystemExit(f"{prog}: --cloud URL is required (or PINHOLE_CLOUD)")
     return NodeSettings(
-        cloud=a.cloud.rstrip("/"), ca=a.ca, node_secret=a.node_secret, node_id=a.node_id,
+        cloud=a.cloud.rstrip("/"), ca=a.ca, node_secret=node_secret, node_id=a.node_id,
         kind=kind, org=org, region=a.region, advertise=a.advertise, listen=a.listen,
         udp_port=a.udp_port, udp_last_resort_port=a.udp_last_resort_port,
         legacy_dc=a.legacy_dc, legacy_port=a.legacy_port, tcp_port=a.tcp_port,

@@ -27,8 +27,10 @@ import uvloop
 from client.api import ApiError, CloudApi
 from client.cache import ReportCache, default_directory
 from client.device import Device
+from client.inspection import inspection_findings
 from client.media import MediaError
 from client.netcheck import summarise
+from client.pins import PinsError, PinStore, checked, in_effect
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyError, discover_proxy
 from wire.errors import ProfileRefused
@@ -74,9 +76,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="user for a proxy found by PAC/WPAD")
     p.add_argument("--proxy-password", default=_env("proxy_password"),
                    help="password for a proxy found by PAC/WPAD")
-    p.add_argument("--pin", default=_env("pin"),
-                   help="the cloud's SPKI pin, sha256/<base64> (default: learned at the first "
-                   "registration and kept in the cache directory)")
+    p.add_argument("--pin", action="append", default=None,
+                   help="the cloud's SPKI pin, sha256/<base64> (RFC 7469), repeatable: primary "
+                   "and backup (or PINHOLE_PIN, comma-separated; default: the pins of the "
+                   "enrollment material, stack.json, or a re-pin made with 'pinhole pin')")
     p.add_argument("--cache-dir", default=_env("cache_dir"),
                    help="where the device identity and probe reports are kept "
                    "(default: ~/.cache/pinhole)")
@@ -86,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="probe even when a report younger than the probe TTL is cached")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("register", help="register this device and print the node list")
+    pn = sub.add_parser("pin", help="show the cloud's pins in effect; re-pin after a real key "
+                        "rotation (--from-stack), or drop a re-pin (--reset); logged")
+    pn.add_argument("--from-stack", type=Path, default=None,
+                    help="re-pin the cloud to the pins of this (new) enrollment material")
+    pn.add_argument("--reset", action="store_true",
+                    help="drop this device's re-pin: the enrollment material's pins apply")
     sub.add_parser("probe", help="probe every node over UDP, TCP and TLS; report; print the table")
     m = sub.add_parser("meeting", help="meetings")
     m.add_argument("action", choices=["create"], help="create: print a new meeting id")
@@ -113,17 +122,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stack(path: str | Path) -> dict[str, Any]:
+    try:
+        stack: dict[str, Any] = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {path}: {exc}; start one with "
+                       "'pinhole-lab stack --state-dir DIR'") from None
+    return stack
+
+
 def _settings(args: argparse.Namespace) -> dict[str, str]:
     out: dict[str, str] = {}
     if args.stack:
-        try:
-            stack = json.loads(Path(args.stack).read_text())
-        except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read {args.stack}: {exc}; start one with "
-                           "'pinhole-lab stack --state-dir DIR'") from None
+        stack = _stack(args.stack)
         org, creds = next(iter(stack["orgs"].items()))
         out = {"cloud": stack["cloud"], "ca": stack["ca"], "org": org,
-               "enrollment_key": creds["enrollment_key"]}
+               "enrollment_key": creds["enrollment_key"],
+               "pins": ",".join(str(p) for p in stack.get("pins", []))}
     for key in ("cloud", "ca", "org", "enrollment_key"):
         if getattr(args, key):
             out[key] = getattr(args, key)
@@ -161,13 +176,54 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _pins(args: argparse.Namespace, s: dict[str, str], cache_dir: Path) -> tuple[str, ...]:
+    explicit = args.pin or [p for p in (_env("pin") or "").split(",") if p]
+    store = None if args.no_cache else PinStore(cache_dir)
+    try:
+        return in_effect(s["cloud"], explicit, store,
+                         [p for p in s.get("pins", "").split(",") if p]).pins
+    except PinsError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _pin_command(args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
+    """``pinhole pin``: show, re-pin from new enrollment material, or reset; logged."""
+    store = PinStore(cache_dir)
+    if args.from_stack is not None:
+        stack = _stack(args.from_stack)
+        try:
+            pins = checked([str(p) for p in stack.get("pins", [])], str(args.from_stack))
+        except PinsError as exc:
+            raise CliError(str(exc)) from None
+        if not pins:
+            raise CliError(f"{args.from_stack} carries no pins; ask for enrollment material "
+                           "with the cloud's pins")
+        logged = store.repin(str(stack["cloud"]), pins, str(args.from_stack))
+        print(f"pinhole: {logged}", file=sys.stderr)
+        return {"cloud": stack["cloud"], "pins": list(pins), "source": str(args.from_stack),
+                "logged": str(store.log)}
+    s = _settings(args)
+    if args.reset:
+        dropped = store.reset(s["cloud"])
+        print(f"pinhole: {dropped or 'no re-pin to drop for ' + s['cloud']}", file=sys.stderr)
+    explicit = args.pin or [p for p in (_env("pin") or "").split(",") if p]
+    try:
+        effective = in_effect(s["cloud"], explicit, store,
+                              [p for p in s.get("pins", "").split(",") if p])
+    except PinsError as exc:
+        raise CliError(str(exc)) from None
+    return {"cloud": s["cloud"], "pins": list(effective.pins), "source": effective.source}
+
+
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
+    if args.command == "pin":
+        return _pin_command(args, cache_dir)
     s = _settings(args)
     credentials = (args.proxy_user, args.proxy_password or "") if args.proxy_user else None
     proxy, _ = await discover_proxy(
         s["cloud"], DeviceProfile(args.profile), explicit=args.proxy, pac_url=args.pac_url,
         wpad_host=socket.getfqdn() if args.wpad else None, credentials=credentials)
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
     identity = cache_dir / ("device-" + hashlib.sha256(
         f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()).hexdigest()[:16]
         + ".json")
@@ -175,9 +231,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_cache:
         with contextlib.suppress(OSError, ValueError):
             known = {k: str(v) for k, v in json.loads(identity.read_text()).items()}
+    pins = _pins(args, s, cache_dir)  # from the enrollment material, never from a connection
     shim = await LocalTunnelProxy(proxy).start() if proxy else None  # any proxy auth
     api = CloudApi(s["cloud"], client_context(s.get("ca")),
-                   proxy=shim.url if shim else None, pin=args.pin or known.get("pin"))
+                   proxy=shim.url if shim else None, pins=pins)
     device = Device(api, DeviceProfile(args.profile),
                     cache=None if args.no_cache else ReportCache(cache_dir), proxy=proxy)
     progress = None if args.json else (
@@ -186,11 +243,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         reg = await device.register(s["org"], s["enrollment_key"], args.name,
                                     known.get("device_id"))
-        if not args.no_cache:  # keep the identity, and pin the cloud's key from now on
+        if not args.no_cache:  # keep the identity (never a key the cloud presented)
             identity.parent.mkdir(parents=True, exist_ok=True)
-            pin = api.pin or api.seen_pin
-            identity.write_text(json.dumps({"device_id": reg.device_id,
-                                            **({"pin": pin} if pin else {})}))
+            identity.write_text(json.dumps({"device_id": reg.device_id}))
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
@@ -290,12 +345,17 @@ async def _netcheck(device: Device, api: CloudApi, progress: Any,
     if progress is not None:
         print(file=sys.stderr)
     report = summarise(outcomes, device.profile, https=https, wss=wss, proxy_configured=proxied)
-    return {"netcheck": report.as_dict()}
+    return {"netcheck": {**report.as_dict(),
+                         "inspection": inspection_findings(outcomes, wss[1] or https[1])}}
 
 
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(result, default=str))
+    elif "source" in result and "pins" in result:
+        print(f"pins of {result['cloud']} ({result['source']}):")
+        for pin in result["pins"] or ["(none: only the CA is checked)"]:
+            print(f"  {pin}")
     elif "netcheck" in result:
         n = result["netcheck"]
         print(f"HTTPS to the cloud: {'ok' if n['https']['ok'] else 'BLOCKED'}; "
@@ -304,6 +364,8 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
                        "nodes": f"{r['reachable_nodes']}/{r['probed_nodes']}",
                        "best_rtt_ms": r["best_rtt_ms"]} for r in n["rungs"]]))
         print(f"media would use: {n['media_transport'] or 'nothing: no transport gets out'}")
+        for finding in n.get("inspection", []):
+            print(finding)
         if n["rules"]:
             print("for the best quality, open (in this order):")
             for i, rule in enumerate(n["rules"], 1):

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from client.inspection import inspection_message, node_certificate_mismatch
 from client.stats import ReceiveStats
 from wire.address import Address
 from wire.demux import PacketKind, classify, is_rtcp
@@ -26,7 +27,7 @@ from wire.models import Joined
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import build_leg_binding, parse_binding_response, transaction_id_of
-from wire.tls import cert_fingerprint, pin_mismatch_message, unverified_client_context
+from wire.tls import cert_fingerprint, unverified_client_context
 
 AUDIO_PT = 0  # PCMU, 8 kHz: 160 samples per 20 ms packet (50 packets/s)
 VIDEO_PT = 96  # dynamic payload type for the synthetic video stream
@@ -107,8 +108,17 @@ class MediaSession:
     ) -> None:
         """TCP or TLS with RFC 4571 framing; TLS checks the node's published fingerprint."""
         context = unverified_client_context() if tls else None
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(address.host, address.port,
+                                                               ssl=context)
+        except (ConnectionResetError, ssl.SSLError) as exc:
+            if context is None:
+                raise
+            raise MediaError(inspection_message(
+                [f"media node {self.joined.node.id} ({address.host}:{address.port})"],
+                f"the connection was cut during the TLS handshake ({type(exc).__name__})"
+            )) from None
         if context is not None:
             self._check_pin(writer)
         await self._attach(reader, writer, rung, timeout_s)
@@ -126,9 +136,9 @@ class MediaSession:
         got, expected = cert_fingerprint(der), self.joined.node.fingerprint
         if expected and got != expected:
             writer.close()
-            raise MediaError(pin_mismatch_message(
-                f"media node {self.joined.node.id}", expected, got,
-                [self.joined.node.address]))
+            peer = writer.get_extra_info("peername") or (self.joined.node.address, 0)
+            raise MediaError(node_certificate_mismatch(
+                self.joined.node.id, f"{peer[0]}:{peer[1]}", got, expected))
 
     async def _attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       rung: str, timeout_s: float) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wire.tls import issue, make_ca
+from wire.tls import issue, make_ca, spare_key, spki_pin, spki_pin_of_public_key
 
 ORG = "acme"
 
@@ -26,6 +26,9 @@ class Pki:
     directory: Path
     enrollment_key: str
     node_secret: str
+    #: the cloud's SPKI pins (RFC 7469 §2.4): its key's, then a backup key's (§4.3) kept in
+    #: ``cloud-backup.key`` for a rotation; clients pin these from stack.json
+    pins: tuple[str, ...] = ()
 
     @property
     def ca_file(self) -> Path:
@@ -38,6 +41,10 @@ class Pki:
     @property
     def key_file(self) -> Path:
         return self.directory / "cloud.key"
+
+    @property
+    def backup_key_file(self) -> Path:
+        return self.directory / "cloud-backup.key"
 
     @property
     def orgs_file(self) -> Path:
@@ -57,8 +64,9 @@ class Pki:
 
     def stack_json(self, cloud_url: str,
                    nodes: Sequence[dict[str, object]] = ()) -> dict[str, object]:
-        """What ``pinhole --stack`` reads: the cloud, the CA to trust, the org's key."""
-        return {"cloud": cloud_url, "ca": str(self.ca_file),
+        """What ``pinhole --stack`` reads: the cloud, the CA to trust, the cloud's pins, the
+        org's key."""
+        return {"cloud": cloud_url, "ca": str(self.ca_file), "pins": list(self.pins),
                 "orgs": {ORG: {"enrollment_key": self.enrollment_key}}, "nodes": list(nodes)}
 
 
@@ -85,10 +93,13 @@ def write_pki(directory: Path, cloud_names: Sequence[str]) -> Pki:
     now = datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
     cert = issue(ca, cloud_names, now)
-    pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16))
+    backup = spare_key()
+    pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
+              (spki_pin(cert.cert_pem), spki_pin_of_public_key(backup.cert_pem)))
     pki.ca_file.write_text(ca.cert_pem.decode())
     pki.cert_file.write_text(cert.cert_pem.decode())
     write_secret(pki.key_file, cert.key_pem.decode())
+    write_secret(pki.backup_key_file, backup.key_pem.decode())
     write_secret(pki.orgs_file, json.dumps(
         {"orgs": [{"id": ORG, "enrollment_key": pki.enrollment_key,
                    "hybrid_node_secret": secrets.token_urlsafe(16)}]}))

@@ -62,16 +62,17 @@ class Stack:
     enrollment_key: str = ""
     node_secret: str = ""
     operator_token: str = ""  # what the dashboard and other operator pages require
+    pins: tuple[str, ...] = ()  # the cloud's SPKI pins, primary and backup (stack.json)
     nodes: list[dict[str, Any]] = field(default_factory=list)
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         """What ``stack.json`` holds: all a client needs to use this stack."""
-        return Pki(self.state_dir, self.enrollment_key, self.node_secret).stack_json(
+        return Pki(self.state_dir, self.enrollment_key, self.node_secret, self.pins).stack_json(
             self.cloud_url, self.nodes)
 
     def api(self) -> CloudApi:
-        return CloudApi(self.cloud_url, client_context(self.ca_file))
+        return CloudApi(self.cloud_url, client_context(self.ca_file), pins=self.pins)
 
     async def register(self, name: str, profile: str = "desktop") -> CloudApi:
         api = self.api()
@@ -137,7 +138,7 @@ async def _start(
     pki = write_pki(state, [cloud_ip, "localhost"])
     stack.ca_file = str(pki.ca_file)
     stack.enrollment_key, stack.node_secret = pki.enrollment_key, pki.node_secret
-    stack.operator_token = pki.operator_token
+    stack.operator_token, stack.pins = pki.operator_token, pki.pins
     progress(f"starting the cloud on {cloud_ip}")
     # secrets go by file, never on the command line where ps shows them
     env_secret = ["--node-secret-file", str(pki.node_secret_file)]

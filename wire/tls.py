@@ -2,7 +2,8 @@
 
 The cloud serves HTTPS with a certificate from a CA that Pinhole generates
 for development; clients trust that CA (``--ca``) and may also pin the
-cloud's public key (SPKI SHA-256, as in RFC 7469 §2.4).  A media node's TLS
+cloud's public key (SPKI SHA-256, as in RFC 7469 §2.4): the pins, primary and
+backup, come with the enrollment material, never from a first connection.  A media node's TLS
 certificate is self-signed; its SHA-256 fingerprint travels in the node list
 and the client checks it on every TLS media connection.
 """
@@ -154,6 +155,22 @@ def spki_pin(cert: bytes) -> str:
     return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
+def spare_key() -> CertifiedKey:
+    """A backup key pair with no certificate yet (RFC 7469 §4.3: a backup pin names a key
+    that is not in the current chain); ``cert_pem`` is its public key in PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return CertifiedKey(public, _key_pem(key))
+
+
+def spki_pin_of_public_key(public_pem: bytes) -> str:
+    """:func:`spki_pin` of a PEM public key (a backup key that has no certificate yet)."""
+    spki = serialization.load_pem_public_key(public_pem).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
 def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     """A TLS 1.2+ server context for the cloud or a node."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -182,13 +199,3 @@ def unverified_client_context() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def pin_mismatch_message(what: str, expected: str, got: str, domains: Sequence[str]) -> str:
-    """The message a TLS-inspecting proxy gets (FNR: 'disable HTTPS traffic inspection')."""
-    exempt = ", ".join(domains)
-    return (
-        f"certificate pinning failed for {what}: expected {expected}, got {got}. "
-        "A TLS-inspecting proxy or firewall is re-signing this connection; "
-        f"exempt these from HTTPS inspection: {exempt}"
-    )

@@ -18,14 +18,17 @@ import stat
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from client.device import Device
 from lab.pki import ORG
 from lab.stack import NodeSpec, running_stack
+from wire.tls import client_context
 
 pytestmark = pytest.mark.slow
 
+MEETING = "mtg-7f3k9q"
 SECRET_FILES = ("stack.json", "node-secret", "orgs.json", "cloud.key", "operator-token")
 
 
@@ -85,18 +88,28 @@ async def test_a_running_stack_keeps_its_secrets(tmp_path: Path) -> None:
         device = Device(stack.api())
         registered = await device.register(ORG, stack.enrollment_key, "lib")
         await device.discover()
-        await device.api.create_meeting(meeting_id="secrets")
+        await device.api.create_meeting(meeting_id=MEETING)
         cli = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "client", "--stack", str(state / "stack.json"), "--no-cache",
-            "call", "--meeting", "secrets", "--seconds", "2", "--json",
+            "call", "--meeting", MEETING, "--seconds", "2", "--json",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PINHOLE_CACHE_DIR": str(tmp_path / "cache")})
-        joined = await device.join("secrets")
+        joined = await device.join(MEETING)
         session = await device.connect(joined)
         for i in range(60):
             session.send_audio(i.to_bytes(4, "big") + bytes(156))
             await asyncio.sleep(0.02)
         out, err = await asyncio.wait_for(cli.communicate(), 60)
+        # /metrics answers anyone: counts only, no meeting, participant, device or node ids
+        metrics = ""
+        async with aiohttp.ClientSession() as http:
+            for url in (stack.cloud_url + "/metrics", stack.nodes[0]["metrics_url"]):
+                async with http.get(url, ssl=client_context(stack.ca_file)) as response:
+                    metrics += await response.text()
+        assert "pinhole_" in metrics
+        for identifier in (MEETING, joined.participant_id, registered.device_id,
+                           json.loads(out)["participant_id"]):
+            assert identifier not in metrics
         session.close()
         await device.api.leave(joined.meeting_id, joined.participant_id)
         await device.api.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import TypeVar
@@ -30,7 +29,6 @@ from wire.models import (
 from wire.tls import spki_pin
 
 M = TypeVar("M", bound=BaseModel)
-log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -163,7 +161,6 @@ class CloudApi:
         self.seen_pin = spki_pin(der)
         if self.pins and self.seen_pin not in self.pins:  # RFC 7469 §2.6: no pin matched
             self._pin_failure = pin_mismatch(self.host, self.seen_pin, self.pins)
-            log.warning("%s", self._pin_failure)
             raise ssl.SSLError("public key pin mismatch")
 
     async def _get(self, path: str, answer: type[M]) -> M:

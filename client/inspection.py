@@ -59,12 +59,11 @@ def node_certificate_mismatch(node: str, where: str, seen: str, expected: str) -
 
 
 def diagnose_connection(exc: BaseException, host: str) -> str | None:
-    """The inspection diagnosis for an error connecting to ``host`` over TLS, or None."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        verify = getattr(exc.certificate_error, "verify_message", "") or "not trusted"
-        return inspection_message([host], f"its certificate is not from the cloud's CA "
-                                  f"({verify}): a box re-signs TLS with a CA this device "
-                                  "does not trust")
+    """The inspection diagnosis for an error connecting to ``host`` over TLS, or None.
+
+    An untrusted certificate stays the library's error: it may as well be a wrong CA;
+    the CLI's failure names both (``client.failures``).
+    """
     if isinstance(exc, aiohttp.ClientConnectorError) and exc.ssl is not False \
             and _cut_in_handshake(exc.os_error):
         return inspection_message([host], "the connection was cut during the TLS handshake, "

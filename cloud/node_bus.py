@@ -19,6 +19,7 @@ whoever can publish to Redis cannot drive the nodes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 PREFIX = "pinhole:"
 MAX_AGE_S: Final = 30.0  # a sealed message older than this (or from the future) is refused
@@ -60,6 +62,18 @@ def unseal(key: bytes, channel: str, sealed: str, now: float) -> str | None:
     if not hmac.compare_digest(mac, expected) or abs(now - issued) > MAX_AGE_S:
         return None
     return text
+
+
+async def close_pubsub(pubsub: PubSub, timeout_s: float = 1.0) -> None:
+    """Unsubscribe and close, bounded and quiet: at shutdown the connection may already be
+    gone (the store closed, or cut mid-read by a cancellation), and a cleanup that waits or
+    raises there held the server's shutdown and printed tracebacks."""
+    with contextlib.suppress(aioredis.RedisError, OSError, TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await pubsub.unsubscribe()
+    with contextlib.suppress(aioredis.RedisError, OSError, TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class NodeBus(Protocol):
@@ -128,8 +142,7 @@ class RedisNodeBus:
                     if text is not None:
                         yield text
         finally:
-            await pubsub.unsubscribe()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
 
     async def request(self, node_id: str, text: str, request_id: str,
                       timeout_s: float) -> str | None:
@@ -149,8 +162,7 @@ class RedisNodeBus:
         except TimeoutError:
             return None
         finally:
-            await pubsub.unsubscribe()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
         return None
 
     async def reply(self, request_id: str, text: str) -> None:

@@ -6,7 +6,9 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
+
+from wire.boundary import readable_file, usage
+from wire.flags import Parser, add_secret, add_version, apply_environment, secret_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,83 +43,83 @@ class CloudSettings:
         return out
 
 
+STORES = ("memory", "redis://", "rediss://", "unix://")
 #: settings that are secrets: masked in the start-up log, never taken from the command line
 SECRETS = ("node_secret", "token_key", "operator_token")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get("PINHOLE_" + name.upper(), default)
+def _is_hex_seed(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text)) == 32
+    except ValueError:
+        return False
 
 
-def _secret(a: argparse.Namespace, name: str, p: argparse.ArgumentParser) -> str:
-    """A secret from ``--NAME-file`` / ``PINHOLE_NAME_FILE``, else ``PINHOLE_NAME``.
-
-    A value on the command line is refused: every user of the machine reads it in ``ps``.
-    """
-    flag = "--" + name.replace("_", "-")
-    if getattr(a, name) is not None:
-        p.error(f"{flag} on the command line is visible to every user in ps; put the value in "
-                f"a file (mode 0600) and pass {flag}-file FILE, or set PINHOLE_{name.upper()}")
-    path = getattr(a, name + "_file")
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            p.error(f"cannot read {flag}-file {path}: {exc.strerror}")
-    return _env(name, "")
+def parser() -> argparse.ArgumentParser:
+    d = CloudSettings()
+    p = Parser(
+        prog="pinhole-cloud",
+        description="Pinhole cloud: signaling and registration API (HTTPS + WSS). Every flag "
+        "also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_STORE).\n\n"
+        "Exit codes: 0 stopped, 1 other failure, 2 usage (a flag or a file it names).",
+    )
+    add_version(p)
+    p.add_argument("--listen", default=d.listen, help="address to bind")
+    p.add_argument("--port", type=int, default=d.port,
+                   help="HTTPS port (443; 8443 when this process may not bind below 1024)")
+    p.add_argument("--cert", default=d.cert, help="PEM certificate (chain)")
+    p.add_argument("--key", default=d.key, help="PEM private key")
+    p.add_argument("--orgs", default=d.orgs,
+                   help="JSON file: organisations, enrollment keys, hybrid node secrets")
+    add_secret(p, "--node-secret", "the secret cloud media nodes present to register")
+    add_secret(p, "--token-key", "the hex seed (32 bytes) of the device-token signing key "
+               "that replicas share")
+    add_secret(p, "--operator-token", "the operator credential the dashboard and other "
+               "operator pages require")
+    p.add_argument("--store", default=d.store,
+                   help="state store: memory, or redis://host:port/db")
+    p.add_argument("--probe-ttl-s", type=int, default=d.probe_ttl_s,
+                   help="how long a reachability report is kept (seed: 2 hours)")
+    p.add_argument("--probe-interval-s", type=int,
+                   default=d.probe_interval_s,
+                   help="how often devices re-probe")
+    p.add_argument("--probe-timeout-ms", type=int,
+                   default=d.probe_timeout_ms,
+                   help="per-probe timeout devices use")
+    p.add_argument("--token-ttl-s", type=int, default=d.token_ttl_s,
+                   help="device token lifetime")
+    p.add_argument("--heartbeat-s", type=float,
+                   default=d.heartbeat_s,
+                   help="node heartbeat interval")
+    p.add_argument("--heartbeat-misses", type=int,
+                   default=d.heartbeat_misses,
+                   help="missed heartbeats before a node is unhealthy")
+    p.add_argument("--state-file", default=d.state_file,
+                   help="write {url, port} here as JSON once listening")
+    return p
 
 
 def parse(argv: Sequence[str] | None = None) -> CloudSettings:
-    d = CloudSettings()
-    p = argparse.ArgumentParser(
-        prog="pinhole-cloud",
-        description="Pinhole cloud: signaling and registration API (HTTPS + WSS). Every flag "
-        "also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_STORE).",
-    )
-    p.add_argument("--listen", default=_env("listen", d.listen), help="address to bind")
-    p.add_argument("--port", type=int, default=int(_env("port", str(d.port))),
-                   help="HTTPS port (443; 8443 when this process may not bind below 1024)")
-    p.add_argument("--cert", default=_env("cert", d.cert), help="PEM certificate (chain)")
-    p.add_argument("--key", default=_env("key", d.key), help="PEM private key")
-    p.add_argument("--orgs", default=_env("orgs", d.orgs),
-                   help="JSON file: organisations, enrollment keys, hybrid node secrets")
-    p.add_argument("--node-secret", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
-    p.add_argument("--node-secret-file", default=_env("node_secret_file", ""),
-                   help="file holding the secret cloud media nodes present to register (or "
-                   "PINHOLE_NODE_SECRET; never on the command line, where ps shows it)")
-    p.add_argument("--token-key", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--token-key-file", default=_env("token_key_file", ""),
-                   help="file holding the hex seed (32 bytes) of the device-token signing key; "
-                   "replicas share it (or PINHOLE_TOKEN_KEY)")
-    p.add_argument("--operator-token", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--operator-token-file", default=_env("operator_token_file", ""),
-                   help="file holding the operator credential the dashboard and other operator "
-                   "pages require (or PINHOLE_OPERATOR_TOKEN)")
-    p.add_argument("--store", default=_env("store", d.store),
-                   help="state store: memory, or redis://host:port/db")
-    p.add_argument("--probe-ttl-s", type=int, default=int(_env("probe_ttl_s", str(d.probe_ttl_s))),
-                   help="how long a reachability report is kept (seed: 2 hours)")
-    p.add_argument("--probe-interval-s", type=int,
-                   default=int(_env("probe_interval_s", str(d.probe_interval_s))),
-                   help="how often devices re-probe")
-    p.add_argument("--probe-timeout-ms", type=int,
-                   default=int(_env("probe_timeout_ms", str(d.probe_timeout_ms))),
-                   help="per-probe timeout devices use")
-    p.add_argument("--token-ttl-s", type=int, default=int(_env("token_ttl_s", str(d.token_ttl_s))),
-                   help="device token lifetime")
-    p.add_argument("--heartbeat-s", type=float,
-                   default=float(_env("heartbeat_s", str(d.heartbeat_s))),
-                   help="node heartbeat interval")
-    p.add_argument("--heartbeat-misses", type=int,
-                   default=int(_env("heartbeat_misses", str(d.heartbeat_misses))),
-                   help="missed heartbeats before a node is unhealthy")
-    p.add_argument("--state-file", default=_env("state_file", d.state_file),
-                   help="write {url, port} here as JSON once listening")
+    """Settings from ``argv`` and ``PINHOLE_*``; a bad flag or file is a usage failure."""
+    p = parser()
+    apply_environment(p, os.environ)
     a = p.parse_args(argv)
+    for name in SECRETS:
+        flag = "--" + name.replace("_", "-")
+        setattr(a, name, secret_value(flag, getattr(a, name), getattr(a, name + "_file")))
+    if a.store != "memory" and not a.store.startswith(STORES[1:]):
+        raise usage(f"--store {a.store} is not a store Pinhole knows",
+                    "use memory, or redis://HOST:PORT/DB")
+    if a.token_key and not _is_hex_seed(a.token_key):
+        raise usage("--token-key is not 32 bytes of hex (64 characters)",
+                    "generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")
+    for flag in ("cert", "key", "orgs"):
+        if getattr(a, flag):
+            readable_file(f"--{flag}", getattr(a, flag))
     return CloudSettings(
         listen=a.listen, port=a.port, cert=a.cert, key=a.key, orgs=a.orgs,
-        node_secret=_secret(a, "node_secret", p), token_key=_secret(a, "token_key", p),
-        operator_token=_secret(a, "operator_token", p), store=a.store,
+        node_secret=a.node_secret, token_key=a.token_key, operator_token=a.operator_token,
+        store=a.store,
         probe_ttl_s=a.probe_ttl_s, probe_interval_s=a.probe_interval_s,
         probe_timeout_ms=a.probe_timeout_ms, token_ttl_s=a.token_ttl_s,
         heartbeat_s=a.heartbeat_s, heartbeat_misses=a.heartbeat_misses,

@@ -42,10 +42,13 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, str]]:
 
 async def _party(stack: Stack, name: str, meeting_id: str) -> tuple[Joined, MediaSession]:
     device = Device(stack.api())
-    await device.register(ORG, stack.enrollment_key, name)
-    await device.discover()
-    joined = await device.join(meeting_id)
-    return joined, await device.connect(joined)
+    try:
+        await device.register(ORG, stack.enrollment_key, name)
+        await device.discover()
+        joined = await device.join(meeting_id)
+        return joined, await device.connect(joined)
+    finally:
+        await device.api.close()
 
 
 async def _flows(sender: MediaSession, receiver: MediaSession) -> int:
@@ -71,6 +74,7 @@ async def test_a_forged_publish_is_ignored_and_counted(stack: tuple[Stack, str])
     first = Device(running.api())
     await first.register(ORG, running.enrollment_key, "creator")
     await first.api.create_meeting(meeting_id=meeting)
+    await first.api.close()
     alice, a = await _party(running, "alice", meeting)
     _bob, b = await _party(running, "bob", meeting)
     redis = aioredis.from_url(url, decode_responses=True)

@@ -155,7 +155,7 @@ async def test_first_contact_through_a_trusted_re_signing_box_fails_and_never_pi
         code, _, err = await pinhole("--stack", _stack_json(stack), "--cloud",
                                      f"https://{mitm.host}:{mitm.port}", "--ca", str(trusted),
                                      "register", cache=cache)
-        assert code == 1, err
+        assert code == 5, err  # exit 5: trust
         assert f"TLS inspection of {mitm.host}:{mitm.port}: it presented public key {box_key}" \
             in err
         assert "none of the pins of the enrollment material" in err
@@ -201,7 +201,7 @@ async def test_re_pinning_is_explicit_and_logged(stack: Stack, tmp_path: Path) -
         (tmp_path / "new-stack.json").write_text(json.dumps(rotated))
         code, _, err = await pinhole("--stack", _stack_json(stack), "--cloud", url,
                                      "--ca", str(trusted), "register", cache=cache)
-        assert code == 1 and "TLS inspection of" in err  # before the re-pin: refused
+        assert code == 5 and "TLS inspection of" in err  # before the re-pin: refused
         code, out, err = await pinhole("--json", "pin", "--from-stack",
                                        str(tmp_path / "new-stack.json"), cache=cache)
         assert code == 0, err
@@ -219,7 +219,7 @@ async def test_re_pinning_is_explicit_and_logged(stack: Stack, tmp_path: Path) -
         assert code == 0 and "re-pin of" in err
         code, _, err = await pinhole("--stack", _stack_json(stack), "--cloud", url,
                                      "--ca", str(trusted), "register", cache=cache)
-        assert code == 1 and "TLS inspection of" in err
+        assert code == 5 and "TLS inspection of" in err
 
 
 async def test_an_untrusted_inspection_ca_is_named(stack: Stack, tmp_path: Path) -> None:
@@ -229,9 +229,9 @@ async def test_an_untrusted_inspection_ca_is_named(stack: Stack, tmp_path: Path)
         code, _, err = await pinhole("--stack", _stack_json(stack), "--cloud",
                                      f"https://{mitm.host}:{mitm.port}", "register",
                                      cache=tmp_path / "cache")
-    assert code == 1
-    assert f"TLS inspection of {mitm.host}:{mitm.port}: its certificate is not from the " \
-        "cloud's CA" in err
+    assert code == 5
+    assert f"TLS inspection of {mitm.host}:{mitm.port}: the certificate presented at " \
+        f"{mitm.host}:{mitm.port} did not verify against --ca {stack.ca_file}" in err
     assert "exempt them from HTTPS inspection" in err
 
 
@@ -242,7 +242,7 @@ async def test_a_box_that_cuts_after_the_client_hello_is_named(stack: Stack,
         code, _, err = await pinhole("--stack", _stack_json(stack), "--cloud",
                                      f"https://{box.host}:{box.port}", "register",
                                      cache=tmp_path / "cache")
-    assert code == 1
+    assert code == 5
     assert f"TLS inspection of {box.host}:{box.port}: the connection was cut during the TLS " \
         "handshake" in err
     assert "SSLContext object" not in err
@@ -293,7 +293,7 @@ async def test_a_re_signed_node_on_tls_443_is_named_by_call_and_netcheck(tmp_pat
             code, _, err = await pinhole("--stack", _stack_json(stack), "call", "--meeting",
                                          "m-insp", "--create", "--seconds", "1",
                                          cache=tmp_path / "cache")
-            assert code == 1
+            assert code == 5, err
             assert f"TLS inspection of media node node-a ({box}:{port})" in err, err
             assert "exempt them" in err and "UDP 5004" not in err
             code, out, err = await pinhole("--stack", _stack_json(stack), "--json",

@@ -25,7 +25,8 @@ from client.device import Device
 from client.media import MediaError
 from client.proxy import LocalTunnelProxy, ProxyConfig
 from lab.net import free_port, wait_for_port
-from lab.stack import ORG, NodeSpec, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, Stack, running_stack
 from tests.exchange import exchange
 from tests.prereqs import require_tool
 from wire.models import Endpoint
@@ -220,7 +221,7 @@ async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Pa
             assert f"CONNECT {stack.cloud_url.split('//')[1]}" in log.read_text()
             code, _, err = await _cli(stack, "--profile", "mobile", "--pac-url", pac_url,
                                       "register")
-            assert code == 1
+            assert code == 2  # usage: the profile forbids the flag (exit codes in the README)
             assert "mobile devices cannot discover a proxy by pac" in err
         finally:
             await runner.cleanup()

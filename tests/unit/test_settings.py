@@ -8,20 +8,22 @@ import pytest
 
 from cloud.settings import parse as parse_cloud
 from media_node.settings import parse as parse_node
+from wire.boundary import ExitCode, Failure
 
 
-def test_a_secret_on_the_command_line_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_secret_on_the_command_line_is_refused() -> None:
     """Issue: "--node-secret=..." was visible in ps for the cloud and every node. A value on
-    argv is refused with what to do instead; the secret itself is not echoed."""
+    argv is a usage failure (exit 2) saying what to do instead; the secret is not echoed."""
     for parse, argv in ((parse_cloud, ["--node-secret=s3cr3t-value"]),
                         (parse_cloud, ["--operator-token", "s3cr3t-value"]),
                         (parse_cloud, ["--token-key", "s3cr3t-value"]),
                         (parse_node, ["--cloud", "https://c", "--node-secret=s3cr3t-value"])):
-        with pytest.raises(SystemExit):
+        with pytest.raises(Failure) as caught:
             parse(argv)
-        err = capsys.readouterr().err
-        assert "visible to every user in ps" in err and "-file FILE" in err
-        assert "s3cr3t-value" not in err
+        failure = caught.value
+        assert failure.exit_code == ExitCode.USAGE
+        assert "visible to every user in ps" in failure.message and "-file FILE" in failure.hint
+        assert "s3cr3t-value" not in failure.line("x")
 
 
 def test_secrets_come_from_files_or_the_environment(
@@ -41,3 +43,5 @@ def test_secrets_come_from_files_or_the_environment(
     monkeypatch.setenv("PINHOLE_OPERATOR_TOKEN", "op-env")
     assert parse_node(["--cloud", "https://c"]).node_secret == "from-env"
     assert parse_cloud([]).operator_token == "op-env"
+    monkeypatch.setenv("PINHOLE_NODE_SECRET_FILE", str(secret))
+    assert parse_node(["--cloud", "https://c"]).node_secret == "-abc"

@@ -242,6 +242,11 @@ async def test_a_box_that_cuts_after_the_client_hello_is_named(stack: Stack,
         code, _, err = await pinhole("--stack", _stack_json(stack), "--cloud",
                                      f"https://{box.host}:{box.port}", "register",
                                      cache=tmp_path / "cache")
+        # netcheck says the same of the cloud (it cannot even register through the box)
+        n_code, _, n_err = await pinhole("--stack", _stack_json(stack), "--cloud",
+                                         f"https://{box.host}:{box.port}", "netcheck",
+                                         cache=tmp_path / "cache")
+    assert n_code == 5 and f"TLS inspection of {box.host}:{box.port}" in n_err
     assert code == 5
     assert f"TLS inspection of {box.host}:{box.port}: the connection was cut during the TLS " \
         "handshake" in err

@@ -101,7 +101,8 @@ def _pki(args: argparse.Namespace) -> int:
     pki = write_pki(args.out, args.name)
     write_secret(stack_json, json.dumps(pki.stack_json(args.cloud_url), indent=2))
     print(json.dumps({"pki": str(args.out), "ca": str(pki.ca_file), "names": args.name,
-                      "stack_json": str(stack_json)}))
+                      "stack_json": str(stack_json), "pins": list(pki.pins),
+                      "operator_token_file": str(pki.operator_token_file)}))
     return 0
 
 

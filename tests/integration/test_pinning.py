@@ -307,3 +307,21 @@ async def test_a_re_signed_node_on_tls_443_is_named_by_call_and_netcheck(tmp_pat
             findings = json.loads(out)["netcheck"]["inspection"]
             assert any(f"TLS inspection of media node node-a ({box}:{port})" in f
                        for f in findings)
+
+
+async def test_a_box_that_cuts_a_media_tls_handshake_is_named(stack: Stack) -> None:
+    """The media node's TLS 443 behind a box that reads the ClientHello and hangs up."""
+    device = Device(stack.api())
+    await device.register(ORG, stack.enrollment_key, "alice")
+    await device.discover()
+    joined = await device.join((await device.api.create_meeting()).id)
+    tls = next(e for e in joined.node.endpoints if e.rung == "tls/443")
+    async with cutting_box(tls.port) as box:
+        node = joined.node.model_copy(update={"address": box.host})
+        intercepted = joined.model_copy(update={"node": node, "plan": [
+            Endpoint(rung="tls/443", transport="tls", port=box.port)]})
+        with pytest.raises(MediaError, match=r"TLS inspection of media node node-a \("
+                           + box.host.replace(".", r"\.") + r":\d+\): the connection was cut "
+                           r"during the TLS handshake"):
+            await device.connect(intercepted)
+    await device.api.close()

@@ -31,6 +31,8 @@ from typing import Any, Final, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from cloud.redis_errors import translated
+
 PREFIX = "pinhole:"
 MAX_AGE_S: Final = 30.0  # a sealed message older than this (or from the future) is refused
 
@@ -83,6 +85,7 @@ class NodeBus(Protocol):
     async def snapshot(self) -> list[dict[str, Any]]: ...
     async def command(self, node_id: str, text: str) -> bool: ...
     def commands(self, node_id: str) -> AsyncIterator[str]: ...
+    @translated
     async def request(self, node_id: str, text: str, request_id: str,
                       timeout_s: float) -> str | None: ...
     async def reply(self, request_id: str, text: str) -> None: ...
@@ -109,6 +112,7 @@ class RedisNodeBus:
                         channel, self.forged)
         return text
 
+    @translated
     async def announce(self, entries: Iterable[dict[str, Any]], ttl_s: float) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in entries:
@@ -118,6 +122,7 @@ class RedisNodeBus:
                 pipe.sadd(f"{PREFIX}nodes", node_id)
             await pipe.execute()
 
+    @translated
     async def snapshot(self) -> list[dict[str, Any]]:
         ids = sorted(str(m) for m in await self._redis.smembers(f"{PREFIX}nodes"))
         if not ids:
@@ -125,6 +130,7 @@ class RedisNodeBus:
         raws = await self._redis.mget([f"{PREFIX}node:{i}" for i in ids])
         return [json.loads(raw) for raw in raws if raw is not None]
 
+    @translated
     async def command(self, node_id: str, text: str) -> bool:
         return await self._publish(f"{PREFIX}nodecmd:{node_id}", text) > 0
 
@@ -144,6 +150,7 @@ class RedisNodeBus:
         finally:
             await close_pubsub(pubsub)
 
+    @translated
     async def request(self, node_id: str, text: str, request_id: str,
                       timeout_s: float) -> str | None:
         """Send ``text`` to the node wherever it is held; its answer, or None."""
@@ -165,9 +172,11 @@ class RedisNodeBus:
             await close_pubsub(pubsub)
         return None
 
+    @translated
     async def reply(self, request_id: str, text: str) -> None:
         await self._publish(f"{PREFIX}reply:{request_id}", text)
 
+    @translated
     async def claim(self, name: str, ttl_s: int) -> bool:
         """True for exactly one replica that asks within ``ttl_s``."""
         return bool(await self._redis.set(f"{PREFIX}claim:{name}", "1", nx=True, ex=ttl_s))

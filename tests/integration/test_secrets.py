@@ -97,10 +97,19 @@ async def test_a_running_stack_keeps_its_secrets(tmp_path: Path, log_format: str
             env={**os.environ, "PINHOLE_CACHE_DIR": str(tmp_path / "cache")})
         joined = await device.join(MEETING)
         session = await device.connect(joined)
-        for i in range(60):
-            session.send_audio(i.to_bytes(4, "big") + bytes(156))
-            await asyncio.sleep(0.02)
-        out, err = await asyncio.wait_for(cli.communicate(), 60)
+
+        async def speak() -> None:  # for as long as the CLI's call lasts, however slow it starts
+            i = 0
+            while True:
+                session.send_audio(i.to_bytes(4, "big") + bytes(156))
+                i += 1
+                await asyncio.sleep(0.02)
+
+        speaker = asyncio.create_task(speak())
+        try:
+            out, err = await asyncio.wait_for(cli.communicate(), 90)
+        finally:
+            speaker.cancel()
         # /metrics answers anyone: counts only, no meeting, participant, device or node ids
         metrics = ""
         async with aiohttp.ClientSession() as http:

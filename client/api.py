@@ -23,6 +23,7 @@ from wire.models import (
     MeetingView,
     NodeList,
     ReachabilityReport,
+    ReassignRequest,
     StoredReachability,
 )
 from wire.tls import pin_mismatch_message, spki_pin
@@ -178,6 +179,11 @@ class CloudApi:
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
         path = f"/v1/meetings/{meeting_id}/participants"
         return await self._send("POST", path, request or JoinRequest(), Joined)
+
+    async def reassign(self, meeting_id: str, participant_id: str, node_id: str) -> Joined:
+        """This device's leg to ``node_id`` is silent: ask for an assignment elsewhere."""
+        path = f"/v1/meetings/{meeting_id}/participants/{participant_id}/reassign"
+        return await self._send("POST", path, ReassignRequest(node_id=node_id), Joined)
 
     async def leave(self, meeting_id: str, participant_id: str) -> None:
         await self._call("DELETE", f"/v1/meetings/{meeting_id}/participants/{participant_id}",

@@ -26,13 +26,13 @@ import uvloop
 
 from client.api import ApiError, CloudApi
 from client.cache import ReportCache, default_directory
+from client.call import Call
 from client.device import Device
 from client.media import MediaError
 from client.netcheck import summarise
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyError, discover_proxy
 from wire.errors import ProfileRefused
-from wire.models import CallMetrics, Event
 from wire.tls import client_context
 from wire.transports import DeviceProfile
 
@@ -104,7 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
-    c.add_argument("--keepalive-s", type=float, default=15.0, help="keepalive interval")
+    c.add_argument("--consent-s", "--keepalive-s", dest="consent_s", type=float,
+                   default=float(_env("consent_s") or 5.0),
+                   help="consent check (and keepalive) interval, randomized ±20%% "
+                   "(RFC 7675 §5.1; default 5 s)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
     for command in sub.choices.values():  # "pinhole probe --json" as well as "pinhole --json probe"
@@ -216,55 +219,25 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         }
         if args.command == "join":
             return result
-        session = await device.connect(joined)
-        session.start_keepalives(args.keepalive_s)
-        sessions = [session]
-
-        async def on_event(event: Event) -> None:
-            """media.reassigned: the cloud moved this participant; move the media too."""
-            if (event.type == "media.reassigned" and event.assignment is not None
-                    and event.participant_id == joined.participant_id):
-                moved = await device.connect(event.assignment)
-                moved.start_keepalives(args.keepalive_s)
-                sessions[-1].close()
-                sessions.append(moved)
-
-        follower = asyncio.create_task(device.follow_events(on_event))
+        call = Call(device, joined, start=join_sent, consent_s=args.consent_s)
+        await call.connect()
         try:
-            for i in range(int(args.seconds * 50)):
-                sessions[-1].send_audio(i.to_bytes(4, "big") + bytes(156))
-                if args.video and i % 2 == 0:
-                    sessions[-1].send_video()
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)
+            await call.talk(args.seconds, video=args.video)
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-        session = sessions[-1]
-        session.close()
+            call.close()
         await api.leave(joined.meeting_id, joined.participant_id)
-        c = session.counters
-        loss = max((st.loss for st in session.sources.values()), default=0.0)
-        jitter = max((st.jitter_ms for st in session.sources.values()), default=0.0)
-        await api.report_call(CallMetrics.model_validate({  # the seed's analytics
-            "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
-            "transport": session.rung, "duration_s": args.seconds,
-            "packets_sent": c.packets_sent, "packets_received": c.packets_received,
-            "loss": min(1.0, max(0.0, loss)), "jitter_ms": jitter,
-            "rtt_ms": c.keepalive_rtt_ms}))
-        first_media = next((leg.first_media_at for leg in sessions
-                            if leg.first_media_at is not None), None)
+        report = call.report()
+        await api.report_call(report.metrics(args.seconds))  # the seed's analytics, every leg
+        first_media = next((leg.session.first_media_at for leg in call.legs
+                            if leg.session.first_media_at is not None), None)
+        last = call.session
+        result.update(report.as_dict())
         result.update({
-            "transport": session.rung, "packets_sent": c.packets_sent,
-            "packets_received": c.packets_received, "drops": c.drops,
-            "loss": loss, "jitter_ms": jitter,
-            "rtt_ms": c.keepalive_rtt_ms,
+            "joined_node": joined.node.id, "drops": last.counters.drops,
             "attempts": [asdict(a) for a in device.attempts],
-            "reassigned": len(sessions) - 1,
             "timings": {  # from the join request, on this device's clock
                 "join_ms": join_ms,
-                "connect_ms": _ms_since(join_sent, sessions[0].latched_at),
+                "connect_ms": _ms_since(join_sent, call.legs[0].session.latched_at),
                 "first_media_ms": _ms_since(join_sent, first_media),
             },
         })

@@ -2,15 +2,18 @@
 
 DESIGN: "The client's first packet on a transport is a Binding Request with
 USERNAME "<node_ufrag>:<client_ufrag>", MESSAGE-INTEGRITY keyed by pwd,
-FINGERPRINT. The node authenticates it and latches the leg". Keepalives
-repeat that request every ``keepalive_s`` (seed: the pinhole "is usually
-closed after 30 seconds if no packets are sent from inside").
+FINGERPRINT. The node authenticates it and latches the leg". Consent checks
+repeat that request about every ``interval_s`` (5 s), randomized between 0.8
+and 1.2 times it (RFC 7675 §5.1); they also keep the firewall's pinhole open
+for a participant who only listens (seed: the pinhole "is usually closed after
+30 seconds if no packets are sent from inside"), even where it closes sooner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import ssl
 import time
 from collections import deque
@@ -83,6 +86,10 @@ class MediaSession:
         # from another participant that decrypted (None until then)
         self.latched_at: float | None = None
         self.first_media_at: float | None = None
+        self.last_media_at: float | None = None
+        # time.monotonic() of the last packet from the node that proved the leg alive: an
+        # authenticated answer or a decrypted SRTP packet (the silence watch reads it)
+        self.heard_at: float | None = None
         self._answered_at = 0.0
         self._send: Callable[[bytes], None] | None = None
         self._closers: list[Callable[[], None]] = []
@@ -234,7 +241,7 @@ class MediaSession:
                 return
             pending = self._pending.get(txid)
             if pending is not None and not pending[0].done():
-                self._answered_at = time.monotonic()
+                self._answered_at = self.heard_at = time.monotonic()
                 pending[0].set_result(data)
             return
         if kind is not PacketKind.RTP or is_rtcp(data):
@@ -249,6 +256,7 @@ class MediaSession:
         now = time.monotonic()
         if self.first_media_at is None:
             self.first_media_at = now
+        self.last_media_at = self.heard_at = now
         self.counters.packets_received += 1
         self.counters.bytes_received += len(data)
         stats = self.sources.get(header.ssrc)
@@ -259,12 +267,16 @@ class MediaSession:
 
     # ---------------------------------------------------------------- keepalive
 
-    def start_keepalives(self, interval_s: float) -> None:
-        """An authenticated Binding every ``interval_s``: consent (RFC 7675) and NAT pinhole."""
+    def start_keepalives(self, interval_s: float = 5.0) -> None:
+        """An authenticated Binding about every ``interval_s``: consent and the NAT pinhole.
+
+        RFC 7675 §5.1: consent checks every 5 s on average, each interval drawn
+        uniformly between 0.8 and 1.2 times it so that legs do not synchronise.
+        """
 
         async def loop() -> None:
             while True:
-                await asyncio.sleep(interval_s)
+                await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
                 with contextlib.suppress(TimeoutError, MediaError, StunError):
                     self.counters.keepalive_rtt_ms = await self.binding(2.0)
 

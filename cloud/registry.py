@@ -1,8 +1,11 @@
 """Registered media nodes, their control WebSockets, and leg allocation over them.
 
 A node opens the control WebSocket itself; the cloud never connects out.
-Missed heartbeats (``heartbeat_s × heartbeat_misses``) make a node unhealthy:
-it leaves node lists and assignment until it heartbeats again.
+Missed heartbeats (``heartbeat_s × heartbeat_misses``) or a missed WebSocket
+pong (the ping deadline) make a node unhealthy: it leaves node lists and
+assignment until it heartbeats again. With several replicas, the replica
+holding the channel withdraws the node's announcement the moment the channel
+closes, so no replica reads a dead node back as a healthy remote one.
 """
 
 from __future__ import annotations
@@ -104,9 +107,13 @@ class NodeRegistry:
         if self.bus is None:
             return
         mine = [n for n in self._local() if self._nodes[n.id].ws is not None]
+        # twice the health deadline: a node whose replica died reconnects to another
+        # replica (through the balancer) before its last announcement runs out
         await self.bus.announce(
             ({"info": n.model_dump(mode="json")} for n in mine),
-            ttl_s=self.heartbeat_s * self.misses)
+            ttl_s=self.heartbeat_s * self.misses * 2)
+        for closed in [n.id for n in mine if self._nodes[n.id].ws is None]:
+            await self.bus.withdraw(closed)  # it closed while we announced it
         local_ids = {n.id for n in mine}
         self._remote = {
             entry["info"]["id"]: NodeInfo.model_validate(entry["info"])
@@ -156,6 +163,12 @@ class NodeRegistry:
                 forwarder.cancel()
             if state.ws is ws:
                 state.ws = None
+                self._remote.pop(node_id, None)
+                if self.bus is not None:
+                    try:
+                        await self.bus.withdraw(node_id)
+                    except Exception:  # the announcement still expires by itself
+                        log.exception("withdrawing node %s failed", node_id)
             for future in state.pending.values():
                 if not future.done():
                     future.set_exception(NodeUnavailable(f"node {node_id} disconnected"))

@@ -22,8 +22,13 @@ from lab.pki import write_pki
 from lab.stack import running_stack
 
 
-async def _stack(state_dir: Path, prefix: str | None) -> int:
-    async with running_stack(state_dir=state_dir, progress=print, prefix=prefix) as stack:
+async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int) -> int:
+    if replicas > 1 and store == "memory":
+        print("pinhole-lab stack: --replicas needs a shared store: add --store redis",
+              file=sys.stderr)
+        return 2
+    async with running_stack(state_dir=state_dir, progress=print, prefix=prefix,
+                             store=store, replicas=replicas) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
         print("stack running; Ctrl-C stops it", flush=True)
         stop = asyncio.Event()
@@ -159,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--prefix", default=None,
                    help="first three octets for the cloud (.1) and nodes (.2-.4), e.g. "
                    "198.18.0 inside the firewall lab (default: a free 127.x.y block)")
+    s.add_argument("--store", default="memory",
+                   help="memory (default), redis (a redis-server the stack starts) or a "
+                   "redis://host:port/db URL")
+    s.add_argument("--replicas", type=int, default=1,
+                   help="cloud processes on the shared store, behind a TCP balancer that "
+                   "owns the cloud's address (needs --store redis)")
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -218,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "compose":
         return _compose(args)
     if args.command == "stack":
-        return uvloop.run(_stack(args.state_dir, args.prefix))
+        return uvloop.run(_stack(args.state_dir, args.prefix, args.store, args.replicas))
     return uvloop.run(demo.run(args.seconds, as_json=args.json))
 
 

@@ -4,8 +4,9 @@ On ``open_cascade`` the node opens a leg to the peer exactly as a client
 would (DESIGN.md "Media leg"): an authenticated Binding Request to the peer's
 UDP 5004, falling back to TLS 443 (framed, the peer's certificate checked
 against the fingerprint in the node list) when UDP gets no answer. The
-answer latches the leg on both sides; keepalives every ``keepalive_s`` keep
-consent (RFC 7675) and the NAT pinhole open. SRTP on the leg goes through the
+answer latches the leg on both sides; consent checks about every
+``keepalive_s`` (5 s, each interval drawn between 0.8 and 1.2 times it: RFC
+7675 §5.1) keep consent and the NAT pinhole open. SRTP on the leg goes through the
 engine like any other leg's.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import ssl
 import time
 from typing import Any, cast
@@ -115,7 +117,7 @@ class CascadeLink:
     """One outbound cascade leg and the task that keeps it up."""
 
     def __init__(self, engine: Engine, command: OpenCascade, *, delay_s: float = 0.0,
-                 keepalive_s: float = 15.0, udp_timeout_s: float = 2.0) -> None:
+                 keepalive_s: float = 5.0, udp_timeout_s: float = 2.0) -> None:
         self.engine = engine
         self.command = command
         self.delay_s = delay_s
@@ -160,7 +162,7 @@ class CascadeLink:
         self.up.set()
         log.info("cascade %s to %s up on %s", self.leg.leg_id, self.peer.id, path.rung)
         while True:
-            await asyncio.sleep(self.keepalive_s)
+            await asyncio.sleep(self.keepalive_s * random.uniform(0.8, 1.2))
             with contextlib.suppress(TimeoutError, StunError):
                 await self._binding(path, 2.0)
 

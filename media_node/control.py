@@ -153,7 +153,8 @@ class ControlChannel:
             old = self.cascades.pop(command.leg_id, None)
             if old is not None:
                 await old.close()
-            link = CascadeLink(self.engine, command, delay_s=self.settings.simulated_rtt_ms / 1000)
+            link = CascadeLink(self.engine, command, delay_s=self.settings.simulated_rtt_ms / 1000,
+                               keepalive_s=self.settings.consent_check_s)
             self.cascades[command.leg_id] = link
             link.start()
         else:

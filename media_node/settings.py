@@ -36,6 +36,7 @@ class NodeSettings:
     stun_rate: float = 20.0  # unauthenticated STUN requests per second per source IP
     stun_burst: float = 40.0
     consent_s: float = 30.0  # RFC 7675 §5.1: consent expires 30 s after the last response
+    consent_check_s: float = 5.0  # cascade legs' consent checks (RFC 7675 §5.1), ±20 %
     leg_timeout_s: float = 90.0  # a leg with no consent for this long is freed
     simulated_rtt_ms: float = 0.0  # simulation knob: delay before every reply and forward
     metrics_listen: str = ""  # host:port for /metrics and /healthz over HTTP ("" = off)
@@ -121,6 +122,10 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
                    help="burst of unauthenticated STUN requests per source IP")
     p.add_argument("--consent-s", type=float, default=float(_env("consent_s", d.consent_s)),
                    help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
+    p.add_argument("--consent-check-s", type=float,
+                   default=float(_env("consent_check_s", d.consent_check_s)),
+                   help="send consent checks on cascade legs about this often, randomized "
+                   "±20%% (RFC 7675 §5.1: 5 s)")
     p.add_argument("--leg-timeout-s", type=float,
                    default=float(_env("leg_timeout_s", d.leg_timeout_s)),
                    help="free a leg after this long without consent")
@@ -153,7 +158,7 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         legacy_dc=a.legacy_dc, legacy_port=a.legacy_port, tcp_port=a.tcp_port,
         tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
         cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
-        stun_burst=a.stun_burst, consent_s=a.consent_s,
+        stun_burst=a.stun_burst, consent_s=a.consent_s, consent_check_s=a.consent_check_s,
         leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
         metrics_listen=a.metrics_listen, state_file=a.state_file, log_format=a.log_format,
     )

@@ -188,18 +188,31 @@ class NodeRegistry:
         return asyncio.create_task(forward())
 
     async def allocate(self, node_id: str, command: AllocateLeg, timeout_s: float) -> None:
-        """Ask the node for a leg; return once it has it."""
-        state = self._nodes.get(node_id)
-        if (state is None or state.ws is None) and self.bus is not None \
-                and node_id in self._remote:
+        """Ask the node for a leg; return once it has it.
+
+        With several replicas a node whose replica just died is reconnecting to
+        another one: the request is tried again until ``timeout_s``.
+        """
+        deadline = self._clock() + timeout_s
+        while True:
+            state = self._nodes.get(node_id)
+            local = state is not None and state.ws is not None and not state.ws.closed
+            if local or self.bus is None or node_id not in self._remote:
+                return await self._allocate_here(node_id, command, timeout_s)
+            left = deadline - self._clock()
             text = await self.bus.request(node_id, command.model_dump_json(),
-                                          command.request_id, timeout_s)
-            if text is None:
+                                          command.request_id, max(0.1, left))
+            if text is not None:
+                answer = LegAllocated.model_validate_json(text)
+                if not answer.ok:
+                    raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
+                return None
+            if self._clock() + 0.2 >= deadline:
                 raise NodeUnavailable(f"node {node_id} did not allocate the leg in time")
-            answer = LegAllocated.model_validate_json(text)
-            if not answer.ok:
-                raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
-            return
+            await asyncio.sleep(0.2)  # held by no replica right now: it is reconnecting
+
+    async def _allocate_here(self, node_id: str, command: AllocateLeg, timeout_s: float) -> None:
+        state = self._nodes.get(node_id)
         if state is None or state.ws is None or state.ws.closed:
             raise NodeUnavailable(f"node {node_id} has no control channel")
         future: asyncio.Future[LegAllocated] = asyncio.get_running_loop().create_future()

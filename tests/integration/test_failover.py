@@ -64,11 +64,12 @@ async def _meet(stack: Stack, seconds: float) -> list[asyncio.Task[dict[str, Any
                     view = await api.meeting("faults")
                 except Exception:  # not created yet
                     continue
-                if len(view.participants) == 2 and all(p.transport for p in view.participants):
+                if len(view.participants) == 2:
                     break
     finally:
         await api.close()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.5)  # both connected (a replica other than the node's may not
+    # learn the rung: leg events reach the replica holding the node's channel)
     return calls
 
 
@@ -143,4 +144,5 @@ async def test_killing_the_replica_holding_the_node_keeps_media(redis_stack: Sta
     for result in results:
         assert [leg["node"] for leg in result["legs"]] == ["node-a"]
         assert result["packets_received"] > 0
+        assert result["loss"] < 0.02  # RFC 3550 loss: media did not stop (a 1 s gap is 17 %)
     assert third["node"] == "node-a" and third["packets_received"] > 0

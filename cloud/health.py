@@ -105,14 +105,13 @@ async def _reassign_claimed(cloud: Cloud, node_id: str) -> int:
 async def watch(cloud: Cloud, clock: Callable[[], float] = time.monotonic) -> None:
     """Run until cancelled: empty every failed node that carries participants."""
     every_s = min(cloud.settings.heartbeat_s, 1.0)
-    # after a (re)start, nodes need a moment to reconnect before their absence means failure
-    settle_until = clock() + cloud.settings.heartbeat_s * cloud.settings.heartbeat_misses * 2
     healthy = {n.id for n in cloud.registry.nodes() if n.healthy}
     stuck_until: dict[str, float] = {}  # nobody could be moved: retry later, not every pass
     while True:
         await asyncio.sleep(every_s)
         now = {n.id for n in cloud.registry.nodes() if n.healthy}
-        if clock() >= settle_until:
+        # a replica that has not yet read the others' nodes would take them all for failed
+        if cloud.registry.bus is None or cloud.registry.synced:
             try:
                 in_use = set().union(*(m.node_ids() for m in await cloud.store.list_meetings()))
                 for node_id in sorted(in_use - now):

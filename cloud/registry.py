@@ -65,6 +65,7 @@ class NodeRegistry:
         self.bus: NodeBus | None = None  # set with several replicas (Redis store)
         self._remote: dict[str, NodeInfo] = {}  # nodes held by other replicas
         self._forwarders: dict[str, asyncio.Task[None]] = {}
+        self.synced = False  # learned the other replicas' nodes at least once (with a bus)
 
     def register(self, info: NodeInfo, capacity: int) -> None:
         old = self._nodes.get(info.id)
@@ -120,6 +121,7 @@ class NodeRegistry:
             for entry in await self.bus.snapshot()
             if entry["info"]["id"] not in local_ids
         }
+        self.synced = True
 
     async def run_sync(self) -> None:
         while True:
@@ -167,8 +169,8 @@ class NodeRegistry:
                 if self.bus is not None:
                     try:
                         await self.bus.withdraw(node_id)
-                    except Exception:  # the announcement still expires by itself
-                        log.exception("withdrawing node %s failed", node_id)
+                    except Exception as exc:  # the announcement still expires by itself
+                        log.warning("withdrawing node %s failed: %r", node_id, exc)
             for future in state.pending.values():
                 if not future.done():
                     future.set_exception(NodeUnavailable(f"node {node_id} disconnected"))

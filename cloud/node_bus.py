@@ -32,6 +32,8 @@ class NodeBus(Protocol):
     async def claim(self, name: str, ttl_s: int) -> bool: ...
     async def unclaim(self, name: str) -> None: ...
     async def withdraw(self, node_id: str) -> None: ...
+    async def remember(self, node_id: str, registration: dict[str, Any]) -> None: ...
+    async def recall(self, node_id: str) -> dict[str, Any] | None: ...
 
 
 class RedisNodeBus:
@@ -101,6 +103,15 @@ class RedisNodeBus:
     async def unclaim(self, name: str) -> None:
         """The work is done: the next failure may be claimed at once."""
         await self._redis.delete(f"{PREFIX}claim:{name}")
+
+    async def remember(self, node_id: str, registration: dict[str, Any]) -> None:
+        """A node registered with one replica may open its control channel on another."""
+        await self._redis.set(f"{PREFIX}registration:{node_id}", json.dumps(registration),
+                              ex=86400)
+
+    async def recall(self, node_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{PREFIX}registration:{node_id}")
+        return None if raw is None else dict(json.loads(raw))
 
     async def withdraw(self, node_id: str) -> None:
         """The node's control channel closed here: no replica may read it as healthy."""

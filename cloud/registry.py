@@ -78,6 +78,24 @@ class NodeRegistry:
         """A node registered with this replica."""
         return self._nodes.get(node_id)
 
+    async def share(self, node_id: str) -> None:
+        """Keep the registration where every replica finds it (with a bus)."""
+        state = self._nodes[node_id]
+        if self.bus is not None:
+            await self.bus.remember(node_id, {"info": state.info.model_dump(mode="json"),
+                                              "capacity": state.capacity})
+
+    async def find(self, node_id: str) -> NodeState | None:
+        """A node registered here or, with a bus, with any replica (behind a balancer
+        its control channel may reach another replica than its registration did)."""
+        state = self._nodes.get(node_id)
+        if state is None and self.bus is not None:
+            shared = await self.bus.recall(node_id)
+            if shared is not None:
+                self.register(NodeInfo.model_validate(shared["info"]), int(shared["capacity"]))
+                state = self._nodes.get(node_id)
+        return state
+
     def info(self, node_id: str) -> NodeInfo | None:
         """A node registered with this replica or, with a bus, with another one."""
         state = self._nodes.get(node_id)

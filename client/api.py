@@ -206,7 +206,7 @@ class CloudApi:
         """Events for this device until the connection closes."""
         url = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
         async with self._http().ws_connect(
-            url + "/v1/events", headers=self._headers(), ssl=self._ssl, heartbeat=20.0,
+            url + "/v1/events", headers=self._headers(), ssl=self._ssl, heartbeat=2.0,
             proxy=self._proxy,
         ) as ws:
             async for msg in ws:

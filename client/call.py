@@ -173,8 +173,9 @@ class Call:
             self.asked += 1
             await self.move(moved)
 
-    async def talk(self, seconds: float, *, video: bool = False) -> None:
-        """Send 20 ms audio packets (and video slices) on the current leg for ``seconds``."""
+    async def talk(self, seconds: float, *, video: bool = False, mute: bool = False) -> None:
+        """Send 20 ms audio packets (and video slices) on the current leg for ``seconds``;
+        ``mute``: send nothing, only listen (consent checks still go out)."""
         follower = asyncio.create_task(self.device.follow_events(self.on_event))
         watcher = asyncio.create_task(self.watch())
         began = self.clock()
@@ -182,10 +183,11 @@ class Call:
             i = 0
             while (due := began + i * 0.02) < began + seconds:
                 session = self.session
-                with contextlib.suppress(MediaError, OSError):
-                    session.send_audio(i.to_bytes(4, "big") + bytes(156))
-                    if video and i % 2 == 0:
-                        session.send_video()
+                if not mute:
+                    with contextlib.suppress(MediaError, OSError):
+                        session.send_audio(i.to_bytes(4, "big") + bytes(156))
+                        if video and i % 2 == 0:
+                            session.send_video()
                 i += 1
                 await asyncio.sleep(max(0.0, due + 0.02 - self.clock()))
             await asyncio.sleep(0.3)  # the others' last packets

@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
                    default=float(_env("consent_s") or 5.0),
                    help="consent check (and keepalive) interval, randomized ±20%% "
                    "(RFC 7675 §5.1; default 5 s)")
+    c.add_argument("--mute", action="store_true",
+                   help="send no media, only receive (consent checks keep the leg and the "
+                   "firewall pinhole open)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
     for command in sub.choices.values():  # "pinhole probe --json" as well as "pinhole --json probe"
@@ -222,7 +225,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         call = Call(device, joined, start=join_sent, consent_s=args.consent_s)
         await call.connect()
         try:
-            await call.talk(args.seconds, video=args.video)
+            await call.talk(args.seconds, video=args.video, mute=args.mute)
         finally:
             call.close()
         await api.leave(joined.meeting_id, joined.participant_id)

@@ -29,6 +29,9 @@ class CloudSettings:
     heartbeat_s: float = 0.5
     heartbeat_misses: int = 3
     allocate_timeout_s: float = 5.0
+    # a cascade to a node that does not answer (hung, not yet noticed) must not hold the
+    # meeting, and the participants being moved away from that node, for long
+    cascade_timeout_s: float = 2.0
     max_body_bytes: int = 256 * 1024
     state_file: str = ""  # written once listening: the real URL and port
 

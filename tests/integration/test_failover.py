@@ -109,6 +109,23 @@ async def test_a_hung_node_is_left_within_the_call(memory_stack: Stack) -> None:
         _check_moved(result, ["node-a", "node-b"])
 
 
+async def test_a_silent_leg_moves_though_the_cloud_has_not_noticed(tmp_path: Path) -> None:
+    """The cloud here would notice a hung node only after 200 s (heartbeat 20 s × 10):
+    only the devices' own silence watch (no media, no consent answer for ~1.5 s) and
+    their reassignment request can move them. Before: nothing moved them."""
+    async with running_stack(NODES, state_dir=tmp_path, cloud_args=[
+            "--heartbeat-s", "20", "--heartbeat-misses", "10"]) as stack:
+        calls = await _meet(stack, 9.0)
+        stack.signal("node-a", signal.SIGSTOP)
+        try:
+            results = await asyncio.gather(*calls)
+        finally:
+            stack.signal("node-a", signal.SIGCONT)
+    for result in results:
+        _check_moved(result, ["node-a", "node-b"])
+    assert sum(r["asked_reassignment"] for r in results) >= 1
+
+
 async def test_same_node_fails_twice_on_redis_replicas(redis_stack: Stack) -> None:
     """Fail node-a, then node-b, then node-a again within seconds, on two replicas:
     every failure is reassigned (before: the second failure of node-a was not, for 61 s)."""

@@ -24,7 +24,7 @@ import aiohttp
 from client.api import ApiError
 from client.device import Device
 from client.liveness import LegHealth, SilencePolicy
-from client.media import MediaError, MediaSession
+from client.media import CONSENT_S, MediaError, MediaSession
 from wire.errors import StunError
 from wire.models import CallLeg, CallMetrics, Event, Joined
 
@@ -83,7 +83,7 @@ class Call:
     device: Device
     joined: Joined
     start: float
-    consent_s: float = 5.0  # RFC 7675 §5.1: about every 5 s, randomized
+    consent_s: float = CONSENT_S  # RFC 7675 §5.1 randomization around it
     silence: SilencePolicy = field(default_factory=SilencePolicy)
     clock: Callable[[], float] = time.monotonic
     legs: list[LegRecord] = field(default_factory=list)

@@ -28,7 +28,7 @@ from client.api import ApiError, CloudApi
 from client.cache import ReportCache, default_directory
 from client.call import Call
 from client.device import Device
-from client.media import MediaError
+from client.media import CONSENT_S, MediaError
 from client.netcheck import summarise
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyError, discover_proxy
@@ -105,9 +105,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="create the meeting with this id first, unless it exists")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
     c.add_argument("--consent-s", "--keepalive-s", dest="consent_s", type=float,
-                   default=float(_env("consent_s") or 5.0),
+                   default=float(_env("consent_s") or CONSENT_S),
                    help="consent check (and keepalive) interval, randomized ±20%% "
-                   "(RFC 7675 §5.1; default 5 s)")
+                   f"(RFC 7675 §5.1; default {CONSENT_S:g} s, so a pinhole that closes "
+                   "after 5 s idle holds)")
     c.add_argument("--mute", action="store_true",
                    help="send no media, only receive (consent checks keep the leg and the "
                    "firewall pinhole open)")

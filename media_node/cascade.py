@@ -5,8 +5,9 @@ would (DESIGN.md "Media leg"): an authenticated Binding Request to the peer's
 UDP 5004, falling back to TLS 443 (framed, the peer's certificate checked
 against the fingerprint in the node list) when UDP gets no answer. The
 answer latches the leg on both sides; consent checks about every
-``keepalive_s`` (5 s, each interval drawn between 0.8 and 1.2 times it: RFC
-7675 §5.1) keep consent and the NAT pinhole open. SRTP on the leg goes through the
+``keepalive_s`` (4 s, each interval drawn between 0.8 and 1.2 times it: RFC
+7675 §5.1; under 5 s so that a pinhole closing after 5 s idle holds) keep
+consent and the NAT pinhole open. SRTP on the leg goes through the
 engine like any other leg's.
 """
 
@@ -117,7 +118,7 @@ class CascadeLink:
     """One outbound cascade leg and the task that keeps it up."""
 
     def __init__(self, engine: Engine, command: OpenCascade, *, delay_s: float = 0.0,
-                 keepalive_s: float = 5.0, udp_timeout_s: float = 2.0) -> None:
+                 keepalive_s: float = 4.0, udp_timeout_s: float = 2.0) -> None:
         self.engine = engine
         self.command = command
         self.delay_s = delay_s

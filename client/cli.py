@@ -32,6 +32,7 @@ from client.media import CONSENT_S, MediaError
 from client.netcheck import summarise
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyError, discover_proxy
+from client.udp_idle import measure_udp_idle
 from wire.errors import ProfileRefused
 from wire.tls import client_context
 from wire.transports import DeviceProfile
@@ -96,9 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     j.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
-    sub.add_parser("netcheck", help="check HTTPS and WSS to the cloud, probe every node on "
-                   "every transport; print what works, what is blocked, and the firewall "
-                   "rules to open")
+    nc = sub.add_parser("netcheck", help="check HTTPS and WSS to the cloud, probe every node "
+                        "on every transport; print what works, what is blocked, and the "
+                        "firewall rules to open")
+    nc.add_argument("--udp-idle-s", type=float, default=0.0,
+                    help="also measure, for this many seconds (e.g. 20), how long the "
+                    "firewall keeps a UDP pinhole for a participant who only listens")
     c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")
     c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     c.add_argument("--create", action="store_true",
@@ -204,7 +208,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             meeting = await api.create_meeting(args.title, args.meeting_id)
             return {"meeting_id": meeting.id}
         if args.command == "netcheck":
-            return await _netcheck(device, api, progress, proxy is not None)
+            return await _netcheck(device, api, progress, proxy is not None, args.udp_idle_s)
         outcomes = await device.discover(progress, force=args.force_probe)
         if progress is not None and device.source == "probe":
             print(file=sys.stderr)
@@ -256,7 +260,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _netcheck(device: Device, api: CloudApi, progress: Any,
-                    proxied: bool) -> dict[str, Any]:
+                    proxied: bool, udp_idle_s: float = 0.0) -> dict[str, Any]:
     https: tuple[bool, str | None] = (True, None)  # registration just went over HTTPS
     wss: tuple[bool, str | None] = (True, None)
     try:
@@ -267,7 +271,10 @@ async def _netcheck(device: Device, api: CloudApi, progress: Any,
     if progress is not None:
         print(file=sys.stderr)
     report = summarise(outcomes, device.profile, https=https, wss=wss, proxy_configured=proxied)
-    return {"netcheck": report.as_dict()}
+    result: dict[str, Any] = report.as_dict()
+    if udp_idle_s > 0:
+        result["udp_idle"] = (await measure_udp_idle(device, udp_idle_s)).as_dict()
+    return {"netcheck": result}
 
 
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -287,6 +294,8 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
                 print(f"  {i}. {rule}")
         else:
             print("nothing to open: media can use inside-initiated UDP 5004")
+        if n.get("udp_idle", {}).get("advice"):
+            print(n["udp_idle"]["advice"])
     elif "probes" in result:
         print(_table(result["probes"]))
         if result.get("source") == "cache":

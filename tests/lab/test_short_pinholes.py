@@ -72,3 +72,22 @@ def test_a_muted_listener_keeps_a_5_s_outbound_refreshed_pinhole() -> None:
     # the firewall is as aggressive as claimed: without checks inside 5 s, media is dropped
     assert expired > 0
     assert sparse["packets_received"] < 0.97 * spoke["packets_sent"], sparse
+
+
+def test_netcheck_measures_a_short_udp_idle_timeout() -> None:
+    """Issue 12: "netcheck reports when a firewall's UDP idle timeout looks short". With
+    pinholes that close 3 s after the last packet from inside, the listener leg of
+    ``pinhole netcheck --udp-idle-s`` hears the talker for about 3 s, and the report
+    says it is shorter than the consent schedule can hold."""
+    require_root()
+    for tool in ("ip", "nft", "conntrack"):
+        require_tool(tool)
+    with tempfile.TemporaryDirectory(prefix="pinhole-lab-") as tmp, \
+            lab("open", udp_timeout_s=3) as fw:
+        stack_json = fw.start_stack(Path(tmp))
+        fw.refresh_on_outbound_only(3)
+        report = _result(_pinhole(fw, stack_json, "netcheck", "--udp-idle-s", "8"))
+    idle = report["netcheck"]["udp_idle"]
+    assert idle["rung"].startswith("udp")
+    assert 2.0 <= idle["closed_after_s"] <= 4.0, idle
+    assert idle["looks_short"] and "UDP idle timeout" in idle["advice"]

@@ -86,6 +86,7 @@ class Call:
     consent_s: float = CONSENT_S  # RFC 7675 §5.1 randomization around it
     silence: SilencePolicy = field(default_factory=SilencePolicy)
     clock: Callable[[], float] = time.monotonic
+    on_other_event: Callable[[Event], None] | None = None  # every event, for the caller
     legs: list[LegRecord] = field(default_factory=list)
     asked: int = 0
     _target: Joined | None = None  # the latest assignment, connected or not
@@ -129,6 +130,8 @@ class Call:
 
     async def on_event(self, event: Event) -> None:
         """``media.reassigned`` for this participant: move the media."""
+        if self.on_other_event is not None:
+            self.on_other_event(event)
         if (event.type == "media.reassigned" and event.assignment is not None
                 and event.participant_id == self.joined.participant_id):
             await self.move(event.assignment)
@@ -173,9 +176,11 @@ class Call:
             self.asked += 1
             await self.move(moved)
 
-    async def talk(self, seconds: float, *, video: bool = False, mute: bool = False) -> None:
+    async def talk(self, seconds: float, *, video: bool = False, mute: bool = False,
+                   every_second: Callable[[int, MediaSession], None] | None = None) -> None:
         """Send 20 ms audio packets (and video slices) on the current leg for ``seconds``;
-        ``mute``: send nothing, only listen (consent checks still go out)."""
+        ``mute``: send nothing, only listen (consent checks still go out);
+        ``every_second`` is called once a second with the current leg."""
         follower = asyncio.create_task(self.device.follow_events(self.on_event))
         watcher = asyncio.create_task(self.watch())
         began = self.clock()
@@ -188,6 +193,8 @@ class Call:
                         session.send_audio(i.to_bytes(4, "big") + bytes(156))
                         if video and i % 2 == 0:
                             session.send_video()
+                if every_second is not None and i % 50 == 0:
+                    every_second(i // 50, session)
                 i += 1
                 await asyncio.sleep(max(0.0, due + 0.02 - self.clock()))
             await asyncio.sleep(0.3)  # the others' last packets

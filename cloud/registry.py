@@ -141,13 +141,20 @@ class NodeRegistry:
         }
         self.synced = True
 
-    async def run_sync(self) -> None:
+    async def run_sync(self, max_backoff_s: float = 30.0) -> None:
+        """Until cancelled: sync every half heartbeat; a failing store backs off, one line
+        a step (no traceback every 2.5 s while Redis is down)."""
+        period = max(0.1, self.heartbeat_s / 2)
+        backoff = period
         while True:
             try:
                 await self.sync()
-            except Exception:  # a Redis hiccup must not end the loop
-                log.exception("node registry sync failed")
-            await asyncio.sleep(max(0.1, self.heartbeat_s / 2))
+                backoff = period
+            except Exception as exc:  # a Redis hiccup must not end the loop
+                backoff = min(backoff * 2, max_backoff_s)
+                log.warning("node registry sync failed (%s); retrying in %.1f s",
+                            exc or type(exc).__name__, backoff)
+            await asyncio.sleep(backoff)
 
     async def serve_control(self, node_id: str, ws: web.WebSocketResponse) -> None:
         """Run one node's control channel until it closes."""

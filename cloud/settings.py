@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from wire.boundary import readable_file, usage
+from wire.flags import Parser, add_version, apply_environment
+
 
 @dataclass(frozen=True, slots=True)
 class CloudSettings:
@@ -46,8 +49,7 @@ class CloudSettings:
         return out
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get("PINHOLE_" + name.upper(), default)
+STORES = ("memory", "redis://", "rediss://", "unix://")
 
 
 def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
@@ -57,47 +59,72 @@ def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
         p.error(f"cannot read the node secret file {path}: {exc.strerror}")
 
 
-def parse(argv: Sequence[str] | None = None) -> CloudSettings:
+def _is_hex_seed(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text)) == 32
+    except ValueError:
+        return False
+
+
+def parser() -> argparse.ArgumentParser:
     d = CloudSettings()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="pinhole-cloud",
         description="Pinhole cloud: signaling and registration API (HTTPS + WSS). Every flag "
-        "also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_STORE).",
+        "also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_STORE).\n\n"
+        "Exit codes: 0 stopped, 1 other failure, 2 usage (a flag or a file it names).",
     )
-    p.add_argument("--listen", default=_env("listen", d.listen), help="address to bind")
-    p.add_argument("--port", type=int, default=int(_env("port", str(d.port))),
+    add_version(p)
+    p.add_argument("--listen", default=d.listen, help="address to bind")
+    p.add_argument("--port", type=int, default=d.port,
                    help="HTTPS port (443; 8443 when this process may not bind below 1024)")
-    p.add_argument("--cert", default=_env("cert", d.cert), help="PEM certificate (chain)")
-    p.add_argument("--key", default=_env("key", d.key), help="PEM private key")
-    p.add_argument("--orgs", default=_env("orgs", d.orgs),
+    p.add_argument("--cert", default=d.cert, help="PEM certificate (chain)")
+    p.add_argument("--key", default=d.key, help="PEM private key")
+    p.add_argument("--orgs", default=d.orgs,
                    help="JSON file: organisations, enrollment keys, hybrid node secrets")
-    p.add_argument("--node-secret", default=_env("node_secret", d.node_secret),
+    p.add_argument("--node-secret", default=d.node_secret,
                    help="secret cloud media nodes present to register")
-    p.add_argument("--node-secret-file", default=_env("node_secret_file", ""),
+    p.add_argument("--node-secret-file", default="",
                    help="read the node secret from this file instead (e.g. a shared volume)")
-    p.add_argument("--token-key", default=_env("token_key", d.token_key),
+    p.add_argument("--token-key", default=d.token_key,
                    help="hex seed (32 bytes) of the device-token signing key; replicas share it")
-    p.add_argument("--store", default=_env("store", d.store),
+    p.add_argument("--store", default=d.store,
                    help="state store: memory, or redis://host:port/db")
-    p.add_argument("--probe-ttl-s", type=int, default=int(_env("probe_ttl_s", str(d.probe_ttl_s))),
+    p.add_argument("--probe-ttl-s", type=int, default=d.probe_ttl_s,
                    help="how long a reachability report is kept (seed: 2 hours)")
     p.add_argument("--probe-interval-s", type=int,
-                   default=int(_env("probe_interval_s", str(d.probe_interval_s))),
+                   default=d.probe_interval_s,
                    help="how often devices re-probe")
     p.add_argument("--probe-timeout-ms", type=int,
-                   default=int(_env("probe_timeout_ms", str(d.probe_timeout_ms))),
+                   default=d.probe_timeout_ms,
                    help="per-probe timeout devices use")
-    p.add_argument("--token-ttl-s", type=int, default=int(_env("token_ttl_s", str(d.token_ttl_s))),
+    p.add_argument("--token-ttl-s", type=int, default=d.token_ttl_s,
                    help="device token lifetime")
     p.add_argument("--heartbeat-s", type=float,
-                   default=float(_env("heartbeat_s", str(d.heartbeat_s))),
+                   default=d.heartbeat_s,
                    help="node heartbeat interval")
     p.add_argument("--heartbeat-misses", type=int,
-                   default=int(_env("heartbeat_misses", str(d.heartbeat_misses))),
+                   default=d.heartbeat_misses,
                    help="missed heartbeats before a node is unhealthy")
-    p.add_argument("--state-file", default=_env("state_file", d.state_file),
+    p.add_argument("--state-file", default=d.state_file,
                    help="write {url, port} here as JSON once listening")
+    return p
+
+
+def parse(argv: Sequence[str] | None = None) -> CloudSettings:
+    """Settings from ``argv`` and ``PINHOLE_*``; a bad flag or file is a usage failure."""
+    p = parser()
+    apply_environment(p, os.environ)
     a = p.parse_args(argv)
+    if a.store != "memory" and not a.store.startswith(STORES[1:]):
+        raise usage(f"--store {a.store} is not a store Pinhole knows",
+                    "use memory, or redis://HOST:PORT/DB")
+    if a.token_key and not _is_hex_seed(a.token_key):
+        raise usage("--token-key is not 32 bytes of hex (64 characters)",
+                    "generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")
+    for flag in ("cert", "key", "orgs"):
+        if getattr(a, flag):
+            readable_file(f"--{flag}", getattr(a, flag))
     if a.node_secret_file:
         a.node_secret = _secret_from(a.node_secret_file, p)
     return CloudSettings(

@@ -1,5 +1,8 @@
-"""``pinhole-lab``: run Pinhole — the loopback stack and the demo (no root), and the firewall
-lab of network namespaces and nftables (root)."""
+"""pinhole-lab: run Pinhole - the loopback stack and the demo (no root), and the firewall
+lab of network namespaces and nftables (root). Every flag also reads PINHOLE_<FLAG>.
+
+Exit codes: 0 done, 1 other failure (the smoke meeting or demo failed), 2 usage or
+set-up (a flag, a file, or a prerequisite such as root)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +23,10 @@ import uvloop
 from lab import compose, demo, firewall
 from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.pki import write_pki
-from lab.stack import running_stack
+from lab.stack import StackError, running_stack
+from wire import boundary
+from wire.boundary import ExitCode, Failure, run
+from wire.flags import Parser, add_version, apply_environment
 
 
 async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int) -> int:
@@ -155,9 +162,10 @@ def _compose(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pinhole-lab", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+def _parser() -> argparse.ArgumentParser:
+    p = Parser(prog="pinhole-lab", description=__doc__)
+    add_version(p)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("stack", help="run a cloud and three regional media nodes on loopback")
     s.add_argument("--state-dir", type=Path, default=Path("run/stack"),
                    help="where certificates, logs and stack.json go (default run/stack)")
@@ -173,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    d.add_argument("--state-dir", type=Path, default=None,
+                   help="keep each act's certificates, logs and stack.json under DIR/open and "
+                   "DIR/no-udp (default: a temporary directory)")
     n = sub.add_parser("netns", help="the firewall lab (root): namespaces, NAT, nftables")
     n.add_argument("action", choices=["up", "down", "profile", "run"],
                    help="up: create (prints the run id); down: remove; profile: load another "
@@ -216,9 +227,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--keep-running", action="store_true",
                    help="after the smoke meeting, keep the services up until Ctrl-C")
     c.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The error boundary: a failure is one line (JSON too with --json), never a traceback."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    return run("pinhole-lab", lambda: _main(raw), as_json=lambda: "--json" in raw,
+               out=sys.stdout, err=sys.stderr, translate=_translate,
+               traceback_wanted=boundary.traceback_wanted(os.environ))
+
+
+def _translate(exc: BaseException) -> Failure | None:
+    if isinstance(exc, (LabError, StackError)):
+        return Failure(ExitCode.USAGE, "lab", str(exc), "the log files it names say more")
+    return None
+
+
+def _main(raw: list[str]) -> int:
     if raw[:1] == ["firewall"]:
         return firewall.main(raw[1:])
+    p = _parser()
+    apply_environment(p, os.environ)
     command = raw[raw.index("--") + 1:] if "--" in raw else []  # netns run … -- COMMAND
     args = p.parse_args(raw[:raw.index("--")] if "--" in raw else raw)
     args.argv = command
@@ -230,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compose(args)
     if args.command == "stack":
         return uvloop.run(_stack(args.state_dir, args.prefix, args.store, args.replicas))
-    return uvloop.run(demo.run(args.seconds, as_json=args.json))
+    return uvloop.run(demo.run(args.seconds, as_json=args.json, state_dir=args.state_dir))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import json
 import logging
 import signal
 import ssl
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from media_node.metrics import make_app
 from media_node.settings import NodeSettings
+from wire.boundary import describe, usage
 from wire.models import Endpoint, RungName
 from wire.tls import cert_fingerprint, issue, server_context
 from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434
@@ -98,9 +98,8 @@ async def _ticks(engine: Engine) -> None:
 
 async def run(settings: NodeSettings) -> int:
     if not (settings.udp or settings.tcp or settings.tls):
-        print("pinhole-media-node: --no-udp, --no-tcp and --no-tls leave nothing to serve; "
-              "drop one of them", file=sys.stderr)
-        return 2
+        raise usage("--no-udp, --no-tcp and --no-tls leave nothing to serve",
+                    "drop one of them")
     engine = Engine(settings.node_id or "media-node", capacity=settings.capacity,
                     consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
                     stun_rate=settings.stun_rate, stun_burst=settings.stun_burst)
@@ -108,10 +107,10 @@ async def run(settings: NodeSettings) -> int:
         try:
             endpoints, fingerprint, closers = await start_listeners(settings, engine, Path(tmp))
         except OSError as exc:
-            print(f"pinhole-media-node: cannot listen on {settings.bind}: {exc}; pick other "
-                  "ports with --udp-port/--tcp-port/--tls-port or another --listen address",
-                  file=sys.stderr)
-            return 2
+            raise usage(f"cannot listen on {settings.bind}: "
+                        f"{(exc.strerror or str(exc)).lower()}",
+                        "pick other ports with --udp-port/--tcp-port/--tls-port or another "
+                        "--listen address") from None
         for e in endpoints:
             log.info("listening on %s %s:%d", e.rung, settings.bind, e.port)
         control = ControlChannel(settings, engine, endpoints, fingerprint)
@@ -120,7 +119,12 @@ async def run(settings: NodeSettings) -> int:
             mhost, _, mport = settings.metrics_listen.rpartition(":")
             runner = web.AppRunner(make_app(engine, lambda: control.connected), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, mhost, int(mport)).start()
+            try:
+                await web.TCPSite(runner, mhost, int(mport)).start()
+            except (OSError, ValueError) as exc:
+                raise usage(f"--metrics-listen {settings.metrics_listen}: cannot listen "
+                            f"({getattr(exc, 'strerror', None) or exc})",
+                            "give a free HOST:PORT") from None
             log.info("metrics on http://%s/metrics", settings.metrics_listen)
         registered = asyncio.Event()
         channel = asyncio.create_task(control.run_forever(registered))
@@ -131,7 +135,6 @@ async def run(settings: NodeSettings) -> int:
             loop.add_signal_handler(sig, stop.set)
         waiter = asyncio.create_task(registered.wait())
         stopper = asyncio.create_task(stop.wait())
-        code = 0
         # a signal stops the node at any time, also while the cloud is still unreachable
         done, _ = await asyncio.wait({waiter, channel, stopper},
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -142,9 +145,12 @@ async def run(settings: NodeSettings) -> int:
                     "endpoints": [e.model_dump() for e in endpoints],
                 }))
             done, _ = await asyncio.wait({stopper, channel}, return_when=asyncio.FIRST_COMPLETED)
-        if channel in done and not channel.cancelled() and channel.exception() is not None:
-            print(f"pinhole-media-node: {channel.exception()}", file=sys.stderr)
-            code = 2
+        failure = None
+        error = channel.exception() if channel in done and not channel.cancelled() else None
+        if isinstance(error, RegistrationRefused):
+            failure = usage(str(error), "fix the flag it names")
+        elif error is not None:
+            failure = describe(error)
         log.info("stopping")
         for task in (channel, ticks, waiter, stopper):
             task.cancel()
@@ -154,4 +160,6 @@ async def run(settings: NodeSettings) -> int:
             closer.close()
         if runner is not None:
             await runner.cleanup()
-    return code
+    if failure is not None:
+        raise failure
+    return 0

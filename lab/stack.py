@@ -99,7 +99,8 @@ class Stack:
         """What ``stack.json`` holds: all a client needs to use this stack."""
         described = Pki(self.state_dir, self.enrollment_key, self.node_secret).stack_json(
             self.cloud_url, self.nodes)
-        described.update({"store": self.store_url, "replicas": self.replica_urls})
+        described.update({"store": self.store_url, "replicas": self.replica_urls,
+                          "processes": {name: proc.pid for name, proc in self.named.items()}})
         return described
 
     def api(self) -> CloudApi:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import uvloop
 from pydantic import ValidationError
+from websockets.exceptions import WebSocketException
 
 from client.api import CloudApi
 from client.cache import IdentitySlot, ReportCache, default_directory
@@ -349,7 +350,7 @@ async def _netcheck(device: Device, api: CloudApi, progress: Any,
     wss: tuple[bool, str | None] = (True, None)
     try:
         await asyncio.wait_for(api.check_events(), 5)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (aiohttp.ClientError, WebSocketException, OSError, TimeoutError) as exc:
         wss = (False, str(exc) or type(exc).__name__)
     outcomes = await device.discover(progress, force=True)
     if progress is not None:

@@ -33,6 +33,7 @@ import pytest
 from cloud.redis_store import RedisStore
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.prereqs import require_tool
+from wire.models import CallMetrics
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +72,15 @@ async def _meet(stack: Stack, seconds: float) -> list[asyncio.Task[dict[str, Any
     await asyncio.sleep(1.5)  # both connected (a replica other than the node's may not
     # learn the rung: leg events reach the replica holding the node's channel)
     return calls
+
+
+async def _reports(stack: Stack) -> list[CallMetrics]:
+    """What /v1/metrics/calls stored, read from the stack's redis-server."""
+    store = RedisStore(stack.store_url)
+    try:
+        return await store.call_metrics()
+    finally:
+        await store.close()
 
 
 def _check_moved(result: dict[str, Any], nodes: list[str]) -> None:
@@ -138,7 +148,7 @@ async def test_same_node_fails_twice_on_redis_replicas(redis_stack: Stack) -> No
     results = await asyncio.gather(*calls)
     for result in results:
         _check_moved(result, ["node-a", "node-b", "node-a", "node-b"])
-    calls_reported = await RedisStore(redis_stack.store_url).call_metrics()
+    calls_reported = await _reports(redis_stack)
     # the end-of-call report counts every leg too
     by_participant = {c.participant_id: c for c in calls_reported}
     for result in results:
@@ -156,6 +166,12 @@ async def test_killing_the_replica_holding_the_node_keeps_media(redis_stack: Sta
                   (redis_stack.state_dir / f"{name}.log").read_text())
     calls = await _meet(redis_stack, 6.0)
     await redis_stack.kill(holder)
+    api = await redis_stack.register("watcher")  # through the balancer, to the survivor
+    try:
+        view = await api.meeting("faults")  # the meeting survived the replica
+    finally:
+        await api.close()
+    assert len(view.participants) == 2
     third = await _call(redis_stack, "carol", "faults", 2.0)
     results = await asyncio.gather(*calls)
     for result in results:
@@ -163,3 +179,5 @@ async def test_killing_the_replica_holding_the_node_keeps_media(redis_stack: Sta
         assert result["packets_received"] > 0
         assert result["loss"] < 0.02  # RFC 3550 loss: media did not stop (a 1 s gap is 17 %)
     assert third["node"] == "node-a" and third["packets_received"] > 0
+    reported = {c.participant_id for c in await _reports(redis_stack)}
+    assert reported == {r["participant_id"] for r in [*results, third]}  # every report kept

@@ -164,7 +164,8 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
             raise boundary.usage(f"--stack {args.stack} is not a Pinhole stack.json "
                                  f"({first_problem(exc)})", STACK_HINT) from None
         org, creds = next(iter(stack.orgs.items()))
-        out = {"cloud": stack.cloud, "ca": stack.ca, "org": org,
+        ca = str(Path(args.stack).parent / stack.ca) if stack.ca else ""  # beside stack.json
+        out = {"cloud": stack.cloud, "ca": ca, "org": org,
                "enrollment_key": creds.enrollment_key}
     for key in ("cloud", "ca", "org", "enrollment_key"):
         if getattr(args, key):
@@ -330,6 +331,9 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                 "join_ms": join_ms,
                 "connect_ms": _ms_since(join_sent, call.legs[0].session.latched_at),
                 "first_media_ms": _ms_since(join_sent, first_media),
+                # the same moment as Unix time, to compare with other hosts' clocks
+                "first_media_at": None if first_media is None
+                else round(time.time() - (time.monotonic() - first_media), 3),
             },
         })
         return result

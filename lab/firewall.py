@@ -47,7 +47,10 @@ class LabError(Exception):
 
 
 def run(*argv: str, stdin: str | None = None) -> str:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    except OSError as exc:  # the tool is not installed
+        raise LabError(f"{argv[0]} cannot run: {exc.strerror}") from None
     if done.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
@@ -173,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     apply_environment(p, os.environ)
     args = p.parse_args(argv)
+    if args.profile not in PROFILES:  # before anything else: a typo must not start a firewall
+        print(f"pinhole-lab firewall: there is no profile {args.profile!r} (PINHOLE_PROFILE or "
+              f"--profile); choose one of {', '.join(PROFILES)}", file=sys.stderr)
+        return 2
     try:
         return serve(args.profile, args.udp_timeout_s, args.lan_subnet)
     except LabError as exc:

@@ -234,9 +234,18 @@ async def events(request: web.Request) -> web.WebSocketResponse:
 
 
 async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
-    """Keep the transport a participant's leg latched on (GET /v1/meetings/{id})."""
+    """Keep the transport a participant's leg latched on (GET /v1/meetings/{id}).
+
+    With replicas, the leg may have been placed by another replica (or one that
+    died since): the meeting that holds the leg is then looked up in the store.
+    """
+    if event.event not in ("latched", "relatched"):
+        return
     where = cloud.legs.get(event.leg_id)
-    if where is None or event.event not in ("latched", "relatched"):
+    if where is None:
+        where = next(((m.id, p.id) for m in await cloud.store.list_meetings()
+                      for p in m.participants if p.leg_id == event.leg_id), None)
+    if where is None:
         return
     meeting_id, pid = where
     async with cloud.meeting_lock(meeting_id):

@@ -65,12 +65,13 @@ async def _meet(stack: Stack, seconds: float) -> list[asyncio.Task[dict[str, Any
                     view = await api.meeting("faults")
                 except Exception:  # not created yet
                     continue
-                if len(view.participants) == 2:
+                # connected: the node's "latched" event recorded each rung (on replicas,
+                # by whichever replica holds the node's channel)
+                if len(view.participants) == 2 and all(p.transport for p in view.participants):
                     break
     finally:
         await api.close()
-    await asyncio.sleep(1.5)  # both connected (a replica other than the node's may not
-    # learn the rung: leg events reach the replica holding the node's channel)
+    await asyncio.sleep(0.5)
     return calls
 
 

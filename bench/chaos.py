@@ -52,11 +52,14 @@ async def _sample(parties: list[Party], gaps: dict[int, float], every_s: float =
 
 
 async def _chaos(stack: Stack, every_s: float, begin: float, until: float,
-                 log: list[dict[str, Any]]) -> None:
+                 log: list[dict[str, Any]], busy: list[Party] | None = None) -> None:
+    """Kill and restart a random node every ``every_s``; with ``busy``, a random node
+    among those carrying one of these parties (so that every fault hits a call)."""
     rng = random.Random()
     while time.monotonic() + every_s < until:
         await asyncio.sleep(every_s)
-        victim = rng.choice([spec.id for spec in NODES])
+        carrying = sorted({p.node for p in busy}) if busy else []
+        victim = rng.choice(carrying or [spec.id for spec in NODES])
         at = time.monotonic()
         await stack.restart_node(victim)  # SIGKILL, start again, wait until listed
         log.append({"node": victim, "at_s": round(at - begin, 1),
@@ -80,7 +83,7 @@ def _result(meeting: Meeting, gaps: dict[int, float], running: set[str]) -> dict
 
 
 async def _main(calls: int, duration_s: float, every_s: float, store: str,
-                replicas: int) -> dict[str, Any]:
+                replicas: int, victims: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pinhole-chaos-") as tmp:
         async with running_stack(NODES, state_dir=Path(tmp), store=store,
                                  replicas=replicas) as stack:
@@ -94,7 +97,8 @@ async def _main(calls: int, duration_s: float, every_s: float, store: str,
             faults: list[dict[str, Any]] = []
             begin = time.monotonic()
             try:
-                await _chaos(stack, every_s, begin, begin + duration_s, faults)
+                await _chaos(stack, every_s, begin, begin + duration_s, faults,
+                             parties if victims == "busy" else None)
                 await asyncio.sleep(max(0.0, begin + duration_s - time.monotonic()))
             finally:
                 sampler.cancel()
@@ -103,7 +107,8 @@ async def _main(calls: int, duration_s: float, every_s: float, store: str,
             for meeting in meetings:
                 await meeting.close()
     return {
-        "calls": calls, "duration_s": duration_s, "every_s": every_s, "store": store,
+        "calls": calls, "duration_s": duration_s, "every_s": every_s, "victims": victims,
+        "store": store,
         "replicas": replicas, "faults": faults, "per_call": results,
         "total_gap_s": round(sum(r["gap_s"] for r in results), 3),
         "total_lost": sum(r["packets_lost"] for r in results),
@@ -123,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", default="memory", choices=["memory", "redis"],
                    help="the stack's store")
     p.add_argument("--replicas", type=int, default=1, help="cloud replicas (with --store redis)")
+    p.add_argument("--victims", default="any", choices=["any", "busy"],
+                   help="any node (default), or only nodes carrying a call")
     p.add_argument("--json", action="store_true", help="JSON on stdout (always)")
     args = p.parse_args(argv)
     if args.replicas > 1 and args.store != "redis":
         p.error("--replicas needs --store redis")
     print(json.dumps(uvloop.run(_main(args.calls, args.duration, args.every, args.store,
-                                      args.replicas)), indent=2))
+                                      args.replicas, args.victims)), indent=2))
     return 0
 
 

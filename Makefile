@@ -9,7 +9,7 @@ PACKAGES := wire cloud client media_node hybrid_node lab bench
 DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark \
         libsrtp2-dev gcc docker.io debootstrap
 
-.PHONY: demo test compose-test lint typecheck bench system-deps venv clean mutate
+.PHONY: demo test compose-test lint typecheck bench system-deps venv clean mutate fuzz
 
 demo: venv
 	$(PY) -m lab demo
@@ -29,6 +29,13 @@ mutate: venv
 # docker-compose.yml under a private Docker engine (root): base image, images, each profile.
 compose-test: venv system-deps
 	$(PY) -m pytest -m docker tests/docker
+
+# Coverage-guided fuzzing (atheris) of every parser and boundary (not in make test; a short
+# run of it is): FUZZ_COUNT inputs per target, corpus in tests/fuzz/corpus, crashes saved in
+# tests/fuzz/crashes and replayed by the suite.
+FUZZ_COUNT ?= 1000000
+fuzz: venv
+	$(PY) -m tests.fuzz --count $(FUZZ_COUNT)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -16,10 +15,13 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from cloud.app import make_app
+from cloud.app import READINESS, make_app
+from cloud.connections import listen
 from cloud.identity import IdentityError, TokenSigner, load_orgs
+from cloud.readiness import StoreWatch
 from cloud.settings import CloudSettings, parse
-from cloud.store import Store, open_store
+from cloud.state import CLOUD
+from cloud.store import Retention, open_store
 from wire import boundary
 from wire.boundary import run, usage
 from wire.tls import server_context
@@ -32,36 +34,33 @@ def _write_state(path: str, state: dict[str, object]) -> None:
 
 
 async def _bind(runner: web.AppRunner, settings: CloudSettings,
-                ssl_context: ssl.SSLContext | None) -> int:
-    """Bind the HTTPS port (443 → 8443 when this process may not); the port in use."""
+                ssl_context: ssl.SSLContext | None) -> asyncio.Server:
+    """Bind the HTTPS port (443 → 8443 when this process may not), within the connection
+    bounds of :mod:`cloud.connections`."""
     port = settings.port
+    admission = runner.app[CLOUD].connections
     try:
         try:
-            await web.TCPSite(runner, settings.listen, port, ssl_context=ssl_context).start()
+            return await listen(runner, settings, port, ssl_context, admission)
         except PermissionError:
             port = 8443 if port == 443 else port + 8000
             log.warning("may not bind port %d here; taking %d instead", settings.port, port)
-            await web.TCPSite(runner, settings.listen, port, ssl_context=ssl_context).start()
+            return await listen(runner, settings, port, ssl_context, admission)
     except OSError as exc:
         raise usage(f"cannot listen on {settings.listen}:{port}: "
                     f"{(exc.strerror or str(exc)).lower()}",
                     "choose another --port or --listen address") from None
-    return port
 
 
-async def wait_for_store(store: Store, name: str, stop: asyncio.Event,
-                         max_backoff_s: float = 30.0) -> bool:
-    """Until the store answers (True) or ``stop`` is set (False); one line per backoff step."""
-    backoff, attempt = 0.5, 1
-    while not await store.ping():
-        log.warning("store %s unreachable (attempt %d); not ready, retrying in %.1f s",
-                    name, attempt, backoff)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), backoff)
-        if stop.is_set():
-            return False
-        backoff, attempt = min(backoff * 2, max_backoff_s), attempt + 1
-    return True
+async def wait_for_store(watch: StoreWatch, stop: asyncio.Event) -> bool:
+    """Until the store answers (True) or ``stop`` is set (False). The watch pings it with
+    backoff and logs one line per step; it keeps watching after start-up, for ``/readyz``."""
+    ready = asyncio.ensure_future(watch.ready_event.wait())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (ready, stopped):
+        task.cancel()
+    return watch.ready
 
 
 async def serve(settings: CloudSettings) -> None:
@@ -69,7 +68,7 @@ async def serve(settings: CloudSettings) -> None:
         orgs = load_orgs(settings.orgs) if settings.orgs else {}
     except IdentityError as exc:
         raise usage(str(exc), "fix the file given to --orgs") from None
-    store = open_store(settings.store)
+    store = open_store(settings.store, Retention(calls_s=settings.metrics_retention_s))
     app = make_app(settings, store, orgs, TokenSigner(settings.token_key))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -83,16 +82,18 @@ async def serve(settings: CloudSettings) -> None:
         except (ssl.SSLError, ValueError) as exc:
             raise usage(f"--cert {settings.cert} / --key {settings.key}: not a PEM certificate "
                         f"and its private key ({exc})", "check both files") from None
-        port = await _bind(runner, settings, ssl_context)
+        server = await _bind(runner, settings, ssl_context)
+        port = int(server.sockets[0].getsockname()[1])
         scheme = "https" if ssl_context else "http"
         url = f"{scheme}://{settings.listen}:{port}"
         # /healthz and /readyz (503) answer meanwhile; "listening" only once it can serve
-        if await wait_for_store(store, settings.store, stop):
+        if await wait_for_store(app[READINESS], stop):
             log.info("cloud listening on %s with %d organisation(s)", url, len(orgs))
             if settings.state_file:
                 _write_state(settings.state_file, {"url": url, "port": port})
             await stop.wait()
         log.info("stopping")
+        server.close()
     finally:
         await runner.cleanup()
 

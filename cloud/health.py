@@ -25,6 +25,7 @@ from cloud.cascades import prune_cascades
 from cloud.http import ApiError
 from cloud.placement import place
 from cloud.state import Cloud
+from cloud.store import StoreUnavailable
 from wire.models import Event
 from wire.srtp import SrtpProfile
 from wire.transports import DeviceProfile
@@ -109,26 +110,40 @@ async def watch(cloud: Cloud, clock: Callable[[], float] = time.monotonic) -> No
     stuck_until: dict[str, float] = {}  # nobody could be moved: retry later, not every pass
     while True:
         await asyncio.sleep(every_s)
-        now = {n.id for n in cloud.registry.nodes() if n.healthy}
-        # a replica that has not yet read the others' nodes would take them all for failed
-        if cloud.registry.bus is None or cloud.registry.synced:
-            try:
-                in_use = set().union(*(m.node_ids() for m in await cloud.store.list_meetings()))
-                for node_id in sorted(in_use - now):
-                    if stuck_until.get(node_id, 0.0) > clock():
-                        continue
-                    moved = await _reassign_claimed(cloud, node_id)
-                    if not moved:
-                        stuck_until[node_id] = clock() + 5.0
-                    else:
-                        stuck_until.pop(node_id, None)
-            except Exception:  # one failed pass must not end the watch
-                log.exception("reassignment pass failed")
-        for node_id in sorted(now - healthy):
-            stuck_until.pop(node_id, None)
-            bus = cloud.registry.bus
-            if bus is not None and not await bus.claim(f"probe:{node_id}", 5):
+        try:
+            healthy = await _pass(cloud, healthy, stuck_until, clock)
+        except StoreUnavailable:  # the readiness watch reports it; try again next round
+            continue
+
+
+async def _pass(cloud: Cloud, healthy: set[str], stuck_until: dict[str, float],
+                clock: Callable[[], float]) -> set[str]:
+    """Empty every failed node that carries participants; probes for nodes back; the
+    healthy set now."""
+    now = {n.id for n in cloud.registry.nodes() if n.healthy}
+    # a replica that has not yet read the others' nodes would take them all for failed
+    if cloud.registry.bus is None or cloud.registry.synced:
+        in_use = set().union(*(m.node_ids() for m in await cloud.store.list_meetings()))
+        for node_id in sorted(in_use - now):
+            if stuck_until.get(node_id, 0.0) > clock():
                 continue
-            log.info("node %s is healthy", node_id)
-            await request_probes(cloud, node_id)
-        healthy = now
+            try:
+                moved = await _reassign_claimed(cloud, node_id)
+            except StoreUnavailable as exc:
+                log.warning("reassigning from %s paused: %s", node_id, exc)
+                raise
+            except Exception:  # one failed pass must not end the watch
+                log.exception("reassigning from %s failed", node_id)
+                moved = 0
+            if not moved:
+                stuck_until[node_id] = clock() + 5.0
+            else:
+                stuck_until.pop(node_id, None)
+    for node_id in sorted(now - healthy):
+        stuck_until.pop(node_id, None)
+        bus = cloud.registry.bus
+        if bus is not None and not await bus.claim(f"probe:{node_id}", 5):
+            continue
+        log.info("node %s is healthy", node_id)
+        await request_probes(cloud, node_id)
+    return now

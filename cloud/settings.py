@@ -36,7 +36,17 @@ class CloudSettings:
     # meeting, and the participants being moved away from that node, for long
     cascade_timeout_s: float = 2.0
     max_body_bytes: int = 256 * 1024
+    max_json_depth: int = 32  # nested arrays/objects in a body (the models need 4)
     state_file: str = ""  # written once listening: the real URL and port
+    max_connections: int = 10000  # open connections, all sources together
+    # open connections from one address: a whole office behind one NAT address counts once
+    # (each device holds its REST connection and its events WebSocket)
+    max_connections_per_source: int = 2500
+    handshake_s: float = 10.0  # a TLS handshake must finish within this
+    idle_s: float = 30.0  # no whole request for this long (silent or partial) closes it
+    max_events_per_device: int = 4  # open /v1/events WebSockets of one device
+    metrics_retention_s: float = 86400.0  # end-of-call reports: aggregated, then forgotten
+    meeting_retention_s: float = 3600.0  # an ended (empty) meeting is forgotten after this
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
@@ -108,6 +118,27 @@ def parser() -> argparse.ArgumentParser:
                    help="missed heartbeats before a node is unhealthy")
     p.add_argument("--state-file", default=d.state_file,
                    help="write {url, port} here as JSON once listening")
+    p.add_argument("--max-connections", type=int,
+                   default=d.max_connections,
+                   help="open client connections the cloud accepts in total")
+    p.add_argument("--max-connections-per-source", type=int,
+                   default=d.max_connections_per_source,
+                   help="open connections from one IP address; an office behind one NAT "
+                   "address needs about two per device (REST + events)")
+    p.add_argument("--handshake-s", type=float,
+                   default=d.handshake_s,
+                   help="close a connection whose TLS handshake takes longer")
+    p.add_argument("--idle-s", type=float, default=d.idle_s,
+                   help="close a connection without a whole request for this long")
+    p.add_argument("--max-events-per-device", type=int,
+                   default=d.max_events_per_device,
+                   help="open /v1/events WebSockets one device may hold")
+    p.add_argument("--metrics-retention-s", type=float,
+                   default=d.metrics_retention_s,
+                   help="keep end-of-call reports this long (their totals are kept for good)")
+    p.add_argument("--meeting-retention-s", type=float,
+                   default=d.meeting_retention_s,
+                   help="forget a meeting this long after its last participant left")
     return p
 
 
@@ -133,5 +164,8 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
         probe_ttl_s=a.probe_ttl_s, probe_interval_s=a.probe_interval_s,
         probe_timeout_ms=a.probe_timeout_ms, token_ttl_s=a.token_ttl_s,
         heartbeat_s=a.heartbeat_s, heartbeat_misses=a.heartbeat_misses,
-        state_file=a.state_file,
+        state_file=a.state_file, max_connections=a.max_connections,
+        max_connections_per_source=a.max_connections_per_source, handshake_s=a.handshake_s,
+        idle_s=a.idle_s, max_events_per_device=a.max_events_per_device,
+        metrics_retention_s=a.metrics_retention_s, meeting_retention_s=a.meeting_retention_s,
     )

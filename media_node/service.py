@@ -22,6 +22,7 @@ from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from media_node.metrics import make_app
 from media_node.settings import NodeSettings
+from wire.admission import Admission
 from wire.boundary import describe, usage
 from wire.models import Endpoint, RungName
 from wire.tls import cert_fingerprint, issue, server_context
@@ -58,7 +59,7 @@ async def _bind_with_fallback(
 
 
 async def start_listeners(
-    settings: NodeSettings, engine: Engine, workdir: Path
+    settings: NodeSettings, engine: Engine, workdir: Path, admission: Admission
 ) -> tuple[list[Endpoint], str | None, list[asyncio.BaseTransport | asyncio.Server]]:
     host, delay = settings.bind, settings.simulated_rtt_ms / 1000
     endpoints: list[Endpoint] = []
@@ -75,19 +76,25 @@ async def start_listeners(
             endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp", port=real))
     if settings.tcp:
         server, real = await bind_stream(engine, host, settings.tcp_port, TCP_5004.name, delay,
-                                         None)
+                                         None, admission, settings.stream_limits)
         closers.append(server)
         endpoints.append(Endpoint(rung="tcp/5004", transport="tcp", port=real))
     if settings.tls:
         context, fingerprint = _tls_context(settings, workdir)
 
         async def bind_tls(port: int) -> tuple[asyncio.Server, int]:
-            return await bind_stream(engine, host, port, TLS_443.name, delay, context)
+            return await bind_stream(engine, host, port, TLS_443.name, delay, context,
+                                     admission, settings.stream_limits)
 
         tls_server, real = await _bind_with_fallback(bind_tls, settings.tls_port, "TLS")
         closers.append(tls_server)
         endpoints.append(Endpoint(rung="tls/443", transport="tls", port=real))
     return endpoints, fingerprint, closers
+
+
+def admission_for(settings: NodeSettings) -> Admission:
+    """One admission for the TCP and TLS listeners together (the node's descriptors)."""
+    return Admission(settings.max_connections, settings.max_connections_per_source)
 
 
 async def _ticks(engine: Engine) -> None:
@@ -102,10 +109,13 @@ async def run(settings: NodeSettings) -> int:
                     "drop one of them")
     engine = Engine(settings.node_id or "media-node", capacity=settings.capacity,
                     consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
-                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst)
+                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst,
+                    stun_ip_rate=settings.stun_ip_rate, stun_ip_burst=settings.stun_ip_burst)
+    admission = admission_for(settings)
     with tempfile.TemporaryDirectory(prefix="pinhole-node-") as tmp:
         try:
-            endpoints, fingerprint, closers = await start_listeners(settings, engine, Path(tmp))
+            endpoints, fingerprint, closers = await start_listeners(settings, engine, Path(tmp),
+                                                                    admission)
         except OSError as exc:
             raise usage(f"cannot listen on {settings.bind}: "
                         f"{(exc.strerror or str(exc)).lower()}",
@@ -117,7 +127,8 @@ async def run(settings: NodeSettings) -> int:
         runner: web.AppRunner | None = None
         if settings.metrics_listen:
             mhost, _, mport = settings.metrics_listen.rpartition(":")
-            runner = web.AppRunner(make_app(engine, lambda: control.connected), access_log=None)
+            runner = web.AppRunner(make_app(engine, admission, lambda: control.connected),
+                                   access_log=None)
             await runner.setup()
             try:
                 await web.TCPSite(runner, mhost, int(mport)).start()

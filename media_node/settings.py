@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from wire.admission import StreamLimits
 from wire.boundary import readable_file, usage
 from wire.flags import Parser, add_version, apply_environment
 
@@ -37,8 +38,15 @@ class NodeSettings:
     cert: str = ""  # PEM certificate for TLS 443; generated (self-signed) when empty
     key: str = ""
     capacity: int = 1000
-    stun_rate: float = 20.0  # unauthenticated STUN requests per second per source IP
+    stun_rate: float = 20.0  # unauthenticated STUN requests per second per flow (5-tuple)
     stun_burst: float = 40.0
+    stun_ip_rate: float = 1000.0  # ceiling per source IP, all its flows (an office NAT)
+    stun_ip_burst: float = 4000.0
+    max_connections: int = 4096  # open TCP/TLS connections, all sources together
+    max_connections_per_source: int = 1024  # open TCP/TLS connections from one IP address
+    handshake_s: float = 10.0  # a TLS handshake must finish within this
+    first_message_s: float = 10.0  # the first whole RFC 4571 frame must arrive within this
+    idle_s: float = 60.0  # no whole frame for this long closes a TCP/TLS connection
     consent_s: float = 30.0  # RFC 7675 §5.1: consent expires 30 s after the last response
     consent_check_s: float = 4.0  # cascade legs' consent checks (RFC 7675 §5.1), ±20 %
     leg_timeout_s: float = 90.0  # a leg with no consent for this long is freed
@@ -58,6 +66,11 @@ class NodeSettings:
     @property
     def bind(self) -> str:
         return self.listen or self.advertise
+
+    @property
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(self.max_connections, self.max_connections_per_source,
+                            self.handshake_s, self.first_message_s, self.idle_s)
 
 
 def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
@@ -116,9 +129,32 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
     p.add_argument("--capacity", type=int, default=d.capacity,
                    help="legs this node accepts")
     p.add_argument("--stun-rate", type=float, default=d.stun_rate,
-                   help="unauthenticated STUN requests per second per source IP (0: no limit)")
+                   help="unauthenticated STUN requests per second per flow: source IP and "
+                   "port, or one TCP/TLS connection (0: no limit)")
     p.add_argument("--stun-burst", type=float, default=d.stun_burst,
-                   help="burst of unauthenticated STUN requests per source IP")
+                   help="burst of unauthenticated STUN requests per flow")
+    p.add_argument("--stun-ip-rate", type=float,
+                   default=d.stun_ip_rate,
+                   help="ceiling per source IP over all its flows: an office behind one NAT "
+                   "address shares it (size it for the office: see the ops notes)")
+    p.add_argument("--stun-ip-burst", type=float,
+                   default=d.stun_ip_burst,
+                   help="burst of the per-source-IP ceiling")
+    p.add_argument("--max-connections", type=int,
+                   default=d.max_connections,
+                   help="open TCP/TLS media connections this node accepts in total")
+    p.add_argument("--max-connections-per-source", type=int,
+                   default=d.max_connections_per_source,
+                   help="open TCP/TLS media connections from one IP address (an office NAT "
+                   "counts once: one per participant using TCP/TLS behind it)")
+    p.add_argument("--handshake-s", type=float, default=d.handshake_s,
+                   help="close a TLS connection whose handshake takes longer (0: no limit)")
+    p.add_argument("--first-message-s", type=float,
+                   default=d.first_message_s,
+                   help="close a TCP/TLS connection whose first whole frame takes longer")
+    p.add_argument("--idle-s", type=float, default=d.idle_s,
+                   help="close a TCP/TLS connection without a whole frame for this long "
+                   "(consent keepalives come every ~5 s)")
     p.add_argument("--consent-s", type=float, default=d.consent_s,
                    help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
     p.add_argument("--consent-check-s", type=float, default=d.consent_check_s,
@@ -164,7 +200,11 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         legacy_dc=a.legacy_dc, legacy_port=a.legacy_port, tcp_port=a.tcp_port,
         tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
         cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
-        stun_burst=a.stun_burst, consent_s=a.consent_s, consent_check_s=a.consent_check_s,
+        stun_burst=a.stun_burst, stun_ip_rate=a.stun_ip_rate, stun_ip_burst=a.stun_ip_burst,
+        consent_s=a.consent_s, consent_check_s=a.consent_check_s,
+        max_connections=a.max_connections,
+        max_connections_per_source=a.max_connections_per_source,
+        handshake_s=a.handshake_s, first_message_s=a.first_message_s, idle_s=a.idle_s,
         leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
         metrics_listen=a.metrics_listen, state_file=a.state_file, log_format=a.log_format,
     )

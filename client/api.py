@@ -8,7 +8,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from websockets.asyncio.client import connect
 
 from client.inspection import diagnose_connection, pin_mismatch
 from wire.models import (
@@ -24,6 +25,7 @@ from wire.models import (
     MeetingView,
     NodeList,
     ReachabilityReport,
+    ReassignRequest,
     StoredReachability,
 )
 from wire.tls import spki_pin
@@ -74,6 +76,7 @@ class CloudApi:
         self._session: aiohttp.ClientSession | None = None
         self.token: str | None = None
         self.device_id: str | None = None
+        self.malformed_events = 0
 
     async def __aenter__(self) -> CloudApi:
         return self
@@ -199,6 +202,11 @@ class CloudApi:
         path = f"/v1/meetings/{meeting_id}/participants"
         return await self._send("POST", path, request or JoinRequest(), Joined)
 
+    async def reassign(self, meeting_id: str, participant_id: str, node_id: str) -> Joined:
+        """This device's leg to ``node_id`` is silent: ask for an assignment elsewhere."""
+        path = f"/v1/meetings/{meeting_id}/participants/{participant_id}/reassign"
+        return await self._send("POST", path, ReassignRequest(node_id=node_id), Joined)
+
     async def leave(self, meeting_id: str, participant_id: str) -> None:
         await self._call("DELETE", f"/v1/meetings/{meeting_id}/participants/{participant_id}",
                          None, None)
@@ -209,25 +217,38 @@ class CloudApi:
     async def report_call(self, metrics: CallMetrics) -> None:
         await self._call("POST", "/v1/metrics/calls", metrics, None)
 
+    def _events_url(self) -> str:
+        return (self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+                + "/v1/events")
+
+    def _connect_events(self) -> connect:
+        """The events WebSocket (the ``websockets`` client): the same pin check inside the
+        TLS handshake, the same proxy; a ping every 2 s that must be answered within 2 s,
+        so a hung cloud is noticed and the device reconnects (to another replica)."""
+        ssl_context = self._ssl if self._events_url().startswith("wss://") else None
+        return connect(self._events_url(), ssl=ssl_context, additional_headers=self._headers(),
+                       proxy=self._proxy, compression=None, open_timeout=15.0,
+                       ping_interval=2.0, ping_timeout=2.0, close_timeout=1.0)
+
     async def check_events(self) -> None:
         """Open the events WebSocket and close it: does WSS get through?"""
-        url = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
         try:
-            async with self._http().ws_connect(url + "/v1/events", headers=self._headers(),
-                                               ssl=self._ssl, proxy=self._proxy):
+            async with self._connect_events():
                 return
-        except aiohttp.ClientError as exc:
-            raise self._diagnosed(exc) from None
+        except OSError:
+            if self._pin_failure is not None:  # the pin check failed inside the handshake
+                raise PinError(self._pin_failure) from None
+            raise
 
     async def events(self) -> AsyncIterator[Event]:
         """Events for this device until the connection closes."""
-        url = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
-        async with self._http().ws_connect(
-            url + "/v1/events", headers=self._headers(), ssl=self._ssl, heartbeat=20.0,
-            proxy=self._proxy,
-        ) as ws:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    yield Event.model_validate_json(msg.data)
-
-
+        async with self._connect_events() as ws:
+            async for message in ws:
+                if not isinstance(message, str):
+                    continue
+                try:
+                    event = Event.model_validate_json(message)
+                except ValidationError:
+                    self.malformed_events += 1  # dropped and counted, the stream goes on
+                    continue
+                yield event

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -32,21 +31,24 @@ from urllib.parse import urlsplit
 import aiohttp
 import uvloop
 from pydantic import ValidationError
+from websockets.exceptions import WebSocketException
 
 from client.api import CloudApi
 from client.cache import IdentitySlot, ReportCache, default_directory
+from client.call import Call
 from client.device import Device
 from client.failures import Context, translate
 from client.inspection import inspection_findings
-from client.media import MediaSession
+from client.media import CONSENT_S, MediaSession
 from client.netcheck import summarise
 from client.pins import PinsError, PinStore, checked, in_effect
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
+from client.udp_idle import measure_udp_idle
 from wire import boundary
 from wire.files import StackFile, first_problem
 from wire.flags import TRUE, Parser, add_version, apply_environment
-from wire.models import CallMetrics, Event
+from wire.models import Event
 from wire.tls import client_context
 from wire.transports import DeviceProfile
 
@@ -120,16 +122,25 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     j.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
-    sub.add_parser("netcheck", help="check HTTPS and WSS to the cloud, probe every node on "
-                   "every transport; print what works, what is blocked, and the firewall "
-                   "rules to open")
+    nc = sub.add_parser("netcheck", help="check HTTPS and WSS to the cloud, probe every node "
+                        "on every transport; print what works, what is blocked, and the "
+                        "firewall rules to open")
+    nc.add_argument("--udp-idle-s", type=float, default=0.0,
+                    help="also measure, for this many seconds (e.g. 20), how long the "
+                    "firewall keeps a UDP pinhole for a participant who only listens")
     c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")
     c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     c.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
-    c.add_argument("--keepalive-s", type=float, default=5.0,
-                   help="consent check and keepalive interval, randomized 0.8-1.2x (RFC 7675)")
+    c.add_argument("--consent-s", "--keepalive-s", dest="consent_s", type=float,
+                   default=CONSENT_S,
+                   help="consent check (and keepalive) interval, randomized ±20%% "
+                   f"(RFC 7675 §5.1; default {CONSENT_S:g} s, so a pinhole that closes "
+                   "after 5 s idle holds)")
+    c.add_argument("--mute", action="store_true",
+                   help="send no media, only receive (consent checks keep the leg and the "
+                   "firewall pinhole open)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
     for command in sub.choices.values():  # "pinhole probe --force-probe" as well
@@ -317,7 +328,7 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             meeting = await api.create_meeting(args.title, args.meeting_id)
             return {"meeting_id": meeting.id}
         if args.command == "netcheck":
-            return await _netcheck(device, api, progress, proxy is not None)
+            return await _netcheck(device, api, progress, proxy is not None, args.udp_idle_s)
         outcomes = await device.discover(progress, force=args.force_probe)
         if progress is not None and device.source == "probe":
             print(file=sys.stderr)
@@ -336,66 +347,44 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         }
         if args.command == "join":
             return result
-        session = await device.connect(joined)
-        session.start_keepalives(args.keepalive_s)
-        sessions = [session]
         others = {p.id for p in (await api.meeting(joined.meeting_id)).participants
                   if p.id != joined.participant_id}
 
-        async def on_event(event: Event) -> None:
-            """media.reassigned: the cloud moved this participant; move the media too."""
+        def count_others(event: Event) -> None:
+            """Who else is here, for the progress line."""
             if event.meeting_id == joined.meeting_id and event.participant_id and \
                     event.participant_id != joined.participant_id:
                 if event.type == "participant.joined":
                     others.add(event.participant_id)
                 elif event.type == "participant.left":
                     others.discard(event.participant_id)
-            if (event.type == "media.reassigned" and event.assignment is not None
-                    and event.participant_id == joined.participant_id):
-                moved = await device.connect(event.assignment)
-                moved.start_keepalives(args.keepalive_s)
-                sessions[-1].close()
-                sessions.append(moved)
 
-        follower = asyncio.create_task(device.follow_events(on_event))
+        def every_second(second: int, session: MediaSession) -> None:
+            if not args.json:
+                _progress(second, session, len(others))
+
+        call = Call(device, joined, start=join_sent, consent_s=args.consent_s,
+                    on_other_event=count_others)
+        await call.connect()
         try:
-            for i in range(int(args.seconds * 50)):
-                sessions[-1].send_audio(i.to_bytes(4, "big") + bytes(156))
-                if args.video and i % 2 == 0:
-                    sessions[-1].send_video()
-                if not args.json and i % 50 == 0:
-                    _progress(i // 50, sessions[-1], len(others))
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)
+            await call.talk(args.seconds, video=args.video, mute=args.mute,
+                            every_second=every_second)
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-        session = sessions[-1]
-        session.close()
+            call.close()
         await api.leave(joined.meeting_id, joined.participant_id)
-        c = session.counters
-        loss = max((st.loss for st in session.sources.values()), default=0.0)
-        jitter = max((st.jitter_ms for st in session.sources.values()), default=0.0)
-        await api.report_call(CallMetrics.model_validate({  # the seed's analytics
-            "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
-            "transport": session.rung, "duration_s": args.seconds,
-            "packets_sent": c.packets_sent, "packets_received": c.packets_received,
-            "loss": min(1.0, max(0.0, loss)), "jitter_ms": jitter,
-            "rtt_ms": c.keepalive_rtt_ms}))
-        first_media = next((leg.first_media_at for leg in sessions
-                            if leg.first_media_at is not None), None)
+        report = call.report()
+        await api.report_call(report.metrics(args.seconds))  # the seed's analytics, every leg
+        first_media = next((leg.session.first_media_at for leg in call.legs
+                            if leg.session.first_media_at is not None), None)
+        last = call.session
+        result.update(report.as_dict())
         result.update({
-            "transport": session.rung, "packets_sent": c.packets_sent,
-            "bytes_sent": c.bytes_sent,
-            "packets_received": c.packets_received, "drops": c.drops,
-            "loss": loss, "jitter_ms": jitter,
-            "rtt_ms": c.keepalive_rtt_ms,
+            "joined_node": joined.node.id, "drops": last.counters.drops,
+            "bytes_sent": sum(leg.session.counters.bytes_sent for leg in call.legs),
             "attempts": [asdict(a) for a in device.attempts],
-            "reassigned": len(sessions) - 1,
             "timings": {  # from the join request, on this device's clock
                 "join_ms": join_ms,
-                "connect_ms": _ms_since(join_sent, sessions[0].latched_at),
+                "connect_ms": _ms_since(join_sent, call.legs[0].session.latched_at),
                 "first_media_ms": _ms_since(join_sent, first_media),
                 # the same moment as Unix time, to compare with other hosts' clocks
                 "first_media_at": None if first_media is None
@@ -415,19 +404,22 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
 
 async def _netcheck(device: Device, api: CloudApi, progress: Any,
-                    proxied: bool) -> dict[str, Any]:
+                    proxied: bool, udp_idle_s: float = 0.0) -> dict[str, Any]:
     https: tuple[bool, str | None] = (True, None)  # registration just went over HTTPS
     wss: tuple[bool, str | None] = (True, None)
     try:
         await asyncio.wait_for(api.check_events(), 5)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (aiohttp.ClientError, WebSocketException, OSError, TimeoutError) as exc:
         wss = (False, str(exc) or type(exc).__name__)
     outcomes = await device.discover(progress, force=True)
     if progress is not None:
         print(file=sys.stderr)
     report = summarise(outcomes, device.profile, https=https, wss=wss, proxy_configured=proxied)
-    return {"netcheck": {**report.as_dict(),
-                         "inspection": inspection_findings(outcomes, wss[1] or https[1])}}
+    result: dict[str, Any] = report.as_dict()
+    result["inspection"] = inspection_findings(outcomes, wss[1] or https[1])
+    if udp_idle_s > 0:
+        result["udp_idle"] = (await measure_udp_idle(device, udp_idle_s)).as_dict()
+    return {"netcheck": result}
 
 
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -453,6 +445,8 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
                 print(f"  {i}. {rule}")
         else:
             print("nothing to open: media can use inside-initiated UDP 5004")
+        if n.get("udp_idle", {}).get("advice"):
+            print(n["udp_idle"]["advice"])
     elif "probes" in result:
         print(_table(result["probes"]))
         if result.get("source") == "cache":

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from websockets.exceptions import WebSocketException
 
 from client.api import ApiError, CloudApi, InspectionError
 from client.cache import ReportCache, local_address_towards
@@ -144,7 +145,8 @@ class Device:
                     if event.type == "probe.requested":
                         await self.discover(force=True)
                     await on_event(event)
-            except (aiohttp.ClientError, OSError, TimeoutError, ApiError) as exc:
+            except (aiohttp.ClientError, WebSocketException, OSError, TimeoutError,
+                    ApiError) as exc:
                 log.info("events connection lost (%s); reconnecting", exc or type(exc).__name__)
             self.reconnects += 1
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))

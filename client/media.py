@@ -5,8 +5,10 @@ USERNAME "<node_ufrag>:<client_ufrag>", MESSAGE-INTEGRITY keyed by pwd,
 FINGERPRINT. The node authenticates it and latches the leg". That exchange,
 its retransmission, the consent checks that also serve as keepalives (seed:
 the pinhole "is usually closed after 30 seconds if no packets are sent from
-inside") and the certificate pin are the sans-I/O ``wire.leg_client``,
-driven here with the event loop's clock and ``call_later``.
+inside"; about every 4 s, randomized, so that even a firewall that closes a
+pinhole after 5 s idle holds for a participant who only listens) and the
+certificate pin are the sans-I/O ``wire.leg_client``, driven here with the
+event loop's clock and ``call_later``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from wire.tls import unverified_client_context
 
 AUDIO_PT = 0  # PCMU, 8 kHz: 160 samples per 20 ms packet (50 packets/s)
 VIDEO_PT = 96  # dynamic payload type for the synthetic video stream
+CONSENT_S = CONSENT_INTERVAL_S  # basic period of consent checks: 3.2-4.8 s once randomized
 VIDEO_PACKET_BYTES = 1100  # a typical video RTP payload, under a 1200-byte path MTU budget
 
 

@@ -90,6 +90,10 @@ class NodeBus(Protocol):
                       timeout_s: float) -> str | None: ...
     async def reply(self, request_id: str, text: str) -> None: ...
     async def claim(self, name: str, ttl_s: int) -> bool: ...
+    async def unclaim(self, name: str) -> None: ...
+    async def withdraw(self, node_id: str) -> None: ...
+    async def remember(self, node_id: str, registration: dict[str, Any]) -> None: ...
+    async def recall(self, node_id: str) -> dict[str, Any] | None: ...
 
 
 class RedisNodeBus:
@@ -178,5 +182,25 @@ class RedisNodeBus:
 
     @translated
     async def claim(self, name: str, ttl_s: int) -> bool:
-        """True for exactly one replica that asks within ``ttl_s``."""
+        """True for exactly one replica that asks until it unclaims (``ttl_s``: if it dies)."""
         return bool(await self._redis.set(f"{PREFIX}claim:{name}", "1", nx=True, ex=ttl_s))
+
+    async def unclaim(self, name: str) -> None:
+        """The work is done: the next failure may be claimed at once."""
+        await self._redis.delete(f"{PREFIX}claim:{name}")
+
+    async def remember(self, node_id: str, registration: dict[str, Any]) -> None:
+        """A node registered with one replica may open its control channel on another."""
+        await self._redis.set(f"{PREFIX}registration:{node_id}", json.dumps(registration),
+                              ex=86400)
+
+    async def recall(self, node_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{PREFIX}registration:{node_id}")
+        return None if raw is None else dict(json.loads(raw))
+
+    async def withdraw(self, node_id: str) -> None:
+        """The node's control channel closed here: no replica may read it as healthy."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{PREFIX}node:{node_id}")
+            pipe.srem(f"{PREFIX}nodes", node_id)
+            await pipe.execute()

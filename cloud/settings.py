@@ -26,9 +26,15 @@ class CloudSettings:
     probe_interval_s: int = 3600
     probe_timeout_ms: int = 1000
     token_ttl_s: int = 86400
-    heartbeat_s: float = 5.0
+    # a node heartbeats every heartbeat_s; heartbeat_misses missed ones (1.5 s) or a missed
+    # WebSocket pong (ping every 2 × heartbeat_s, pong due within heartbeat_s) end its health:
+    # a hung node is left in under 2 s, inside the 3 s budget for media to come back
+    heartbeat_s: float = 0.5
     heartbeat_misses: int = 3
     allocate_timeout_s: float = 5.0
+    # a cascade to a node that does not answer (hung, not yet noticed) must not hold the
+    # meeting, and the participants being moved away from that node, for long
+    cascade_timeout_s: float = 2.0
     max_body_bytes: int = 256 * 1024
     max_json_depth: int = 32  # nested arrays/objects in a body (the models need 4)
     state_file: str = ""  # written once listening: the real URL and port

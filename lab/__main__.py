@@ -30,10 +30,15 @@ from wire.boundary import ExitCode, Failure, run
 from wire.flags import Parser, add_version, apply_environment
 
 
-async def _stack(state_dir: Path, prefix: str | None, hybrid: bool = False) -> int:
+async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
+                 hybrid: bool = False) -> int:
+    if replicas > 1 and store == "memory":
+        print("pinhole-lab stack: --replicas needs a shared store: add --store redis",
+              file=sys.stderr)
+        return 2
     nodes = (*REGIONS, HYBRID) if hybrid else REGIONS
-    async with running_stack(nodes, state_dir=state_dir, progress=print,
-                             prefix=prefix) as stack:
+    async with running_stack(nodes, state_dir=state_dir, progress=print, prefix=prefix,
+                             store=store, replicas=replicas) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
         print(f"operator token (the dashboard and other operator pages): "
               f"{stack.operator_token}", flush=True)
@@ -199,6 +204,12 @@ def _parser() -> argparse.ArgumentParser:
                    "198.18.0 inside the firewall lab (default: a free 127.x.y block)")
     s.add_argument("--hybrid", action="store_true",
                    help=f"also run {HYBRID.id}, a hybrid media node of org {HYBRID.org} (.5)")
+    s.add_argument("--store", default="memory",
+                   help="memory (default), redis (a redis-server the stack starts) or a "
+                   "redis://host:port/db URL")
+    s.add_argument("--replicas", type=int, default=1,
+                   help="cloud processes on the shared store, behind a TCP balancer that "
+                   "owns the cloud's address (needs --store redis)")
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -291,7 +302,8 @@ def _main(raw: list[str]) -> int:
     if args.command == "compose":
         return _compose(args)
     if args.command == "stack":
-        return uvloop.run(_stack(args.state_dir, args.prefix, args.hybrid))
+        return uvloop.run(_stack(args.state_dir, args.prefix, args.store, args.replicas,
+                                 args.hybrid))
     return uvloop.run(demo.run(args.seconds, as_json=args.json, state_dir=args.state_dir))
 
 

@@ -47,6 +47,7 @@ class NodeSettings:
     first_message_s: float = 10.0  # the first whole RFC 4571 frame must arrive within this
     idle_s: float = 60.0  # no whole frame for this long closes a TCP/TLS connection
     consent_s: float = 30.0  # RFC 7675 §5.1: consent expires 30 s after the last response
+    consent_check_s: float = 4.0  # cascade legs' consent checks (RFC 7675 §5.1), ±20 %
     leg_timeout_s: float = 90.0  # a leg with no consent for this long is freed
     simulated_rtt_ms: float = 0.0  # simulation knob: delay before every reply and forward
     metrics_listen: str = ""  # host:port for /metrics and /healthz over HTTP ("" = off)
@@ -149,6 +150,9 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
                    "(consent keepalives come every ~5 s)")
     p.add_argument("--consent-s", type=float, default=d.consent_s,
                    help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
+    p.add_argument("--consent-check-s", type=float, default=d.consent_check_s,
+                   help="send consent checks on cascade legs about this often, randomized "
+                   "±20%% (RFC 7675 §5.1; 4 s: a pinhole that closes after 5 s idle holds)")
     p.add_argument("--leg-timeout-s", type=float,
                    default=d.leg_timeout_s,
                    help="free a leg after this long without consent")
@@ -194,7 +198,7 @@ def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, k
         tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
         cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
         stun_burst=a.stun_burst, stun_ip_rate=a.stun_ip_rate, stun_ip_burst=a.stun_ip_burst,
-        consent_s=a.consent_s,
+        consent_s=a.consent_s, consent_check_s=a.consent_check_s,
         max_connections=a.max_connections,
         max_connections_per_source=a.max_connections_per_source,
         handshake_s=a.handshake_s, first_message_s=a.first_message_s, idle_s=a.idle_s,

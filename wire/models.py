@@ -310,8 +310,25 @@ class Event(Body):
 # ---------------------------------------------------------------- call metrics
 
 
+class CallLeg(Body):
+    """One leg of a call: the node and rung it used, its packets, when it ran."""
+
+    node: Id
+    rung: RungName | None = None
+    packets_sent: int = Field(ge=0)
+    packets_received: int = Field(ge=0)
+    started_ms: float = Field(ge=0.0)  # from the join request, on the device's clock
+    ended_ms: float = Field(ge=0.0)
+    first_media_ms: float | None = Field(default=None, ge=0.0)
+    last_media_ms: float | None = Field(default=None, ge=0.0)
+
+
 class CallMetrics(Body):
-    """``POST /v1/metrics/calls``: end-of-call quality (the seed's analytics)."""
+    """``POST /v1/metrics/calls``: end-of-call quality (the seed's analytics).
+
+    The counts are totals over every leg of the call (a reassignment adds a leg);
+    ``legs`` lists them in order, ``transport`` is the last leg's.
+    """
 
     meeting_id: Id
     participant_id: Id
@@ -322,6 +339,13 @@ class CallMetrics(Body):
     loss: float = Field(ge=0.0, le=1.0)
     jitter_ms: float = Field(ge=0.0)
     rtt_ms: float | None = Field(default=None, ge=0.0)
+    legs: list[CallLeg] = Field(default_factory=list, max_length=256)
+
+
+class ReassignRequest(Body):
+    """``POST …/participants/{pid}/reassign``: the device's leg to ``node_id`` went silent."""
+
+    node_id: Id
 
 
 # ---------------------------------------------------------------- node control channel

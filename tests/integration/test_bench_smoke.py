@@ -50,3 +50,25 @@ def test_probe_benchmark_times_each_size() -> None:
     ).stdout
     sizes = json.loads(out)["sizes"]
     assert [(s["nodes"], s["probes"], s["answered"]) for s in sizes] == [(2, 8, 8), (5, 20, 20)]
+
+
+def test_failover_benchmark_times_media_back_for_both_parties() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.failover", "--runs", "1", "--scenarios", "memory-kill"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
+    ).stdout
+    [scenario] = json.loads(out)["scenarios"]
+    [run] = scenario["runs"]
+    assert scenario["failed_runs"] == 0 and len(run["back_ms"]) == 2
+    assert run["victim"] not in run["to"]  # both parties ended on another node
+
+
+def test_chaos_benchmark_reports_every_call() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.chaos", "--calls", "1", "--duration", "8",
+         "--every", "3"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
+    ).stdout
+    result = json.loads(out)
+    [call] = result["per_call"]
+    assert result["faults"] and call["packets_sent"] > 0 and call["stuck"] == []

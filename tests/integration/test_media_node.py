@@ -380,7 +380,7 @@ async def test_control_messages_that_are_garbage_are_counted() -> None:
             def __init__(self) -> None:
                 self.texts: list[str] = []
 
-            async def send_str(self, text: str) -> None:
+            async def send(self, text: str) -> None:
                 self.texts.append(text)
 
         samples: list[str] = []

@@ -69,7 +69,7 @@ def _node_libsrtp() -> list[str]:
     flatter the node. The C tools therefore link pylibsrtp's extension module
     (libsrtp is in it, next to the CPython symbols it needs from libpython).
     """
-    import pylibsrtp._binding  # noqa: PLC0415 (only the build needs its path)
+    import pylibsrtp._binding  # only the build needs its path
 
     libdir = sysconfig.get_config_var("LIBDIR")
     python = f"python{sysconfig.get_config_var('LDVERSION')}"
@@ -176,10 +176,11 @@ def run(meetings: list[int], rounds: int, duration: float, window: int) -> dict[
                 for config in ("node", "c_relay") if i % 2 == 0 else ("c_relay", "node"):
                     r = run_once(config, tools, receivers, duration, window)
                     pair[config] = r
+                    flag = " (generator saturated: no ratio)" if r["generator_saturated"] else ""
                     _say(f"meeting of {size}, round {i + 1}/{rounds}, {config}: "
                          f"{r['out_rate']:.0f} out/s, server CPU {r['server_cpu']:.2f}, "
                          f"gen CPU {r['gen_cpu']:.2f}: {r['out_per_core_s']:.0f} out/s per "
-                         f"core{' (generator saturated: no ratio)' if r['generator_saturated'] else ''}")
+                         f"core{flag}")
                 fair = not (pair["node"]["generator_saturated"]
                             or pair["c_relay"]["generator_saturated"])
                 c_core = pair["c_relay"]["out_per_core_s"]

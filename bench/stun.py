@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,10 @@ def _free_port() -> int:
 
 def write_pools(workdir: Path) -> dict[str, Path]:
     """One pool file per request shape: records of u16 little-endian length + bytes."""
-    shapes = {"discovery": build_discovery_probe,
-              "leg": lambda: build_leg_binding(NODE_UFRAG, CLIENT_UFRAG, PWD.encode())}
+    def leg() -> bytes:
+        return build_leg_binding(NODE_UFRAG, CLIENT_UFRAG, PWD.encode())
+
+    shapes: dict[str, Callable[[], bytes]] = {"discovery": build_discovery_probe, "leg": leg}
     pools = {}
     for name, make in shapes.items():
         pools[name] = workdir / f"{name}.pool"

@@ -6,8 +6,12 @@
 - Events go out with ``PUBLISH pinhole:events:<device>``; every replica's
   ``/v1/events`` WebSocket subscribes to its device's channel, so an event
   raised on one replica reaches a client connected to another.
-- Meeting updates take a short Redis lock (``SET NX PX``) besides the
-  replica's own asyncio lock, so two replicas never interleave a join.
+- Meeting updates take a short Redis lock (``SET NX PX``) so two replicas
+  never interleave a join. Joins on one replica first queue on that
+  replica's own asyncio lock for the meeting: only the head of the queue
+  asks Redis, and it polls only while another replica holds the lock (a
+  queue that polled Redis every 10 ms made a busy meeting's joins wait
+  for the poll, not for each other).
 """
 
 from __future__ import annotations
@@ -29,6 +33,20 @@ from cloud.store import CascadeRecord, DeviceRecord, MeetingRecord, ParticipantR
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
 PREFIX = "pinhole:"
+LOCK_POLL_S = 0.005  # while another replica holds a meeting's lock
+# Delete the lock only if it is still ours: it may have expired and been taken since.
+_RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+            "return redis.call('del', KEYS[1]) else return 0 end")
+
+
+class _Queue:
+    """This replica's waiters for one meeting's lock."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 def _meeting_from(data: dict[str, Any]) -> MeetingRecord:
@@ -43,6 +61,8 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+        self._release = self._redis.register_script(_RELEASE)
+        self._queues: dict[str, _Queue] = {}
 
     async def ping(self) -> bool:
         try:
@@ -114,16 +134,23 @@ class RedisStore:
     @contextlib.asynccontextmanager
     async def meeting_lock(self, meeting_id: str, ttl_ms: int = 10_000) -> AsyncIterator[None]:
         """A lock all replicas respect; it expires by itself if a replica dies holding it."""
-        key, token = f"{PREFIX}lock:meeting:{meeting_id}", secrets.token_hex(8)
-        while not await self._redis.set(key, token, nx=True, px=ttl_ms):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)  # another replica holds it: poll, it is short-lived
+        queue = self._queues.get(meeting_id)
+        if queue is None:
+            queue = self._queues[meeting_id] = _Queue()
+        queue.users += 1
         try:
-            yield
+            async with queue.lock:  # this replica's joins, in order, without asking Redis
+                key, token = f"{PREFIX}lock:meeting:{meeting_id}", secrets.token_hex(8)
+                while not await self._redis.set(key, token, nx=True, px=ttl_ms):  # noqa: ASYNC110
+                    await asyncio.sleep(LOCK_POLL_S)  # another replica holds it: short-lived
+                try:
+                    yield
+                finally:
+                    await self._release(keys=[key], args=[token])
         finally:
-            # release only our own lock (it may have expired and been taken since)
-            await self._redis.eval(
-                "if redis.call('get', KEYS[1]) == ARGV[1] then "
-                "return redis.call('del', KEYS[1]) else return 0 end", 1, key, token)
+            queue.users -= 1
+            if not queue.users:
+                del self._queues[meeting_id]
 
     # ----------------------------------------------------------------- metrics
 

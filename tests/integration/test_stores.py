@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
+from cloud.redis_store import RedisStore
 from cloud.store import (
     CascadeRecord,
     DeviceRecord,
@@ -110,3 +112,35 @@ async def test_meeting_lock_excludes(store: Store) -> None:
 
     await asyncio.gather(*(critical(n) for n in range(8)))
     assert overlaps == 0
+
+
+async def test_redis_lock_queues_one_replicas_joins_without_polling(tmp_path: Path) -> None:
+    """One replica's joins to one meeting wait for each other, not for a Redis poll.
+
+    The defect: every waiter retried ``SET NX`` every 10 ms, so a busy meeting's
+    joins each waited for a poll tick (join p99 45 ms on Redis). Now they queue
+    on the replica's own lock: one ``SET`` per holder, counted by Redis itself
+    (INFO commandstats), and the queue is gone once the meeting is quiet.
+    """
+    async with redis_server(tmp_path) as url:
+        store = RedisStore(url)
+        observer = aioredis.from_url(url, decode_responses=True)
+
+        async def set_calls() -> int:
+            stats = await observer.info("commandstats")
+            return int(stats.get("cmdstat_set", {}).get("calls", 0))
+
+        before = await set_calls()
+        order: list[int] = []
+
+        async def critical(n: int) -> None:
+            async with store.meeting_lock("m1"):
+                order.append(n)
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(*(critical(n) for n in range(8)))
+        assert sorted(order) == list(range(8))
+        assert await set_calls() - before == 8
+        assert not store._queues
+        await observer.aclose()
+        await store.close()

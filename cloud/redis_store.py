@@ -33,6 +33,8 @@ from cloud.store import CascadeRecord, DeviceRecord, MeetingRecord, ParticipantR
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
 PREFIX = "pinhole:"
+MAX_CONNECTIONS = 100  # to Redis per replica; more requests than that wait for one
+CONNECTION_WAIT_S = 10.0
 LOCK_POLL_S = 0.005  # while another replica holds a meeting's lock
 # Delete the lock only if it is still ours: it may have expired and been taken since.
 _RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
@@ -58,9 +60,14 @@ def _meeting_from(data: dict[str, Any]) -> MeetingRecord:
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, max_connections: int = MAX_CONNECTIONS) -> None:
         self.url = url
-        self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+        # A blocking pool: under a burst, a request waits for a free connection
+        # (redis-py's default pool raises "Too many connections": a 500 per join).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=CONNECTION_WAIT_S,
+            decode_responses=True)
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._release = self._redis.register_script(_RELEASE)
         self._queues: dict[str, _Queue] = {}
 

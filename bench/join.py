@@ -1,7 +1,7 @@
 """Joins per second and join latency (p50/p99) on the memory and the Redis store, same run.
 
-For each store the cloud runs in this process on a loopback port (plain HTTP:
-TLS cost is not what is compared), a real media node control channel
+For each store the cloud runs in this process, on uvloop as the service does,
+on a loopback port (plain HTTP: TLS cost is not what is compared), a real media node control channel
 (``media_node.control.ControlChannel`` with its engine, no media listeners)
 answers the leg allocations, ``--devices`` devices register and report fresh
 reachability, then:
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 from cloud.app import make_app
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.rate < 0 or a.seconds <= 0 or a.rounds < 1 or a.devices < 10:
         p.error("--rate >= 0, --seconds > 0, --rounds >= 1 and --devices >= 10, please")
-    print(json.dumps(asyncio.run(run(a.devices, a.concurrency, a.rounds, a.rate, a.seconds)),
+    print(json.dumps(uvloop.run(run(a.devices, a.concurrency, a.rounds, a.rate, a.seconds)),
                      indent=2))
     return 0
 

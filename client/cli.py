@@ -184,6 +184,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         lambda done, total, o: print(f"\rprobed {done}/{total}", end="", file=sys.stderr,
                                      flush=True))
     try:
+        started = time.monotonic()  # cold start: register, probe, report, join, media
         reg = await device.register(s["org"], s["enrollment_key"], args.name,
                                     known.get("device_id"))
         if not args.no_cache:  # keep the identity, and pin the cloud's key from now on
@@ -266,6 +267,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "join_ms": join_ms,
                 "connect_ms": _ms_since(join_sent, sessions[0].latched_at),
                 "first_media_ms": _ms_since(join_sent, first_media),
+                # from registration on: the whole cold start when the report was probed now
+                "first_media_from_start_ms": _ms_since(started, first_media),
+                "report": device.source,  # "probe" (fresh) or "cache" (maybe stale)
+                "probe_timeout_ms": reg.probe_policy.timeout_ms,
             },
         })
         return result

@@ -6,12 +6,15 @@
 - Events go out with ``PUBLISH pinhole:events:<device>``; every replica's
   ``/v1/events`` WebSocket subscribes to its device's channel, so an event
   raised on one replica reaches a client connected to another.
-- Meeting updates take a short Redis lock (``SET NX PX``) so two replicas
-  never interleave a join. Joins on one replica first queue on that
-  replica's own asyncio lock for the meeting: only the head of the queue
-  asks Redis, and it polls only while another replica holds the lock (a
-  queue that polled Redis every 10 ms made a busy meeting's joins wait
-  for the poll, not for each other).
+- Meeting updates take a short Redis lock (``SET NX PX``, with a read of the
+  meeting in the same script) so two replicas never interleave a join. While
+  this replica holds a meeting's lock nobody else can change the meeting,
+  so the value read with the lock (then the one written) answers
+  ``get_meeting`` without another round trip until the lock is released.
+  Joins on one replica first queue on that replica's own asyncio lock for
+  the meeting: only the head of the queue asks Redis, and it polls only
+  while another replica holds the lock (a queue that polled Redis every
+  10 ms made a busy meeting's joins wait for the poll, not for each other).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ PREFIX = "pinhole:"
 MAX_CONNECTIONS = 100  # to Redis per replica; more requests than that wait for one
 CONNECTION_WAIT_S = 10.0
 LOCK_POLL_S = 0.005  # while another replica holds a meeting's lock
+# Take the lock and read the meeting in one round trip: {1, meeting or nil}, or {0}.
+_ACQUIRE = ("if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+            "return {1, redis.call('get', KEYS[2])} else return {0} end")
 # Delete the lock only if it is still ours: it may have expired and been taken since.
 _RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
             "return redis.call('del', KEYS[1]) else return 0 end")
@@ -68,8 +74,10 @@ class RedisStore:
             url, max_connections=max_connections, timeout=CONNECTION_WAIT_S,
             decode_responses=True)
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
         self._queues: dict[str, _Queue] = {}
+        self._held: dict[str, str | None] = {}  # meeting id -> its JSON, while we hold its lock
 
     async def ping(self) -> bool:
         try:
@@ -122,13 +130,22 @@ class RedisStore:
     # ----------------------------------------------------------------- meetings
 
     async def put_meeting(self, meeting: MeetingRecord) -> None:
+        held = meeting.id in self._held
+        self._held.pop(meeting.id, None)  # unknown until the write is done
+        text = json.dumps(asdict(meeting))
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"{PREFIX}meeting:{meeting.id}", json.dumps(asdict(meeting)))
+            pipe.set(f"{PREFIX}meeting:{meeting.id}", text)
             pipe.sadd(f"{PREFIX}meetings", meeting.id)
             await pipe.execute()
+        if held:
+            self._held[meeting.id] = text
 
     async def get_meeting(self, meeting_id: str) -> MeetingRecord | None:
-        raw = await self._redis.get(f"{PREFIX}meeting:{meeting_id}")
+        raw: str | bytes | None
+        if meeting_id in self._held:  # we hold its lock: nobody else changed it
+            raw = self._held[meeting_id]
+        else:
+            raw = await self._redis.get(f"{PREFIX}meeting:{meeting_id}")
         return None if raw is None else _meeting_from(json.loads(raw))
 
     async def list_meetings(self) -> list[MeetingRecord]:
@@ -148,11 +165,14 @@ class RedisStore:
         try:
             async with queue.lock:  # this replica's joins, in order, without asking Redis
                 key, token = f"{PREFIX}lock:meeting:{meeting_id}", secrets.token_hex(8)
-                while not await self._redis.set(key, token, nx=True, px=ttl_ms):  # noqa: ASYNC110
+                keys = [key, f"{PREFIX}meeting:{meeting_id}"]
+                while not (taken := await self._acquire(keys=keys, args=[token, ttl_ms]))[0]:  # noqa: ASYNC110
                     await asyncio.sleep(LOCK_POLL_S)  # another replica holds it: short-lived
+                self._held[meeting_id] = taken[1] if len(taken) > 1 else None
                 try:
                     yield
                 finally:
+                    self._held.pop(meeting_id, None)
                     await self._release(keys=[key], args=[token])
         finally:
             queue.users -= 1

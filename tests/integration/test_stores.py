@@ -160,3 +160,38 @@ async def test_redis_burst_beyond_the_pool_waits_instead_of_failing(tmp_path: Pa
         found = await asyncio.gather(*(store.get_device("d1") for _ in range(300)))
         assert all(d is not None and d.device_id == "d1" for d in found)
         await store.close()
+
+
+async def test_redis_meeting_is_read_with_its_lock(tmp_path: Path) -> None:
+    """A join's reads of the meeting it has locked cost no round trip, and never go stale.
+
+    The lock script returns the meeting with the lock (one round trip where a
+    join made two); inside the lock no ``GET`` reaches Redis, a write is
+    read back, and once released the next read asks Redis again and sees
+    another replica's write.
+    """
+    first = MeetingRecord("m1", "acme", "first", 1.0, (), ())
+    second = MeetingRecord("m1", "acme", "second", 1.0, (), ())
+    third = MeetingRecord("m1", "acme", "third", 1.0, (), ())
+    async with redis_server(tmp_path) as url:
+        store, other = RedisStore(url), RedisStore(url)
+        observer = aioredis.from_url(url, decode_responses=True)
+
+        async def gets() -> int:
+            stats = await observer.info("commandstats")
+            return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+        await store.put_meeting(first)
+        async with store.meeting_lock("m1"):
+            before = await gets()
+            assert await store.get_meeting("m1") == first
+            await store.put_meeting(second)
+            assert await store.get_meeting("m1") == second
+            assert await gets() == before
+        await other.put_meeting(third)  # another replica, after the release
+        assert await store.get_meeting("m1") == third
+        async with store.meeting_lock("absent"):
+            assert await store.get_meeting("absent") is None
+        for backend in (store, other):
+            await backend.close()
+        await observer.aclose()

@@ -168,14 +168,18 @@ class Device:
         return await self.api.join(meeting_id, request)
 
     async def connect(self, joined: Joined, *, timeout_s: float = 2.0,
-                      stagger_s: float = 0.25) -> MediaSession:
+                      stagger_s: float = 0.2) -> MediaSession:
         """Race the join's transport plan, Happy-Eyeballs style (RFC 8305 §5).
 
-        Rung *n+1* starts when rung *n* has not authenticated within
-        ``stagger_s`` (or as soon as it failed); the first leg to authenticate
-        wins and every other attempt is closed. Each rung's outcome and time
-        is kept in :attr:`attempts`. A rung the device profile forbids is a
-        clear :class:`~wire.errors.ProfileRefused`, never a silent skip.
+        The plan's UDP rungs start ``stagger_s / 4`` apart; every other rung
+        (TCP, TLS, the proxy) starts ``stagger_s`` after the first, all
+        together, or as soon as every rung started so far has failed. The first
+        leg to authenticate wins and every other attempt is closed. So a report
+        that still says UDP after the firewall changed costs one stagger, not
+        one per dead rung (a stale report: media within about 1 RTT + 300 ms).
+        Each rung's outcome and time is kept in :attr:`attempts`. A rung the
+        device profile forbids is a clear :class:`~wire.errors.ProfileRefused`,
+        never a silent skip.
         """
         for endpoint in joined.plan:
             check_media(self.profile, Transport(endpoint.transport))
@@ -210,13 +214,22 @@ class Device:
                 winner.set_result(session)
 
         try:
-            for endpoint in joined.plan:
-                session = MediaSession(joined)
-                running[asyncio.create_task(attempt(endpoint, session))] = session
+            for wave in _waves(joined.plan, stagger_s):
+                for endpoint in wave:
+                    session = MediaSession(joined)
+                    running[asyncio.create_task(attempt(endpoint, session))] = session
                 failed.clear()
                 waiter: asyncio.Future[Any] = asyncio.ensure_future(failed.wait())
-                await asyncio.wait({winner, waiter}, timeout=stagger_s,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                started = list(running)
+                deadline = loop.time() + wave.delay_s
+                while not winner.done() and not all(t.done() for t in started):
+                    done, _ = await asyncio.wait({winner, waiter},
+                                                 timeout=max(0.0, deadline - loop.time()),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if not done:
+                        break  # the stagger elapsed: start the next wave
+                    failed.clear()  # one failed; wait on while others still run
+                    waiter = asyncio.ensure_future(failed.wait())
                 waiter.cancel()
                 if winner.done():
                     break
@@ -235,7 +248,37 @@ class Device:
                     task.cancel()
                     session.close()
         await asyncio.gather(*running, return_exceptions=True)
+        if len(running) > 1:
+            # A slower attempt may have authenticated after the winner and moved the node's
+            # latch to its (now closed) path: one more authenticated request on the winner
+            # latches it back (DESIGN: the latch follows the latest authenticated request).
+            try:
+                await chosen.binding(timeout_s)
+            except (MediaError, OSError, TimeoutError) as exc:
+                chosen.close()
+                raise MediaError(f"{chosen.rung}: the leg did not latch back: {exc}") from None
         return chosen
+
+
+class _Wave(list[Endpoint]):
+    """Rungs started together; the next wave starts ``delay_s`` later at the latest."""
+
+    def __init__(self, endpoints: list[Endpoint], delay_s: float) -> None:
+        super().__init__(endpoints)
+        self.delay_s = delay_s
+
+
+def _waves(plan: list[Endpoint], stagger_s: float) -> list[_Wave]:
+    """The plan's UDP rungs one by one, ``stagger_s / 4`` apart; then the rest together."""
+    udp = [e for e in plan if e.transport == "udp"]
+    rest = [e for e in plan if e.transport != "udp"]
+    step = stagger_s / 4
+    waves = [_Wave([e], step) for e in udp]
+    if waves:  # the last UDP rung waits out the rest of the stagger
+        waves[-1].delay_s = max(step, stagger_s - step * (len(udp) - 1))
+    if rest:
+        waves.append(_Wave(rest, stagger_s))
+    return waves
 
 
 async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s: float,

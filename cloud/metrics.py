@@ -11,9 +11,11 @@ class CloudMetrics:
     joins_by_transport: Counter[str] = field(default_factory=Counter)
     calls_by_transport: Counter[str] = field(default_factory=Counter)
     responses_by_class: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)  # connections refused, by reason
     reports: int = 0
     cascades_opened: int = 0
     reassignments: int = 0
+    meetings_forgotten: int = 0
 
     def render(self, gauges: dict[str, float], labelled: dict[str, dict[str, float]]) -> str:
         """Prometheus text format 0.0.4."""
@@ -28,12 +30,14 @@ class CloudMetrics:
             "joins_total": ("transport", self.joins_by_transport),
             "calls_total": ("transport", self.calls_by_transport),
             "http_responses_total": ("class", self.responses_by_class),
+            "connection_refusals_total": ("reason", self.refusals),
         }
         for name, (label, counter) in counters.items():
             lines.append(f"# TYPE pinhole_{name} counter")
             lines += [f'pinhole_{name}{{{label}="{k}"}} {v}' for k, v in sorted(counter.items())]
         for name, value in (("reports_total", self.reports),
                             ("cascades_opened_total", self.cascades_opened),
-                            ("reassignments_total", self.reassignments)):
+                            ("reassignments_total", self.reassignments),
+                            ("meetings_forgotten_total", self.meetings_forgotten)):
             lines += [f"# TYPE pinhole_{name} counter", f"pinhole_{name} {value}"]
         return "\n".join(lines) + "\n"

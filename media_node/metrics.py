@@ -7,13 +7,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from media_node.engine import Engine
+from wire.admission import Admission
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(engine: Engine, control_connected: bool) -> str:
+def render(engine: Engine, admission: Admission, control_connected: bool) -> str:
     lines = [
         "# HELP pinhole_node_drops_total Packets dropped, by reason.",
         "# TYPE pinhole_node_drops_total counter",
@@ -41,6 +42,14 @@ def render(engine: Engine, control_connected: bool) -> str:
         "# HELP pinhole_node_latched_legs Legs latched to a path.",
         "# TYPE pinhole_node_latched_legs gauge",
         f"pinhole_node_latched_legs {sum(1 for leg in engine.legs.values() if leg.sink)}",
+        "# HELP pinhole_node_connections Open TCP/TLS media connections.",
+        "# TYPE pinhole_node_connections gauge",
+        f"pinhole_node_connections {admission.open}",
+        "# HELP pinhole_node_connection_refusals_total TCP/TLS connections refused or closed, "
+        "by reason.",
+        "# TYPE pinhole_node_connection_refusals_total counter",
+        *(f'pinhole_node_connection_refusals_total{{reason="{_escape(r)}"}} {n}'
+          for r, n in sorted(admission.refusals.items())),
         "# HELP pinhole_node_control_connected 1 while the control channel is up.",
         "# TYPE pinhole_node_control_connected gauge",
         f"pinhole_node_control_connected {int(control_connected)}",
@@ -48,9 +57,11 @@ def render(engine: Engine, control_connected: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_app(engine: Engine, connected: Callable[[], bool]) -> web.Application:
+def make_app(engine: Engine, admission: Admission,
+             connected: Callable[[], bool]) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=render(engine, connected()), content_type="text/plain")
+        return web.Response(text=render(engine, admission, connected()),
+                            content_type="text/plain")
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "node_id": engine.node_id,

@@ -11,6 +11,7 @@ import struct
 
 import pytest
 
+from wire.errors import StunError
 from wire.stun import (
     Verdict,
     build_error_response,
@@ -65,3 +66,20 @@ def test_priority_takes_the_whole_32_bit_range() -> None:
     """RFC 8445 §7.1.1: PRIORITY is a 32-bit unsigned integer; 0xFFFFFFFF fits."""
     request = build_leg_binding("node", "client", b"password", priority=0xFFFFFFFF)
     assert b"\xff\xff\xff\xff" in request
+
+
+def test_priority_zero_is_a_priority() -> None:
+    """RFC 8445 §7.1.1: 0 is a valid 32-bit priority (the lower end of the range)."""
+    assert b"\x00\x24\x00\x04\x00\x00\x00\x00" in build_leg_binding("node", "client", b"pw",
+                                                                   priority=0)
+
+
+@pytest.mark.parametrize("code", [299, 700])
+def test_error_codes_outside_the_range_are_refused(code: int) -> None:
+    with pytest.raises(StunError, match=rf"^error code {code} is outside 300-699$"):
+        build_error_response(bytes(12), code, "x")
+
+
+def test_unknown_attribute_type_zero_is_listed() -> None:
+    reply = build_error_response(bytes(12), 420, "Unknown Attribute", unknown=[0])
+    assert parse_binding_response(reply).error == (420, "Unknown Attribute")

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -171,9 +171,11 @@ class Device:
                       stagger_s: float = 0.2) -> MediaSession:
         """Race the join's transport plan, Happy-Eyeballs style (RFC 8305 §5).
 
-        The plan's UDP rungs start ``stagger_s / 4`` apart; every other rung
-        (TCP, TLS, the proxy) starts ``stagger_s`` after the first, all
-        together, or as soon as every rung started so far has failed. The first
+        The plan's rungs start in its order (the ones this device reached
+        first): UDP rungs ``stagger_s / 4`` apart, consecutive stream rungs
+        (TCP, TLS, the proxy) together, ``stagger_s`` after the UDP rungs
+        before them started; a wave starts early when every rung started
+        so far has failed. The first
         leg to authenticate wins and every other attempt is closed. So a report
         that still says UDP after the firewall changed costs one stagger, not
         one per dead rung (a stale report: media within about 1 RTT + 300 ms).
@@ -268,16 +270,24 @@ class _Wave(list[Endpoint]):
         self.delay_s = delay_s
 
 
-def _waves(plan: list[Endpoint], stagger_s: float) -> list[_Wave]:
-    """The plan's UDP rungs one by one, ``stagger_s / 4`` apart; then the rest together."""
-    udp = [e for e in plan if e.transport == "udp"]
-    rest = [e for e in plan if e.transport != "udp"]
+def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
+    """The plan in its order: each UDP rung alone, ``stagger_s / 4`` before the next UDP
+    rung; consecutive stream rungs together; a stream wave comes ``stagger_s`` after
+    the start of the UDP rungs before it, and is followed ``stagger_s`` later."""
     step = stagger_s / 4
-    waves = [_Wave([e], step) for e in udp]
-    if waves:  # the last UDP rung waits out the rest of the stagger
-        waves[-1].delay_s = max(step, stagger_s - step * (len(udp) - 1))
-    if rest:
-        waves.append(_Wave(rest, stagger_s))
+    waves: list[_Wave] = []
+    udp_run = 0  # UDP waves since the last stream wave
+    for endpoint in plan:
+        if endpoint.transport == "udp":
+            waves.append(_Wave([endpoint], step))
+            udp_run += 1
+        elif waves and waves[-1][0].transport != "udp":
+            waves[-1].append(endpoint)  # consecutive stream rungs start together
+        else:
+            if udp_run:  # the last UDP rung waits out the rest of the stagger
+                waves[-1].delay_s = max(step, stagger_s - step * (udp_run - 1))
+            waves.append(_Wave([endpoint], stagger_s))
+            udp_run = 0
     return waves
 
 

@@ -49,3 +49,14 @@ def test_plans_without_udp_or_without_streams() -> None:
         ["tcp/5004", "tls/443"]]
     assert _starts(_plan("udp/5004", "udp/9000", "udp/33434"), 0.2) == pytest.approx(
         {"udp/5004": 0.0, "udp/9000": 0.05, "udp/33434": 0.1})
+
+
+def test_reached_stream_rungs_first_start_at_once() -> None:
+    """A fresh report from behind a UDP-blocking firewall puts TCP/TLS first in the plan
+    (cloud.assignment.transport_plan: rungs the device reached first): they start at 0,
+    not after the UDP rungs that follow them (the regression this pins: TLS media at
+    220 ms instead of one RTT on the tls-only lab profile)."""
+    plan = _plan("tcp/5004", "tls/443", "udp/5004", "udp/33434", "http-proxy")
+    assert _starts(plan, 0.2) == pytest.approx({
+        "tcp/5004": 0.0, "tls/443": 0.0, "udp/5004": 0.2, "udp/33434": 0.25,
+        "http-proxy": 0.4})

@@ -2,9 +2,9 @@
 
 relay (and SFU fan-out) against the C libsrtp relay, STUN against coturn, joins
 closed loop (throughput, memory vs Redis) and open loop (500/s for 10 s:
-latency), the probe of 3, 30 and 100 nodes, and time to media per firewall
-profile. ``time_to_media`` needs root (the firewall lab); without it, a note on
-stderr says so.
+latency), the probe of 3, 30 and 100 nodes, time to media per firewall profile
+and the hybrid node's uplink. ``time_to_media`` and ``uplink`` need root (the
+firewall lab); without it, a note on stderr says so.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import join, probe, relay, stun, time_to_media
+from bench import join, probe, relay, stun, time_to_media, uplink
 
 NEEDS_ROOT = "needs root (the firewall lab: network namespaces and nftables)"
 
@@ -30,17 +30,21 @@ def main() -> int:
             ["--rate", "500", "--seconds", "10", "--devices", "200", "--rounds", "1"])),
         ("probe", probe.main)]
     root = os.geteuid() == 0
+    lab_benches: list[tuple[str, Callable[[list[str]], int]]] = [
+        ("time_to_media", time_to_media.main), ("uplink", uplink.main)]
     if root:
-        benches.append(("time_to_media", time_to_media.main))
+        benches += lab_benches
     else:
-        print(f"time_to_media: skipped, {NEEDS_ROOT}", file=sys.stderr)
+        for name, _ in lab_benches:
+            print(f"{name}: skipped, {NEEDS_ROOT}", file=sys.stderr)
     for name, run in benches:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             run([])
         results[name] = json.loads(out.getvalue())
     if not root:
-        results["time_to_media"] = {"skipped": NEEDS_ROOT}
+        for name, _ in lab_benches:
+            results[name] = {"skipped": NEEDS_ROOT}
     print(json.dumps(results, indent=2))
     return 0
 

@@ -20,7 +20,9 @@ Two more cases per profile, the ones users meet:
 
 RTT is the call's own keepalive RTT. JSON on stdout (median, min and max per
 profile and case, each with its target and whether every run met it),
-progress on stderr.
+progress on stderr. With a ``hybrid`` profile the lab also runs
+``pinhole-hybrid-node`` on the enterprise's hybrid host, and its clients have
+the HTTP proxy configured.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ from lab.netns import PROFILES, PROXY_HOST, Lab, lab
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY_URL = f"http://{PROXY_HOST}:8888"  # tinyproxy on the enterprise's proxy host
-SKIPPED = {"hybrid": "needs the hybrid node (not built yet)"}
+#: Profiles whose clients have the enterprise's HTTP proxy configured (the hybrid ones: the
+#: seed's "HTTP Proxy and Hybrid Media", where media "no longer needs to traverse the proxy").
+PROXIED = ("proxy-only", "hybrid", "hybrid-tls-only")
 SPEAKER_S = 600  # longer than any profile's runs: the speaker is stopped after them
 WARM_UP_TRIES = 10
 CALL_TIMEOUT_S = 60.0
@@ -64,7 +68,7 @@ def _say(text: str) -> None:
 def _client(fw: Lab, stack_json: Path, profile: str, *args: str,
             cache: Path | None = None) -> list[str]:
     """``pinhole … --json ARGS`` in the enterprise namespace: a new device, or ``cache``'s."""
-    proxy = ["--proxy", PROXY_URL] if profile == "proxy-only" else []
+    proxy = ["--proxy", PROXY_URL] if profile in PROXIED else []
     device = ["--no-cache"] if cache is None else ["--cache-dir", str(cache)]
     return [*fw.exec_prefix(fw.ent), sys.executable, "-m", "client", "--stack", str(stack_json),
             *device, "--json", *proxy, *args]
@@ -160,6 +164,10 @@ def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) ->
     """Stale devices probed on ``open``; then the speaker, the warm-up, and the timed calls."""
     stale_caches = _stale_devices(fw, stack_json, state, profile, runs)
     fw.load_profile(profile)  # no flow admitted by the previous profile survives
+    if profile.startswith("hybrid"):  # the hybrid node on the hybrid host, after the reload
+        fw.start_hybrid(stack_json.parent, progress=_say)
+    else:
+        fw.stop_hybrid()  # elsewhere the enterprise has none
     meeting = f"ttm-{profile}-{secrets.token_hex(3)}"
     log = state / f"speaker-{profile}.log"
     first: list[float] = []
@@ -229,13 +237,9 @@ def run(profiles: list[str], runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pinhole-ttm-") as tmp, lab("open") as fw:
         state = Path(tmp)
         stack_json = fw.start_stack(state / "stack", progress=_say)  # stopped by the teardown
-        if "proxy-only" in profiles:
+        if set(PROXIED) & set(profiles):
             fw.start_proxy()
         for profile in profiles:
-            if profile in SKIPPED:
-                _say(f"{profile}: skipped, {SKIPPED[profile]}")
-                results[profile] = {"skipped": SKIPPED[profile]}
-                continue
             _say(f"{profile}: a speaker, a warm-up call, then {runs} timed call(s)")
             started = time.monotonic()
             try:
@@ -273,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--runs must be at least 1")
     if os.geteuid() != 0:
         raise SystemExit("bench.time_to_media: needs root (network namespaces and nftables)")
-    for tool in ("ip", "nft", "conntrack", *(["tinyproxy"] if "proxy-only" in profiles else [])):
+    for tool in ("ip", "nft", "conntrack",
+                 *(["tinyproxy"] if set(PROXIED) & set(profiles) else [])):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench.time_to_media: needs {tool} (make system-deps, as root)")
     print(json.dumps(run(profiles, a.runs), indent=2))

@@ -62,6 +62,7 @@ class Device:
     source: str = ""  # where the last discovery came from: "probe" or "cache"
     events_seen: int = 0
     reconnects: int = 0
+    _relatches: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     async def register(self, org: str, enrollment_key: str, name: str,
                        device_id: str | None = None) -> DeviceRegistered:
@@ -259,7 +260,18 @@ class Device:
             except (MediaError, OSError, TimeoutError) as exc:
                 chosen.close()
                 raise MediaError(f"{chosen.rung}: the leg did not latch back: {exc}") from None
+            # A loser's request still in flight on another connection may reach the node
+            # after that one: latch back once more shortly, without holding up the media.
+            task = asyncio.create_task(_latch_back_later(chosen, stagger_s, timeout_s))
+            self._relatches.add(task)
+            task.add_done_callback(self._relatches.discard)
         return chosen
+
+
+async def _latch_back_later(session: MediaSession, delay_s: float, timeout_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    with contextlib.suppress(MediaError, OSError, TimeoutError):
+        await session.binding(timeout_s)  # a closed session refuses: nothing to latch
 
 
 class _Wave(list[Endpoint]):

@@ -211,6 +211,8 @@ class NodeRegistry:
             raise NodeUnavailable(f"node {node_id} did not allocate the leg in time") from None
         if not answer.ok:
             raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
+        # counted now, not at the next heartbeat: joins in between see the load (overflow)
+        state.legs += 1
 
     async def release(self, node_id: str, leg_id: str) -> None:
         await self.send(node_id, ReleaseLeg(leg_id=leg_id))

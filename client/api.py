@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import BaseModel
 
+from client.inspection import diagnose_connection, pin_mismatch
 from wire.models import (
     CallMetrics,
     DeviceRegistered,
@@ -25,7 +26,7 @@ from wire.models import (
     ReachabilityReport,
     StoredReachability,
 )
-from wire.tls import pin_mismatch_message, spki_pin
+from wire.tls import spki_pin
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,22 +41,32 @@ class ApiError(Exception):
         self.detail = detail
 
 
-class PinError(ApiError):
-    """The cloud presented another public key than the pinned one."""
+class InspectionError(ApiError):
+    """Something between this device and the cloud inspects TLS; the message names it."""
+
+    code_name = "tls_inspection"
 
     def __init__(self, message: str) -> None:
-        super().__init__(0, "pin_mismatch", message)
+        super().__init__(0, self.code_name, message)
         self.args = (message,)
+
+
+class PinError(InspectionError):
+    """The cloud presented a public key that is none of the enrollment material's pins."""
+
+    code_name = "pin_mismatch"
 
 
 class CloudApi:
     """One device's conversation with the cloud over HTTPS."""
 
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None,
-                 *, proxy: str | None = None, pin: str | None = None) -> None:
+                 *, proxy: str | None = None, pins: Sequence[str] = ()) -> None:
         self.base_url = base_url.rstrip("/")
-        self.pin = pin  # the cloud's SPKI pin, "sha256/<base64>" (RFC 7469 §2.4)
-        self.seen_pin: str | None = None  # what the cloud presented (learned at enrollment)
+        # the cloud's SPKI pins, "sha256/<base64>" (RFC 7469 §2.4), primary and backup, from
+        # the enrollment material; never learned from a connection
+        self.pins = tuple(pins)
+        self.seen_pin: str | None = None  # what the cloud presented last (for diagnosis only)
         self._pin_failure: str | None = None
         self._ssl: ssl.SSLContext | bool = self._pinning(
             ssl_context if ssl_context is not None else ssl.create_default_context())
@@ -93,10 +104,21 @@ class CloudApi:
                 proxy=self._proxy,
             ) as response:
                 return await self._answer(response, answer)
-        except aiohttp.ClientError:
-            if self._pin_failure is not None:
-                raise PinError(self._pin_failure) from None
-            raise
+        except aiohttp.ClientError as exc:
+            raise self._diagnosed(exc) from None
+
+    @property
+    def host(self) -> str:
+        """The cloud's name or address and port, as this device connects to it."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.hostname}:{parts.port or 443}"
+
+    def _diagnosed(self, exc: aiohttp.ClientError) -> Exception:
+        """The error to raise for ``exc``: TLS inspection when it is that, else ``exc``."""
+        if self._pin_failure is not None:
+            return PinError(self._pin_failure)
+        diagnosis = diagnose_connection(exc, self.host)
+        return InspectionError(diagnosis) if diagnosis is not None else exc
 
     async def _answer(self, response: aiohttp.ClientResponse, answer: type[M] | None
                       ) -> M | None:
@@ -137,10 +159,8 @@ class CloudApi:
 
     def _peer(self, der: bytes) -> None:
         self.seen_pin = spki_pin(der)
-        if self.pin and self.seen_pin != self.pin:
-            host = urlsplit(self.base_url).hostname or self.base_url
-            self._pin_failure = pin_mismatch_message("the cloud", self.pin, self.seen_pin,
-                                                     [host])
+        if self.pins and self.seen_pin not in self.pins:  # RFC 7469 §2.6: no pin matched
+            self._pin_failure = pin_mismatch(self.host, self.seen_pin, self.pins)
             raise ssl.SSLError("public key pin mismatch")
 
     async def _get(self, path: str, answer: type[M]) -> M:
@@ -192,9 +212,12 @@ class CloudApi:
     async def check_events(self) -> None:
         """Open the events WebSocket and close it: does WSS get through?"""
         url = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
-        async with self._http().ws_connect(url + "/v1/events", headers=self._headers(),
-                                           ssl=self._ssl, proxy=self._proxy):
-            return
+        try:
+            async with self._http().ws_connect(url + "/v1/events", headers=self._headers(),
+                                               ssl=self._ssl, proxy=self._proxy):
+                return
+        except aiohttp.ClientError as exc:
+            raise self._diagnosed(exc) from None
 
     async def events(self) -> AsyncIterator[Event]:
         """Events for this device until the connection closes."""

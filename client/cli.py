@@ -37,8 +37,10 @@ from client.api import CloudApi
 from client.cache import IdentitySlot, ReportCache, default_directory
 from client.device import Device
 from client.failures import Context, translate
+from client.inspection import inspection_findings
 from client.media import MediaSession
 from client.netcheck import summarise
+from client.pins import PinsError, PinStore, checked, in_effect
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
 from wire import boundary
@@ -49,6 +51,8 @@ from wire.tls import client_context
 from wire.transports import DeviceProfile
 
 PIN = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")  # RFC 7469 §2.4: base64 of a SHA-256
+PINS_HINT = ("copy the pins from the enrollment material (the pins of stack.json), "
+             "sha256/<base64>, 44 characters after the slash")
 STACK_HINT = "start a stack with 'pinhole-lab stack --state-dir DIR' and pass DIR/stack.json"
 
 
@@ -80,9 +84,11 @@ def _global_flags(p: argparse.ArgumentParser, *, copy: bool) -> None:
     p.add_argument("--proxy-user", default=d(None), help="user for a proxy found by PAC/WPAD")
     p.add_argument("--proxy-password", default=d(None),
                    help="password for a proxy found by PAC/WPAD")
-    p.add_argument("--pin", default=d(None),
-                   help="the cloud's SPKI pin, sha256/<base64> (default: learned at the first "
-                   "registration and kept in the cache directory)")
+    p.add_argument("--pin", action="append", default=d(None),
+                   help="the cloud's SPKI pin, sha256/<base64> (RFC 7469), repeatable: primary "
+                   "and backup (comma-separated in the variable; default: the pins of the "
+                   "enrollment material, stack.json, or a re-pin made with 'pinhole pin'; "
+                   "never learned from a connection)")
     p.add_argument("--cache-dir", default=d(None),
                    help="where the device identity and probe reports are kept "
                    "(default: $XDG_CACHE_HOME/pinhole or ~/.cache/pinhole)")
@@ -98,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     _global_flags(p, copy=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("register", help="register this device and print the node list")
+    pn = sub.add_parser("pin", help="show the cloud's pins in effect; re-pin after a real key "
+                        "rotation (--from-stack), or drop a re-pin (--reset); logged")
+    pn.add_argument("--from-stack", type=Path, default=None,
+                    help="re-pin the cloud to the pins of this (new) enrollment material")
+    pn.add_argument("--reset", action="store_true",
+                    help="drop this device's re-pin: the enrollment material's pins apply")
     sub.add_parser("probe", help="probe every node over UDP, TCP and TLS; report; print the table")
     m = sub.add_parser("meeting", help="meetings")
     m.add_argument("action", choices=["create"], help="create: print a new meeting id")
@@ -156,7 +168,7 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
         org = args.org if args.org in stack.orgs else next(iter(stack.orgs))
         ca = str(Path(args.stack).parent / stack.ca) if stack.ca else ""  # beside stack.json
         out = {"cloud": stack.cloud, "ca": ca, "org": org,
-               "enrollment_key": stack.orgs[org].enrollment_key}
+               "enrollment_key": stack.orgs[org].enrollment_key, "pins": ",".join(stack.pins)}
     for key in ("cloud", "ca", "org", "enrollment_key"):
         if getattr(args, key):
             out[key] = getattr(args, key)
@@ -165,10 +177,9 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
         raise boundary.usage(f"missing {', '.join('--' + m.replace('_', '-') for m in missing)}",
                              "pass them, or --stack stack.json")
     _cloud_url(out["cloud"], "--cloud" if args.cloud else f"the cloud of {args.stack}")
-    if args.pin and not PIN.fullmatch(args.pin):
-        raise boundary.usage(f"--pin {args.pin} is not an SPKI pin",
-                             "give sha256/<base64 of the key's SHA-256>, 44 characters after "
-                             "the slash")
+    for pin in args.pin or ():
+        if not PIN.fullmatch(pin):
+            raise boundary.usage(f"--pin {pin} is not an SPKI pin", PINS_HINT)
     if args.proxy:
         try:
             ProxyConfig.from_url(args.proxy)
@@ -228,7 +239,48 @@ def rounded(value: Any, digits: int = 3) -> Any:
     return value
 
 
+def _pins(args: argparse.Namespace, s: dict[str, str], store: PinStore | None
+          ) -> tuple[str, str]:
+    """The pins this run enforces (comma-joined) and their source."""
+    try:
+        effective = in_effect(s["cloud"], args.pin or [], store,
+                              [p for p in s.get("pins", "").split(",") if p])
+    except PinsError as exc:
+        raise boundary.usage(str(exc), PINS_HINT) from None
+    return ",".join(effective.pins), effective.source
+
+
+def _pin_command(args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
+    """``pinhole pin``: show, re-pin from new enrollment material, or reset; logged."""
+    store = PinStore(cache_dir)
+    if args.from_stack is not None:
+        try:
+            stack = StackFile.model_validate_json(Path(args.from_stack).read_bytes())
+            pins = checked(stack.pins, str(args.from_stack))
+        except OSError as exc:
+            raise boundary.unreadable("--from-stack", str(args.from_stack), exc) from None
+        except (ValidationError, PinsError) as exc:
+            raise boundary.usage(f"--from-stack {args.from_stack} is not enrollment material "
+                                 "with pins", PINS_HINT) from exc
+        if not pins:
+            raise boundary.usage(f"--from-stack {args.from_stack} carries no pins",
+                                 "ask for enrollment material with the cloud's pins")
+        logged = store.repin(stack.cloud, pins, str(args.from_stack))
+        print(f"pinhole: {logged}", file=sys.stderr)
+        return {"cloud": stack.cloud, "pins": list(pins), "source": str(args.from_stack),
+                "logged": str(store.log)}
+    s = _settings(args)
+    if args.reset:
+        dropped = store.reset(s["cloud"])
+        print(f"pinhole: {dropped or 'no re-pin to drop for ' + s['cloud']}", file=sys.stderr)
+    joined, source = _pins(args, s, store)
+    return {"cloud": s["cloud"], "pins": [p for p in joined.split(",") if p], "source": source}
+
+
 async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
+    if args.command == "pin":
+        return _pin_command(args, cache_dir)
     s = _settings(args)
     ctx.cloud, ctx.ca = s["cloud"], s.get("ca", "")
     ctx.proxy = args.proxy or ""
@@ -238,7 +290,6 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         wpad_host=socket.getfqdn() if args.wpad else None, credentials=credentials)
     if proxy is not None:
         ctx.proxy = f"http://{proxy.host}:{proxy.port}"
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
     key = hashlib.sha256(f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()
                          ).hexdigest()[:16]
     try:
@@ -246,9 +297,11 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                     IdentitySlot.claim(cache_dir, key))
     except OSError as exc:
         raise boundary.unreadable("--cache-dir", str(cache_dir), exc) from None
+    # the pins come from the enrollment material (or a re-pin by hand), never from a connection
+    pins, _ = _pins(args, s, None if args.no_cache else PinStore(cache_dir))
     shim = await LocalTunnelProxy(proxy).start() if proxy else None  # any proxy auth
     api = CloudApi(s["cloud"], client_context(s.get("ca")),
-                   proxy=shim.url if shim else None, pin=args.pin or identity.pin)
+                   proxy=shim.url if shim else None, pins=[p for p in pins.split(",") if p])
     device = Device(api, DeviceProfile(args.profile),
                     cache=None if args.no_cache else ReportCache(cache_dir), proxy=proxy)
     progress = None if args.json else (
@@ -258,7 +311,7 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         started = time.monotonic()  # cold start: register, probe, report, join, media
         reg = await device.register(s["org"], s["enrollment_key"], args.name,
                                     identity.device_id)
-        identity.save(reg.device_id, api.pin or api.seen_pin)  # and pin the cloud's key
+        identity.save(reg.device_id, None)  # never a key the cloud presented
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
@@ -378,12 +431,17 @@ async def _netcheck(device: Device, api: CloudApi, progress: Any,
     if progress is not None:
         print(file=sys.stderr)
     report = summarise(outcomes, device.profile, https=https, wss=wss, proxy_configured=proxied)
-    return {"netcheck": report.as_dict()}
+    return {"netcheck": {**report.as_dict(),
+                         "inspection": inspection_findings(outcomes, wss[1] or https[1])}}
 
 
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(result, default=str))
+    elif "source" in result and "pins" in result:
+        print(f"pins of {result['cloud']} ({result['source']}):")
+        for pin in result["pins"] or ["(none: only the CA is checked)"]:
+            print(f"  {pin}")
     elif "netcheck" in result:
         n = result["netcheck"]
         print(f"HTTPS to the cloud: {'ok' if n['https']['ok'] else 'BLOCKED'}; "
@@ -392,6 +450,8 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
                        "nodes": f"{r['reachable_nodes']}/{r['probed_nodes']}",
                        "best_rtt_ms": r["best_rtt_ms"]} for r in n["rungs"]]))
         print(f"media would use: {n['media_transport'] or 'nothing: no transport gets out'}")
+        for finding in n.get("inspection", []):
+            print(finding)
         if n["rules"]:
             print("for the best quality, open (in this order):")
             for i, rule in enumerate(n["rules"], 1):

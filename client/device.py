@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from client.api import ApiError, CloudApi
+from client.api import ApiError, CloudApi, InspectionError
 from client.cache import ReportCache, local_address_towards
+from client.inspection import inspected_nodes, inspection_message
 from client.media import MediaError, MediaSession
 from client.probe import ProbeOutcome, ProbeTarget, probe, targets
 from client.proxy import ProxyConfig, ProxyError, open_tunnel
@@ -159,14 +160,29 @@ class Device:
                 await self.discover(force=True)
 
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
-        """Join; a ``428 probe_required`` answer probes and retries once, by itself."""
+        """Join; a ``428 probe_required`` answer probes and retries once, by itself.
+
+        When no node is left (``503 no_media_node``) because the probes saw media
+        nodes' TLS re-signed, the error says so: TLS inspection, not a closed port.
+        """
         try:
             return await self.api.join(meeting_id, request)
         except ApiError as exc:
             if exc.status != 428:
-                raise
+                raise self._explained(exc) from None
         await self.discover(force=True)  # the cloud has no fresh report: probe now
-        return await self.api.join(meeting_id, request)
+        try:
+            return await self.api.join(meeting_id, request)
+        except ApiError as exc:
+            raise self._explained(exc) from None
+
+    def _explained(self, exc: ApiError) -> ApiError:
+        inspected = inspected_nodes(self.outcomes)
+        if exc.code != "no_media_node" or not inspected:
+            return exc
+        return InspectionError(inspection_message(
+            inspected, "their TLS certificates are not the ones the node list publishes, so "
+            "no media transport was left for this meeting"))
 
     async def connect(self, joined: Joined, *, timeout_s: float = 2.0,
                       stagger_s: float = 0.2) -> MediaSession:

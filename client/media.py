@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from client.inspection import inspection_message, node_certificate_mismatch
 from client.stats import ReceiveStats
 from wire.address import Address
 from wire.demux import PacketKind, classify, is_rtcp
@@ -148,8 +149,17 @@ class MediaSession:
         """TCP or TLS with RFC 4571 framing; TLS checks the node's published fingerprint."""
         leg = self._new_leg(reliable=True, rto_s=1.0, timeout_s=timeout_s)
         context = unverified_client_context() if tls else None
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(address.host, address.port,
+                                                               ssl=context)
+        except (ConnectionResetError, ssl.SSLError) as exc:
+            if context is None:
+                raise
+            raise MediaError(inspection_message(
+                [f"media node {self.joined.node.id} ({address.host}:{address.port})"],
+                f"the connection was cut during the TLS handshake ({type(exc).__name__})"
+            )) from None
         if context is not None:
             self._check_pin(leg, writer)
         await self._attach(leg, reader, writer, rung)
@@ -163,13 +173,14 @@ class MediaSession:
         self._check_pin(leg, writer)
         await self._attach(leg, reader, writer, rung)
 
-    @staticmethod
-    def _check_pin(leg: LegClient, writer: asyncio.StreamWriter) -> None:
+    def _check_pin(self, leg: LegClient, writer: asyncio.StreamWriter) -> None:
         try:
             leg.check_certificate(writer.get_extra_info("ssl_object").getpeercert(True))
         except PinMismatch as exc:
             writer.close()
-            raise MediaError(str(exc)) from None
+            peer = writer.get_extra_info("peername") or (self.joined.node.address, 0)
+            raise MediaError(node_certificate_mismatch(
+                self.joined.node.id, f"{peer[0]}:{peer[1]}", exc.seen, exc.expected)) from None
 
     async def _attach(self, leg: LegClient, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter, rung: str) -> None:

@@ -274,8 +274,8 @@ class RedisStore:
         finally:
             await close_pubsub(pubsub)
 
-    def node_bus(self) -> RedisNodeBus:
-        return RedisNodeBus(self._redis)
+    def node_bus(self, key: bytes) -> RedisNodeBus:
+        return RedisNodeBus(self._redis, key)
 
     async def close(self) -> None:
         await self._redis.aclose()

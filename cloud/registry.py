@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from cloud.node_bus import NodeBus
 from wire.models import (
     AllocateLeg,
+    ControlRefused,
     Heartbeat,
     LegAllocated,
     LegEvent,
@@ -28,7 +29,8 @@ from wire.models import (
 )
 
 log = logging.getLogger(__name__)
-_from_node: TypeAdapter[Heartbeat | LegAllocated | LegEvent] = TypeAdapter(NodeToCloud)
+_from_node: TypeAdapter[Heartbeat | LegAllocated | LegEvent | ControlRefused] = TypeAdapter(
+    NodeToCloud)
 
 
 class NodeUnavailable(Exception):
@@ -44,6 +46,7 @@ class NodeState:
     pending: dict[str, asyncio.Future[LegAllocated]] = field(default_factory=dict)
     legs: int = 0
     malformed: int = 0
+    refused: int = 0  # commands the node answered with control_refused
 
 
 class NodeRegistry:
@@ -161,6 +164,15 @@ class NodeRegistry:
                         future.set_result(message)
                     elif future is None and self.bus is not None:  # asked by another replica
                         await self.bus.reply(message.request_id, msg.data)
+                elif isinstance(message, ControlRefused):
+                    state.refused += 1
+                    log.warning("node %s refused a %s command: %s", node_id, message.command,
+                                message.detail)
+                    waiting = state.pending.pop(message.request_id or "", None)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(LegAllocated(
+                            request_id=message.request_id or "", leg_id="refused", ok=False,
+                            detail=message.detail))
                 elif self._on_leg_event is not None:
                     self._on_leg_event(node_id, message)
         finally:
@@ -213,6 +225,10 @@ class NodeRegistry:
             raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
         # counted now, not at the next heartbeat: joins in between see the load (overflow)
         state.legs += 1
+
+    def refused(self) -> int:
+        """Commands this replica's nodes answered with ``control_refused``."""
+        return sum(state.refused for state in self._nodes.values())
 
     async def release(self, node_id: str, leg_id: str) -> None:
         await self.send(node_id, ReleaseLeg(leg_id=leg_id))

@@ -23,7 +23,7 @@ import uvloop
 
 from lab import compose, demo, firewall, smoke
 from lab.netns import HYBRID_HOST, INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
-from lab.pki import read_pki, renew, renewal_reason, write_pki
+from lab.pki import read_pki, renew, renewal_reason, write_pki, write_secret
 from lab.stack import HYBRID, REGIONS, StackError, running_stack
 from wire import boundary
 from wire.boundary import ExitCode, Failure, run
@@ -35,6 +35,8 @@ async def _stack(state_dir: Path, prefix: str | None, hybrid: bool = False) -> i
     async with running_stack(nodes, state_dir=state_dir, progress=print,
                              prefix=prefix) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
+        print(f"operator token (the dashboard and other operator pages): "
+              f"{stack.operator_token}", flush=True)
         print("stack running; Ctrl-C stops it", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -115,18 +117,18 @@ def _pki(args: argparse.Namespace) -> int:
         pki, action = write_pki(args.out, args.name, now), "created"
     _say(f"pki: {action} in {args.out}" + (f": {reason}" if reason else "")
          + ("" if action != "kept" else " (--force makes a new one)"))
-    stack_json.write_text(json.dumps(pki.stack_json(args.cloud_url), indent=2))
-    stack_json.chmod(0o600)  # it carries the org's enrollment key
+    # it carries the org's enrollment key: 0600 from the first byte
+    write_secret(stack_json, json.dumps(pki.stack_json(args.cloud_url), indent=2))
     out: dict[str, object] = {"pki": str(args.out), "action": action, "reason": reason,
                               "ca": str(pki.ca_file), "names": args.name,
-                              "stack_json": str(stack_json)}
+                              "stack_json": str(stack_json), "pins": list(pki.pins),
+                              "operator_token_file": str(pki.operator_token_file)}
     if args.public_url:  # what a host needs: the CA, and a stack.json beside it
         public = args.out / "public"
         public.mkdir(exist_ok=True)
         (public / "ca.pem").write_text(pki.ca_file.read_text())
         doc = {**pki.stack_json(args.public_url), "ca": "ca.pem"}  # beside stack.json
-        (public / "stack.json").write_text(json.dumps(doc, indent=2))
-        (public / "stack.json").chmod(0o600)
+        write_secret(public / "stack.json", json.dumps(doc, indent=2))
         out["public"] = str(public)
     print(json.dumps(out), flush=True)
     return 0

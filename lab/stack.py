@@ -23,7 +23,7 @@ from typing import Any
 
 from client.api import CloudApi
 from lab.net import free_block
-from lab.pki import ORG, OTHER_ORG, Pki, write_pki
+from lab.pki import ORG, OTHER_ORG, Pki, private_directory, write_pki, write_secret
 from wire.models import DeviceRegistration
 from wire.tls import client_context
 
@@ -69,17 +69,19 @@ class Stack:
     enrollment_key: str = ""
     node_secret: str = ""
     other_enrollment_key: str = ""  # OTHER_ORG's: a device that must not see ORG's hybrid
+    operator_token: str = ""  # what the dashboard and other operator pages require
+    pins: tuple[str, ...] = ()  # the cloud's SPKI pins, primary and backup (stack.json)
     nodes: list[dict[str, Any]] = field(default_factory=list)
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         """What ``stack.json`` holds: all a client needs to use this stack."""
         return Pki(self.state_dir, self.enrollment_key, self.node_secret,
-                   self.other_enrollment_key).stack_json(
+                   self.other_enrollment_key, self.pins).stack_json(
             self.cloud_url, self.nodes)
 
     def api(self) -> CloudApi:
-        return CloudApi(self.cloud_url, client_context(self.ca_file))
+        return CloudApi(self.cloud_url, client_context(self.ca_file), pins=self.pins)
 
     async def register(self, name: str, profile: str = "desktop", org: str = ORG) -> CloudApi:
         api = self.api()
@@ -134,7 +136,7 @@ async def start_stack(
     prefix: str | None = None,
 ) -> Stack:
     """Start a cloud and ``nodes``; return once every node is registered and healthy."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(state_dir)  # it holds stack.json, keys and secrets: 0700
     # the cloud on PREFIX.1, nodes on .2, .3 …: a random loopback block unless given
     stack = Stack(state_dir=state_dir, prefix=prefix or free_block())
     try:
@@ -157,13 +159,15 @@ async def _start(
     stack.ca_file = str(pki.ca_file)
     stack.enrollment_key, stack.node_secret = pki.enrollment_key, pki.node_secret
     stack.other_enrollment_key = pki.other_enrollment_key
+    stack.operator_token, stack.pins = pki.operator_token, pki.pins
     progress(f"starting the cloud on {cloud_ip}")
-    # "=": a secret may start with "-", which argparse would take for an option
-    env_secret = [f"--node-secret={stack.node_secret}"]
+    # secrets go by file, never on the command line where ps shows them
+    env_secret = ["--node-secret-file", str(pki.node_secret_file)]
     cloud = await _spawn(state, "cloud", [
         "-m", "cloud", "--listen", cloud_ip, "--port", "443",
         "--cert", str(pki.cert_file), "--key", str(pki.key_file),
         "--orgs", str(pki.orgs_file), *env_secret,
+        "--operator-token-file", str(pki.operator_token_file),
         "--state-file", str(state / "cloud.json"), *cloud_args,
     ])
     stack.processes.append(cloud)
@@ -192,7 +196,7 @@ async def _start(
     await _wait_healthy(stack, {n.id for n in nodes if not n.org})
     for org in {n.org for n in nodes if n.org}:  # a hybrid node is listed to its org only
         await _wait_healthy(stack, {n.id for n in nodes if n.org == org}, org=org)
-    (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
+    write_secret(state / "stack.json", json.dumps(stack.describe(), indent=2))
     progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "
              f"settings in {state / 'stack.json'}")
 

@@ -10,9 +10,12 @@ jittered exponential backoff; its legs keep relaying through the gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Final
@@ -23,10 +26,12 @@ from pydantic import TypeAdapter, ValidationError
 from media_node.cascade import Cascade, Dialler
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
+from wire.errors import SrtpError
 from wire.models import (
     AllocateLeg,
     CloseCascade,
     CloudToNode,
+    ControlRefused,
     Endpoint,
     Heartbeat,
     LegEvent,
@@ -34,6 +39,7 @@ from wire.models import (
     NodeRegistration,
     OpenCascade,
     ReleaseLeg,
+    validation_detail,
 )
 from wire.tls import client_context
 
@@ -123,7 +129,8 @@ class ControlChannel:
             text = await response.text()
             if response.status in (400, 401, 403, 409):
                 raise RegistrationRefused(f"the cloud refused registration ({response.status}): "
-                                          f"{text}; check --node-secret, --node-id and --org")
+                                          f"{text}; check the node secret (--node-secret-file or "
+                                          "PINHOLE_NODE_SECRET), --node-id and --org")
             if response.status != 201:
                 raise aiohttp.ClientResponseError(
                     response.request_info, (), status=response.status, message=text)
@@ -177,12 +184,33 @@ class ControlChannel:
                 log.warning("control channel down")
 
     async def _handle(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
+        """One command from the cloud; a bad one is answered ``control_refused`` and counted,
+        and the node keeps running with every leg it has."""
         try:
             command = _from_cloud.validate_json(text)
-        except ValidationError:
-            self.malformed += 1
-            log.warning("malformed control message dropped (%d so far)", self.malformed)
+        except ValidationError as exc:
+            await ws.send_str(self._refuse(text, validation_detail(exc)).model_dump_json())
             return
+        try:
+            await self._dispatch(ws, command)
+        except (SrtpError, ValueError) as exc:  # the model let through what the engine refuses
+            await ws.send_str(self._refuse(text, str(exc)).model_dump_json())
+
+    def _refuse(self, text: str, detail: str) -> ControlRefused:
+        self.malformed += 1
+        self.engine.drop("control_refused")
+        kind, request_id = "unknown", None
+        with contextlib.suppress(ValueError, AttributeError):
+            raw = json.loads(text)
+            kind = str(raw.get("type", "unknown"))[:32]
+            rid = raw.get("request_id")
+            if isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", rid):
+                request_id = rid
+        log.warning("control message %s refused (%d so far): %s", kind, self.malformed, detail)
+        return ControlRefused(command=kind, request_id=request_id, detail=detail)
+
+    async def _dispatch(self, ws: aiohttp.ClientWebSocketResponse,
+                        command: AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade) -> None:
         if isinstance(command, AllocateLeg):
             answer = self.engine.allocate(command, self.clock())
             await ws.send_str(answer.model_dump_json())

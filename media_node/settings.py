@@ -6,12 +6,11 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from wire.admission import StreamLimits
 from wire.boundary import readable_file, usage
-from wire.flags import Parser, add_version, apply_environment
+from wire.flags import Parser, add_secret, add_version, apply_environment, secret_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +73,6 @@ class NodeSettings:
                             self.handshake_s, self.first_message_s, self.idle_s)
 
 
-def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        p.error(f"cannot read the node secret file {path}: {exc.strerror}")
-
-
 def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
            description: str | None = None) -> argparse.ArgumentParser:
     d = NodeSettings(kind=kind)
@@ -89,17 +81,14 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
         description=description or "Pinhole media node: STUN responder and symmetric SRTP "
         "relay on UDP, TCP and TLS. It connects out to the cloud and never needs an inbound "
         "control port. Every flag also reads PINHOLE_<FLAG> from the environment (e.g. "
-        "PINHOLE_NODE_SECRET).\n\n"
+        "PINHOLE_NODE_SECRET_FILE).\n\n"
         "Exit codes: 0 stopped, 1 other failure, 2 usage (a flag or a file it names), "
         "3 cannot reach the cloud, 5 the cloud's certificate did not verify.",
     )
     add_version(p)
     p.add_argument("--cloud", default=d.cloud, help="the cloud's base URL")
     p.add_argument("--ca", default=d.ca, help="CA file for the cloud's certificate")
-    p.add_argument("--node-secret", default=d.node_secret,
-                   help="secret presented to the cloud when registering")
-    p.add_argument("--node-secret-file", default="",
-                   help="read the node secret from this file instead (e.g. a shared volume)")
+    add_secret(p, "--node-secret", "the secret presented to the cloud when registering")
     p.add_argument("--node-id", default=d.node_id,
                    help="stable node id (default: the cloud picks one)")
     p.add_argument("--region", default=d.region, help="region name")
@@ -187,8 +176,7 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
 def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, kind: str,
               org: str, cascade_ports: range | None = None) -> NodeSettings:
     """The settings from parsed flags (a hybrid node's parser adds its own flags first)."""
-    if a.node_secret_file:
-        a.node_secret = _secret_from(a.node_secret_file, p)
+    a.node_secret = secret_value("--node-secret", a.node_secret, a.node_secret_file)
     if not a.cloud:
         raise usage("--cloud URL is required", "pass --cloud https://HOST[:PORT] "
                     "(or set PINHOLE_CLOUD)")

@@ -47,7 +47,7 @@ from wire.stun import (
     new_transaction_id,
     parse_binding_response,
 )
-from wire.tls import cert_fingerprint, pin_mismatch_message
+from wire.tls import cert_fingerprint
 
 #: RFC 8489 §6.2.1: "RTO ... SHOULD be ... 500 ms" for an unknown path; configurable.
 DEFAULT_RTO_S: Final = 0.5
@@ -66,6 +66,10 @@ CONSENT_TIMEOUT_S: Final = 30.0
 
 class PinMismatch(WireError):
     """The peer's TLS certificate is not the one the node list published."""
+
+    def __init__(self, message: str, *, seen: str, expected: str) -> None:
+        super().__init__(message)
+        self.seen, self.expected = seen, expected
 
 
 class LegState(IntEnum):
@@ -310,8 +314,11 @@ class LegClient:
             return
         got = cert_fingerprint(der)
         if got != self.expected_fingerprint:
-            raise PinMismatch(pin_mismatch_message(self.peer_name, self.expected_fingerprint,
-                                                   got, list(self.peer_domains)))
+            where = ", ".join(self.peer_domains) or self.peer_name
+            raise PinMismatch(
+                f"TLS inspection of {where}: {self.peer_name} presented certificate {got}, "
+                f"not the node list's {self.expected_fingerprint}; exempt them from HTTPS "
+                "inspection", seen=got, expected=self.expected_fingerprint)
 
     # ---------------------------------------------------------------- inside
 

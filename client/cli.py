@@ -319,6 +319,7 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         lambda done, total, o: print(f"\rprobed {done}/{total}", end="", file=sys.stderr,
                                      flush=True))
     try:
+        started = time.monotonic()  # cold start: register, probe, report, join, media
         reg = await device.register(s["org"], s["enrollment_key"], args.name,
                                     identity.device_id)
         identity.save(reg.device_id, None)  # never a key the cloud presented
@@ -386,6 +387,10 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                 "join_ms": join_ms,
                 "connect_ms": _ms_since(join_sent, call.legs[0].session.latched_at),
                 "first_media_ms": _ms_since(join_sent, first_media),
+                # from registration on: the whole cold start when the report was probed now
+                "first_media_from_start_ms": _ms_since(started, first_media),
+                "report": device.source,  # "probe" (fresh) or "cache" (maybe stale)
+                "probe_timeout_ms": reg.probe_policy.timeout_ms,
                 # the same moment as Unix time, to compare with other hosts' clocks
                 "first_media_at": None if first_media is None
                 else round(time.time() - (time.monotonic() - first_media), 3),

@@ -82,12 +82,14 @@ def stack() -> Iterator[Stack]:
     require_root()
     for tool in ("dockerd", "docker", "docker-compose", "debootstrap"):
         require_tool(tool)
-    bridges_before = _bridges()
     engine = Engine(cache_dir(), say=lambda line: print(line, flush=True))
     try:
         engine.start()
     except EngineError as exc:
         pytest.fail(str(exc), pytrace=False)
+    # Taken once the engine holds the cache lock: an engine that ran before it (waited for)
+    # had bridges of its own that are gone by now. Ours has none (--bridge=none).
+    bridges_before = _bridges()
     try:
         start = time.monotonic()
         base = engine.base_image()

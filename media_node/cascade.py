@@ -1,7 +1,7 @@
 """Outbound cascade legs: this node becomes a client of a peer node for one meeting.
 
 On ``open_cascade`` the node opens a leg to the peer exactly as a client
-would (DESIGN.md "Media leg"): an authenticated Binding Request to the peer's
+would (docs/design.md "Media leg"): an authenticated Binding Request to the peer's
 UDP 5004, falling back to TLS 443 (framed, the peer's certificate checked
 against the fingerprint in the node list) when UDP gets no answer. The
 answer latches the leg on both sides; keepalives every ``keepalive_s`` keep

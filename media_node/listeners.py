@@ -2,7 +2,7 @@
 
 Each listener is a :class:`~media_node.engine.Sink` for the engine. With a
 simulated RTT every send is delayed by that many milliseconds (a simulation
-knob standing in for distance; DESIGN.md "Entry points").
+knob standing in for distance; docs/design.md "Entry points").
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from wire.framing import FrameDecoder, encode_frame
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 2048  # DESIGN.md: transport.max_size = 2048 instead of recvfrom(262144)
+MAX_DATAGRAM = 2048  # docs/design.md: transport.max_size = 2048 instead of recvfrom(262144)
 
 
 class UdpListener(asyncio.DatagramProtocol):

@@ -3,7 +3,7 @@
 A discovery probe or a request the validator rejects costs one token from
 its source IP's bucket; an empty bucket means the request is dropped and
 counted. Authenticated leg requests are never limited. The caller passes
-``now`` (STYLE.md: no clock in the core).
+``now`` (docs/design.md, "Code conventions": no clock in the core).
 """
 
 from __future__ import annotations

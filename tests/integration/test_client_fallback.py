@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from client.device import Device
+from lab.net import free_port
 from lab.stack import ORG, REGIONS, NodeSpec, running_stack
 from tests.exchange import exchange
 from tests.integration.node_harness import connect, join, running_node
@@ -42,11 +44,11 @@ async def test_discovery_measures_the_simulated_distance_and_join_picks_the_near
     (["--no-udp"], "tcp/5004"),
     (["--no-udp", "--no-tcp"], "tls/443"),
 ])
-async def test_client_falls_back_when_the_node_has_no_udp(
+async def test_a_node_without_udp_is_planned_on_tcp_or_tls(
     tmp_path: Path, node_args: list[str], expected: str
 ) -> None:
-    """Issue 5: without UDP the client ends on tcp/5004; with only TLS 443, on tls/443;
-    media flows each time."""
+    """Issue 5 (planning, not fallback): a node that advertises no UDP is planned on
+    tcp/5004, or on tls/443 with only TLS; the client never tries UDP; media flows."""
     nodes = [NodeSpec("node-a", "eu", 0, extra_args=tuple(node_args))]
     async with running_stack(nodes, state_dir=tmp_path) as stack:
         sessions = []
@@ -58,7 +60,10 @@ async def test_client_falls_back_when_the_node_has_no_udp(
             await device.discover()
             if meeting is None:
                 meeting = (await device.api.create_meeting()).id
-            sessions.append(await device.connect(await device.join(meeting)))
+            joined = await device.join(meeting)
+            assert joined.plan[0].rung == expected
+            assert not any(e.transport == "udp" for e in joined.plan)
+            sessions.append(await device.connect(joined))
             devices.append(device)
         assert [s.rung for s in sessions] == [expected, expected]
         await exchange(*sessions)
@@ -66,6 +71,60 @@ async def test_client_falls_back_when_the_node_has_no_udp(
             session.close()
         for device in devices:
             await device.api.close()
+
+
+@pytest.mark.parametrize(("dead", "expected"), [
+    (("udp",), "tcp/5004"),
+    (("udp", "tcp"), "tls/443"),
+])
+async def test_client_falls_back_when_advertised_udp_is_silent(
+    tmp_path: Path, dead: tuple[str, ...], expected: str
+) -> None:
+    """Seed: "If your organization blocks UDP traffic, [the app] automatically switch[es]
+    to using TCP"; and past TCP to TLS 443. The node advertises UDP and the device's
+    report says UDP worked (a firewall changed after the probe), but the UDP endpoint is
+    now silent (a bound socket that never answers) and, in the second case, TCP refuses:
+    the client tries the plan's rungs in order and ends on the next one; media flows.
+    The earlier test of this name started the node with ``--no-udp``, so UDP was never
+    planned and nothing fell back."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    refused = free_port()  # nothing listens there on the node's address: TCP is refused
+    nodes = [NodeSpec("node-a", "eu", 0)]
+    try:
+        async with running_stack(nodes, state_dir=tmp_path) as stack:
+            sessions = []
+            devices: list[Device] = []
+            meeting = None
+            for name in ("alice", "bob"):
+                device = Device(stack.api())
+                await device.register(ORG, stack.enrollment_key, name)
+                await device.discover()
+                if meeting is None:
+                    meeting = (await device.api.create_meeting()).id
+                joined = await device.join(meeting)
+                assert joined.plan[0].rung == "udp/5004"  # the report said UDP works
+                if name == "alice":
+                    silent.bind((joined.node.address, 0))  # bound, never answers
+                    ports = {"udp": silent.getsockname()[1], "tcp": refused}
+                    plan = [e.model_copy(update={"port": ports[e.transport]})
+                            if e.transport in dead else e for e in joined.plan]
+                    joined = joined.model_copy(update={"plan": plan})
+                sessions.append(await device.connect(joined, stagger_s=0.2))
+                devices.append(device)
+            alice = devices[0]
+            assert sessions[0].rung == expected
+            outcomes = {a.rung: a for a in alice.attempts}
+            assert outcomes[expected].ok
+            tried = [a for a in alice.attempts if a.rung.split("/")[0] in dead]
+            assert {a.rung.split("/")[0] for a in tried} == set(dead)  # each was tried
+            assert not any(a.ok for a in tried), tried
+            await exchange(*sessions)
+            for session in sessions:
+                session.close()
+            for device in devices:
+                await device.api.close()
+    finally:
+        silent.close()
 
 
 async def test_a_silent_first_rung_is_overtaken_and_abandoned() -> None:

@@ -67,6 +67,16 @@ async def test_participants_of_a_failed_node_are_reassigned(stack: Stack) -> Non
     assert all(m is not None and m.node.id == "node-b" for m in moved)
     assert [m.ssrc for m in moved if m] == [j.ssrc for j in first]  # same participants
     assert [m.participant_id for m in moved if m] == [j.participant_id for j in first]
+    # ... and a new leg: new ICE credentials and new SRTP keys in both directions, so
+    # nothing protected for the failed node's leg is accepted on the new one.
+    for old, new in zip(first, moved, strict=True):
+        assert new is not None
+        assert new.ice.node_ufrag != old.ice.node_ufrag
+        assert new.ice.pwd.get_secret_value() != old.ice.pwd.get_secret_value()
+        for direction in ("client_to_node", "node_to_client"):
+            old_key = getattr(old.srtp, direction).get_secret_value()
+            new_key = getattr(new.srtp, direction).get_secret_value()
+            assert new_key != old_key, direction
 
     sessions = [await d.connect(m) for d, m in zip(devices, moved, strict=True) if m]
     for i in range(20):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wire.models import ReachabilityReport
+from wire.models import NodeInfo, ReachabilityReport
 
 
 def default_directory() -> Path:
@@ -92,3 +92,34 @@ class ReportCache:
     def forget(self, device_id: str, network: str) -> None:
         with contextlib.suppress(OSError):
             self._path(device_id, network).unlink()
+
+
+class NodeListCache:
+    """The node list of the last successful registration with a cloud, per organisation, so
+    that ``pinhole netcheck`` can still probe the media nodes when signaling is blocked."""
+
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self.clock = clock
+
+    def _path(self, cloud: str, org: str) -> Path:
+        key = hashlib.sha256(f"{cloud}\0{org}".encode()).hexdigest()[:24]
+        return self.directory / f"nodes-{key}.json"
+
+    def store(self, cloud: str, org: str, nodes: list[NodeInfo]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(cloud, org)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"stored_at": self.clock(),
+                                   "nodes": [n.model_dump(mode="json") for n in nodes]}))
+        tmp.replace(path)
+
+    def load(self, cloud: str, org: str) -> tuple[list[NodeInfo], float] | None:
+        """The cached nodes and their age in seconds, or None when there is none (or it is
+        unreadable)."""
+        try:
+            data = json.loads(self._path(cloud, org).read_text())
+            nodes = [NodeInfo.model_validate(n) for n in data["nodes"]]
+            return nodes, max(0.0, self.clock() - float(data["stored_at"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

@@ -24,11 +24,12 @@ from typing import Any
 import aiohttp
 import uvloop
 
+from client import firewall_rules, netcheck
 from client.api import ApiError, CloudApi
-from client.cache import ReportCache, default_directory
+from client.cache import NodeListCache, ReportCache, default_directory
 from client.device import Device
+from client.firewall_rules import RuleFormat
 from client.media import MediaError
-from client.netcheck import summarise
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyError, discover_proxy
 from wire.errors import ProfileRefused
@@ -96,9 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     j.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
-    sub.add_parser("netcheck", help="check HTTPS and WSS to the cloud, probe every node on "
-                   "every transport; print what works, what is blocked, and the firewall "
-                   "rules to open")
+    nc = sub.add_parser("netcheck", help="check the cloud (DNS, TCP, TLS, HTTPS, WSS), the "
+                        "proxy and every media node on every transport; print each check, a "
+                        "verdict and the firewall rules to open. Exit status: 0 all good, "
+                        "1 degraded (media on a fallback transport), 2 no media path, "
+                        "3 no signaling")
+    nc.add_argument("--rules", choices=[f.value for f in RuleFormat], default="text",
+                    help="how to print the rules to open: text, or ready nft / iptables "
+                    "commands (default: text)")
     c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")
     c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     c.add_argument("--create", action="store_true",
@@ -163,6 +169,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     s = _settings(args)
+    if args.command == "netcheck":
+        return await _netcheck(args, s)
     credentials = (args.proxy_user, args.proxy_password or "") if args.proxy_user else None
     proxy, _ = await discover_proxy(
         s["cloud"], DeviceProfile(args.profile), explicit=args.proxy, pac_url=args.pac_url,
@@ -191,13 +199,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             pin = api.pin or api.seen_pin
             identity.write_text(json.dumps({"device_id": reg.device_id,
                                             **({"pin": pin} if pin else {})}))
+            NodeListCache(cache_dir).store(s["cloud"], s["org"], list(reg.nodes))
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
             meeting = await api.create_meeting(args.title, args.meeting_id)
             return {"meeting_id": meeting.id}
-        if args.command == "netcheck":
-            return await _netcheck(device, api, progress, proxy is not None)
         outcomes = await device.discover(progress, force=args.force_probe)
         if progress is not None and device.source == "probe":
             print(file=sys.stderr)
@@ -278,38 +285,41 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             await shim.close()
 
 
-async def _netcheck(device: Device, api: CloudApi, progress: Any,
-                    proxied: bool) -> dict[str, Any]:
-    https: tuple[bool, str | None] = (True, None)  # registration just went over HTTPS
-    wss: tuple[bool, str | None] = (True, None)
-    try:
-        await asyncio.wait_for(api.check_events(), 5)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        wss = (False, str(exc) or type(exc).__name__)
-    outcomes = await device.discover(progress, force=True)
-    if progress is not None:
-        print(file=sys.stderr)
-    report = summarise(outcomes, device.profile, https=https, wss=wss, proxy_configured=proxied)
-    return {"netcheck": report.as_dict()}
+async def _netcheck(args: argparse.Namespace, s: dict[str, str]) -> dict[str, Any]:
+    """Every check as a row, progress on stderr while it waits, a verdict and the rules."""
+    cache_dir = None if args.no_cache else (
+        Path(args.cache_dir) if args.cache_dir else default_directory())
+    settings = netcheck.Settings(
+        cloud=s["cloud"], org=s["org"], enrollment_key=s["enrollment_key"], ca=s.get("ca"),
+        pin=args.pin, name=args.name, profile=DeviceProfile(args.profile), proxy=args.proxy,
+        pac_url=args.pac_url, wpad_host=socket.getfqdn() if args.wpad else None,
+        proxy_credentials=((args.proxy_user, args.proxy_password or "")
+                           if args.proxy_user else None),
+        cache_dir=cache_dir)
+    progress = (lambda line: None) if args.json else (
+        lambda line: print(line, file=sys.stderr, flush=True))
+    report = await netcheck.Netcheck(settings, progress).run()
+    result = report.as_dict()
+    result["rule_lines"] = firewall_rules.render(report.rules, RuleFormat(args.rules))
+    return {"netcheck": result, "table": netcheck.table(report)}
 
 
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
-        print(json.dumps(result, default=str))
+        print(json.dumps({k: v for k, v in result.items() if k != "table"}, default=str))
     elif "netcheck" in result:
         n = result["netcheck"]
-        print(f"HTTPS to the cloud: {'ok' if n['https']['ok'] else 'BLOCKED'}; "
-              f"WSS: {'ok' if n['wss']['ok'] else 'BLOCKED (' + str(n['wss']['error']) + ')'}")
-        print(_table([{"transport": r["rung"], "works": "yes" if r["works"] else "BLOCKED",
-                       "nodes": f"{r['reachable_nodes']}/{r['probed_nodes']}",
-                       "best_rtt_ms": r["best_rtt_ms"]} for r in n["rungs"]]))
+        print("\n".join(result["table"]))
         print(f"media would use: {n['media_transport'] or 'nothing: no transport gets out'}")
+        print(f"verdict: {n['verdict']['text']} (exit {n['verdict']['exit_status']})")
+        for hint in n["hints"]:
+            print(f"hint: {hint}")
         if n["rules"]:
-            print("for the best quality, open (in this order):")
-            for i, rule in enumerate(n["rules"], 1):
-                print(f"  {i}. {rule}")
+            print("to open, best first:" if args.rules == "text" else
+                  f"to open, best first ({args.rules}; adapt the table and chain names):")
+            print("\n".join(n["rule_lines"]))
         else:
-            print("nothing to open: media can use inside-initiated UDP 5004")
+            print("nothing to open")
     elif "probes" in result:
         print(_table(result["probes"]))
         if result.get("source") == "cache":
@@ -341,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pinhole: {exc}", file=sys.stderr)
         return 1
     _print(args, result)
+    if "netcheck" in result:
+        return int(result["netcheck"]["verdict"]["exit_status"])
     return 0
 
 

@@ -254,14 +254,15 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         c = session.counters
         loss = max((st.loss for st in session.sources.values()), default=0.0)
         jitter = max((st.jitter_ms for st in session.sources.values()), default=0.0)
+        first_media = next((leg.first_media_at for leg in sessions
+                            if leg.first_media_at is not None), None)
         await api.report_call(CallMetrics.model_validate({  # the seed's analytics
             "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
             "transport": session.rung, "duration_s": args.seconds,
             "packets_sent": c.packets_sent, "packets_received": c.packets_received,
             "loss": min(1.0, max(0.0, loss)), "jitter_ms": jitter,
-            "rtt_ms": c.keepalive_rtt_ms}))
-        first_media = next((leg.first_media_at for leg in sessions
-                            if leg.first_media_at is not None), None)
+            "rtt_ms": c.keepalive_rtt_ms,
+            "time_to_media_ms": _ms_since(join_sent, first_media)}))
         result.update({
             "transport": session.rung, "packets_sent": c.packets_sent,
             "packets_received": c.packets_received, "drops": c.drops,

@@ -8,6 +8,7 @@ import html
 from collections.abc import AsyncIterator
 from typing import Any
 
+import prometheus_client
 from aiohttp import web
 
 from cloud import devices, health, meetings, nodes, openapi
@@ -25,7 +26,7 @@ ops = web.RouteTableDef()
 @web.middleware
 async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    request.app[CLOUD].metrics.responses_by_class[f"{response.status // 100}xx"] += 1
+    request.app[CLOUD].metrics.responses.labels(f"{response.status // 100}xx").inc()
     return response
 
 
@@ -54,21 +55,15 @@ async def metrics(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     all_nodes = cloud.registry.nodes()
     meetings_ = await cloud.store.list_meetings()
-    gauges = {
-        "devices": float(await cloud.store.count_devices()),
-        "meetings": float(len(meetings_)),
-        "participants": float(sum(len(m.participants) for m in meetings_)),
-        "fresh_reports": float(await cloud.store.count_reports()),
-    }
-    labelled = {
-        "nodes": {
-            "healthy": float(sum(n.healthy for n in all_nodes)),
-            "unhealthy": float(sum(not n.healthy for n in all_nodes)),
-        }
-    }
-    return web.Response(
-        text=cloud.metrics.render(gauges, labelled), content_type="text/plain", charset="utf-8"
-    )
+    m = cloud.metrics
+    m.devices.set(await cloud.store.count_devices())
+    m.meetings.set(len(meetings_))
+    m.participants.set(sum(len(x.participants) for x in meetings_))
+    m.fresh_reports.set(await cloud.store.count_reports())
+    m.nodes.labels("healthy").set(sum(n.healthy for n in all_nodes))
+    m.nodes.labels("unhealthy").set(sum(not n.healthy for n in all_nodes))
+    return web.Response(body=m.render(),
+                        headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 
 @ops.get("/")
@@ -88,7 +83,7 @@ async def dashboard(request: web.Request) -> web.Response:
         + "</td></tr>"
         for m in await cloud.store.list_meetings()
     )
-    calls = ", ".join(f"{k}: {v}" for k, v in sorted(cloud.metrics.calls_by_transport.items()))
+    calls = ", ".join(f"{k}: {q.calls}" for k, q in sorted(cloud.metrics.quality.items()))
     page = (
         "<!doctype html><title>Pinhole cloud</title><h1>Pinhole cloud</h1>"
         "<h2>Media nodes</h2><table border=1><tr><th>id</th><th>kind</th><th>region</th>"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -99,6 +100,7 @@ async def view(request: web.Request) -> web.Response:
 
 @routes.post("/v1/meetings/{meeting_id}/participants")
 async def join(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     cloud, claims = await device_auth(request)
     body = await read_body(request, JoinRequest, empty_ok=True)
     meeting_id = request.match_info["meeting_id"]
@@ -119,7 +121,8 @@ async def join(request: web.Request) -> web.Response:
         )
         await cloud.store.put_meeting(meeting)
         cloud.legs[participant.leg_id] = (meeting_id, participant.id)
-    cloud.metrics.joins_by_transport[joined.plan[0].rung if joined.plan else "none"] += 1
+    cloud.metrics.joined(joined.plan[0].rung if joined.plan else "none",
+                         time.perf_counter() - started)
     await cloud.store.publish(
         (p.device_id for p in meeting.participants if p.id != participant.id),
         Event(type="participant.joined", meeting_id=meeting_id, participant_id=participant.id,
@@ -153,7 +156,7 @@ async def call_metrics(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     metrics = await read_body(request, CallMetrics)
     await cloud.store.add_call_metrics(claims.org, metrics)
-    cloud.metrics.calls_by_transport[metrics.transport] += 1
+    cloud.metrics.call_ended(metrics)
     return web.Response(status=204)
 
 

@@ -14,6 +14,7 @@ import time
 from typing import Any, cast
 
 from media_node.engine import Engine
+from media_node.metrics import RelayTiming
 from wire.errors import FramingError
 from wire.framing import FrameDecoder, encode_frame
 
@@ -25,10 +26,12 @@ MAX_DATAGRAM = 2048  # docs/design.md: transport.max_size = 2048 instead of recv
 class UdpListener(asyncio.DatagramProtocol):
     """One UDP port; packets go to the engine with their source address."""
 
-    def __init__(self, engine: Engine, rung: str, delay_s: float) -> None:
+    def __init__(self, engine: Engine, rung: str, delay_s: float,
+                 timing: RelayTiming | None = None) -> None:
         self.engine = engine
         self.rung = rung
         self.delay_s = delay_s
+        self.timing = timing
         self.transport: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
 
@@ -39,7 +42,13 @@ class UdpListener(asyncio.DatagramProtocol):
             transport.max_size = MAX_DATAGRAM
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.engine.on_packet(data, self, addr, time.monotonic())
+        timing = self.timing
+        if timing is not None and timing.due():
+            started = time.perf_counter()
+            self.engine.on_packet(data, self, addr, time.monotonic())
+            timing.observe(started)
+        else:
+            self.engine.on_packet(data, self, addr, time.monotonic())
 
     def error_received(self, exc: Exception) -> None:
         self.engine.drop("udp_error")  # ICMP unreachable from a client that went away
@@ -61,10 +70,12 @@ class UdpListener(asyncio.DatagramProtocol):
 class StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection: framed packets in, framed packets out."""
 
-    def __init__(self, engine: Engine, rung: str, delay_s: float, frame_limit: int) -> None:
+    def __init__(self, engine: Engine, rung: str, delay_s: float, frame_limit: int,
+                 timing: RelayTiming | None = None) -> None:
         self.engine = engine
         self.rung = rung
         self.delay_s = delay_s
+        self.timing = timing
         self.decoder = FrameDecoder(frame_limit)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -85,8 +96,14 @@ class StreamConnection(asyncio.Protocol):
                 self.transport.close()
             return
         now = time.monotonic()
+        timing = self.timing
         for frame in frames:
-            self.engine.on_packet(frame, self, self.peer, now)
+            if timing is not None and timing.due():
+                started = time.perf_counter()
+                self.engine.on_packet(frame, self, self.peer, now)
+                timing.observe(started)
+            else:
+                self.engine.on_packet(frame, self, self.peer, now)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.engine.sink_closed(self)
@@ -108,19 +125,19 @@ class StreamConnection(asyncio.Protocol):
         transport.write(encode_frame(data))
 
 
-async def bind_udp(engine: Engine, host: str, port: int, rung: str,
-                   delay_s: float) -> tuple[asyncio.DatagramTransport, int]:
+async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: float,
+                   timing: RelayTiming | None = None) -> tuple[asyncio.DatagramTransport, int]:
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: UdpListener(engine, rung, delay_s), local_addr=(host, port))
+        lambda: UdpListener(engine, rung, delay_s, timing), local_addr=(host, port))
     return transport, int(transport.get_extra_info("sockname")[1])
 
 
 async def bind_stream(engine: Engine, host: str, port: int, rung: str, delay_s: float,
-                      context: ssl.SSLContext | None,
-                      frame_limit: int = 4096) -> tuple[asyncio.Server, int]:
+                      context: ssl.SSLContext | None, frame_limit: int = 4096,
+                      timing: RelayTiming | None = None) -> tuple[asyncio.Server, int]:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: StreamConnection(engine, rung, delay_s, frame_limit), host, port,
+        lambda: StreamConnection(engine, rung, delay_s, frame_limit, timing), host, port,
         ssl=context, reuse_address=True)
     return server, int(server.sockets[0].getsockname()[1])

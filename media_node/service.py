@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
 
 from media_node.control import ControlChannel, RegistrationRefused
 from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
-from media_node.metrics import make_app
+from media_node.metrics import EngineCollector, RelayTiming, make_app
 from media_node.settings import NodeSettings
 from wire.models import Endpoint, RungName
 from wire.tls import cert_fingerprint, issue, server_context
@@ -58,7 +59,7 @@ async def _bind_with_fallback(
 
 
 async def start_listeners(
-    settings: NodeSettings, engine: Engine, workdir: Path
+    settings: NodeSettings, engine: Engine, workdir: Path, timing: RelayTiming | None = None
 ) -> tuple[list[Endpoint], str | None, list[asyncio.BaseTransport | asyncio.Server]]:
     host, delay = settings.bind, settings.simulated_rtt_ms / 1000
     endpoints: list[Endpoint] = []
@@ -70,19 +71,20 @@ async def start_listeners(
             udp.append((UDP_9000, settings.legacy_port))
         udp.append((UDP_33434, settings.udp_last_resort_port))
         for rung, port in udp:
-            transport, real = await bind_udp(engine, host, port, rung.name, delay)
+            transport, real = await bind_udp(engine, host, port, rung.name, delay, timing)
             closers.append(transport)
             endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp", port=real))
     if settings.tcp:
         server, real = await bind_stream(engine, host, settings.tcp_port, TCP_5004.name, delay,
-                                         None)
+                                         None, timing=timing)
         closers.append(server)
         endpoints.append(Endpoint(rung="tcp/5004", transport="tcp", port=real))
     if settings.tls:
         context, fingerprint = _tls_context(settings, workdir)
 
         async def bind_tls(port: int) -> tuple[asyncio.Server, int]:
-            return await bind_stream(engine, host, port, TLS_443.name, delay, context)
+            return await bind_stream(engine, host, port, TLS_443.name, delay, context,
+                                     timing=timing)
 
         tls_server, real = await _bind_with_fallback(bind_tls, settings.tls_port, "TLS")
         closers.append(tls_server)
@@ -106,7 +108,9 @@ async def run(settings: NodeSettings) -> int:
                     stun_rate=settings.stun_rate, stun_burst=settings.stun_burst)
     with tempfile.TemporaryDirectory(prefix="pinhole-node-") as tmp:
         try:
-            endpoints, fingerprint, closers = await start_listeners(settings, engine, Path(tmp))
+            registry = CollectorRegistry(auto_describe=True)
+            endpoints, fingerprint, closers = await start_listeners(
+                settings, engine, Path(tmp), RelayTiming(registry))
         except OSError as exc:
             print(f"pinhole-media-node: cannot listen on {settings.bind}: {exc}; pick other "
                   "ports with --udp-port/--tcp-port/--tls-port or another --listen address",
@@ -118,7 +122,9 @@ async def run(settings: NodeSettings) -> int:
         runner: web.AppRunner | None = None
         if settings.metrics_listen:
             mhost, _, mport = settings.metrics_listen.rpartition(":")
-            runner = web.AppRunner(make_app(engine, lambda: control.connected), access_log=None)
+            registry.register(EngineCollector(engine, lambda: control.connected))
+            runner = web.AppRunner(make_app(engine, lambda: control.connected, registry),
+                                   access_log=None)
             await runner.setup()
             await web.TCPSite(runner, mhost, int(mport)).start()
             log.info("metrics on http://%s/metrics", settings.metrics_listen)

@@ -9,19 +9,28 @@ PACKAGES := wire cloud client media_node hybrid_node lab bench
 DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark \
         libsrtp2-dev gcc
 
-.PHONY: demo test lint typecheck bench system-deps venv clean
+.PHONY: demo test lint typecheck bench system-deps venv clean mutate
 
 demo: venv
 	$(PY) -m lab demo
 
+# Branch coverage of the whole suite, subprocesses included; per-package floors.
 test: venv system-deps lint typecheck
-	$(PY) -m pytest
+	rm -f .coverage .coverage.*
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/.coverage \
+	  $(PY) -m coverage run -m pytest
+	$(PY) -m coverage combine -q
+	$(PY) -m tests.coverage_floor
+
+# Mutation testing of the sans-I/O core, the relay engine and assignment (not in make test).
+mutate: venv
+	$(PY) -m tests.mutate
 
 lint: venv
 	$(VENV)/bin/ruff check .
 
 typecheck: venv
-	$(VENV)/bin/mypy --strict $(PACKAGES)
+	$(VENV)/bin/mypy --strict $(PACKAGES) tests
 
 bench: venv
 	$(PY) -m bench
@@ -49,4 +58,4 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info .coverage .coverage.*

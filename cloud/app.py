@@ -122,8 +122,7 @@ def make_app(
     app.add_routes(ops)
 
     async def shutdown(app: web.Application) -> None:
-        await cloud.registry.close()
-        await cloud.store.close()
+        await cloud.registry.close()  # node WebSockets end, so their handlers can finish
 
     app.on_shutdown.append(shutdown)
 
@@ -139,6 +138,9 @@ def make_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # The store closes last: the watch and the sync used it until just now (closing it
+        # on shutdown, before them, printed Redis tracebacks from the still-running tasks).
+        await store.close()
 
     app.cleanup_ctx.append(health_watch)
     return app

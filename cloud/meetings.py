@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -35,6 +34,8 @@ from wire.models import (
 )
 from wire.srtp import SrtpProfile
 from wire.transports import DeviceProfile
+
+CLEANUP_TIMEOUT_S = 2.0  # how long an ended events WebSocket waits for its subscription
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -182,9 +183,10 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         async for _ in ws:  # clients send nothing we act on; pings are automatic
             pass
     finally:
+        # Bounded: a subscription whose cleanup stalls (a Redis connection cut mid-read)
+        # must not hold the handler, and with it the server's shutdown, forever.
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=CLEANUP_TIMEOUT_S)
     return ws
 
 

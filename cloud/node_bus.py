@@ -12,13 +12,27 @@ reply channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 PREFIX = "pinhole:"
+
+
+async def close_pubsub(pubsub: PubSub, timeout_s: float = 1.0) -> None:
+    """Unsubscribe and close, bounded and quiet: at shutdown the connection may already be
+    gone (the store closed, or cut mid-read by a cancellation), and a cleanup that waits or
+    raises there held the server's shutdown and printed tracebacks."""
+    with contextlib.suppress(aioredis.RedisError, OSError, TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await pubsub.unsubscribe()
+    with contextlib.suppress(aioredis.RedisError, OSError, TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class NodeBus(Protocol):
@@ -67,8 +81,7 @@ class RedisNodeBus:
                 if message.get("type") == "message":
                     yield str(message["data"])
         finally:
-            await pubsub.unsubscribe()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
 
     async def request(self, node_id: str, text: str, request_id: str,
                       timeout_s: float) -> str | None:
@@ -85,8 +98,7 @@ class RedisNodeBus:
         except TimeoutError:
             return None
         finally:
-            await pubsub.unsubscribe()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
         return None
 
     async def reply(self, request_id: str, text: str) -> None:

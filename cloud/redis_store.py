@@ -24,7 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from cloud.node_bus import RedisNodeBus
+from cloud.node_bus import RedisNodeBus, close_pubsub
 from cloud.store import CascadeRecord, DeviceRecord, MeetingRecord, ParticipantRecord
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
@@ -151,9 +151,7 @@ class RedisStore:
                 if message.get("type") == "message":
                     yield Event.model_validate_json(message["data"])
         finally:
-            with contextlib.suppress(aioredis.RedisError, OSError):
-                await pubsub.unsubscribe()
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
 
     def node_bus(self) -> RedisNodeBus:
         return RedisNodeBus(self._redis)

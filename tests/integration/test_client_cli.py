@@ -14,7 +14,8 @@ import pytest
 
 from client.cache import ReportCache
 from client.device import Device
-from lab.stack import ORG, NodeSpec, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, Stack, running_stack
 from wire.tls import client_context
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,8 @@ import pytest
 
 from client.device import Device
 from lab.net import free_port
-from lab.stack import ORG, REGIONS, NodeSpec, running_stack
+from lab.pki import ORG
+from lab.stack import REGIONS, NodeSpec, running_stack
 from tests.exchange import exchange
 from tests.integration.node_harness import connect, join, running_node
 from wire.errors import ProfileRefused
@@ -66,7 +67,7 @@ async def test_a_node_without_udp_is_planned_on_tcp_or_tls(
             sessions.append(await device.connect(joined))
             devices.append(device)
         assert [s.rung for s in sessions] == [expected, expected]
-        await exchange(*sessions)
+        await exchange(sessions[0], sessions[1])
         for session in sessions:
             session.close()
         for device in devices:
@@ -118,7 +119,7 @@ async def test_client_falls_back_when_advertised_udp_is_silent(
             tried = [a for a in alice.attempts if a.rung.split("/")[0] in dead]
             assert {a.rung.split("/")[0] for a in tried} == set(dead)  # each was tried
             assert not any(a.ok for a in tried), tried
-            await exchange(*sessions)
+            await exchange(sessions[0], sessions[1])
             for session in sessions:
                 session.close()
             for device in devices:

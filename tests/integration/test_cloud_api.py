@@ -122,7 +122,7 @@ async def test_openapi_document_is_valid_and_lists_every_route(api: Api) -> None
     status, document = await api.call("GET", "/v1/openapi.json")
     assert status == 200
     validate(document)
-    app: web.Application = api.server.app  # type: ignore[assignment]
+    app: web.Application = api.server.app
     served = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
               if r.method != "HEAD" and r.resource is not None}
     documented = {(op.method, op.path) for op in OPERATIONS}
@@ -320,7 +320,7 @@ async def test_fuzzed_bodies_never_produce_a_500(api: Api) -> None:
 
     @settings(max_examples=150, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           *settings.default.suppress_health_check])
+                                           *settings().suppress_health_check])
     @given(BODIES)
     def collect(body: Any) -> None:
         bodies.append(body)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from client.device import Device
-from lab.stack import ORG, NodeSpec, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, Stack, running_stack
 from wire.models import ProbeResult, ReachabilityReport
 
 pytestmark = pytest.mark.slow

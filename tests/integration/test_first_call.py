@@ -19,7 +19,8 @@ import pytest
 
 from client.device import Device
 from client.media import MediaSession
-from lab.stack import ORG, NodeSpec, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, Stack, running_stack
 from wire.models import Joined
 
 pytestmark = pytest.mark.slow

@@ -296,7 +296,7 @@ async def test_cascade_leg_may_not_carry_a_local_participants_ssrc() -> None:
 def _fuzz_settings() -> Callable[[Callable[..., object]], Callable[..., object]]:
     return settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           *settings.default.suppress_health_check])
+                                           *settings().suppress_health_check])
 
 
 @pytest.mark.parametrize("rung", RUNGS)

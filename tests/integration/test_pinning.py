@@ -22,7 +22,8 @@ from client.api import CloudApi, PinError
 from client.device import Device
 from client.media import MediaError
 from lab.net import free_block
-from lab.stack import ORG, NodeSpec, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, Stack, running_stack
 from wire.address import Address
 from wire.models import Endpoint
 from wire.tls import issue, make_ca, server_context, unverified_client_context
@@ -86,8 +87,8 @@ async def test_inspected_cloud_connection_fails_the_pin(stack: Stack, tmp_path: 
     learned = direct.seen_pin
     assert learned is not None and learned.startswith("sha256/")
     await direct.close()
-    cloud = Address(*stack.cloud_url.removeprefix("https://").rsplit(":", 1)[0:1],
-                    int(stack.cloud_url.rsplit(":", 1)[1]))
+    host, port = stack.cloud_url.removeprefix("https://").rsplit(":", 1)
+    cloud = Address(host, int(port))
     async with inspecting_proxy(cloud, tmp_path) as (mitm, mitm_ca):
         url = f"https://{mitm.host}:{mitm.port}"
         unpinned = CloudApi(url, _trusting(stack.ca_file, str(mitm_ca)))  # without a pin,

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from client.device import Device
-from lab.stack import ORG, NodeSpec, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, Stack, running_stack
 from wire.models import Event
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from client.device import Device
-from lab.stack import ORG, NodeSpec, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, running_stack
 from tests.integration.redis_server import redis_server
 
 pytestmark = pytest.mark.slow

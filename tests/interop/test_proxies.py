@@ -25,7 +25,8 @@ from client.device import Device
 from client.media import MediaError
 from client.proxy import LocalTunnelProxy, ProxyConfig
 from lab.net import free_port, wait_for_port
-from lab.stack import ORG, NodeSpec, Stack, running_stack
+from lab.pki import ORG
+from lab.stack import NodeSpec, Stack, running_stack
 from tests.exchange import exchange
 from tests.prereqs import require_tool
 from wire.models import Endpoint

@@ -18,7 +18,7 @@ def test_a_timeout_names_the_likely_cause_and_the_next_step(
         coro.close()
         raise TimeoutError
 
-    monkeypatch.setattr(cli.uvloop, "run", times_out)
+    monkeypatch.setattr("client.cli.uvloop.run", times_out)
     assert cli.main(["--cloud", "https://198.18.0.1", "--ca", "ca.pem", "--org", "acme",
                      "--enrollment-key", "k", "register"]) == 1
     err = capsys.readouterr().err

@@ -132,6 +132,14 @@ def test_limit_must_fit_the_length_field(limit: int) -> None:
         FrameDecoder(limit=limit)
 
 
+@pytest.mark.parametrize("limit", [1, 65535])
+def test_limits_at_both_ends_of_the_length_field_are_accepted(limit: int) -> None:
+    """RFC 4571 §2: a 16-bit LENGTH, so 1 and 65535 are both valid limits (mutants
+    ``1 <= limit`` → ``2 <= limit`` and ``<=`` → ``<`` survived without this)."""
+    decoder = FrameDecoder(limit=limit)
+    assert list(decoder.feed(encode_frame(bytes(limit)))) == [bytes(limit)]
+
+
 def test_default_limit_takes_any_media_packet() -> None:
     assert FrameDecoder().feed(encode_frame(bytes(DEFAULT_FRAME_LIMIT))) == [
         bytes(DEFAULT_FRAME_LIMIT)]

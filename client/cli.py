@@ -29,7 +29,7 @@ from client.api import ApiError, CloudApi
 from client.cache import NodeListCache, ReportCache, default_directory
 from client.device import Device
 from client.firewall_rules import RuleFormat
-from client.media import MediaError
+from client.media import MediaError, MediaSession
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyError, discover_proxy
 from wire.errors import ProfileRefused
@@ -237,14 +237,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 sessions.append(moved)
 
         follower = asyncio.create_task(device.follow_events(on_event))
+        reports: set[asyncio.Task[None]] = set()
         try:
             for i in range(int(args.seconds * 50)):
                 sessions[-1].send_audio(i.to_bytes(4, "big") + bytes(156))
                 if args.video and i % 2 == 0:
                     sessions[-1].send_video()
+                if i % 100 == 99:  # every 2 s: the quality so far, for the operator's console
+                    reports.add(asyncio.create_task(_live_report(
+                        api, joined.meeting_id, joined.participant_id, sessions[-1],
+                        i / 50)))
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.3)
         finally:
+            for report in reports:
+                report.cancel()
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
@@ -303,6 +310,21 @@ async def _netcheck(args: argparse.Namespace, s: dict[str, str]) -> dict[str, An
     result = report.as_dict()
     result["rule_lines"] = firewall_rules.render(report.rules, RuleFormat(args.rules))
     return {"netcheck": result, "table": netcheck.table(report)}
+
+
+async def _live_report(api: CloudApi, meeting_id: str, participant_id: str,
+                       session: MediaSession, seconds: float) -> None:
+    """An in-call quality report (``final: false``); a lost one is simply not shown."""
+    c = session.counters
+    with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        await api.report_call(CallMetrics.model_validate({
+            "meeting_id": meeting_id, "participant_id": participant_id,
+            "transport": session.rung, "duration_s": seconds, "final": False,
+            "packets_sent": c.packets_sent, "packets_received": c.packets_received,
+            "loss": min(1.0, max(0.0, max((s.loss for s in session.sources.values()),
+                                          default=0.0))),
+            "jitter_ms": max((s.jitter_ms for s in session.sources.values()), default=0.0),
+            "rtt_ms": c.keepalive_rtt_ms}))
 
 
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:

@@ -1,17 +1,16 @@
-"""The cloud application: routes, ops endpoints and the dashboard."""
+"""The cloud application: routes, ops endpoints and the operator's console."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import AsyncIterator
 from typing import Any
 
 import prometheus_client
 from aiohttp import web
 
-from cloud import devices, health, meetings, nodes, openapi
+from cloud import console, devices, health, meetings, nodes, openapi
 from cloud.http import Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.registry import NodeRegistry
@@ -66,34 +65,6 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 
-@ops.get("/")
-async def dashboard(request: web.Request) -> web.Response:
-    cloud = request.app[CLOUD]
-    rows = "".join(
-        f"<tr><td>{html.escape(n.id)}</td><td>{n.kind}</td><td>{html.escape(n.region)}</td>"
-        f"<td>{html.escape(n.address)}</td>"
-        f"<td>{', '.join(f'{e.rung}:{e.port}' for e in n.endpoints)}</td>"
-        f"<td>{'healthy' if n.healthy else 'UNHEALTHY'}</td><td>{n.load:.2f}</td></tr>"
-        for n in cloud.registry.nodes()
-    )
-    mrows = "".join(
-        f"<tr><td>{html.escape(m.id)}</td><td>{html.escape(m.org)}</td><td>"
-        + ", ".join(f"{html.escape(p.id)}@{html.escape(p.node_id)}/{p.rung or '-'}"
-                    for p in m.participants)
-        + "</td></tr>"
-        for m in await cloud.store.list_meetings()
-    )
-    calls = ", ".join(f"{k}: {q.calls}" for k, q in sorted(cloud.metrics.quality.items()))
-    page = (
-        "<!doctype html><title>Pinhole cloud</title><h1>Pinhole cloud</h1>"
-        "<h2>Media nodes</h2><table border=1><tr><th>id</th><th>kind</th><th>region</th>"
-        f"<th>address</th><th>endpoints</th><th>health</th><th>load</th></tr>{rows}</table>"
-        "<h2>Meetings</h2><table border=1><tr><th>id</th><th>org</th><th>participants</th></tr>"
-        f"{mrows}</table><h2>Calls by transport</h2><p>{html.escape(calls) or 'none yet'}</p>"
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
 def make_app(
     settings: CloudSettings, store: Store, orgs: dict[str, Org], signer: TokenSigner
 ) -> web.Application:
@@ -120,6 +91,7 @@ def make_app(
     app.add_routes(meetings.routes)
     app.add_routes(nodes.routes)
     app.add_routes(ops)
+    app.add_routes(console.routes)
 
     async def shutdown(app: web.Application) -> None:
         await cloud.registry.close()  # node WebSockets end, so their handlers can finish

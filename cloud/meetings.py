@@ -144,6 +144,7 @@ async def leave(request: web.Request) -> web.Response:
         meeting = await prune_cascades(cloud, without_participant(meeting, pid))
         await cloud.store.put_meeting(meeting)
     cloud.legs.pop(found[0].leg_id, None)
+    cloud.live.pop(pid, None)
     await cloud.registry.release(found[0].node_id, found[0].leg_id)
     await cloud.store.publish(
         (p.device_id for p in meeting.participants),
@@ -156,6 +157,15 @@ async def leave(request: web.Request) -> web.Response:
 async def call_metrics(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     metrics = await read_body(request, CallMetrics)
+    if not metrics.final:  # in-call quality, for the console: only for a participant present
+        meeting = await cloud.store.get_meeting(metrics.meeting_id)
+        if meeting is None or meeting.org != claims.org or not any(
+                p.id == metrics.participant_id and p.device_id == claims.device_id
+                for p in meeting.participants):
+            raise ApiError(404, "not_found", "no such participant of this device in a meeting")
+        cloud.live[metrics.participant_id] = metrics
+        return web.Response(status=204)
+    cloud.live.pop(metrics.participant_id, None)
     await cloud.store.add_call_metrics(claims.org, metrics)
     cloud.metrics.call_ended(metrics)
     return web.Response(status=204)

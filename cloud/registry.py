@@ -21,6 +21,7 @@ from wire.models import (
     AllocateLeg,
     Heartbeat,
     LegAllocated,
+    LegCounters,
     LegEvent,
     NodeInfo,
     NodeToCloud,
@@ -44,6 +45,7 @@ class NodeState:
     pending: dict[str, asyncio.Future[LegAllocated]] = field(default_factory=dict)
     legs: int = 0
     malformed: int = 0
+    stats: dict[str, LegCounters] = field(default_factory=dict)  # the last heartbeat's, per leg
 
 
 class NodeRegistry:
@@ -73,6 +75,11 @@ class NodeRegistry:
     def get(self, node_id: str) -> NodeState | None:
         """A node registered with this replica."""
         return self._nodes.get(node_id)
+
+    def heartbeat_age(self, node_id: str) -> float | None:
+        """Seconds since this replica last heard from the node (None: held elsewhere)."""
+        state = self._nodes.get(node_id)
+        return None if state is None else max(0.0, self._clock() - state.last_seen)
 
     def info(self, node_id: str) -> NodeInfo | None:
         """A node registered with this replica or, with a bus, with another one."""
@@ -143,6 +150,7 @@ class NodeRegistry:
                 state.last_seen = self._clock()
                 if isinstance(message, Heartbeat):
                     state.legs = message.legs
+                    state.stats = message.stats
                 elif isinstance(message, LegAllocated):
                     future = state.pending.pop(message.request_id, None)
                     if future is not None and not future.done():
@@ -199,9 +207,12 @@ class NodeRegistry:
             raise NodeUnavailable(f"node {node_id} did not allocate the leg in time") from None
         if not answer.ok:
             raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
+        state.legs += 1  # counted now for load and the console; the next heartbeat has the truth
 
     async def release(self, node_id: str, leg_id: str) -> None:
-        await self.send(node_id, ReleaseLeg(leg_id=leg_id))
+        state = self._nodes.get(node_id)
+        if await self.send(node_id, ReleaseLeg(leg_id=leg_id)) and state is not None:
+            state.legs = max(0, state.legs - 1)
 
     async def send(self, node_id: str, command: BaseModel) -> bool:
         """A command that needs no answer (release, open/close cascade); False if not sent."""

@@ -28,13 +28,14 @@ class CloudSettings:
     allocate_timeout_s: float = 5.0
     max_body_bytes: int = 256 * 1024
     state_file: str = ""  # written once listening: the real URL and port
+    operator_token: str = ""  # the operator's credential for the console ("" = console closed)
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in {"node_secret", "token_key"} and value:
+            if f.name in {"node_secret", "token_key", "operator_token"} and value:
                 value = "****"
             out[f.name] = value
         return out
@@ -44,11 +45,11 @@ def _env(name: str, default: str) -> str:
     return os.environ.get("PINHOLE_" + name.upper(), default)
 
 
-def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
+def _secret_from(path: str, p: argparse.ArgumentParser, what: str = "node secret") -> str:
     try:
         return Path(path).read_text().strip()
     except OSError as exc:
-        p.error(f"cannot read the node secret file {path}: {exc.strerror}")
+        p.error(f"cannot read the {what} file {path}: {exc.strerror}")
 
 
 def parse(argv: Sequence[str] | None = None) -> CloudSettings:
@@ -91,14 +92,21 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
                    help="missed heartbeats before a node is unhealthy")
     p.add_argument("--state-file", default=_env("state_file", d.state_file),
                    help="write {url, port} here as JSON once listening")
+    p.add_argument("--operator-token", default=_env("operator_token", d.operator_token),
+                   help="the operator's credential for the console at / (default: none, and "
+                   "the console stays closed)")
+    p.add_argument("--operator-token-file", default=_env("operator_token_file", ""),
+                   help="read the operator's credential from this file instead")
     a = p.parse_args(argv)
     if a.node_secret_file:
         a.node_secret = _secret_from(a.node_secret_file, p)
+    if a.operator_token_file:
+        a.operator_token = _secret_from(a.operator_token_file, p, "operator token")
     return CloudSettings(
         listen=a.listen, port=a.port, cert=a.cert, key=a.key, orgs=a.orgs,
         node_secret=a.node_secret, token_key=a.token_key, store=a.store,
         probe_ttl_s=a.probe_ttl_s, probe_interval_s=a.probe_interval_s,
         probe_timeout_ms=a.probe_timeout_ms, token_ttl_s=a.token_ttl_s,
         heartbeat_s=a.heartbeat_s, heartbeat_misses=a.heartbeat_misses,
-        state_file=a.state_file,
+        state_file=a.state_file, operator_token=a.operator_token,
     )

@@ -14,7 +14,7 @@ from cloud.metrics import CloudMetrics
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.store import DeviceRecord, Store
-from wire.models import NodeInfo
+from wire.models import CallMetrics, NodeInfo
 
 
 @dataclass(slots=True)
@@ -27,6 +27,7 @@ class Cloud:
     clock: Callable[[], float] = time.time
     metrics: CloudMetrics = field(default_factory=CloudMetrics)
     legs: dict[str, tuple[str, str]] = field(default_factory=dict)  # leg -> meeting, participant
+    live: dict[str, CallMetrics] = field(default_factory=dict)  # participant -> in-call quality
 
     def visible_nodes(self, org: str, *, healthy_only: bool = True) -> list[NodeInfo]:
         """All cloud nodes and this org's hybrid nodes (DESIGN: GET /v1/nodes)."""

@@ -144,7 +144,12 @@ class Lab:
                 raise LabError(f"the stack did not come up in {timeout_s:.0f} s; "
                                f"see {state_dir}/lab-stack.log")
             time.sleep(0.1)
-        progress(f"stack ready: {json.loads(stack_json.read_text())['cloud']}")
+        described = json.loads(stack_json.read_text())
+        progress(f"stack ready: {described['cloud']}")
+        console = described.get("console") or {}
+        if console.get("operator_token"):
+            progress(f"operator console: {console['url']} (operator token "
+                     f"{console['operator_token']})")
         return stack_json
 
     def start_proxy(self) -> None:

@@ -26,6 +26,7 @@ class Pki:
     directory: Path
     enrollment_key: str
     node_secret: str
+    operator_token: str = ""
 
     @property
     def ca_file(self) -> Path:
@@ -47,11 +48,16 @@ class Pki:
     def node_secret_file(self) -> Path:
         return self.directory / "node-secret"
 
+    @property
+    def operator_token_file(self) -> Path:
+        return self.directory / "operator-token"
+
     def stack_json(self, cloud_url: str,
                    nodes: Sequence[dict[str, object]] = ()) -> dict[str, object]:
         """What ``pinhole --stack`` reads: the cloud, the CA to trust, the org's key."""
         return {"cloud": cloud_url, "ca": str(self.ca_file),
-                "orgs": {ORG: {"enrollment_key": self.enrollment_key}}, "nodes": list(nodes)}
+                "orgs": {ORG: {"enrollment_key": self.enrollment_key}}, "nodes": list(nodes),
+                "console": {"url": cloud_url + "/", "operator_token": self.operator_token}}
 
 
 def _secret_write(path: Path, text: str) -> None:
@@ -65,7 +71,8 @@ def write_pki(directory: Path, cloud_names: Sequence[str]) -> Pki:
     now = datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
     cert = issue(ca, cloud_names, now)
-    pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16))
+    pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
+              secrets.token_urlsafe(16))
     pki.ca_file.write_text(ca.cert_pem.decode())
     pki.cert_file.write_text(cert.cert_pem.decode())
     _secret_write(pki.key_file, cert.key_pem.decode())
@@ -73,4 +80,5 @@ def write_pki(directory: Path, cloud_names: Sequence[str]) -> Pki:
         {"orgs": [{"id": ORG, "enrollment_key": pki.enrollment_key,
                    "hybrid_node_secret": secrets.token_urlsafe(16)}]}))
     _secret_write(pki.node_secret_file, pki.node_secret)
+    _secret_write(pki.operator_token_file, pki.operator_token)
     return pki

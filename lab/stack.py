@@ -61,12 +61,14 @@ class Stack:
     ca_file: str = ""
     enrollment_key: str = ""
     node_secret: str = ""
+    operator_token: str = ""
     nodes: list[dict[str, Any]] = field(default_factory=list)
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         """What ``stack.json`` holds: all a client needs to use this stack."""
-        return Pki(self.state_dir, self.enrollment_key, self.node_secret).stack_json(
+        return Pki(self.state_dir, self.enrollment_key, self.node_secret,
+                   self.operator_token).stack_json(
             self.cloud_url, self.nodes)
 
     def api(self) -> CloudApi:
@@ -136,6 +138,7 @@ async def _start(
     pki = write_pki(state, [cloud_ip, "localhost"])
     stack.ca_file = str(pki.ca_file)
     stack.enrollment_key, stack.node_secret = pki.enrollment_key, pki.node_secret
+    stack.operator_token = pki.operator_token
     progress(f"starting the cloud on {cloud_ip}")
     # "=": a secret may start with "-", which argparse would take for an option
     env_secret = [f"--node-secret={stack.node_secret}"]
@@ -143,6 +146,7 @@ async def _start(
         "-m", "cloud", "--listen", cloud_ip, "--port", "443",
         "--cert", str(pki.cert_file), "--key", str(pki.key_file),
         "--orgs", str(pki.orgs_file), *env_secret,
+        "--operator-token-file", str(pki.operator_token_file),
         "--state-file", str(state / "cloud.json"), *cloud_args,
     ])
     stack.processes.append(cloud)
@@ -167,6 +171,8 @@ async def _start(
     (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
     progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "
              f"settings in {state / 'stack.json'}")
+    progress(f"operator console: {stack.cloud_url}/ (operator token {stack.operator_token}, "
+             f"also in {pki.operator_token_file})")
 
 
 async def _wait_healthy(stack: Stack, ids: set[str], timeout_s: float = 20.0) -> None:

@@ -285,6 +285,9 @@ class CallMetrics(Body):
     rtt_ms: float | None = Field(default=None, ge=0.0)
     #: join request to the first media packet received, on the client's clock
     time_to_media_ms: float | None = Field(default=None, ge=0.0, le=3_600_000.0)
+    #: False for the reports a client sends during the call (the console shows them live);
+    #: only final reports are counted as calls
+    final: bool = True
 
 
 # ---------------------------------------------------------------- node control channel

@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
                         "verdict and the firewall rules to open. Exit status: 0 all good, "
                         "1 degraded (media on a fallback transport), 2 no media path, "
                         "3 no signaling")
-    nc.add_argument("--rules", choices=[f.value for f in RuleFormat], default="text",
+    nc.add_argument("--rules", choices=[f.value for f in RuleFormat],
+                    default=_env("rules") or "text",
                     help="how to print the rules to open: text, or ready nft / iptables "
                     "commands (default: text)")
     c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")

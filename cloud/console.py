@@ -94,9 +94,18 @@ async def console(request: web.Request) -> web.Response:
                                  "script-src 'unsafe-inline'; connect-src 'self'"})
 
 
+def _form_only(request: web.Request) -> None:
+    """The login and logout forms are for browsers; anything else gets a JSON error."""
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise ApiError(415, "form_expected",
+                       f"{request.path} takes the console's form; scripts send "
+                       "Authorization: Bearer <operator token> instead")
+
+
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     token = request.app[CLOUD].settings.operator_token
+    _form_only(request)
     form = await request.post()
     given = form.get("token")
     if (token and isinstance(given, str) and len(given) <= MAX_TOKEN_LENGTH
@@ -111,6 +120,7 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
+    _form_only(request)
     response = web.Response(status=303, headers={"Location": "/"})
     response.del_cookie(COOKIE, path="/")
     return response

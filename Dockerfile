@@ -1,22 +1,49 @@
 # One image for every Pinhole service; docker-compose.yml gives each service its command.
-# Debian's packages: iproute2/nftables/conntrack for the firewall service, tinyproxy for the
-# enterprise proxy, redis-server for the cloud's shared store.
-FROM python:3.11-slim-bookworm
+#
+# BASE: a Debian bookworm image. The default is the usual slim Python image; any bookworm
+# root file system works too (the tests import one made by debootstrap): without a Python
+# of its own, the image takes Debian's python3 (3.11).
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE}
 
+# Debian's packages: iproute2/nftables/conntrack/procps (sysctl) for the firewall service and
+# the clients' route, tinyproxy for the enterprise proxy.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      iproute2 nftables conntrack tinyproxy redis-server \
- && rm -rf /var/lib/apt/lists/*
+      iproute2 nftables conntrack procps tinyproxy \
+      $(command -v python3 >/dev/null || echo python3 python3-venv) \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --user-group --uid 10001 --home-dir /var/lib/pinhole pinhole \
+ && mkdir -p /var/lib/pinhole && chown pinhole:pinhole /var/lib/pinhole
 
-WORKDIR /app
-COPY pyproject.toml README.md ./
+# Python packages, pinned by constraints.txt (as `make venv` installs them). Wheels put in
+# docker/wheelhouse/ are used instead of the package index (an offline build).
+ENV PATH=/opt/pinhole/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /opt/pinhole/src
+COPY pyproject.toml constraints.txt ./
+COPY docker/wheelhouse/ /tmp/wheelhouse/
+RUN set -e; python3 -m venv /opt/pinhole; \
+    if ls /tmp/wheelhouse/*.whl >/dev/null 2>&1; then \
+      set -- --no-index --find-links /tmp/wheelhouse; fi; \
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+      > /tmp/requirements.txt; \
+    pip install --no-cache-dir --disable-pip-version-check "$@" -c constraints.txt \
+      setuptools wheel -r /tmp/requirements.txt; \
+    rm -rf /tmp/wheelhouse /tmp/requirements.txt
+COPY README.md ./
 COPY wire wire
 COPY cloud cloud
 COPY client client
 COPY media_node media_node
 COPY hybrid_node hybrid_node
 COPY lab lab
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation . \
+ && rm -rf build *.egg-info
 
-ENV PYTHONUNBUFFERED=1
-CMD ["pinhole-lab", "--help"]
+# Services run as pinhole unless they need the network (the firewall, the proxy and the
+# clients set their routes: docker-compose.yml runs those as root with NET_ADMIN).
+USER pinhole
+WORKDIR /var/lib/pinhole
+# Alone (`docker run --rm pinhole`): a cloud and three media nodes on loopback and a narrated
+# two-party call.
+CMD ["pinhole-lab", "demo"]

@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 PACKAGES := wire cloud client media_node hybrid_node lab bench
 # Debian packages the lab and interop tests use (installed when run as root).
 DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark \
-        libsrtp2-dev gcc chromium-headless-shell
+        libsrtp2-dev gcc docker.io debootstrap chromium-headless-shell
 
-.PHONY: demo test lint typecheck bench system-deps venv clean mutate
+.PHONY: demo test compose-test lint typecheck bench system-deps venv clean mutate fuzz
 
 demo: venv
 	$(PY) -m lab demo
@@ -26,6 +26,17 @@ test: venv system-deps lint typecheck
 mutate: venv
 	$(PY) -m tests.mutate
 
+# docker-compose.yml under a private Docker engine (root): base image, images, each profile.
+compose-test: venv system-deps
+	$(PY) -m pytest -m docker tests/docker
+
+# Coverage-guided fuzzing (atheris) of every parser and boundary (not in make test; a short
+# run of it is): FUZZ_COUNT inputs per target, corpus in tests/fuzz/corpus, crashes saved in
+# tests/fuzz/crashes and replayed by the suite.
+FUZZ_COUNT ?= 1000000
+fuzz: venv
+	$(PY) -m tests.fuzz --count $(FUZZ_COUNT)
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
@@ -37,11 +48,11 @@ bench: venv
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@echo "==> preparing $(VENV) (Python packages of pyproject.toml)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 system-deps:

@@ -18,7 +18,7 @@ from pathlib import Path
 import uvloop
 
 from media_node.engine import Engine
-from media_node.service import start_listeners
+from media_node.service import admission_for, start_listeners
 from media_node.settings import NodeSettings
 from wire.models import NodeInfo
 
@@ -32,7 +32,8 @@ async def serve(count: int, prefix: str) -> None:
             settings = NodeSettings(cloud="https://unused", node_id=f"node-{n}",
                                     advertise=address, cert=cert, key=key, stun_rate=0)
             engine = Engine(settings.node_id, stun_rate=0)
-            endpoints, fingerprint, more = await start_listeners(settings, engine, Path(tmp))
+            endpoints, fingerprint, more = await start_listeners(settings, engine, Path(tmp),
+                                                                    admission_for(settings))
             if not cert:  # the first node generated a certificate: all share it
                 cert, key = str(Path(tmp) / "node.pem"), str(Path(tmp) / "node.key")
             closers += more

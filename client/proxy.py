@@ -38,9 +38,13 @@ class ProxyConfig:
     @classmethod
     def from_url(cls, url: str) -> ProxyConfig:
         parts = urlsplit(url if "://" in url else "http://" + url)
-        if parts.scheme != "http" or not parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:  # "host:notaport": a clear message, not urllib's
+            port = -1
+        if parts.scheme != "http" or not parts.hostname or port == -1:
             raise ProxyError(f"proxy URL {url!r}: use http://[user:password@]host:port")
-        return cls(parts.hostname, parts.port or 3128,
+        return cls(parts.hostname, port or 3128,
                    unquote(parts.username) if parts.username else None,
                    unquote(parts.password) if parts.password else None)
 
@@ -113,7 +117,12 @@ async def _connect_once(config: ProxyConfig, target: Address, authorization: str
                                    asyncio.StreamWriter]:
     async with asyncio.timeout(timeout_s):
         if stream is None:
-            reader, writer = await asyncio.open_connection(config.host, config.port)
+            try:
+                reader, writer = await asyncio.open_connection(config.host, config.port)
+            except OSError as exc:  # "[Errno 111]" alone names neither the proxy nor a cure
+                why = (exc.strerror or str(exc) or type(exc).__name__).lower()
+                raise ProxyError(f"cannot reach the proxy at {config.host}:{config.port} "
+                                 f"({why})") from None
         else:
             reader, writer = stream
         uri = f"{target.host}:{target.port}"
@@ -239,6 +248,11 @@ async def fetch_pac(url: str, timeout_s: float = 5.0) -> str:
             if response.status != 200:
                 raise ProxyError(f"PAC file {url}: HTTP {response.status}")
             return await response.text()
+    except aiohttp.ClientConnectorError as exc:
+        why = os.strerror(exc.os_error.errno) if exc.os_error.errno else str(exc.os_error)
+        raise ProxyError(f"cannot fetch the PAC file {url}: cannot reach {exc.host}:{exc.port} "
+                         f"({why.lower()}); check --pac-url, or set --proxy explicitly"
+                         ) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise ProxyError(f"cannot fetch the PAC file {url}: {exc or type(exc).__name__}; "
                          "check --pac-url, or set --proxy explicitly") from None

@@ -10,13 +10,16 @@ from typing import Any
 import prometheus_client
 from aiohttp import web
 
-from cloud import console, devices, health, meetings, nodes, openapi
-from cloud.http import Handler, errors_middleware
+from cloud import console, devices, health, meetings, nodes, openapi, retention
+from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
+from cloud.metrics import CloudMetrics
+from cloud.readiness import StoreWatch
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
 from cloud.store import Store
+from wire.admission import Admission
 from wire.models import LegEvent
 
 ops = web.RouteTableDef()
@@ -42,11 +45,11 @@ async def healthz(request: web.Request) -> web.Response:
 @ops.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
-    try:
-        ok = await asyncio.wait_for(cloud.store.ping(), 2.0)
-    except (OSError, TimeoutError):
-        ok = False
-    return web.json_response({"ok": ok, "store": cloud.settings.store}, status=200 if ok else 503)
+    ok = await request.app[READINESS].ping()
+    body: dict[str, object] = {"ok": ok, "store": cloud.settings.store}
+    if not ok:
+        body["detail"] = "the store does not answer; the cloud cannot serve until it does"
+    return web.json_response(body, status=200 if ok else 503)
 
 
 @ops.get("/metrics")
@@ -59,6 +62,8 @@ async def metrics(request: web.Request) -> web.Response:
     m.meetings.set(len(meetings_))
     m.participants.set(sum(len(x.participants) for x in meetings_))
     m.fresh_reports.set(await cloud.store.count_reports())
+    m.connections.set(cloud.connections.open)
+    m.events_websockets.set(sum(cloud.events_open.values()))
     m.nodes.labels("healthy").set(sum(n.healthy for n in all_nodes))
     m.nodes.labels("unhealthy").set(sum(not n.healthy for n in all_nodes))
     return web.Response(body=m.render(),
@@ -82,10 +87,18 @@ def make_app(
         task.add_done_callback(app[TASKS].discard)
 
     registry = NodeRegistry(settings.heartbeat_s, settings.heartbeat_misses, on_leg_event)
-    cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs)
+    metrics_ = CloudMetrics()
+    admission = Admission(settings.max_connections, settings.max_connections_per_source,
+                          metrics_.refusals)
+    cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs,
+                  metrics=metrics_, connections=admission)
     cloud_ref.append(cloud)
     app[CLOUD] = cloud
     app[OPENAPI] = openapi.document()
+    app[MAX_BODY] = settings.max_body_bytes
+    app[MAX_DEPTH] = settings.max_json_depth
+    watch = StoreWatch(store, settings.store)
+    app[READINESS] = watch
     app[TASKS] = set()
     app.add_routes(devices.routes)
     app.add_routes(meetings.routes)
@@ -104,7 +117,9 @@ def make_app(
 
     async def health_watch(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(health.watch(cloud)),
-                 asyncio.create_task(registry.run_sync())]
+                 asyncio.create_task(registry.run_sync()),
+                 asyncio.create_task(retention.sweep(cloud)),
+                 asyncio.create_task(watch.run())]
         yield
         for task in tasks:
             task.cancel()
@@ -120,3 +135,4 @@ def make_app(
 
 TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("tasks", set)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
+READINESS: web.AppKey[StoreWatch] = web.AppKey("readiness", StoreWatch)

@@ -17,6 +17,7 @@ from cloud.cascades import prune_cascades
 from cloud.http import ApiError
 from cloud.placement import place
 from cloud.state import Cloud
+from cloud.store import StoreUnavailable
 from wire.models import Event
 from wire.srtp import SrtpProfile
 from wire.transports import DeviceProfile
@@ -84,21 +85,31 @@ async def watch(cloud: Cloud) -> None:
     healthy = {n.id for n in cloud.registry.nodes() if n.healthy}
     while True:
         await asyncio.sleep(min(cloud.settings.heartbeat_s, 1.0))
-        now = {n.id for n in cloud.registry.nodes() if n.healthy}
-        for node_id in sorted(healthy - now):
-            bus = cloud.registry.bus
-            ttl = int(cloud.settings.heartbeat_s * cloud.settings.heartbeat_misses * 4) + 1
-            if bus is not None and not await bus.claim(f"reassign:{node_id}", ttl):
-                continue  # another replica is reassigning this node's participants
-            log.warning("node %s is unhealthy; reassigning its participants", node_id)
-            try:
-                await reassign_from(cloud, node_id)
-            except Exception:  # one failed pass must not end the watch
-                log.exception("reassigning from %s failed", node_id)
-        for node_id in sorted(now - healthy):
-            bus = cloud.registry.bus
-            if bus is not None and not await bus.claim(f"probe:{node_id}", 5):
-                continue
-            log.info("node %s is healthy", node_id)
-            await request_probes(cloud, node_id)
-        healthy = now
+        try:
+            healthy = await _changes(cloud, healthy)
+        except StoreUnavailable:  # the readiness watch reports it; try again next round
+            continue
+
+
+async def _changes(cloud: Cloud, healthy: set[str]) -> set[str]:
+    """Act on the nodes whose health changed since ``healthy``; the healthy set now."""
+    now = {n.id for n in cloud.registry.nodes() if n.healthy}
+    for node_id in sorted(healthy - now):
+        bus = cloud.registry.bus
+        ttl = int(cloud.settings.heartbeat_s * cloud.settings.heartbeat_misses * 4) + 1
+        if bus is not None and not await bus.claim(f"reassign:{node_id}", ttl):
+            continue  # another replica is reassigning this node's participants
+        log.warning("node %s is unhealthy; reassigning its participants", node_id)
+        try:
+            await reassign_from(cloud, node_id)
+        except StoreUnavailable as exc:
+            log.warning("reassigning from %s paused: %s", node_id, exc)
+        except Exception:  # one failed pass must not end the watch
+            log.exception("reassigning from %s failed", node_id)
+    for node_id in sorted(now - healthy):
+        bus = cloud.registry.bus
+        if bus is not None and not await bus.claim(f"probe:{node_id}", 5):
+            continue
+        log.info("node %s is healthy", node_id)
+        await request_probes(cloud, node_id)
+    return now

@@ -58,8 +58,16 @@ def load_orgs(path: str) -> dict[str, Org]:
 
 
 def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison; an empty expected secret never matches."""
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time comparison of the UTF-8 bytes; an empty expected secret never matches.
+
+    ``given`` comes from the network: a header aiohttp decoded with
+    ``surrogateescape`` may hold lone surrogates, so it is encoded with
+    ``surrogatepass`` (such bytes never equal a configured secret) and the
+    comparison never raises.
+    """
+    if not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
 
 def _b64(data: bytes) -> str:

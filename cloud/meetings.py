@@ -142,6 +142,8 @@ async def leave(request: web.Request) -> web.Response:
         if not found or found[0].device_id != claims.device_id:
             raise ApiError(404, "not_found", f"no participant {pid} of this device here")
         meeting = await prune_cascades(cloud, without_participant(meeting, pid))
+        if not meeting.participants:  # ended: forgotten after the meeting retention
+            meeting = replace(meeting, ended_at=cloud.clock())
         await cloud.store.put_meeting(meeting)
     cloud.legs.pop(found[0].leg_id, None)
     cloud.live.pop(pid, None)
@@ -181,29 +183,46 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         claims, _ = await cloud.authenticate(token.strip())
     except IdentityError as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
-    ws = web.WebSocketResponse(heartbeat=20.0)
-    await ws.prepare(request)
-
-    async def pump() -> None:
-        async for event in cloud.store.subscribe(claims.device_id):
-            await ws.send_str(event.model_dump_json())
-
-    task = asyncio.create_task(pump())
+    device = claims.device_id
+    if cloud.events_open[device] >= cloud.settings.max_events_per_device:
+        cloud.metrics.refusals["events_per_device_cap"] += 1
+        raise ApiError(429, "too_many_websockets",
+                       f"this device already holds {cloud.events_open[device]} event streams; "
+                       "close one first")
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    cloud.events_open[device] += 1
     try:
-        async for _ in ws:  # clients send nothing we act on; pings are automatic
-            pass
+        await ws.prepare(request)
+
+        async def pump() -> None:
+            async for event in cloud.store.subscribe(device):
+                await ws.send_str(event.model_dump_json())
+
+        task = asyncio.create_task(pump())
+        try:
+            async for _ in ws:  # clients send nothing we act on; pings are automatic
+                pass
+        finally:
+            # Bounded: a subscription whose cleanup stalls (a Redis connection cut mid-read)
+            # must not hold the handler, and with it the server's shutdown, forever.
+            task.cancel()
+            await asyncio.wait({task}, timeout=CLEANUP_TIMEOUT_S)
     finally:
-        # Bounded: a subscription whose cleanup stalls (a Redis connection cut mid-read)
-        # must not hold the handler, and with it the server's shutdown, forever.
-        task.cancel()
-        await asyncio.wait({task}, timeout=CLEANUP_TIMEOUT_S)
+        cloud.events_open[device] -= 1
+        if cloud.events_open[device] <= 0:
+            del cloud.events_open[device]
     return ws
 
 
 async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
     """Keep the transport a participant's leg latched on (GET /v1/meetings/{id})."""
     where = cloud.legs.get(event.leg_id)
-    if where is None or event.event not in ("latched", "relatched"):
+    if where is None:
+        return
+    if event.event == "freed":  # the node timed it out: no consent for the leg timeout
+        await _drop_gone(cloud, node_id, event.leg_id, *where)
+        return
+    if event.event not in ("latched", "relatched"):
         return
     meeting_id, pid = where
     async with cloud.meeting_lock(meeting_id):
@@ -218,3 +237,24 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
         await cloud.store.put_meeting(replace(meeting, participants=updated))
     log.info("leg %s of %s on node %s %s over %s", event.leg_id, pid, node_id, event.event,
              event.rung)
+
+
+async def _drop_gone(cloud: Cloud, node_id: str, leg_id: str, meeting_id: str, pid: str) -> None:
+    """A participant whose leg the node freed has left (a client that crashed or went
+    away never says so): without this its meeting would never end, nor be forgotten."""
+    async with cloud.meeting_lock(meeting_id):
+        meeting = await cloud.store.get_meeting(meeting_id)
+        if meeting is None or not any(p.id == pid and p.leg_id == leg_id
+                                      for p in meeting.participants):
+            return
+        meeting = await prune_cascades(cloud, without_participant(meeting, pid))
+        if not meeting.participants:
+            meeting = replace(meeting, ended_at=cloud.clock())
+        await cloud.store.put_meeting(meeting)
+    cloud.legs.pop(leg_id, None)
+    log.info("participant %s left meeting %s: node %s freed its leg (no consent)", pid,
+             meeting_id, node_id)
+    await cloud.store.publish(
+        (p.device_id for p in meeting.participants),
+        Event(type="participant.left", meeting_id=meeting_id, participant_id=pid),
+    )

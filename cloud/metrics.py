@@ -8,11 +8,14 @@ per transport for the operator's console.
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from wire.models import CallMetrics
 
@@ -80,6 +83,13 @@ class CloudMetrics:
                                    registry=r)
         self.nodes = Gauge("pinhole_nodes", "Media nodes known to this replica, by health.",
                            ["health"], registry=r)
+        self.connections = Gauge("pinhole_connections", "Open HTTP connections.", registry=r)
+        self.events_websockets = Gauge("pinhole_events_websockets",
+                                       "Open events WebSockets of devices.", registry=r)
+        #: connections refused, by reason (kept by wire.admission.Admission, read at scrape)
+        self.refusals: collections.Counter[str] = collections.Counter()
+        self.meetings_forgotten = 0
+        r.register(_Tallies(self))
         self.quality: dict[str, Quality] = {}
 
     def joined(self, transport: str, seconds: float) -> None:
@@ -102,3 +112,20 @@ class CloudMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition format."""
         return prometheus_client.generate_latest(self.registry)
+
+
+class _Tallies(Collector):
+    """Counts kept as plain numbers by code that must not depend on prometheus_client."""
+
+    def __init__(self, metrics: CloudMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        refusals = CounterMetricFamily("pinhole_connection_refusals",
+                                       "Connections refused, by reason.", labels=["reason"])
+        for reason, n in sorted(self.metrics.refusals.items()):
+            refusals.add_metric([reason], n)
+        yield refusals
+        yield CounterMetricFamily("pinhole_meetings_forgotten",
+                                  "Ended meetings deleted after the meeting retention.",
+                                  value=self.metrics.meetings_forgotten)

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from cloud.redis_errors import translated
+
 PREFIX = "pinhole:"
 
 
@@ -40,6 +42,7 @@ class NodeBus(Protocol):
     async def snapshot(self) -> list[dict[str, Any]]: ...
     async def command(self, node_id: str, text: str) -> bool: ...
     def commands(self, node_id: str) -> AsyncIterator[str]: ...
+    @translated
     async def request(self, node_id: str, text: str, request_id: str,
                       timeout_s: float) -> str | None: ...
     async def reply(self, request_id: str, text: str) -> None: ...
@@ -50,6 +53,7 @@ class RedisNodeBus:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
 
+    @translated
     async def announce(self, entries: Iterable[dict[str, Any]], ttl_s: float) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in entries:
@@ -59,6 +63,7 @@ class RedisNodeBus:
                 pipe.sadd(f"{PREFIX}nodes", node_id)
             await pipe.execute()
 
+    @translated
     async def snapshot(self) -> list[dict[str, Any]]:
         ids = sorted(str(m) for m in await self._redis.smembers(f"{PREFIX}nodes"))
         if not ids:
@@ -66,6 +71,7 @@ class RedisNodeBus:
         raws = await self._redis.mget([f"{PREFIX}node:{i}" for i in ids])
         return [json.loads(raw) for raw in raws if raw is not None]
 
+    @translated
     async def command(self, node_id: str, text: str) -> bool:
         return int(await self._redis.publish(f"{PREFIX}nodecmd:{node_id}", text)) > 0
 
@@ -83,6 +89,7 @@ class RedisNodeBus:
         finally:
             await close_pubsub(pubsub)
 
+    @translated
     async def request(self, node_id: str, text: str, request_id: str,
                       timeout_s: float) -> str | None:
         """Send ``text`` to the node wherever it is held; its answer, or None."""
@@ -101,9 +108,11 @@ class RedisNodeBus:
             await close_pubsub(pubsub)
         return None
 
+    @translated
     async def reply(self, request_id: str, text: str) -> None:
         await self._redis.publish(f"{PREFIX}reply:{request_id}", text)
 
+    @translated
     async def claim(self, name: str, ttl_s: int) -> bool:
         """True for exactly one replica that asks within ``ttl_s``."""
         return bool(await self._redis.set(f"{PREFIX}claim:{name}", "1", nx=True, ex=ttl_s))

@@ -67,7 +67,7 @@ OPERATIONS: Final = (
     Operation("delete", "/v1/meetings/{meeting_id}/participants/{participant_id}", "Leave",
               "device", None, None, 204, (401, 404)),
     Operation("get", "/v1/events", "WebSocket of events for this device (text frames: Event)",
-              "device", None, Event, 101, (401,), websocket=True),
+              "device", None, Event, 101, (401, 429), websocket=True),
     Operation("post", "/v1/metrics/calls", "End-of-call quality report", "device",
               CallMetrics, None, 204, (400, 401)),
     Operation("post", "/v1/nodes", "Register a media or hybrid node with its node secret",
@@ -96,6 +96,16 @@ _SECURITY: Final = {"device": "deviceToken", "enrollment": None, "node": "nodeSe
                     "operator": "operatorToken"}
 
 
+def _implied_errors(op: Operation) -> set[int]:
+    """Answers every route of a kind may give: 413/415 with a body, 503 with the store."""
+    codes: set[int] = set()
+    if op.request is not None:
+        codes |= {400, 413, 415}  # the one body reader (cloud.http.read_body)
+    if op.auth != "none":
+        codes.add(503)  # store_unavailable
+    return codes
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
@@ -122,7 +132,7 @@ def document(version: str = "1") -> dict[str, Any]:
         if op.response is not None:
             ok["content"] = {"application/json": {"schema": _ref(op.response)}}
         responses = {str(code): ok for code in (op.status, *op.also)}
-        for code in op.errors:
+        for code in sorted({*op.errors, *_implied_errors(op)}):
             responses[str(code)] = {"description": "error",
                                     "content": {"application/json": {"schema": _ref(ErrorBody)}}}
         entry["responses"] = responses

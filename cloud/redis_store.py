@@ -25,7 +25,17 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from cloud.node_bus import RedisNodeBus, close_pubsub
-from cloud.store import CascadeRecord, DeviceRecord, MeetingRecord, ParticipantRecord
+from cloud.redis_errors import REDIS_FAILURES, translated
+from cloud.store import (
+    DEFAULT_RETENTION,
+    CallTotals,
+    CascadeRecord,
+    DeviceRecord,
+    MeetingRecord,
+    ParticipantRecord,
+    Retention,
+    StoreUnavailable,
+)
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
 PREFIX = "pinhole:"
@@ -36,12 +46,14 @@ def _meeting_from(data: dict[str, Any]) -> MeetingRecord:
         id=data["id"], org=data["org"], title=data["title"], created_at=data["created_at"],
         participants=tuple(ParticipantRecord(**p) for p in data["participants"]),
         cascades=tuple(CascadeRecord(**c) for c in data.get("cascades", ())),
+        ended_at=data.get("ended_at"),
     )
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retention: Retention = DEFAULT_RETENTION) -> None:
         self.url = url
+        self._retention = retention
         self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
 
     async def ping(self) -> bool:
@@ -52,25 +64,30 @@ class RedisStore:
 
     # ----------------------------------------------------------------- devices
 
+    @translated
     async def put_device(self, device: DeviceRecord) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(f"{PREFIX}device:{device.device_id}", json.dumps(asdict(device)))
             pipe.sadd(f"{PREFIX}devices", device.device_id)
             await pipe.execute()
 
+    @translated
     async def get_device(self, device_id: str) -> DeviceRecord | None:
         raw = await self._redis.get(f"{PREFIX}device:{device_id}")
         return None if raw is None else DeviceRecord(**json.loads(raw))
 
+    @translated
     async def count_devices(self) -> int:
         return int(await self._redis.scard(f"{PREFIX}devices"))
 
+    @translated
     async def list_device_ids(self) -> list[str]:
         members = await self._redis.smembers(f"{PREFIX}devices")
         return sorted(str(m) for m in members)
 
     # ----------------------------------------------------------------- reachability
 
+    @translated
     async def put_reachability(
         self, device_id: str, report: ReachabilityReport, ttl_s: int
     ) -> StoredReachability:
@@ -82,10 +99,12 @@ class RedisStore:
         await self._redis.set(f"{PREFIX}reach:{device_id}", stored.model_dump_json(), ex=ttl_s)
         return stored
 
+    @translated
     async def get_reachability(self, device_id: str) -> StoredReachability | None:
         raw = await self._redis.get(f"{PREFIX}reach:{device_id}")
         return None if raw is None else StoredReachability.model_validate_json(raw)
 
+    @translated
     async def count_reports(self) -> int:
         count = 0
         async for _ in self._redis.scan_iter(match=f"{PREFIX}reach:*", count=500):
@@ -94,16 +113,19 @@ class RedisStore:
 
     # ----------------------------------------------------------------- meetings
 
+    @translated
     async def put_meeting(self, meeting: MeetingRecord) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(f"{PREFIX}meeting:{meeting.id}", json.dumps(asdict(meeting)))
             pipe.sadd(f"{PREFIX}meetings", meeting.id)
             await pipe.execute()
 
+    @translated
     async def get_meeting(self, meeting_id: str) -> MeetingRecord | None:
         raw = await self._redis.get(f"{PREFIX}meeting:{meeting_id}")
         return None if raw is None else _meeting_from(json.loads(raw))
 
+    @translated
     async def list_meetings(self) -> list[MeetingRecord]:
         ids = sorted(str(m) for m in await self._redis.smembers(f"{PREFIX}meetings"))
         if not ids:
@@ -115,27 +137,70 @@ class RedisStore:
     async def meeting_lock(self, meeting_id: str, ttl_ms: int = 10_000) -> AsyncIterator[None]:
         """A lock all replicas respect; it expires by itself if a replica dies holding it."""
         key, token = f"{PREFIX}lock:meeting:{meeting_id}", secrets.token_hex(8)
-        while not await self._redis.set(key, token, nx=True, px=ttl_ms):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)  # another replica holds it: poll, it is short-lived
+        try:
+            while not await self._redis.set(key, token, nx=True, px=ttl_ms):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # another replica holds it: poll, it is short-lived
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"the store does not answer ({exc})") from exc
         try:
             yield
         finally:
-            # release only our own lock (it may have expired and been taken since)
-            await self._redis.eval(
-                "if redis.call('get', KEYS[1]) == ARGV[1] then "
-                "return redis.call('del', KEYS[1]) else return 0 end", 1, key, token)
+            # release only our own lock (it may have expired and been taken since);
+            # a store gone meanwhile lets it expire by itself
+            with contextlib.suppress(*REDIS_FAILURES):
+                await self._redis.eval(
+                    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                    "return redis.call('del', KEYS[1]) else return 0 end", 1, key, token)
 
     # ----------------------------------------------------------------- metrics
 
-    async def add_call_metrics(self, org: str, metrics: CallMetrics) -> None:
-        await self._redis.rpush(f"{PREFIX}calls", metrics.model_dump_json())
+    @translated
+    async def delete_meeting(self, meeting_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{PREFIX}meeting:{meeting_id}")
+            pipe.srem(f"{PREFIX}meetings", meeting_id)
+            await pipe.execute()
 
+    @translated
+    async def add_call_metrics(self, org: str, metrics: CallMetrics) -> None:
+        """Sum into the totals; keep the newest reports only, and not past the retention."""
+        totals = f"{PREFIX}calltotals:{org}:{metrics.transport}"
+        r = self._retention
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(totals, "calls", 1)
+            pipe.hincrbyfloat(totals, "duration_s", metrics.duration_s)
+            pipe.hincrbyfloat(totals, "loss", metrics.loss)
+            pipe.hincrbyfloat(totals, "jitter_ms", metrics.jitter_ms)
+            if metrics.rtt_ms is not None:
+                pipe.hincrbyfloat(totals, "rtt_ms", metrics.rtt_ms)
+                pipe.hincrby(totals, "rtt_calls", 1)
+            pipe.sadd(f"{PREFIX}calltotals", f"{org}:{metrics.transport}")
+            pipe.lpush(f"{PREFIX}calls", metrics.model_dump_json())
+            pipe.ltrim(f"{PREFIX}calls", 0, r.max_recent_calls - 1)
+            pipe.expire(f"{PREFIX}calls", max(1, int(r.calls_s)))  # a quiet list goes whole
+            await pipe.execute()
+
+    @translated
     async def call_metrics(self) -> list[CallMetrics]:
-        return [CallMetrics.model_validate_json(raw)
-                for raw in await self._redis.lrange(f"{PREFIX}calls", 0, -1)]
+        raws = await self._redis.lrange(f"{PREFIX}calls", 0, -1)
+        return [CallMetrics.model_validate_json(raw) for raw in reversed(raws)]
+
+    @translated
+    async def call_totals(self) -> dict[tuple[str, str], CallTotals]:
+        out: dict[tuple[str, str], CallTotals] = {}
+        for member in sorted(await self._redis.smembers(f"{PREFIX}calltotals")):
+            key = str(member)
+            org, _, transport = key.rpartition(":")
+            h = await self._redis.hgetall(f"{PREFIX}calltotals:{key}")
+            out[(org, transport)] = CallTotals(
+                int(h.get("calls", 0)), float(h.get("duration_s", 0)), float(h.get("loss", 0)),
+                float(h.get("jitter_ms", 0)), float(h.get("rtt_ms", 0)),
+                int(h.get("rtt_calls", 0)))
+        return out
 
     # ----------------------------------------------------------------- events
 
+    @translated
     async def publish(self, device_ids: Iterable[str], event: Event) -> None:
         text = event.model_dump_json()
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from wire.boundary import readable_file, usage
+from wire.flags import Parser, add_version, apply_environment
+
 
 @dataclass(frozen=True, slots=True)
 class CloudSettings:
@@ -27,8 +30,18 @@ class CloudSettings:
     heartbeat_misses: int = 3
     allocate_timeout_s: float = 5.0
     max_body_bytes: int = 256 * 1024
+    max_json_depth: int = 32  # nested arrays/objects in a body (the models need 4)
     state_file: str = ""  # written once listening: the real URL and port
-    operator_token: str = ""  # the operator's credential for the console ("" = console closed)
+    max_connections: int = 10000  # open connections, all sources together
+    # open connections from one address: a whole office behind one NAT address counts once
+    # (each device holds its REST connection and its events WebSocket)
+    max_connections_per_source: int = 2500
+    handshake_s: float = 10.0  # a TLS handshake must finish within this
+    idle_s: float = 30.0  # no whole request for this long (silent or partial) closes it
+    max_events_per_device: int = 4  # open /v1/events WebSockets of one device
+    metrics_retention_s: float = 86400.0  # end-of-call reports: aggregated, then forgotten
+    meeting_retention_s: float = 3600.0  # an ended (empty) meeting is forgotten after this
+    operator_token: str = ""  # the operator's credential for the console ("" = closed)
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
@@ -41,8 +54,7 @@ class CloudSettings:
         return out
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get("PINHOLE_" + name.upper(), default)
+STORES = ("memory", "redis://", "rediss://", "unix://")
 
 
 def _secret_from(path: str, p: argparse.ArgumentParser, what: str = "node secret") -> str:
@@ -52,52 +64,98 @@ def _secret_from(path: str, p: argparse.ArgumentParser, what: str = "node secret
         p.error(f"cannot read the {what} file {path}: {exc.strerror}")
 
 
-def parse(argv: Sequence[str] | None = None) -> CloudSettings:
+def _is_hex_seed(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text)) == 32
+    except ValueError:
+        return False
+
+
+def parser() -> argparse.ArgumentParser:
     d = CloudSettings()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="pinhole-cloud",
         description="Pinhole cloud: signaling and registration API (HTTPS + WSS). Every flag "
-        "also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_STORE).",
+        "also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_STORE).\n\n"
+        "Exit codes: 0 stopped, 1 other failure, 2 usage (a flag or a file it names).",
     )
-    p.add_argument("--listen", default=_env("listen", d.listen), help="address to bind")
-    p.add_argument("--port", type=int, default=int(_env("port", str(d.port))),
+    add_version(p)
+    p.add_argument("--listen", default=d.listen, help="address to bind")
+    p.add_argument("--port", type=int, default=d.port,
                    help="HTTPS port (443; 8443 when this process may not bind below 1024)")
-    p.add_argument("--cert", default=_env("cert", d.cert), help="PEM certificate (chain)")
-    p.add_argument("--key", default=_env("key", d.key), help="PEM private key")
-    p.add_argument("--orgs", default=_env("orgs", d.orgs),
+    p.add_argument("--cert", default=d.cert, help="PEM certificate (chain)")
+    p.add_argument("--key", default=d.key, help="PEM private key")
+    p.add_argument("--orgs", default=d.orgs,
                    help="JSON file: organisations, enrollment keys, hybrid node secrets")
-    p.add_argument("--node-secret", default=_env("node_secret", d.node_secret),
+    p.add_argument("--node-secret", default=d.node_secret,
                    help="secret cloud media nodes present to register")
-    p.add_argument("--node-secret-file", default=_env("node_secret_file", ""),
+    p.add_argument("--node-secret-file", default="",
                    help="read the node secret from this file instead (e.g. a shared volume)")
-    p.add_argument("--token-key", default=_env("token_key", d.token_key),
+    p.add_argument("--token-key", default=d.token_key,
                    help="hex seed (32 bytes) of the device-token signing key; replicas share it")
-    p.add_argument("--store", default=_env("store", d.store),
+    p.add_argument("--store", default=d.store,
                    help="state store: memory, or redis://host:port/db")
-    p.add_argument("--probe-ttl-s", type=int, default=int(_env("probe_ttl_s", str(d.probe_ttl_s))),
+    p.add_argument("--probe-ttl-s", type=int, default=d.probe_ttl_s,
                    help="how long a reachability report is kept (seed: 2 hours)")
     p.add_argument("--probe-interval-s", type=int,
-                   default=int(_env("probe_interval_s", str(d.probe_interval_s))),
+                   default=d.probe_interval_s,
                    help="how often devices re-probe")
     p.add_argument("--probe-timeout-ms", type=int,
-                   default=int(_env("probe_timeout_ms", str(d.probe_timeout_ms))),
+                   default=d.probe_timeout_ms,
                    help="per-probe timeout devices use")
-    p.add_argument("--token-ttl-s", type=int, default=int(_env("token_ttl_s", str(d.token_ttl_s))),
+    p.add_argument("--token-ttl-s", type=int, default=d.token_ttl_s,
                    help="device token lifetime")
     p.add_argument("--heartbeat-s", type=float,
-                   default=float(_env("heartbeat_s", str(d.heartbeat_s))),
+                   default=d.heartbeat_s,
                    help="node heartbeat interval")
     p.add_argument("--heartbeat-misses", type=int,
-                   default=int(_env("heartbeat_misses", str(d.heartbeat_misses))),
+                   default=d.heartbeat_misses,
                    help="missed heartbeats before a node is unhealthy")
-    p.add_argument("--state-file", default=_env("state_file", d.state_file),
+    p.add_argument("--state-file", default=d.state_file,
                    help="write {url, port} here as JSON once listening")
-    p.add_argument("--operator-token", default=_env("operator_token", d.operator_token),
+    p.add_argument("--operator-token", default=d.operator_token,
                    help="the operator's credential for the console at / (default: none, and "
                    "the console stays closed)")
-    p.add_argument("--operator-token-file", default=_env("operator_token_file", ""),
+    p.add_argument("--operator-token-file", default="",
                    help="read the operator's credential from this file instead")
+    p.add_argument("--max-connections", type=int,
+                   default=d.max_connections,
+                   help="open client connections the cloud accepts in total")
+    p.add_argument("--max-connections-per-source", type=int,
+                   default=d.max_connections_per_source,
+                   help="open connections from one IP address; an office behind one NAT "
+                   "address needs about two per device (REST + events)")
+    p.add_argument("--handshake-s", type=float,
+                   default=d.handshake_s,
+                   help="close a connection whose TLS handshake takes longer")
+    p.add_argument("--idle-s", type=float, default=d.idle_s,
+                   help="close a connection without a whole request for this long")
+    p.add_argument("--max-events-per-device", type=int,
+                   default=d.max_events_per_device,
+                   help="open /v1/events WebSockets one device may hold")
+    p.add_argument("--metrics-retention-s", type=float,
+                   default=d.metrics_retention_s,
+                   help="keep end-of-call reports this long (their totals are kept for good)")
+    p.add_argument("--meeting-retention-s", type=float,
+                   default=d.meeting_retention_s,
+                   help="forget a meeting this long after its last participant left")
+    return p
+
+
+def parse(argv: Sequence[str] | None = None) -> CloudSettings:
+    """Settings from ``argv`` and ``PINHOLE_*``; a bad flag or file is a usage failure."""
+    p = parser()
+    apply_environment(p, os.environ)
     a = p.parse_args(argv)
+    if a.store != "memory" and not a.store.startswith(STORES[1:]):
+        raise usage(f"--store {a.store} is not a store Pinhole knows",
+                    "use memory, or redis://HOST:PORT/DB")
+    if a.token_key and not _is_hex_seed(a.token_key):
+        raise usage("--token-key is not 32 bytes of hex (64 characters)",
+                    "generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")
+    for flag in ("cert", "key", "orgs"):
+        if getattr(a, flag):
+            readable_file(f"--{flag}", getattr(a, flag))
     if a.node_secret_file:
         a.node_secret = _secret_from(a.node_secret_file, p)
     if a.operator_token_file:
@@ -109,4 +167,8 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
         probe_timeout_ms=a.probe_timeout_ms, token_ttl_s=a.token_ttl_s,
         heartbeat_s=a.heartbeat_s, heartbeat_misses=a.heartbeat_misses,
         state_file=a.state_file, operator_token=a.operator_token,
+        max_connections=a.max_connections,
+        max_connections_per_source=a.max_connections_per_source, handshake_s=a.handshake_s,
+        idle_s=a.idle_s, max_events_per_device=a.max_events_per_device,
+        metrics_retention_s=a.metrics_retention_s, meeting_retention_s=a.meeting_retention_s,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from cloud.metrics import CloudMetrics
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.store import DeviceRecord, Store
+from wire.admission import Admission
 from wire.models import CallMetrics, NodeInfo
 
 
@@ -27,6 +29,8 @@ class Cloud:
     clock: Callable[[], float] = time.time
     metrics: CloudMetrics = field(default_factory=CloudMetrics)
     legs: dict[str, tuple[str, str]] = field(default_factory=dict)  # leg -> meeting, participant
+    connections: Admission = field(default_factory=lambda: Admission(0, 0))
+    events_open: Counter[str] = field(default_factory=Counter)  # device -> events WebSockets
     live: dict[str, CallMetrics] = field(default_factory=dict)  # participant -> in-call quality
 
     def visible_nodes(self, org: str, *, healthy_only: bool = True) -> list[NodeInfo]:

@@ -8,14 +8,20 @@ interface.  Reachability reports expire ``ttl`` seconds after they are stored
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or failed; the caller may try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +60,45 @@ class MeetingRecord:
     created_at: float
     participants: tuple[ParticipantRecord, ...] = field(default=())
     cascades: tuple[CascadeRecord, ...] = field(default=())
+    ended_at: float | None = None  # when its last participant left
 
     def node_ids(self) -> set[str]:
         return {p.node_id for p in self.participants}
+
+    def idle_since(self) -> float | None:
+        """Since when nobody is in it (None while someone is): the retention clock."""
+        if self.participants:
+            return None
+        return self.ended_at if self.ended_at is not None else self.created_at
+
+
+@dataclass(frozen=True, slots=True)
+class CallTotals:
+    """End-of-call reports of one org over one transport, summed: kept when reports go."""
+
+    calls: int = 0
+    duration_s: float = 0.0
+    loss: float = 0.0  # sum of loss fractions (mean = loss / calls)
+    jitter_ms: float = 0.0  # sum
+    rtt_ms: float = 0.0  # sum over the calls that measured an RTT
+    rtt_calls: int = 0
+
+    def plus(self, m: CallMetrics) -> CallTotals:
+        return CallTotals(
+            self.calls + 1, self.duration_s + m.duration_s, self.loss + m.loss,
+            self.jitter_ms + m.jitter_ms, self.rtt_ms + (m.rtt_ms or 0.0),
+            self.rtt_calls + (m.rtt_ms is not None))
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much the store keeps of what only grows: end-of-call reports."""
+
+    max_recent_calls: int = 1000  # individual reports kept (the newest)
+    calls_s: float = 86400.0  # and none older than this; totals are kept for good
+
+
+DEFAULT_RETENTION: Final = Retention()
 
 
 class Store(Protocol):
@@ -75,12 +117,17 @@ class Store(Protocol):
     async def put_meeting(self, meeting: MeetingRecord) -> None: ...
     async def get_meeting(self, meeting_id: str) -> MeetingRecord | None: ...
     async def list_meetings(self) -> list[MeetingRecord]: ...
+    async def delete_meeting(self, meeting_id: str) -> None: ...
     async def add_call_metrics(self, org: str, metrics: CallMetrics) -> None: ...
     async def call_metrics(self) -> list[CallMetrics]: ...
+    async def call_totals(self) -> dict[tuple[str, str], CallTotals]: ...
     async def publish(self, device_ids: Iterable[str], event: Event) -> None: ...
     def subscribe(self, device_id: str) -> AsyncIterator[Event]: ...
     def meeting_lock(self, meeting_id: str) -> AbstractAsyncContextManager[None]: ...
     async def close(self) -> None: ...
+
+
+EVENT_BACKLOG: Final = 256  # events queued for one WebSocket that does not keep up
 
 
 def _dt(ts: float) -> datetime:
@@ -90,12 +137,16 @@ def _dt(ts: float) -> datetime:
 class MemoryStore:
     """State in this process: the embedded, single-replica backend."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 retention: Retention = DEFAULT_RETENTION) -> None:
         self._clock = clock
+        self._retention = retention
         self._devices: dict[str, DeviceRecord] = {}
         self._reports: dict[str, StoredReachability] = {}
         self._meetings: dict[str, MeetingRecord] = {}
-        self._calls: list[CallMetrics] = []
+        self._calls: deque[tuple[float, CallMetrics]] = deque(
+            maxlen=retention.max_recent_calls)
+        self._totals: dict[tuple[str, str], CallTotals] = {}
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -148,25 +199,45 @@ class MemoryStore:
     async def list_meetings(self) -> list[MeetingRecord]:
         return list(self._meetings.values())
 
+    async def delete_meeting(self, meeting_id: str) -> None:
+        self._meetings.pop(meeting_id, None)
+        self._locks.pop(meeting_id, None)  # a holder keeps its own reference
+
     async def add_call_metrics(self, org: str, metrics: CallMetrics) -> None:
-        self._calls.append(metrics)
+        key = (org, metrics.transport)
+        self._totals[key] = self._totals.get(key, CallTotals()).plus(metrics)
+        self._calls.append((self._clock(), metrics))  # the oldest falls off past the bound
+        self._forget_calls()
+
+    def _forget_calls(self) -> None:
+        oldest = self._clock() - self._retention.calls_s
+        while self._calls and self._calls[0][0] < oldest:
+            self._calls.popleft()
 
     async def call_metrics(self) -> list[CallMetrics]:
-        return list(self._calls)
+        self._forget_calls()
+        return [m for _, m in self._calls]
+
+    async def call_totals(self) -> dict[tuple[str, str], CallTotals]:
+        return dict(self._totals)
 
     async def publish(self, device_ids: Iterable[str], event: Event) -> None:
         for device_id in device_ids:
             for queue in self._subscribers.get(device_id, ()):
-                queue.put_nowait(event)
+                with contextlib.suppress(asyncio.QueueFull):  # a reader that stopped reading
+                    queue.put_nowait(event)
 
     async def subscribe(self, device_id: str) -> AsyncIterator[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        queue: asyncio.Queue[Event] = asyncio.Queue(EVENT_BACKLOG)
         self._subscribers.setdefault(device_id, set()).add(queue)
         try:
             while True:
                 yield await queue.get()
         finally:
-            self._subscribers[device_id].discard(queue)
+            queues = self._subscribers.get(device_id, set())
+            queues.discard(queue)
+            if not queues:
+                self._subscribers.pop(device_id, None)
 
     async def close(self) -> None:
         self._subscribers.clear()
@@ -181,12 +252,12 @@ def without_participant(meeting: MeetingRecord, participant_id: str) -> MeetingR
     return replace(meeting, participants=kept)
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, retention: Retention = DEFAULT_RETENTION) -> Store:
     """The backend named by ``PINHOLE_STORE``: ``memory`` or ``redis://host:port/db``."""
     if url in ("", "memory"):
-        return MemoryStore()
+        return MemoryStore(retention=retention)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from cloud.redis_store import RedisStore
 
-        return RedisStore(url)
+        return RedisStore(url, retention)
     raise ValueError(f"unsupported store {url!r}: use 'memory' or redis://host:port/db")

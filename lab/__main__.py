@@ -1,12 +1,17 @@
-"""``pinhole-lab``: run Pinhole — the loopback stack and the demo (no root), and the firewall
-lab of network namespaces and nftables (root)."""
+"""pinhole-lab: run Pinhole - the loopback stack and the demo (no root), and the firewall
+lab of network namespaces and nftables (root). Every flag also reads PINHOLE_<FLAG>.
+
+Exit codes: 0 done, 1 other failure (the smoke meeting or demo failed), 2 usage or
+set-up (a flag, a file, or a prerequisite such as root)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,10 +21,13 @@ from pathlib import Path
 
 import uvloop
 
-from lab import compose, demo, firewall
+from lab import compose, demo, firewall, smoke
 from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
-from lab.pki import write_pki
-from lab.stack import running_stack
+from lab.pki import read_pki, renew, renewal_reason, write_pki
+from lab.stack import StackError, running_stack
+from wire import boundary
+from wire.boundary import ExitCode, Failure, run
+from wire.flags import Parser, add_version, apply_environment
 
 
 async def _stack(state_dir: Path, prefix: str | None) -> int:
@@ -85,14 +93,37 @@ def _netns(args: argparse.Namespace) -> int:
 
 
 def _pki(args: argparse.Namespace) -> int:
+    """Write a PKI, or keep the one there (a restarted deployment keeps its keys) unless a
+    certificate is about to expire or names other names: then renew it."""
     stack_json = args.out / "stack.json"
-    if stack_json.exists() and not args.force:  # a restarted deployment keeps its keys
-        _say(f"kept the existing PKI in {args.out} (--force makes a new one)")
-        return 0
-    pki = write_pki(args.out, args.name)
+    now = datetime.datetime.now(datetime.UTC)
+    reason = None
+    if stack_json.exists() and not args.force:
+        reason = renewal_reason(args.out, args.name, now)
+        try:
+            pki = renew(args.out, args.name, now) if reason else read_pki(args.out)
+            action = "renewed" if reason else "kept"
+        except (OSError, ValueError, StopIteration) as exc:
+            reason, action = f"the PKI in {args.out} is not whole ({exc})", "created"
+            pki = write_pki(args.out, args.name, now)
+    else:
+        pki, action = write_pki(args.out, args.name, now), "created"
+    _say(f"pki: {action} in {args.out}" + (f": {reason}" if reason else "")
+         + ("" if action != "kept" else " (--force makes a new one)"))
     stack_json.write_text(json.dumps(pki.stack_json(args.cloud_url), indent=2))
-    print(json.dumps({"pki": str(args.out), "ca": str(pki.ca_file), "names": args.name,
-                      "stack_json": str(stack_json)}))
+    stack_json.chmod(0o600)  # it carries the org's enrollment key
+    out: dict[str, object] = {"pki": str(args.out), "action": action, "reason": reason,
+                              "ca": str(pki.ca_file), "names": args.name,
+                              "stack_json": str(stack_json)}
+    if args.public_url:  # what a host needs: the CA, and a stack.json beside it
+        public = args.out / "public"
+        public.mkdir(exist_ok=True)
+        (public / "ca.pem").write_text(pki.ca_file.read_text())
+        doc = {**pki.stack_json(args.public_url), "ca": "ca.pem"}  # beside stack.json
+        (public / "stack.json").write_text(json.dumps(doc, indent=2))
+        (public / "stack.json").chmod(0o600)
+        out["public"] = str(public)
+    print(json.dumps(out), flush=True)
     return 0
 
 
@@ -119,14 +150,15 @@ def _compose(args: argparse.Namespace) -> int:
                  f"{', '.join(f'{n} {s}' for n, s in project.networks.items())}")
             run.create()
             run.up(args.timeout_s)
-            clients = {s.name: run.result(s.name) for s in project.services.values() if s.smoke}
+            clients = run.smoke_results()
             report = {
                 "run_id": run.run_id, "profile": args.profile,
                 "services": {s.name: {"namespace": run.ns(s.name), "addresses": s.networks}
                              for s in project.services.values()},
                 "clients": clients,
-                "ok": bool(clients) and all(c["exit_code"] == 0 and c.get("packets_received", 0) > 0
-                                            for c in clients.values()),
+                "smoke": {name: run.result(name) for name in run.smoke_services},
+                "ok": smoke.verdict(clients)
+                and all(run.result(n)["exit_code"] == 0 for n in run.smoke_services),
             }
             if args.keep_running:
                 _say("services running; Ctrl-C stops them")
@@ -143,16 +175,15 @@ def _compose(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         for name, c in clients.items():
-            print(f"{name}: {c.get('transport', 'no media')} via {c.get('node', '-')}, "
-                  f"{c.get('packets_received', 0)} packets received, loss {c.get('loss', '-')}"
-                  + (f", exit code {c['exit_code']}" if c["exit_code"] else ""))
+            print(smoke.line(name, c))
         print("smoke meeting: " + ("ok" if report["ok"] else "FAILED"))
     return 0 if report["ok"] else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pinhole-lab", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+def _parser() -> argparse.ArgumentParser:
+    p = Parser(prog="pinhole-lab", description=__doc__)
+    add_version(p)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("stack", help="run a cloud and three regional media nodes on loopback")
     s.add_argument("--state-dir", type=Path, default=Path("run/stack"),
                    help="where certificates, logs and stack.json go (default run/stack)")
@@ -162,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    d.add_argument("--state-dir", type=Path, default=None,
+                   help="keep each act's certificates, logs and stack.json under DIR/open and "
+                   "DIR/no-udp (default: a temporary directory)")
     n = sub.add_parser("netns", help="the firewall lab (root): namespaces, NAT, nftables")
     n.add_argument("action", choices=["up", "down", "profile", "run"],
                    help="up: create (prints the run id); down: remove; profile: load another "
@@ -186,9 +220,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     k.add_argument("--cloud-url", required=True, help="the cloud URL clients use (stack.json)")
     k.add_argument("--name", action="append", required=True,
                    help="a DNS name or IP address for the cloud's certificate; repeatable")
-    k.add_argument("--force", action="store_true", help="replace an existing PKI")
+    k.add_argument("--public-url", default=None,
+                   help="also write public/ca.pem and public/stack.json for this cloud URL "
+                   "(the cloud as the host reaches it, e.g. https://localhost:8443)")
+    k.add_argument("--force", action="store_true",
+                   help="replace an existing PKI (without it, an existing one is kept, and "
+                   "renewed when a certificate expires within 7 days or names other names)")
     sub.add_parser("firewall", add_help=False,
                    help="the enterprise firewall service of docker-compose.yml (see --help)")
+    sub.add_parser("smoke", add_help=False,
+                   help="the smoke meeting of docker-compose.yml: run a client's call, or wait "
+                   "for the clients' results (see --help)")
     c = sub.add_parser("compose", help="run docker-compose.yml's services in network "
                        "namespaces (root, no Docker engine) and a smoke meeting")
     c.add_argument("--file", type=Path, default=compose.COMPOSE_FILE,
@@ -205,9 +247,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--keep-running", action="store_true",
                    help="after the smoke meeting, keep the services up until Ctrl-C")
     c.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The error boundary: a failure is one line (JSON too with --json), never a traceback."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    return run("pinhole-lab", lambda: _main(raw), as_json=lambda: "--json" in raw,
+               out=sys.stdout, err=sys.stderr, translate=_translate,
+               traceback_wanted=boundary.traceback_wanted(os.environ))
+
+
+def _translate(exc: BaseException) -> Failure | None:
+    if isinstance(exc, (LabError, StackError)):
+        return Failure(ExitCode.USAGE, "lab", str(exc), "the log files it names say more")
+    return None
+
+
+def _main(raw: list[str]) -> int:
     if raw[:1] == ["firewall"]:
         return firewall.main(raw[1:])
+    if raw[:1] == ["smoke"]:
+        return smoke.main(raw[1:])
+    p = _parser()
+    apply_environment(p, os.environ)
     command = raw[raw.index("--") + 1:] if "--" in raw else []  # netns run … -- COMMAND
     args = p.parse_args(raw[:raw.index("--")] if "--" in raw else raw)
     args.argv = command
@@ -219,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compose(args)
     if args.command == "stack":
         return uvloop.run(_stack(args.state_dir, args.prefix))
-    return uvloop.run(demo.run(args.seconds, as_json=args.json))
+    return uvloop.run(demo.run(args.seconds, as_json=args.json, state_dir=args.state_dir))
 
 
 if __name__ == "__main__":

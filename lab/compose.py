@@ -18,8 +18,10 @@ its own (``{run}-{service}``):
   decide the start order;
 - ``cap_add`` needs nothing: the emulation runs as root.
 
-Services labelled ``pinhole.smoke`` are the smoke meeting: the run waits for them to
-finish and reads the JSON each prints. Teardown, on every exit path, stops every process
+Services labelled ``pinhole.smoke`` end the smoke meeting (``pinhole-lab smoke wait``): the
+run waits for them to finish and reads the clients' results where they wrote them, in the
+volume the smoke service's ``--results`` names. ``user:`` is not emulated: every service runs
+as root. Teardown, on every exit path, stops every process
 inside, deletes the namespaces (and with them veths, bridges and nftables tables) and the
 ``/etc/netns`` entries.
 """
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import re
 import secrets
@@ -45,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from lab import smoke
 from lab.firewall import LabError, run
 from lab.netns import leftovers as netns_leftovers
 from lab.netns import remove_namespaces
@@ -125,6 +127,11 @@ def _volumes(entries: list[Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _unescape(argv: list[str]) -> list[str]:
+    """``docker-compose config`` writes a literal ``$`` as ``$$``; a service sees ``$``."""
+    return [a.replace("$$", "$") for a in argv]
+
+
 def parse(config: Mapping[str, Any]) -> Project:
     """A :class:`Project` from ``docker-compose config``'s normalised document."""
     networks: dict[str, ipaddress.IPv4Network] = {}
@@ -161,11 +168,11 @@ def parse(config: Mapping[str, Any]) -> Project:
         if isinstance(labels, list):
             labels = dict(item.split("=", 1) for item in labels)
         services[name] = Service(
-            name=name, command=[str(c) for c in command],
+            name=name, command=_unescape([str(c) for c in command]),
             environment={k: str(v) for k, v in env.items() if v is not None},
             networks=addresses,
             depends_on={d: (c or {}).get("condition", "service_started") for d, c in deps.items()},
-            healthcheck=_healthcheck(check),
+            healthcheck=(lambda h: h and _unescape(h))(_healthcheck(check)),
             interval_s=duration_s(check.get("interval"), 30.0),
             timeout_s=duration_s(check.get("timeout"), 30.0),
             retries=int(check.get("retries", 3)),
@@ -350,18 +357,41 @@ class ComposeRun:
                                f"see {self.state_dir / 'logs'}")
             time.sleep(0.1)
 
+    @property
+    def smoke_services(self) -> list[str]:
+        return [s.name for s in self.project.services.values() if s.smoke]
+
+    def host_path(self, service: Service, path: str) -> Path | None:
+        """Where ``path`` inside ``service`` is on this host: under one of its volumes."""
+        for volume, target in service.volumes:
+            inside = Path(path)
+            if inside == Path(target) or inside.is_relative_to(target):
+                return self.state_dir / "volumes" / volume / inside.relative_to(target)
+        return None
+
+    def smoke_results(self) -> dict[str, dict[str, Any]]:
+        """The clients' results, read where the smoke services' ``--results`` points."""
+        found: dict[str, dict[str, Any]] = {}
+        for name in self.smoke_services:
+            service = self.project.services[name]
+            if "--results" not in service.command[:-1]:
+                raise LabError(f"smoke service {name} names no --results directory")
+            inside = service.command[service.command.index("--results") + 1]
+            directory = self.host_path(service, inside)
+            if directory is None:
+                raise LabError(f"{name}'s --results {inside} is on none of its volumes")
+            found.update(smoke.read_results(directory))
+        return found
+
     def result(self, name: str) -> dict[str, Any]:
-        """A smoke service's exit code and the JSON document it printed."""
+        """A finished service's exit code, what it printed, and its error output if it failed."""
         proc = self.states[name].proc
-        out = (self.state_dir / "logs" / f"{name}.out").read_text()
-        try:
-            printed: dict[str, Any] = json.loads(out) if out.strip() else {}
-        except ValueError:
-            printed = {"unparsed": out[-500:]}
         code = None if proc is None else proc.poll()
+        out: dict[str, Any] = {"exit_code": code,
+                               "output": (self.state_dir / "logs" / f"{name}.out").read_text()}
         if code:
-            printed["error"] = self._log(name).read_text()[-500:].strip()
-        return {"exit_code": code, **printed}
+            out["error"] = self._log(name).read_text()[-500:].strip()
+        return out
 
     # ------------------------------------------------------------------ teardown
     def down(self) -> None:

@@ -1,10 +1,16 @@
-"""``make demo``: a stack on loopback and one scripted two-party meeting, narrated."""
+"""make demo: two narrated acts on loopback, no root.
+
+Act one: a cloud and three regional media nodes; alice and bob register, probe
+every node over UDP, TCP and TLS, meet, and talk over udp/5004.
+Act two: the same story where UDP is really unavailable - the media nodes run
+without their UDP listeners - so the probe finds no UDP rung, the ladder falls
+to tcp/5004 (or tls/443), and each rung tried or passed over is shown.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +19,13 @@ from client.device import Device
 from client.media import MediaSession
 from client.probe import ProbeOutcome
 from lab.pki import ORG
-from lab.stack import Stack, running_stack
+from lab.stack import REGIONS, NodeSpec, Stack, running_stack
 from wire.models import Joined
+from wire.transports import DeviceProfile, allowed_rungs
+
+#: Act two's nodes: the same regions, no UDP listener at all (as if UDP never got out).
+NO_UDP: tuple[NodeSpec, ...] = tuple(
+    NodeSpec(n.id, n.region, n.simulated_rtt_ms, (*n.extra_args, "--no-udp")) for n in REGIONS)
 
 
 def probe_table(outcomes: list[ProbeOutcome]) -> str:
@@ -25,6 +36,29 @@ def probe_table(outcomes: list[ProbeOutcome]) -> str:
         rows.append(f"  {o.target.node_id:<12} {o.target.rung:<10} {o.target.address.port:>6}"
                     f" {rtt}  {seen}")
     return "\n".join(rows)
+
+
+def ladder_text(device: Device, outcomes: list[ProbeOutcome], chosen: str | None) -> str:
+    """Each rung of the device's ladder, best first: what the probe and the connect saw."""
+    lines = []
+    for rung in allowed_rungs(device.profile, legacy_dc=False):
+        probed = [o for o in outcomes if o.target.rung == rung.name]
+        answered = [o for o in probed if o.rtt_ms is not None]
+        tried = [a for a in device.attempts if a.rung == rung.name]
+        if not probed and rung.name == "http-proxy":
+            seen = "not tried: no HTTP proxy on this network"
+        elif not probed:
+            seen = f"not offered: no node listens on {rung.transport.value.upper()}"
+        elif not answered:
+            seen = f"probed {len(probed)} node(s): no answer, abandoned"
+        else:
+            seen = f"answered by {len(answered)}/{len(probed)} node(s)"
+        for a in tried:
+            seen += (f"; connect: authenticated in {a.ms:.0f} ms" if a.ok else
+                     f"; connect: abandoned after {a.ms:.0f} ms ({a.error})")
+        mark = "→" if rung.name == chosen else " "
+        lines.append(f"  {mark} {rung.name:<10} {seen}")
+    return "\n".join(lines)
 
 
 def assignment_text(joined: Joined) -> str:
@@ -49,41 +83,51 @@ async def talk(sessions: list[MediaSession], seconds: float) -> None:
 
 
 async def scripted_meeting(
-    stack: Stack, seconds: float, say: Callable[[str], None]
+    stack: Stack, seconds: float, say: Callable[[str], None], *, ladder: bool = False
 ) -> dict[str, Any]:
+    """alice and bob register, probe, meet and talk; ``ladder``: narrate each rung."""
+    names = ("alice", "bob")
     devices: list[Device] = []
+    outcomes: dict[str, list[ProbeOutcome]] = {}
     summary: dict[str, Any] = {"participants": []}
-    for name in ("alice", "bob"):
-        device = Device(stack.api())
+    for name in names:
+        device = Device(stack.api(), DeviceProfile.DESKTOP)
         await device.register(ORG, stack.enrollment_key, name)
         devices.append(device)
-        count = len(device.registration.nodes) if device.registration else 0
-        say(f"\n{name}: registered; probing {count} node(s) over UDP, TCP and TLS …")
-        outcomes = await device.discover()
-        say(probe_table(outcomes))
+        nodes = device.registration.nodes if device.registration else []
+        offered = sorted({e.transport.upper() for n in nodes for e in n.endpoints})
+        say(f"\n{name}: registered; probing {len(nodes)} node(s) over "
+            f"{', '.join(offered) or 'nothing'} …")
+        outcomes[name] = await device.discover()
+        say(probe_table(outcomes[name]))
         say(f"{name}: reported reachability to the cloud (kept 2 hours)")
     meeting = await devices[0].api.create_meeting("demo")
     say(f"\nmeeting {meeting.id} created")
     sessions = []
-    for device in devices:
+    for name, device in zip(names, devices, strict=True):
         joined = await device.join(meeting.id)
-        say(f"\n{device.registration.device_id if device.registration else '?'} joined:")
+        say(f"\n{name} joined:")
         say(assignment_text(joined))
         session = await device.connect(joined)
-        say(f"  latched on {session.rung}; the node saw us at {session.mapped}")
+        if ladder:
+            say(f"  {name}'s ladder, best first:")
+            say(ladder_text(device, outcomes[name], session.rung))
+        say(f"  {name} latched on {session.rung}; the node saw {name} at {session.mapped}")
         sessions.append(session)
-    say(f"\nexchanging SRTP audio for {seconds:.0f} s (50 packets/s each way) …")
+    say(f"\nalice and bob exchange SRTP audio for {seconds:.0f} s (50 packets/s each way) …")
     await talk(sessions, seconds)
-    for device, s in zip(devices, sessions, strict=True):
+    for name, device, s in zip(names, devices, sessions, strict=True):
         c = s.counters
         loss = max((st.loss for st in s.sources.values()), default=0.0)
-        say(f"  {device.registration.device_id if device.registration else '?'} over {s.rung}: "
-            f"sent {c.packets_sent}, received {c.packets_received}, auth failures "
-            f"{c.drops.get('auth', 0)}, loss {loss:.1%}, keepalive RTT "
+        say(f"  {name} over {s.rung}: sent {c.packets_sent}, received {c.packets_received}, "
+            f"auth failures {c.drops.get('auth', 0)}, loss {loss:.1%}, keepalive RTT "
             f"{c.keepalive_rtt_ms or 0:.1f} ms")
         summary["participants"].append({
-            "rung": s.rung, "sent": c.packets_sent, "received": c.packets_received,
-            "auth_failures": c.drops.get("auth", 0), "loss": loss,
+            "name": name, "rung": s.rung, "sent": c.packets_sent,
+            "received": c.packets_received, "auth_failures": c.drops.get("auth", 0),
+            "loss": round(loss, 3),
+            "attempts": [{"rung": a.rung, "ok": a.ok, "ms": round(a.ms, 1), "error": a.error}
+                         for a in device.attempts],
         })
         s.close()
     for device in devices:
@@ -91,16 +135,28 @@ async def scripted_meeting(
     return summary
 
 
-async def run(seconds: float = 3.0, *, as_json: bool = False) -> int:
+async def run(seconds: float = 3.0, *, as_json: bool = False,
+              state_dir: Path | None = None) -> int:
     def say(text: str) -> None:
         if not as_json:
             print(text, flush=True)
 
-    state = os.environ.get("PINHOLE_STATE_DIR")
-    async with running_stack(state_dir=Path(state) if state else None, progress=say) as stack:
-        summary = await scripted_meeting(stack, seconds, say)
+    state = state_dir
+    say("act one: an open network")
+    async with running_stack(state_dir=Path(state) / "open" if state else None,
+                             progress=say) as stack:
+        open_call = await scripted_meeting(stack, seconds, say)
     say("\nstack stopped: every process ended, every port released")
-    ok = all(p["received"] > 0 and p["auth_failures"] == 0 for p in summary["participants"])
+    say("\nact two: UDP does not get out - the media nodes run without UDP listeners")
+    async with running_stack(NO_UDP, state_dir=Path(state) / "no-udp" if state else None,
+                             progress=say) as stack:
+        no_udp = await scripted_meeting(stack, seconds, say, ladder=True)
+    say("\nstack stopped: every process ended, every port released")
+    acts = {"open": open_call, "no_udp": no_udp}
+    ok = all(p["received"] > 0 and p["auth_failures"] == 0
+             for act in acts.values() for p in act["participants"]) and all(
+        p["rung"] in ("tcp/5004", "tls/443") for p in no_udp["participants"])
+    say("\nthe story: " + ("media found its way both times" if ok else "something FAILED"))
     if as_json:
-        print(json.dumps({"ok": ok, **summary}))
+        print(json.dumps({"ok": ok, "acts": acts}))
     return 0 if ok else 1

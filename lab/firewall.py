@@ -12,7 +12,6 @@ Addresses are the same in both (docs/design.md's lab, recorded in docs/architect
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ipaddress
 import json
@@ -23,6 +22,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from wire.flags import Parser, apply_environment
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
@@ -46,7 +47,10 @@ class LabError(Exception):
 
 
 def run(*argv: str, stdin: str | None = None) -> str:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    except OSError as exc:  # the tool is not installed
+        raise LabError(f"{argv[0]} cannot run: {exc.strerror}") from None
     if done.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
@@ -127,19 +131,28 @@ def serve(profile: str, udp_timeout_s: int, lan_subnet: str = ENT_SUBNET) -> int
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+def parser() -> Parser:
+    p = Parser(
         prog="pinhole-lab firewall",
         description="The enterprise firewall of docker-compose.yml: load a profile's "
         "nftables ruleset (NAT + stateful filter) and stay up until stopped. Needs NET_ADMIN.")
-    p.add_argument("--profile", default=os.environ.get("PINHOLE_PROFILE", "open"),
-                   choices=list(PROFILES), help="firewall profile (env PINHOLE_PROFILE)")
+    p.add_argument("--profile", default="open",
+                   choices=list(PROFILES), help="firewall profile")
     p.add_argument("--udp-timeout-s", type=int,
-                   default=int(os.environ.get("PINHOLE_UDP_TIMEOUT_S", "30")),
-                   help="conntrack UDP timeout (seed: 30 s; env PINHOLE_UDP_TIMEOUT_S)")
-    p.add_argument("--lan-subnet", default=os.environ.get("PINHOLE_LAN_SUBNET", ENT_SUBNET),
+                   default=30, help="conntrack UDP timeout (seed: 30 s)")
+    p.add_argument("--lan-subnet", default=ENT_SUBNET,
                    help="the enterprise network; the other interface faces the internet")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
+    apply_environment(p, os.environ)
     args = p.parse_args(argv)
+    if args.profile not in PROFILES:  # before anything else: a typo must not start a firewall
+        print(f"pinhole-lab firewall: there is no profile {args.profile!r} (PINHOLE_PROFILE or "
+              f"--profile); choose one of {', '.join(PROFILES)}", file=sys.stderr)
+        return 2
     try:
         return serve(args.profile, args.udp_timeout_s, args.lan_subnet)
     except LabError as exc:

@@ -1,14 +1,17 @@
-"""``python -m lab.health URL``: exit 0 when URL answers 200 (and the JSON fields asked for).
+"""``python -m lab.health URL``: exit 0 when URL answers 200 (and the JSON fields asked for),
+or, for ``tcp://HOST:PORT``, when it accepts a connection.
 
 The healthcheck of docker-compose.yml's services, standard library only so that it starts
 fast: ``python -m lab.health https://cloud/readyz --ca /var/lib/pinhole/ca.pem`` or
-``python -m lab.health http://127.0.0.1:9100/healthz --expect control=true``.
+``python -m lab.health http://127.0.0.1:9100/healthz --expect control=true``;
+``python -m lab.health tcp://10.99.0.3:8888`` for the proxy.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import ssl
 import sys
 import urllib.error
@@ -18,6 +21,13 @@ from collections.abc import Sequence
 
 def check(url: str, ca: str | None, expect: Sequence[str], timeout_s: float) -> str | None:
     """``None`` when healthy, else why not."""
+    if url.startswith("tcp://"):
+        host, _, port = url.removeprefix("tcp://").rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        except (OSError, ValueError) as exc:
+            return f"{url}: {exc}"
+        return None
     context = ssl.create_default_context(cafile=ca) if url.startswith("https:") else None
     try:
         with urllib.request.urlopen(url, timeout=timeout_s, context=context) as answer:
@@ -40,7 +50,7 @@ def check(url: str, ca: str | None, expect: Sequence[str], timeout_s: float) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab.health", description=__doc__)
-    p.add_argument("url", help="http:// or https:// URL to GET")
+    p.add_argument("url", help="http:// or https:// URL to GET, or tcp://HOST:PORT to connect to")
     p.add_argument("--ca", default=None, help="CA file for an https URL")
     p.add_argument("--expect", action="append", default=[], metavar="FIELD=VALUE",
                    help="a top-level JSON field and its value (true, 3, ok); repeatable")

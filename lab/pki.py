@@ -1,9 +1,13 @@
 """A development PKI for one Pinhole deployment: a CA, the cloud's certificate, the org's
 enrollment key and the node secret, written to one directory.
 
-The loopback stack writes it into its state directory; in docker-compose.yml the ``pki``
-service writes it once into the shared volume, and the cloud, the media nodes and the
-clients read their part from there (``stack.json`` is what ``pinhole --stack`` reads).
+The loopback stack writes it into its state directory; in docker-compose.yml the cloud's
+first step (``pinhole-lab pki``) writes it into the shared volume, and the cloud, the media
+nodes and the clients read their part from there (``stack.json`` is what ``pinhole --stack``
+reads). A deployment that restarts keeps its PKI, but :func:`renewal_reason` checks it at
+every start: a certificate that expires within :data:`RENEW_BEFORE`, or that no longer names
+the cloud's names, is re-issued by :func:`renew` (by the same CA while the CA itself is good,
+so that clients keep trusting it).
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wire.tls import issue, make_ca
+from cryptography import x509
+
+from wire.tls import CertifiedKey, issue, make_ca
 
 ORG = "acme"
+RENEW_BEFORE = datetime.timedelta(days=7)  # certificates are valid for 30 (wire.tls.VALIDITY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,10 @@ class Pki:
     @property
     def ca_file(self) -> Path:
         return self.directory / "ca.pem"
+
+    @property
+    def ca_key_file(self) -> Path:
+        return self.directory / "ca.key"
 
     @property
     def cert_file(self) -> Path:
@@ -65,20 +76,79 @@ def _secret_write(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def write_pki(directory: Path, cloud_names: Sequence[str]) -> Pki:
+def _write_certificates(pki: Pki, ca: CertifiedKey, cert: CertifiedKey) -> None:
+    pki.ca_file.write_text(ca.cert_pem.decode())
+    _secret_write(pki.ca_key_file, ca.key_pem.decode())
+    _secret_write(pki.key_file, cert.key_pem.decode())
+    pki.cert_file.write_text(cert.cert_pem.decode())
+
+
+def write_pki(directory: Path, cloud_names: Sequence[str],
+              now: datetime.datetime | None = None) -> Pki:
     """A fresh CA, a cloud certificate for ``cloud_names`` (DNS names or IPs) and secrets."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
+    now = now or datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
-    cert = issue(ca, cloud_names, now)
     pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
               secrets.token_urlsafe(16))
-    pki.ca_file.write_text(ca.cert_pem.decode())
-    pki.cert_file.write_text(cert.cert_pem.decode())
-    _secret_write(pki.key_file, cert.key_pem.decode())
+    _write_certificates(pki, ca, issue(ca, cloud_names, now))
     _secret_write(pki.orgs_file, json.dumps(
         {"orgs": [{"id": ORG, "enrollment_key": pki.enrollment_key,
                    "hybrid_node_secret": secrets.token_urlsafe(16)}]}))
     _secret_write(pki.node_secret_file, pki.node_secret)
     _secret_write(pki.operator_token_file, pki.operator_token)
+    return pki
+
+
+def read_pki(directory: Path) -> Pki:
+    """The PKI :func:`write_pki` wrote (``OSError``/``ValueError`` when it is not whole)."""
+    orgs = json.loads((directory / "orgs.json").read_text())["orgs"]
+    key = next(o["enrollment_key"] for o in orgs if o["id"] == ORG)
+    operator = directory / "operator-token"
+    if not operator.exists():  # written by an older Pinhole: the console gets a token now
+        _secret_write(operator, secrets.token_urlsafe(16))
+    return Pki(directory, str(key), (directory / "node-secret").read_text().strip(),
+               operator.read_text().strip())
+
+
+def _names(cert: x509.Certificate) -> set[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return ({str(n) for n in san.get_values_for_type(x509.DNSName)}
+            | {str(n) for n in san.get_values_for_type(x509.IPAddress)})
+
+
+def renewal_reason(directory: Path, cloud_names: Sequence[str],
+                   now: datetime.datetime) -> str | None:
+    """Why the PKI in ``directory`` must be renewed at ``now``, or ``None`` when it is good."""
+    try:
+        ca = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+        cert = x509.load_pem_x509_certificate((directory / "cloud.pem").read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"the certificates cannot be read ({exc})"
+    for what, c in (("the CA", ca), ("the cloud's certificate", cert)):
+        if c.not_valid_after_utc - now < RENEW_BEFORE:
+            return f"{what} expires at {c.not_valid_after_utc.isoformat()}"
+    if _names(cert) != {str(n) for n in cloud_names}:
+        return (f"the cloud's certificate names {', '.join(sorted(_names(cert)))}, not "
+                f"{', '.join(cloud_names)}")
+    return None
+
+
+def renew(directory: Path, cloud_names: Sequence[str], now: datetime.datetime) -> Pki:
+    """A new cloud certificate, signed by the same CA while that CA stays good for
+    :data:`RENEW_BEFORE` and its key is at hand, else by a new CA. The enrollment key and the
+    node secret are kept."""
+    pki = read_pki(directory)
+    ca: CertifiedKey | None = None
+    try:
+        ca_pem = pki.ca_file.read_bytes()
+        if x509.load_pem_x509_certificate(ca_pem).not_valid_after_utc - now >= RENEW_BEFORE:
+            ca = CertifiedKey(ca_pem, pki.ca_key_file.read_bytes())
+    except (OSError, ValueError):
+        ca = None
+    ca = ca or make_ca(now)
+    _write_certificates(pki, ca, issue(ca, cloud_names, now))
     return pki

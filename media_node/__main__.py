@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvloop
 
 from media_node.service import run
-from media_node.settings import parse
+from media_node.settings import NodeSettings, parse
+from wire import boundary
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,14 +23,23 @@ class JsonFormatter(logging.Formatter):
                            "logger": record.name, "msg": record.getMessage()})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    logging.getLogger("media_node").info("settings %s", settings.masked())
-    return uvloop.run(run(settings))
+def main(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
+         parse_settings: Callable[[Sequence[str]], NodeSettings] = parse) -> int:
+    """The error boundary (the hybrid node runs through it too, with its own ``prog`` and
+    settings): a failure is one line and an exit code of :mod:`wire.boundary`."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+
+    def body() -> int:
+        settings = parse_settings(raw)
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter() if settings.log_format == "json" else
+                             logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+        logging.getLogger("media_node").info("settings %s", settings.masked())
+        return uvloop.run(run(settings))
+
+    return boundary.run(prog, body, as_json=lambda: False, out=sys.stdout, err=sys.stderr,
+                        traceback_wanted=boundary.traceback_wanted(os.environ))
 
 
 if __name__ == "__main__":

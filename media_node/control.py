@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -39,6 +40,20 @@ from wire.tls import client_context
 log = logging.getLogger(__name__)
 _from_cloud: TypeAdapter[AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade] = TypeAdapter(
     CloudToNode)
+
+
+def why(exc: BaseException) -> str:
+    """A connection failure in words: the address and the reason, never an object's repr."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        detail = getattr(cert, "verify_message", None) or cert
+        return (f"the cloud's certificate at {exc.host}:{exc.port} did not verify ({detail}); "
+                "check --ca")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        reason = os.strerror(os_error.errno) if os_error.errno else str(os_error)
+        return f"cannot reach {exc.host}:{exc.port} ({reason.lower()})"
+    return str(exc) or type(exc).__name__
 
 
 class RegistrationRefused(Exception):
@@ -107,7 +122,7 @@ class ControlChannel:
                     raise
                 except (aiohttp.ClientError, OSError, TimeoutError, ValidationError) as exc:
                     log.warning("control channel to %s: %s; retrying in %.1f s",
-                                self.settings.cloud, exc or type(exc).__name__, backoff)
+                                self.settings.cloud, why(exc), backoff)
                 self.connected = False
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # jitter: no herds
                 backoff = min(backoff * 2, 10.0)

@@ -19,7 +19,8 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   included; a packet that arrived over a cascade goes to local participants
   only. With the cloud cascading every pair of nodes in a meeting (a full
   mesh) every participant gets every packet exactly once, and nothing loops.
-- Unauthenticated STUN is rate-limited per source IP and its answers are at
+- Unauthenticated STUN is rate-limited per flow under a per-IP ceiling (an
+  office behind one NAT address still probes) and its answers are at
   most twice the request's size (no reflection amplification).
 - Everything else is dropped and counted by reason; nothing raises per packet.
 """
@@ -107,13 +108,15 @@ class Engine:
         emit: Callable[[LegEvent], None] | None = None,
         stun_rate: float = 20.0,
         stun_burst: float = 40.0,
+        stun_ip_rate: float = 1000.0,
+        stun_ip_burst: float = 4000.0,
     ) -> None:
         self.node_id = node_id
         self.capacity = capacity
         self.consent_s = consent_s
         self.leg_timeout_s = leg_timeout_s
         self.emit = emit or (lambda event: None)
-        self.limiter = SourceLimiter(stun_rate, stun_burst)
+        self.limiter = SourceLimiter(stun_rate, stun_burst, stun_ip_rate, stun_ip_burst)
         self.legs: dict[str, Leg] = {}
         self._by_ufrag: dict[str, Leg] = {}
         self._by_path: dict[tuple[Sink, Any], Leg] = {}
@@ -252,7 +255,8 @@ class Engine:
         if verdict is Verdict.IGNORED:
             self.drop("stun_" + result.reason)
             return
-        if verdict is not Verdict.AUTHENTICATED and not self.limiter.allow(str(addr[0]), now):
+        if verdict is not Verdict.AUTHENTICATED and not self.limiter.allow(
+                str(addr[0]), (sink.rung, addr[0], addr[1]), now):  # the flow: a 5-tuple
             self.drop("stun_rate")
             return
         if verdict is Verdict.REJECTED:

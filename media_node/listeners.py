@@ -15,12 +15,14 @@ from typing import Any, cast
 
 from media_node.engine import Engine
 from media_node.metrics import RelayTiming
+from wire.admission import Admission, StreamLimits
 from wire.errors import FramingError
 from wire.framing import FrameDecoder, encode_frame
+from wire.tls_stream import ServerTls
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 2048  # docs/design.md: transport.max_size = 2048 instead of recvfrom(262144)
+MAX_DATAGRAM = 2048  # docs/design.md: transport.max_size = 2048, not recvfrom(262144)
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -68,10 +70,22 @@ class UdpListener(asyncio.DatagramProtocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP or TLS connection: framed packets in, framed packets out."""
+    """One TCP or TLS connection: framed packets in, framed packets out.
+
+    Bounded (before: the node kept silent, 1-byte and half-frame connections
+    forever): the listener's :class:`~wire.admission.Admission` must admit the
+    source before anything else (TLS included: the node runs TLS itself on
+    memory BIOs, :class:`~wire.tls_stream.ServerTls`, so no handshake byte is
+    processed before admission, and the handshake has a counted deadline), the
+    first whole RFC 4571 frame must
+    arrive within ``first_message_s``, and a connection without a whole frame
+    for ``idle_s`` is closed. Bytes that never complete a frame do not count as
+    activity. Each closing reason is counted in ``admission.refusals``.
+    """
 
     def __init__(self, engine: Engine, rung: str, delay_s: float, frame_limit: int,
-                 timing: RelayTiming | None = None) -> None:
+                 admission: Admission, limits: StreamLimits,
+                 tls: ssl.SSLContext | None = None, timing: RelayTiming | None = None) -> None:
         self.engine = engine
         self.rung = rung
         self.delay_s = delay_s
@@ -80,13 +94,84 @@ class StreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self._loop = asyncio.get_running_loop()
+        self._admission = admission
+        self._limits = limits
+        self._admitted = False
+        self._frames = 0
+        self._last_frame = 0.0
+        self._opened = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tls = ServerTls(tls) if tls is not None else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        if not self._admission.admit(self.peer[0]):
+            self.transport.abort()
+            self.transport = None
+            return
+        self._admitted = True
+        self._opened = self._loop.time()
+        self._arm(self._opened + self._first_deadline())
+
+    def _first_deadline(self) -> float:
+        """Seconds from accept to the first whole frame (TLS: after its handshake)."""
+        first = self._limits.first_message_s
+        if not first:
+            return float("inf")
+        return first + (self._limits.handshake_s if self._tls is not None else 0.0)
+
+    def _close(self, reason: str) -> None:
+        """Close for ``reason`` (counted once) and give the admission slot back now."""
+        if not self._admitted:
+            return
+        self._admission.refuse(reason)
+        transport = self.transport
+        self.connection_lost(None)
+        if transport is not None:
+            transport.abort()
+
+    def _arm(self, when: float) -> None:
+        if when != float("inf"):
+            self._timer = self._loop.call_at(when, self._check)
+
+    def _check(self) -> None:
+        """The one timer: first-message deadline, then idle timeout (no clock per packet)."""
+        self._timer = None
+        if self.transport is None:
+            return
+        now = self._loop.time()
+        if self._tls is not None and not self._tls.established:
+            handshake = self._limits.handshake_s or float("inf")
+            deadline, reason = self._opened + handshake, "tls_handshake"
+        elif self._frames == 0:
+            deadline, reason = self._opened + self._first_deadline(), "first_message"
+        else:
+            idle = self._limits.idle_s or float("inf")
+            deadline, reason = self._last_frame + idle, "idle"
+        if now >= deadline:
+            log.debug("closing %s connection from %s: %s deadline", self.rung, self.peer, reason)
+            self._close(reason)
+            return
+        self._arm(deadline)
 
     def data_received(self, data: bytes) -> None:
+        if self._tls is not None:
+            if not self._admitted:
+                return
+            was_established = self._tls.established
+            try:
+                data = self._tls.receive(data)
+            except ssl.SSLError as exc:
+                log.debug("TLS from %s failed: %s", self.peer, exc)
+                self._close("tls_handshake" if not was_established else "tls_error")
+                return
+            self._flush_tls()
+            if self._tls.peer_closed and self.transport is not None:
+                self.transport.close()
+            if not data:
+                return
         try:
             frames = self.decoder.feed(data)
         except FramingError as exc:
@@ -95,7 +180,11 @@ class StreamConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        if not frames:
+            return  # bytes of a frame not yet whole are not activity
         now = time.monotonic()
+        self._frames += len(frames)
+        self._last_frame = self._loop.time()
         timing = self.timing
         for frame in frames:
             if timing is not None and timing.due():
@@ -106,7 +195,13 @@ class StreamConnection(asyncio.Protocol):
                 self.engine.on_packet(frame, self, self.peer, now)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.engine.sink_closed(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._admitted:
+            self._admitted = False
+            self._admission.release(self.peer[0])
+            self.engine.sink_closed(self)
         self.transport = None
 
     def send(self, data: bytes, addr: Any) -> None:
@@ -122,7 +217,17 @@ class StreamConnection(asyncio.Protocol):
         if transport.get_write_buffer_size() > 1 << 20:
             self.engine.drop("stream_backlog")  # a stalled reader: drop, as UDP would
             return
-        transport.write(encode_frame(data))
+        if self._tls is None:
+            transport.write(encode_frame(data))
+        elif self._tls.established:
+            self._tls.send(encode_frame(data))
+            self._flush_tls()
+
+    def _flush_tls(self) -> None:
+        assert self._tls is not None
+        out = self._tls.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
 
 
 async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: float,
@@ -134,10 +239,13 @@ async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: flo
 
 
 async def bind_stream(engine: Engine, host: str, port: int, rung: str, delay_s: float,
-                      context: ssl.SSLContext | None, frame_limit: int = 4096,
+                      context: ssl.SSLContext | None, admission: Admission,
+                      limits: StreamLimits, frame_limit: int = 4096,
                       timing: RelayTiming | None = None) -> tuple[asyncio.Server, int]:
+    """Listen for TCP (``context`` None) or TLS; TLS starts on a connection once admitted."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: StreamConnection(engine, rung, delay_s, frame_limit, timing), host, port,
-        ssl=context, reuse_address=True)
+        lambda: StreamConnection(engine, rung, delay_s, frame_limit, admission, limits, context,
+                                 timing),
+        host, port, reuse_address=True)
     return server, int(server.sockets[0].getsockname()[1])

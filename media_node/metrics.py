@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from media_node.engine import Engine
+from wire.admission import Admission
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -50,8 +51,10 @@ class RelayTiming:
 class EngineCollector(Collector):
     """The engine's counters, read at scrape time."""
 
-    def __init__(self, engine: Engine, connected: Callable[[], bool]) -> None:
+    def __init__(self, engine: Engine, admission: Admission,
+                 connected: Callable[[], bool]) -> None:
         self.engine = engine
+        self.admission = admission
         self.connected = connected
 
     def collect(self) -> Iterator[Metric]:
@@ -84,14 +87,23 @@ class EngineCollector(Collector):
                                 value=sum(1 for leg in e.legs.values() if leg.sink))
         yield GaugeMetricFamily("pinhole_node_load", "Legs in use over capacity (0 to 1).",
                                 value=e.load())
+        yield GaugeMetricFamily("pinhole_node_connections", "Open TCP/TLS media connections.",
+                                value=self.admission.open)
+        refusals = CounterMetricFamily("pinhole_node_connection_refusals",
+                                       "TCP/TLS connections refused or closed, by reason.",
+                                       labels=["reason"])
+        for reason, n in sorted(self.admission.refusals.items()):
+            refusals.add_metric([reason], n)
+        yield refusals
         yield GaugeMetricFamily("pinhole_node_control_connected",
                                 "1 while the control channel to the cloud is up.",
                                 value=int(self.connected()))
 
 
-def registry_for(engine: Engine, connected: Callable[[], bool]) -> CollectorRegistry:
+def registry_for(engine: Engine, admission: Admission,
+                 connected: Callable[[], bool]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(EngineCollector(engine, connected))
+    registry.register(EngineCollector(engine, admission, connected))
     return registry
 
 
@@ -100,9 +112,9 @@ def render(registry: CollectorRegistry) -> bytes:
     return prometheus_client.generate_latest(registry)
 
 
-def make_app(engine: Engine, connected: Callable[[], bool],
+def make_app(engine: Engine, admission: Admission, connected: Callable[[], bool],
              registry: CollectorRegistry | None = None) -> web.Application:
-    scraped = registry if registry is not None else registry_for(engine, connected)
+    scraped = registry if registry is not None else registry_for(engine, admission, connected)
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=render(scraped),

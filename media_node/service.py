@@ -9,7 +9,6 @@ import json
 import logging
 import signal
 import ssl
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,8 @@ from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
 from media_node.settings import NodeSettings
+from wire.admission import Admission
+from wire.boundary import describe, usage
 from wire.models import Endpoint, RungName
 from wire.tls import cert_fingerprint, issue, server_context
 from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434
@@ -59,7 +60,8 @@ async def _bind_with_fallback(
 
 
 async def start_listeners(
-    settings: NodeSettings, engine: Engine, workdir: Path, timing: RelayTiming | None = None
+    settings: NodeSettings, engine: Engine, workdir: Path, admission: Admission,
+    timing: RelayTiming | None = None
 ) -> tuple[list[Endpoint], str | None, list[asyncio.BaseTransport | asyncio.Server]]:
     host, delay = settings.bind, settings.simulated_rtt_ms / 1000
     endpoints: list[Endpoint] = []
@@ -76,7 +78,8 @@ async def start_listeners(
             endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp", port=real))
     if settings.tcp:
         server, real = await bind_stream(engine, host, settings.tcp_port, TCP_5004.name, delay,
-                                         None, timing=timing)
+                                         None, admission, settings.stream_limits,
+                                         timing=timing)
         closers.append(server)
         endpoints.append(Endpoint(rung="tcp/5004", transport="tcp", port=real))
     if settings.tls:
@@ -84,12 +87,18 @@ async def start_listeners(
 
         async def bind_tls(port: int) -> tuple[asyncio.Server, int]:
             return await bind_stream(engine, host, port, TLS_443.name, delay, context,
+                                     admission, settings.stream_limits,
                                      timing=timing)
 
         tls_server, real = await _bind_with_fallback(bind_tls, settings.tls_port, "TLS")
         closers.append(tls_server)
         endpoints.append(Endpoint(rung="tls/443", transport="tls", port=real))
     return endpoints, fingerprint, closers
+
+
+def admission_for(settings: NodeSettings) -> Admission:
+    """One admission for the TCP and TLS listeners together (the node's descriptors)."""
+    return Admission(settings.max_connections, settings.max_connections_per_source)
 
 
 async def _ticks(engine: Engine) -> None:
@@ -100,33 +109,40 @@ async def _ticks(engine: Engine) -> None:
 
 async def run(settings: NodeSettings) -> int:
     if not (settings.udp or settings.tcp or settings.tls):
-        print("pinhole-media-node: --no-udp, --no-tcp and --no-tls leave nothing to serve; "
-              "drop one of them", file=sys.stderr)
-        return 2
+        raise usage("--no-udp, --no-tcp and --no-tls leave nothing to serve",
+                    "drop one of them")
     engine = Engine(settings.node_id or "media-node", capacity=settings.capacity,
                     consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
-                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst)
+                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst,
+                    stun_ip_rate=settings.stun_ip_rate, stun_ip_burst=settings.stun_ip_burst)
+    admission = admission_for(settings)
     with tempfile.TemporaryDirectory(prefix="pinhole-node-") as tmp:
         try:
             registry = CollectorRegistry(auto_describe=True)
             endpoints, fingerprint, closers = await start_listeners(
-                settings, engine, Path(tmp), RelayTiming(registry))
+                settings, engine, Path(tmp), admission, RelayTiming(registry))
         except OSError as exc:
-            print(f"pinhole-media-node: cannot listen on {settings.bind}: {exc}; pick other "
-                  "ports with --udp-port/--tcp-port/--tls-port or another --listen address",
-                  file=sys.stderr)
-            return 2
+            raise usage(f"cannot listen on {settings.bind}: "
+                        f"{(exc.strerror or str(exc)).lower()}",
+                        "pick other ports with --udp-port/--tcp-port/--tls-port or another "
+                        "--listen address") from None
         for e in endpoints:
             log.info("listening on %s %s:%d", e.rung, settings.bind, e.port)
         control = ControlChannel(settings, engine, endpoints, fingerprint)
         runner: web.AppRunner | None = None
         if settings.metrics_listen:
             mhost, _, mport = settings.metrics_listen.rpartition(":")
-            registry.register(EngineCollector(engine, lambda: control.connected))
-            runner = web.AppRunner(make_app(engine, lambda: control.connected, registry),
+            registry.register(EngineCollector(engine, admission, lambda: control.connected))
+            runner = web.AppRunner(make_app(engine, admission, lambda: control.connected,
+                                            registry),
                                    access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, mhost, int(mport)).start()
+            try:
+                await web.TCPSite(runner, mhost, int(mport)).start()
+            except (OSError, ValueError) as exc:
+                raise usage(f"--metrics-listen {settings.metrics_listen}: cannot listen "
+                            f"({getattr(exc, 'strerror', None) or exc})",
+                            "give a free HOST:PORT") from None
             log.info("metrics on http://%s/metrics", settings.metrics_listen)
         registered = asyncio.Event()
         channel = asyncio.create_task(control.run_forever(registered))
@@ -137,7 +153,6 @@ async def run(settings: NodeSettings) -> int:
             loop.add_signal_handler(sig, stop.set)
         waiter = asyncio.create_task(registered.wait())
         stopper = asyncio.create_task(stop.wait())
-        code = 0
         # a signal stops the node at any time, also while the cloud is still unreachable
         done, _ = await asyncio.wait({waiter, channel, stopper},
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -148,9 +163,12 @@ async def run(settings: NodeSettings) -> int:
                     "endpoints": [e.model_dump() for e in endpoints],
                 }))
             done, _ = await asyncio.wait({stopper, channel}, return_when=asyncio.FIRST_COMPLETED)
-        if channel in done and not channel.cancelled() and channel.exception() is not None:
-            print(f"pinhole-media-node: {channel.exception()}", file=sys.stderr)
-            code = 2
+        failure = None
+        error = channel.exception() if channel in done and not channel.cancelled() else None
+        if isinstance(error, RegistrationRefused):
+            failure = usage(str(error), "fix the flag it names")
+        elif error is not None:
+            failure = describe(error)
         log.info("stopping")
         for task in (channel, ticks, waiter, stopper):
             task.cancel()
@@ -160,4 +178,6 @@ async def run(settings: NodeSettings) -> int:
             closer.close()
         if runner is not None:
             await runner.cleanup()
-    return code
+    if failure is not None:
+        raise failure
+    return 0

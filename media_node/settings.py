@@ -7,6 +7,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from wire.admission import StreamLimits
+from wire.boundary import readable_file, usage
+from wire.flags import Parser, add_version, apply_environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +38,15 @@ class NodeSettings:
     cert: str = ""  # PEM certificate for TLS 443; generated (self-signed) when empty
     key: str = ""
     capacity: int = 1000
-    stun_rate: float = 20.0  # unauthenticated STUN requests per second per source IP
+    stun_rate: float = 20.0  # unauthenticated STUN requests per second per flow (5-tuple)
     stun_burst: float = 40.0
+    stun_ip_rate: float = 1000.0  # ceiling per source IP, all its flows (an office NAT)
+    stun_ip_burst: float = 4000.0
+    max_connections: int = 4096  # open TCP/TLS connections, all sources together
+    max_connections_per_source: int = 1024  # open TCP/TLS connections from one IP address
+    handshake_s: float = 10.0  # a TLS handshake must finish within this
+    first_message_s: float = 10.0  # the first whole RFC 4571 frame must arrive within this
+    idle_s: float = 60.0  # no whole frame for this long closes a TCP/TLS connection
     consent_s: float = 30.0  # RFC 7675 §5.1: consent expires 30 s after the last response
     leg_timeout_s: float = 90.0  # a leg with no consent for this long is freed
     simulated_rtt_ms: float = 0.0  # simulation knob: delay before every reply and forward
@@ -54,13 +66,10 @@ class NodeSettings:
     def bind(self) -> str:
         return self.listen or self.advertise
 
-
-def _env(name: str, default: object) -> str:
-    return os.environ.get("PINHOLE_" + name.upper(), str(default))
-
-
-def _flag(name: str, default: bool) -> bool:
-    return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+    @property
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(self.max_connections, self.max_connections_per_source,
+                            self.handshake_s, self.first_message_s, self.idle_s)
 
 
 def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
@@ -72,68 +81,94 @@ def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
 
 def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.ArgumentParser:
     d = NodeSettings(kind=kind)
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=prog,
         description="Pinhole media node: STUN responder and symmetric SRTP relay on UDP, TCP "
         "and TLS. It connects out to the cloud and never needs an inbound control port. Every "
-        "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_NODE_SECRET).",
+        "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_NODE_SECRET).\n\n"
+        "Exit codes: 0 stopped, 1 other failure, 2 usage (a flag or a file it names), "
+        "3 cannot reach the cloud, 5 the cloud's certificate did not verify.",
     )
-    p.add_argument("--cloud", default=_env("cloud", d.cloud), help="the cloud's base URL")
-    p.add_argument("--ca", default=_env("ca", d.ca), help="CA file for the cloud's certificate")
-    p.add_argument("--node-secret", default=_env("node_secret", d.node_secret),
+    add_version(p)
+    p.add_argument("--cloud", default=d.cloud, help="the cloud's base URL")
+    p.add_argument("--ca", default=d.ca, help="CA file for the cloud's certificate")
+    p.add_argument("--node-secret", default=d.node_secret,
                    help="secret presented to the cloud when registering")
-    p.add_argument("--node-secret-file", default=_env("node_secret_file", ""),
+    p.add_argument("--node-secret-file", default="",
                    help="read the node secret from this file instead (e.g. a shared volume)")
-    p.add_argument("--node-id", default=_env("node_id", d.node_id),
+    p.add_argument("--node-id", default=d.node_id,
                    help="stable node id (default: the cloud picks one)")
-    p.add_argument("--region", default=_env("region", d.region), help="region name")
-    p.add_argument("--advertise", default=_env("advertise", d.advertise),
+    p.add_argument("--region", default=d.region, help="region name")
+    p.add_argument("--advertise", default=d.advertise,
                    help="IP address clients reach this node on (published in the node list)")
-    p.add_argument("--listen", default=_env("listen", d.listen),
+    p.add_argument("--listen", default=d.listen,
                    help="address to bind (default: the advertised address)")
-    p.add_argument("--udp-port", type=int, default=int(_env("udp_port", d.udp_port)),
+    p.add_argument("--udp-port", type=int, default=d.udp_port,
                    help="preferred UDP media port (seed: 5004)")
     p.add_argument("--udp-last-resort-port", type=int,
-                   default=int(_env("udp_last_resort_port", d.udp_last_resort_port)),
+                   default=d.udp_last_resort_port,
                    help="last-resort UDP port (seed: 33434)")
-    p.add_argument("--legacy-dc", action="store_true", default=_flag("legacy_dc", d.legacy_dc),
+    p.add_argument("--legacy-dc", action="store_true", default=d.legacy_dc,
                    help="node in the legacy data-center ranges: also listen on UDP 9000")
-    p.add_argument("--legacy-port", type=int, default=int(_env("legacy_port", d.legacy_port)),
+    p.add_argument("--legacy-port", type=int, default=d.legacy_port,
                    help="legacy UDP port (seed: 9000)")
-    p.add_argument("--tcp-port", type=int, default=int(_env("tcp_port", d.tcp_port)),
+    p.add_argument("--tcp-port", type=int, default=d.tcp_port,
                    help="TCP media port, RFC 4571 framing (seed: 5004)")
-    p.add_argument("--tls-port", type=int, default=int(_env("tls_port", d.tls_port)),
+    p.add_argument("--tls-port", type=int, default=d.tls_port,
                    help="TLS media port (seed: 443; 8443 when it may not bind below 1024)")
-    p.add_argument("--no-udp", action="store_true", default=not _flag("udp", True),
+    p.add_argument("--no-udp", action="store_true", default=False,
                    help="do not listen on UDP")
-    p.add_argument("--no-tcp", action="store_true", default=not _flag("tcp", True),
+    p.add_argument("--no-tcp", action="store_true", default=False,
                    help="do not listen on TCP")
-    p.add_argument("--no-tls", action="store_true", default=not _flag("tls", True),
+    p.add_argument("--no-tls", action="store_true", default=False,
                    help="do not listen on TLS")
-    p.add_argument("--cert", default=_env("cert", d.cert),
+    p.add_argument("--cert", default=d.cert,
                    help="PEM certificate for TLS (default: a self-signed one made at start)")
-    p.add_argument("--key", default=_env("key", d.key), help="PEM private key for --cert")
-    p.add_argument("--capacity", type=int, default=int(_env("capacity", d.capacity)),
+    p.add_argument("--key", default=d.key, help="PEM private key for --cert")
+    p.add_argument("--capacity", type=int, default=d.capacity,
                    help="legs this node accepts")
-    p.add_argument("--stun-rate", type=float, default=float(_env("stun_rate", d.stun_rate)),
-                   help="unauthenticated STUN requests per second per source IP (0: no limit)")
-    p.add_argument("--stun-burst", type=float, default=float(_env("stun_burst", d.stun_burst)),
-                   help="burst of unauthenticated STUN requests per source IP")
-    p.add_argument("--consent-s", type=float, default=float(_env("consent_s", d.consent_s)),
+    p.add_argument("--stun-rate", type=float, default=d.stun_rate,
+                   help="unauthenticated STUN requests per second per flow: source IP and "
+                   "port, or one TCP/TLS connection (0: no limit)")
+    p.add_argument("--stun-burst", type=float, default=d.stun_burst,
+                   help="burst of unauthenticated STUN requests per flow")
+    p.add_argument("--stun-ip-rate", type=float,
+                   default=d.stun_ip_rate,
+                   help="ceiling per source IP over all its flows: an office behind one NAT "
+                   "address shares it (size it for the office: see the ops notes)")
+    p.add_argument("--stun-ip-burst", type=float,
+                   default=d.stun_ip_burst,
+                   help="burst of the per-source-IP ceiling")
+    p.add_argument("--max-connections", type=int,
+                   default=d.max_connections,
+                   help="open TCP/TLS media connections this node accepts in total")
+    p.add_argument("--max-connections-per-source", type=int,
+                   default=d.max_connections_per_source,
+                   help="open TCP/TLS media connections from one IP address (an office NAT "
+                   "counts once: one per participant using TCP/TLS behind it)")
+    p.add_argument("--handshake-s", type=float, default=d.handshake_s,
+                   help="close a TLS connection whose handshake takes longer (0: no limit)")
+    p.add_argument("--first-message-s", type=float,
+                   default=d.first_message_s,
+                   help="close a TCP/TLS connection whose first whole frame takes longer")
+    p.add_argument("--idle-s", type=float, default=d.idle_s,
+                   help="close a TCP/TLS connection without a whole frame for this long "
+                   "(consent keepalives come every ~5 s)")
+    p.add_argument("--consent-s", type=float, default=d.consent_s,
                    help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
     p.add_argument("--leg-timeout-s", type=float,
-                   default=float(_env("leg_timeout_s", d.leg_timeout_s)),
+                   default=d.leg_timeout_s,
                    help="free a leg after this long without consent")
     p.add_argument("--simulated-rtt-ms", type=float,
-                   default=float(_env("simulated_rtt_ms", d.simulated_rtt_ms)),
+                   default=d.simulated_rtt_ms,
                    help="simulation knob: delay every reply and forwarded packet by N ms, "
                    "standing in for distance")
-    p.add_argument("--metrics-listen", default=_env("metrics_listen", d.metrics_listen),
+    p.add_argument("--metrics-listen", default=d.metrics_listen,
                    help="HOST:PORT for Prometheus /metrics and /healthz (plain HTTP)")
-    p.add_argument("--state-file", default=_env("state_file", d.state_file),
+    p.add_argument("--state-file", default=d.state_file,
                    help="write {node_id, endpoints, fingerprint} here as JSON once listening")
     p.add_argument("--log-format", choices=["text", "json"],
-                   default=_env("log_format", d.log_format),
+                   default=d.log_format,
                    help="log lines as text or as one JSON object per line")
     return p
 
@@ -141,11 +176,19 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.Ar
 def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
           kind: str = "cloud", org: str = "") -> NodeSettings:
     p = parser(prog, kind)
+    apply_environment(p, os.environ)
     a = p.parse_args(argv)
     if a.node_secret_file:
         a.node_secret = _secret_from(a.node_secret_file, p)
     if not a.cloud:
-        raise SystemExit(f"{prog}: --cloud URL is required (or PINHOLE_CLOUD)")
+        raise usage("--cloud URL is required", "pass --cloud https://HOST[:PORT] "
+                    "(or set PINHOLE_CLOUD)")
+    cloud = urlsplit(a.cloud)
+    if cloud.scheme not in ("http", "https") or not cloud.hostname:
+        raise usage(f"--cloud {a.cloud} is not a cloud URL", "give https://HOST[:PORT]")
+    for flag in ("ca", "cert", "key"):
+        if getattr(a, flag):
+            readable_file(f"--{flag}", getattr(a, flag))
     return NodeSettings(
         cloud=a.cloud.rstrip("/"), ca=a.ca, node_secret=a.node_secret, node_id=a.node_id,
         kind=kind, org=org, region=a.region, advertise=a.advertise, listen=a.listen,
@@ -153,7 +196,11 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         legacy_dc=a.legacy_dc, legacy_port=a.legacy_port, tcp_port=a.tcp_port,
         tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
         cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
-        stun_burst=a.stun_burst, consent_s=a.consent_s,
+        stun_burst=a.stun_burst, stun_ip_rate=a.stun_ip_rate, stun_ip_burst=a.stun_ip_burst,
+        consent_s=a.consent_s,
+        max_connections=a.max_connections,
+        max_connections_per_source=a.max_connections_per_source,
+        handshake_s=a.handshake_s, first_message_s=a.first_message_s, idle_s=a.idle_s,
         leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
         metrics_listen=a.metrics_listen, state_file=a.state_file, log_format=a.log_format,
     )

@@ -30,17 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Each mutated module and the unit tests that are meant to catch changes to it.
 TARGETS: dict[str, tuple[str, ...]] = {
-    "wire/stun.py": ("tests/unit/test_stun.py",),
+    "wire/stun.py": ("tests/unit/test_stun.py", "tests/unit/test_stun_edges.py"),
     "wire/framing.py": ("tests/unit/test_framing.py",),
     "wire/demux.py": ("tests/unit/test_demux.py",),
-    "wire/rtp.py": ("tests/unit/test_rtp.py",),
-    "wire/srtp.py": ("tests/unit/test_srtp.py",),
+    "wire/rtp.py": ("tests/unit/test_rtp.py", "tests/unit/test_wire_edges.py"),
+    "wire/srtp.py": ("tests/unit/test_srtp.py", "tests/unit/test_wire_edges.py"),
     "wire/transports.py": ("tests/unit/test_transports.py", "tests/unit/test_assignment.py"),
     "wire/tls.py": ("tests/unit/test_tls.py",),
     "wire/models.py": ("tests/unit/test_models.py",),
-    "media_node/engine.py": ("tests/unit/test_engine.py",
+    "media_node/engine.py": ("tests/unit/test_engine.py", "tests/unit/test_engine_guards.py",
                              "tests/unit/test_engine_amplification.py"),
-    "cloud/assignment.py": ("tests/unit/test_assignment.py",),
+    "cloud/assignment.py": ("tests/unit/test_assignment.py",
+                            "tests/unit/test_assignment_edges.py"),
 }
 
 COMPARE_SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {

@@ -5,6 +5,7 @@
     ├── FramingError          an RFC 4571 stream that cannot be decoded
     ├── RtpError              an RTP/RTCP header that cannot be parsed
     ├── SrtpError             SRTP authentication, replay or cipher failure
+    ├── BodyError             an untrusted JSON body: too large, too deep, not UTF-8/JSON
     └── ProfileRefused        a device profile forbids a transport or proxy use
 
 Each carries an exact message; tests assert on it verbatim.
@@ -34,6 +35,18 @@ class SrtpError(WireError):
 
     ``reason`` is a short counter name: ``"auth"`` (authentication tag did not
     verify), ``"replay"`` (index already seen or too old) or ``"error"``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BodyError(WireError):
+    """An untrusted JSON body was refused.
+
+    ``reason`` is a short code: ``"too_large"``, ``"invalid_utf8"``,
+    ``"too_deep"``, ``"invalid_json"`` or ``"invalid_unicode"``.
     """
 
     def __init__(self, reason: str, message: str) -> None:

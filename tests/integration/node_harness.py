@@ -22,9 +22,10 @@ from pydantic import SecretStr
 from client.media import MediaSession
 from lab.net import free_block
 from media_node.engine import Engine
-from media_node.service import start_listeners
+from media_node.service import admission_for, start_listeners
 from media_node.settings import NodeSettings
 from wire.address import Address
+from wire.admission import Admission
 from wire.models import (
     AllocateLeg,
     AssignmentReason,
@@ -41,6 +42,7 @@ from wire.srtp import SrtpKeys, SrtpProfile
 class RunningNode:
     engine: Engine
     info: NodeInfo
+    admission: Admission
     closers: list[Any] = field(default_factory=list)
 
     def endpoint(self, rung: str) -> Address:
@@ -56,9 +58,12 @@ async def running_node(node_id: str = "node-t", **settings: Any) -> AsyncIterato
     config = NodeSettings(cloud="https://unused", node_id=node_id, advertise=address,
                           **settings)
     engine = Engine(node_id, consent_s=config.consent_s, leg_timeout_s=config.leg_timeout_s,
-                    stun_rate=config.stun_rate, stun_burst=config.stun_burst)
+                    stun_rate=config.stun_rate, stun_burst=config.stun_burst,
+                    stun_ip_rate=config.stun_ip_rate, stun_ip_burst=config.stun_ip_burst)
+    admission = admission_for(config)
     with tempfile.TemporaryDirectory() as tmp:
-        endpoints, fingerprint, closers = await start_listeners(config, engine, Path(tmp))
+        endpoints, fingerprint, closers = await start_listeners(config, engine, Path(tmp),
+                                                                admission)
         info = NodeInfo(id=node_id, kind="cloud", region="test", address=address,
                         endpoints=endpoints, fingerprint=fingerprint)
 
@@ -69,7 +74,7 @@ async def running_node(node_id: str = "node-t", **settings: Any) -> AsyncIterato
 
         ticker = asyncio.create_task(ticks())
         try:
-            yield RunningNode(engine, info, list(closers))
+            yield RunningNode(engine, info, admission, list(closers))
         finally:
             ticker.cancel()
             for closer in closers:

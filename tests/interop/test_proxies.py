@@ -221,7 +221,7 @@ async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Pa
             assert f"CONNECT {stack.cloud_url.split('//')[1]}" in log.read_text()
             code, _, err = await _cli(stack, "--profile", "mobile", "--pac-url", pac_url,
                                       "register")
-            assert code == 1
+            assert code == 2  # usage: the profile forbids the flag (exit codes in the README)
             assert "mobile devices cannot discover a proxy by pac" in err
         finally:
             await runner.cleanup()

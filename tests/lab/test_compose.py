@@ -38,8 +38,10 @@ def test_compose_validates_the_file_and_it_has_every_service_the_lab_needs() -> 
     config = _config(PINHOLE_PROFILE="no-udp")
     services = config["services"]
     assert {"redis", "cloud", "node-near", "node-mid", "node-far", "firewall", "proxy",
-            "client-a", "client-b"} <= set(services)
-    assert {s.get("image") for s in services.values()} == {"pinhole:latest"}  # one image
+            "client-a", "client-b", "smoke"} <= set(services)
+    pinhole = {n for n, s in services.items() if s.get("image") == "pinhole:latest"}
+    assert pinhole == set(services) - {"redis"}  # one image; Redis is its own
+    assert services["redis"]["image"] == "redis:7-bookworm"
     assert (ROOT / "Dockerfile").exists()
     assert services["cloud"]["environment"]["PINHOLE_STORE"].startswith("redis://redis:")
     firewall = services["firewall"]
@@ -105,3 +107,22 @@ def _holding(directory: Path) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_a_failed_client_says_why_in_the_summary(tmp_path: Path) -> None:
+    """proxy-only without the clients' proxy setting: nothing gets out (exit code 3: cannot
+    reach the cloud), and each client's summary line ends with the error its call printed
+    (before: only in a log file)."""
+    require_root()
+    for tool in ("docker-compose", "nft", "redis-server", "tinyproxy"):
+        require_tool(tool)
+    done = subprocess.run([sys.executable, "-m", "lab", "compose", "--profile", "proxy-only",
+                           "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=240, cwd=ROOT, check=False)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    for name in ("client-a", "client-b"):
+        line = next(x for x in lines if x.startswith(name + ":"))
+        assert "FAILED (exit code 3): pinhole: timed out" in line, line
+        assert "pass --proxy or set HTTPS_PROXY" in line
+    assert lines[-1] == "smoke meeting: FAILED"

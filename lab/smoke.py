@@ -1,0 +1,149 @@
+"""``pinhole-lab smoke``: the smoke meeting at the end of ``docker compose up``.
+
+Each client service runs its call through ``smoke client``; the ``smoke`` service waits for
+their results with ``smoke wait`` and is the one service that exits, so that
+``docker compose up --exit-code-from smoke`` ends with the two clients' results and exits
+non-zero when media failed (with Compose v1 too, where any exiting container ends ``up``).
+
+- ``smoke client --out FILE -- COMMAND…`` removes FILE (a result from an earlier ``up``
+  never counts), runs COMMAND (``pinhole … call --json``) passing its output through, writes
+  FILE: the JSON the call printed, its ``exit_code`` and, when it failed, the ``error`` it
+  printed. Then it stays up until stopped: a client that is done is healthy, not gone.
+- ``smoke wait --results DIR --client NAME…`` waits for each ``DIR/NAME.json``, prints one
+  line per client (how its media got through, or why it failed) and the verdict, and exits
+  0 when every client received media, 1 when one did not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ERROR_TAIL = 500  # characters of a failed call's stderr kept in its result
+
+
+def media_ok(result: Mapping[str, Any]) -> bool:
+    """The call exited 0 and received media."""
+    received = result.get("packets_received")
+    return result.get("exit_code") == 0 and isinstance(received, int) and received > 0
+
+
+def line(name: str, result: Mapping[str, Any]) -> str:
+    """One line for a client: its transport, node and media, or why it failed."""
+    text = (f"{name}: {result.get('transport') or 'no media'} via {result.get('node') or '-'}, "
+            f"{result.get('packets_received', 0)} packets received, "
+            f"loss {result.get('loss', '-')}")
+    if media_ok(result):
+        return text
+    code = result.get("exit_code")
+    reason = str(result.get("error") or "").strip().splitlines()
+    why = reason[-1] if reason else "no packet received"
+    return text + (f"; FAILED (exit code {code}): {why}" if code else f"; FAILED: {why}")
+
+
+def verdict(results: Mapping[str, Mapping[str, Any]]) -> bool:
+    return bool(results) and all(media_ok(r) for r in results.values())
+
+
+def run_client(out: Path, argv: Sequence[str]) -> dict[str, Any]:
+    """Run one client's call; write and return its result."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        code, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except OSError as exc:
+        code, stdout, stderr = 127, "", f"cannot run {argv[0]}: {exc}"
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    try:
+        printed = json.loads(stdout) if stdout.strip() else {}
+    except ValueError:
+        printed = {"unparsed": stdout[-ERROR_TAIL:]}
+    result: dict[str, Any] = {**(printed if isinstance(printed, dict) else {}),
+                              "exit_code": code}
+    if code:  # the one line the call printed on stderr, else its --json error document
+        said = printed.get("error") if isinstance(printed, dict) else None
+        message = said.get("message") if isinstance(said, dict) else None
+        result["error"] = stderr[-ERROR_TAIL:].strip() or str(message or "")
+    partial = out.with_suffix(".part")
+    partial.write_text(json.dumps(result))
+    partial.rename(out)  # the result appears whole or not at all
+    return result
+
+
+def read_results(directory: Path, names: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """The results written so far: ``names``, or every ``*.json`` in ``directory``."""
+    paths = ([directory / f"{n}.json" for n in names] if names
+             else sorted(directory.glob("*.json")))
+    found = {}
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError):
+            found[path.stem] = json.loads(path.read_text())
+    return found
+
+
+def wait(directory: Path, names: Sequence[str], timeout_s: float,
+         poll_s: float = 0.5) -> dict[str, dict[str, Any]]:
+    """Each client's result; a client with none by ``timeout_s`` fails with that reason."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = read_results(directory, names)
+        if len(found) == len(names) or time.monotonic() > deadline:
+            break
+        time.sleep(poll_s)
+    for name in names:
+        found.setdefault(name, {"exit_code": None,
+                                "error": f"no result in {directory} after {timeout_s:.0f} s"})
+    return found
+
+
+def _stay_up() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    command = raw[raw.index("--") + 1:] if "--" in raw else []
+    p = argparse.ArgumentParser(prog="pinhole-lab smoke", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="action", required=True)
+    c = sub.add_parser("client", help="run a client's call (after --), write its result")
+    c.add_argument("--out", type=Path, required=True, help="the result file (JSON)")
+    c.add_argument("--exit", action="store_true",
+                   help="exit with the call's code instead of staying up until stopped")
+    w = sub.add_parser("wait", help="wait for the clients' results; exit 1 if media failed")
+    w.add_argument("--results", type=Path, required=True, help="where the clients write")
+    w.add_argument("--client", action="append", required=True, help="a client; repeatable")
+    w.add_argument("--timeout-s", type=float, default=300.0,
+                   help="a client with no result by then has failed")
+    w.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    args = p.parse_args(raw[:raw.index("--")] if "--" in raw else raw)
+    if args.action == "client":
+        if not command:
+            p.error("smoke client needs the call after --, e.g. -- pinhole … call --json")
+        result = run_client(args.out, command)
+        if not args.exit:
+            _stay_up()
+        return int(result["exit_code"])
+    results = wait(args.results, args.client, args.timeout_s)
+    ok = verdict(results)
+    if args.json:
+        print(json.dumps({"clients": results, "ok": ok}, indent=2))
+    else:
+        for name, result in results.items():
+            print(line(name, result))
+        print("smoke meeting: " + ("ok" if ok else "FAILED"))
+    return 0 if ok else 1

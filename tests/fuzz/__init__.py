@@ -1,0 +1,1 @@
+"""Fuzzing of every parser and boundary: ``make fuzz`` (``python -m tests.fuzz``)."""

@@ -1,0 +1,47 @@
+"""Valid inputs each target starts from, so the fuzzer begins inside the grammar."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import SecretStr
+
+from tests.fuzz.targets import KEYS, PWD
+from wire.framing import encode_frame
+from wire.models import AllocateLeg, IceCredentials, SrtpParams
+from wire.rtp import ReceptionReport, build_rtcp_receiver_report, build_rtp
+from wire.srtp import SrtpProfile, SrtpSender
+from wire.stun import build_discovery_probe, build_leg_binding
+
+_RTP = build_rtp(payload_type=0, sequence=1, timestamp=160, ssrc=1111, payload=b"\x00" * 40)
+_RR = build_rtcp_receiver_report(ssrc=1111, reports=[ReceptionReport(
+    ssrc=2222, fraction_lost=0, cumulative_lost=0, highest_sequence=7, jitter=1,
+    last_sr=0, delay_since_last_sr=0)])
+_SENDER = SrtpSender(KEYS[SrtpProfile.AES_CM_128_HMAC_SHA1_80])
+_BINDING = build_leg_binding("nodeufrag", "client", PWD)
+_ALLOCATE = AllocateLeg(
+    request_id="r1", leg_id="leg-1", meeting_id="m1", participant_id="p1", ssrc=1,
+    ice=IceCredentials(node_ufrag="nodeufrag", client_ufrag="client", pwd=SecretStr("p" * 22)),
+    srtp=SrtpParams(profile="AES_CM_128_HMAC_SHA1_80", client_to_node=SecretStr("a" * 40),
+                    node_to_client=SecretStr("b" * 40)))
+
+SEEDS: dict[str, list[bytes]] = {
+    "stun": [build_discovery_probe(), _BINDING],
+    "framing": [encode_frame(build_discovery_probe()) + encode_frame(_RTP)],
+    "rtp": [_RTP, _RR],
+    "srtp": [_SENDER.protect(_RTP), _SENDER.protect_rtcp(_RR)],
+    "engine": [build_discovery_probe(), _BINDING, _SENDER.protect(_RTP)],
+    "control_from_node": [b'{"type": "heartbeat", "load": 0.5, "legs": 1}',
+                          b'{"type": "leg_allocated", "request_id": "r", "leg_id": "l"}'],
+    "control_from_cloud": [_ALLOCATE.model_dump_json(context=None).encode(),
+                           b'{"type": "release_leg", "leg_id": "leg-1"}'],
+    "tls": [bytes.fromhex(  # the start of a TLS 1.2 ClientHello record
+        "16030100a5010000a10303") + bytes(32) + bytes.fromhex("000020c02bc02f00ff0100")],
+    "api_body": [json.dumps(b).encode() for b in (
+        {"org": "acme", "enrollment_key": "k", "name": "d"},
+        {"results": [{"node_id": "n1", "rung": "udp/5004", "reachable": True, "rtt_ms": 9.5}]},
+        {"title": "t", "id": "standup"}, {"srtp_profile": "AEAD_AES_128_GCM"},
+        {"meeting_id": "m", "participant_id": "p", "transport": "tls/443", "duration_s": 1,
+         "packets_sent": 1, "packets_received": 1, "loss": 0.0, "jitter_ms": 0.0},
+    )],
+}

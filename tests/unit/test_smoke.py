@@ -1,0 +1,59 @@
+"""The smoke meeting's verdict and lines (lab/smoke.py), and a firewall profile typo.
+
+Before, ``pinhole-lab compose`` printed a failed client as "no media via -" and left the
+reason in a log file; a failed client's line now ends with the error the call printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import smoke
+from lab.__main__ import main as lab_main
+
+
+def test_a_failed_client_says_why() -> None:
+    failed = {"exit_code": 1, "error": "traceback…\npinhole: timed out: nothing answered"}
+    assert smoke.line("client-a", failed) == (
+        "client-a: no media via -, 0 packets received, loss -; FAILED (exit code 1): "
+        "pinhole: timed out: nothing answered")
+    assert not smoke.verdict({"client-a": failed})
+
+
+def test_a_call_without_packets_fails_the_meeting() -> None:
+    silent = {"exit_code": 0, "transport": "udp/5004", "node": "node-near",
+              "packets_received": 0, "loss": 0.0}
+    good = {**silent, "packets_received": 250}
+    assert smoke.line("b", silent).endswith("FAILED: no packet received")
+    assert smoke.line("b", good) == "b: udp/5004 via node-near, 250 packets received, loss 0.0"
+    assert smoke.verdict({"a": good, "b": good}) and not smoke.verdict({"a": good, "b": silent})
+    assert not smoke.verdict({})
+
+
+def test_the_client_wrapper_writes_the_calls_result(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "client-a.json"
+    out.parent.mkdir()
+    out.write_text('{"stale": true}')  # from an earlier up: never counts
+    code = [sys.executable, "-c", "import sys; print('{\"packets_received\": 3}'); "
+            "sys.stderr.write('pinhole: the proxy refused'); sys.exit(1)"]
+    result = smoke.run_client(out, code)
+    assert result == {"packets_received": 3, "exit_code": 1,
+                      "error": "pinhole: the proxy refused"}
+    assert smoke.read_results(out.parent) == {"client-a": result}
+    waited = smoke.wait(out.parent, ["client-a", "client-b"], timeout_s=0.2, poll_s=0.05)
+    assert waited["client-b"]["exit_code"] is None
+    assert "no result" in waited["client-b"]["error"]
+
+
+def test_a_profile_that_does_not_exist_is_refused_before_anything_else(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """PINHOLE_PROFILE with a typo (the compose firewall's only input): exit 2 naming it and
+    the profiles that exist, before the firewall looks for its interfaces."""
+    monkeypatch.setenv("PINHOLE_PROFILE", "no-such-profile")
+    assert lab_main(["firewall"]) == 2
+    said = capsys.readouterr().err
+    assert "PINHOLE_PROFILE='no-such-profile' is not one of open, udp-5004" in said
+    assert "Traceback" not in said

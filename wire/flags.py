@@ -1,0 +1,115 @@
+"""The one settings layer of every Pinhole command: flags, then ``PINHOLE_*`` variables.
+
+Every flag ``--some-flag`` of every command and subcommand also reads
+``PINHOLE_SOME_FLAG``; a flag given on the command line wins.  A bad value
+(flag or variable) is a :class:`~wire.boundary.Failure` with exit code 2 that
+names it, never argparse's exit or a traceback.  ``--help`` shows each flag's
+default and its variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator, Mapping
+from importlib import metadata
+from typing import Any, NoReturn
+
+from wire.boundary import usage
+
+PREFIX = "PINHOLE_"
+SECRETS = ("secret", "password", "enrollment-key", "token-key")  # --help never shows these
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def version() -> str:
+    try:
+        return metadata.version("pinhole")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def env_name(action: argparse.Action) -> str | None:
+    """``PINHOLE_SOME_FLAG`` for ``--some-flag``; None for positionals, help and version."""
+    longs = [s for s in action.option_strings if s.startswith("--")]
+    if not longs or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+        return None
+    return PREFIX + max(longs, key=len)[2:].upper().replace("-", "_")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each flag's help ends with its default and its ``PINHOLE_*`` variable."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        name = env_name(action)
+        if name is None:
+            return text
+        extra = []
+        default = action.default
+        if default not in (None, "", False, [], argparse.SUPPRESS) and "default" not in text:
+            secret = any(word in s for s in action.option_strings for word in SECRETS)
+            extra.append("default: set (hidden)" if secret else f"default: {default}")
+        extra.append(f"env {name}")
+        return f"{text} ({'; '.join(extra)})".replace("%", "%%")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are failures (exit 2, one line, JSON if asked)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise usage(message, f"'{self.prog} --help' lists the flags")
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+
+
+def subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield sub
+                yield from subparsers(sub)
+
+
+def flags(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.Action, str]]:
+    """Every flag of ``parser`` and its subcommands that reads a variable, with its name."""
+    for p in (parser, *subparsers(parser)):
+        for action in p._actions:
+            name = env_name(action)
+            if name is not None and action.default is not argparse.SUPPRESS:
+                yield action, name
+
+
+def _convert(action: argparse.Action, name: str, raw: str) -> object:
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        word = raw.strip().lower()
+        if word not in TRUE | FALSE:
+            raise usage(f"{name}={raw!r} is not a yes/no value", "use 1 or 0 (true/false)")
+        given = word in TRUE
+        return given if isinstance(action, argparse._StoreTrueAction) else not given
+    if isinstance(action, argparse._AppendAction):
+        return [part for part in raw.split(",") if part]
+    value: object = raw
+    if callable(action.type):
+        try:
+            value = action.type(raw)
+        except (TypeError, ValueError) as exc:
+            raise usage(f"{name}={raw!r}: {exc}", "unset it or fix it (see --help)") from None
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise usage(f"{name}={raw!r} is not one of {choices}", "unset it or pick one of those")
+    return value
+
+
+def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Make every flag's default its ``PINHOLE_*`` variable, where that is set."""
+    for action, name in flags(parser):
+        if name in environ:
+            action.default = _convert(action, name, environ[name])
+            action.required = False

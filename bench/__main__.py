@@ -1,6 +1,7 @@
 """``make bench`` / ``python -m bench``: run every benchmark; one JSON document on stdout.
 
-``time_to_media`` needs root (the firewall lab); without it, a note on stderr says so.
+``time_to_media`` and ``uplink`` need root (the firewall lab); without it, a note on stderr
+says so.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import join, probe, relay, time_to_media
+from bench import join, probe, relay, time_to_media, uplink
 
 NEEDS_ROOT = "needs root (the firewall lab: network namespaces and nftables)"
 
@@ -23,17 +24,21 @@ def main() -> int:
     benches: list[tuple[str, Callable[[list[str]], int]]] = [
         ("relay", relay.main), ("join", join.main), ("probe", probe.main)]
     root = os.geteuid() == 0
+    lab_benches: list[tuple[str, Callable[[list[str]], int]]] = [
+        ("time_to_media", time_to_media.main), ("uplink", uplink.main)]
     if root:
-        benches.append(("time_to_media", time_to_media.main))
+        benches += lab_benches
     else:
-        print(f"time_to_media: skipped, {NEEDS_ROOT}", file=sys.stderr)
+        for name, _ in lab_benches:
+            print(f"{name}: skipped, {NEEDS_ROOT}", file=sys.stderr)
     for name, run in benches:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             run([])
         results[name] = json.loads(out.getvalue())
     if not root:
-        results["time_to_media"] = {"skipped": NEEDS_ROOT}
+        for name, _ in lab_benches:
+            results[name] = {"skipped": NEEDS_ROOT}
     print(json.dumps(results, indent=2))
     return 0
 

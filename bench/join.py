@@ -30,7 +30,8 @@ from cloud.identity import Org, TokenSigner
 from cloud.settings import CloudSettings
 from cloud.store import open_store
 from lab.net import free_port, wait_for_port
-from media_node.control import ControlChannel
+from media_node.cascade import cloud_dialler
+from media_node.control import ControlChannel, EventOutbox
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
 from wire.models import Endpoint
@@ -66,9 +67,11 @@ async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, 
     base = f"http://127.0.0.1:{port}"
     node_settings = NodeSettings(cloud=base, node_secret=SECRET, node_id="bench-node",
                                  advertise="127.0.0.1", capacity=1_000_000)
-    engine = Engine("bench-node", capacity=1_000_000)
+    outbox = EventOutbox()
+    engine = Engine("bench-node", capacity=1_000_000, emit=outbox.put)
     channel = ControlChannel(node_settings, engine,
-                             [Endpoint(rung="udp/5004", transport="udp", port=5004)], None)
+                             [Endpoint(rung="udp/5004", transport="udp", port=5004)], None,
+                             dial=cloud_dialler(), outbox=outbox)
     registered = asyncio.Event()
     node_task = asyncio.create_task(channel.run_forever(registered))
     await registered.wait()

@@ -9,6 +9,8 @@ the meeting for a second. Each one times, from its join request on its own
 monotonic clock (``pinhole call --json``: ``timings``), the join answer, the
 latched leg and the first SRTP packet from the speaker it decrypted.
 JSON on stdout (median, min and max per profile), progress on stderr.
+With a ``hybrid`` profile the lab also runs ``pinhole-hybrid-node`` on the
+enterprise's hybrid host, and its clients have the HTTP proxy configured.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from lab.netns import PROFILES, PROXY_HOST, Lab, lab
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY_URL = f"http://{PROXY_HOST}:8888"  # tinyproxy on the enterprise's proxy host
-SKIPPED = {"hybrid": "needs the hybrid node (not built yet)"}
+#: Profiles whose clients have the enterprise's HTTP proxy configured (the hybrid ones: the
+#: seed's "HTTP Proxy and Hybrid Media", where media "no longer needs to traverse the proxy").
+PROXIED = ("proxy-only", "hybrid", "hybrid-tls-only")
 SPEAKER_S = 600  # longer than any profile's runs: the speaker is stopped after them
 WARM_UP_TRIES = 10
 CALL_TIMEOUT_S = 60.0
@@ -49,7 +53,7 @@ def _say(text: str) -> None:
 
 def _client(fw: Lab, stack_json: Path, profile: str, *args: str) -> list[str]:
     """``pinhole … --json ARGS`` as a new device in the enterprise namespace."""
-    proxy = ["--proxy", PROXY_URL] if profile == "proxy-only" else []
+    proxy = ["--proxy", PROXY_URL] if profile in PROXIED else []
     return [*fw.exec_prefix(fw.ent), sys.executable, "-m", "client", "--stack", str(stack_json),
             "--no-cache", "--json", *proxy, *args]
 
@@ -116,6 +120,10 @@ def _ms(values: list[float], pick: Callable[[list[float]], float]) -> float | No
 def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) -> dict[str, Any]:
     """The speaker, the warm-up, then ``runs`` timed calls on ``profile``."""
     fw.load_profile(profile)  # no flow admitted by the previous profile survives
+    if profile.startswith("hybrid"):  # the hybrid node on the hybrid host, after the reload
+        fw.start_hybrid(stack_json.parent, progress=_say)
+    else:
+        fw.stop_hybrid()  # elsewhere the enterprise has none
     meeting = f"ttm-{profile}-{secrets.token_hex(3)}"
     log = state / f"speaker-{profile}.log"
     first: list[float] = []
@@ -158,13 +166,9 @@ def run(profiles: list[str], runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pinhole-ttm-") as tmp, lab("open") as fw:
         state = Path(tmp)
         stack_json = fw.start_stack(state / "stack", progress=_say)  # stopped by the teardown
-        if "proxy-only" in profiles:
+        if set(PROXIED) & set(profiles):
             fw.start_proxy()
         for profile in profiles:
-            if profile in SKIPPED:
-                _say(f"{profile}: skipped, {SKIPPED[profile]}")
-                results[profile] = {"skipped": SKIPPED[profile]}
-                continue
             _say(f"{profile}: a speaker, a warm-up call, then {runs} timed call(s)")
             started = time.monotonic()
             try:
@@ -199,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--runs must be at least 1")
     if os.geteuid() != 0:
         raise SystemExit("bench.time_to_media: needs root (network namespaces and nftables)")
-    for tool in ("ip", "nft", "conntrack", *(["tinyproxy"] if "proxy-only" in profiles else [])):
+    for tool in ("ip", "nft", "conntrack",
+                 *(["tinyproxy"] if set(PROXIED) & set(profiles) else [])):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench.time_to_media: needs {tool} (make system-deps, as root)")
     print(json.dumps(run(profiles, a.runs), indent=2))

@@ -122,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
-    c.add_argument("--keepalive-s", type=float, default=15.0, help="keepalive interval")
+    c.add_argument("--keepalive-s", type=float, default=5.0,
+                   help="consent check and keepalive interval, randomized 0.8-1.2x (RFC 7675)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
     for command in sub.choices.values():  # "pinhole probe --force-probe" as well
@@ -157,10 +158,11 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
         except ValidationError as exc:
             raise boundary.usage(f"--stack {args.stack} is not a Pinhole stack.json "
                                  f"({first_problem(exc)})", STACK_HINT) from None
-        org, creds = next(iter(stack.orgs.items()))
+        # --org picks one of the stack's orgs (the first by default)
+        org = args.org if args.org in stack.orgs else next(iter(stack.orgs))
         ca = str(Path(args.stack).parent / stack.ca) if stack.ca else ""  # beside stack.json
         out = {"cloud": stack.cloud, "ca": ca, "org": org,
-               "enrollment_key": creds.enrollment_key}
+               "enrollment_key": stack.orgs[org].enrollment_key}
     for key in ("cloud", "ca", "org", "enrollment_key"):
         if getattr(args, key):
             out[key] = getattr(args, key)
@@ -349,6 +351,7 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             "time_to_media_ms": _ms_since(join_sent, first_media)}))
         result.update({
             "transport": session.rung, "packets_sent": c.packets_sent,
+            "bytes_sent": c.bytes_sent,
             "packets_received": c.packets_received, "drops": c.drops,
             "loss": loss, "jitter_ms": jitter,
             "rtt_ms": c.keepalive_rtt_ms,

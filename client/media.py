@@ -2,9 +2,11 @@
 
 DESIGN: "The client's first packet on a transport is a Binding Request with
 USERNAME "<node_ufrag>:<client_ufrag>", MESSAGE-INTEGRITY keyed by pwd,
-FINGERPRINT. The node authenticates it and latches the leg". Keepalives
-repeat that request every ``keepalive_s`` (seed: the pinhole "is usually
-closed after 30 seconds if no packets are sent from inside").
+FINGERPRINT. The node authenticates it and latches the leg". That exchange,
+its retransmission, the consent checks that also serve as keepalives (seed:
+the pinhole "is usually closed after 30 seconds if no packets are sent from
+inside") and the certificate pin are the sans-I/O ``wire.leg_client``,
+driven here with the event loop's clock and ``call_later``.
 """
 
 from __future__ import annotations
@@ -15,18 +17,29 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from client.stats import ReceiveStats
 from wire.address import Address
 from wire.demux import PacketKind, classify, is_rtcp
-from wire.errors import SrtpError, StunError
+from wire.errors import FramingError, SrtpError
 from wire.framing import FrameDecoder, encode_frame
+from wire.leg_client import (
+    CONSENT_INTERVAL_S,
+    ConsentExpired,
+    ConsentRefreshed,
+    Latched,
+    LatchFailed,
+    LegClient,
+    LegConfig,
+    LegDriver,
+    LegEvent,
+    PinMismatch,
+)
 from wire.models import Joined
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
-from wire.stun import build_leg_binding, parse_binding_response, transaction_id_of
-from wire.tls import cert_fingerprint, pin_mismatch_message, unverified_client_context
+from wire.tls import unverified_client_context
 
 AUDIO_PT = 0  # PCMU, 8 kHz: 160 samples per 20 ms packet (50 packets/s)
 VIDEO_PT = 96  # dynamic payload type for the synthetic video stream
@@ -62,9 +75,18 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 
 class MediaSession:
-    """One participant's leg to its node on one transport."""
+    """One participant's leg to its node on one transport.
 
-    def __init__(self, joined: Joined, *, keep_payloads: int = 1000) -> None:
+    The leg's STUN (latch, consent checks, the certificate pin) is the
+    sans-I/O :class:`~wire.leg_client.LegClient`; this class carries the
+    sockets, the SRTP and the statistics. ``on_consent_lost`` is called when
+    the node has not answered for the consent timeout (RFC 7675 §5.1): the
+    caller moves the leg.
+    """
+
+    def __init__(self, joined: Joined, *, keep_payloads: int = 1000,
+                 leg_config: LegConfig | None = None,
+                 on_consent_lost: Callable[[ConsentExpired], None] | None = None) -> None:
         self.joined = joined
         profile = SrtpProfile(joined.srtp.profile)
         self._sender = SrtpSender(
@@ -74,6 +96,9 @@ class MediaSession:
             SrtpKeys.from_b64(profile, joined.srtp.node_to_client.get_secret_value())
         )
         self._pwd = joined.ice.pwd.get_secret_value().encode()
+        # keepalives start with start_keepalives(); consent loss is detected from the latch on
+        self._leg_config = leg_config or LegConfig(consent_interval_s=None)
+        self._on_consent_lost = on_consent_lost
         self.counters = MediaCounters()
         self.sources: dict[int, ReceiveStats] = {}
         self.payloads: deque[tuple[int, int, bytes]] = deque(maxlen=keep_payloads)
@@ -83,55 +108,71 @@ class MediaSession:
         # from another participant that decrypted (None until then)
         self.latched_at: float | None = None
         self.first_media_at: float | None = None
-        self._answered_at = 0.0
+        self.consent_lost: ConsentExpired | None = None
+        self.last_media_at: float | None = None
+        # time.monotonic() of the last packet from the node that proved the leg alive: an
+        # authenticated answer or a decrypted SRTP packet (a silence watch reads it)
+        self.heard_at: float | None = None
         self._send: Callable[[bytes], None] | None = None
         self._closers: list[Callable[[], None]] = []
-        self._pending: dict[bytes, tuple[asyncio.Future[bytes], float]] = {}
+        self._driver: LegDriver | None = None
+        self._latched: asyncio.Future[None] | None = None
+        self._answers: list[asyncio.Future[float]] = []
         self._seq = 0
         self._ts = 0
-        self._keepalive: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- connect
 
+    def _new_leg(self, *, reliable: bool, rto_s: float, timeout_s: float) -> LegClient:
+        node = self.joined.node
+        return LegClient(
+            self.joined.ice.node_ufrag, self.joined.ice.client_ufrag, self._pwd,
+            config=replace(self._leg_config, reliable=reliable, rto_s=rto_s, rto_max_s=1.0,
+                           latch_timeout_s=timeout_s),
+            expected_fingerprint=node.fingerprint, peer_name=f"media node {node.id}",
+            peer_domains=[node.address])
+
     async def connect_udp(self, address: Address, rung: str, *, timeout_s: float = 2.0) -> None:
+        leg = self._new_leg(reliable=False, rto_s=0.1, timeout_s=timeout_s)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(self._on_packet), remote_addr=address
         )
         self._send = transport.sendto
         self._closers.append(transport.close)
-        await self._latch(rung, timeout_s, retransmit_s=0.1)
+        await self._latch(leg, rung)
 
     async def connect_stream(
         self, address: Address, rung: str, *, tls: bool, timeout_s: float = 3.0
     ) -> None:
         """TCP or TLS with RFC 4571 framing; TLS checks the node's published fingerprint."""
+        leg = self._new_leg(reliable=True, rto_s=1.0, timeout_s=timeout_s)
         context = unverified_client_context() if tls else None
         async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
         if context is not None:
-            self._check_pin(writer)
-        await self._attach(reader, writer, rung, timeout_s)
+            self._check_pin(leg, writer)
+        await self._attach(leg, reader, writer, rung)
 
     async def connect_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                              rung: str, *, timeout_s: float = 3.0) -> None:
         """TLS inside an HTTP CONNECT tunnel (the http-proxy rung), then framing."""
+        leg = self._new_leg(reliable=True, rto_s=1.0, timeout_s=timeout_s)
         async with asyncio.timeout(timeout_s):
             await writer.start_tls(unverified_client_context())
-        self._check_pin(writer)
-        await self._attach(reader, writer, rung, timeout_s)
+        self._check_pin(leg, writer)
+        await self._attach(leg, reader, writer, rung)
 
-    def _check_pin(self, writer: asyncio.StreamWriter) -> None:
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        got, expected = cert_fingerprint(der), self.joined.node.fingerprint
-        if expected and got != expected:
+    @staticmethod
+    def _check_pin(leg: LegClient, writer: asyncio.StreamWriter) -> None:
+        try:
+            leg.check_certificate(writer.get_extra_info("ssl_object").getpeercert(True))
+        except PinMismatch as exc:
             writer.close()
-            raise MediaError(pin_mismatch_message(
-                f"media node {self.joined.node.id}", expected, got,
-                [self.joined.node.address]))
+            raise MediaError(str(exc)) from None
 
-    async def _attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      rung: str, timeout_s: float) -> None:
+    async def _attach(self, leg: LegClient, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter, rung: str) -> None:
         self._send = lambda data: writer.write(encode_frame(data))
         self._closers.append(writer.close)
         reader_task = asyncio.create_task(self._read_stream(reader))
@@ -140,50 +181,71 @@ class MediaSession:
             reader_task.cancel()
 
         self._closers.append(stop_reading)
-        await self._latch(rung, timeout_s, retransmit_s=1.0)
+        await self._latch(leg, rung)
 
     async def _read_stream(self, reader: asyncio.StreamReader) -> None:
         decoder = FrameDecoder()
-        with contextlib.suppress(OSError, ssl.SSLError):
+        with contextlib.suppress(OSError, ssl.SSLError, FramingError):
             while chunk := await reader.read(65536):
                 for frame in decoder.feed(chunk):
                     self._on_packet(frame)
 
-    async def _latch(self, rung: str, timeout_s: float, retransmit_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                rtt = await self.binding(min(retransmit_s, deadline - time.monotonic()))
-            except TimeoutError:
-                retransmit_s = min(retransmit_s * 2, 1.0)
-                continue
-            self.rung = rung
-            self.latched_at = self._answered_at
-            self.counters.keepalive_rtt_ms = rtt
-            return
-        self.close()
-        raise MediaError(f"no authenticated answer on {rung} within {timeout_s:.1f} s")
+    async def _latch(self, leg: LegClient, rung: str) -> None:
+        """RFC 8489 §6.2.1 through the leg client; raises :class:`MediaError` on failure."""
+        assert self._send is not None
+        self._latched = asyncio.get_running_loop().create_future()
+        self.rung = rung
+        loop = asyncio.get_running_loop()
+        self._driver = LegDriver(leg, self._send, self._on_leg_event, clock=time.monotonic,
+                                 call_later=loop.call_later)
+        self._driver.start()
+        try:
+            await self._latched
+        except MediaError:
+            self.rung = None
+            self.close()
+            raise
+
+    def _on_leg_event(self, event: LegEvent) -> None:
+        if isinstance(event, Latched | ConsentRefreshed):
+            self.heard_at = event.at
+        if isinstance(event, Latched):
+            self.latched_at, self.mapped = event.at, event.mapped
+            self.counters.keepalive_rtt_ms = event.rtt_ms
+            if self._latched is not None and not self._latched.done():
+                self._latched.set_result(None)
+        elif isinstance(event, LatchFailed):
+            timeout = self._driver.leg.config.latch_timeout_s if self._driver else None
+            message = (f"node {self.joined.node.id} refused the leg on {self.rung}: "
+                       f"{event.code} {event.text}" if event.code is not None else
+                       f"no authenticated answer on {self.rung} within {timeout or 0:.1f} s")
+            if self._latched is not None and not self._latched.done():
+                self._latched.set_exception(MediaError(message))
+        elif isinstance(event, ConsentRefreshed):
+            self.mapped = event.mapped
+            self.counters.keepalive_rtt_ms = event.rtt_ms
+            for waiter in self._answers:
+                if not waiter.done():
+                    waiter.set_result(event.rtt_ms)
+            self._answers.clear()
+        else:
+            self.consent_lost = event
+            self.counters.drop("consent_lost")
+            if self._on_consent_lost is not None:
+                self._on_consent_lost(event)
 
     async def binding(self, timeout_s: float) -> float:
-        """One authenticated Binding transaction on the leg; its RTT in ms."""
-        if self._send is None:
+        """One consent check on the leg now; its RTT in ms (TimeoutError when unanswered)."""
+        if self._driver is None or self._send is None:
             raise MediaError("not connected")
-        ice = self.joined.ice
-        request = build_leg_binding(ice.node_ufrag, ice.client_ufrag, self._pwd)
-        txid = transaction_id_of(request)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        sent = time.perf_counter()
-        self._pending[txid] = (future, sent)
-        self._send(request)
+        answered: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._answers.append(answered)
+        self._driver.call(self._driver.leg.check_now)
         try:
-            data = await asyncio.wait_for(future, timeout_s)
+            return await asyncio.wait_for(answered, timeout_s)
         finally:
-            self._pending.pop(txid, None)
-        answer = parse_binding_response(data, pwd=self._pwd)
-        if answer.error is not None:
-            raise MediaError(f"node refused the leg: {answer.error[0]} {answer.error[1]}")
-        self.mapped = answer.mapped
-        return (time.perf_counter() - sent) * 1000
+            if answered in self._answers:
+                self._answers.remove(answered)
 
     # ---------------------------------------------------------------- media
 
@@ -227,15 +289,10 @@ class MediaSession:
     def _on_packet(self, data: bytes) -> None:
         kind = classify(data)
         if kind is PacketKind.STUN:
-            try:
-                txid = transaction_id_of(data)
-            except (StunError, ValueError):
+            if self._driver is None:
                 self.counters.drop("stun")
-                return
-            pending = self._pending.get(txid)
-            if pending is not None and not pending[0].done():
-                self._answered_at = time.monotonic()
-                pending[0].set_result(data)
+            else:
+                self._driver.receive(data)
             return
         if kind is not PacketKind.RTP or is_rtcp(data):
             self.counters.drop("not_rtp")
@@ -249,6 +306,7 @@ class MediaSession:
         now = time.monotonic()
         if self.first_media_at is None:
             self.first_media_at = now
+        self.last_media_at = self.heard_at = now
         self.counters.packets_received += 1
         self.counters.bytes_received += len(data)
         stats = self.sources.get(header.ssrc)
@@ -259,20 +317,16 @@ class MediaSession:
 
     # ---------------------------------------------------------------- keepalive
 
-    def start_keepalives(self, interval_s: float) -> None:
-        """An authenticated Binding every ``interval_s``: consent (RFC 7675) and NAT pinhole."""
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval_s)
-                with contextlib.suppress(TimeoutError, MediaError, StunError):
-                    self.counters.keepalive_rtt_ms = await self.binding(2.0)
-
-        self._keepalive = asyncio.create_task(loop())
+    def start_keepalives(self, interval_s: float = CONSENT_INTERVAL_S) -> None:
+        """Consent checks about every ``interval_s`` (RFC 7675 §5.1, randomized 0.8-1.2×):
+        consent, and the NAT pinhole of a participant who only listens kept open."""
+        if self._driver is not None:
+            driver = self._driver
+            driver.call(lambda now: driver.leg.keep_consent(now, interval_s))
 
     def close(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.cancel()
+        if self._driver is not None:
+            self._driver.close()
         for closer in self._closers:
             closer()
         self._closers.clear()

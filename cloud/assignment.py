@@ -88,23 +88,28 @@ def assign(
 
     Candidates are healthy, non-full nodes visible to ``org`` that the device
     reached on a rung its profile allows.  The org's hybrid node wins when it
-    is a candidate (media stays local); otherwise the lowest
+    is a candidate (rule ``hybrid-local``; seed: "If all the meeting
+    participants are located on the same network, media is not sent to Cisco
+    Collaboration Cloud"); one the device reached but that is full sends the
+    join to the cloud (rule ``hybrid-overflow``); otherwise the lowest
     ``rtt + transport penalty + cascade cost + load cost`` wins.  Raises
     :class:`NoCandidate` with every node's exclusion when none qualifies.
     """
     scores: list[CandidateScore] = []
     eligible: list[tuple[float, NodeInfo]] = []
-    for node in sorted(nodes, key=lambda n: n.id):
+    listed = sorted(nodes, key=lambda n: n.id)
+    hybrid_ids = {n.id for n in listed if n.kind == "hybrid" and n.org == org}
+    for node in listed:
         excluded: str | None = None
         if node.kind == "hybrid" and node.org != org:
             continue  # not visible: another org's on-prem node is never even listed
         best = _best_rung(node, results, profile)
         if not node.healthy:
             excluded = "unhealthy"
-        elif node.load >= 1.0:
-            excluded = "full"
         elif best is None:
             excluded = "not reached on a transport this profile allows"
+        elif node.load >= 1.0:
+            excluded = "full"
         cascade = 0.0 if not meeting_nodes or node.id in meeting_nodes else CASCADE_COST_MS
         load = node.load * LOAD_COST_MS
         rtt = None
@@ -132,7 +137,10 @@ def assign(
             "probe again, or open UDP 5004 outbound",
         )
     hybrid = [(s, n) for s, n in eligible if n.kind == "hybrid" and n.org == org]
-    rule = "hybrid-local" if hybrid else "lowest-score"
+    # the org's hybrid node reached but full: this join overflows to the cloud, and says so
+    overflow = not hybrid and any(
+        c.excluded == "full" and c.node_id in hybrid_ids for c in scores)
+    rule = "hybrid-local" if hybrid else "hybrid-overflow" if overflow else "lowest-score"
     _, chosen = min(hybrid or eligible, key=lambda pair: (pair[0], pair[1].id))
     return Assignment(
         node=chosen,

@@ -219,7 +219,8 @@ class NodeRegistry:
             raise NodeUnavailable(f"node {node_id} did not allocate the leg in time") from None
         if not answer.ok:
             raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
-        state.legs += 1  # counted now for load and the console; the next heartbeat has the truth
+        # counted now, not at the next heartbeat: joins in between see the load (overflow)
+        state.legs += 1
 
     async def release(self, node_id: str, leg_id: str) -> None:
         state = self._nodes.get(node_id)

@@ -22,16 +22,18 @@ from pathlib import Path
 import uvloop
 
 from lab import compose, demo, firewall, smoke
-from lab.netns import INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
+from lab.netns import HYBRID_HOST, INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.pki import read_pki, renew, renewal_reason, write_pki
-from lab.stack import StackError, running_stack
+from lab.stack import HYBRID, REGIONS, StackError, running_stack
 from wire import boundary
 from wire.boundary import ExitCode, Failure, run
 from wire.flags import Parser, add_version, apply_environment
 
 
-async def _stack(state_dir: Path, prefix: str | None) -> int:
-    async with running_stack(state_dir=state_dir, progress=print, prefix=prefix) as stack:
+async def _stack(state_dir: Path, prefix: str | None, hybrid: bool = False) -> int:
+    nodes = (*REGIONS, HYBRID) if hybrid else REGIONS
+    async with running_stack(nodes, state_dir=state_dir, progress=print,
+                             prefix=prefix) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
         print("stack running; Ctrl-C stops it", flush=True)
         stop = asyncio.Event()
@@ -62,8 +64,11 @@ def _netns(args: argparse.Namespace) -> int:
                                  "profile": fw.profile, "stack_prefix": INET_PREFIX}
         try:
             if args.stack:
-                state = args.state_dir or Path("run") / f"lab-{fw.run_id}"
-                up["stack_json"] = str(fw.start_stack(state.resolve(), _say))
+                state = (args.state_dir or Path("run") / f"lab-{fw.run_id}").resolve()
+                up["stack_json"] = str(fw.start_stack(state, _say))
+                if fw.profile.startswith("hybrid"):  # the profile's in-house node
+                    info = fw.start_hybrid(state, progress=_say)
+                    up["hybrid_node"] = {"id": info["node_id"], "address": HYBRID_HOST}
             if args.proxy:
                 fw.start_proxy()
                 up["proxy"] = f"http://{PROXY_HOST}:8888"
@@ -190,6 +195,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--prefix", default=None,
                    help="first three octets for the cloud (.1) and nodes (.2-.4), e.g. "
                    "198.18.0 inside the firewall lab (default: a free 127.x.y block)")
+    s.add_argument("--hybrid", action="store_true",
+                   help=f"also run {HYBRID.id}, a hybrid media node of org {HYBRID.org} (.5)")
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -207,7 +214,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the gateway's conntrack UDP timeout (seed: 30 s)")
     n.add_argument("--stack", action="store_true",
                    help="up: also start the cloud and three media nodes in the internet "
-                   "namespace (stack.json in --state-dir)")
+                   "namespace (stack.json in --state-dir); with a hybrid profile also the "
+                   "hybrid node on the enterprise's hybrid host")
     n.add_argument("--state-dir", type=Path, default=None,
                    help="up --stack: where stack.json and the logs go (default run/lab-RUNID)")
     n.add_argument("--proxy", action="store_true",
@@ -281,7 +289,7 @@ def _main(raw: list[str]) -> int:
     if args.command == "compose":
         return _compose(args)
     if args.command == "stack":
-        return uvloop.run(_stack(args.state_dir, args.prefix))
+        return uvloop.run(_stack(args.state_dir, args.prefix, args.hybrid))
     return uvloop.run(demo.run(args.seconds, as_json=args.json, state_dir=args.state_dir))
 
 

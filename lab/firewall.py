@@ -27,7 +27,7 @@ from wire.flags import Parser, apply_environment
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
-            "whitelist", "stun-inspection", "hybrid")
+            "whitelist", "stun-inspection", "hybrid", "hybrid-tls-only")
 INET_PREFIX = "198.18.0"
 CLOUD = INET_PREFIX + ".1"
 GW_WAN = INET_PREFIX + ".254"

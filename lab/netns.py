@@ -8,7 +8,8 @@
                 net.netfilter.nf_conntrack_udp_timeout (30 s, as the seed's pinholes)
         |
     {run}-ent   10.99.0.0/24: clients .2, the HTTP proxy host .3, the hybrid node's host .4
-                (default route via the gw, 10.99.0.1)
+                (default route via the gw, 10.99.0.1); :meth:`Lab.start_hybrid` runs
+                ``pinhole-hybrid-node`` there
 
 Every name carries the run's prefix, so parallel runs never collide, and
 :meth:`Lab.down` (also run by the context manager on every exit path) removes
@@ -43,9 +44,10 @@ from lab.firewall import (
 )
 from lab.firewall import run as _run
 
-__all__ = ["ENT_PREFIX", "GW_WAN", "HYBRID_HOST", "INET_PREFIX", "PROFILES", "PROXY_HOST",
-           "Lab", "LabError", "lab", "leftovers"]
+__all__ = ["ENT_PREFIX", "GW_WAN", "HYBRID_HOST", "HYBRID_ID", "INET_PREFIX", "PROFILES",
+           "PROXY_HOST", "Lab", "LabError", "lab", "leftovers"]
 TINYPROXY_CONF = Path(__file__).resolve().parent / "proxy" / "tinyproxy.conf"
+HYBRID_ID = "hybrid-acme"  # the lab's hybrid node (the stack's first org's)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Lab:
     profile: str = "open"
     run_id: str = field(default_factory=lambda: "ph" + secrets.token_hex(3))
     udp_timeout_s: int = 30
+    hybrid: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def inet(self) -> str:
@@ -112,14 +115,58 @@ class Lab:
         self.udp_timeout_s = seconds
         firewall.set_udp_timeout(seconds, self.exec_prefix(self.gw))
 
-    def counter(self, name: str) -> int:
-        """Packets counted by a named nftables counter in the firewall."""
+    def counter(self, name: str, unit: str = "packets") -> int:
+        """Packets (or ``unit="bytes"``) counted by a named nftables counter in the firewall."""
         text = _run("ip", "netns", "exec", self.gw, "nft", "list", "counter", "inet",
                     "pinhole_fw", name)
         for word, value in zip(text.split(), text.split()[1:], strict=False):
-            if word == "packets":
+            if word == unit:
                 return int(value)
         return 0
+
+    def start_hybrid(self, state_dir: Path, *extra_args: str,
+                     progress: Callable[[str], None] = lambda _: None,
+                     timeout_s: float = 30.0) -> dict[str, object]:
+        """``pinhole-hybrid-node`` on the enterprise's hybrid host (behind the gateway's NAT),
+        for the org of the stack in ``state_dir``; return its state file once registered.
+        Seed: "You can install this image anywhere in your network, even behind Network
+        Address Translation (NAT)"."""
+        stack = json.loads((state_dir / "stack.json").read_text())
+        org = next(iter(stack["orgs"]))
+        state_file = state_dir / f"{HYBRID_ID}.json"
+        state_file.unlink(missing_ok=True)
+        self.stop_hybrid()
+        with (state_dir / f"{HYBRID_ID}.log").open("ab") as log:
+            self.hybrid = subprocess.Popen(
+                [*self.exec_prefix(self.ent), sys.executable, "-m", "hybrid_node",
+                 "--cloud", stack["cloud"], "--ca", stack["ca"], "--org", org,
+                 "--node-secret-file", str(state_dir / f"hybrid-secret-{org}"),
+                 "--node-id", HYBRID_ID, "--advertise", HYBRID_HOST,
+                 "--metrics-listen", f"{HYBRID_HOST}:9100", "--state-file", str(state_file),
+                 *extra_args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        progress(f"starting hybrid node {HYBRID_ID} of {org} on {HYBRID_HOST} in {self.ent}")
+        deadline = time.monotonic() + timeout_s
+        while not state_file.exists():
+            if self.hybrid.poll() is not None:
+                raise LabError(f"the hybrid node exited with code {self.hybrid.returncode}; "
+                               f"see {state_dir}/{HYBRID_ID}.log")
+            if time.monotonic() > deadline:
+                raise LabError(f"the hybrid node did not register in {timeout_s:.0f} s; "
+                               f"see {state_dir}/{HYBRID_ID}.log")
+            time.sleep(0.1)
+        time.sleep(0.5)  # registered: its control channel follows at once
+        info: dict[str, object] = json.loads(state_file.read_text())
+        progress(f"hybrid node {HYBRID_ID} registered")
+        return info
+
+    def stop_hybrid(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the hybrid node (``SIGKILL``: it fails mid-meeting)."""
+        if self.hybrid is not None and self.hybrid.poll() is None:
+            self.hybrid.send_signal(sig)
+            self.hybrid.wait(timeout=10)
+        self.hybrid = None
 
     def start_stack(self, state_dir: Path, progress: Callable[[str], None] = lambda _: None,
                     timeout_s: float = 60.0) -> Path:

@@ -1,5 +1,5 @@
-"""A development PKI for one Pinhole deployment: a CA, the cloud's certificate, the org's
-enrollment key and the node secret, written to one directory.
+"""A development PKI for one Pinhole deployment: a CA, the cloud's certificate, two orgs'
+enrollment keys and hybrid node secrets, and the node secret, written to one directory.
 
 The loopback stack writes it into its state directory; in docker-compose.yml the cloud's
 first step (``pinhole-lab pki``) writes it into the shared volume, and the cloud, the media
@@ -26,6 +26,8 @@ from wire.tls import CertifiedKey, issue, make_ca
 
 ORG = "acme"
 RENEW_BEFORE = datetime.timedelta(days=7)  # certificates are valid for 30 (wire.tls.VALIDITY)
+#: A second organisation: its devices must never see or latch on ``ORG``'s hybrid node.
+OTHER_ORG = "globex"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,12 @@ class Pki:
     directory: Path
     enrollment_key: str
     node_secret: str
-    operator_token: str = ""
+    other_enrollment_key: str = ""
+    operator_token: str = ""  # the operator's credential for the cloud's console
+
+    def hybrid_secret_file(self, org: str = ORG) -> Path:
+        """The org's hybrid node secret (``pinhole-hybrid-node --node-secret-file``)."""
+        return self.directory / f"hybrid-secret-{org}"
 
     @property
     def ca_file(self) -> Path:
@@ -66,8 +73,10 @@ class Pki:
     def stack_json(self, cloud_url: str,
                    nodes: Sequence[dict[str, object]] = ()) -> dict[str, object]:
         """What ``pinhole --stack`` reads: the cloud, the CA to trust, the org's key."""
-        return {"cloud": cloud_url, "ca": str(self.ca_file),
-                "orgs": {ORG: {"enrollment_key": self.enrollment_key}}, "nodes": list(nodes),
+        orgs = {ORG: {"enrollment_key": self.enrollment_key}}
+        if self.other_enrollment_key:
+            orgs[OTHER_ORG] = {"enrollment_key": self.other_enrollment_key}
+        return {"cloud": cloud_url, "ca": str(self.ca_file), "orgs": orgs, "nodes": list(nodes),
                 "console": {"url": cloud_url + "/", "operator_token": self.operator_token}}
 
 
@@ -90,12 +99,18 @@ def write_pki(directory: Path, cloud_names: Sequence[str],
     now = now or datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
     pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
-              secrets.token_urlsafe(16))
+              other_enrollment_key=secrets.token_urlsafe(16),
+              operator_token=secrets.token_urlsafe(16))
     _write_certificates(pki, ca, issue(ca, cloud_names, now))
-    _secret_write(pki.orgs_file, json.dumps(
-        {"orgs": [{"id": ORG, "enrollment_key": pki.enrollment_key,
-                   "hybrid_node_secret": secrets.token_urlsafe(16)}]}))
+    hybrid = {ORG: secrets.token_urlsafe(16), OTHER_ORG: secrets.token_urlsafe(16)}
+    _secret_write(pki.orgs_file, json.dumps({"orgs": [
+        {"id": ORG, "enrollment_key": pki.enrollment_key, "hybrid_node_secret": hybrid[ORG]},
+        {"id": OTHER_ORG, "enrollment_key": pki.other_enrollment_key,
+         "hybrid_node_secret": hybrid[OTHER_ORG]},
+    ]}))
     _secret_write(pki.node_secret_file, pki.node_secret)
+    for org, secret in hybrid.items():
+        _secret_write(pki.hybrid_secret_file(org), secret)
     _secret_write(pki.operator_token_file, pki.operator_token)
     return pki
 
@@ -104,11 +119,12 @@ def read_pki(directory: Path) -> Pki:
     """The PKI :func:`write_pki` wrote (``OSError``/``ValueError`` when it is not whole)."""
     orgs = json.loads((directory / "orgs.json").read_text())["orgs"]
     key = next(o["enrollment_key"] for o in orgs if o["id"] == ORG)
+    other = next((o["enrollment_key"] for o in orgs if o["id"] == OTHER_ORG), "")
     operator = directory / "operator-token"
     if not operator.exists():  # written by an older Pinhole: the console gets a token now
         _secret_write(operator, secrets.token_urlsafe(16))
     return Pki(directory, str(key), (directory / "node-secret").read_text().strip(),
-               operator.read_text().strip())
+               str(other), operator.read_text().strip())
 
 
 def _names(cert: x509.Certificate) -> set[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from client.api import CloudApi
 from lab.net import free_block
-from lab.pki import ORG, Pki, write_pki
+from lab.pki import ORG, OTHER_ORG, Pki, write_pki
 from wire.models import DeviceRegistration
 from wire.tls import client_context
 
@@ -36,6 +36,11 @@ class NodeSpec:
     region: str
     simulated_rtt_ms: int = 0
     extra_args: tuple[str, ...] = ()
+    org: str = ""  # set: a hybrid node of this org (``python -m hybrid_node``)
+
+    @property
+    def kind(self) -> str:
+        return "hybrid" if self.org else "cloud"
 
 
 REGIONS: tuple[NodeSpec, ...] = (
@@ -43,6 +48,8 @@ REGIONS: tuple[NodeSpec, ...] = (
     NodeSpec("node-mid", "us-east", 40),
     NodeSpec("node-far", "ap-far", 90),
 )
+#: ``pinhole-lab stack --hybrid``: the org's on-prem node, next to the regional ones.
+HYBRID = NodeSpec("hybrid-acme", "on-prem", 0, org=ORG)
 
 
 class StackError(Exception):
@@ -61,6 +68,7 @@ class Stack:
     ca_file: str = ""
     enrollment_key: str = ""
     node_secret: str = ""
+    other_enrollment_key: str = ""  # OTHER_ORG's: a device that must not see ORG's hybrid
     operator_token: str = ""
     nodes: list[dict[str, Any]] = field(default_factory=list)
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
@@ -68,18 +76,29 @@ class Stack:
     def describe(self) -> dict[str, Any]:
         """What ``stack.json`` holds: all a client needs to use this stack."""
         return Pki(self.state_dir, self.enrollment_key, self.node_secret,
-                   self.operator_token).stack_json(
+                   self.other_enrollment_key, self.operator_token).stack_json(
             self.cloud_url, self.nodes)
 
     def api(self) -> CloudApi:
         return CloudApi(self.cloud_url, client_context(self.ca_file))
 
-    async def register(self, name: str, profile: str = "desktop") -> CloudApi:
+    async def register(self, name: str, profile: str = "desktop", org: str = ORG) -> CloudApi:
         api = self.api()
         await api.register(DeviceRegistration.model_validate(
-            {"org": ORG, "enrollment_key": self.enrollment_key, "name": name, "profile": profile}
+            {"org": org, "enrollment_key": self.key_of(org), "name": name, "profile": profile}
         ))
         return api
+
+    def key_of(self, org: str) -> str:
+        """The enrollment key of ``org`` (``ORG`` or ``OTHER_ORG``)."""
+        return self.other_enrollment_key if org == OTHER_ORG else self.enrollment_key
+
+    def process_of(self, node_id: str) -> asyncio.subprocess.Process:
+        """The running process of node ``node_id`` (tests kill it)."""
+        for node, proc in zip(self.nodes, self.processes[1:], strict=False):
+            if node["id"] == node_id:
+                return proc
+        raise KeyError(node_id)
 
 
 async def _wait_for_file(path: Path, proc: asyncio.subprocess.Process, what: str,
@@ -138,6 +157,7 @@ async def _start(
     pki = write_pki(state, [cloud_ip, "localhost"])
     stack.ca_file = str(pki.ca_file)
     stack.enrollment_key, stack.node_secret = pki.enrollment_key, pki.node_secret
+    stack.other_enrollment_key = pki.other_enrollment_key
     stack.operator_token = pki.operator_token
     progress(f"starting the cloud on {cloud_ip}")
     # "=": a secret may start with "-", which argparse would take for an option
@@ -153,21 +173,28 @@ async def _start(
     stack.cloud_url = (await _wait_for_file(state / "cloud.json", cloud, "the cloud"))["url"]
     for i, spec in enumerate(nodes, start=2):
         address = f"{stack.prefix}.{i}"
-        progress(f"starting media node {spec.id} ({spec.region}, simulated RTT "
+        progress(f"starting {spec.kind} media node {spec.id} ({spec.region}, simulated RTT "
                  f"{spec.simulated_rtt_ms} ms) on {address}")
+        # a hybrid node runs its own package with its org and the org's hybrid node secret
+        who = (["-m", "hybrid_node", "--org", spec.org,
+                "--node-secret-file", str(pki.hybrid_secret_file(spec.org))] if spec.org
+               else ["-m", "media_node", *env_secret])
         proc = await _spawn(state, spec.id, [
-            "-m", "media_node", "--cloud", stack.cloud_url, "--ca", stack.ca_file,
-            *env_secret, "--node-id", spec.id, "--region", spec.region,
+            *who, "--cloud", stack.cloud_url, "--ca", stack.ca_file,
+            "--node-id", spec.id, "--region", spec.region,
             "--advertise", address, "--simulated-rtt-ms", str(spec.simulated_rtt_ms),
             "--metrics-listen", f"{address}:{METRICS_PORT}",
             "--state-file", str(state / f"{spec.id}.json"), *spec.extra_args,
         ])
         stack.processes.append(proc)
         info = await _wait_for_file(state / f"{spec.id}.json", proc, f"media node {spec.id}")
-        stack.nodes.append({"id": spec.id, "region": spec.region, "address": address,
+        stack.nodes.append({"id": spec.id, "kind": spec.kind, "org": spec.org or None,
+                            "region": spec.region, "address": address,
                             "endpoints": info.get("endpoints", []),
                             "metrics_url": f"http://{address}:{METRICS_PORT}/metrics"})
-    await _wait_healthy(stack, {n.id for n in nodes})
+    await _wait_healthy(stack, {n.id for n in nodes if not n.org})
+    for org in {n.org for n in nodes if n.org}:  # a hybrid node is listed to its org only
+        await _wait_healthy(stack, {n.id for n in nodes if n.org == org}, org=org)
     (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
     progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "
              f"settings in {state / 'stack.json'}")
@@ -175,8 +202,9 @@ async def _start(
              f"also in {pki.operator_token_file})")
 
 
-async def _wait_healthy(stack: Stack, ids: set[str], timeout_s: float = 20.0) -> None:
-    api = await stack.register("stack-check")
+async def _wait_healthy(stack: Stack, ids: set[str], timeout_s: float = 20.0,
+                        org: str = ORG) -> None:
+    api = await stack.register("stack-check", org=org)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import uvloop
 
+from media_node.cascade import Dialler
 from media_node.service import run
 from media_node.settings import NodeSettings, parse
 from wire import boundary
@@ -24,9 +25,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
-         parse_settings: Callable[[Sequence[str]], NodeSettings] = parse) -> int:
-    """The error boundary (the hybrid node runs through it too, with its own ``prog`` and
-    settings): a failure is one line and an exit code of :mod:`wire.boundary`."""
+         parse_settings: Callable[[Sequence[str]], NodeSettings] = parse,
+         dialler: Callable[[NodeSettings], Dialler] | None = None) -> int:
+    """The error boundary (the hybrid node runs through it too, with its own ``prog``,
+    settings and ``dialler``): a failure is one line and an exit code of :mod:`wire.boundary`."""
     raw = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
@@ -36,7 +38,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
                              logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logging.basicConfig(level=logging.INFO, handlers=[handler])
         logging.getLogger("media_node").info("settings %s", settings.masked())
-        return uvloop.run(run(settings))
+        return uvloop.run(run(settings, dialler(settings) if dialler is not None else None))
 
     return boundary.run(prog, body, as_json=lambda: False, out=sys.stdout, err=sys.stderr,
                         traceback_wanted=boundary.traceback_wanted(os.environ))

@@ -10,17 +10,17 @@ jittered exponential backoff; its legs keep relaying through the gap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
 import time
 from collections.abc import Callable
+from typing import Final
 
 import aiohttp
 from pydantic import TypeAdapter, ValidationError
 
-from media_node.cascade import CascadeLink
+from media_node.cascade import Cascade, Dialler
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
 from wire.models import (
@@ -60,25 +60,52 @@ class RegistrationRefused(Exception):
     """The cloud refused this node (wrong secret, id conflict): retrying will not help."""
 
 
+OUTBOX_LIMIT: Final = 10_000
+
+
+class EventOutbox:
+    """Leg events waiting for the control channel; bounded, the overflow dropped and counted.
+
+    The engine is built with :meth:`put` as its ``emit`` and the channel
+    drains the same outbox, so neither is rewired after construction.
+    """
+
+    def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=limit)
+        self.dropped = 0
+
+    def put(self, event: LegEvent) -> None:
+        try:
+            self.queue.put_nowait(event.model_dump_json())
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+
 class ControlChannel:
     def __init__(self, settings: NodeSettings, engine: Engine, endpoints: list[Endpoint],
-                 fingerprint: str | None, clock: Callable[[], float] = time.monotonic) -> None:
+                 fingerprint: str | None, *, dial: Dialler, outbox: EventOutbox,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.engine = engine
         self.endpoints = endpoints
         self.fingerprint = fingerprint
+        self.dial = dial
+        self.outbox = outbox
         self.clock = clock
         self.node_id = settings.node_id
         self.connected = False
         self.connects = 0
         self.malformed = 0
-        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
-        self.cascades: dict[str, CascadeLink] = {}
-        engine.emit = self.send_event
+        self.cascades: dict[str, Cascade] = {}
 
     def send_event(self, event: LegEvent) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            self._outbox.put_nowait(event.model_dump_json())
+        self.outbox.put(event)
+
+    async def close_cascades(self) -> None:
+        """Close every cascade this node opened (the node is stopping)."""
+        while self.cascades:
+            _, link = self.cascades.popitem()
+            await link.close()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.node_secret}"}
@@ -168,7 +195,7 @@ class ControlChannel:
             old = self.cascades.pop(command.leg_id, None)
             if old is not None:
                 await old.close()
-            link = CascadeLink(self.engine, command, delay_s=self.settings.simulated_rtt_ms / 1000)
+            link = self.dial(self.engine, command)
             self.cascades[command.leg_id] = link
             link.start()
         else:
@@ -185,5 +212,5 @@ class ControlChannel:
 
     async def _drain(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while not ws.closed:
-            text = await self._outbox.get()
+            text = await self.outbox.queue.get()
             await ws.send_str(text)

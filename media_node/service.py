@@ -1,4 +1,9 @@
-"""Wire the node together: engine, listeners, TLS certificate, metrics, control channel."""
+"""Wire the node together: engine, listeners, TLS certificate, metrics, control channel.
+
+:func:`start_node` takes the dialler its cascades are opened with, so a
+hybrid node (``hybrid_node``) starts this same service with its own dialler
+and adds nothing else; :meth:`RunningNode.serve_until_signal` serves it.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,15 @@ import ssl
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar, cast
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
-from media_node.control import ControlChannel, RegistrationRefused
+from media_node.cascade import Dialler, cloud_dialler
+from media_node.control import ControlChannel, EventOutbox, RegistrationRefused
 from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
@@ -87,8 +94,7 @@ async def start_listeners(
 
         async def bind_tls(port: int) -> tuple[asyncio.Server, int]:
             return await bind_stream(engine, host, port, TLS_443.name, delay, context,
-                                     admission, settings.stream_limits,
-                                     timing=timing)
+                                     admission, settings.stream_limits, timing=timing)
 
         tls_server, real = await _bind_with_fallback(bind_tls, settings.tls_port, "TLS")
         closers.append(tls_server)
@@ -107,61 +113,54 @@ async def _ticks(engine: Engine) -> None:
         engine.tick(time.monotonic())
 
 
-async def run(settings: NodeSettings) -> int:
-    if not (settings.udp or settings.tcp or settings.tls):
-        raise usage("--no-udp, --no-tcp and --no-tls leave nothing to serve",
-                    "drop one of them")
-    engine = Engine(settings.node_id or "media-node", capacity=settings.capacity,
-                    consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
-                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst,
-                    stun_ip_rate=settings.stun_ip_rate, stun_ip_burst=settings.stun_ip_burst)
-    admission = admission_for(settings)
-    with tempfile.TemporaryDirectory(prefix="pinhole-node-") as tmp:
-        try:
-            registry = CollectorRegistry(auto_describe=True)
-            endpoints, fingerprint, closers = await start_listeners(
-                settings, engine, Path(tmp), admission, RelayTiming(registry))
-        except OSError as exc:
-            raise usage(f"cannot listen on {settings.bind}: "
-                        f"{(exc.strerror or str(exc)).lower()}",
-                        "pick other ports with --udp-port/--tcp-port/--tls-port or another "
-                        "--listen address") from None
-        for e in endpoints:
-            log.info("listening on %s %s:%d", e.rung, settings.bind, e.port)
-        control = ControlChannel(settings, engine, endpoints, fingerprint)
-        runner: web.AppRunner | None = None
-        if settings.metrics_listen:
-            mhost, _, mport = settings.metrics_listen.rpartition(":")
-            registry.register(EngineCollector(engine, admission, lambda: control.connected))
-            runner = web.AppRunner(make_app(engine, admission, lambda: control.connected,
-                                            registry),
-                                   access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, mhost, int(mport)).start()
-            except (OSError, ValueError) as exc:
-                raise usage(f"--metrics-listen {settings.metrics_listen}: cannot listen "
-                            f"({getattr(exc, 'strerror', None) or exc})",
-                            "give a free HOST:PORT") from None
-            log.info("metrics on http://%s/metrics", settings.metrics_listen)
-        registered = asyncio.Event()
-        channel = asyncio.create_task(control.run_forever(registered))
-        ticks = asyncio.create_task(_ticks(engine))
+@dataclass(eq=False)
+class RunningNode:
+    """A started node: listening, its control channel connecting to the cloud.
+
+    :func:`start_node` builds it; :meth:`serve_until_signal` runs it until
+    SIGINT/SIGTERM (or a refusal by the cloud) and then stops everything it
+    started. Tests and embedders call :meth:`stop` instead.
+    """
+
+    settings: NodeSettings
+    engine: Engine
+    control: ControlChannel
+    endpoints: list[Endpoint]
+    fingerprint: str | None
+    closers: list[asyncio.BaseTransport | asyncio.Server]
+    workdir: tempfile.TemporaryDirectory[str]
+    runner: web.AppRunner | None = None
+    registered: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def _start_tasks(self) -> None:
+        self.tasks = [asyncio.create_task(self.control.run_forever(self.registered)),
+                      asyncio.create_task(_ticks(self.engine))]
+
+    async def wait_registered(self) -> None:
+        """Return once the cloud accepted the registration; raise if the channel gave up."""
+        channel = self.tasks[0]
+        waiter = asyncio.create_task(self.registered.wait())
+        await asyncio.wait({waiter, channel}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not self.registered.is_set():
+            channel.result()  # raises RegistrationRefused with its message
+
+    async def serve_until_signal(self) -> int:
+        """Serve until SIGINT/SIGTERM (0); a channel that gave up is raised as a
+        :class:`wire.boundary.Failure` (a refused registration is a usage failure)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        waiter = asyncio.create_task(registered.wait())
+        channel = self.tasks[0]
+        waiter = asyncio.create_task(self.registered.wait())
         stopper = asyncio.create_task(stop.wait())
         # a signal stops the node at any time, also while the cloud is still unreachable
         done, _ = await asyncio.wait({waiter, channel, stopper},
                                      return_when=asyncio.FIRST_COMPLETED)
         if waiter in done and not stopper.done():
-            if settings.state_file:
-                Path(settings.state_file).write_text(json.dumps({
-                    "node_id": control.node_id, "fingerprint": fingerprint,
-                    "endpoints": [e.model_dump() for e in endpoints],
-                }))
+            self._write_state_file()
             done, _ = await asyncio.wait({stopper, channel}, return_when=asyncio.FIRST_COMPLETED)
         failure = None
         error = channel.exception() if channel in done and not channel.cancelled() else None
@@ -169,15 +168,87 @@ async def run(settings: NodeSettings) -> int:
             failure = usage(str(error), "fix the flag it names")
         elif error is not None:
             failure = describe(error)
+        for task in (waiter, stopper):
+            task.cancel()
+        await self.stop()
+        if failure is not None:
+            raise failure
+        return 0
+
+    def _write_state_file(self) -> None:
+        if self.settings.state_file:
+            Path(self.settings.state_file).write_text(json.dumps({
+                "node_id": self.control.node_id, "fingerprint": self.fingerprint,
+                "endpoints": [e.model_dump() for e in self.endpoints],
+            }))
+
+    async def stop(self) -> None:
         log.info("stopping")
-        for task in (channel, ticks, waiter, stopper):
+        for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, RegistrationRefused):
                 await task
-        for closer in closers:
+        await self.control.close_cascades()
+        for closer in self.closers:
             closer.close()
-        if runner is not None:
-            await runner.cleanup()
-    if failure is not None:
-        raise failure
-    return 0
+        if self.runner is not None:
+            await self.runner.cleanup()
+        self.workdir.cleanup()
+
+
+async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> RunningNode:
+    """Listen, start metrics and the control channel; cascades are opened with ``dial``.
+
+    ``dial`` is the seam a hybrid node uses to open its cascades its own way
+    (source ports, transports); by default (a cloud node) it dials UDP 5004, then
+    TLS 443 (:func:`media_node.cascade.cloud_dialler`).
+    Raises a usage :class:`wire.boundary.Failure` when the node cannot listen.
+    """
+    if not (settings.udp or settings.tcp or settings.tls):
+        raise usage("--no-udp, --no-tcp and --no-tls leave nothing to serve",
+                    "drop one of them")
+    outbox = EventOutbox()
+    engine = Engine(settings.node_id or settings.kind + "-node", capacity=settings.capacity,
+                    consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
+                    stun_rate=settings.stun_rate, stun_burst=settings.stun_burst,
+                    stun_ip_rate=settings.stun_ip_rate, stun_ip_burst=settings.stun_ip_burst,
+                    emit=outbox.put)
+    admission = admission_for(settings)
+    workdir = tempfile.TemporaryDirectory(prefix="pinhole-node-")
+    try:
+        registry = CollectorRegistry(auto_describe=True)
+        endpoints, fingerprint, closers = await start_listeners(
+            settings, engine, Path(workdir.name), admission, RelayTiming(registry))
+    except OSError as exc:
+        workdir.cleanup()
+        raise usage(f"cannot listen on {settings.bind}: {(exc.strerror or str(exc)).lower()}",
+                    "pick other ports with --udp-port/--tcp-port/--tls-port or another "
+                    "--listen address") from None
+    for e in endpoints:
+        log.info("listening on %s %s:%d", e.rung, settings.bind, e.port)
+    control = ControlChannel(settings, engine, endpoints, fingerprint, outbox=outbox,
+                             dial=dial or cloud_dialler(settings.simulated_rtt_ms / 1000,
+                                                        settings.bind))
+    node = RunningNode(settings, engine, control, endpoints, fingerprint, closers, workdir)
+    if settings.metrics_listen:
+        mhost, _, mport = settings.metrics_listen.rpartition(":")
+        registry.register(EngineCollector(engine, admission, lambda: control.connected))
+        node.runner = web.AppRunner(make_app(engine, admission, lambda: control.connected,
+                                             registry), access_log=None)
+        await node.runner.setup()
+        try:
+            await web.TCPSite(node.runner, mhost, int(mport)).start()
+        except (OSError, ValueError) as exc:
+            await node.stop()
+            raise usage(f"--metrics-listen {settings.metrics_listen}: cannot listen "
+                        f"({getattr(exc, 'strerror', None) or exc})",
+                        "give a free HOST:PORT") from None
+        log.info("metrics on http://%s/metrics", settings.metrics_listen)
+    node._start_tasks()
+    return node
+
+
+async def run(settings: NodeSettings, dial: Dialler | None = None) -> int:
+    """Start the node and serve until a signal (0); failures raise for ``__main__``."""
+    node = await start_node(settings, dial)
+    return await node.serve_until_signal()

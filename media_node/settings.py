@@ -53,6 +53,8 @@ class NodeSettings:
     metrics_listen: str = ""  # host:port for /metrics and /healthz over HTTP ("" = off)
     state_file: str = ""  # written once listening: {node_id, endpoints, fingerprint}
     log_format: str = "text"  # "text" or "json" (one JSON object per line)
+    prog: str = "pinhole-media-node"  # the command's name, for its messages
+    cascade_ports: range | None = None  # a hybrid node's cascade source ports (None: any)
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
@@ -79,13 +81,15 @@ def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
         p.error(f"cannot read the node secret file {path}: {exc.strerror}")
 
 
-def parser(prog: str = "pinhole-media-node", kind: str = "cloud") -> argparse.ArgumentParser:
+def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
+           description: str | None = None) -> argparse.ArgumentParser:
     d = NodeSettings(kind=kind)
     p = Parser(
         prog=prog,
-        description="Pinhole media node: STUN responder and symmetric SRTP relay on UDP, TCP "
-        "and TLS. It connects out to the cloud and never needs an inbound control port. Every "
-        "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_NODE_SECRET).\n\n"
+        description=description or "Pinhole media node: STUN responder and symmetric SRTP "
+        "relay on UDP, TCP and TLS. It connects out to the cloud and never needs an inbound "
+        "control port. Every flag also reads PINHOLE_<FLAG> from the environment (e.g. "
+        "PINHOLE_NODE_SECRET).\n\n"
         "Exit codes: 0 stopped, 1 other failure, 2 usage (a flag or a file it names), "
         "3 cannot reach the cloud, 5 the cloud's certificate did not verify.",
     )
@@ -177,7 +181,12 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
           kind: str = "cloud", org: str = "") -> NodeSettings:
     p = parser(prog, kind)
     apply_environment(p, os.environ)
-    a = p.parse_args(argv)
+    return from_args(p.parse_args(argv), p, prog=prog, kind=kind, org=org)
+
+
+def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, kind: str,
+              org: str, cascade_ports: range | None = None) -> NodeSettings:
+    """The settings from parsed flags (a hybrid node's parser adds its own flags first)."""
     if a.node_secret_file:
         a.node_secret = _secret_from(a.node_secret_file, p)
     if not a.cloud:
@@ -203,4 +212,5 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
         handshake_s=a.handshake_s, first_message_s=a.first_message_s, idle_s=a.idle_s,
         leg_timeout_s=a.leg_timeout_s, simulated_rtt_ms=a.simulated_rtt_ms,
         metrics_listen=a.metrics_listen, state_file=a.state_file, log_format=a.log_format,
+        prog=prog, cascade_ports=cascade_ports,
     )

@@ -215,7 +215,7 @@ class CandidateScore(Body):
 
 class AssignmentReason(Body):
     chosen: Id
-    rule: str  # "hybrid-local" or "lowest-score"
+    rule: str  # "hybrid-local", "hybrid-overflow" (the org's hybrid node is full) or "lowest-score"
     candidates: list[CandidateScore]
 
 

@@ -232,6 +232,28 @@ async def test_consent_expiry_stops_sending() -> None:
         b.close()
 
 
+async def test_client_reports_consent_lost_when_its_node_goes_silent() -> None:
+    """RFC 7675 §5.1: consent checks about every interval; no authenticated answer for the
+    consent timeout is an event the caller acts on (moves the leg). The node forgets the leg
+    (released) and so stops answering."""
+    from wire.leg_client import ConsentExpired, LegConfig
+
+    async with running_node() as node:
+        joined = join(node, "m1", 1)
+        lost: list[ConsentExpired] = []
+        session = MediaSession(joined, leg_config=LegConfig(consent_interval_s=None,
+                                                            consent_timeout_s=0.8),
+                               on_consent_lost=lost.append)
+        await session.connect_udp(node.endpoint("udp/5004"), "udp/5004")
+        session.start_keepalives(0.2)
+        await asyncio.sleep(1.0)
+        assert lost == [] and session.counters.keepalive_rtt_ms is not None  # answered
+        node.engine.release("leg-p-1")
+        await asyncio.sleep(1.5)
+        assert len(lost) == 1 and session.consent_lost is lost[0]
+        session.close()
+
+
 # ----------------------------------------------------------------------------- cascades
 
 
@@ -339,12 +361,14 @@ async def test_garbage_on_every_entry_point_leaves_the_node_serving(rung: str) -
 
 async def test_control_messages_that_are_garbage_are_counted() -> None:
     """Issue: fuzzed control messages: dropped and counted, the channel goes on."""
-    from media_node.control import ControlChannel
+    from media_node.cascade import cloud_dialler
+    from media_node.control import ControlChannel, EventOutbox
     from media_node.settings import NodeSettings
 
     async with running_node() as node:
         channel = ControlChannel(NodeSettings(cloud="https://unused"), node.engine,
-                                 list(node.info.endpoints), None)
+                                 list(node.info.endpoints), None, dial=cloud_dialler(),
+                                 outbox=EventOutbox())
 
         @settings(max_examples=100, deadline=None)
         @given(st.one_of(st.text(max_size=200), st.just('{"type": "allocate_leg"}'),
@@ -378,4 +402,60 @@ async def test_cascade_falls_back_to_tls_443() -> None:
         assert Counter(s for s, _, _ in sessions[1].payloads) == {1: 10}
         for s in sessions:
             s.close()
+        await link.close()
+
+
+async def test_hybrid_cascade_takes_tcp_5004_when_udp_gets_no_answer() -> None:
+    """Seed: the hybrid node "uses the same ports and protocols as the Cisco Spark app when it
+    talks to the cloud": UDP 5004, then TCP 5004 (then TLS 443)."""
+    from hybrid_node.dial import hybrid_dialler
+
+    async with running_node("hyb") as a, running_node("cloud-b", udp=False) as b:
+        link = hybrid_dialler(local_host=a.info.address)(a.engine, cascade(a, b, "m1"))
+        assert isinstance(link, CascadeLink)
+        link.udp_timeout_s = 0.5
+        link.start()
+        async with asyncio.timeout(10):
+            await link.up.wait()
+        assert link.rung == "tcp/5004"
+        x, y = join(a, "m1", 1), join(b, "m1", 2)
+        sessions = [await connect(a, x, "udp/5004"), await connect(b, y, "tcp/5004")]
+        await _exchange(sessions, 10)
+        assert Counter(s for s, _, _ in sessions[0].payloads) == {2: 10}
+        assert Counter(s for s, _, _ in sessions[1].payloads) == {1: 10}
+        for s in sessions:
+            s.close()
+        await link.close()
+
+
+async def test_hybrid_cascade_leaves_from_the_hybrid_source_range() -> None:
+    """Requirements page: hybrid services' media over UDP from "33434-33598"; the peer latches
+    the cascade to that source port (of the node's own address)."""
+    from hybrid_node.dial import HYBRID_PORTS, hybrid_dialler
+
+    async with running_node("hyb") as a, running_node("cloud-b") as b:
+        link = hybrid_dialler(local_host=a.info.address)(a.engine, cascade(a, b, "m1"))
+        assert isinstance(link, CascadeLink)
+        link.start()
+        async with asyncio.timeout(10):
+            await link.up.wait()
+        assert link.rung == "udp/5004" and link.local_port in HYBRID_PORTS
+        leg = next(leg for leg in b.engine.legs.values() if leg.cascade)
+        assert leg.addr == (a.info.address, link.local_port)
+        await link.close()
+
+
+async def test_cascade_refuses_a_tls_peer_whose_certificate_is_not_the_published_one() -> None:
+    """docs/design.md: TLS media checks the node list's fingerprint. A cascade over TLS 443 to a
+    peer presenting another certificate (a re-signing middlebox) never latches."""
+    async with running_node("node-a") as a, running_node("node-b", udp=False) as b:
+        command = cascade(a, b, "m1")
+        forged = command.model_copy(update={"peer": command.peer.model_copy(
+            update={"fingerprint": "AA:" * 31 + "AA"})})
+        link = CascadeLink(a.engine, forged, udp_timeout_s=0.3, retry_s=10.0)
+        link.start()
+        await asyncio.sleep(2.0)
+        assert not link.up.is_set()
+        peer_leg = b.engine.legs[command.leg_id]
+        assert peer_leg.sink is None  # nothing latched on the peer
         await link.close()

@@ -33,3 +33,18 @@ def test_time_to_media_times_each_profile() -> None:
         assert timed["failures"] == [] and len(timed["samples_ms"]) == 1, timed
         for key in ("median_ms", "connect_median_ms"):
             assert isinstance(timed[key], float) and timed[key] > 0, timed
+
+
+def test_time_to_media_measures_the_hybrid_profile() -> None:
+    """The hybrid profile is measured, not skipped: media on udp/5004 to the hybrid node (its
+    clients have the proxy configured; media does not take it)."""
+    require_root()
+    for tool in ("nft", "conntrack", "tinyproxy"):
+        require_tool(tool)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.time_to_media", "--runs", "1", "--profiles", "hybrid"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
+    ).stdout
+    timed = json.loads(out)["profiles"]["hybrid"]
+    assert (timed["transport"], timed["node"]) == ("udp/5004", "hybrid-acme"), timed
+    assert timed["failures"] == [] and len(timed["samples_ms"]) == 1, timed

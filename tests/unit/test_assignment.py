@@ -118,3 +118,22 @@ def test_udp_33434_is_a_last_resort_even_when_it_answered_faster() -> None:
                         results=[seen("near", 10, "udp/33434"), seen("mid", 10, "tcp/5004")],
                         meeting_nodes=frozenset())
     assert only_33434.reason.chosen == "near" and only_33434.plan[0].rung == "udp/33434"
+
+
+def test_a_full_hybrid_node_overflows_to_the_cloud_and_the_reason_says_so() -> None:
+    """Overflow: the org's hybrid node at capacity sends a new join to the cloud, and the
+    assignment's reason says why the local node was passed over (rule ``hybrid-overflow``,
+    the hybrid candidate excluded as ``full``)."""
+    onprem = node("onprem", kind="hybrid", org="acme", load=1.0)
+    a = assign(org="acme", profile=DeviceProfile.DESKTOP, nodes=[NEAR, onprem],
+               results=[seen("near", 30), seen("onprem", 1)],
+               meeting_nodes=frozenset({"onprem"}))
+    assert a.node.id == "near" and a.reason.rule == "hybrid-overflow"
+    by = {c.node_id: c for c in a.reason.candidates}
+    assert by["onprem"].excluded == "full"
+    # a hybrid node the device did not reach is no overflow: the ordinary rule applies
+    far_away = assign(org="acme", profile=DeviceProfile.DESKTOP,
+                      nodes=[NEAR, node("onprem", kind="hybrid", org="acme")],
+                      results=[seen("near", 30), seen("onprem", None)],
+                      meeting_nodes=frozenset())
+    assert far_away.reason.rule == "lowest-score"

@@ -1,0 +1,26 @@
+"""``pinhole-hybrid-node`` / ``python -m hybrid_node``: run a hybrid media node."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from hybrid_node.dial import hybrid_dialler
+from hybrid_node.settings import PROG, parse
+from media_node.__main__ import main as node_main
+from media_node.cascade import Dialler
+from media_node.settings import NodeSettings
+
+
+def dialler(settings: NodeSettings) -> Dialler:
+    """Cascades from the node's own address and its ``--cascade-ports``."""
+    return hybrid_dialler(settings.cascade_ports, local_host=settings.bind,
+                          delay_s=settings.simulated_rtt_ms / 1000)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return node_main(argv, prog=PROG, parse_settings=parse, dialler=dialler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The hybrid node's settings: the media node's flags plus ``--org`` and ``--cascade-ports``.
+
+One :class:`~media_node.settings.NodeSettings` (kind ``hybrid``, its org, the
+org's hybrid node secret, the cascade source ports), from flags and
+``PINHOLE_*`` variables like every other service's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from hybrid_node.dial import HYBRID_PORTS
+from media_node.settings import NodeSettings, from_args, parser
+from wire.boundary import usage
+from wire.flags import apply_environment
+
+PROG = "pinhole-hybrid-node"
+
+
+def port_span(ports: range) -> str:
+    return f"{ports.start}-{ports.stop - 1}"
+
+
+def parse_ports(text: str) -> range:
+    """``"33434-33598"`` (or one port) as a range; ValueError saying what is wrong."""
+    low, _, high = text.strip().partition("-")
+    try:
+        start, end = int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port range like 33434-33598") from None
+    if not 1 <= start <= end <= 65535:
+        raise ValueError(f"{text!r}: ports must be 1-65535, the first not above the last")
+    return range(start, end + 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser(PROG, "hybrid", description=(
+        "Pinhole hybrid media node: a media node for one organisation, installed inside its "
+        "network (even behind NAT). It only connects outward: registration and its control "
+        "WebSocket to the cloud over HTTPS/WSS 443, and every cascade to a cloud node from a "
+        "UDP source port in --cascade-ports to UDP 5004, then TCP 5004, then TLS 443. Every "
+        "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_ORG, "
+        "PINHOLE_NODE_SECRET_FILE).\n\nExit codes: 0 stopped, 1 other failure, 2 usage (a "
+        "flag or a file it names), 3 cannot reach the cloud, 5 the cloud's certificate did "
+        "not verify."))
+    p.add_argument("--org", default="",
+                   help="the organisation this node serves; only its devices see and use it")
+    p.add_argument("--cascade-ports", default=port_span(HYBRID_PORTS),
+                   help="UDP source ports of cascades to the cloud (seed: 33434-33598; the "
+                   "older 8000-8100 also works)")
+    p.set_defaults(region="on-prem")
+    for action in p._actions:  # here the secret is the org's hybrid node secret
+        if action.dest == "node_secret_file":
+            action.help = "read the org's hybrid node secret from this file"
+    return p
+
+
+def parse(argv: Sequence[str] | None = None) -> NodeSettings:
+    p = build_parser()
+    apply_environment(p, os.environ)
+    a = p.parse_args(argv)
+    if not a.org:
+        raise usage("--org ORG is required: a hybrid node serves one organisation",
+                    "pass --org ORG (or set PINHOLE_ORG)")
+    try:
+        ports = parse_ports(a.cascade_ports)
+    except ValueError as exc:
+        raise usage(f"--cascade-ports {exc}", "give a range like 33434-33598") from None
+    settings = from_args(a, p, prog=PROG, kind="hybrid", org=a.org, cascade_ports=ports)
+    if not settings.node_secret:
+        raise usage("the org's hybrid node secret is missing",
+                    "pass --node-secret-file FILE (or set PINHOLE_NODE_SECRET_FILE)")
+    return settings

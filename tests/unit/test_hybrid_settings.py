@@ -1,0 +1,65 @@
+"""``pinhole-hybrid-node`` settings: the issue's flags, each also from ``PINHOLE_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hybrid_node.settings import parse, parse_ports
+from wire.boundary import Failure
+
+
+def secret(tmp_path: Path) -> str:
+    path = tmp_path / "hybrid-secret"
+    path.write_text("s3cret\n")
+    return str(path)
+
+
+def test_flags(tmp_path: Path) -> None:
+    s = parse(["--cloud", "https://cloud.example", "--org", "acme", "--node-secret-file",
+               secret(tmp_path), "--advertise", "10.99.0.4", "--capacity", "2",
+               "--cascade-ports", "8000-8100", "--log-format", "json",
+               "--metrics-listen", "10.99.0.4:9100"])
+    assert (s.kind, s.org, s.node_secret, s.advertise, s.capacity) == (
+        "hybrid", "acme", "s3cret", "10.99.0.4", 2)
+    assert s.cascade_ports == range(8000, 8101) and s.log_format == "json"
+    assert s.metrics_listen == "10.99.0.4:9100" and s.region == "on-prem"
+    assert s.masked()["node_secret"] == "****"
+
+
+def test_every_flag_also_from_the_environment(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"CLOUD": "https://cloud.example", "ORG": "acme",
+                        "NODE_SECRET_FILE": secret(tmp_path), "ADVERTISE": "10.99.0.4",
+                        "CAPACITY": "3", "CASCADE_PORTS": "33434-33440",
+                        "LOG_FORMAT": "json"}.items():
+        monkeypatch.setenv("PINHOLE_" + name, value)
+    s = parse([])
+    assert (s.org, s.capacity, s.cascade_ports, s.log_format) == (
+        "acme", 3, range(33434, 33441), "json")
+
+
+def test_default_cascade_range_is_the_seeds() -> None:
+    """Requirements page: hybrid services' media "33434-33598"."""
+    assert parse_ports("33434-33598") == range(33434, 33599)
+    assert parse_ports("5004") == range(5004, 5005)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--cascade-ports", "9-1"], "ports must be 1-65535"),
+    (["--cascade-ports", "lots"], "is not a port range"),
+    ([], "--org ORG is required"),
+])
+def test_bad_flags_say_what_to_do(tmp_path: Path, argv: list[str], message: str) -> None:
+    base = ["--cloud", "https://cloud.example", "--node-secret-file", secret(tmp_path)]
+    if "--org" not in " ".join(argv) and argv:
+        base += ["--org", "acme"]
+    with pytest.raises(Failure, match=message):
+        parse(base + argv)
+
+
+def test_the_secret_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PINHOLE_NODE_SECRET", raising=False)
+    with pytest.raises(Failure, match="hybrid node secret is missing"):
+        parse(["--cloud", "https://cloud.example", "--org", "acme"])

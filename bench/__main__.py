@@ -1,7 +1,10 @@
 """``make bench`` / ``python -m bench``: run every benchmark; one JSON document on stdout.
 
-``time_to_media`` and ``uplink`` need root (the firewall lab); without it, a note on stderr
-says so.
+relay (and SFU fan-out) against the C libsrtp relay, STUN against coturn, joins
+closed loop (throughput, memory vs Redis) and open loop (500/s for 10 s:
+latency), the probe of 3, 30 and 100 nodes, time to media per firewall profile
+and the hybrid node's uplink. ``time_to_media`` and ``uplink`` need root (the
+firewall lab); without it, a note on stderr says so.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import join, probe, relay, time_to_media, uplink
+from bench import join, probe, relay, stun, time_to_media, uplink
 
 NEEDS_ROOT = "needs root (the firewall lab: network namespaces and nftables)"
 
@@ -22,7 +25,10 @@ NEEDS_ROOT = "needs root (the firewall lab: network namespaces and nftables)"
 def main() -> int:
     results: dict[str, Any] = {}
     benches: list[tuple[str, Callable[[list[str]], int]]] = [
-        ("relay", relay.main), ("join", join.main), ("probe", probe.main)]
+        ("relay", relay.main), ("stun", stun.main), ("join", join.main),
+        ("join_open_loop", lambda argv: join.main(
+            ["--rate", "500", "--seconds", "10", "--devices", "200", "--rounds", "1"])),
+        ("probe", probe.main)]
     root = os.geteuid() == 0
     lab_benches: list[tuple[str, Callable[[list[str]], int]]] = [
         ("time_to_media", time_to_media.main), ("uplink", uplink.main)]

@@ -1,12 +1,21 @@
 """Joins per second and join latency (p50/p99) on the memory and the Redis store, same run.
 
-For each store the cloud runs in this process on a loopback port (plain HTTP:
-TLS cost is not what is compared), a real media node control channel
+For each store the cloud runs in this process, on uvloop as the service does,
+on a loopback port (plain HTTP: TLS cost is not what is compared), a real media node control channel
 (``media_node.control.ControlChannel`` with its engine, no media listeners)
 answers the leg allocations, ``--devices`` devices register and report fresh
-reachability, then every device joins one of ``--devices / 10`` meetings with
-``--concurrency`` joins in flight. The backends alternate (memory, redis,
-redis, memory, …) over ``--rounds`` rounds. JSON on stdout, progress on stderr.
+reachability, then:
+
+- closed loop (default): every device joins one of ``--devices / 10`` meetings
+  with ``--concurrency`` joins in flight: the most joins per second;
+- open loop (``--rate R --seconds S``): ``R × S`` joins start on a fixed
+  schedule, ``1/R`` apart, whether or not earlier ones have finished (ten per
+  meeting, the devices taking turns); each latency counts from the join's
+  scheduled start, so a cloud that falls behind shows it in its p99 instead
+  of slowing the generator down (no coordinated omission).
+
+The backends alternate (memory, redis, redis, memory, …) over ``--rounds``
+rounds. JSON on stdout, progress on stderr.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 from cloud.app import make_app
@@ -57,7 +67,8 @@ async def _redis(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, Any]:
+async def _measure(store_url: str, devices: int, concurrency: int, rate: float = 0.0,
+                   seconds: float = 0.0) -> dict[str, Any]:
     port = free_port()
     settings = CloudSettings(node_secret=SECRET, store=store_url, heartbeat_s=2.0)
     app = make_app(settings, open_store(store_url), {ORG.id: ORG}, TokenSigner())
@@ -75,7 +86,7 @@ async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, 
     registered = asyncio.Event()
     node_task = asyncio.create_task(channel.run_forever(registered))
     await registered.wait()
-    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    connector = aiohttp.TCPConnector(limit=512 if rate else concurrency * 2)
     async with aiohttp.ClientSession(base_url=base, connector=connector) as http:
         while True:  # the node's control channel is up once the cloud lists it healthy
             async with http.post("/v1/devices", json={"org": ORG.id, "enrollment_key":
@@ -103,8 +114,9 @@ async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, 
 
         _say(f"  {store_url.split(':')[0]}: registering {devices} devices with fresh reports …")
         await asyncio.gather(*(enroll(i) for i in range(devices)))
+        joins = int(rate * seconds) if rate else devices
         meetings = []
-        for _ in range(max(1, devices // 10)):
+        for _ in range(max(1, joins // 10)):
             async with http.post("/v1/meetings", json={},
                                  headers={"Authorization": f"Bearer {tokens[0]}"}) as r:
                 meetings.append((await r.json())["id"])
@@ -122,10 +134,25 @@ async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, 
                 latencies.append((time.perf_counter() - started) * 1000)
                 failures += not ok
 
-        _say(f"  joining {devices} devices into {len(meetings)} meetings, "
-             f"{concurrency} in flight …")
+        async def scheduled(i: int, at: float) -> None:
+            nonlocal failures
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            token = tokens[i % len(tokens)]
+            async with http.post(f"/v1/meetings/{meetings[i // 10]}/participants", json={},
+                                 headers={"Authorization": f"Bearer {token}"}) as r:
+                await r.read()
+                failures += r.status != 201
+            latencies.append((time.perf_counter() - at) * 1000)
+
         started = time.perf_counter()
-        await asyncio.gather(*(join(i, t) for i, t in enumerate(tokens)))
+        if rate:
+            _say(f"  open loop: {joins} joins at {rate:g}/s into {len(meetings)} meetings …")
+            await asyncio.gather(*(scheduled(i, started + 0.05 + i / rate)
+                                   for i in range(joins)))
+        else:
+            _say(f"  joining {devices} devices into {len(meetings)} meetings, "
+                 f"{concurrency} in flight …")
+            await asyncio.gather(*(join(i, t) for i, t in enumerate(tokens)))
         elapsed = time.perf_counter() - started
     node_task.cancel()
     await asyncio.gather(node_task, return_exceptions=True)
@@ -133,6 +160,8 @@ async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, 
     latencies.sort()
     return {
         "store": store_url.split(":")[0],
+        "mode": "open" if rate else "closed",
+        "offered_per_s": rate or None,
         "devices": devices,
         "joins": len(latencies),
         "failures": failures,
@@ -143,7 +172,8 @@ async def _measure(store_url: str, devices: int, concurrency: int) -> dict[str, 
     }
 
 
-async def run(devices: int, concurrency: int, rounds: int) -> dict[str, Any]:
+async def run(devices: int, concurrency: int, rounds: int, rate: float = 0.0,
+              seconds: float = 0.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pinhole-bench-") as tmp:
         redis_proc, redis_url = await _redis(Path(tmp))
         try:
@@ -158,7 +188,7 @@ async def run(devices: int, concurrency: int, rounds: int) -> dict[str, Any]:
                         await reader.readline()
                         writer.close()
                     _say(f"round {i + 1}/{rounds}")
-                    result = await _measure(url, devices, concurrency)
+                    result = await _measure(url, devices, concurrency, rate, seconds)
                     _say(f"  {result['store']}: {result['joins_per_s']} joins/s, "
                          f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
                     results.append(result)
@@ -169,12 +199,17 @@ async def run(devices: int, concurrency: int, rounds: int) -> dict[str, Any]:
     def median(store: str, key: str) -> float:
         return float(statistics.median(r[key] for r in results if r["store"] == store))
 
+    memory_rate = median("memory", "joins_per_s")
     return {
         "benchmark": "join",
         "what": "POST /v1/meetings/{id}/participants over loopback HTTP, leg allocated by a "
                 "real node control channel; devices with fresh reachability reports",
+        "mode": f"open loop, {rate:g} joins/s for {seconds:g} s" if rate
+        else f"closed loop, {concurrency} in flight",
         "memory": {k: median("memory", k) for k in ("joins_per_s", "p50_ms", "p99_ms")},
         "redis": {k: median("redis", k) for k in ("joins_per_s", "p50_ms", "p99_ms")},
+        "redis_throughput_ratio": round(median("redis", "joins_per_s") / memory_rate, 3)
+        if memory_rate else None,
         "rounds": results,
     }
 
@@ -185,9 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", type=int, default=1000, help="registered devices (1000)")
     p.add_argument("--concurrency", type=int, default=16, help="joins in flight (16)")
     p.add_argument("--rounds", type=int, default=2, help="rounds per store (2)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="open loop: joins started per second (off: closed loop)")
+    p.add_argument("--seconds", type=float, default=10.0,
+                   help="open loop: how long joins keep starting (10)")
     p.add_argument("--json", action="store_true", help="JSON only (it is always JSON on stdout)")
     a = p.parse_args(argv)
-    print(json.dumps(asyncio.run(run(a.devices, a.concurrency, a.rounds)), indent=2))
+    if a.rate < 0 or a.seconds <= 0 or a.rounds < 1 or a.devices < 10:
+        p.error("--rate >= 0, --seconds > 0, --rounds >= 1 and --devices >= 10, please")
+    print(json.dumps(uvloop.run(run(a.devices, a.concurrency, a.rounds, a.rate, a.seconds)),
+                     indent=2))
     return 0
 
 

@@ -1,9 +1,10 @@
 """The real media-node relay path, alone in a process, for ``bench/relay.py``.
 
 It runs the service's own :class:`~media_node.engine.Engine` behind its own
-UDP listener on uvloop, with one meeting of two legs: the sender's leg
-latched to the load generator's source address, the receiver's to the
-generator's sink. Latching is done directly (the generator speaks no STUN);
+UDP listener on uvloop, with one meeting of ``1 + receivers`` legs: the
+sender's leg latched to the load generator's source address, receiver ``i``'s
+to ``127.0.0.(2+i):SINK`` (the generator's one sink socket, bound to every
+address). Latching is done directly (the generator speaks no STUN);
 every packet then takes the production path: demux, leg lookup by 5-tuple,
 SRTP authenticate + decrypt, SSRC check, re-protect, sendto.
 """
@@ -27,14 +28,21 @@ from wire.srtp import SrtpKeys, SrtpProfile
 SSRC = 0x11223344  # the load generator's
 
 
-async def serve(port: int, src_port: int, sink_port: int, key_in: bytes) -> None:
+def receiver_address(i: int, sink_port: int) -> tuple[str, int]:
+    """Where receiver ``i`` is latched (the C relay sends to the same addresses)."""
+    return (f"127.0.0.{2 + i}", sink_port)
+
+
+async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receivers: int) -> None:
     engine = Engine("bench-node", stun_rate=0)
     profile = SrtpProfile.AES_CM_128_HMAC_SHA1_80
     transport, _ = await bind_udp(engine, "127.0.0.1", port, "udp/5004", 0.0)
     listener = transport.get_protocol()
     now = time.monotonic()
-    for name, ssrc, up, addr in (("sender", SSRC, key_in, src_port),
-                                 ("receiver", 1, SrtpKeys.generate(profile).master, sink_port)):
+    legs = [("sender", SSRC, key_in, ("127.0.0.1", src_port))]
+    legs += [(f"receiver{i}", 1 + i, SrtpKeys.generate(profile).master,
+              receiver_address(i, sink_port)) for i in range(receivers)]
+    for name, ssrc, up, addr in legs:
         command = AllocateLeg(
             request_id=name, leg_id=name, meeting_id="bench", participant_id=name, ssrc=ssrc,
             ice=IceCredentials(node_ufrag=f"{name}-n", client_ufrag=f"{name}-c",
@@ -43,7 +51,7 @@ async def serve(port: int, src_port: int, sink_port: int, key_in: bytes) -> None
                             client_to_node=SecretStr(base64.b64encode(up).decode()),
                             node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64())))
         assert engine.allocate(command, now).ok
-        engine.latch_outbound(engine.legs[name], listener, ("127.0.0.1", addr), now)  # type: ignore[arg-type]
+        engine.latch_outbound(engine.legs[name], listener, addr, now)  # type: ignore[arg-type]
     print("ready", flush=True)
     await asyncio.Event().wait()
 
@@ -54,8 +62,9 @@ def main() -> int:
     p.add_argument("--src-port", type=int, required=True)
     p.add_argument("--sink-port", type=int, required=True)
     p.add_argument("--key", required=True, help="sender's SRTP master key+salt, hex")
+    p.add_argument("--receivers", type=int, default=1, help="legs that hear the sender (1)")
     a = p.parse_args()
-    uvloop.run(serve(a.port, a.src_port, a.sink_port, bytes.fromhex(a.key)))
+    uvloop.run(serve(a.port, a.src_port, a.sink_port, bytes.fromhex(a.key), a.receivers))
     return 0
 
 

@@ -6,6 +6,16 @@
 //                           --size is the size on the wire (tag included).
 //   --src-port P          : bind the sending socket to 127.0.0.1:P, so the relay
 //                           under test can have its leg latched to that address.
+//   --srtp-pool N         : (srtp) protect N packets before the run (sequence numbers
+//                           0..N-1, so the rollover counter increments past 65535)
+//                           and only send them during it: the generator does no
+//                           crypto while it measures. The measurement ends early,
+//                           with "pool_exhausted": 1, when the pool runs out.
+//   --fanout F            : a relay sends F packets to the sink per packet in
+//                           (an SFU with F receivers): F packets received release
+//                           one new request; "in_rate" is requests sent per second.
+//   --sink-any            : bind the sink to 0.0.0.0:P, so receivers latched to
+//                           127.0.0.2:P, 127.0.0.3:P ... all arrive on one socket.
 // Build: gcc -O2 -o srtp_loadgen srtp_loadgen.c -lsrtp2
 //
 // The original header follows.
@@ -111,7 +121,7 @@ int main(int argc, char **argv) {
     int mode = M_ECHO, size = 172, window = 64, sink_port = 0, batch = 64, spid = 0, src_port = 0;
     const char *keyhex = NULL;
     double duration = 5, warmup = 1, timeout_ms = 100;
-    int spin = 0;
+    int spin = 0, pool_pkts = 0, fanout = 1, sink_any = 0;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i], *v = (i + 1 < argc) ? argv[i + 1] : NULL;
 #define ARG(name) (!strcmp(a, name) && v && (i++, 1))
@@ -130,6 +140,9 @@ int main(int argc, char **argv) {
         else if (ARG("--timeout-ms")) timeout_ms = atof(v);
         else if (ARG("--label")) label = v;
         else if (!strcmp(a, "--spin")) spin = 1;
+        else if (ARG("--srtp-pool")) pool_pkts = atoi(v);
+        else if (ARG("--fanout")) fanout = atoi(v);
+        else if (!strcmp(a, "--sink-any")) sink_any = 1;
         else { fprintf(stderr, "bad arg %s\n", a); return 2; }
     }
     if (batch > MAXB) batch = MAXB;
@@ -151,6 +164,27 @@ int main(int argc, char **argv) {
         policy.window_size = 128;
         if (srtp_init() || srtp_create(&srtp_session, &policy)) { fprintf(stderr, "libsrtp init failed\n"); return 1; }
     }
+    if (fanout < 1) fanout = 1;
+    uint8_t *srtp_pool = NULL;
+    int srtp_pool_len = 0;
+    if (mode == M_SRTP && pool_pkts > 0) {  // pre-protected: sequence 0..N-1, ROC included
+        srtp_pool = malloc((size_t)pool_pkts * size);
+        if (!srtp_pool) { fprintf(stderr, "pool of %d packets: out of memory\n", pool_pkts); return 1; }
+        for (int k = 0; k < pool_pkts; k++) {
+            uint8_t *p = srtp_pool + (size_t)k * size;
+            uint16_t s16 = (uint16_t)k;
+            uint32_t ts = (uint32_t)((uint64_t)k * 960), ss = 0x11223344;
+            for (int j = 12; j < size; j++) p[j] = (uint8_t)(j * 7 + k);
+            p[0] = 0x80; p[1] = 111;
+            p[2] = s16 >> 8; p[3] = s16 & 0xff;
+            p[4] = ts >> 24; p[5] = ts >> 16; p[6] = ts >> 8; p[7] = ts;
+            p[8] = ss >> 24; p[9] = ss >> 16; p[10] = ss >> 8; p[11] = ss;
+            int len_ = size - 10;
+            if (srtp_protect(srtp_session, p, &len_) || len_ != size) { fprintf(stderr, "protect failed\n"); return 1; }
+        }
+        srtp_pool_len = size;
+    }
+    int exhausted = 0;
     char host[64];
     int port;
     if (sscanf(target, "%63[^:]:%d", host, &port) != 2) return 2;
@@ -173,6 +207,7 @@ int main(int argc, char **argv) {
         int one = 1;
         setsockopt(rx, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         loc.sin_port = htons(sink_port);
+        if (sink_any) loc.sin_addr.s_addr = htonl(INADDR_ANY);
         if (bind(rx, (void *)&loc, sizeof loc) < 0) { perror("bind sink"); return 1; }
     }
     struct timeval tv = {.tv_sec = 0, .tv_usec = (long)(timeout_ms * 1000)};
@@ -204,6 +239,10 @@ int main(int argc, char **argv) {
             int k = pool_i++ % pool_n;                                            \
             memcpy(sbuf[i], pool + pool_off[k], pool_len[k]);                     \
             siov[i].iov_len = pool_len[k];                                        \
+        } else if (mode == M_SRTP && srtp_pool) {                                 \
+            if (seq >= (uint64_t)pool_pkts) { exhausted = 1; break; }  /* ends FILL */ \
+            siov[i].iov_base = srtp_pool + seq * srtp_pool_len;                   \
+            siov[i].iov_len = srtp_pool_len;                                      \
         } else if (mode == M_SRTP) {                                              \
             uint8_t *p = sbuf[i];                                                 \
             uint16_t s16 = (uint16_t)seq;                                         \
@@ -238,7 +277,9 @@ int main(int argc, char **argv) {
         int left_ = (n);                                                          \
         while (left_ > 0) {                                                       \
             int k_ = left_ > batch ? batch : left_;                               \
-            for (int q_ = 0; q_ < k_; q_++) FILL(q_);                             \
+            int q_ = 0;                                                           \
+            for (; q_ < k_; q_++) { FILL(q_); if (exhausted) break; }             \
+            if (q_ < k_) { k_ = q_; left_ = q_; if (!k_) break; }                 \
             int r_;                                                               \
             if (k_ == 1 && batch == 1) r_ = send(tx, sbuf[0], siov[0].iov_len, 0) >= 0 ? 1 : -1; \
             else r_ = sendmmsg(tx, smsg, k_, 0);                                  \
@@ -248,6 +289,7 @@ int main(int argc, char **argv) {
         }                                                                         \
     } while (0)
 
+    uint64_t credit = 0;
     uint64_t send_err = 0, recv_ok = 0, bad = 0, reprimes = 0, rx_total = 0;
     double t0 = now_s(), t_meas = t0 + warmup, t_end = t_meas + duration;
     double scpu0 = 0, gcpu0 = 0, tm0 = 0;
@@ -263,7 +305,7 @@ int main(int argc, char **argv) {
             gcpu0 = proc_cpu(getpid());
             sent_m = sent;
         }
-        if (t >= t_end) break;
+        if (t >= t_end || exhausted) break;
         int n;
         int fl = spin ? MSG_DONTWAIT : 0;
         if (batch == 1) {
@@ -301,7 +343,9 @@ int main(int argc, char **argv) {
         }
         rx_total += n;
         if (measuring) recv_ok += good;
-        SEND(n);  // replace every reply (good or bad) so the window stays constant
+        credit += n;  // replace every reply (good or bad) so the window stays constant
+        SEND(credit / fanout);
+        credit %= fanout;
     }
     double tm1 = now_s();
     double el = tm1 - tm0;
@@ -309,9 +353,11 @@ int main(int argc, char **argv) {
     double gcpu = (proc_cpu(getpid()) - gcpu0) / el;
     printf("{\"label\":\"%s\",\"mode\":\"%s\",\"size\":%d,\"window\":%d,\"batch\":%d,\"duration\":%.3f,"
            "\"sent\":%lu,\"recv\":%lu,\"rate\":%.1f,\"bad\":%lu,\"reprimes\":%lu,\"send_err\":%lu,"
-           "\"server_cpu\":%.3f,\"gen_cpu\":%.3f,\"spin\":%d}\n",
+           "\"server_cpu\":%.3f,\"gen_cpu\":%.3f,\"spin\":%d,\"fanout\":%d,\"in_rate\":%.1f,"
+           "\"pool\":%d,\"pool_exhausted\":%d}\n",
            label, mode == M_STUN ? "stun" : mode == M_RTP ? "rtp" : mode == M_SRTP ? "srtp" : "echo", size, window, batch, el,
            (unsigned long)(sent - sent_m), (unsigned long)recv_ok, recv_ok / el, (unsigned long)bad,
-           (unsigned long)reprimes, (unsigned long)send_err, scpu, gcpu, spin);
+           (unsigned long)reprimes, (unsigned long)send_err, scpu, gcpu, spin, fanout,
+           (sent - sent_m) / el, pool_pkts, exhausted);
     return 0;
 }

@@ -8,9 +8,21 @@ one after another, each a new device that registers and probes first, join
 the meeting for a second. Each one times, from its join request on its own
 monotonic clock (``pinhole call --json``: ``timings``), the join answer, the
 latched leg and the first SRTP packet from the speaker it decrypted.
-JSON on stdout (median, min and max per profile), progress on stderr.
-With a ``hybrid`` profile the lab also runs ``pinhole-hybrid-node`` on the
-enterprise's hybrid host, and its clients have the HTTP proxy configured.
+
+Two more cases per profile, the ones users meet:
+
+- cold start: the same new devices, timed from their registration (register,
+  probe, report, join, first media); target: probe timeout + 3 RTT;
+- stale report: ``--runs`` devices probed while the firewall was ``open`` (UDP
+  worked) and kept their report in a cache directory; then the profile is
+  loaded and they join on the cached report (younger than the 2-hour TTL, so
+  it still says UDP); target: first media within 1 RTT + 300 ms of the join.
+
+RTT is the call's own keepalive RTT. JSON on stdout (median, min and max per
+profile and case, each with its target and whether every run met it),
+progress on stderr. With a ``hybrid`` profile the lab also runs
+``pinhole-hybrid-node`` on the enterprise's hybrid host, and its clients have
+the HTTP proxy configured.
 """
 
 from __future__ import annotations
@@ -41,6 +53,8 @@ PROXIED = ("proxy-only", "hybrid", "hybrid-tls-only")
 SPEAKER_S = 600  # longer than any profile's runs: the speaker is stopped after them
 WARM_UP_TRIES = 10
 CALL_TIMEOUT_S = 60.0
+STALE_MARGIN_MS = 300.0  # stale report: first media within 1 RTT + this
+COLD_RTTS = 3  # cold start: within the probe timeout + this many RTTs
 
 
 class BenchError(Exception):
@@ -51,17 +65,16 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _client(fw: Lab, stack_json: Path, profile: str, *args: str) -> list[str]:
-    """``pinhole … --json ARGS`` as a new device in the enterprise namespace."""
+def _client(fw: Lab, stack_json: Path, profile: str, *args: str,
+            cache: Path | None = None) -> list[str]:
+    """``pinhole … --json ARGS`` in the enterprise namespace: a new device, or ``cache``'s."""
     proxy = ["--proxy", PROXY_URL] if profile in PROXIED else []
+    device = ["--no-cache"] if cache is None else ["--cache-dir", str(cache)]
     return [*fw.exec_prefix(fw.ent), sys.executable, "-m", "client", "--stack", str(stack_json),
-            "--no-cache", "--json", *proxy, *args]
+            *device, "--json", *proxy, *args]
 
 
-def _call(fw: Lab, stack_json: Path, profile: str, meeting: str, name: str) -> dict[str, Any]:
-    """One one-second call; its ``pinhole call --json`` result."""
-    argv = _client(fw, stack_json, profile, "--name", name, "call", "--meeting", meeting,
-                   "--create", "--seconds", "1")
+def _run(argv: list[str], name: str) -> dict[str, Any]:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=CALL_TIMEOUT_S,
                               cwd=ROOT, check=False)
@@ -72,6 +85,14 @@ def _call(fw: Lab, stack_json: Path, profile: str, meeting: str, name: str) -> d
         raise BenchError(f"{name}: {lines[-1] if lines else f'exit code {done.returncode}'}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def _call(fw: Lab, stack_json: Path, profile: str, meeting: str, name: str,
+          cache: Path | None = None) -> dict[str, Any]:
+    """One one-second call; its ``pinhole call --json`` result."""
+    argv = _client(fw, stack_json, profile, "--name", name, "call", "--meeting", meeting,
+                   "--create", "--seconds", "1", cache=cache)
+    return _run(argv, name)
 
 
 @contextlib.contextmanager
@@ -117,8 +138,31 @@ def _ms(values: list[float], pick: Callable[[list[float]], float]) -> float | No
     return round(float(pick(values)), 2) if values else None
 
 
+def _stale_devices(fw: Lab, stack_json: Path, state: Path, profile: str,
+                   runs: int) -> list[Path]:
+    """``runs`` devices that probed while UDP worked (profile ``open``): their caches."""
+    fw.load_profile("open")
+    caches = []
+    for i in range(1, runs + 1):
+        cache = state / f"stale-{profile}-{i}"
+        _run(_client(fw, stack_json, "open", "--name", f"stale-{i}", "probe", cache=cache),
+             f"stale-{i} (probe)")
+        caches.append(cache)
+    return caches
+
+
+def _case(samples: list[float], targets: list[float], failures: list[str]) -> dict[str, Any]:
+    met = [s <= t for s, t in zip(samples, targets, strict=True)]
+    return {"median_ms": _ms(samples, statistics.median), "min_ms": _ms(samples, min),
+            "max_ms": _ms(samples, max), "target_median_ms": _ms(targets, statistics.median),
+            "all_within_target": bool(met) and all(met) and not failures,
+            "samples_ms": samples, "targets_ms": [round(t, 2) for t in targets],
+            "failures": failures}
+
+
 def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) -> dict[str, Any]:
-    """The speaker, the warm-up, then ``runs`` timed calls on ``profile``."""
+    """Stale devices probed on ``open``; then the speaker, the warm-up, and the timed calls."""
+    stale_caches = _stale_devices(fw, stack_json, state, profile, runs)
     fw.load_profile(profile)  # no flow admitted by the previous profile survives
     if profile.startswith("hybrid"):  # the hybrid node on the hybrid host, after the reload
         fw.start_hybrid(stack_json.parent, progress=_say)
@@ -130,6 +174,11 @@ def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) ->
     connect: list[float] = []
     join: list[float] = []
     failures: list[str] = []
+    cold: list[float] = []
+    cold_targets: list[float] = []
+    stale: list[float] = []
+    stale_targets: list[float] = []
+    stale_failures: list[str] = []
     where: Counter[tuple[str, str]] = Counter()
     with _speaker(fw, stack_json, profile, meeting, log) as speaker:
         _warm_up(fw, stack_json, profile, meeting, speaker, log)
@@ -148,16 +197,38 @@ def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) ->
             first.append(timings["first_media_ms"])
             connect.append(timings["connect_ms"])
             join.append(timings["join_ms"])
+            rtt = result["rtt_ms"] or 0.0
+            cold.append(timings["first_media_from_start_ms"])
+            cold_targets.append(timings["probe_timeout_ms"] + COLD_RTTS * rtt)
             where[result["transport"], result["node"]] += 1
             _say(f"  run {i}: {result['transport']} to {result['node']}: join "
                  f"{timings['join_ms']:.1f} ms, latched {timings['connect_ms']:.1f} ms, "
-                 f"first media {timings['first_media_ms']:.1f} ms")
+                 f"first media {timings['first_media_ms']:.1f} ms "
+                 f"({timings['first_media_from_start_ms']:.0f} ms from registration)")
+        for i, cache in enumerate(stale_caches, start=1):
+            try:
+                result = _call(fw, stack_json, profile, meeting, f"stale-{i}", cache=cache)
+            except BenchError as exc:
+                stale_failures.append(str(exc))
+                _say(f"  stale {i}: {exc}")
+                continue
+            timings = result["timings"]
+            if timings["first_media_ms"] is None or timings["report"] != "cache":
+                stale_failures.append(f"stale-{i}: heard nothing or probed again "
+                                      f"({timings['report']})")
+                continue
+            stale.append(timings["first_media_ms"])
+            stale_targets.append((result["rtt_ms"] or 0.0) + STALE_MARGIN_MS)
+            _say(f"  stale {i}: cached report, media on {result['transport']} after "
+                 f"{timings['first_media_ms']:.1f} ms (plan {', '.join(result['plan'])})")
     transport, node = where.most_common(1)[0][0] if where else (None, None)
     return {"transport": transport, "node": node,
             "median_ms": _ms(first, statistics.median), "min_ms": _ms(first, min),
             "max_ms": _ms(first, max), "join_median_ms": _ms(join, statistics.median),
             "connect_median_ms": _ms(connect, statistics.median),
-            "samples_ms": first, "failures": failures}
+            "samples_ms": first, "failures": failures,
+            "cold_start": _case(cold, cold_targets, failures),
+            "stale_report": _case(stale, stale_targets, stale_failures)}
 
 
 def run(profiles: list[str], runs: int) -> dict[str, Any]:
@@ -182,7 +253,10 @@ def run(profiles: list[str], runs: int) -> dict[str, Any]:
     return {"benchmark": "time_to_media",
             "what": "ms from a client's join request to the first SRTP packet it decrypted "
                     "from a speaker already in the meeting, through each firewall profile of "
-                    "the lab (median of the runs; join and latch medians too)",
+                    "the lab (median of the runs; join and latch medians too); cold_start: "
+                    "from registration on (target probe timeout + 3 RTT); stale_report: a "
+                    "report probed while UDP worked, cached, then the profile loaded (target "
+                    "1 RTT + 300 ms)",
             "runs": runs, "profiles": results}
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from websockets.asyncio.client import connect
 
+from client.inspection import diagnose_connection, pin_mismatch
 from wire.models import (
     CallMetrics,
     DeviceRegistered,
@@ -23,9 +25,10 @@ from wire.models import (
     MeetingView,
     NodeList,
     ReachabilityReport,
+    ReassignRequest,
     StoredReachability,
 )
-from wire.tls import pin_mismatch_message, spki_pin
+from wire.tls import spki_pin
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,22 +43,32 @@ class ApiError(Exception):
         self.detail = detail
 
 
-class PinError(ApiError):
-    """The cloud presented another public key than the pinned one."""
+class InspectionError(ApiError):
+    """Something between this device and the cloud inspects TLS; the message names it."""
+
+    code_name = "tls_inspection"
 
     def __init__(self, message: str) -> None:
-        super().__init__(0, "pin_mismatch", message)
+        super().__init__(0, self.code_name, message)
         self.args = (message,)
+
+
+class PinError(InspectionError):
+    """The cloud presented a public key that is none of the enrollment material's pins."""
+
+    code_name = "pin_mismatch"
 
 
 class CloudApi:
     """One device's conversation with the cloud over HTTPS."""
 
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None,
-                 *, proxy: str | None = None, pin: str | None = None) -> None:
+                 *, proxy: str | None = None, pins: Sequence[str] = ()) -> None:
         self.base_url = base_url.rstrip("/")
-        self.pin = pin  # the cloud's SPKI pin, "sha256/<base64>" (RFC 7469 §2.4)
-        self.seen_pin: str | None = None  # what the cloud presented (learned at enrollment)
+        # the cloud's SPKI pins, "sha256/<base64>" (RFC 7469 §2.4), primary and backup, from
+        # the enrollment material; never learned from a connection
+        self.pins = tuple(pins)
+        self.seen_pin: str | None = None  # what the cloud presented last (for diagnosis only)
         self._pin_failure: str | None = None
         self._ssl: ssl.SSLContext | bool = self._pinning(
             ssl_context if ssl_context is not None else ssl.create_default_context())
@@ -63,6 +76,7 @@ class CloudApi:
         self._session: aiohttp.ClientSession | None = None
         self.token: str | None = None
         self.device_id: str | None = None
+        self.malformed_events = 0
 
     async def __aenter__(self) -> CloudApi:
         return self
@@ -93,10 +107,21 @@ class CloudApi:
                 proxy=self._proxy,
             ) as response:
                 return await self._answer(response, answer)
-        except aiohttp.ClientError:
-            if self._pin_failure is not None:
-                raise PinError(self._pin_failure) from None
-            raise
+        except aiohttp.ClientError as exc:
+            raise self._diagnosed(exc) from None
+
+    @property
+    def host(self) -> str:
+        """The cloud's name or address and port, as this device connects to it."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.hostname}:{parts.port or 443}"
+
+    def _diagnosed(self, exc: aiohttp.ClientError) -> Exception:
+        """The error to raise for ``exc``: TLS inspection when it is that, else ``exc``."""
+        if self._pin_failure is not None:
+            return PinError(self._pin_failure)
+        diagnosis = diagnose_connection(exc, self.host)
+        return InspectionError(diagnosis) if diagnosis is not None else exc
 
     async def _answer(self, response: aiohttp.ClientResponse, answer: type[M] | None
                       ) -> M | None:
@@ -137,10 +162,8 @@ class CloudApi:
 
     def _peer(self, der: bytes) -> None:
         self.seen_pin = spki_pin(der)
-        if self.pin and self.seen_pin != self.pin:
-            host = urlsplit(self.base_url).hostname or self.base_url
-            self._pin_failure = pin_mismatch_message("the cloud", self.pin, self.seen_pin,
-                                                     [host])
+        if self.pins and self.seen_pin not in self.pins:  # RFC 7469 §2.6: no pin matched
+            self._pin_failure = pin_mismatch(self.host, self.seen_pin, self.pins)
             raise ssl.SSLError("public key pin mismatch")
 
     async def _get(self, path: str, answer: type[M]) -> M:
@@ -179,6 +202,11 @@ class CloudApi:
         path = f"/v1/meetings/{meeting_id}/participants"
         return await self._send("POST", path, request or JoinRequest(), Joined)
 
+    async def reassign(self, meeting_id: str, participant_id: str, node_id: str) -> Joined:
+        """This device's leg to ``node_id`` is silent: ask for an assignment elsewhere."""
+        path = f"/v1/meetings/{meeting_id}/participants/{participant_id}/reassign"
+        return await self._send("POST", path, ReassignRequest(node_id=node_id), Joined)
+
     async def leave(self, meeting_id: str, participant_id: str) -> None:
         await self._call("DELETE", f"/v1/meetings/{meeting_id}/participants/{participant_id}",
                          None, None)
@@ -189,22 +217,38 @@ class CloudApi:
     async def report_call(self, metrics: CallMetrics) -> None:
         await self._call("POST", "/v1/metrics/calls", metrics, None)
 
+    def _events_url(self) -> str:
+        return (self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+                + "/v1/events")
+
+    def _connect_events(self) -> connect:
+        """The events WebSocket (the ``websockets`` client): the same pin check inside the
+        TLS handshake, the same proxy; a ping every 2 s that must be answered within 2 s,
+        so a hung cloud is noticed and the device reconnects (to another replica)."""
+        ssl_context = self._ssl if self._events_url().startswith("wss://") else None
+        return connect(self._events_url(), ssl=ssl_context, additional_headers=self._headers(),
+                       proxy=self._proxy, compression=None, open_timeout=15.0,
+                       ping_interval=2.0, ping_timeout=2.0, close_timeout=1.0)
+
     async def check_events(self) -> None:
         """Open the events WebSocket and close it: does WSS get through?"""
-        url = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
-        async with self._http().ws_connect(url + "/v1/events", headers=self._headers(),
-                                           ssl=self._ssl, proxy=self._proxy):
-            return
+        try:
+            async with self._connect_events():
+                return
+        except OSError:
+            if self._pin_failure is not None:  # the pin check failed inside the handshake
+                raise PinError(self._pin_failure) from None
+            raise
 
     async def events(self) -> AsyncIterator[Event]:
         """Events for this device until the connection closes."""
-        url = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
-        async with self._http().ws_connect(
-            url + "/v1/events", headers=self._headers(), ssl=self._ssl, heartbeat=20.0,
-            proxy=self._proxy,
-        ) as ws:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    yield Event.model_validate_json(msg.data)
-
-
+        async with self._connect_events() as ws:
+            async for message in ws:
+                if not isinstance(message, str):
+                    continue
+                try:
+                    event = Event.model_validate_json(message)
+                except ValidationError:
+                    self.malformed_events += 1  # dropped and counted, the stream goes on
+                    continue
+                yield event

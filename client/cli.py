@@ -36,10 +36,12 @@ from pydantic import ValidationError
 from client import firewall_rules, netcheck
 from client.api import ApiError, CloudApi
 from client.cache import IdentitySlot, NodeListCache, ReportCache, default_directory
+from client.call import Call
 from client.device import Device
 from client.failures import Context, translate
 from client.firewall_rules import RuleFormat
-from client.media import MediaSession
+from client.media import CONSENT_S, MediaSession
+from client.pins import PinsError, PinStore, checked, in_effect
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
 from wire import boundary
@@ -50,6 +52,8 @@ from wire.tls import client_context
 from wire.transports import DeviceProfile
 
 PIN = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")  # RFC 7469 §2.4: base64 of a SHA-256
+PINS_HINT = ("copy the pins from the enrollment material (the pins of stack.json), "
+             "sha256/<base64>, 44 characters after the slash")
 STACK_HINT = "start a stack with 'pinhole-lab stack --state-dir DIR' and pass DIR/stack.json"
 
 
@@ -81,9 +85,11 @@ def _global_flags(p: argparse.ArgumentParser, *, copy: bool) -> None:
     p.add_argument("--proxy-user", default=d(None), help="user for a proxy found by PAC/WPAD")
     p.add_argument("--proxy-password", default=d(None),
                    help="password for a proxy found by PAC/WPAD")
-    p.add_argument("--pin", default=d(None),
-                   help="the cloud's SPKI pin, sha256/<base64> (default: learned at the first "
-                   "registration and kept in the cache directory)")
+    p.add_argument("--pin", action="append", default=d(None),
+                   help="the cloud's SPKI pin, sha256/<base64> (RFC 7469), repeatable: primary "
+                   "and backup (comma-separated in the variable; default: the pins of the "
+                   "enrollment material, stack.json, or a re-pin made with 'pinhole pin'; "
+                   "never learned from a connection)")
     p.add_argument("--cache-dir", default=d(None),
                    help="where the device identity and probe reports are kept "
                    "(default: $XDG_CACHE_HOME/pinhole or ~/.cache/pinhole)")
@@ -99,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     _global_flags(p, copy=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("register", help="register this device and print the node list")
+    pn = sub.add_parser("pin", help="show the cloud's pins in effect; re-pin after a real key "
+                        "rotation (--from-stack), or drop a re-pin (--reset); logged")
+    pn.add_argument("--from-stack", type=Path, default=None,
+                    help="re-pin the cloud to the pins of this (new) enrollment material")
+    pn.add_argument("--reset", action="store_true",
+                    help="drop this device's re-pin: the enrollment material's pins apply")
     sub.add_parser("probe", help="probe every node over UDP, TCP and TLS; report; print the table")
     m = sub.add_parser("meeting", help="meetings")
     m.add_argument("action", choices=["create"], help="create: print a new meeting id")
@@ -117,13 +129,22 @@ def _parser() -> argparse.ArgumentParser:
     nc.add_argument("--rules", choices=[f.value for f in RuleFormat], default="text",
                     help="how to print the rules to open: text, or ready nft / iptables "
                     "commands (default: text)")
+    nc.add_argument("--udp-idle-s", type=float, default=0.0,
+                    help="also measure, for this many seconds (e.g. 20), how long the "
+                    "firewall keeps a UDP pinhole for a participant who only listens")
     c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")
     c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     c.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
     c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
-    c.add_argument("--keepalive-s", type=float, default=5.0,
-                   help="consent check and keepalive interval, randomized 0.8-1.2x (RFC 7675)")
+    c.add_argument("--consent-s", "--keepalive-s", dest="consent_s", type=float,
+                   default=CONSENT_S,
+                   help="consent check (and keepalive) interval, randomized ±20%% "
+                   f"(RFC 7675 §5.1; default {CONSENT_S:g} s, so a pinhole that closes "
+                   "after 5 s idle holds)")
+    c.add_argument("--mute", action="store_true",
+                   help="send no media, only receive (consent checks keep the leg and the "
+                   "firewall pinhole open)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
     for command in sub.choices.values():  # "pinhole probe --force-probe" as well
@@ -162,7 +183,7 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
         org = args.org if args.org in stack.orgs else next(iter(stack.orgs))
         ca = str(Path(args.stack).parent / stack.ca) if stack.ca else ""  # beside stack.json
         out = {"cloud": stack.cloud, "ca": ca, "org": org,
-               "enrollment_key": stack.orgs[org].enrollment_key}
+               "enrollment_key": stack.orgs[org].enrollment_key, "pins": ",".join(stack.pins)}
     for key in ("cloud", "ca", "org", "enrollment_key"):
         if getattr(args, key):
             out[key] = getattr(args, key)
@@ -171,10 +192,9 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
         raise boundary.usage(f"missing {', '.join('--' + m.replace('_', '-') for m in missing)}",
                              "pass them, or --stack stack.json")
     _cloud_url(out["cloud"], "--cloud" if args.cloud else f"the cloud of {args.stack}")
-    if args.pin and not PIN.fullmatch(args.pin):
-        raise boundary.usage(f"--pin {args.pin} is not an SPKI pin",
-                             "give sha256/<base64 of the key's SHA-256>, 44 characters after "
-                             "the slash")
+    for pin in args.pin or ():
+        if not PIN.fullmatch(pin):
+            raise boundary.usage(f"--pin {pin} is not an SPKI pin", PINS_HINT)
     if args.proxy:
         try:
             ProxyConfig.from_url(args.proxy)
@@ -234,7 +254,48 @@ def rounded(value: Any, digits: int = 3) -> Any:
     return value
 
 
+def _pins(args: argparse.Namespace, s: dict[str, str], store: PinStore | None
+          ) -> tuple[str, str]:
+    """The pins this run enforces (comma-joined) and their source."""
+    try:
+        effective = in_effect(s["cloud"], args.pin or [], store,
+                              [p for p in s.get("pins", "").split(",") if p])
+    except PinsError as exc:
+        raise boundary.usage(str(exc), PINS_HINT) from None
+    return ",".join(effective.pins), effective.source
+
+
+def _pin_command(args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
+    """``pinhole pin``: show, re-pin from new enrollment material, or reset; logged."""
+    store = PinStore(cache_dir)
+    if args.from_stack is not None:
+        try:
+            stack = StackFile.model_validate_json(Path(args.from_stack).read_bytes())
+            pins = checked(stack.pins, str(args.from_stack))
+        except OSError as exc:
+            raise boundary.unreadable("--from-stack", str(args.from_stack), exc) from None
+        except (ValidationError, PinsError) as exc:
+            raise boundary.usage(f"--from-stack {args.from_stack} is not enrollment material "
+                                 "with pins", PINS_HINT) from exc
+        if not pins:
+            raise boundary.usage(f"--from-stack {args.from_stack} carries no pins",
+                                 "ask for enrollment material with the cloud's pins")
+        logged = store.repin(stack.cloud, pins, str(args.from_stack))
+        print(f"pinhole: {logged}", file=sys.stderr)
+        return {"cloud": stack.cloud, "pins": list(pins), "source": str(args.from_stack),
+                "logged": str(store.log)}
+    s = _settings(args)
+    if args.reset:
+        dropped = store.reset(s["cloud"])
+        print(f"pinhole: {dropped or 'no re-pin to drop for ' + s['cloud']}", file=sys.stderr)
+    joined, source = _pins(args, s, store)
+    return {"cloud": s["cloud"], "pins": [p for p in joined.split(",") if p], "source": source}
+
+
 async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
+    if args.command == "pin":
+        return _pin_command(args, cache_dir)
     s = _settings(args)
     ctx.cloud, ctx.ca = s["cloud"], s.get("ca", "")
     ctx.proxy = args.proxy or ""
@@ -246,7 +307,6 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         wpad_host=socket.getfqdn() if args.wpad else None, credentials=credentials)
     if proxy is not None:
         ctx.proxy = f"http://{proxy.host}:{proxy.port}"
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
     key = hashlib.sha256(f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()
                          ).hexdigest()[:16]
     try:
@@ -254,18 +314,21 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                     IdentitySlot.claim(cache_dir, key))
     except OSError as exc:
         raise boundary.unreadable("--cache-dir", str(cache_dir), exc) from None
+    # the pins come from the enrollment material (or a re-pin by hand), never from a connection
+    pins, _ = _pins(args, s, None if args.no_cache else PinStore(cache_dir))
     shim = await LocalTunnelProxy(proxy).start() if proxy else None  # any proxy auth
     api = CloudApi(s["cloud"], client_context(s.get("ca")),
-                   proxy=shim.url if shim else None, pin=args.pin or identity.pin)
+                   proxy=shim.url if shim else None, pins=[p for p in pins.split(",") if p])
     device = Device(api, DeviceProfile(args.profile),
                     cache=None if args.no_cache else ReportCache(cache_dir), proxy=proxy)
     progress = None if args.json else (
         lambda done, total, o: print(f"\rprobed {done}/{total}", end="", file=sys.stderr,
                                      flush=True))
     try:
+        started = time.monotonic()  # cold start: register, probe, report, join, media
         reg = await device.register(s["org"], s["enrollment_key"], args.name,
                                     identity.device_id)
-        identity.save(reg.device_id, api.pin or api.seen_pin)  # and pin the cloud's key
+        identity.save(reg.device_id, None)  # never a key the cloud presented
         if not args.no_cache:  # for netcheck, when signaling fails another day
             with contextlib.suppress(OSError):
                 NodeListCache(cache_dir).store(s["cloud"], s["org"], list(reg.nodes))
@@ -292,75 +355,59 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         }
         if args.command == "join":
             return result
-        session = await device.connect(joined)
-        session.start_keepalives(args.keepalive_s)
-        sessions = [session]
         others = {p.id for p in (await api.meeting(joined.meeting_id)).participants
                   if p.id != joined.participant_id}
 
-        async def on_event(event: Event) -> None:
-            """media.reassigned: the cloud moved this participant; move the media too."""
+        def count_others(event: Event) -> None:
+            """Who else is here, for the progress line."""
             if event.meeting_id == joined.meeting_id and event.participant_id and \
                     event.participant_id != joined.participant_id:
                 if event.type == "participant.joined":
                     others.add(event.participant_id)
                 elif event.type == "participant.left":
                     others.discard(event.participant_id)
-            if (event.type == "media.reassigned" and event.assignment is not None
-                    and event.participant_id == joined.participant_id):
-                moved = await device.connect(event.assignment)
-                moved.start_keepalives(args.keepalive_s)
-                sessions[-1].close()
-                sessions.append(moved)
 
-        follower = asyncio.create_task(device.follow_events(on_event))
         reports: set[asyncio.Task[None]] = set()
+
+        def every_second(second: int, session: MediaSession) -> None:
+            if not args.json:
+                _progress(second, session, len(others))
+            if second % 2 == 1:  # every 2 s: the quality so far, for the operator's console
+                task = asyncio.create_task(_live_report(
+                    api, joined.meeting_id, joined.participant_id, session, second))
+                reports.add(task)
+                task.add_done_callback(reports.discard)
+
+        call = Call(device, joined, start=join_sent, consent_s=args.consent_s,
+                    on_other_event=count_others)
+        await call.connect()
         try:
-            for i in range(int(args.seconds * 50)):
-                sessions[-1].send_audio(i.to_bytes(4, "big") + bytes(156))
-                if args.video and i % 2 == 0:
-                    sessions[-1].send_video()
-                if not args.json and i % 50 == 0:
-                    _progress(i // 50, sessions[-1], len(others))
-                if i % 100 == 99:  # every 2 s: the quality so far, for the operator's console
-                    reports.add(asyncio.create_task(_live_report(
-                        api, joined.meeting_id, joined.participant_id, sessions[-1],
-                        i / 50)))
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)
+            await call.talk(args.seconds, video=args.video, mute=args.mute,
+                            every_second=every_second)
         finally:
-            for report in reports:
-                report.cancel()
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-        session = sessions[-1]
-        session.close()
+            for task in list(reports):
+                task.cancel()
+            call.close()
         await api.leave(joined.meeting_id, joined.participant_id)
-        c = session.counters
-        loss = max((st.loss for st in session.sources.values()), default=0.0)
-        jitter = max((st.jitter_ms for st in session.sources.values()), default=0.0)
-        first_media = next((leg.first_media_at for leg in sessions
-                            if leg.first_media_at is not None), None)
-        await api.report_call(CallMetrics.model_validate({  # the seed's analytics
-            "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
-            "transport": session.rung, "duration_s": args.seconds,
-            "packets_sent": c.packets_sent, "packets_received": c.packets_received,
-            "loss": min(1.0, max(0.0, loss)), "jitter_ms": jitter,
-            "rtt_ms": c.keepalive_rtt_ms,
-            "time_to_media_ms": _ms_since(join_sent, first_media)}))
+        report = call.report()
+        first_media = next((leg.session.first_media_at for leg in call.legs
+                            if leg.session.first_media_at is not None), None)
+        await api.report_call(report.metrics(args.seconds).model_copy(update={  # every leg
+            "time_to_media_ms": _ms_since(join_sent, first_media)}))  # the seed's analytics
+        last = call.session
+        result.update(report.as_dict())
         result.update({
-            "transport": session.rung, "packets_sent": c.packets_sent,
-            "bytes_sent": c.bytes_sent,
-            "packets_received": c.packets_received, "drops": c.drops,
-            "loss": loss, "jitter_ms": jitter,
-            "rtt_ms": c.keepalive_rtt_ms,
+            "joined_node": joined.node.id, "drops": last.counters.drops,
+            "bytes_sent": sum(leg.session.counters.bytes_sent for leg in call.legs),
             "attempts": [asdict(a) for a in device.attempts],
-            "reassigned": len(sessions) - 1,
             "timings": {  # from the join request, on this device's clock
                 "join_ms": join_ms,
-                "connect_ms": _ms_since(join_sent, sessions[0].latched_at),
+                "connect_ms": _ms_since(join_sent, call.legs[0].session.latched_at),
                 "first_media_ms": _ms_since(join_sent, first_media),
+                # from registration on: the whole cold start when the report was probed now
+                "first_media_from_start_ms": _ms_since(started, first_media),
+                "report": device.source,  # "probe" (fresh) or "cache" (maybe stale)
+                "probe_timeout_ms": reg.probe_policy.timeout_ms,
                 # the same moment as Unix time, to compare with other hosts' clocks
                 "first_media_at": None if first_media is None
                 else round(time.time() - (time.monotonic() - first_media), 3),
@@ -382,13 +429,15 @@ async def _netcheck(args: argparse.Namespace, s: dict[str, str]) -> dict[str, An
     """Every check as a row, progress on stderr while it waits, a verdict and the rules."""
     cache_dir = None if args.no_cache else (
         Path(args.cache_dir) if args.cache_dir else default_directory())
+    pins, _ = _pins(args, s, None if cache_dir is None else PinStore(cache_dir))
     settings = netcheck.Settings(
         cloud=s["cloud"], org=s["org"], enrollment_key=s["enrollment_key"], ca=s.get("ca"),
-        pin=args.pin, name=args.name, profile=DeviceProfile(args.profile), proxy=args.proxy,
-        pac_url=args.pac_url, wpad_host=socket.getfqdn() if args.wpad else None,
+        pins=tuple(p for p in pins.split(",") if p), name=args.name,
+        profile=DeviceProfile(args.profile), proxy=args.proxy, pac_url=args.pac_url,
+        wpad_host=socket.getfqdn() if args.wpad else None,
         proxy_credentials=((args.proxy_user, args.proxy_password or "")
                            if args.proxy_user else None),
-        cache_dir=cache_dir)
+        cache_dir=cache_dir, udp_idle_s=args.udp_idle_s)
     progress = (lambda line: None) if args.json else (
         lambda line: print(line, file=sys.stderr, flush=True))
     report = await netcheck.Netcheck(settings, progress).run()
@@ -415,6 +464,10 @@ async def _live_report(api: CloudApi, meeting_id: str, participant_id: str,
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "table"}, default=str))
+    elif "source" in result and "pins" in result:
+        print(f"pins of {result['cloud']} ({result['source']}):")
+        for pin in result["pins"] or ["(none: only the CA is checked)"]:
+            print(f"  {pin}")
     elif "netcheck" in result:
         n = result["netcheck"]
         print("\n".join(result["table"]))

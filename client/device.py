@@ -10,15 +10,17 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from websockets.exceptions import WebSocketException
 
-from client.api import ApiError, CloudApi
+from client.api import ApiError, CloudApi, InspectionError
 from client.cache import ReportCache, local_address_towards
+from client.inspection import inspected_nodes, inspection_message
 from client.media import MediaError, MediaSession
 from client.probe import ProbeOutcome, ProbeTarget, probe, targets
 from client.proxy import ProxyConfig, ProxyError, open_tunnel
@@ -62,6 +64,7 @@ class Device:
     source: str = ""  # where the last discovery came from: "probe" or "cache"
     events_seen: int = 0
     reconnects: int = 0
+    _relatches: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     async def register(self, org: str, enrollment_key: str, name: str,
                        device_id: str | None = None) -> DeviceRegistered:
@@ -143,7 +146,8 @@ class Device:
                     if event.type == "probe.requested":
                         await self.discover(force=True)
                     await on_event(event)
-            except (aiohttp.ClientError, OSError, TimeoutError, ApiError) as exc:
+            except (aiohttp.ClientError, WebSocketException, OSError, TimeoutError,
+                    ApiError) as exc:
                 log.info("events connection lost (%s); reconnecting", exc or type(exc).__name__)
             self.reconnects += 1
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
@@ -158,24 +162,45 @@ class Device:
                 await self.discover(force=True)
 
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
-        """Join; a ``428 probe_required`` answer probes and retries once, by itself."""
+        """Join; a ``428 probe_required`` answer probes and retries once, by itself.
+
+        When no node is left (``503 no_media_node``) because the probes saw media
+        nodes' TLS re-signed, the error says so: TLS inspection, not a closed port.
+        """
         try:
             return await self.api.join(meeting_id, request)
         except ApiError as exc:
             if exc.status != 428:
-                raise
+                raise self._explained(exc) from None
         await self.discover(force=True)  # the cloud has no fresh report: probe now
-        return await self.api.join(meeting_id, request)
+        try:
+            return await self.api.join(meeting_id, request)
+        except ApiError as exc:
+            raise self._explained(exc) from None
+
+    def _explained(self, exc: ApiError) -> ApiError:
+        inspected = inspected_nodes(self.outcomes)
+        if exc.code != "no_media_node" or not inspected:
+            return exc
+        return InspectionError(inspection_message(
+            inspected, "their TLS certificates are not the ones the node list publishes, so "
+            "no media transport was left for this meeting"))
 
     async def connect(self, joined: Joined, *, timeout_s: float = 2.0,
-                      stagger_s: float = 0.25) -> MediaSession:
+                      stagger_s: float = 0.2) -> MediaSession:
         """Race the join's transport plan, Happy-Eyeballs style (RFC 8305 §5).
 
-        Rung *n+1* starts when rung *n* has not authenticated within
-        ``stagger_s`` (or as soon as it failed); the first leg to authenticate
-        wins and every other attempt is closed. Each rung's outcome and time
-        is kept in :attr:`attempts`. A rung the device profile forbids is a
-        clear :class:`~wire.errors.ProfileRefused`, never a silent skip.
+        The plan's rungs start in its order (the ones this device reached
+        first): UDP rungs ``stagger_s / 4`` apart, consecutive stream rungs
+        (TCP, TLS, the proxy) together, ``stagger_s`` after the UDP rungs
+        before them started; a wave starts early when every rung started
+        so far has failed. The first
+        leg to authenticate wins and every other attempt is closed. So a report
+        that still says UDP after the firewall changed costs one stagger, not
+        one per dead rung (a stale report: media within about 1 RTT + 300 ms).
+        Each rung's outcome and time is kept in :attr:`attempts`. A rung the
+        device profile forbids is a clear :class:`~wire.errors.ProfileRefused`,
+        never a silent skip.
         """
         for endpoint in joined.plan:
             check_media(self.profile, Transport(endpoint.transport))
@@ -210,13 +235,22 @@ class Device:
                 winner.set_result(session)
 
         try:
-            for endpoint in joined.plan:
-                session = MediaSession(joined)
-                running[asyncio.create_task(attempt(endpoint, session))] = session
+            for wave in _waves(joined.plan, stagger_s):
+                for endpoint in wave:
+                    session = MediaSession(joined)
+                    running[asyncio.create_task(attempt(endpoint, session))] = session
                 failed.clear()
                 waiter: asyncio.Future[Any] = asyncio.ensure_future(failed.wait())
-                await asyncio.wait({winner, waiter}, timeout=stagger_s,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                started = list(running)
+                deadline = loop.time() + wave.delay_s
+                while not winner.done() and not all(t.done() for t in started):
+                    done, _ = await asyncio.wait({winner, waiter},
+                                                 timeout=max(0.0, deadline - loop.time()),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if not done:
+                        break  # the stagger elapsed: start the next wave
+                    failed.clear()  # one failed; wait on while others still run
+                    waiter = asyncio.ensure_future(failed.wait())
                 waiter.cancel()
                 if winner.done():
                     break
@@ -235,7 +269,56 @@ class Device:
                     task.cancel()
                     session.close()
         await asyncio.gather(*running, return_exceptions=True)
+        if len(running) > 1:
+            # A slower attempt may have authenticated after the winner and moved the node's
+            # latch to its (now closed) path: one more authenticated request on the winner
+            # latches it back (DESIGN: the latch follows the latest authenticated request).
+            try:
+                await chosen.binding(timeout_s)
+            except (MediaError, OSError, TimeoutError) as exc:
+                chosen.close()
+                raise MediaError(f"{chosen.rung}: the leg did not latch back: {exc}") from None
+            # A loser's request still in flight on another connection may reach the node
+            # after that one: latch back once more shortly, without holding up the media.
+            task = asyncio.create_task(_latch_back_later(chosen, stagger_s, timeout_s))
+            self._relatches.add(task)
+            task.add_done_callback(self._relatches.discard)
         return chosen
+
+
+async def _latch_back_later(session: MediaSession, delay_s: float, timeout_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    with contextlib.suppress(MediaError, OSError, TimeoutError):
+        await session.binding(timeout_s)  # a closed session refuses: nothing to latch
+
+
+class _Wave(list[Endpoint]):
+    """Rungs started together; the next wave starts ``delay_s`` later at the latest."""
+
+    def __init__(self, endpoints: list[Endpoint], delay_s: float) -> None:
+        super().__init__(endpoints)
+        self.delay_s = delay_s
+
+
+def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
+    """The plan in its order: each UDP rung alone, ``stagger_s / 4`` before the next UDP
+    rung; consecutive stream rungs together; a stream wave comes ``stagger_s`` after
+    the start of the UDP rungs before it, and is followed ``stagger_s`` later."""
+    step = stagger_s / 4
+    waves: list[_Wave] = []
+    udp_run = 0  # UDP waves since the last stream wave
+    for endpoint in plan:
+        if endpoint.transport == "udp":
+            waves.append(_Wave([endpoint], step))
+            udp_run += 1
+        elif waves and waves[-1][0].transport != "udp":
+            waves[-1].append(endpoint)  # consecutive stream rungs start together
+        else:
+            if udp_run:  # the last UDP rung waits out the rest of the stagger
+                waves[-1].delay_s = max(step, stagger_s - step * (udp_run - 1))
+            waves.append(_Wave([endpoint], stagger_s))
+            udp_run = 0
+    return waves
 
 
 async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s: float,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from client.api import ApiError, PinError
+from client.api import ApiError, InspectionError, PinError
+from client.inspection import inspection_message
 from client.media import MediaError
 from client.proxy import ProxyError
 from wire.boundary import ExitCode, Failure
@@ -45,25 +46,30 @@ def _reason(exc: aiohttp.ClientConnectorError) -> str:
 
 
 def _trust(exc: aiohttp.ClientConnectorError, ctx: Context) -> Failure:
+    """An untrusted certificate: what a box that re-signs TLS with its own CA looks like."""
     where = f"{exc.host}:{exc.port}"
     detail = ""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cert_error = exc.certificate_error
         if isinstance(cert_error, ssl.SSLCertVerificationError):
-            detail = f": {getattr(cert_error, 'verify_message', None) or cert_error}"
+            detail = f" ({getattr(cert_error, 'verify_message', None) or cert_error})"
     ca = f"--ca {ctx.ca}" if ctx.ca else "the system's CAs (no --ca given)"
-    return Failure(ExitCode.TRUST, "tls_verify",
-                   f"the cloud's certificate at {where} did not verify against {ca}{detail}",
-                   "pass the CA that signed it with --ca; a TLS-inspecting proxy presents its "
-                   "own certificate: exempt the cloud from inspection")
+    return Failure(ExitCode.TRUST, "tls_verify", inspection_message(
+        [where], f"the certificate presented at {where} did not verify against {ca}{detail}, "
+        "as when a box re-signs TLS with a CA this device does not trust"),
+        "or, if this device has the wrong CA, pass the one that signed the cloud's "
+        "certificate with --ca")
 
 
 def translate(exc: BaseException, ctx: Context) -> Failure | None:
     """The failure for ``exc``, naming the cloud, proxy or CA in ``ctx``; None if unknown."""
     if isinstance(exc, PinError):
         return Failure(ExitCode.TRUST, "pin_mismatch", str(exc),
-                       "a TLS-inspecting proxy must not inspect the cloud's address; "
-                       "if the cloud's key really changed, pass its new --pin")
+                       "'pinhole pin' shows the pins in effect and where they come from")
+    if isinstance(exc, InspectionError):
+        return Failure(ExitCode.TRUST, "tls_inspection", str(exc),
+                       "ask the network's administrators to exempt those addresses from TLS "
+                       "inspection; 'pinhole netcheck' lists every one it sees")
     if isinstance(exc, ApiError):
         if exc.code == "no_media_node":  # the cloud found no node this device reached
             return Failure(ExitCode.NO_MEDIA, "no_media_path", f"no media path: {exc.detail}",

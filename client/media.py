@@ -5,8 +5,10 @@ USERNAME "<node_ufrag>:<client_ufrag>", MESSAGE-INTEGRITY keyed by pwd,
 FINGERPRINT. The node authenticates it and latches the leg". That exchange,
 its retransmission, the consent checks that also serve as keepalives (seed:
 the pinhole "is usually closed after 30 seconds if no packets are sent from
-inside") and the certificate pin are the sans-I/O ``wire.leg_client``,
-driven here with the event loop's clock and ``call_later``.
+inside"; about every 4 s, randomized, so that even a firewall that closes a
+pinhole after 5 s idle holds for a participant who only listens) and the
+certificate pin are the sans-I/O ``wire.leg_client``, driven here with the
+event loop's clock and ``call_later``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from client.inspection import inspection_message, node_certificate_mismatch
 from client.stats import ReceiveStats
 from wire.address import Address
 from wire.demux import PacketKind, classify, is_rtcp
@@ -43,6 +46,7 @@ from wire.tls import unverified_client_context
 
 AUDIO_PT = 0  # PCMU, 8 kHz: 160 samples per 20 ms packet (50 packets/s)
 VIDEO_PT = 96  # dynamic payload type for the synthetic video stream
+CONSENT_S = CONSENT_INTERVAL_S  # basic period of consent checks: 3.2-4.8 s once randomized
 VIDEO_PACKET_BYTES = 1100  # a typical video RTP payload, under a 1200-byte path MTU budget
 
 
@@ -148,8 +152,17 @@ class MediaSession:
         """TCP or TLS with RFC 4571 framing; TLS checks the node's published fingerprint."""
         leg = self._new_leg(reliable=True, rto_s=1.0, timeout_s=timeout_s)
         context = unverified_client_context() if tls else None
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(address.host, address.port,
+                                                               ssl=context)
+        except (ConnectionResetError, ssl.SSLError) as exc:
+            if context is None:
+                raise
+            raise MediaError(inspection_message(
+                [f"media node {self.joined.node.id} ({address.host}:{address.port})"],
+                f"the connection was cut during the TLS handshake ({type(exc).__name__})"
+            )) from None
         if context is not None:
             self._check_pin(leg, writer)
         await self._attach(leg, reader, writer, rung)
@@ -163,13 +176,14 @@ class MediaSession:
         self._check_pin(leg, writer)
         await self._attach(leg, reader, writer, rung)
 
-    @staticmethod
-    def _check_pin(leg: LegClient, writer: asyncio.StreamWriter) -> None:
+    def _check_pin(self, leg: LegClient, writer: asyncio.StreamWriter) -> None:
         try:
             leg.check_certificate(writer.get_extra_info("ssl_object").getpeercert(True))
         except PinMismatch as exc:
             writer.close()
-            raise MediaError(str(exc)) from None
+            peer = writer.get_extra_info("peername") or (self.joined.node.address, 0)
+            raise MediaError(node_certificate_mismatch(
+                self.joined.node.id, f"{peer[0]}:{peer[1]}", exc.seen, exc.expected)) from None
 
     async def _attach(self, leg: LegClient, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter, rung: str) -> None:

@@ -24,13 +24,17 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography import x509
+from websockets.exceptions import WebSocketException
 
 from client import firewall_rules
 from client.api import ApiError, CloudApi
 from client.cache import NodeListCache
+from client.device import Device
 from client.firewall_rules import Rule
+from client.inspection import inspection_findings
 from client.probe import ProbeOutcome, probe, targets
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy, open_tunnel
+from client.udp_idle import measure_udp_idle
 from wire.address import Address
 from wire.errors import ProfileRefused
 from wire.models import DeviceRegistration, NodeInfo
@@ -111,7 +115,7 @@ class Settings:
     org: str
     enrollment_key: str
     ca: str | None = None
-    pin: str | None = None
+    pins: tuple[str, ...] = ()  # the cloud's SPKI pins from the enrollment material
     name: str = "netcheck"
     device_id: str | None = None
     profile: DeviceProfile = DeviceProfile.DESKTOP
@@ -120,6 +124,7 @@ class Settings:
     wpad_host: str | None = None
     proxy_credentials: tuple[str, str] | None = None
     cache_dir: Path | None = None
+    udp_idle_s: float = 0.0  # > 0: measure the UDP idle timeout for this long
 
 
 def _ms(start: float) -> float:
@@ -222,8 +227,10 @@ class Netcheck:
         reachable = direct or through
         await self._tls(host, port, proxy if through and not direct else None, reachable)
         nodes = await self._signaling(s, proxy, reachable)
-        self._udp_idle()
         outcomes = await self._probe(nodes, proxy)
+        for finding in inspection_findings(outcomes):
+            self._row(Check("media", "TLS inspection", "media nodes", Status.BLOCKED, finding))
+        await self._udp_idle(s, proxy, registered=bool(nodes) and reachable)
         return assess(self.checks, outcomes, s.profile, cloud_host=host,
                       cloud_addresses=addresses, cloud_port=port, nodes=nodes)
 
@@ -319,14 +326,14 @@ class Netcheck:
             return
         self._row(Check("cloud", "TLS", target, Status.OK,
                         "through the proxy" if proxy else "certificate verified", _ms(start)))
-        pin = self.settings.pin
-        if pin and spki_pin(der) != pin:
+        pins = self.settings.pins
+        if pins and spki_pin(der) not in pins:
             self._row(Check("cloud", "TLS inspection", target, Status.BLOCKED,
-                            "the certificate's key is not the pinned one: something re-signs "
+                            "the certificate's key is not a pinned one: something re-signs "
                             "this connection"))
         else:
             self._row(Check("cloud", "TLS inspection", target, Status.OK,
-                            "the cloud's own certificate" + (" (pin matches)" if pin else "")))
+                            "the cloud's own certificate" + (" (pin matches)" if pins else "")))
 
     async def _handshake(self, host: str, port: int, proxy: ProxyConfig | None,
                          context: ssl.SSLContext) -> bytes:
@@ -366,7 +373,7 @@ class Netcheck:
         else:
             shim = await LocalTunnelProxy(proxy).start() if proxy else None
             api = CloudApi(s.cloud, client_context(s.ca), proxy=shim.url if shim else None,
-                           pin=s.pin)
+                           pins=s.pins)
             try:
                 start = time.perf_counter()
                 body: dict[str, str] = {"org": s.org, "enrollment_key": s.enrollment_key,
@@ -391,7 +398,8 @@ class Netcheck:
                     start = time.perf_counter()
                     try:
                         await asyncio.wait_for(api.check_events(), SIGNALING_TIMEOUT_S)
-                    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    except (aiohttp.ClientError, WebSocketException, OSError,
+                            TimeoutError) as exc:
                         self._row(Check("cloud", "WSS", target, Status.BLOCKED, _error(exc),
                                         _ms(start)))
                     else:
@@ -414,10 +422,44 @@ class Netcheck:
                                 f"{_age(age)} ago"))
         return nodes
 
-    def _udp_idle(self) -> None:
-        self._row(Check("network", "UDP idle timeout", "", Status.SKIPPED,
-                        "not measured here; enterprise firewalls often close a UDP pinhole "
-                        "30 s after the last packet from inside"))
+    async def _udp_idle(self, s: Settings, proxy: ProxyConfig | None, *,
+                        registered: bool) -> None:
+        """How long the firewall keeps a listener's UDP pinhole (``--udp-idle-s``): a scratch
+        meeting with a listener leg that sends nothing and a talker leg
+        (:mod:`client.udp_idle`)."""
+        if s.udp_idle_s <= 0 or not registered:
+            why = ("not measured (pass --udp-idle-s 20 to measure)" if s.udp_idle_s <= 0
+                   else "not measured: it needs signaling to the cloud")
+            self._row(Check("network", "UDP idle timeout", "", Status.SKIPPED, why))
+            return
+        self.progress(f"measuring the UDP idle timeout for {s.udp_idle_s:g} s …")
+        shim = await LocalTunnelProxy(proxy).start() if proxy else None
+        api = CloudApi(s.cloud, client_context(s.ca), proxy=shim.url if shim else None,
+                       pins=s.pins)
+        try:
+            device = Device(api, s.profile, proxy=proxy)
+            await device.register(s.org, s.enrollment_key, s.name + "-udp-idle")
+            await device.discover(force=True)
+            found = await measure_udp_idle(device, s.udp_idle_s)
+        except (ApiError, aiohttp.ClientError, WebSocketException, OSError, TimeoutError,
+                ValueError) as exc:
+            self._row(Check("network", "UDP idle timeout", "", Status.SKIPPED,
+                            "not measured: " + _error(exc)))
+            return
+        finally:
+            await api.close()
+            if shim is not None:
+                await shim.close()
+        if found.rung is None or not found.rung.startswith("udp"):
+            self._row(Check("network", "UDP idle timeout", found.rung or "", Status.SKIPPED,
+                            "not measurable: media did not use UDP"))
+        elif found.closed_after_s is None:
+            self._row(Check("network", "UDP idle timeout", found.rung, Status.OK,
+                            f"a listener's pinhole outlived the {found.window_s:g} s window"))
+        else:
+            self._row(Check("network", "UDP idle timeout", found.rung,
+                            Status.WARNING if found.looks_short else Status.OK,
+                            found.advice() or f"closed after {found.closed_after_s:g} s"))
 
     async def _probe(self, nodes: list[NodeInfo], proxy: ProxyConfig | None
                      ) -> list[ProbeOutcome]:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import cast
 
+from client.inspection import FINGERPRINT_MISMATCH
 from client.proxy import ProxyConfig, ProxyError, open_tunnel
 from wire.address import Address
 from wire.errors import StunError
@@ -141,8 +142,7 @@ async def _stream(target: ProbeTarget, timeout_s: float,
             if context is not None:
                 der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
                 if target.fingerprint and cert_fingerprint(der) != target.fingerprint:
-                    return ProbeOutcome(target, None, None, "certificate does not match the "
-                                        "node list (TLS inspection?)")
+                    return ProbeOutcome(target, None, None, FINGERPRINT_MISMATCH)
             decoder = FrameDecoder()
             best: float | None = None
             mapped = None

@@ -14,6 +14,7 @@ from cloud import console, devices, health, meetings, nodes, openapi, retention
 from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.metrics import CloudMetrics
+from cloud.node_bus import bus_key
 from cloud.readiness import StoreWatch
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
@@ -64,6 +65,9 @@ async def metrics(request: web.Request) -> web.Response:
     m.fresh_reports.set(await cloud.store.count_reports())
     m.connections.set(cloud.connections.open)
     m.events_websockets.set(sum(cloud.events_open.values()))
+    # control integrity: pub/sub commands ignored for a bad HMAC; commands nodes refused
+    m.bus_forged_messages.set(cloud.registry.bus.forged if cloud.registry.bus else 0)
+    m.node_refused_commands.set(cloud.registry.refused())
     m.nodes.labels("healthy").set(sum(n.healthy for n in all_nodes))
     m.nodes.labels("unhealthy").set(sum(not n.healthy for n in all_nodes))
     return web.Response(body=m.render(),
@@ -113,7 +117,7 @@ def make_app(
 
     make_bus = getattr(store, "node_bus", None)
     if make_bus is not None:  # several replicas share nodes over the store
-        registry.bus = make_bus()
+        registry.bus = make_bus(bus_key(settings.node_secret))
 
     async def health_watch(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(health.watch(cloud)),

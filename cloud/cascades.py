@@ -57,7 +57,7 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
             await cloud.registry.allocate(peer, AllocateLeg(
                 request_id=secrets.token_hex(8), leg_id=leg_id, meeting_id=meeting.id,
                 participant_id=f"cascade.{initiator}", ssrc=0, ice=ice, srtp=srtp,
-                cascade=True), cloud.settings.allocate_timeout_s)
+                cascade=True), cloud.settings.cascade_timeout_s)
         except NodeUnavailable as exc:
             log.warning("meeting %s: no cascade %s → %s: %s", meeting.id, initiator, peer, exc)
             continue

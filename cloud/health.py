@@ -6,12 +6,20 @@ assignment, and every participant on it is placed again (same participant id
 and SSRC, a new leg elsewhere) and gets a ``media.reassigned`` event carrying
 the new assignment. A node that comes back is healthy again; devices whose
 stored report never probed it get ``probe.requested``.
+
+The watch acts on a state, not on an edge: every pass, any node that carries
+participants and is not healthy (or no longer known) is emptied, however soon
+after its last failure. With several replicas a claim makes one replica do a
+pass at a time, and is removed when the pass ends, so it never outlives the
+failure; the meeting lock and a re-read make a second pass move nobody twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from cloud.cascades import prune_cascades
 from cloud.http import ApiError
@@ -80,33 +88,59 @@ async def request_probes(cloud: Cloud, node_id: str) -> int:
     return asked
 
 
-async def watch(cloud: Cloud) -> None:
-    """Run until cancelled: act on every change of a node's health."""
+async def _reassign_claimed(cloud: Cloud, node_id: str) -> int:
+    """One replica at a time empties ``node_id``; how many participants it moved."""
+    bus = cloud.registry.bus
+    name = f"reassign:{node_id}"
+    # the claim's TTL only matters if this replica dies mid-pass
+    if bus is not None and not await bus.claim(name, 30):
+        return 0  # another replica is on it; the next pass sees what it left
+    try:
+        log.warning("node %s is unhealthy; reassigning its participants", node_id)
+        return await reassign_from(cloud, node_id)
+    finally:
+        if bus is not None:
+            await bus.unclaim(name)
+
+
+async def watch(cloud: Cloud, clock: Callable[[], float] = time.monotonic) -> None:
+    """Run until cancelled: empty every failed node that carries participants."""
+    every_s = min(cloud.settings.heartbeat_s, 1.0)
     healthy = {n.id for n in cloud.registry.nodes() if n.healthy}
+    stuck_until: dict[str, float] = {}  # nobody could be moved: retry later, not every pass
     while True:
-        await asyncio.sleep(min(cloud.settings.heartbeat_s, 1.0))
+        await asyncio.sleep(every_s)
         try:
-            healthy = await _changes(cloud, healthy)
+            healthy = await _pass(cloud, healthy, stuck_until, clock)
         except StoreUnavailable:  # the readiness watch reports it; try again next round
             continue
 
 
-async def _changes(cloud: Cloud, healthy: set[str]) -> set[str]:
-    """Act on the nodes whose health changed since ``healthy``; the healthy set now."""
+async def _pass(cloud: Cloud, healthy: set[str], stuck_until: dict[str, float],
+                clock: Callable[[], float]) -> set[str]:
+    """Empty every failed node that carries participants; probes for nodes back; the
+    healthy set now."""
     now = {n.id for n in cloud.registry.nodes() if n.healthy}
-    for node_id in sorted(healthy - now):
-        bus = cloud.registry.bus
-        ttl = int(cloud.settings.heartbeat_s * cloud.settings.heartbeat_misses * 4) + 1
-        if bus is not None and not await bus.claim(f"reassign:{node_id}", ttl):
-            continue  # another replica is reassigning this node's participants
-        log.warning("node %s is unhealthy; reassigning its participants", node_id)
-        try:
-            await reassign_from(cloud, node_id)
-        except StoreUnavailable as exc:
-            log.warning("reassigning from %s paused: %s", node_id, exc)
-        except Exception:  # one failed pass must not end the watch
-            log.exception("reassigning from %s failed", node_id)
+    # a replica that has not yet read the others' nodes would take them all for failed
+    if cloud.registry.bus is None or cloud.registry.synced:
+        in_use = set().union(*(m.node_ids() for m in await cloud.store.list_meetings()))
+        for node_id in sorted(in_use - now):
+            if stuck_until.get(node_id, 0.0) > clock():
+                continue
+            try:
+                moved = await _reassign_claimed(cloud, node_id)
+            except StoreUnavailable as exc:
+                log.warning("reassigning from %s paused: %s", node_id, exc)
+                raise
+            except Exception:  # one failed pass must not end the watch
+                log.exception("reassigning from %s failed", node_id)
+                moved = 0
+            if not moved:
+                stuck_until[node_id] = clock() + 5.0
+            else:
+                stuck_until.pop(node_id, None)
     for node_id in sorted(now - healthy):
+        stuck_until.pop(node_id, None)
         bus = cloud.registry.bus
         if bus is not None and not await bus.claim(f"probe:{node_id}", 5):
             continue

@@ -78,13 +78,24 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class TokenSigner:
-    """Signs and verifies device tokens with an Ed25519 key."""
+VERIFIED_CACHE = 10_000  # tokens whose signature this process has checked
 
-    def __init__(self, seed_hex: str = "") -> None:
+
+class TokenSigner:
+    """Signs and verifies device tokens with an Ed25519 key.
+
+    A token's signature is checked once: the claims of the last
+    ``cache_size`` good tokens are kept (an Ed25519 verify is most of an
+    authenticated request's cost). Expiry is checked on every use; revocation
+    is the caller's (``Cloud.authenticate`` compares the generation).
+    """
+
+    def __init__(self, seed_hex: str = "", cache_size: int = VERIFIED_CACHE) -> None:
         seed = bytes.fromhex(seed_hex) if seed_hex else secrets.token_bytes(32)
+        self._cache_size = cache_size
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
         self._public = self._key.public_key()
+        self._verified: dict[str, Claims] = {}
 
     def __repr__(self) -> str:
         return "TokenSigner(<key hidden>)"
@@ -104,6 +115,17 @@ class TokenSigner:
 
     def verify(self, token: str, now: float) -> Claims:
         """The token's claims; ``IdentityError`` when bad or expired (not revocation)."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._check_signature(token)
+            if len(self._verified) >= self._cache_size:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[token] = claims
+        if claims.expires_at <= now:
+            raise IdentityError("token expired; register again")
+        return claims
+
+    def _check_signature(self, token: str) -> Claims:
         try:
             body_b64, sig_b64 = token.split(".")
             body, sig = _unb64(body_b64), _unb64(sig_b64)
@@ -115,6 +137,4 @@ class TokenSigner:
             )
         except (ValueError, KeyError, TypeError, InvalidSignature) as exc:
             raise IdentityError("invalid token") from exc
-        if claims.expires_at <= now:
-            raise IdentityError("token expired; register again")
         return claims

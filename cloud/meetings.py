@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -31,6 +32,7 @@ from wire.models import (
     MeetingCreated,
     MeetingView,
     ParticipantView,
+    ReassignRequest,
 )
 from wire.srtp import SrtpProfile
 from wire.transports import DeviceProfile
@@ -155,6 +157,50 @@ async def leave(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.post("/v1/meetings/{meeting_id}/participants/{participant_id}/reassign")
+async def reassign(request: web.Request) -> web.Response:
+    """The device hears nothing on its leg (no media, no consent answer): move it now.
+
+    The cloud may not have noticed yet (a hung node, a broken path): the device
+    asks, the participant is placed again away from ``node_id`` (same id and
+    SSRC, a new leg), and gets the assignment here and as ``media.reassigned``.
+    """
+    cloud, claims = await device_auth(request)
+    body = await read_body(request, ReassignRequest)
+    meeting_id, pid = request.match_info["meeting_id"], request.match_info["participant_id"]
+    stored = await cloud.store.get_reachability(claims.device_id)
+    if stored is None:
+        raise ApiError(428, "probe_required", "no fresh reachability report for this device; "
+                       "probe and PUT /v1/devices/{id}/reachability, then ask again")
+    async with cloud.meeting_lock(meeting_id):
+        meeting = await _meeting(cloud, claims, meeting_id)
+        found = [p for p in meeting.participants if p.id == pid]
+        if not found or found[0].device_id != claims.device_id:
+            raise ApiError(404, "not_found", f"no participant {pid} of this device here")
+        if found[0].node_id != body.node_id:
+            raise ApiError(409, "conflict", f"participant {pid} is on node {found[0].node_id} "
+                           f"now, not {body.node_id}; its media.reassigned event carries it")
+        meeting, placed, joined = await place(
+            cloud, meeting, org=claims.org, device_id=claims.device_id,
+            profile=DeviceProfile(claims.profile), results=stored.report.results,
+            srtp_profile=SrtpProfile.AES_CM_128_HMAC_SHA1_80, existing=found[0],
+            exclude=frozenset({body.node_id}),
+        )
+        meeting = await prune_cascades(cloud, meeting)
+        await cloud.store.put_meeting(meeting)
+        cloud.legs.pop(found[0].leg_id, None)
+        cloud.legs[placed.leg_id] = (meeting_id, placed.id)
+    cloud.metrics.reassignments.inc()
+    log.info("participant %s asked to leave silent node %s; now on %s", pid, body.node_id,
+             placed.node_id)
+    with contextlib.suppress(OSError):  # the silent node may well be gone
+        await cloud.registry.release(body.node_id, found[0].leg_id)
+    await cloud.store.publish([claims.device_id], Event(
+        type="media.reassigned", meeting_id=meeting_id, participant_id=pid,
+        node_id=placed.node_id, assignment=joined))
+    return json_response(joined)
+
+
 @routes.post("/v1/metrics/calls")
 async def call_metrics(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
@@ -215,14 +261,22 @@ async def events(request: web.Request) -> web.WebSocketResponse:
 
 
 async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
-    """Keep the transport a participant's leg latched on (GET /v1/meetings/{id})."""
+    """Keep the transport a participant's leg latched on (GET /v1/meetings/{id}); a leg the
+    node freed (no consent for the leg timeout) means its participant left.
+
+    With replicas, the leg may have been placed by another replica (or one that
+    died since): the meeting that holds the leg is then looked up in the store.
+    """
+    if event.event not in ("latched", "relatched", "freed"):
+        return
     where = cloud.legs.get(event.leg_id)
+    if where is None:
+        where = next(((m.id, p.id) for m in await cloud.store.list_meetings()
+                      for p in m.participants if p.leg_id == event.leg_id), None)
     if where is None:
         return
     if event.event == "freed":  # the node timed it out: no consent for the leg timeout
         await _drop_gone(cloud, node_id, event.leg_id, *where)
-        return
-    if event.event not in ("latched", "relatched"):
         return
     meeting_id, pid = where
     async with cloud.meeting_lock(meeting_id):

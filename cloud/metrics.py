@@ -86,6 +86,12 @@ class CloudMetrics:
         self.connections = Gauge("pinhole_connections", "Open HTTP connections.", registry=r)
         self.events_websockets = Gauge("pinhole_events_websockets",
                                        "Open events WebSockets of devices.", registry=r)
+        self.bus_forged_messages = Gauge(
+            "pinhole_bus_forged_messages",
+            "Pub/sub commands between replicas ignored for a bad HMAC.", registry=r)
+        self.node_refused_commands = Gauge(
+            "pinhole_node_refused_commands",
+            "Commands this replica's nodes answered with control_refused.", registry=r)
         #: connections refused, by reason (kept by wire.admission.Admission, read at scrape)
         self.refusals: collections.Counter[str] = collections.Counter()
         self.meetings_forgotten = 0

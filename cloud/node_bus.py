@@ -7,15 +7,26 @@ announcements into its node list. A command for a node held elsewhere is
 published on the node's channel; the holding replica forwards it down the
 WebSocket and publishes the node's ``leg_allocated`` answer on the request's
 reply channel.
+
+Commands and replies on pub/sub are authenticated: each is sealed as
+``<issued-at> <HMAC-SHA256 hex> <text>``, the HMAC (RFC 2104) keyed from the
+cloud's node secret (:func:`bus_key`; every replica has it) over the channel,
+the time and the text. A message with a bad or missing HMAC, for another
+channel, or older than ``MAX_AGE_S`` is ignored and counted (``forged``), so
+whoever can publish to Redis cannot drive the nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, Protocol
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -23,6 +34,36 @@ from redis.asyncio.client import PubSub
 from cloud.redis_errors import translated
 
 PREFIX = "pinhole:"
+MAX_AGE_S: Final = 30.0  # a sealed message older than this (or from the future) is refused
+
+log = logging.getLogger(__name__)
+
+
+def bus_key(node_secret: str) -> bytes:
+    """The pub/sub HMAC key, derived from the node secret every replica shares."""
+    return hmac.new(node_secret.encode(), b"pinhole node bus v1", hashlib.sha256).digest()
+
+
+def seal(key: bytes, channel: str, text: str, now: float) -> str:
+    stamp = f"{now:.3f}"
+    mac = hmac.new(key, f"{channel}\n{stamp}\n{text}".encode(), hashlib.sha256).hexdigest()
+    return f"{stamp} {mac} {text}"
+
+
+def unseal(key: bytes, channel: str, sealed: str, now: float) -> str | None:
+    """The text of a message sealed for ``channel`` with ``key``, or None."""
+    parts = sealed.split(" ", 2)
+    if len(parts) != 3:
+        return None
+    stamp, mac, text = parts
+    try:
+        issued = float(stamp)
+    except ValueError:
+        return None
+    expected = hmac.new(key, f"{channel}\n{stamp}\n{text}".encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac, expected) or abs(now - issued) > MAX_AGE_S:
+        return None
+    return text
 
 
 async def close_pubsub(pubsub: PubSub, timeout_s: float = 1.0) -> None:
@@ -38,6 +79,8 @@ async def close_pubsub(pubsub: PubSub, timeout_s: float = 1.0) -> None:
 
 
 class NodeBus(Protocol):
+    forged: int  # pub/sub messages ignored for a bad HMAC, channel or age
+
     async def announce(self, entries: Iterable[dict[str, Any]], ttl_s: float) -> None: ...
     async def snapshot(self) -> list[dict[str, Any]]: ...
     async def command(self, node_id: str, text: str) -> bool: ...
@@ -47,11 +90,31 @@ class NodeBus(Protocol):
                       timeout_s: float) -> str | None: ...
     async def reply(self, request_id: str, text: str) -> None: ...
     async def claim(self, name: str, ttl_s: int) -> bool: ...
+    async def unclaim(self, name: str) -> None: ...
+    async def withdraw(self, node_id: str) -> None: ...
+    async def remember(self, node_id: str, registration: dict[str, Any]) -> None: ...
+    async def recall(self, node_id: str) -> dict[str, Any] | None: ...
 
 
 class RedisNodeBus:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, key: bytes,
+                 clock: Callable[[], float] = time.time) -> None:
         self._redis = redis
+        self._key = key
+        self._clock = clock
+        self.forged = 0
+
+    async def _publish(self, channel: str, text: str) -> int:
+        return int(await self._redis.publish(channel, seal(self._key, channel, text,
+                                                           self._clock())))
+
+    def _open(self, channel: str, data: Any) -> str | None:
+        text = unseal(self._key, channel, str(data), self._clock())
+        if text is None:
+            self.forged += 1
+            log.warning("ignored a message on %s without a valid HMAC (%d so far)",
+                        channel, self.forged)
+        return text
 
     @translated
     async def announce(self, entries: Iterable[dict[str, Any]], ttl_s: float) -> None:
@@ -73,7 +136,7 @@ class RedisNodeBus:
 
     @translated
     async def command(self, node_id: str, text: str) -> bool:
-        return int(await self._redis.publish(f"{PREFIX}nodecmd:{node_id}", text)) > 0
+        return await self._publish(f"{PREFIX}nodecmd:{node_id}", text) > 0
 
     async def commands(self, node_id: str) -> AsyncIterator[str]:
         async for text in self._listen(f"{PREFIX}nodecmd:{node_id}"):
@@ -85,7 +148,9 @@ class RedisNodeBus:
         try:
             async for message in pubsub.listen():
                 if message.get("type") == "message":
-                    yield str(message["data"])
+                    text = self._open(channel, message["data"])
+                    if text is not None:
+                        yield text
         finally:
             await close_pubsub(pubsub)
 
@@ -93,15 +158,18 @@ class RedisNodeBus:
     async def request(self, node_id: str, text: str, request_id: str,
                       timeout_s: float) -> str | None:
         """Send ``text`` to the node wherever it is held; its answer, or None."""
+        channel = f"{PREFIX}reply:{request_id}"
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(f"{PREFIX}reply:{request_id}")
+        await pubsub.subscribe(channel)
         try:
             if not await self.command(node_id, text):
                 return None
             async with asyncio.timeout(timeout_s):
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        return str(message["data"])
+                        answer = self._open(channel, message["data"])
+                        if answer is not None:
+                            return answer
         except TimeoutError:
             return None
         finally:
@@ -110,9 +178,29 @@ class RedisNodeBus:
 
     @translated
     async def reply(self, request_id: str, text: str) -> None:
-        await self._redis.publish(f"{PREFIX}reply:{request_id}", text)
+        await self._publish(f"{PREFIX}reply:{request_id}", text)
 
     @translated
     async def claim(self, name: str, ttl_s: int) -> bool:
-        """True for exactly one replica that asks within ``ttl_s``."""
+        """True for exactly one replica that asks until it unclaims (``ttl_s``: if it dies)."""
         return bool(await self._redis.set(f"{PREFIX}claim:{name}", "1", nx=True, ex=ttl_s))
+
+    async def unclaim(self, name: str) -> None:
+        """The work is done: the next failure may be claimed at once."""
+        await self._redis.delete(f"{PREFIX}claim:{name}")
+
+    async def remember(self, node_id: str, registration: dict[str, Any]) -> None:
+        """A node registered with one replica may open its control channel on another."""
+        await self._redis.set(f"{PREFIX}registration:{node_id}", json.dumps(registration),
+                              ex=86400)
+
+    async def recall(self, node_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{PREFIX}registration:{node_id}")
+        return None if raw is None else dict(json.loads(raw))
+
+    async def withdraw(self, node_id: str) -> None:
+        """The node's control channel closed here: no replica may read it as healthy."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{PREFIX}node:{node_id}")
+            pipe.srem(f"{PREFIX}nodes", node_id)
+            await pipe.execute()

@@ -43,6 +43,7 @@ async def register_node(request: web.Request) -> web.Response:
         endpoints=body.endpoints, fingerprint=body.fingerprint, legacy_dc=body.legacy_dc,
     )
     cloud.registry.register(info, body.capacity)
+    await cloud.registry.share(node_id)
     answer = NodeRegistered(
         node_id=node_id, control_path=f"/v1/nodes/{node_id}/control",
         heartbeat_s=cloud.settings.heartbeat_s,
@@ -54,7 +55,7 @@ async def register_node(request: web.Request) -> web.Response:
 async def control(request: web.Request) -> web.WebSocketResponse:
     cloud = request.app[CLOUD]
     node_id = request.match_info["node_id"]
-    state = cloud.registry.get(node_id)
+    state = await cloud.registry.find(node_id)
     if state is None:
         raise ApiError(404, "not_found", f"node {node_id} is not registered; POST /v1/nodes")
     _check_secret(cloud, bearer(request), state.info.kind, state.info.org)

@@ -28,6 +28,7 @@ from wire.models import (
     NodeRegistered,
     NodeRegistration,
     ReachabilityReport,
+    ReassignRequest,
     StoredReachability,
 )
 
@@ -66,6 +67,10 @@ OPERATIONS: Final = (
               JoinRequest, Joined, 201, (400, 401, 404, 428, 503)),
     Operation("delete", "/v1/meetings/{meeting_id}/participants/{participant_id}", "Leave",
               "device", None, None, 204, (401, 404)),
+    Operation("post", "/v1/meetings/{meeting_id}/participants/{participant_id}/reassign",
+              "The device's leg to node_id went silent: a new assignment elsewhere (also sent "
+              "as media.reassigned); 409 when the participant is no longer on node_id",
+              "device", ReassignRequest, Joined, 200, (400, 401, 404, 409, 503)),
     Operation("get", "/v1/events", "WebSocket of events for this device (text frames: Event)",
               "device", None, Event, 101, (401, 429), websocket=True),
     Operation("post", "/v1/metrics/calls", "End-of-call quality report", "device",

@@ -6,8 +6,15 @@
 - Events go out with ``PUBLISH pinhole:events:<device>``; every replica's
   ``/v1/events`` WebSocket subscribes to its device's channel, so an event
   raised on one replica reaches a client connected to another.
-- Meeting updates take a short Redis lock (``SET NX PX``) besides the
-  replica's own asyncio lock, so two replicas never interleave a join.
+- Meeting updates take a short Redis lock (``SET NX PX``, with a read of the
+  meeting in the same script) so two replicas never interleave a join. While
+  this replica holds a meeting's lock nobody else can change the meeting,
+  so the value read with the lock (then the one written) answers
+  ``get_meeting`` without another round trip until the lock is released.
+  Joins on one replica first queue on that replica's own asyncio lock for
+  the meeting: only the head of the queue asks Redis, and it polls only
+  while another replica holds the lock (a queue that polled Redis every
+  10 ms made a busy meeting's joins wait for the poll, not for each other).
 """
 
 from __future__ import annotations
@@ -39,6 +46,25 @@ from cloud.store import (
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
 PREFIX = "pinhole:"
+MAX_CONNECTIONS = 100  # to Redis per replica; more requests than that wait for one
+CONNECTION_WAIT_S = 10.0
+LOCK_POLL_S = 0.005  # while another replica holds a meeting's lock
+# Take the lock and read the meeting in one round trip: {1, meeting or nil}, or {0}.
+_ACQUIRE = ("if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+            "return {1, redis.call('get', KEYS[2])} else return {0} end")
+# Delete the lock only if it is still ours: it may have expired and been taken since.
+_RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+            "return redis.call('del', KEYS[1]) else return 0 end")
+
+
+class _Queue:
+    """This replica's waiters for one meeting's lock."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 def _meeting_from(data: dict[str, Any]) -> MeetingRecord:
@@ -51,10 +77,20 @@ def _meeting_from(data: dict[str, Any]) -> MeetingRecord:
 
 
 class RedisStore:
-    def __init__(self, url: str, retention: Retention = DEFAULT_RETENTION) -> None:
+    def __init__(self, url: str, retention: Retention = DEFAULT_RETENTION,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.url = url
         self._retention = retention
-        self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+        # A blocking pool: under a burst, a request waits for a free connection
+        # (redis-py's default pool raises "Too many connections": a 500 per join).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=CONNECTION_WAIT_S,
+            decode_responses=True)
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._release = self._redis.register_script(_RELEASE)
+        self._queues: dict[str, _Queue] = {}
+        self._held: dict[str, str | None] = {}  # meeting id -> its JSON, while we hold its lock
 
     async def ping(self) -> bool:
         try:
@@ -115,14 +151,23 @@ class RedisStore:
 
     @translated
     async def put_meeting(self, meeting: MeetingRecord) -> None:
+        held = meeting.id in self._held
+        self._held.pop(meeting.id, None)  # unknown until the write is done
+        text = json.dumps(asdict(meeting))
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"{PREFIX}meeting:{meeting.id}", json.dumps(asdict(meeting)))
+            pipe.set(f"{PREFIX}meeting:{meeting.id}", text)
             pipe.sadd(f"{PREFIX}meetings", meeting.id)
             await pipe.execute()
+        if held:
+            self._held[meeting.id] = text
 
     @translated
     async def get_meeting(self, meeting_id: str) -> MeetingRecord | None:
-        raw = await self._redis.get(f"{PREFIX}meeting:{meeting_id}")
+        raw: str | bytes | None
+        if meeting_id in self._held:  # we hold its lock: nobody else changed it
+            raw = self._held[meeting_id]
+        else:
+            raw = await self._redis.get(f"{PREFIX}meeting:{meeting_id}")
         return None if raw is None else _meeting_from(json.loads(raw))
 
     @translated
@@ -136,21 +181,32 @@ class RedisStore:
     @contextlib.asynccontextmanager
     async def meeting_lock(self, meeting_id: str, ttl_ms: int = 10_000) -> AsyncIterator[None]:
         """A lock all replicas respect; it expires by itself if a replica dies holding it."""
-        key, token = f"{PREFIX}lock:meeting:{meeting_id}", secrets.token_hex(8)
+        queue = self._queues.get(meeting_id)
+        if queue is None:
+            queue = self._queues[meeting_id] = _Queue()
+        queue.users += 1
         try:
-            while not await self._redis.set(key, token, nx=True, px=ttl_ms):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)  # another replica holds it: poll, it is short-lived
-        except REDIS_FAILURES as exc:
-            raise StoreUnavailable(f"the store does not answer ({exc})") from exc
-        try:
-            yield
+            async with queue.lock:  # this replica's joins, in order, without asking Redis
+                key, token = f"{PREFIX}lock:meeting:{meeting_id}", secrets.token_hex(8)
+                keys = [key, f"{PREFIX}meeting:{meeting_id}"]
+                try:
+                    while not (taken := await self._acquire(keys=keys, args=[token, ttl_ms]))[0]:  # noqa: ASYNC110
+                        await asyncio.sleep(LOCK_POLL_S)  # another replica holds it: short-lived
+                except REDIS_FAILURES as exc:
+                    raise StoreUnavailable(f"the store does not answer ({exc})") from exc
+                self._held[meeting_id] = taken[1] if len(taken) > 1 else None
+                try:
+                    yield
+                finally:
+                    self._held.pop(meeting_id, None)
+                    # release only our own lock (it may have expired and been taken since);
+                    # a store gone meanwhile lets it expire by itself
+                    with contextlib.suppress(*REDIS_FAILURES):
+                        await self._release(keys=[key], args=[token])
         finally:
-            # release only our own lock (it may have expired and been taken since);
-            # a store gone meanwhile lets it expire by itself
-            with contextlib.suppress(*REDIS_FAILURES):
-                await self._redis.eval(
-                    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-                    "return redis.call('del', KEYS[1]) else return 0 end", 1, key, token)
+            queue.users -= 1
+            if not queue.users:
+                del self._queues[meeting_id]
 
     # ----------------------------------------------------------------- metrics
 
@@ -218,8 +274,8 @@ class RedisStore:
         finally:
             await close_pubsub(pubsub)
 
-    def node_bus(self) -> RedisNodeBus:
-        return RedisNodeBus(self._redis)
+    def node_bus(self, key: bytes) -> RedisNodeBus:
+        return RedisNodeBus(self._redis, key)
 
     async def close(self) -> None:
         await self._redis.aclose()

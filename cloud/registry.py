@@ -1,8 +1,11 @@
 """Registered media nodes, their control WebSockets, and leg allocation over them.
 
 A node opens the control WebSocket itself; the cloud never connects out.
-Missed heartbeats (``heartbeat_s × heartbeat_misses``) make a node unhealthy:
-it leaves node lists and assignment until it heartbeats again.
+Missed heartbeats (``heartbeat_s × heartbeat_misses``) or a missed WebSocket
+pong (the ping deadline) make a node unhealthy: it leaves node lists and
+assignment until it heartbeats again. With several replicas, the replica
+holding the channel withdraws the node's announcement the moment the channel
+closes, so no replica reads a dead node back as a healthy remote one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from cloud.node_bus import NodeBus
 from wire.models import (
     AllocateLeg,
+    ControlRefused,
     Heartbeat,
     LegAllocated,
     LegCounters,
@@ -29,7 +33,8 @@ from wire.models import (
 )
 
 log = logging.getLogger(__name__)
-_from_node: TypeAdapter[Heartbeat | LegAllocated | LegEvent] = TypeAdapter(NodeToCloud)
+_from_node: TypeAdapter[Heartbeat | LegAllocated | LegEvent | ControlRefused] = TypeAdapter(
+    NodeToCloud)
 
 
 class NodeUnavailable(Exception):
@@ -46,6 +51,7 @@ class NodeState:
     legs: int = 0
     malformed: int = 0
     stats: dict[str, LegCounters] = field(default_factory=dict)  # the last heartbeat's, per leg
+    refused: int = 0  # commands the node answered with control_refused
 
 
 class NodeRegistry:
@@ -64,6 +70,7 @@ class NodeRegistry:
         self.bus: NodeBus | None = None  # set with several replicas (Redis store)
         self._remote: dict[str, NodeInfo] = {}  # nodes held by other replicas
         self._forwarders: dict[str, asyncio.Task[None]] = {}
+        self.synced = False  # learned the other replicas' nodes at least once (with a bus)
 
     def register(self, info: NodeInfo, capacity: int) -> None:
         old = self._nodes.get(info.id)
@@ -80,6 +87,24 @@ class NodeRegistry:
         """Seconds since this replica last heard from the node (None: held elsewhere)."""
         state = self._nodes.get(node_id)
         return None if state is None else max(0.0, self._clock() - state.last_seen)
+
+    async def share(self, node_id: str) -> None:
+        """Keep the registration where every replica finds it (with a bus)."""
+        state = self._nodes[node_id]
+        if self.bus is not None:
+            await self.bus.remember(node_id, {"info": state.info.model_dump(mode="json"),
+                                              "capacity": state.capacity})
+
+    async def find(self, node_id: str) -> NodeState | None:
+        """A node registered here or, with a bus, with any replica (behind a balancer
+        its control channel may reach another replica than its registration did)."""
+        state = self._nodes.get(node_id)
+        if state is None and self.bus is not None:
+            shared = await self.bus.recall(node_id)
+            if shared is not None:
+                self.register(NodeInfo.model_validate(shared["info"]), int(shared["capacity"]))
+                state = self._nodes.get(node_id)
+        return state
 
     def info(self, node_id: str) -> NodeInfo | None:
         """A node registered with this replica or, with a bus, with another one."""
@@ -111,15 +136,20 @@ class NodeRegistry:
         if self.bus is None:
             return
         mine = [n for n in self._local() if self._nodes[n.id].ws is not None]
+        # twice the health deadline: a node whose replica died reconnects to another
+        # replica (through the balancer) before its last announcement runs out
         await self.bus.announce(
             ({"info": n.model_dump(mode="json")} for n in mine),
-            ttl_s=self.heartbeat_s * self.misses)
+            ttl_s=self.heartbeat_s * self.misses * 2)
+        for closed in [n.id for n in mine if self._nodes[n.id].ws is None]:
+            await self.bus.withdraw(closed)  # it closed while we announced it
         local_ids = {n.id for n in mine}
         self._remote = {
             entry["info"]["id"]: NodeInfo.model_validate(entry["info"])
             for entry in await self.bus.snapshot()
             if entry["info"]["id"] not in local_ids
         }
+        self.synced = True
 
     async def run_sync(self, max_backoff_s: float = 30.0) -> None:
         """Until cancelled: sync every half heartbeat; a failing store backs off. One line
@@ -169,6 +199,15 @@ class NodeRegistry:
                         future.set_result(message)
                     elif future is None and self.bus is not None:  # asked by another replica
                         await self.bus.reply(message.request_id, msg.data)
+                elif isinstance(message, ControlRefused):
+                    state.refused += 1
+                    log.warning("node %s refused a %s command: %s", node_id, message.command,
+                                message.detail)
+                    waiting = state.pending.pop(message.request_id or "", None)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(LegAllocated(
+                            request_id=message.request_id or "", leg_id="refused", ok=False,
+                            detail=message.detail))
                 elif self._on_leg_event is not None:
                     self._on_leg_event(node_id, message)
         finally:
@@ -176,6 +215,12 @@ class NodeRegistry:
                 forwarder.cancel()
             if state.ws is ws:
                 state.ws = None
+                self._remote.pop(node_id, None)
+                if self.bus is not None:
+                    try:
+                        await self.bus.withdraw(node_id)
+                    except Exception as exc:  # the announcement still expires by itself
+                        log.warning("withdrawing node %s failed: %r", node_id, exc)
             for future in state.pending.values():
                 if not future.done():
                     future.set_exception(NodeUnavailable(f"node {node_id} disconnected"))
@@ -195,18 +240,31 @@ class NodeRegistry:
         return asyncio.create_task(forward())
 
     async def allocate(self, node_id: str, command: AllocateLeg, timeout_s: float) -> None:
-        """Ask the node for a leg; return once it has it."""
-        state = self._nodes.get(node_id)
-        if (state is None or state.ws is None) and self.bus is not None \
-                and node_id in self._remote:
+        """Ask the node for a leg; return once it has it.
+
+        With several replicas a node whose replica just died is reconnecting to
+        another one: the request is tried again until ``timeout_s``.
+        """
+        deadline = self._clock() + timeout_s
+        while True:
+            state = self._nodes.get(node_id)
+            local = state is not None and state.ws is not None and not state.ws.closed
+            if local or self.bus is None or node_id not in self._remote:
+                return await self._allocate_here(node_id, command, timeout_s)
+            left = deadline - self._clock()
             text = await self.bus.request(node_id, command.model_dump_json(),
-                                          command.request_id, timeout_s)
-            if text is None:
+                                          command.request_id, max(0.1, left))
+            if text is not None:
+                answer = LegAllocated.model_validate_json(text)
+                if not answer.ok:
+                    raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
+                return None
+            if self._clock() + 0.2 >= deadline:
                 raise NodeUnavailable(f"node {node_id} did not allocate the leg in time")
-            answer = LegAllocated.model_validate_json(text)
-            if not answer.ok:
-                raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
-            return
+            await asyncio.sleep(0.2)  # held by no replica right now: it is reconnecting
+
+    async def _allocate_here(self, node_id: str, command: AllocateLeg, timeout_s: float) -> None:
+        state = self._nodes.get(node_id)
         if state is None or state.ws is None or state.ws.closed:
             raise NodeUnavailable(f"node {node_id} has no control channel")
         future: asyncio.Future[LegAllocated] = asyncio.get_running_loop().create_future()
@@ -221,6 +279,10 @@ class NodeRegistry:
             raise NodeUnavailable(f"node {node_id} refused the leg: {answer.detail}")
         # counted now, not at the next heartbeat: joins in between see the load (overflow)
         state.legs += 1
+
+    def refused(self) -> int:
+        """Commands this replica's nodes answered with ``control_refused``."""
+        return sum(state.refused for state in self._nodes.values())
 
     async def release(self, node_id: str, leg_id: str) -> None:
         state = self._nodes.get(node_id)

@@ -6,10 +6,9 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 from wire.boundary import readable_file, usage
-from wire.flags import Parser, add_version, apply_environment
+from wire.flags import Parser, add_secret, add_version, apply_environment, secret_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,14 +20,21 @@ class CloudSettings:
     orgs: str = ""  # JSON file of organisations (see cloud.identity)
     node_secret: str = ""  # cloud media nodes authenticate with it
     token_key: str = ""  # hex seed of the Ed25519 token key; shared by replicas
+    operator_token: str = ""  # the credential operator pages (the dashboard) require
     store: str = "memory"  # "memory" or redis://host:port/db
     probe_ttl_s: int = 7200  # seed: "The probing data cache expiry is set to 2 hours."
     probe_interval_s: int = 3600
     probe_timeout_ms: int = 1000
     token_ttl_s: int = 86400
-    heartbeat_s: float = 5.0
+    # a node heartbeats every heartbeat_s; heartbeat_misses missed ones (1.5 s) or a missed
+    # WebSocket pong (ping every 2 × heartbeat_s, pong due within heartbeat_s) end its health:
+    # a hung node is left in under 2 s, inside the 3 s budget for media to come back
+    heartbeat_s: float = 0.5
     heartbeat_misses: int = 3
     allocate_timeout_s: float = 5.0
+    # a cascade to a node that does not answer (hung, not yet noticed) must not hold the
+    # meeting, and the participants being moved away from that node, for long
+    cascade_timeout_s: float = 2.0
     max_body_bytes: int = 256 * 1024
     max_json_depth: int = 32  # nested arrays/objects in a body (the models need 4)
     state_file: str = ""  # written once listening: the real URL and port
@@ -41,27 +47,21 @@ class CloudSettings:
     max_events_per_device: int = 4  # open /v1/events WebSockets of one device
     metrics_retention_s: float = 86400.0  # end-of-call reports: aggregated, then forgotten
     meeting_retention_s: float = 3600.0  # an ended (empty) meeting is forgotten after this
-    operator_token: str = ""  # the operator's credential for the console ("" = closed)
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in {"node_secret", "token_key", "operator_token"} and value:
+            if f.name in SECRETS and value:
                 value = "****"
             out[f.name] = value
         return out
 
 
 STORES = ("memory", "redis://", "rediss://", "unix://")
-
-
-def _secret_from(path: str, p: argparse.ArgumentParser, what: str = "node secret") -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        p.error(f"cannot read the {what} file {path}: {exc.strerror}")
+#: settings that are secrets: masked in the start-up log, never taken from the command line
+SECRETS = ("node_secret", "token_key", "operator_token")
 
 
 def _is_hex_seed(text: str) -> bool:
@@ -87,12 +87,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key", default=d.key, help="PEM private key")
     p.add_argument("--orgs", default=d.orgs,
                    help="JSON file: organisations, enrollment keys, hybrid node secrets")
-    p.add_argument("--node-secret", default=d.node_secret,
-                   help="secret cloud media nodes present to register")
-    p.add_argument("--node-secret-file", default="",
-                   help="read the node secret from this file instead (e.g. a shared volume)")
-    p.add_argument("--token-key", default=d.token_key,
-                   help="hex seed (32 bytes) of the device-token signing key; replicas share it")
+    add_secret(p, "--node-secret", "the secret cloud media nodes present to register")
+    add_secret(p, "--token-key", "the hex seed (32 bytes) of the device-token signing key "
+               "that replicas share")
+    add_secret(p, "--operator-token", "the operator credential the dashboard and other "
+               "operator pages require")
     p.add_argument("--store", default=d.store,
                    help="state store: memory, or redis://host:port/db")
     p.add_argument("--probe-ttl-s", type=int, default=d.probe_ttl_s,
@@ -113,11 +112,6 @@ def parser() -> argparse.ArgumentParser:
                    help="missed heartbeats before a node is unhealthy")
     p.add_argument("--state-file", default=d.state_file,
                    help="write {url, port} here as JSON once listening")
-    p.add_argument("--operator-token", default=d.operator_token,
-                   help="the operator's credential for the console at / (default: none, and "
-                   "the console stays closed)")
-    p.add_argument("--operator-token-file", default="",
-                   help="read the operator's credential from this file instead")
     p.add_argument("--max-connections", type=int,
                    default=d.max_connections,
                    help="open client connections the cloud accepts in total")
@@ -147,6 +141,9 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
     p = parser()
     apply_environment(p, os.environ)
     a = p.parse_args(argv)
+    for name in SECRETS:
+        flag = "--" + name.replace("_", "-")
+        setattr(a, name, secret_value(flag, getattr(a, name), getattr(a, name + "_file")))
     if a.store != "memory" and not a.store.startswith(STORES[1:]):
         raise usage(f"--store {a.store} is not a store Pinhole knows",
                     "use memory, or redis://HOST:PORT/DB")
@@ -156,18 +153,14 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
     for flag in ("cert", "key", "orgs"):
         if getattr(a, flag):
             readable_file(f"--{flag}", getattr(a, flag))
-    if a.node_secret_file:
-        a.node_secret = _secret_from(a.node_secret_file, p)
-    if a.operator_token_file:
-        a.operator_token = _secret_from(a.operator_token_file, p, "operator token")
     return CloudSettings(
         listen=a.listen, port=a.port, cert=a.cert, key=a.key, orgs=a.orgs,
-        node_secret=a.node_secret, token_key=a.token_key, store=a.store,
+        node_secret=a.node_secret, token_key=a.token_key, operator_token=a.operator_token,
+        store=a.store,
         probe_ttl_s=a.probe_ttl_s, probe_interval_s=a.probe_interval_s,
         probe_timeout_ms=a.probe_timeout_ms, token_ttl_s=a.token_ttl_s,
         heartbeat_s=a.heartbeat_s, heartbeat_misses=a.heartbeat_misses,
-        state_file=a.state_file, operator_token=a.operator_token,
-        max_connections=a.max_connections,
+        state_file=a.state_file, max_connections=a.max_connections,
         max_connections_per_source=a.max_connections_per_source, handshake_s=a.handshake_s,
         idle_s=a.idle_s, max_events_per_device=a.max_events_per_device,
         metrics_retention_s=a.metrics_retention_s, meeting_retention_s=a.meeting_retention_s,

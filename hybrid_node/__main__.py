@@ -15,7 +15,8 @@ from media_node.settings import NodeSettings
 def dialler(settings: NodeSettings) -> Dialler:
     """Cascades from the node's own address and its ``--cascade-ports``."""
     return hybrid_dialler(settings.cascade_ports, local_host=settings.bind,
-                          delay_s=settings.simulated_rtt_ms / 1000)
+                          delay_s=settings.simulated_rtt_ms / 1000,
+                          consent_interval_s=settings.consent_check_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,7 @@ LEGACY_HYBRID_PORTS: Final = range(8000, 8101)
 
 def hybrid_dialler(source_ports: range | None = HYBRID_PORTS, *,
                    local_host: str | None = None,
-                   delay_s: float = 0.0, consent_interval_s: float = 5.0) -> Dialler:
+                   delay_s: float = 0.0, consent_interval_s: float = 4.0) -> Dialler:
     """Open each cascade as the hybrid node: its ladder, UDP from ``source_ports`` of
     ``local_host`` (the node's own address)."""
 

@@ -23,18 +23,25 @@ import uvloop
 
 from lab import compose, demo, firewall, smoke
 from lab.netns import HYBRID_HOST, INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
-from lab.pki import read_pki, renew, renewal_reason, write_pki
+from lab.pki import read_pki, renew, renewal_reason, write_pki, write_secret
 from lab.stack import HYBRID, REGIONS, StackError, running_stack
 from wire import boundary
 from wire.boundary import ExitCode, Failure, run
 from wire.flags import Parser, add_version, apply_environment
 
 
-async def _stack(state_dir: Path, prefix: str | None, hybrid: bool = False) -> int:
+async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
+                 hybrid: bool = False) -> int:
+    if replicas > 1 and store == "memory":
+        print("pinhole-lab stack: --replicas needs a shared store: add --store redis",
+              file=sys.stderr)
+        return 2
     nodes = (*REGIONS, HYBRID) if hybrid else REGIONS
-    async with running_stack(nodes, state_dir=state_dir, progress=print,
-                             prefix=prefix) as stack:
+    async with running_stack(nodes, state_dir=state_dir, progress=print, prefix=prefix,
+                             store=store, replicas=replicas) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
+        print(f"operator token (the dashboard and other operator pages): "
+              f"{stack.operator_token}", flush=True)
         print("stack running; Ctrl-C stops it", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -115,18 +122,18 @@ def _pki(args: argparse.Namespace) -> int:
         pki, action = write_pki(args.out, args.name, now), "created"
     _say(f"pki: {action} in {args.out}" + (f": {reason}" if reason else "")
          + ("" if action != "kept" else " (--force makes a new one)"))
-    stack_json.write_text(json.dumps(pki.stack_json(args.cloud_url), indent=2))
-    stack_json.chmod(0o600)  # it carries the org's enrollment key
+    # it carries the org's enrollment key: 0600 from the first byte
+    write_secret(stack_json, json.dumps(pki.stack_json(args.cloud_url), indent=2))
     out: dict[str, object] = {"pki": str(args.out), "action": action, "reason": reason,
                               "ca": str(pki.ca_file), "names": args.name,
-                              "stack_json": str(stack_json)}
+                              "stack_json": str(stack_json), "pins": list(pki.pins),
+                              "operator_token_file": str(pki.operator_token_file)}
     if args.public_url:  # what a host needs: the CA, and a stack.json beside it
         public = args.out / "public"
         public.mkdir(exist_ok=True)
         (public / "ca.pem").write_text(pki.ca_file.read_text())
         doc = {**pki.stack_json(args.public_url), "ca": "ca.pem"}  # beside stack.json
-        (public / "stack.json").write_text(json.dumps(doc, indent=2))
-        (public / "stack.json").chmod(0o600)
+        write_secret(public / "stack.json", json.dumps(doc, indent=2))
         out["public"] = str(public)
     print(json.dumps(out), flush=True)
     return 0
@@ -197,6 +204,12 @@ def _parser() -> argparse.ArgumentParser:
                    "198.18.0 inside the firewall lab (default: a free 127.x.y block)")
     s.add_argument("--hybrid", action="store_true",
                    help=f"also run {HYBRID.id}, a hybrid media node of org {HYBRID.org} (.5)")
+    s.add_argument("--store", default="memory",
+                   help="memory (default), redis (a redis-server the stack starts) or a "
+                   "redis://host:port/db URL")
+    s.add_argument("--replicas", type=int, default=1,
+                   help="cloud processes on the shared store, behind a TCP balancer that "
+                   "owns the cloud's address (needs --store redis)")
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -289,7 +302,8 @@ def _main(raw: list[str]) -> int:
     if args.command == "compose":
         return _compose(args)
     if args.command == "stack":
-        return uvloop.run(_stack(args.state_dir, args.prefix, args.hybrid))
+        return uvloop.run(_stack(args.state_dir, args.prefix, args.store, args.replicas,
+                                 args.hybrid))
     return uvloop.run(demo.run(args.seconds, as_json=args.json, state_dir=args.state_dir))
 
 

@@ -85,6 +85,33 @@ def set_udp_timeout(seconds: int, prefix: Sequence[str] = ()) -> None:
         run(*prefix, "sysctl", "-qw", f"{key}={seconds}")
 
 
+def refresh_on_outbound_only(seconds: int, lan: str, wan: str,
+                             prefix: Sequence[str] = ()) -> None:
+    """Make UDP pinholes live ``seconds`` after the last packet *from inside*.
+
+    Linux conntrack refreshes a flow on packets in either direction; some firewalls
+    refresh it only on outbound packets, so a participant who only listens loses its
+    pinhole however much media comes in. A dynamic set keyed by the inside flow
+    (refreshed by ``update`` on every outbound packet) admits inbound UDP only while
+    the flow's entry lives; ``load`` (a new profile) removes it.
+    """
+    script = (
+        f'define LAN = "{lan}"\ndefine WAN = "{wan}"\n'
+        "table inet pinhole_outbound_refresh {\n"
+        "    set pinholes { type ipv4_addr . inet_service . ipv4_addr . inet_service;\n"
+        f"        flags dynamic, timeout; timeout {seconds}s; }}\n"
+        "    counter expired {}\n"
+        "    chain forward {\n"
+        "        type filter hook forward priority filter - 1; policy accept;\n"
+        "        iifname $LAN meta l4proto udp update @pinholes "
+        f"{{ ip saddr . udp sport . ip daddr . udp dport timeout {seconds}s }}\n"
+        "        iifname $WAN meta l4proto udp ip daddr . udp dport . ip saddr . udp sport "
+        "!= @pinholes counter name expired drop\n"
+        "    }\n"
+        "}\n")
+    run(*prefix, "nft", "-f", "-", stdin=script)
+
+
 def interfaces(lan_subnet: str = ENT_SUBNET) -> tuple[str, str]:
     """(enterprise-side, internet-side) interface names: the one with an address in
     ``lan_subnet``, and the other one with an IPv4 address."""

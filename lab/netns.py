@@ -115,10 +115,16 @@ class Lab:
         self.udp_timeout_s = seconds
         firewall.set_udp_timeout(seconds, self.exec_prefix(self.gw))
 
-    def counter(self, name: str, unit: str = "packets") -> int:
+    def refresh_on_outbound_only(self, seconds: int) -> None:
+        """UDP pinholes close ``seconds`` after the last packet from inside, whatever comes in
+        (until the next profile is loaded)."""
+        firewall.refresh_on_outbound_only(seconds, f"{self.run_id}c", f"{self.run_id}b",
+                                          self.exec_prefix(self.gw))
+
+    def counter(self, name: str, unit: str = "packets", table: str = "pinhole_fw") -> int:
         """Packets (or ``unit="bytes"``) counted by a named nftables counter in the firewall."""
         text = _run("ip", "netns", "exec", self.gw, "nft", "list", "counter", "inet",
-                    "pinhole_fw", name)
+                    table, name)
         for word, value in zip(text.split(), text.split()[1:], strict=False):
             if word == unit:
                 return int(value)
@@ -193,10 +199,10 @@ class Lab:
             time.sleep(0.1)
         described = json.loads(stack_json.read_text())
         progress(f"stack ready: {described['cloud']}")
-        console = described.get("console") or {}
-        if console.get("operator_token"):
-            progress(f"operator console: {console['url']} (operator token "
-                     f"{console['operator_token']})")
+        token = stack_json.parent / "operator-token"
+        if token.exists():
+            progress(f"operator console: {described['cloud']}/ (operator token "
+                     f"{token.read_text().strip()})")
         return stack_json
 
     def start_proxy(self) -> None:

@@ -7,7 +7,12 @@ nodes and the clients read their part from there (``stack.json`` is what ``pinho
 reads). A deployment that restarts keeps its PKI, but :func:`renewal_reason` checks it at
 every start: a certificate that expires within :data:`RENEW_BEFORE`, or that no longer names
 the cloud's names, is re-issued by :func:`renew` (by the same CA while the CA itself is good,
-so that clients keep trusting it).
+so that clients keep trusting it, and for the same key, so that their pins hold).
+
+Every secret is written 0600 from its first byte in a 0700 directory. ``stack.json``
+carries the cloud's SPKI pins (RFC 7469 §2.4): its key's and a backup key's
+(``cloud-backup.key``, in no certificate yet, §4.3) for a rotation. The operator
+token (``operator-token``) is the credential the cloud's operator pages require.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ import json
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
 
-from wire.tls import CertifiedKey, issue, make_ca
+from wire.tls import CertifiedKey, issue, make_ca, spare_key, spki_pin, spki_pin_of_key
 
 ORG = "acme"
 RENEW_BEFORE = datetime.timedelta(days=7)  # certificates are valid for 30 (wire.tls.VALIDITY)
@@ -36,7 +41,8 @@ class Pki:
     enrollment_key: str
     node_secret: str
     other_enrollment_key: str = ""
-    operator_token: str = ""  # the operator's credential for the cloud's console
+    #: the cloud's SPKI pins: its key's, then the backup key's; clients pin these
+    pins: tuple[str, ...] = ()
 
     def hybrid_secret_file(self, org: str = ORG) -> Path:
         """The org's hybrid node secret (``pinhole-hybrid-node --node-secret-file``)."""
@@ -59,6 +65,18 @@ class Pki:
         return self.directory / "cloud.key"
 
     @property
+    def backup_key_file(self) -> Path:
+        return self.directory / "cloud-backup.key"
+
+    @property
+    def operator_token_file(self) -> Path:
+        return self.directory / "operator-token"
+
+    @property
+    def operator_token(self) -> str:
+        return self.operator_token_file.read_text().strip()
+
+    @property
     def orgs_file(self) -> Path:
         return self.directory / "orgs.json"
 
@@ -66,53 +84,71 @@ class Pki:
     def node_secret_file(self) -> Path:
         return self.directory / "node-secret"
 
-    @property
-    def operator_token_file(self) -> Path:
-        return self.directory / "operator-token"
-
     def stack_json(self, cloud_url: str,
                    nodes: Sequence[dict[str, object]] = ()) -> dict[str, object]:
-        """What ``pinhole --stack`` reads: the cloud, the CA to trust, the org's key."""
+        """What ``pinhole --stack`` reads: the cloud, the CA to trust, the cloud's pins, the
+        orgs' keys."""
         orgs = {ORG: {"enrollment_key": self.enrollment_key}}
         if self.other_enrollment_key:
             orgs[OTHER_ORG] = {"enrollment_key": self.other_enrollment_key}
-        return {"cloud": cloud_url, "ca": str(self.ca_file), "orgs": orgs, "nodes": list(nodes),
-                "console": {"url": cloud_url + "/", "operator_token": self.operator_token}}
+        return {"cloud": cloud_url, "ca": str(self.ca_file), "pins": list(self.pins),
+                "orgs": orgs, "nodes": list(nodes)}
 
 
-def _secret_write(path: Path, text: str) -> None:
-    path.write_text(text)
-    os.chmod(path, 0o600)
+def private_directory(directory: Path) -> None:
+    """Create ``directory`` (and its parents) and make it 0700: only its owner enters it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte (never briefly 0644)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def _with_pins(pki: Pki) -> Pki:
+    """``pki`` with the pins of its certificate's key and its backup key; an older PKI
+    gets its backup key and operator token here."""
+    if not pki.backup_key_file.exists():
+        write_secret(pki.backup_key_file, spare_key().decode())
+    if not pki.operator_token_file.exists():
+        write_secret(pki.operator_token_file, secrets.token_urlsafe(24))
+    pins = (spki_pin(pki.cert_file.read_bytes()), spki_pin_of_key(pki.backup_key_file.read_bytes()))
+    return replace(pki, pins=pins)
 
 
 def _write_certificates(pki: Pki, ca: CertifiedKey, cert: CertifiedKey) -> None:
     pki.ca_file.write_text(ca.cert_pem.decode())
-    _secret_write(pki.ca_key_file, ca.key_pem.decode())
-    _secret_write(pki.key_file, cert.key_pem.decode())
+    write_secret(pki.ca_key_file, ca.key_pem.decode())
+    write_secret(pki.key_file, cert.key_pem.decode())
     pki.cert_file.write_text(cert.cert_pem.decode())
 
 
 def write_pki(directory: Path, cloud_names: Sequence[str],
               now: datetime.datetime | None = None) -> Pki:
-    """A fresh CA, a cloud certificate for ``cloud_names`` (DNS names or IPs) and secrets."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """A fresh CA, a cloud certificate for ``cloud_names`` (DNS names or IPs) and secrets,
+    in a 0700 directory, every secret 0600."""
+    private_directory(directory)
     now = now or datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
     pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
-              other_enrollment_key=secrets.token_urlsafe(16),
-              operator_token=secrets.token_urlsafe(16))
+              secrets.token_urlsafe(16))
     _write_certificates(pki, ca, issue(ca, cloud_names, now))
     hybrid = {ORG: secrets.token_urlsafe(16), OTHER_ORG: secrets.token_urlsafe(16)}
-    _secret_write(pki.orgs_file, json.dumps({"orgs": [
+    write_secret(pki.orgs_file, json.dumps({"orgs": [
         {"id": ORG, "enrollment_key": pki.enrollment_key, "hybrid_node_secret": hybrid[ORG]},
         {"id": OTHER_ORG, "enrollment_key": pki.other_enrollment_key,
          "hybrid_node_secret": hybrid[OTHER_ORG]},
     ]}))
-    _secret_write(pki.node_secret_file, pki.node_secret)
+    write_secret(pki.node_secret_file, pki.node_secret)
     for org, secret in hybrid.items():
-        _secret_write(pki.hybrid_secret_file(org), secret)
-    _secret_write(pki.operator_token_file, pki.operator_token)
-    return pki
+        write_secret(pki.hybrid_secret_file(org), secret)
+    return _with_pins(pki)
 
 
 def read_pki(directory: Path) -> Pki:
@@ -120,11 +156,8 @@ def read_pki(directory: Path) -> Pki:
     orgs = json.loads((directory / "orgs.json").read_text())["orgs"]
     key = next(o["enrollment_key"] for o in orgs if o["id"] == ORG)
     other = next((o["enrollment_key"] for o in orgs if o["id"] == OTHER_ORG), "")
-    operator = directory / "operator-token"
-    if not operator.exists():  # written by an older Pinhole: the console gets a token now
-        _secret_write(operator, secrets.token_urlsafe(16))
-    return Pki(directory, str(key), (directory / "node-secret").read_text().strip(),
-               str(other), operator.read_text().strip())
+    return _with_pins(Pki(directory, str(key), (directory / "node-secret").read_text().strip(),
+                          str(other)))
 
 
 def _names(cert: x509.Certificate) -> set[str]:
@@ -156,7 +189,8 @@ def renewal_reason(directory: Path, cloud_names: Sequence[str],
 def renew(directory: Path, cloud_names: Sequence[str], now: datetime.datetime) -> Pki:
     """A new cloud certificate, signed by the same CA while that CA stays good for
     :data:`RENEW_BEFORE` and its key is at hand, else by a new CA. The enrollment key and the
-    node secret are kept."""
+    node secret are kept, and so is the cloud's key when it can be read: the clients' pins
+    hold."""
     pki = read_pki(directory)
     ca: CertifiedKey | None = None
     try:
@@ -166,5 +200,9 @@ def renew(directory: Path, cloud_names: Sequence[str], now: datetime.datetime) -
     except (OSError, ValueError):
         ca = None
     ca = ca or make_ca(now)
-    _write_certificates(pki, ca, issue(ca, cloud_names, now))
-    return pki
+    try:
+        key_pem: bytes | None = pki.key_file.read_bytes()
+    except OSError:
+        key_pem = None
+    _write_certificates(pki, ca, issue(ca, cloud_names, now, key_pem))
+    return _with_pins(pki)

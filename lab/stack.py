@@ -4,6 +4,11 @@ Each stack takes its own ``127.A.B.0/24`` block, so nodes keep their real
 ports (5004, 33434, 443 …) and several stacks can run side by side.  Nothing
 needs root; a process that may not bind below 1024 takes the documented high
 port and the node list carries what is really in use.
+
+With ``store="redis"`` the stack starts its own ``redis-server``; with
+``replicas=N`` it runs N cloud processes on it behind a TCP balancer
+(:mod:`lab.balancer`) that owns the cloud's address, so a replica can be
+killed for real while nodes and clients keep the one URL.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -22,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from client.api import CloudApi
-from lab.net import free_block
-from lab.pki import ORG, OTHER_ORG, Pki, write_pki
+from lab.net import free_block, free_port, wait_for_port
+from lab.pki import ORG, OTHER_ORG, Pki, private_directory, write_pki, write_secret
 from wire.models import DeviceRegistration
 from wire.tls import client_context
 
@@ -69,18 +76,50 @@ class Stack:
     enrollment_key: str = ""
     node_secret: str = ""
     other_enrollment_key: str = ""  # OTHER_ORG's: a device that must not see ORG's hybrid
-    operator_token: str = ""
+    operator_token: str = ""  # what the dashboard and other operator pages require
+    pins: tuple[str, ...] = ()  # the cloud's SPKI pins, primary and backup (stack.json)
     nodes: list[dict[str, Any]] = field(default_factory=list)
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+    # by name: "cloud" (or "cloud-1" … with replicas), "redis", "balancer", each node id
+    named: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    specs: dict[str, NodeSpec] = field(default_factory=dict)
+    replica_urls: list[str] = field(default_factory=list)
+    store_url: str = "memory"
+
+    def signal(self, name: str, sig: int) -> None:
+        """Send ``sig`` (SIGKILL, SIGSTOP, SIGCONT …) to the process called ``name``."""
+        self.named[name].send_signal(sig)
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL the process called ``name`` (resuming it first if stopped) and reap it."""
+        proc = self.named[name]
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+                proc.send_signal(signal.SIGCONT)
+        await proc.wait()
+
+    async def restart_node(self, node_id: str) -> None:
+        """Kill node ``node_id`` if it runs, start it again, wait until the cloud lists it."""
+        await self.kill(node_id)
+        await _start_node(self, self.specs[node_id])
+        await _wait_healthy(self, {node_id}, org=self.specs[node_id].org or ORG)
+
+    @property
+    def pki(self) -> Pki:
+        """The stack's keys and secrets (their files are in ``state_dir``)."""
+        return Pki(self.state_dir, self.enrollment_key, self.node_secret,
+                   self.other_enrollment_key, self.pins)
 
     def describe(self) -> dict[str, Any]:
         """What ``stack.json`` holds: all a client needs to use this stack."""
-        return Pki(self.state_dir, self.enrollment_key, self.node_secret,
-                   self.other_enrollment_key, self.operator_token).stack_json(
-            self.cloud_url, self.nodes)
+        described = self.pki.stack_json(self.cloud_url, self.nodes)
+        described.update({"store": self.store_url, "replicas": self.replica_urls,
+                          "processes": {name: proc.pid for name, proc in self.named.items()}})
+        return described
 
     def api(self) -> CloudApi:
-        return CloudApi(self.cloud_url, client_context(self.ca_file))
+        return CloudApi(self.cloud_url, client_context(self.ca_file), pins=self.pins)
 
     async def register(self, name: str, profile: str = "desktop", org: str = ORG) -> CloudApi:
         api = self.api()
@@ -115,11 +154,12 @@ async def _wait_for_file(path: Path, proc: asyncio.subprocess.Process, what: str
     raise StackError(f"{what} did not come up within {timeout_s:.0f} s; see {path.parent}/*.log")
 
 
-async def _spawn(state: Path, name: str, args: Sequence[str]) -> asyncio.subprocess.Process:
-    log = (state / f"{name}.log").open("wb")
+async def _spawn(state: Path, name: str, args: Sequence[str],
+                 program: str = sys.executable) -> asyncio.subprocess.Process:
+    log = (state / f"{name}.log").open("ab")
     try:
         return await asyncio.create_subprocess_exec(
-            sys.executable, *args, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            program, *args, stdout=log, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
     finally:
@@ -133,13 +173,19 @@ async def start_stack(
     cloud_args: Sequence[str] = (),
     progress: Callable[[str], None] = lambda _: None,
     prefix: str | None = None,
+    store: str = "memory",
+    replicas: int = 1,
 ) -> Stack:
-    """Start a cloud and ``nodes``; return once every node is registered and healthy."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    """Start a cloud and ``nodes``; return once every node is registered and healthy.
+
+    ``store``: ``memory``, ``redis`` (a redis-server the stack starts) or a
+    ``redis://`` URL; ``replicas``: cloud processes behind the balancer.
+    """
+    private_directory(state_dir)  # it holds stack.json, keys and secrets: 0700
     # the cloud on PREFIX.1, nodes on .2, .3 …: a random loopback block unless given
     stack = Stack(state_dir=state_dir, prefix=prefix or free_block())
     try:
-        await _start(stack, nodes, cloud_args, progress)
+        await _start(stack, nodes, cloud_args, progress, store, replicas)
     except BaseException:
         await stop_stack(stack)
         raise
@@ -148,58 +194,139 @@ async def start_stack(
 
 async def _start(
     stack: Stack, nodes: Sequence[NodeSpec], cloud_args: Sequence[str],
-    progress: Callable[[str], None],
+    progress: Callable[[str], None], store: str, replicas: int,
 ) -> None:
     state = stack.state_dir
-    for stale in ("stack.json", "cloud.json", *(f"{spec.id}.json" for spec in nodes)):
+    for stale in ("stack.json", "cloud.json", "balancer.json",
+                  *(f"cloud-{i}.json" for i in range(1, replicas + 1)),
+                  *(f"{spec.id}.json" for spec in nodes)):
         (state / stale).unlink(missing_ok=True)  # a reused state dir: wait for the new ones
     cloud_ip = stack.prefix + ".1"
     pki = write_pki(state, [cloud_ip, "localhost"])
     stack.ca_file = str(pki.ca_file)
     stack.enrollment_key, stack.node_secret = pki.enrollment_key, pki.node_secret
     stack.other_enrollment_key = pki.other_enrollment_key
-    stack.operator_token = pki.operator_token
-    progress(f"starting the cloud on {cloud_ip}")
-    # "=": a secret may start with "-", which argparse would take for an option
-    env_secret = [f"--node-secret={stack.node_secret}"]
-    cloud = await _spawn(state, "cloud", [
-        "-m", "cloud", "--listen", cloud_ip, "--port", "443",
-        "--cert", str(pki.cert_file), "--key", str(pki.key_file),
-        "--orgs", str(pki.orgs_file), *env_secret,
+    stack.operator_token, stack.pins = pki.operator_token, pki.pins
+    if store == "redis":
+        stack.store_url = await _start_redis(stack, progress)
+    elif store != "memory":
+        stack.store_url = store
+    if replicas > 1 and stack.store_url == "memory":
+        raise StackError("several cloud replicas need a shared store: --store redis")
+    # secrets go by file, never on the command line where ps shows them
+    token_key_file = state / "token-key"
+    write_secret(token_key_file, secrets.token_hex(32))  # replicas verify each other's tokens
+    common = [
+        "-m", "cloud", "--listen", cloud_ip, "--cert", str(pki.cert_file),
+        "--key", str(pki.key_file), "--orgs", str(pki.orgs_file),
+        "--node-secret-file", str(pki.node_secret_file), "--store", stack.store_url,
+        "--token-key-file", str(token_key_file),
         "--operator-token-file", str(pki.operator_token_file),
-        "--state-file", str(state / "cloud.json"), *cloud_args,
-    ])
-    stack.processes.append(cloud)
-    stack.cloud_url = (await _wait_for_file(state / "cloud.json", cloud, "the cloud"))["url"]
-    for i, spec in enumerate(nodes, start=2):
-        address = f"{stack.prefix}.{i}"
-        progress(f"starting {spec.kind} media node {spec.id} ({spec.region}, simulated RTT "
-                 f"{spec.simulated_rtt_ms} ms) on {address}")
-        # a hybrid node runs its own package with its org and the org's hybrid node secret
-        who = (["-m", "hybrid_node", "--org", spec.org,
-                "--node-secret-file", str(pki.hybrid_secret_file(spec.org))] if spec.org
-               else ["-m", "media_node", *env_secret])
-        proc = await _spawn(state, spec.id, [
-            *who, "--cloud", stack.cloud_url, "--ca", stack.ca_file,
-            "--node-id", spec.id, "--region", spec.region,
-            "--advertise", address, "--simulated-rtt-ms", str(spec.simulated_rtt_ms),
-            "--metrics-listen", f"{address}:{METRICS_PORT}",
-            "--state-file", str(state / f"{spec.id}.json"), *spec.extra_args,
-        ])
-        stack.processes.append(proc)
-        info = await _wait_for_file(state / f"{spec.id}.json", proc, f"media node {spec.id}")
-        stack.nodes.append({"id": spec.id, "kind": spec.kind, "org": spec.org or None,
-                            "region": spec.region, "address": address,
-                            "endpoints": info.get("endpoints", []),
-                            "metrics_url": f"http://{address}:{METRICS_PORT}/metrics"})
+    ]
+    if replicas <= 1:
+        progress(f"starting the cloud on {cloud_ip}")
+        cloud = await _spawn(state, "cloud", [*common, "--port", "443",
+                                              "--state-file", str(state / "cloud.json"),
+                                              *cloud_args])
+        stack.processes.append(cloud)
+        stack.named["cloud"] = cloud
+        stack.cloud_url = (await _wait_for_file(state / "cloud.json", cloud, "the cloud"))["url"]
+        stack.replica_urls = [stack.cloud_url]
+    else:
+        backends = []
+        for i in range(1, replicas + 1):
+            port = free_port(cloud_ip)
+            progress(f"starting cloud replica {i} of {replicas} on {cloud_ip}:{port}")
+            name = f"cloud-{i}"
+            proc = await _spawn(state, name, [*common, "--port", str(port),
+                                              "--state-file", str(state / f"{name}.json"),
+                                              *cloud_args])
+            stack.processes.append(proc)
+            stack.named[name] = proc
+            url = (await _wait_for_file(state / f"{name}.json", proc, f"cloud replica {i}"))["url"]
+            stack.replica_urls.append(url)
+            backends.append(f"{cloud_ip}:{port}")
+        stack.cloud_url = await _start_balancer(stack, cloud_ip, backends, progress)
+    for spec in nodes:
+        await _start_node(stack, spec, progress)
     await _wait_healthy(stack, {n.id for n in nodes if not n.org})
     for org in {n.org for n in nodes if n.org}:  # a hybrid node is listed to its org only
         await _wait_healthy(stack, {n.id for n in nodes if n.org == org}, org=org)
-    (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
+    write_secret(state / "stack.json", json.dumps(stack.describe(), indent=2))
     progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "
              f"settings in {state / 'stack.json'}")
-    progress(f"operator console: {stack.cloud_url}/ (operator token {stack.operator_token}, "
-             f"also in {pki.operator_token_file})")
+
+
+async def _start_redis(stack: Stack, progress: Callable[[str], None]) -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError("--store redis needs redis-server (Debian package redis-server)")
+    host = stack.prefix + ".1"
+    port = free_port(host)
+    progress(f"starting redis-server on {host}:{port}")
+    proc = await _spawn(stack.state_dir, "redis", [
+        "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
+        "--dir", str(stack.state_dir)], program=binary)
+    stack.processes.append(proc)
+    stack.named["redis"] = proc
+    await wait_for_port(host, port)
+    return f"redis://{host}:{port}/0"
+
+
+async def _start_balancer(stack: Stack, host: str, backends: list[str],
+                          progress: Callable[[str], None]) -> str:
+    state = stack.state_dir
+    port = 443
+    while True:
+        progress(f"starting the balancer on {host}:{port} in front of {', '.join(backends)}")
+        proc = await _spawn(state, "balancer", [
+            "-m", "lab.balancer", f"{host}:{port}", *backends,
+            "--state-file", str(state / "balancer.json")])
+        try:
+            await _wait_for_file(state / "balancer.json", proc, "the balancer", 10.0)
+        except StackError:
+            if port != 443:
+                raise
+            port = 8443  # may not bind below 1024 here: the documented high port
+            continue
+        stack.processes.append(proc)
+        stack.named["balancer"] = proc
+        return f"https://{host}:{port}"
+
+
+async def _start_node(stack: Stack, spec: NodeSpec,
+                      progress: Callable[[str], None] = lambda _: None) -> None:
+    state = stack.state_dir
+    index = list(stack.specs).index(spec.id) if spec.id in stack.specs else len(stack.specs)
+    stack.specs[spec.id] = spec
+    address = f"{stack.prefix}.{index + 2}"
+    (state / f"{spec.id}.json").unlink(missing_ok=True)
+    progress(f"starting {spec.kind} media node {spec.id} ({spec.region}, simulated RTT "
+             f"{spec.simulated_rtt_ms} ms) on {address}")
+    # a hybrid node runs its own package with its org and the org's hybrid node secret;
+    # secrets go by file, never on the command line where ps shows them
+    who = (["-m", "hybrid_node", "--org", spec.org,
+            "--node-secret-file", str(stack.pki.hybrid_secret_file(spec.org))] if spec.org
+           else ["-m", "media_node", "--node-secret-file", str(stack.pki.node_secret_file)])
+    proc = await _spawn(state, spec.id, [
+        *who, "--cloud", stack.cloud_url, "--ca", stack.ca_file,
+        "--node-id", spec.id, "--region", spec.region,
+        "--advertise", address, "--simulated-rtt-ms", str(spec.simulated_rtt_ms),
+        "--metrics-listen", f"{address}:{METRICS_PORT}",
+        "--state-file", str(state / f"{spec.id}.json"), *spec.extra_args,
+    ])
+    old = stack.named.get(spec.id)
+    if old is not None and old in stack.processes:
+        stack.processes[stack.processes.index(old)] = proc
+    else:
+        stack.processes.append(proc)
+    stack.named[spec.id] = proc
+    info = await _wait_for_file(state / f"{spec.id}.json", proc, f"media node {spec.id}")
+    entry = {"id": spec.id, "kind": spec.kind, "org": spec.org or None,
+             "region": spec.region, "address": address,
+             "endpoints": info.get("endpoints", []),
+             "metrics_url": f"http://{address}:{METRICS_PORT}/metrics"}
+    stack.nodes = [n for n in stack.nodes if n["id"] != spec.id] + [entry]
 
 
 async def _wait_healthy(stack: Stack, ids: set[str], timeout_s: float = 20.0,
@@ -224,6 +351,7 @@ async def stop_stack(stack: Stack) -> None:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGCONT)  # a stopped process must see its SIGTERM
     for proc in stack.processes:
         try:
             await asyncio.wait_for(proc.wait(), 5.0)
@@ -242,13 +370,15 @@ async def running_stack(
     cloud_args: Sequence[str] = (),
     progress: Callable[[str], None] = lambda _: None,
     prefix: str | None = None,
+    store: str = "memory",
+    replicas: int = 1,
 ) -> Any:
     """``async with running_stack() as stack:`` — a stack stopped on every exit path."""
     with contextlib.ExitStack() as cleanup:
         if state_dir is None:
             state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pinhole-")))
         stack = await start_stack(state_dir, nodes, cloud_args=cloud_args, progress=progress,
-                                  prefix=prefix)
+                                  prefix=prefix, store=store, replicas=replicas)
         try:
             yield stack
         finally:

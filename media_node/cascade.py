@@ -5,8 +5,9 @@ would (docs/design.md "Media leg") with the same sans-I/O leg client
 (``wire.leg_client``): an authenticated Binding Request, retransmitted per
 RFC 8489 §6.2.1, on each transport of its ladder in turn until one answers;
 over TLS the peer's certificate must be the fingerprint in the node list. The
-answer latches the leg on both sides; consent checks about every 5 s,
-randomized (RFC 7675 §5.1), keep consent and the NAT pinhole. When consent is
+answer latches the leg on both sides; consent checks about every 4 s, each
+interval drawn between 0.8 and 1.2 times it (RFC 7675 §5.1; under 5 s so that
+a pinhole closing after 5 s idle holds), keep consent and the NAT pinhole. When consent is
 lost the link dials again from the top of its ladder. SRTP on the leg goes
 through the engine like any other leg's.
 
@@ -136,7 +137,7 @@ class CascadeLink:
                  ladder: Sequence[str] = ("udp", "tls"), source_ports: range | None = None,
                  local_host: str | None = None,
                  udp_timeout_s: float = 2.0, stream_timeout_s: float = 3.0,
-                 consent_interval_s: float = 5.0, consent_timeout_s: float = 30.0,
+                 consent_interval_s: float = 4.0, consent_timeout_s: float = 30.0,
                  retry_s: float = 1.0) -> None:
         self.engine = engine
         self.command = command
@@ -329,10 +330,12 @@ class Cascade(Protocol):
 Dialler = Callable[[Engine, OpenCascade], Cascade]
 
 
-def cloud_dialler(delay_s: float = 0.0, local_host: str | None = None) -> Dialler:
+def cloud_dialler(delay_s: float = 0.0, local_host: str | None = None,
+                  consent_interval_s: float = 4.0) -> Dialler:
     """A cloud node's cascades: UDP 5004, then TLS 443 with the peer's fingerprint checked."""
 
     def dial(engine: Engine, command: OpenCascade) -> Cascade:
-        return CascadeLink(engine, command, delay_s=delay_s, local_host=local_host)
+        return CascadeLink(engine, command, delay_s=delay_s, local_host=local_host,
+                           consent_interval_s=consent_interval_s)
 
     return dial

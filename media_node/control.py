@@ -3,30 +3,40 @@
 The node always connects out (docs/design.md: "every connection is initiated from
 inside"). It sends a heartbeat with its load and leg counters every
 ``heartbeat_s``, answers ``allocate_leg`` / ``release_leg``, and reports leg
-events. When the channel drops it registers again and reconnects with
-jittered exponential backoff; its legs keep relaying through the gap.
+events. The WebSocket (the ``websockets`` client) pings the cloud every
+``2 × heartbeat_s`` and gives up on a pong that is ``heartbeat_s`` late, so a
+hung cloud (or replica) is left in under 2 s with the default 0.5 s. When the
+channel drops it registers again and reconnects with jittered exponential
+backoff; its legs keep relaying through the gap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Final
 
 import aiohttp
 from pydantic import TypeAdapter, ValidationError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
 
 from media_node.cascade import Cascade, Dialler
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
+from wire.errors import SrtpError
 from wire.models import (
     AllocateLeg,
     CloseCascade,
     CloudToNode,
+    ControlRefused,
     Endpoint,
     Heartbeat,
     LegEvent,
@@ -34,6 +44,7 @@ from wire.models import (
     NodeRegistration,
     OpenCascade,
     ReleaseLeg,
+    validation_detail,
 )
 from wire.tls import client_context
 
@@ -123,7 +134,8 @@ class ControlChannel:
             text = await response.text()
             if response.status in (400, 401, 403, 409):
                 raise RegistrationRefused(f"the cloud refused registration ({response.status}): "
-                                          f"{text}; check --node-secret, --node-id and --org")
+                                          f"{text}; check the node secret (--node-secret-file or "
+                                          "PINHOLE_NODE_SECRET), --node-id and --org")
             if response.status != 201:
                 raise aiohttp.ClientResponseError(
                     response.request_info, (), status=response.status, message=text)
@@ -147,7 +159,8 @@ class ControlChannel:
                     backoff = 0.5
                 except RegistrationRefused:
                     raise
-                except (aiohttp.ClientError, OSError, TimeoutError, ValidationError) as exc:
+                except (aiohttp.ClientError, WebSocketException, OSError, TimeoutError,
+                        ValidationError) as exc:
                     log.warning("control channel to %s: %s; retrying in %.1f s",
                                 self.settings.cloud, why(exc), backoff)
                 self.connected = False
@@ -155,37 +168,62 @@ class ControlChannel:
                 backoff = min(backoff * 2, 10.0)
 
     async def _serve(self, http: aiohttp.ClientSession, registered: NodeRegistered) -> None:
-        url = self.settings.cloud + registered.control_path
-        async with http.ws_connect(url, headers=self._headers(),
-                                   heartbeat=registered.heartbeat_s * 2) as ws:
+        url = self.settings.cloud.replace("https://", "wss://", 1).replace(
+            "http://", "ws://", 1) + registered.control_path
+        beat = registered.heartbeat_s
+        ssl_context = client_context(self.settings.ca or None) if url.startswith("wss") else None
+        async with connect(url, ssl=ssl_context, additional_headers=self._headers(),
+                           proxy=None, compression=None, open_timeout=5.0,
+                           ping_interval=beat * 2, ping_timeout=beat,
+                           close_timeout=beat) as ws:
             self.connected = True
             self.connects += 1
             log.info("control channel up as %s", self.node_id)
             tasks = [
-                asyncio.create_task(self._heartbeats(ws, registered.heartbeat_s)),
+                asyncio.create_task(self._heartbeats(ws, beat)),
                 asyncio.create_task(self._drain(ws)),
             ]
             try:
-                async for msg in ws:
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        continue
-                    await self._handle(ws, msg.data)
+                async for message in ws:
+                    if isinstance(message, str):
+                        await self._handle(ws, message)
             finally:
                 for task in tasks:
                     task.cancel()
                 self.connected = False
                 log.warning("control channel down")
 
-    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
+    async def _handle(self, ws: ClientConnection, text: str) -> None:
+        """One command from the cloud; a bad one is answered ``control_refused`` and counted,
+        and the node keeps running with every leg it has."""
         try:
             command = _from_cloud.validate_json(text)
-        except ValidationError:
-            self.malformed += 1
-            log.warning("malformed control message dropped (%d so far)", self.malformed)
+        except ValidationError as exc:
+            await ws.send(self._refuse(text, validation_detail(exc)).model_dump_json())
             return
+        try:
+            await self._dispatch(ws, command)
+        except (SrtpError, ValueError) as exc:  # the model let through what the engine refuses
+            await ws.send(self._refuse(text, str(exc)).model_dump_json())
+
+    def _refuse(self, text: str, detail: str) -> ControlRefused:
+        self.malformed += 1
+        self.engine.drop("control_refused")
+        kind, request_id = "unknown", None
+        with contextlib.suppress(ValueError, AttributeError):
+            raw = json.loads(text)
+            kind = str(raw.get("type", "unknown"))[:32]
+            rid = raw.get("request_id")
+            if isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", rid):
+                request_id = rid
+        log.warning("control message %s refused (%d so far): %s", kind, self.malformed, detail)
+        return ControlRefused(command=kind, request_id=request_id, detail=detail)
+
+    async def _dispatch(self, ws: ClientConnection,
+                        command: AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade) -> None:
         if isinstance(command, AllocateLeg):
             answer = self.engine.allocate(command, self.clock())
-            await ws.send_str(answer.model_dump_json())
+            await ws.send(answer.model_dump_json())
         elif isinstance(command, ReleaseLeg):
             leg = self.engine.release(command.leg_id)
             if leg is not None:
@@ -203,14 +241,16 @@ class ControlChannel:
             if closing is not None:
                 await closing.close()
 
-    async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse, every_s: float) -> None:
-        while not ws.closed:
-            beat = Heartbeat(load=self.engine.load(), legs=len(self.engine.legs),
-                             stats=self.engine.stats())
-            await ws.send_str(beat.model_dump_json())
-            await asyncio.sleep(every_s)
+    async def _heartbeats(self, ws: ClientConnection, every_s: float) -> None:
+        with contextlib.suppress(WebSocketException):  # the channel's end is seen by _serve
+            while True:
+                beat = Heartbeat(load=self.engine.load(), legs=len(self.engine.legs),
+                                 stats=self.engine.stats())
+                await ws.send(beat.model_dump_json())
+                await asyncio.sleep(every_s)
 
-    async def _drain(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        while not ws.closed:
-            text = await self.outbox.queue.get()
-            await ws.send_str(text)
+    async def _drain(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(WebSocketException):
+            while True:
+                text = await self.outbox.queue.get()
+                await ws.send(text)

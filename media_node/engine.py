@@ -19,6 +19,13 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   included; a packet that arrived over a cascade goes to local participants
   only. With the cloud cascading every pair of nodes in a meeting (a full
   mesh) every participant gets every packet exactly once, and nothing loops.
+- A latch moves only for its owner: a path latched to a leg whose consent is
+  fresh is never taken by another leg (a spoofed source that authenticates its
+  own leg with a victim's address is refused and counted, ``latch_taken``),
+  and a Binding Request whose transaction id this leg has already seen from
+  another path is a replay (RFC 5389 §10.1.1 gives no replay protection of
+  its own): refused and counted, ``stun_replay``. A retransmission on the
+  same path is answered again.
 - Unauthenticated STUN is rate-limited per flow under a per-IP ceiling (an
   office behind one NAT address still probes) and its answers are at
   most twice the request's size (no reflection amplification).
@@ -28,6 +35,7 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, cast
@@ -50,6 +58,9 @@ log = logging.getLogger(__name__)
 STUN_END: Final = STUN_FIRST.stop
 RTP_START: Final = RTP_RTCP.start
 RTP_END: Final = RTP_RTCP.stop
+#: Transaction ids remembered per leg: with a keepalive every ~5 s (RFC 7675
+#: §5.1) this covers the last twenty minutes; memory stays bounded per leg.
+SEEN_TRANSACTIONS: Final = 256
 
 
 class Sink(Protocol):
@@ -84,6 +95,8 @@ class Leg:
     packets_out: int = 0
     bytes_out: int = 0
     drops: dict[str, int] = field(default_factory=dict)
+    #: recent Binding transaction ids of this leg → the path each came from
+    seen: OrderedDict[bytes, tuple[Sink, Any]] = field(default_factory=OrderedDict, repr=False)
 
     @property
     def rung(self) -> RungName | None:
@@ -169,8 +182,13 @@ class Engine:
         """The leg this node opens to a peer node: it is the peer's client, keys mirrored.
 
         Its path is set by :meth:`latch_outbound` once the peer has answered an
-        authenticated Binding Request; it is never looked up by ufrag here.
+        authenticated Binding Request; it is never looked up by ufrag here. A leg id
+        that names a participant's leg is refused (ValueError): a command never
+        replaces a leg it did not create.
         """
+        existing = self.legs.get(command.leg_id)
+        if existing is not None and existing.node_ufrag:
+            raise ValueError(f"leg id {command.leg_id} is a participant's leg on this node")
         profile = SrtpProfile(command.srtp.profile)
         leg = Leg(
             leg_id=command.leg_id, meeting_id=command.meeting_id,
@@ -278,6 +296,8 @@ class Engine:
         if leg is None or result.client_ufrag != leg.client_ufrag:
             self.drop("stun_unknown_username")
             return
+        if not self._owned_by(leg, result.transaction_id, sink, addr, now):
+            return
         self._latch(leg, sink, addr, now)
         reply = build_leg_binding_response(result.transaction_id, mapped, leg.pwd, self.node_id)
         self._answer(sink, addr, reply, "leg")
@@ -285,6 +305,27 @@ class Engine:
     def _answer(self, sink: Sink, addr: Any, reply: bytes, kind: str) -> None:
         self.stun_answers[kind] = self.stun_answers.get(kind, 0) + 1
         sink.send(reply, addr)
+
+    def _fresh(self, leg: Leg, now: float) -> bool:
+        """RFC 7675 §5.1: the leg's consent is younger than the consent time-out."""
+        return leg.consent_at is not None and not leg.consent_lost \
+            and now - leg.consent_at <= self.consent_s
+
+    def _owned_by(self, leg: Leg, txid: bytes, sink: Sink, addr: Any, now: float) -> bool:
+        """May this authenticated request latch ``leg`` to (sink, addr)? Counts refusals."""
+        seen = leg.seen.get(txid)
+        if seen is not None and (seen[0] is not sink or seen[1] != addr):
+            self.drop("stun_replay", leg)  # the same request from another path: a replay
+            return False
+        holder = self._by_path.get((sink, addr))
+        if holder is not None and holder is not leg and self._fresh(holder, now):
+            self.drop("latch_taken", leg)  # the path belongs to a leg with fresh consent
+            return False
+        if seen is None:
+            leg.seen[txid] = (sink, addr)
+            if len(leg.seen) > SEEN_TRANSACTIONS:
+                leg.seen.popitem(last=False)
+        return True
 
     def _latch(self, leg: Leg, sink: Sink, addr: Any, now: float) -> None:
         leg.consent_at = now

@@ -228,7 +228,8 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
         log.info("listening on %s %s:%d", e.rung, settings.bind, e.port)
     control = ControlChannel(settings, engine, endpoints, fingerprint, outbox=outbox,
                              dial=dial or cloud_dialler(settings.simulated_rtt_ms / 1000,
-                                                        settings.bind))
+                                                        settings.bind,
+                                                        settings.consent_check_s))
     node = RunningNode(settings, engine, control, endpoints, fingerprint, closers, workdir)
     if settings.metrics_listen:
         mhost, _, mport = settings.metrics_listen.rpartition(":")

@@ -6,12 +6,11 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from wire.admission import StreamLimits
 from wire.boundary import readable_file, usage
-from wire.flags import Parser, add_version, apply_environment
+from wire.flags import Parser, add_secret, add_version, apply_environment, secret_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +47,7 @@ class NodeSettings:
     first_message_s: float = 10.0  # the first whole RFC 4571 frame must arrive within this
     idle_s: float = 60.0  # no whole frame for this long closes a TCP/TLS connection
     consent_s: float = 30.0  # RFC 7675 §5.1: consent expires 30 s after the last response
+    consent_check_s: float = 4.0  # cascade legs' consent checks (RFC 7675 §5.1), ±20 %
     leg_timeout_s: float = 90.0  # a leg with no consent for this long is freed
     simulated_rtt_ms: float = 0.0  # simulation knob: delay before every reply and forward
     metrics_listen: str = ""  # host:port for /metrics and /healthz over HTTP ("" = off)
@@ -74,13 +74,6 @@ class NodeSettings:
                             self.handshake_s, self.first_message_s, self.idle_s)
 
 
-def _secret_from(path: str, p: argparse.ArgumentParser) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        p.error(f"cannot read the node secret file {path}: {exc.strerror}")
-
-
 def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
            description: str | None = None) -> argparse.ArgumentParser:
     d = NodeSettings(kind=kind)
@@ -89,17 +82,14 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
         description=description or "Pinhole media node: STUN responder and symmetric SRTP "
         "relay on UDP, TCP and TLS. It connects out to the cloud and never needs an inbound "
         "control port. Every flag also reads PINHOLE_<FLAG> from the environment (e.g. "
-        "PINHOLE_NODE_SECRET).\n\n"
+        "PINHOLE_NODE_SECRET_FILE).\n\n"
         "Exit codes: 0 stopped, 1 other failure, 2 usage (a flag or a file it names), "
         "3 cannot reach the cloud, 5 the cloud's certificate did not verify.",
     )
     add_version(p)
     p.add_argument("--cloud", default=d.cloud, help="the cloud's base URL")
     p.add_argument("--ca", default=d.ca, help="CA file for the cloud's certificate")
-    p.add_argument("--node-secret", default=d.node_secret,
-                   help="secret presented to the cloud when registering")
-    p.add_argument("--node-secret-file", default="",
-                   help="read the node secret from this file instead (e.g. a shared volume)")
+    add_secret(p, "--node-secret", "the secret presented to the cloud when registering")
     p.add_argument("--node-id", default=d.node_id,
                    help="stable node id (default: the cloud picks one)")
     p.add_argument("--region", default=d.region, help="region name")
@@ -160,6 +150,9 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
                    "(consent keepalives come every ~5 s)")
     p.add_argument("--consent-s", type=float, default=d.consent_s,
                    help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
+    p.add_argument("--consent-check-s", type=float, default=d.consent_check_s,
+                   help="send consent checks on cascade legs about this often, randomized "
+                   "±20%% (RFC 7675 §5.1; 4 s: a pinhole that closes after 5 s idle holds)")
     p.add_argument("--leg-timeout-s", type=float,
                    default=d.leg_timeout_s,
                    help="free a leg after this long without consent")
@@ -187,8 +180,7 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
 def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, kind: str,
               org: str, cascade_ports: range | None = None) -> NodeSettings:
     """The settings from parsed flags (a hybrid node's parser adds its own flags first)."""
-    if a.node_secret_file:
-        a.node_secret = _secret_from(a.node_secret_file, p)
+    a.node_secret = secret_value("--node-secret", a.node_secret, a.node_secret_file)
     if not a.cloud:
         raise usage("--cloud URL is required", "pass --cloud https://HOST[:PORT] "
                     "(or set PINHOLE_CLOUD)")
@@ -206,7 +198,7 @@ def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, k
         tls_port=a.tls_port, udp=not a.no_udp, tcp=not a.no_tcp, tls=not a.no_tls,
         cert=a.cert, key=a.key, capacity=a.capacity, stun_rate=a.stun_rate,
         stun_burst=a.stun_burst, stun_ip_rate=a.stun_ip_rate, stun_ip_burst=a.stun_ip_burst,
-        consent_s=a.consent_s,
+        consent_s=a.consent_s, consent_check_s=a.consent_check_s,
         max_connections=a.max_connections,
         max_connections_per_source=a.max_connections_per_source,
         handshake_s=a.handshake_s, first_message_s=a.first_message_s, idle_s=a.idle_s,

@@ -25,17 +25,22 @@ class StackOrg(BaseModel):
 
 
 class StackFile(BaseModel):
-    """``stack.json``: the cloud's URL, the CA to trust, each organisation's enrollment key."""
+    """``stack.json``: the cloud's URL, the CA to trust, the cloud's pins, each organisation's
+    enrollment key."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     cloud: Url
     ca: str = Field(default="", max_length=4096)
     orgs: dict[Id, StackOrg] = Field(min_length=1, max_length=1000)
+    #: the cloud's SPKI pins, primary and backup (RFC 7469 §2.4, §4.3): the client pins these
+    pins: list[Pin] = Field(default_factory=list, max_length=16)
 
 
 class IdentityFile(BaseModel):
-    """The client's identity cache: the device id this client registered as, the cloud's pin."""
+    """The client's identity cache: the device id this client registered as. ``pin`` is read
+    (older clients wrote the key the cloud presented) and never used: pins come from the
+    enrollment material."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

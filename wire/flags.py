@@ -65,6 +65,41 @@ class Parser(argparse.ArgumentParser):
         raise usage(message, f"'{self.prog} --help' lists the flags")
 
 
+class CommandLineSecret(argparse.Action):
+    """A secret's flag: its value comes from ``PINHOLE_*`` (:func:`apply_environment` makes
+    that the default) or from the ``-file`` twin; given on the command line it is refused,
+    since ``ps`` shows every process's arguments to every user of the machine."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        flag = option_string or self.option_strings[0]
+        name = PREFIX + flag[2:].upper().replace("-", "_")
+        raise usage(f"{flag} on the command line is visible to every user in ps",
+                    f"put the value in a file (mode 0600) and pass {flag}-file FILE, or set "
+                    f"{name}")
+
+
+def add_secret(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """``--flag`` (environment only, refused on the command line) and ``--flag-file FILE``."""
+    parser.add_argument(flag, action=CommandLineSecret, default="",
+                        help=f"{help}; never on the command line (ps shows it): set the "
+                        "variable, or use " + flag + "-file")
+    parser.add_argument(flag + "-file", default="",
+                        help=f"a file (mode 0600) holding {help}")
+
+
+def secret_value(flag: str, value: str, path: str) -> str:
+    """The secret from its ``-file`` when given, else ``value`` (from the environment)."""
+    if not path:
+        return value
+    try:
+        with open(path, encoding="utf-8") as source:
+            return source.read().strip()
+    except OSError as exc:
+        raise usage(f"cannot read {flag}-file {path}: {exc.strerror}",
+                    "check the path and its permissions") from None
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
 

@@ -20,8 +20,10 @@ which takes the caller's clock and ``call_later`` and so imports no I/O.
   and counted, and never latches.
 - Consent and keepalive (RFC 7675 §5.1): once latched, a consent check (a new
   Binding transaction, a fresh transaction id each time) every
-  ``consent_interval_s`` (5 s), each interval drawn uniformly from 0.8 to 1.2
-  times it so that legs do not synchronise. The same request keeps a
+  ``consent_interval_s`` (4 s: RFC 7675's 5 s basic period, randomized, leaves
+  gaps up to 6 s, too long for a firewall that closes a pinhole after 5 s
+  idle), each interval drawn uniformly from 0.8 to 1.2 times it so that legs do
+  not synchronise. The same request keeps a
   listening participant's NAT pinhole open (seed: the pinhole "is usually
   closed after 30 seconds if no packets are sent from inside of the
   network"). No authenticated answer for ``consent_timeout_s`` (RFC 7675:
@@ -47,7 +49,7 @@ from wire.stun import (
     new_transaction_id,
     parse_binding_response,
 )
-from wire.tls import cert_fingerprint, pin_mismatch_message
+from wire.tls import cert_fingerprint
 
 #: RFC 8489 §6.2.1: "RTO ... SHOULD be ... 500 ms" for an unknown path; configurable.
 DEFAULT_RTO_S: Final = 0.5
@@ -57,7 +59,7 @@ RM: Final = 16
 #: RFC 8489 §6.2.2: a transaction over a reliable transport times out after Ti = 39.5 s.
 TI_S: Final = 39.5
 #: RFC 7675 §5.1 (and docs/design.md "Consent and keepalive"): a check about every 5 s ...
-CONSENT_INTERVAL_S: Final = 5.0
+CONSENT_INTERVAL_S: Final = 4.0
 #: ... randomized to 0.8-1.2 times the interval, ...
 CONSENT_JITTER: Final = 0.2
 #: ... and consent is lost 30 s after the last authenticated answer.
@@ -66,6 +68,10 @@ CONSENT_TIMEOUT_S: Final = 30.0
 
 class PinMismatch(WireError):
     """The peer's TLS certificate is not the one the node list published."""
+
+    def __init__(self, message: str, *, seen: str, expected: str) -> None:
+        super().__init__(message)
+        self.seen, self.expected = seen, expected
 
 
 class LegState(IntEnum):
@@ -310,8 +316,11 @@ class LegClient:
             return
         got = cert_fingerprint(der)
         if got != self.expected_fingerprint:
-            raise PinMismatch(pin_mismatch_message(self.peer_name, self.expected_fingerprint,
-                                                   got, list(self.peer_domains)))
+            where = ", ".join(self.peer_domains) or self.peer_name
+            raise PinMismatch(
+                f"TLS inspection of {where}: {self.peer_name} presented certificate {got}, "
+                f"not the node list's {self.expected_fingerprint}; exempt them from HTTPS "
+                "inspection", seen=got, expected=self.expected_fingerprint)
 
     # ---------------------------------------------------------------- inside
 

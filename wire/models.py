@@ -12,7 +12,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from wire.errors import SrtpError
+from wire.srtp import SrtpKeys, SrtpProfile
 
 #: A secret that is written out in JSON bodies but masked in ``repr``.
 Secret = Annotated[
@@ -184,20 +195,48 @@ class JoinRequest(Body):
     srtp_profile: SrtpProfileName = "AES_CM_128_HMAC_SHA1_80"
 
 
+#: ICE ufrag characters (RFC 8445 §5.3 ice-char: ALPHA / DIGIT / "+" / "/"), plus the
+#: "-" and "_" of base64url; never ":", which separates the two ufrags in USERNAME.
+Ufrag = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9+/_-]+$")]
+#: RFC 8445 §5.3 asks for at least 128 bits of randomness in a password (22 ice-chars);
+#: 16 bytes is the floor taken here, 256 the RFC's upper bound.
+IcePassword = Annotated[SecretStr, Field(min_length=16, max_length=256),
+                        PlainSerializer(lambda s: s.get_secret_value(), return_type=str,
+                                        when_used="json")]
+
+
 class IceCredentials(Body):
     """ICE-style credentials of the node leg (the client authenticates with them)."""
 
-    node_ufrag: Annotated[str, Field(min_length=4, max_length=64)]
-    client_ufrag: Annotated[str, Field(min_length=4, max_length=64)]
-    pwd: Secret
+    node_ufrag: Ufrag
+    client_ufrag: Ufrag
+    pwd: IcePassword
 
 
 class SrtpParams(Body):
-    """SDES-style keys (RFC 4568 §6.1 inline key||salt, base64), one per direction."""
+    """SDES-style keys (RFC 4568 §6.1 inline key||salt, base64), one per direction.
+
+    Both keys are checked here, where the JSON comes in: valid base64 of exactly
+    the master key + salt length the profile takes (30 bytes for
+    AES_CM_128_HMAC_SHA1_80, RFC 3711 §8.2; 28 for AEAD_AES_128_GCM, RFC 7714
+    §12). A bad key is a validation error whose text names the direction, never
+    the key.
+    """
 
     profile: SrtpProfileName
-    client_to_node: Secret
-    node_to_client: Secret
+    client_to_node: Annotated[Secret, Field(max_length=64)]
+    node_to_client: Annotated[Secret, Field(max_length=64)]
+
+    @model_validator(mode="after")
+    def _keys_fit_the_profile(self) -> SrtpParams:
+        profile = SrtpProfile(self.profile)
+        for direction in ("client_to_node", "node_to_client"):
+            secret: SecretStr = getattr(self, direction)
+            try:
+                SrtpKeys.from_b64(profile, secret.get_secret_value())
+            except SrtpError as exc:
+                raise ValueError(f"{direction}: {exc}") from None
+        return self
 
 
 class CandidateScore(Body):
@@ -271,8 +310,25 @@ class Event(Body):
 # ---------------------------------------------------------------- call metrics
 
 
+class CallLeg(Body):
+    """One leg of a call: the node and rung it used, its packets, when it ran."""
+
+    node: Id
+    rung: RungName | None = None
+    packets_sent: int = Field(ge=0)
+    packets_received: int = Field(ge=0)
+    started_ms: float = Field(ge=0.0)  # from the join request, on the device's clock
+    ended_ms: float = Field(ge=0.0)
+    first_media_ms: float | None = Field(default=None, ge=0.0)
+    last_media_ms: float | None = Field(default=None, ge=0.0)
+
+
 class CallMetrics(Body):
-    """``POST /v1/metrics/calls``: end-of-call quality (the seed's analytics)."""
+    """``POST /v1/metrics/calls``: end-of-call quality (the seed's analytics).
+
+    The counts are totals over every leg of the call (a reassignment adds a leg);
+    ``legs`` lists them in order, ``transport`` is the last leg's.
+    """
 
     meeting_id: Id
     participant_id: Id
@@ -288,6 +344,13 @@ class CallMetrics(Body):
     #: False for the reports a client sends during the call (the console shows them live);
     #: only final reports are counted as calls
     final: bool = True
+    legs: list[CallLeg] = Field(default_factory=list, max_length=256)
+
+
+class ReassignRequest(Body):
+    """``POST …/participants/{pid}/reassign``: the device's leg to ``node_id`` went silent."""
+
+    node_id: Id
 
 
 # ---------------------------------------------------------------- node control channel
@@ -356,6 +419,16 @@ class LegAllocated(Body):
     detail: str = ""
 
 
+class ControlRefused(Body):
+    """node → cloud: a control message the node refused (malformed, or keys that do not fit
+    the profile). The node keeps running and keeps its legs; ``detail`` never quotes input."""
+
+    type: Literal["control_refused"] = "control_refused"
+    command: str = Field(max_length=32)  # the refused message's type, or "unknown"
+    request_id: Id | None = None
+    detail: str = Field(max_length=2048)
+
+
 class LegEvent(Body):
     """node → cloud: a leg latched, re-latched, lost consent or was freed."""
 
@@ -366,7 +439,17 @@ class LegEvent(Body):
     counters: LegCounters | None = None
 
 
-NodeToCloud = Annotated[Heartbeat | LegAllocated | LegEvent, Field(discriminator="type")]
+NodeToCloud = Annotated[Heartbeat | LegAllocated | LegEvent | ControlRefused,
+                        Field(discriminator="type")]
 CloudToNode = Annotated[
     AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade, Field(discriminator="type")
 ]
+
+
+def validation_detail(exc: ValidationError) -> str:
+    """What was wrong, field by field, without quoting the input (it may hold keys)."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)[:2000]

@@ -31,6 +31,8 @@ from enum import StrEnum
 from typing import Any, Final
 
 import pylibsrtp
+from pylibsrtp._binding import ffi as _ffi
+from pylibsrtp._binding import lib as _lib
 
 from wire.errors import SrtpError
 
@@ -119,8 +121,7 @@ def _policy(keys: SrtpKeys, ssrc_type: int) -> Any:
     return policy
 
 
-def _unprotect_error(exc: Exception) -> SrtpError:
-    text = str(exc)
+def _unprotect_error(text: str) -> SrtpError:
     if text in _AUTH_FAILURES:
         return SrtpError("auth", "SRTP authentication failed")
     if text in _REPLAY_FAILURES:
@@ -128,10 +129,50 @@ def _unprotect_error(exc: Exception) -> SrtpError:
     return SrtpError("error", f"SRTP unprotect failed: {text}")
 
 
+class _Context:
+    """One libsrtp session, called the way the relay's per-packet budget needs.
+
+    ``pylibsrtp.Session.protect`` allocates a length cell and checks its
+    arguments on every call: about 0.4 µs of the 1.3 µs a protect costs from
+    Python. This calls the same libsrtp functions on the same session with one
+    preallocated buffer and length cell, and returns the same bytes (a test
+    compares both, packet by packet, on every profile).
+    """
+
+    __slots__ = ("_buffer", "_cdata", "_ctx", "_length", "_session")
+
+    def __init__(self, session: Any) -> None:
+        self._session = session  # keeps the libsrtp session (and its buffer) alive
+        self._ctx = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._length = _ffi.new("int *")
+
+    def run(self, func: Any, data: bytes, room: int) -> bytes | str:
+        """``func`` over ``data`` in place: the output, or libsrtp's error text."""
+        size = len(data)
+        if size > room:
+            return "packet is too long"
+        buffer = self._buffer
+        buffer[0:size] = data
+        length = self._length
+        length[0] = size
+        status = func(self._ctx, self._cdata, length)
+        if status:
+            return pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS) else str(status)
+        out: bytes = buffer[0:length[0]]
+        return out
+
+
+_BUFFER: Final = 1500  # pylibsrtp's per-session buffer
+_RTP_ROOM: Final = _BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+_RTCP_ROOM: Final = _BUFFER - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
+
+
 class SrtpSender:
     """Protects outbound RTP and RTCP of any SSRC with one direction's keys."""
 
-    __slots__ = ("profile", "session")
+    __slots__ = ("_context", "profile", "session")
 
     def __init__(self, keys: SrtpKeys) -> None:
         self.profile: SrtpProfile = keys.profile
@@ -139,21 +180,20 @@ class SrtpSender:
         # A packet forwarded twice (a duplicate on the way in) is not a send error.
         policy.allow_repeat_tx = True
         self.session: Any = pylibsrtp.Session(policy=policy)
+        self._context = _Context(self.session)
 
     def protect(self, rtp: bytes) -> bytes:
         """SRTP from RTP (RFC 3711 §3.3; RFC 7714 §8 for GCM)."""
-        try:
-            out: bytes = self.session.protect(rtp)
-        except (pylibsrtp.Error, ValueError, TypeError) as exc:
-            raise SrtpError("error", f"SRTP protect failed: {exc}") from None
+        out = self._context.run(_lib.srtp_protect, rtp, _RTP_ROOM)
+        if isinstance(out, str):
+            raise SrtpError("error", f"SRTP protect failed: {out}")
         return out
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
         """SRTCP from RTCP (RFC 3711 §3.4; RFC 7714 §9 for GCM)."""
-        try:
-            out: bytes = self.session.protect_rtcp(rtcp)
-        except (pylibsrtp.Error, ValueError, TypeError) as exc:
-            raise SrtpError("error", f"SRTCP protect failed: {exc}") from None
+        out = self._context.run(_lib.srtp_protect_rtcp, rtcp, _RTCP_ROOM)
+        if isinstance(out, str):
+            raise SrtpError("error", f"SRTCP protect failed: {out}")
         return out
 
     def __repr__(self) -> str:
@@ -163,27 +203,26 @@ class SrtpSender:
 class SrtpReceiver:
     """Authenticates and decrypts inbound SRTP and SRTCP of any SSRC."""
 
-    __slots__ = ("profile", "session")
+    __slots__ = ("_context", "profile", "session")
 
     def __init__(self, keys: SrtpKeys) -> None:
         self.profile: SrtpProfile = keys.profile
         self.session: Any = pylibsrtp.Session(
             policy=_policy(keys, pylibsrtp.Policy.SSRC_ANY_INBOUND))
+        self._context = _Context(self.session)
 
     def unprotect(self, srtp: bytes) -> bytes:
         """RTP from SRTP, after the tag and replay checks (RFC 3711 §3.3)."""
-        try:
-            out: bytes = self.session.unprotect(srtp)
-        except (pylibsrtp.Error, ValueError, TypeError) as exc:
-            raise _unprotect_error(exc) from None
+        out = self._context.run(_lib.srtp_unprotect, srtp, _BUFFER)
+        if isinstance(out, str):
+            raise _unprotect_error(out)
         return out
 
     def unprotect_rtcp(self, srtcp: bytes) -> bytes:
         """RTCP from SRTCP, after the tag and replay checks (RFC 3711 §3.4)."""
-        try:
-            out: bytes = self.session.unprotect_rtcp(srtcp)
-        except (pylibsrtp.Error, ValueError, TypeError) as exc:
-            raise _unprotect_error(exc) from None
+        out = self._context.run(_lib.srtp_unprotect_rtcp, srtcp, _BUFFER)
+        if isinstance(out, str):
+            raise _unprotect_error(out)
         return out
 
     def __repr__(self) -> str:

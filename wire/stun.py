@@ -30,6 +30,7 @@ Builders raise :class:`~wire.errors.StunError` on arguments they cannot encode;
 from __future__ import annotations
 
 import binascii
+import functools
 import hmac
 import os
 import struct
@@ -40,6 +41,7 @@ from typing import Any, Final
 
 from aioice import stun as aioice_stun
 
+from wire import stun_fast
 from wire.address import Address
 from wire.errors import StunError
 
@@ -49,6 +51,7 @@ STUN_HEADER_LENGTH: Final = 20
 FINGERPRINT_XOR: Final = 0x5354554E  # RFC 5389 §15.5
 MAX_USERNAME_BYTES: Final = 513  # RFC 5389 §15.3: "MUST contain a UTF-8 ... less than 513 bytes"
 MAX_TEXT_CHARS: Final = 127  # RFC 5389 §15.6, §15.10: "less than 128 characters"
+_INTEGRITY_HEAD: Final = struct.pack("!HH", 0x0008, 20)  # MESSAGE-INTEGRITY, 20 bytes
 
 
 class Method(IntEnum):
@@ -112,9 +115,18 @@ def _padding_length(length: int) -> int:
 
 
 def xor_address_value(address: Address | tuple[str, int], transaction_id: bytes) -> bytes:
-    """The value of an XOR-MAPPED-ADDRESS (RFC 5389 §15.2)."""
-    value: bytes = aioice_stun.pack_xor_address((address[0], address[1]), transaction_id)
-    return value
+    """The value of an XOR-MAPPED-ADDRESS (RFC 5389 §15.2).
+
+    IPv4 is written here (family 1, port XOR the cookie's top 16 bits, address
+    XOR the cookie); aioice writes IPv6, and is the reference a test compares with.
+    """
+    host, port = address[0], address[1]
+    packed = stun_fast.ipv4_packed(host) if type(port) is int and 0 <= port <= 0xFFFF else None
+    if packed is None:
+        value: bytes = aioice_stun.pack_xor_address((host, port), transaction_id)
+        return value
+    return struct.pack("!BBHI", 0, 1, port ^ (MAGIC_COOKIE >> 16),
+                       int.from_bytes(packed, "big") ^ MAGIC_COOKIE)
 
 
 def encode_message(
@@ -137,24 +149,26 @@ def encode_message(
         raise StunError(f"transaction id of {len(transaction_id)} bytes, expected 12")
     if len(padding) != 1:
         raise StunError("padding must be one byte")
-    body = bytearray()
+    parts: list[bytes] = []
     for kind, value in attributes:
-        if len(value) > 0xFFFF:
-            raise StunError(f"attribute 0x{kind:04x} of {len(value)} bytes is too long")
-        body += struct.pack("!HH", kind, len(value)) + value
-        body += padding * _padding_length(len(value))
+        size = len(value)
+        if size > 0xFFFF:
+            raise StunError(f"attribute 0x{kind:04x} of {size} bytes is too long")
+        parts += (struct.pack("!HH", kind, size), value, padding * _padding_length(size))
+    body = b"".join(parts)
     message_type = method | message_class
+    tail = _COOKIE_BYTES + transaction_id
 
     def header(extra: int) -> bytes:
-        return struct.pack("!HH", message_type, len(body) + extra) + _COOKIE_BYTES + transaction_id
+        return struct.pack("!HH", message_type, len(body) + extra) + tail
 
     if integrity_key is not None:  # RFC 5389 §15.4: length covers MESSAGE-INTEGRITY itself
-        digest = hmac.new(integrity_key, header(24) + body, "sha1").digest()
-        body += struct.pack("!HH", Attr.MESSAGE_INTEGRITY, 20) + digest
+        digest = hmac.digest(integrity_key, header(24) + body, "sha1")
+        body += _INTEGRITY_HEAD + digest
     if fingerprint:  # RFC 5389 §15.5: CRC-32 of everything before it, XOR 0x5354554e
         crc = binascii.crc32(header(8) + body) ^ FINGERPRINT_XOR
         body += struct.pack("!HHI", Attr.FINGERPRINT, 4, crc)
-    return header(0) + bytes(body)
+    return header(0) + body
 
 
 def new_transaction_id() -> bytes:
@@ -177,6 +191,22 @@ def _software(software: str | None) -> list[tuple[int, bytes]]:
     return [] if software is None else [(Attr.SOFTWARE, _text(software))]
 
 
+@functools.lru_cache(maxsize=64)  # a node's id: the same SOFTWARE on every answer
+def _software_attribute(software: str | None) -> bytes:
+    if software is None:
+        return b""
+    value = _text(software)
+    padding = bytes(_padding_length(len(value)))
+    return struct.pack("!HH", Attr.SOFTWARE, len(value)) + value + padding
+
+
+def _xor_mapped_attribute(mapped: Address | tuple[str, int], transaction_id: bytes) -> bytes:
+    if len(transaction_id) != 12:
+        raise StunError(f"transaction id of {len(transaction_id)} bytes, expected 12")
+    value = xor_address_value(mapped, transaction_id)  # 8 or 20 bytes: no padding
+    return struct.pack("!HH", Attr.XOR_MAPPED_ADDRESS, len(value)) + value
+
+
 def build_discovery_response(
     transaction_id: bytes,
     mapped: Address | tuple[str, int],
@@ -190,11 +220,10 @@ def build_discovery_response(
     then FINGERPRINT are left out until it fits; None when even the bare
     XOR-MAPPED-ADDRESS does not.
     """
-    address = [(int(Attr.XOR_MAPPED_ADDRESS), xor_address_value(mapped, transaction_id))]
-    for attributes, fingerprint in ((address + _software(software), True), (address, True),
-                                    (address, False)):
-        reply = encode_message(Method.BINDING, Class.SUCCESS, transaction_id, attributes,
-                               fingerprint=fingerprint)
+    address = _xor_mapped_attribute(mapped, transaction_id)
+    for attributes, fingerprint in ((address + _software_attribute(software), True),
+                                    (address, True), (address, False)):
+        reply = stun_fast.binding_success(transaction_id, attributes, None, fingerprint)
         if max_length is None or len(reply) <= max_length:
             return reply
     return None
@@ -233,10 +262,9 @@ def build_leg_binding_response(
     software: str | None = None,
 ) -> bytes:
     """The node's answer on a leg: XOR-MAPPED-ADDRESS, SOFTWARE, MESSAGE-INTEGRITY(pwd)."""
-    attributes = [(int(Attr.XOR_MAPPED_ADDRESS), xor_address_value(mapped, transaction_id)),
-                  *_software(software)]
-    return encode_message(Method.BINDING, Class.SUCCESS, transaction_id, attributes,
-                          integrity_key=pwd)
+    return stun_fast.binding_success(
+        transaction_id, _xor_mapped_attribute(mapped, transaction_id)
+        + _software_attribute(software), pwd)
 
 
 def build_error_response(
@@ -358,7 +386,9 @@ class Validation:
     verdict: Verdict
     reason: str  # a short counter name: "ok", "not_stun", "bad_integrity", ...
     transaction_id: bytes | None = None
-    message: Any = None  # the parsed aioice Message, when it could be parsed
+    # the parsed aioice Message, when the full validator parsed one; None on the fast path
+    # (``wire.stun_fast``) that accepts the two common request shapes without parsing
+    message: Any = None
     reply: bytes | None = None
     node_ufrag: str | None = None
     client_ufrag: str | None = None
@@ -386,6 +416,22 @@ def _reject(request: bytes, code: ErrorCode, reason: str, text: str, software: s
     return Validation(Verdict.REJECTED, reason, txid, reply=reply)
 
 
+def _fast_accept(data: bytes, lookup: Callable[[str], bytes | None]) -> Validation | None:
+    """The verdict of a discovery probe or a good leg request, without parsing; else None."""
+    raw = data if type(data) is bytes else bytes(data)
+    if stun_fast.match_discovery(raw):
+        return Validation(Verdict.DISCOVERY, "ok", raw[8:20])
+    leg = stun_fast.match_leg(raw)
+    if leg is None:
+        return None
+    node_ufrag, client_ufrag, integrity_at = leg
+    pwd = lookup(node_ufrag)
+    if pwd is None or not stun_fast.integrity_ok(raw, integrity_at, pwd):
+        return None  # the full path answers 401
+    return Validation(Verdict.AUTHENTICATED, "ok", raw[8:20], node_ufrag=node_ufrag,
+                      client_ufrag=client_ufrag, pwd=pwd)
+
+
 def validate_request(
     data: bytes, lookup: Callable[[str], bytes | None], *, software: str | None = None
 ) -> Validation:
@@ -393,7 +439,16 @@ def validate_request(
 
     ``lookup(node_ufrag)`` gives the leg's password, or None for no such leg.
     An error reply is never larger than twice the request (no amplification).
+    The two shapes a node gets most are accepted by ``wire.stun_fast`` first.
     """
+    accepted = _fast_accept(data, lookup)
+    return accepted if accepted is not None else _validate_fully(data, lookup, software)
+
+
+def _validate_fully(
+    data: bytes, lookup: Callable[[str], bytes | None], software: str | None
+) -> Validation:
+    """:func:`validate_request` without the fast path: the TLV walk, aioice, every reply."""
     if (len(data) < STUN_HEADER_LENGTH or data[0] & 0xC0 or data[4:8] != _COOKIE_BYTES):
         return Validation(Verdict.IGNORED, "not_stun")  # RFC 5389 §6: not STUN at all
     txid = bytes(data[8:20])

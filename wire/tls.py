@@ -2,8 +2,9 @@
 
 The cloud serves HTTPS with a certificate from a CA that Pinhole generates
 for development; clients trust that CA (``--ca``) and may also pin the
-cloud's public key (SPKI SHA-256, as in RFC 7469 §2.4).  A media node's TLS
-certificate is self-signed; its SHA-256 fingerprint travels in the node list
+cloud's public key (SPKI SHA-256, as in RFC 7469 §2.4): the pins, primary and
+backup, come with the enrollment material, never from a first connection.  A
+media node's TLS certificate is self-signed; its SHA-256 fingerprint travels in the node list
 and the client checks it on every TLS media connection.
 """
 
@@ -98,23 +99,30 @@ def make_ca(now: datetime.datetime, common_name: str = "Pinhole development CA")
     return CertifiedKey(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
+def _load_key(key_pem: bytes) -> ec.EllipticCurvePrivateKey:
+    loaded = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise ValueError("the key is not an EC private key")
+    return loaded
+
+
 def issue(
-    ca: CertifiedKey | None, names: Sequence[str], now: datetime.datetime
+    ca: CertifiedKey | None, names: Sequence[str], now: datetime.datetime,
+    key_pem: bytes | None = None,
 ) -> CertifiedKey:
     """A server certificate for ``names`` (DNS names or IPs), signed by ``ca``.
 
-    With ``ca=None`` the certificate is self-signed (a media node's).
+    With ``ca=None`` the certificate is self-signed (a media node's). With
+    ``key_pem`` the certificate is for that key (a renewal that keeps the key, and so
+    the SPKI pins of clients, RFC 7469 §2.4); else for a new one.
     """
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = _load_key(key_pem) if key_pem is not None else ec.generate_private_key(ec.SECP256R1())
     subject = _name(names[0] if names else "pinhole")
     if ca is None:
         issuer, signer = subject, key
     else:
         ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
-        loaded = serialization.load_pem_private_key(ca.key_pem, password=None)
-        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-            raise ValueError("the CA key is not an EC private key")
-        issuer, signer = ca_cert.subject, loaded
+        issuer, signer = ca_cert.subject, _load_key(ca.key_pem)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -154,6 +162,19 @@ def spki_pin(cert: bytes) -> str:
     return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
+def spare_key() -> bytes:
+    """A backup private key (PEM) with no certificate yet: RFC 7469 §4.3 asks for a backup
+    pin naming a key that is not in the current chain, for a rotation."""
+    return _key_pem(ec.generate_private_key(ec.SECP256R1()))
+
+
+def spki_pin_of_key(key_pem: bytes) -> str:
+    """:func:`spki_pin` of a PEM private key's public half (a key with no certificate yet)."""
+    spki = _load_key(key_pem).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
 def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     """A TLS 1.2+ server context for the cloud or a node."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -182,13 +203,3 @@ def unverified_client_context() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def pin_mismatch_message(what: str, expected: str, got: str, domains: Sequence[str]) -> str:
-    """The message a TLS-inspecting proxy gets (FNR: 'disable HTTPS traffic inspection')."""
-    exempt = ", ".join(domains)
-    return (
-        f"certificate pinning failed for {what}: expected {expected}, got {got}. "
-        "A TLS-inspecting proxy or firewall is re-signing this connection; "
-        f"exempt these from HTTPS inspection: {exempt}"
-    )

@@ -16,19 +16,41 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_relay_benchmark_produces_machine_readable_rounds() -> None:
+    """Node and C relay both relay every counted packet, for each meeting size."""
     require_tool("gcc")
     require_tool("taskset")
     require(Path("/usr/include/srtp2/srtp.h").exists(), "needs libsrtp2-dev (make system-deps)")
     out = subprocess.run(
-        [sys.executable, "-m", "bench.relay", "--rounds", "1", "--duration", "0.5"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "bench.relay", "--rounds", "1", "--duration", "0.5",
+         "--meetings", "2,3"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
+    ).stdout
+    result = json.loads(out)
+    assert set(result["meetings"]) == {"2", "3"}
+    for size, meeting in result["meetings"].items():
+        [round_] = meeting["rounds"]
+        for config in ("node", "c_relay"):
+            assert round_[config]["bad"] == 0  # every packet at the sink is a relayed one
+            assert round_[config]["out_rate"] > 0 and round_[config]["server_cpu"] > 0
+        assert meeting["receivers"] == int(size) - 1
+        ratio = round_["ratio_per_core"]
+        assert ratio is None or ratio > 0  # None: the generator saturated, said so
+    assert result["ratio_median"] == result["meetings"]["2"]["ratio_per_core_median"]
+
+
+def test_stun_benchmark_runs_coturn_and_both_node_paths() -> None:
+    """coturn, the discovery path and the leg-binding path each answer Binding successes."""
+    require_tool("turnserver")
+    require_tool("gcc")
+    require(Path("/usr/include/srtp2/srtp.h").exists(), "needs libsrtp2-dev (make system-deps)")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.stun", "--rounds", "1", "--duration", "0.5"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
     ).stdout
     result = json.loads(out)
     [round_] = result["rounds"]
-    for config in ("node", "c_relay"):
-        assert round_[config]["mode"] == "srtp" and round_[config]["bad"] == 0
-        assert round_[config]["recv"] > 0  # every counted packet passed SRTP at the node
-    assert result["ratio_median"] == round_["ratio"]
+    for config in ("coturn", "discovery", "leg"):
+        assert round_[config]["bad"] == 0 and round_[config]["rate"] > 0
 
 
 def test_join_benchmark_reports_both_stores() -> None:
@@ -50,3 +72,25 @@ def test_probe_benchmark_times_each_size() -> None:
     ).stdout
     sizes = json.loads(out)["sizes"]
     assert [(s["nodes"], s["probes"], s["answered"]) for s in sizes] == [(2, 8, 8), (5, 20, 20)]
+
+
+def test_failover_benchmark_times_media_back_for_both_parties() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.failover", "--runs", "1", "--scenarios", "memory-kill"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
+    ).stdout
+    [scenario] = json.loads(out)["scenarios"]
+    [run] = scenario["runs"]
+    assert scenario["failed_runs"] == 0 and len(run["back_ms"]) == 2
+    assert run["victim"] not in run["to"]  # both parties ended on another node
+
+
+def test_chaos_benchmark_reports_every_call() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.chaos", "--calls", "1", "--duration", "8",
+         "--every", "3"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
+    ).stdout
+    result = json.loads(out)
+    [call] = result["per_call"]
+    assert result["faults"] and call["packets_sent"] > 0 and call["stuck"] == []

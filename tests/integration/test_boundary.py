@@ -218,8 +218,11 @@ async def test_failures_against_a_running_cloud(stack: Stack, tmp_path: Path) ->
     assert rc == 5 and str(other_ca) in _one_line(err)
     assert json.loads(out)["error"]["code"] == "tls_verify"
     # a media node with the wrong secret: exit 2, the last line names the flag
+    wrong = tmp_path / "wrong-secret"
+    wrong.write_text("wrong")
     rc, _, err = await _run("-m", "media_node", "--cloud", stack.cloud_url, "--ca",
-                            stack.ca_file, "--node-secret=wrong", "--advertise", "127.0.0.1",
+                            stack.ca_file, "--node-secret-file", str(wrong),
+                            "--advertise", "127.0.0.1",
                             "--udp-port", "0", "--udp-last-resort-port", "0", "--tcp-port", "0",
                             "--tls-port", "0")
     assert rc == 2 and "Traceback" not in err

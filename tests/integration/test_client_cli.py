@@ -85,6 +85,9 @@ async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> No
         assert call["packets_received"] > 0 and call["loss"] == 0
         timings = call["timings"]  # from the join request: answered, latched, first media
         assert 0 < timings["join_ms"] <= timings["connect_ms"] <= timings["first_media_ms"]
+        # the cold start (register, probe, report, join, media) for bench/time_to_media
+        assert timings["first_media_ms"] < timings["first_media_from_start_ms"]
+        assert timings["report"] == "probe" and timings["probe_timeout_ms"] > 0
     alice, bob = calls
     assert alice["packets_sent"] > bob["packets_sent"]  # alice sent video-sized packets too
     async with aiohttp.ClientSession() as http, http.get(

@@ -376,13 +376,24 @@ async def test_control_messages_that_are_garbage_are_counted() -> None:
         def feed(text: str) -> None:
             samples.append(text)
 
+        class Answers:
+            def __init__(self) -> None:
+                self.texts: list[str] = []
+
+            async def send(self, text: str) -> None:
+                self.texts.append(text)
+
         samples: list[str] = []
         feed()
+        ws = Answers()
         for text in samples:
-            await channel._handle(None, text)  # type: ignore[arg-type]
+            await channel._handle(ws, text)  # type: ignore[arg-type]
         assert channel.malformed == len(samples)
+        # each one is answered control_refused (the cloud counts them), never quoting input
+        assert len(ws.texts) == len(samples)
+        assert all('"type":"control_refused"' in t for t in ws.texts)
         # a valid release for an unknown leg is harmless
-        await channel._handle(None, '{"type": "release_leg", "leg_id": "nope"}')  # type: ignore[arg-type]
+        await channel._handle(ws, '{"type": "release_leg", "leg_id": "nope"}')  # type: ignore[arg-type]
         assert channel.malformed == len(samples)
 
 

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
+from cloud.redis_store import RedisStore
 from cloud.store import (
     CascadeRecord,
     DeviceRecord,
@@ -110,3 +112,86 @@ async def test_meeting_lock_excludes(store: Store) -> None:
 
     await asyncio.gather(*(critical(n) for n in range(8)))
     assert overlaps == 0
+
+
+async def test_redis_lock_queues_one_replicas_joins_without_polling(tmp_path: Path) -> None:
+    """One replica's joins to one meeting wait for each other, not for a Redis poll.
+
+    The defect: every waiter retried ``SET NX`` every 10 ms, so a busy meeting's
+    joins each waited for a poll tick (join p99 45 ms on Redis). Now they queue
+    on the replica's own lock: one ``SET`` per holder, counted by Redis itself
+    (INFO commandstats), and the queue is gone once the meeting is quiet.
+    """
+    async with redis_server(tmp_path) as url:
+        store = RedisStore(url)
+        observer = aioredis.from_url(url, decode_responses=True)
+
+        async def set_calls() -> int:
+            stats = await observer.info("commandstats")
+            return int(stats.get("cmdstat_set", {}).get("calls", 0))
+
+        before = await set_calls()
+        order: list[int] = []
+
+        async def critical(n: int) -> None:
+            async with store.meeting_lock("m1"):
+                order.append(n)
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(*(critical(n) for n in range(8)))
+        assert sorted(order) == list(range(8))
+        assert await set_calls() - before == 8
+        assert not store._queues
+        await observer.aclose()
+        await store.close()
+
+
+async def test_redis_burst_beyond_the_pool_waits_instead_of_failing(tmp_path: Path) -> None:
+    """More concurrent requests than pooled connections: all answered, none refused.
+
+    The defect: redis-py's default pool raised ``MaxConnectionsError`` past 100
+    connections, so an open-loop burst of joins got 500s (4,187 of 5,000 in the
+    join benchmark at 500/s).
+    """
+    async with redis_server(tmp_path) as url:
+        store = open_store(url)
+        await store.put_device(DeviceRecord(device_id="d1", org="acme", name="d1",
+                                            profile="desktop", generation=1))
+        found = await asyncio.gather(*(store.get_device("d1") for _ in range(300)))
+        assert all(d is not None and d.device_id == "d1" for d in found)
+        await store.close()
+
+
+async def test_redis_meeting_is_read_with_its_lock(tmp_path: Path) -> None:
+    """A join's reads of the meeting it has locked cost no round trip, and never go stale.
+
+    The lock script returns the meeting with the lock (one round trip where a
+    join made two); inside the lock no ``GET`` reaches Redis, a write is
+    read back, and once released the next read asks Redis again and sees
+    another replica's write.
+    """
+    first = MeetingRecord("m1", "acme", "first", 1.0, (), ())
+    second = MeetingRecord("m1", "acme", "second", 1.0, (), ())
+    third = MeetingRecord("m1", "acme", "third", 1.0, (), ())
+    async with redis_server(tmp_path) as url:
+        store, other = RedisStore(url), RedisStore(url)
+        observer = aioredis.from_url(url, decode_responses=True)
+
+        async def gets() -> int:
+            stats = await observer.info("commandstats")
+            return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+        await store.put_meeting(first)
+        async with store.meeting_lock("m1"):
+            before = await gets()
+            assert await store.get_meeting("m1") == first
+            await store.put_meeting(second)
+            assert await store.get_meeting("m1") == second
+            assert await gets() == before
+        await other.put_meeting(third)  # another replica, after the release
+        assert await store.get_meeting("m1") == third
+        async with store.meeting_lock("absent"):
+            assert await store.get_meeting("absent") is None
+        for backend in (store, other):
+            await backend.close()
+        await observer.aclose()

@@ -69,6 +69,7 @@ async def test_signaling_and_media_cross_tinyproxy_with_basic_auth(
         api = CloudApi(stack.cloud_url, client_context(stack.ca_file), proxy=proxy.url)
         alice = Device(api, proxy=proxy)
         await alice.register(ORG, stack.enrollment_key, "alice")  # HTTPS through the proxy
+        await api.check_events()  # and the events WebSocket (the websockets client)
         await alice.discover()
         meeting = (await api.create_meeting()).id
         joined = await alice.join(meeting)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from media_node.engine import Engine
+from media_node.engine import SEEN_TRANSACTIONS, Engine
 from wire.address import Address
 from wire.models import AllocateLeg, IceCredentials, LegEvent, SrtpParams
 from wire.rtp import build_rtp, parse_rtp_header
@@ -226,3 +226,85 @@ def test_keys_never_in_leg_repr(engine: Engine) -> None:
     engine.allocate(a.allocate(), 0.0)
     text = repr(engine.legs[a.leg_id])
     assert a.up.to_b64() not in text and "pwd-of-a" not in text
+
+
+# ----------------------------------------------------------------- latch ownership
+ATTACKER = ("203.0.113.66", 6666)
+
+
+def test_right_password_with_another_client_ufrag_is_refused(engine: Engine) -> None:
+    """DESIGN "Media leg": USERNAME is "<node_ufrag>:<client_ufrag>" of *this* leg; the right
+    password with another client ufrag authenticates nothing (no latch, no answer)."""
+    a, sink = Party("a", 1), FakeSink()
+    engine.allocate(a.allocate(), 0.0)
+    forged = build_leg_binding(a.ice.node_ufrag, "someone-else", a.pwd)
+    engine.on_packet(forged, sink, A_ADDR, 1.0)
+    assert sink.sent == [] and engine.legs[a.leg_id].sink is None
+    assert engine.drops == {"stun_unknown_username": 1}
+
+
+def test_a_path_with_fresh_consent_is_not_taken_by_another_leg(
+    engine: Engine, events: list[LegEvent]
+) -> None:
+    """DESIGN "Consent and keepalive": a path latched to a leg with fresh consent is never
+    taken over by another leg. The attack: a spoofed source authenticates the attacker's own
+    leg with the victim's IP:port; before the fix the victim's leg lost its latch and its
+    media was dropped until its next keepalive."""
+    a, _b, sink = _latched_pair(engine)
+    c = Party("c", 3333)  # the attacker's own leg in the meeting, credentials valid
+    assert engine.allocate(c.allocate(), 0.0).ok
+    engine.on_packet(c.binding(), sink, A_ADDR, 5.0)  # spoofed: the victim's address
+    assert sink.sent == []  # no answer to the victim's address either
+    assert engine.legs[a.leg_id].addr == A_ADDR and engine.legs[c.leg_id].sink is None
+    assert engine.drops == {"latch_taken": 1} and engine.legs[c.leg_id].drops == {"latch_taken": 1}
+    engine.on_packet(a.rtp(b"still mine"), sink, A_ADDR, 5.0)  # the victim's media flows
+    assert [to for _, to in sink.sent] == [B_ADDR]
+    assert [e.event for e in events if e.leg_id == c.leg_id] == []
+
+
+def test_a_path_whose_consent_expired_may_be_latched_by_another_leg(engine: Engine) -> None:
+    """RFC 7675 §5.1: past 30 s without consent the path has no owner to protect."""
+    a, _b, sink = _latched_pair(engine)  # a's consent at t=1
+    c = Party("c", 3333)
+    engine.allocate(c.allocate(), 0.0)
+    engine.on_packet(c.binding(), sink, A_ADDR, 31.5)
+    assert engine.legs[c.leg_id].addr == A_ADDR and engine.legs[a.leg_id].sink is None
+
+
+def test_a_replayed_binding_from_another_path_moves_nothing(
+    engine: Engine, events: list[LegEvent]
+) -> None:
+    """RFC 5389 §10.1.1 gives MESSAGE-INTEGRITY no replay protection, the node must: the
+    client's exact request replayed from another address is refused and counted; before the
+    fix it moved the latch and the replayer got the media."""
+    a, b, sink = Party("a", 1111), Party("b", 2222), FakeSink()
+    engine.allocate(a.allocate(), 0.0)
+    engine.allocate(b.allocate(), 0.0)
+    captured = a.binding()
+    engine.on_packet(captured, sink, A_ADDR, 1.0)
+    engine.on_packet(b.binding(), sink, B_ADDR, 1.0)
+    sink.sent.clear()
+    engine.on_packet(captured, sink, ATTACKER, 40.0)  # even after a's consent went stale
+    assert sink.sent == [] and engine.legs[a.leg_id].addr == A_ADDR
+    assert engine.drops == {"stun_replay": 1}
+    engine.on_packet(b.rtp(b"to a"), sink, B_ADDR, 2.0)
+    assert [to for _, to in sink.sent] == [A_ADDR]
+
+
+def test_a_retransmission_on_the_same_path_is_answered_again(engine: Engine) -> None:
+    """RFC 5389 §7.3.1: a retransmitted request (same transaction id) gets its answer."""
+    a, sink = Party("a", 1), FakeSink()
+    engine.allocate(a.allocate(), 0.0)
+    request = a.binding()
+    engine.on_packet(request, sink, A_ADDR, 1.0)
+    engine.on_packet(request, sink, A_ADDR, 1.5)
+    assert len(sink.sent) == 2 and engine.drops == {}
+
+
+def test_transaction_memory_is_bounded_per_leg(engine: Engine) -> None:
+    """Bounded memory: a leg keeps only its recent transaction ids."""
+    a, sink = Party("a", 1), FakeSink()
+    engine.allocate(a.allocate(), 0.0)
+    for i in range(SEEN_TRANSACTIONS + 50):
+        engine.on_packet(a.binding(), sink, A_ADDR, 1.0 + i)
+    assert len(engine.legs[a.leg_id].seen) == SEEN_TRANSACTIONS

@@ -152,9 +152,11 @@ def latched(**config: object) -> LegClient:
     return leg
 
 
-def test_consent_checks_are_randomized_around_5_s() -> None:
-    """RFC 7675 §5.1: a check about every 5 s, the interval drawn uniformly from 0.8 to 1.2
-    times it; each check is a new transaction (a fresh transaction id)."""
+def test_consent_checks_are_randomized_around_4_s() -> None:
+    """RFC 7675 §5.1: a check about every few seconds (4 s here, under RFC 7675's 5 s so
+    that the randomized gap stays under a 5 s firewall idle timeout), the interval drawn
+    uniformly from 0.8 to 1.2 times it; each check is a new transaction (a fresh
+    transaction id)."""
     draws: list[tuple[float, float]] = []
 
     def uniform(lo: float, hi: float) -> float:
@@ -176,8 +178,8 @@ def test_consent_checks_are_randomized_around_5_s() -> None:
             times.append(at)
             ids.add(transaction_id_of(check))
             leg.receive(answer(check), at)
-    assert draws[0] == (4.0, 6.0)
-    assert times == pytest.approx([6.0, 10.0, 16.0, 20.0])
+    assert draws[0] == pytest.approx((3.2, 4.8))
+    assert times == pytest.approx([4.8, 8.0, 12.8, 16.0])
     assert len(ids) == 4 and leg.checks_sent == 4
     assert all(isinstance(e, ConsentRefreshed) for e in iter(leg.next_event, None))
 
@@ -187,7 +189,7 @@ def test_consent_lost_after_the_timeout_and_then_silence() -> None:
     the client stops sending (the caller moves the leg)."""
     leg = latched(consent_timeout_s=12.0)
     sent = run_until(leg, 100.0)
-    assert [round(at, 3) for at, _ in sent] == [5.0, 10.0]
+    assert [round(at, 3) for at, _ in sent] == [4.0, 8.0]
     assert leg.next_event() == ConsentExpired(12.0, 0.0)
     assert leg.state is LegState.CONSENT_LOST and leg.get_timer() is None
 
@@ -230,7 +232,8 @@ def test_certificate_pin() -> None:
     leg = LegClient("nod", "cli", PWD, expected_fingerprint=cert_fingerprint(good.cert_pem),
                     peer_name="media node n1", peer_domains=["192.0.2.1"])
     leg.check_certificate(der_good)
-    with pytest.raises(PinMismatch, match="certificate pinning failed for media node n1"):
+    with pytest.raises(PinMismatch,
+                       match=r"TLS inspection of .*: media node n1 presented certificate"):
         leg.check_certificate(der_bad)
 
 

@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 
 from lab.__main__ import main
-from lab.pki import RENEW_BEFORE, read_pki, renewal_reason, write_pki
+from lab.pki import RENEW_BEFORE, read_pki, renew, renewal_reason, write_pki
 from wire.tls import CertifiedKey, issue
 
 NAMES = ["cloud", "198.18.0.1"]
@@ -90,3 +90,15 @@ def test_new_names_renew_the_certificate(tmp_path: Path) -> None:
         renewal_reason(tmp_path, [*NAMES, "localhost"], NOW))
     _pki_cli(tmp_path, *NAMES, "localhost")
     assert renewal_reason(tmp_path, [*NAMES, "localhost"], NOW) is None
+
+
+def test_a_renewal_keeps_the_cloud_key_so_the_pins_hold(tmp_path: Path) -> None:
+    """RFC 7469 §2.4: clients pin the cloud's SPKI from stack.json; a renewed certificate is
+    for the same key (and the backup pin stays), so a renewal never locks clients out."""
+    now = datetime.datetime.now(datetime.UTC)
+    old = write_pki(tmp_path, ["cloud"], now)
+    later = now + datetime.timedelta(days=25)
+    assert renewal_reason(tmp_path, ["cloud"], later) is not None
+    renewed = renew(tmp_path, ["cloud"], later)
+    assert renewed.pins == old.pins and len(old.pins) == 2
+    assert read_pki(tmp_path).pins == old.pins

@@ -9,7 +9,7 @@ import ssl
 
 from cryptography import x509
 
-from wire.tls import cert_fingerprint, issue, make_ca, pin_mismatch_message, spki_pin
+from wire.tls import cert_fingerprint, issue, make_ca, spki_pin
 
 NOW = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
 
@@ -41,9 +41,3 @@ def test_spki_pin_is_base64_sha256() -> None:
 def test_key_never_in_repr() -> None:
     leaf = issue(None, ["node"], NOW)
     assert b"PRIVATE" in leaf.key_pem and "PRIVATE" not in repr(leaf)
-
-
-def test_mismatch_message_names_the_domains_to_exempt() -> None:
-    """FNR: 'we recommend that you disable HTTPS traffic inspection for the domains'."""
-    text = pin_mismatch_message("the cloud", "AA", "BB", ["cloud.example", "*.nodes.example"])
-    assert "TLS-inspecting proxy" in text and "cloud.example, *.nodes.example" in text

@@ -1,0 +1,246 @@
+"""A call as a device lives it: media on a leg, moved to a new leg whenever it must.
+
+:class:`Call` owns the legs of one participant's call. It sends audio (and
+optionally video) on the current leg; it moves to a new leg when the cloud
+sends ``media.reassigned``, and when its own leg goes silent (see
+:mod:`client.liveness`) it asks the cloud for one itself
+(``POST …/participants/{pid}/reassign``). The :class:`CallReport` totals
+every leg and lists each (node, rung, packets, times): what
+``pinhole call --json`` prints and what ``/v1/metrics/calls`` receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from client.api import ApiError
+from client.device import Device
+from client.liveness import LegHealth, SilencePolicy
+from client.media import CONSENT_S, MediaError, MediaSession
+from wire.errors import StunError
+from wire.models import CallLeg, CallMetrics, Event, Joined
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LegRecord:
+    session: MediaSession
+    started: float
+    ended: float | None = None
+
+
+@dataclass
+class CallReport:
+    """Every leg of the call, and the totals over them."""
+
+    joined: Joined
+    legs: list[CallLeg]
+    packets_sent: int
+    packets_received: int
+    loss: float
+    jitter_ms: float
+    rtt_ms: float | None
+    transport: str | None
+    asked: int  # reassignments this device asked for (its leg went silent)
+
+    @property
+    def node(self) -> str:
+        return self.legs[-1].node if self.legs else self.joined.node.id
+
+    def metrics(self, duration_s: float) -> CallMetrics:
+        return CallMetrics.model_validate({
+            "meeting_id": self.joined.meeting_id, "participant_id": self.joined.participant_id,
+            "transport": self.transport, "duration_s": duration_s,
+            "packets_sent": self.packets_sent, "packets_received": self.packets_received,
+            "loss": min(1.0, max(0.0, self.loss)), "jitter_ms": self.jitter_ms,
+            "rtt_ms": self.rtt_ms, "legs": [leg.model_dump() for leg in self.legs]})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "transport": self.transport,
+                "packets_sent": self.packets_sent, "packets_received": self.packets_received,
+                "loss": self.loss, "jitter_ms": self.jitter_ms, "rtt_ms": self.rtt_ms,
+                "reassigned": max(0, len(self.legs) - 1), "asked_reassignment": self.asked,
+                "legs": [leg.model_dump() for leg in self.legs]}
+
+
+def _ms(start: float, at: float | None) -> float | None:
+    return None if at is None else round(max(0.0, at - start) * 1000, 2)
+
+
+@dataclass
+class Call:
+    """One participant's call from join to leave; ``start`` is the join request's time."""
+
+    device: Device
+    joined: Joined
+    start: float
+    consent_s: float = CONSENT_S  # RFC 7675 §5.1 randomization around it
+    silence: SilencePolicy = field(default_factory=SilencePolicy)
+    clock: Callable[[], float] = time.monotonic
+    on_other_event: Callable[[Event], None] | None = None  # every event, for the caller
+    legs: list[LegRecord] = field(default_factory=list)
+    asked: int = 0
+    _target: Joined | None = None  # the latest assignment, connected or not
+    _seen: set[str] = field(default_factory=set)  # assignments (node ufrags) acted on
+    _moving: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def session(self) -> MediaSession:
+        return self.legs[-1].session
+
+    async def connect(self) -> MediaSession:
+        """The first leg."""
+        self._target = self.joined
+        self._seen.add(self.joined.ice.node_ufrag)
+        session = await self.device.connect(self.joined)
+        self._add(session)
+        return session
+
+    def _add(self, session: MediaSession) -> None:
+        session.start_keepalives(self.consent_s)
+        now = self.clock()
+        if self.legs:
+            self.legs[-1].ended = now
+            self.legs[-1].session.close()
+        self.legs.append(LegRecord(session, session.latched_at or now))
+
+    async def move(self, assignment: Joined) -> None:
+        """Connect to ``assignment`` (once, however many times it is announced)."""
+        async with self._moving:
+            if assignment.ice.node_ufrag in self._seen:
+                return
+            self._seen.add(assignment.ice.node_ufrag)
+            self._target = assignment
+            try:
+                session = await self.device.connect(assignment)
+            except (MediaError, OSError, TimeoutError) as exc:
+                log.warning("could not reach the new node %s: %s", assignment.node.id, exc)
+                return  # the silence watch asks again, away from that node
+            self._add(session)
+            log.info("media moved to node %s over %s", assignment.node.id, session.rung)
+
+    async def on_event(self, event: Event) -> None:
+        """``media.reassigned`` for this participant: move the media."""
+        if self.on_other_event is not None:
+            self.on_other_event(event)
+        if (event.type == "media.reassigned" and event.assignment is not None
+                and event.participant_id == self.joined.participant_id):
+            await self.move(event.assignment)
+
+    async def watch(self, every_s: float = 0.1) -> None:
+        """Until cancelled: check a quiet leg's consent; ask for a new node when it is silent."""
+        checking: asyncio.Task[float] | None = None
+        asked_for: str | None = None  # the node ufrag of the assignment already asked about
+        retry_at = 0.0
+        while True:
+            await asyncio.sleep(every_s)
+            if self._moving.locked():
+                continue
+            leg = self.legs[-1]
+            now = self.clock()
+            heard = leg.session.heard_at or leg.started
+            target = self._target or self.joined
+            connected = target.ice.node_ufrag == leg.session.joined.ice.node_ufrag
+            health = self.silence.judge(heard, now) if connected else LegHealth.SILENT
+            if health is LegHealth.CHECK and (checking is None or checking.done()):
+                checking = asyncio.create_task(leg.session.binding(self.silence.check_after_s))
+                checking.add_done_callback(_quiet)
+            if health is not LegHealth.SILENT:
+                continue
+            if asked_for == target.ice.node_ufrag or now < retry_at:
+                continue
+            asked_for = target.ice.node_ufrag
+            log.warning("leg to node %s is silent; asking for another node", target.node.id)
+            try:
+                moved = await self.device.api.reassign(self.joined.meeting_id,
+                                                       self.joined.participant_id,
+                                                       target.node.id)
+            except ApiError as exc:
+                if exc.status != 409:  # 409: already moved; the event carries it
+                    asked_for, retry_at = None, now + 1.0
+                log.info("reassignment refused: %s", exc)
+                continue
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.info("cannot reach the cloud to ask for reassignment: %s", exc)
+                asked_for, retry_at = None, now + 1.0
+                continue
+            self.asked += 1
+            await self.move(moved)
+
+    async def talk(self, seconds: float, *, video: bool = False, mute: bool = False,
+                   every_second: Callable[[int, MediaSession], None] | None = None) -> None:
+        """Send 20 ms audio packets (and video slices) on the current leg for ``seconds``;
+        ``mute``: send nothing, only listen (consent checks still go out);
+        ``every_second`` is called once a second with the current leg."""
+        follower = asyncio.create_task(self.device.follow_events(self.on_event))
+        watcher = asyncio.create_task(self.watch())
+        began = self.clock()
+        try:
+            i = 0
+            while (due := began + i * 0.02) < began + seconds:
+                session = self.session
+                if not mute:
+                    with contextlib.suppress(MediaError, OSError):
+                        session.send_audio(i.to_bytes(4, "big") + bytes(156))
+                        if video and i % 2 == 0:
+                            session.send_video()
+                if every_second is not None and i % 50 == 0:
+                    every_second(i // 50, session)
+                i += 1
+                await asyncio.sleep(max(0.0, due + 0.02 - self.clock()))
+            await asyncio.sleep(0.3)  # the others' last packets
+        finally:
+            for task in (follower, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def close(self) -> None:
+        if self.legs and self.legs[-1].ended is None:
+            self.legs[-1].ended = self.clock()
+        for leg in self.legs:
+            leg.session.close()
+
+    def report(self) -> CallReport:
+        legs: list[CallLeg] = []
+        expected = lost = 0
+        jitter = 0.0
+        for leg in self.legs:
+            s = leg.session
+            c = s.counters
+            legs.append(CallLeg.model_validate({
+                "node": s.joined.node.id, "rung": s.rung,
+                "packets_sent": c.packets_sent, "packets_received": c.packets_received,
+                "started_ms": _ms(self.start, leg.started),
+                "ended_ms": _ms(self.start, leg.ended or self.clock()),
+                "first_media_ms": _ms(self.start, s.first_media_at),
+                "last_media_ms": _ms(self.start, s.last_media_at)}))
+            for stats in s.sources.values():
+                expected += stats.expected
+                lost += stats.lost
+                jitter = max(jitter, stats.jitter_ms)
+        last = self.legs[-1].session if self.legs else None
+        return CallReport(
+            joined=self.joined, legs=legs,
+            packets_sent=sum(leg.packets_sent for leg in legs),
+            packets_received=sum(leg.packets_received for leg in legs),
+            loss=lost / expected if expected else 0.0, jitter_ms=jitter,
+            rtt_ms=last.counters.keepalive_rtt_ms if last else None,
+            transport=last.rung if last else None, asked=self.asked)
+
+
+def _quiet(task: asyncio.Task[float]) -> None:
+    """A consent check's outcome is read from ``heard_at``; its errors are expected."""
+    if not task.cancelled():
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, TimeoutError | MediaError | StunError):
+            log.warning("consent check failed: %s", exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import ipaddress
 import socket
@@ -95,6 +96,7 @@ class Report:
     media_rung: str | None
     rules: tuple[Rule, ...]
     hints: tuple[str, ...] = ()
+    udp_idle: dict[str, object] | None = None  # client.udp_idle's finding, when measured
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -102,6 +104,13 @@ class Report:
                         "text": VERDICT_TEXT[self.verdict]},
             "media_transport": self.media_rung,
             "hints": list(self.hints),
+            # every TLS inspection seen, of the cloud or of media nodes, in the words that
+            # name it
+            "inspection": [c.detail for c in self.checks
+                           if c.name == "TLS inspection" and c.status is Status.BLOCKED]
+            + [c.detail.removeprefix("registration: ") for c in self.checks
+               if c.name == "HTTPS" and "TLS inspection" in c.detail],
+            **({"udp_idle": self.udp_idle} if self.udp_idle is not None else {}),
             "checks": [c.as_dict() for c in self.checks],
             "rules": [{"for": r.key, "text": r.text, "protocol": r.protocol or None,
                        "port": r.port, "to": list(r.to), "recommended": r.recommended}
@@ -168,7 +177,8 @@ def assess(checks: Sequence[Check], outcomes: Sequence[ProbeOutcome], profile: D
         rules.append(firewall_rules.signaling(cloud_host, cloud_addresses, cloud_port))
     elif status.get("WSS") is not Status.OK:
         rules.append(firewall_rules.websocket(cloud_host, cloud_port))
-    inspected = any(c.name == "TLS inspection" and c.status is Status.BLOCKED for c in checks)
+    inspected = any((c.name == "TLS inspection" and c.status is Status.BLOCKED)
+                    or (c.name == "HTTPS" and "TLS inspection" in c.detail) for c in checks)
     inspected = inspected or any(o.error and "TLS inspection" in o.error for o in outcomes)
     by_rung: dict[str, list[ProbeOutcome]] = {}
     for outcome in outcomes:
@@ -207,6 +217,7 @@ class Netcheck:
     settings: Settings
     progress: Callable[[str], None] = lambda line: None
     checks: list[Check] = field(default_factory=list)
+    udp_idle: dict[str, object] | None = None
 
     def _row(self, check: Check, *, quiet: bool = False) -> Check:
         self.checks.append(check)
@@ -231,8 +242,9 @@ class Netcheck:
         for finding in inspection_findings(outcomes):
             self._row(Check("media", "TLS inspection", "media nodes", Status.BLOCKED, finding))
         await self._udp_idle(s, proxy, registered=bool(nodes) and reachable)
-        return assess(self.checks, outcomes, s.profile, cloud_host=host,
-                      cloud_addresses=addresses, cloud_port=port, nodes=nodes)
+        report = assess(self.checks, outcomes, s.profile, cloud_host=host,
+                        cloud_addresses=addresses, cloud_port=port, nodes=nodes)
+        return dataclasses.replace(report, udp_idle=self.udp_idle)
 
     async def _proxy_discovery(self, s: Settings) -> ProxyConfig | None:
         try:
@@ -441,6 +453,7 @@ class Netcheck:
             await device.register(s.org, s.enrollment_key, s.name + "-udp-idle")
             await device.discover(force=True)
             found = await measure_udp_idle(device, s.udp_idle_s)
+            self.udp_idle = found.as_dict()
         except (ApiError, aiohttp.ClientError, WebSocketException, OSError, TimeoutError,
                 ValueError) as exc:
             self._row(Check("network", "UDP idle timeout", "", Status.SKIPPED,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -30,7 +31,7 @@ from typing import IO, TypeVar
 from pydantic import ValidationError
 
 from wire.files import IdentityFile, ReportFile, first_problem
-from wire.models import ReachabilityReport
+from wire.models import NodeInfo, ReachabilityReport
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", IdentityFile, ReportFile)
@@ -173,3 +174,30 @@ class ReportCache:
     def forget(self, device_id: str, network: str) -> None:
         with contextlib.suppress(OSError):
             self._path(device_id, network).unlink()
+
+
+class NodeListCache:
+    """The node list of the last successful registration with a cloud, per organisation, so
+    that ``pinhole netcheck`` can still probe the media nodes when signaling is blocked."""
+
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self.clock = clock
+
+    def _path(self, cloud: str, org: str) -> Path:
+        key = hashlib.sha256(f"{cloud}\0{org}".encode()).hexdigest()[:24]
+        return self.directory / f"nodes-{key}.json"
+
+    def store(self, cloud: str, org: str, nodes: list[NodeInfo]) -> None:
+        _write_atomically(self._path(cloud, org), json.dumps(
+            {"stored_at": self.clock(), "nodes": [n.model_dump(mode="json") for n in nodes]}))
+
+    def load(self, cloud: str, org: str) -> tuple[list[NodeInfo], float] | None:
+        """The cached nodes and their age in seconds, or None when there is none (or it is
+        unreadable)."""
+        try:
+            data = json.loads(self._path(cloud, org).read_text())
+            nodes = [NodeInfo.model_validate(n) for n in data["nodes"]]
+            return nodes, max(0.0, self.clock() - float(data["stored_at"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

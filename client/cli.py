@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,24 +32,22 @@ from urllib.parse import urlsplit
 import aiohttp
 import uvloop
 from pydantic import ValidationError
-from websockets.exceptions import WebSocketException
 
-from client.api import CloudApi
-from client.cache import IdentitySlot, ReportCache, default_directory
+from client import firewall_rules, netcheck
+from client.api import ApiError, CloudApi
+from client.cache import IdentitySlot, NodeListCache, ReportCache, default_directory
 from client.call import Call
 from client.device import Device
 from client.failures import Context, translate
-from client.inspection import inspection_findings
+from client.firewall_rules import RuleFormat
 from client.media import CONSENT_S, MediaSession
-from client.netcheck import summarise
 from client.pins import PinsError, PinStore, checked, in_effect
 from client.probe import ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
-from client.udp_idle import measure_udp_idle
 from wire import boundary
 from wire.files import StackFile, first_problem
 from wire.flags import TRUE, Parser, add_version, apply_environment
-from wire.models import Event
+from wire.models import CallMetrics, Event
 from wire.tls import client_context
 from wire.transports import DeviceProfile
 
@@ -122,9 +121,14 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
     j.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
-    nc = sub.add_parser("netcheck", help="check HTTPS and WSS to the cloud, probe every node "
-                        "on every transport; print what works, what is blocked, and the "
-                        "firewall rules to open")
+    nc = sub.add_parser("netcheck", help="check the cloud (DNS, TCP, TLS, HTTPS, WSS), the "
+                        "proxy and every media node on every transport; print each check, a "
+                        "verdict and the firewall rules to open. Exit status: 0 all good, "
+                        "1 degraded (media on a fallback transport), 2 no media path, "
+                        "3 no signaling")
+    nc.add_argument("--rules", choices=[f.value for f in RuleFormat], default="text",
+                    help="how to print the rules to open: text, or ready nft / iptables "
+                    "commands (default: text)")
     nc.add_argument("--udp-idle-s", type=float, default=0.0,
                     help="also measure, for this many seconds (e.g. 20), how long the "
                     "firewall keeps a UDP pinhole for a participant who only listens")
@@ -295,6 +299,8 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     s = _settings(args)
     ctx.cloud, ctx.ca = s["cloud"], s.get("ca", "")
     ctx.proxy = args.proxy or ""
+    if args.command == "netcheck":
+        return await _netcheck(args, s)
     credentials = (args.proxy_user, args.proxy_password or "") if args.proxy_user else None
     proxy, _ = await discover_proxy(
         s["cloud"], DeviceProfile(args.profile), explicit=args.proxy, pac_url=args.pac_url,
@@ -323,13 +329,14 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         reg = await device.register(s["org"], s["enrollment_key"], args.name,
                                     identity.device_id)
         identity.save(reg.device_id, None)  # never a key the cloud presented
+        if not args.no_cache:  # for netcheck, when signaling fails another day
+            with contextlib.suppress(OSError):
+                NodeListCache(cache_dir).store(s["cloud"], s["org"], list(reg.nodes))
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
             meeting = await api.create_meeting(args.title, args.meeting_id)
             return {"meeting_id": meeting.id}
-        if args.command == "netcheck":
-            return await _netcheck(device, api, progress, proxy is not None, args.udp_idle_s)
         outcomes = await device.discover(progress, force=args.force_probe)
         if progress is not None and device.source == "probe":
             print(file=sys.stderr)
@@ -360,9 +367,16 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                 elif event.type == "participant.left":
                     others.discard(event.participant_id)
 
+        reports: set[asyncio.Task[None]] = set()
+
         def every_second(second: int, session: MediaSession) -> None:
             if not args.json:
                 _progress(second, session, len(others))
+            if second % 2 == 1:  # every 2 s: the quality so far, for the operator's console
+                task = asyncio.create_task(_live_report(
+                    api, joined.meeting_id, joined.participant_id, session, second))
+                reports.add(task)
+                task.add_done_callback(reports.discard)
 
         call = Call(device, joined, start=join_sent, consent_s=args.consent_s,
                     on_other_event=count_others)
@@ -371,12 +385,15 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             await call.talk(args.seconds, video=args.video, mute=args.mute,
                             every_second=every_second)
         finally:
+            for task in list(reports):
+                task.cancel()
             call.close()
         await api.leave(joined.meeting_id, joined.participant_id)
         report = call.report()
-        await api.report_call(report.metrics(args.seconds))  # the seed's analytics, every leg
         first_media = next((leg.session.first_media_at for leg in call.legs
                             if leg.session.first_media_at is not None), None)
+        await api.report_call(report.metrics(args.seconds).model_copy(update={  # every leg
+            "time_to_media_ms": _ms_since(join_sent, first_media)}))  # the seed's analytics
         last = call.session
         result.update(report.as_dict())
         result.update({
@@ -408,50 +425,62 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             await shim.close()
 
 
-async def _netcheck(device: Device, api: CloudApi, progress: Any,
-                    proxied: bool, udp_idle_s: float = 0.0) -> dict[str, Any]:
-    https: tuple[bool, str | None] = (True, None)  # registration just went over HTTPS
-    wss: tuple[bool, str | None] = (True, None)
-    try:
-        await asyncio.wait_for(api.check_events(), 5)
-    except (aiohttp.ClientError, WebSocketException, OSError, TimeoutError) as exc:
-        wss = (False, str(exc) or type(exc).__name__)
-    outcomes = await device.discover(progress, force=True)
-    if progress is not None:
-        print(file=sys.stderr)
-    report = summarise(outcomes, device.profile, https=https, wss=wss, proxy_configured=proxied)
-    result: dict[str, Any] = report.as_dict()
-    result["inspection"] = inspection_findings(outcomes, wss[1] or https[1])
-    if udp_idle_s > 0:
-        result["udp_idle"] = (await measure_udp_idle(device, udp_idle_s)).as_dict()
-    return {"netcheck": result}
+async def _netcheck(args: argparse.Namespace, s: dict[str, str]) -> dict[str, Any]:
+    """Every check as a row, progress on stderr while it waits, a verdict and the rules."""
+    cache_dir = None if args.no_cache else (
+        Path(args.cache_dir) if args.cache_dir else default_directory())
+    pins, _ = _pins(args, s, None if cache_dir is None else PinStore(cache_dir))
+    settings = netcheck.Settings(
+        cloud=s["cloud"], org=s["org"], enrollment_key=s["enrollment_key"], ca=s.get("ca"),
+        pins=tuple(p for p in pins.split(",") if p), name=args.name,
+        profile=DeviceProfile(args.profile), proxy=args.proxy, pac_url=args.pac_url,
+        wpad_host=socket.getfqdn() if args.wpad else None,
+        proxy_credentials=((args.proxy_user, args.proxy_password or "")
+                           if args.proxy_user else None),
+        cache_dir=cache_dir, udp_idle_s=args.udp_idle_s)
+    progress = (lambda line: None) if args.json else (
+        lambda line: print(line, file=sys.stderr, flush=True))
+    report = await netcheck.Netcheck(settings, progress).run()
+    result = report.as_dict()
+    result["rule_lines"] = firewall_rules.render(report.rules, RuleFormat(args.rules))
+    return {"netcheck": result, "table": netcheck.table(report)}
+
+
+async def _live_report(api: CloudApi, meeting_id: str, participant_id: str,
+                       session: MediaSession, seconds: float) -> None:
+    """An in-call quality report (``final: false``); a lost one is simply not shown."""
+    c = session.counters
+    with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        await api.report_call(CallMetrics.model_validate({
+            "meeting_id": meeting_id, "participant_id": participant_id,
+            "transport": session.rung, "duration_s": seconds, "final": False,
+            "packets_sent": c.packets_sent, "packets_received": c.packets_received,
+            "loss": min(1.0, max(0.0, max((s.loss for s in session.sources.values()),
+                                          default=0.0))),
+            "jitter_ms": max((s.jitter_ms for s in session.sources.values()), default=0.0),
+            "rtt_ms": c.keepalive_rtt_ms}))
 
 
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
-        print(json.dumps(result, default=str))
+        print(json.dumps({k: v for k, v in result.items() if k != "table"}, default=str))
     elif "source" in result and "pins" in result:
         print(f"pins of {result['cloud']} ({result['source']}):")
         for pin in result["pins"] or ["(none: only the CA is checked)"]:
             print(f"  {pin}")
     elif "netcheck" in result:
         n = result["netcheck"]
-        print(f"HTTPS to the cloud: {'ok' if n['https']['ok'] else 'BLOCKED'}; "
-              f"WSS: {'ok' if n['wss']['ok'] else 'BLOCKED (' + str(n['wss']['error']) + ')'}")
-        print(_table([{"transport": r["rung"], "works": "yes" if r["works"] else "BLOCKED",
-                       "nodes": f"{r['reachable_nodes']}/{r['probed_nodes']}",
-                       "best_rtt_ms": r["best_rtt_ms"]} for r in n["rungs"]]))
+        print("\n".join(result["table"]))
         print(f"media would use: {n['media_transport'] or 'nothing: no transport gets out'}")
-        for finding in n.get("inspection", []):
-            print(finding)
+        print(f"verdict: {n['verdict']['text']} (exit {n['verdict']['exit_status']})")
+        for hint in n["hints"]:
+            print(f"hint: {hint}")
         if n["rules"]:
-            print("for the best quality, open (in this order):")
-            for i, rule in enumerate(n["rules"], 1):
-                print(f"  {i}. {rule}")
+            print("to open, best first:" if args.rules == "text" else
+                  f"to open, best first ({args.rules}; adapt the table and chain names):")
+            print("\n".join(n["rule_lines"]))
         else:
-            print("nothing to open: media can use inside-initiated UDP 5004")
-        if n.get("udp_idle", {}).get("advice"):
-            print(n["udp_idle"]["advice"])
+            print("nothing to open")
     elif "probes" in result:
         print(_table(result["probes"]))
         if result.get("source") == "cache":
@@ -493,6 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="pinhole: warning: %(message)s")
         result = rounded(uvloop.run(_run(args, ctx)))
         _print(args, result)
+        if "netcheck" in result:  # the verdict is the exit status
+            return int(result["netcheck"]["verdict"]["exit_status"])
         return 0
 
     return boundary.run("pinhole", body, as_json=lambda: _wants_json(raw), out=sys.stdout,

@@ -1,16 +1,16 @@
-"""The cloud application: routes, ops endpoints and the dashboard."""
+"""The cloud application: routes, ops endpoints and the operator's console."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import AsyncIterator
 from typing import Any
 
+import prometheus_client
 from aiohttp import web
 
-from cloud import devices, health, meetings, nodes, openapi, retention
+from cloud import console, devices, health, meetings, nodes, openapi, retention
 from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.metrics import CloudMetrics
@@ -29,7 +29,7 @@ ops = web.RouteTableDef()
 @web.middleware
 async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    request.app[CLOUD].metrics.responses_by_class[f"{response.status // 100}xx"] += 1
+    request.app[CLOUD].metrics.responses.labels(f"{response.status // 100}xx").inc()
     return response
 
 
@@ -58,54 +58,20 @@ async def metrics(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     all_nodes = cloud.registry.nodes()
     meetings_ = await cloud.store.list_meetings()
-    gauges = {
-        "devices": float(await cloud.store.count_devices()),
-        "meetings": float(len(meetings_)),
-        "participants": float(sum(len(m.participants) for m in meetings_)),
-        "fresh_reports": float(await cloud.store.count_reports()),
-        "connections": float(cloud.connections.open),
-        "events_websockets": float(sum(cloud.events_open.values())),
-        # control integrity: pub/sub commands ignored for a bad HMAC; commands nodes refused
-        "bus_forged_messages": float(cloud.registry.bus.forged if cloud.registry.bus else 0),
-        "node_refused_commands": float(cloud.registry.refused()),
-    }
-    labelled = {
-        "nodes": {
-            "healthy": float(sum(n.healthy for n in all_nodes)),
-            "unhealthy": float(sum(not n.healthy for n in all_nodes)),
-        }
-    }
-    return web.Response(
-        text=cloud.metrics.render(gauges, labelled), content_type="text/plain", charset="utf-8"
-    )
-
-
-@ops.get("/")
-async def dashboard(request: web.Request) -> web.Response:
-    cloud = request.app[CLOUD]
-    rows = "".join(
-        f"<tr><td>{html.escape(n.id)}</td><td>{n.kind}</td><td>{html.escape(n.region)}</td>"
-        f"<td>{html.escape(n.address)}</td>"
-        f"<td>{', '.join(f'{e.rung}:{e.port}' for e in n.endpoints)}</td>"
-        f"<td>{'healthy' if n.healthy else 'UNHEALTHY'}</td><td>{n.load:.2f}</td></tr>"
-        for n in cloud.registry.nodes()
-    )
-    mrows = "".join(
-        f"<tr><td>{html.escape(m.id)}</td><td>{html.escape(m.org)}</td><td>"
-        + ", ".join(f"{html.escape(p.id)}@{html.escape(p.node_id)}/{p.rung or '-'}"
-                    for p in m.participants)
-        + "</td></tr>"
-        for m in await cloud.store.list_meetings()
-    )
-    calls = ", ".join(f"{k}: {v}" for k, v in sorted(cloud.metrics.calls_by_transport.items()))
-    page = (
-        "<!doctype html><title>Pinhole cloud</title><h1>Pinhole cloud</h1>"
-        "<h2>Media nodes</h2><table border=1><tr><th>id</th><th>kind</th><th>region</th>"
-        f"<th>address</th><th>endpoints</th><th>health</th><th>load</th></tr>{rows}</table>"
-        "<h2>Meetings</h2><table border=1><tr><th>id</th><th>org</th><th>participants</th></tr>"
-        f"{mrows}</table><h2>Calls by transport</h2><p>{html.escape(calls) or 'none yet'}</p>"
-    )
-    return web.Response(text=page, content_type="text/html")
+    m = cloud.metrics
+    m.devices.set(await cloud.store.count_devices())
+    m.meetings.set(len(meetings_))
+    m.participants.set(sum(len(x.participants) for x in meetings_))
+    m.fresh_reports.set(await cloud.store.count_reports())
+    m.connections.set(cloud.connections.open)
+    m.events_websockets.set(sum(cloud.events_open.values()))
+    # control integrity: pub/sub commands ignored for a bad HMAC; commands nodes refused
+    m.bus_forged_messages.set(cloud.registry.bus.forged if cloud.registry.bus else 0)
+    m.node_refused_commands.set(cloud.registry.refused())
+    m.nodes.labels("healthy").set(sum(n.healthy for n in all_nodes))
+    m.nodes.labels("unhealthy").set(sum(not n.healthy for n in all_nodes))
+    return web.Response(body=m.render(),
+                        headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 
 def make_app(
@@ -142,6 +108,7 @@ def make_app(
     app.add_routes(meetings.routes)
     app.add_routes(nodes.routes)
     app.add_routes(ops)
+    app.add_routes(console.routes)
 
     async def shutdown(app: web.Application) -> None:
         await cloud.registry.close()  # node WebSockets end, so their handlers can finish

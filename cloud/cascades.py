@@ -69,7 +69,7 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
                         meeting.id, initiator, peer)
             continue
         log.info("meeting %s: cascade %s → %s (%s)", meeting.id, initiator, peer, leg_id)
-        cloud.metrics.cascades_opened += 1
+        cloud.metrics.cascades_opened.inc()
         meeting = replace(meeting, cascades=(*meeting.cascades,
                                              CascadeRecord(leg_id, initiator, peer)))
     return meeting

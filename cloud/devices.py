@@ -83,7 +83,7 @@ async def put_reachability(request: web.Request) -> web.Response:
     stored = await cloud.store.put_reachability(
         claims.device_id, report, cloud.settings.probe_ttl_s
     )
-    cloud.metrics.reports += 1
+    cloud.metrics.reports.inc()
     return json_response(stored)
 
 

@@ -67,7 +67,7 @@ async def reassign_from(cloud: Cloud, node_id: str) -> int:
                 await cloud.store.publish([placed.device_id], Event(
                     type="media.reassigned", meeting_id=meeting.id, participant_id=placed.id,
                     node_id=placed.node_id, assignment=joined))
-                cloud.metrics.reassignments += 1
+                cloud.metrics.reassignments.inc()
                 moved += 1
                 log.info("participant %s moved from %s to %s", placed.id, node_id,
                          placed.node_id)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -102,6 +103,7 @@ async def view(request: web.Request) -> web.Response:
 
 @routes.post("/v1/meetings/{meeting_id}/participants")
 async def join(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     cloud, claims = await device_auth(request)
     body = await read_body(request, JoinRequest, empty_ok=True)
     meeting_id = request.match_info["meeting_id"]
@@ -122,7 +124,8 @@ async def join(request: web.Request) -> web.Response:
         )
         await cloud.store.put_meeting(meeting)
         cloud.legs[participant.leg_id] = (meeting_id, participant.id)
-    cloud.metrics.joins_by_transport[joined.plan[0].rung if joined.plan else "none"] += 1
+    cloud.metrics.joined(joined.plan[0].rung if joined.plan else "none",
+                         time.perf_counter() - started)
     await cloud.store.publish(
         (p.device_id for p in meeting.participants if p.id != participant.id),
         Event(type="participant.joined", meeting_id=meeting_id, participant_id=participant.id,
@@ -145,6 +148,7 @@ async def leave(request: web.Request) -> web.Response:
             meeting = replace(meeting, ended_at=cloud.clock())
         await cloud.store.put_meeting(meeting)
     cloud.legs.pop(found[0].leg_id, None)
+    cloud.live.pop(pid, None)
     await cloud.registry.release(found[0].node_id, found[0].leg_id)
     await cloud.store.publish(
         (p.device_id for p in meeting.participants),
@@ -186,7 +190,7 @@ async def reassign(request: web.Request) -> web.Response:
         await cloud.store.put_meeting(meeting)
         cloud.legs.pop(found[0].leg_id, None)
         cloud.legs[placed.leg_id] = (meeting_id, placed.id)
-    cloud.metrics.reassignments += 1
+    cloud.metrics.reassignments.inc()
     log.info("participant %s asked to leave silent node %s; now on %s", pid, body.node_id,
              placed.node_id)
     with contextlib.suppress(OSError):  # the silent node may well be gone
@@ -201,8 +205,17 @@ async def reassign(request: web.Request) -> web.Response:
 async def call_metrics(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     metrics = await read_body(request, CallMetrics)
+    if not metrics.final:  # in-call quality, for the console: only for a participant present
+        meeting = await cloud.store.get_meeting(metrics.meeting_id)
+        if meeting is None or meeting.org != claims.org or not any(
+                p.id == metrics.participant_id and p.device_id == claims.device_id
+                for p in meeting.participants):
+            raise ApiError(404, "not_found", "no such participant of this device in a meeting")
+        cloud.live[metrics.participant_id] = metrics
+        return web.Response(status=204)
+    cloud.live.pop(metrics.participant_id, None)
     await cloud.store.add_call_metrics(claims.org, metrics)
-    cloud.metrics.calls_by_transport[metrics.transport] += 1
+    cloud.metrics.call_ended(metrics)
     return web.Response(status=204)
 
 

@@ -38,7 +38,7 @@ class Operation:
     method: str
     path: str
     summary: str
-    auth: str  # "device", "enrollment", "node", "none"
+    auth: str  # "device", "enrollment", "node", "operator", "none"
     request: type[BaseModel] | None
     response: type[BaseModel] | None
     status: int = 200
@@ -85,10 +85,20 @@ OPERATIONS: Final = (
     Operation("get", "/readyz", "Readiness: the store answers", "none", None, None,
               errors=(503,)),
     Operation("get", "/metrics", "Prometheus text", "none", None, None),
-    Operation("get", "/", "Dashboard (HTML)", "none", None, None),
+    Operation("get", "/", "The operator's console (HTML; without the credential: 401 and "
+              "the login form)", "operator", None, None, errors=(401,)),
+    Operation("post", "/login", "Log in to the console with the operator token (form field "
+              "token): 303 to / with a session cookie", "none", None, None, 303, (401, 415)),
+    Operation("post", "/logout", "Log out of the console: 303 to /", "none", None, None, 303,
+              (415,)),
+    Operation("get", "/v1/console/state", "The console's snapshot: nodes, meetings, calls, "
+              "the fallback ladder", "operator", None, None, errors=(401,)),
+    Operation("get", "/v1/console/events", "Server-Sent Events (text/event-stream): the "
+              "snapshot every second", "operator", None, None, errors=(401,)),
 )
 
-_SECURITY: Final = {"device": "deviceToken", "enrollment": None, "node": "nodeSecret"}
+_SECURITY: Final = {"device": "deviceToken", "enrollment": None, "node": "nodeSecret",
+                    "operator": "operatorToken"}
 
 
 def _implied_errors(op: Operation) -> set[int]:
@@ -148,6 +158,9 @@ def document(version: str = "1") -> dict[str, Any]:
                                 "description": "the token from POST /v1/devices"},
                 "nodeSecret": {"type": "http", "scheme": "bearer",
                                "description": "the node secret (hybrid: the org's)"},
+                "operatorToken": {"type": "http", "scheme": "bearer",
+                                  "description": "the operator token (or the console's "
+                                  "session cookie after POST /login)"},
             },
         },
     }

@@ -30,7 +30,7 @@ from wire.transports import DeviceProfile
 
 
 def unique_ssrc(meeting: MeetingRecord) -> int:
-    """SSRCs are unique per meeting (DESIGN.md "SRTP")."""
+    """SSRCs are unique per meeting (docs/design.md "SRTP")."""
     taken = {p.ssrc for p in meeting.participants}
     while True:
         ssrc = secrets.randbits(32)

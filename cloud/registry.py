@@ -25,6 +25,7 @@ from wire.models import (
     ControlRefused,
     Heartbeat,
     LegAllocated,
+    LegCounters,
     LegEvent,
     NodeInfo,
     NodeToCloud,
@@ -49,6 +50,7 @@ class NodeState:
     pending: dict[str, asyncio.Future[LegAllocated]] = field(default_factory=dict)
     legs: int = 0
     malformed: int = 0
+    stats: dict[str, LegCounters] = field(default_factory=dict)  # the last heartbeat's, per leg
     refused: int = 0  # commands the node answered with control_refused
 
 
@@ -80,6 +82,11 @@ class NodeRegistry:
     def get(self, node_id: str) -> NodeState | None:
         """A node registered with this replica."""
         return self._nodes.get(node_id)
+
+    def heartbeat_age(self, node_id: str) -> float | None:
+        """Seconds since this replica last heard from the node (None: held elsewhere)."""
+        state = self._nodes.get(node_id)
+        return None if state is None else max(0.0, self._clock() - state.last_seen)
 
     async def share(self, node_id: str) -> None:
         """Keep the registration where every replica finds it (with a bus)."""
@@ -185,6 +192,7 @@ class NodeRegistry:
                 state.last_seen = self._clock()
                 if isinstance(message, Heartbeat):
                     state.legs = message.legs
+                    state.stats = message.stats
                 elif isinstance(message, LegAllocated):
                     future = state.pending.pop(message.request_id, None)
                     if future is not None and not future.done():
@@ -277,7 +285,9 @@ class NodeRegistry:
         return sum(state.refused for state in self._nodes.values())
 
     async def release(self, node_id: str, leg_id: str) -> None:
-        await self.send(node_id, ReleaseLeg(leg_id=leg_id))
+        state = self._nodes.get(node_id)
+        if await self.send(node_id, ReleaseLeg(leg_id=leg_id)) and state is not None:
+            state.legs = max(0, state.legs - 1)
 
     async def send(self, node_id: str, command: BaseModel) -> bool:
         """A command that needs no answer (release, open/close cascade); False if not sent."""

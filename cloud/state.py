@@ -16,7 +16,7 @@ from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.store import DeviceRecord, Store
 from wire.admission import Admission
-from wire.models import NodeInfo
+from wire.models import CallMetrics, NodeInfo
 
 
 @dataclass(slots=True)
@@ -31,6 +31,7 @@ class Cloud:
     legs: dict[str, tuple[str, str]] = field(default_factory=dict)  # leg -> meeting, participant
     connections: Admission = field(default_factory=lambda: Admission(0, 0))
     events_open: Counter[str] = field(default_factory=Counter)  # device -> events WebSockets
+    live: dict[str, CallMetrics] = field(default_factory=dict)  # participant -> in-call quality
 
     def visible_nodes(self, org: str, *, healthy_only: bool = True) -> list[NodeInfo]:
         """All cloud nodes and this org's hybrid nodes (DESIGN: GET /v1/nodes)."""

@@ -197,7 +197,12 @@ class Lab:
                 raise LabError(f"the stack did not come up in {timeout_s:.0f} s; "
                                f"see {state_dir}/lab-stack.log")
             time.sleep(0.1)
-        progress(f"stack ready: {json.loads(stack_json.read_text())['cloud']}")
+        described = json.loads(stack_json.read_text())
+        progress(f"stack ready: {described['cloud']}")
+        token = stack_json.parent / "operator-token"
+        if token.exists():
+            progress(f"operator console: {described['cloud']}/ (operator token "
+                     f"{token.read_text().strip()})")
         return stack_json
 
     def start_proxy(self) -> None:

@@ -2,7 +2,7 @@
 
 It registers with the cloud and keeps a control WebSocket open to it (the node
 always connects out); the cloud allocates legs over that channel, and clients
-latch them with an authenticated Binding Request (DESIGN.md "Media leg").
+latch them with an authenticated Binding Request (docs/design.md "Media leg").
 """
 
 from media_node.engine import Engine, Sink

@@ -1,7 +1,7 @@
 """Outbound cascade legs: this node becomes a client of a peer node for one meeting.
 
 On ``open_cascade`` the node opens a leg to the peer exactly as a client
-would (DESIGN.md "Media leg") with the same sans-I/O leg client
+would (docs/design.md "Media leg") with the same sans-I/O leg client
 (``wire.leg_client``): an authenticated Binding Request, retransmitted per
 RFC 8489 §6.2.1, on each transport of its ladder in turn until one answers;
 over TLS the peer's certificate must be the fingerprint in the node list. The

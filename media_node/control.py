@@ -1,6 +1,6 @@
 """The node's control channel: register over HTTPS, then hold a WebSocket open to the cloud.
 
-The node always connects out (DESIGN.md: "every connection is initiated from
+The node always connects out (docs/design.md: "every connection is initiated from
 inside"). It sends a heartbeat with its load and leg counters every
 ``heartbeat_s``, answers ``allocate_leg`` / ``release_leg``, and reports leg
 events. The WebSocket (the ``websockets`` client) pings the cloud every

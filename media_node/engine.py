@@ -3,18 +3,18 @@
 Listeners hand every packet to :meth:`Engine.on_packet` with the :class:`Sink`
 it came in on and the source address; the engine answers STUN, latches legs
 and forwards SRTP through the sinks. It never reads a clock: the caller passes
-``now`` (STYLE.md), so tests drive consent and timeouts with a fake one.
+``now`` (docs/design.md, "Code conventions"), so tests drive consent and timeouts with a fake one.
 
 - STUN (RFC 7983 §7: first byte 0-3) goes to ``wire.stun.validate_request``.
   A discovery probe gets XOR-MAPPED-ADDRESS + SOFTWARE naming the node; a
   Binding Request authenticated with a leg's ``pwd`` latches that leg to the
   packet's 5-tuple (UDP) or connection (TCP/TLS) and refreshes its consent
-  (RFC 7675). Nothing else ever moves a latch (DESIGN.md "Media leg").
+  (RFC 7675). Nothing else ever moves a latch (docs/design.md "Media leg").
 - SRTP/SRTCP (first byte 128-191) from a latched path is authenticated and
   decrypted with the sender leg's inbound context (RFC 3711 §3.3: a packet
   whose tag fails is discarded), then re-protected with every other leg's
   outbound context and sent where that leg is latched: symmetric media.
-- Cascade legs join two nodes of one meeting (DESIGN.md: "cascade legs").
+- Cascade legs join two nodes of one meeting (docs/design.md: "cascade legs").
   A packet from a local participant goes to every other leg, cascades
   included; a packet that arrived over a cascade goes to local participants
   only. With the cloud cascading every pair of nodes in a meeting (a full
@@ -363,7 +363,7 @@ class Engine:
                     self.drop("ssrc", leg)
                     return
             elif ssrc != leg.ssrc:
-                self.drop("ssrc", leg)  # SSRCs are assigned by the cloud (DESIGN.md "SRTP")
+                self.drop("ssrc", leg)  # SSRCs are assigned by the cloud (docs/design.md "SRTP")
                 return
         leg.packets_in += 1
         leg.bytes_in += len(data)

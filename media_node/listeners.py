@@ -2,7 +2,7 @@
 
 Each listener is a :class:`~media_node.engine.Sink` for the engine. With a
 simulated RTT every send is delayed by that many milliseconds (a simulation
-knob standing in for distance; DESIGN.md "Entry points").
+knob standing in for distance; docs/design.md "Entry points").
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from typing import Any, cast
 
 from media_node.engine import Engine
+from media_node.metrics import RelayTiming
 from wire.admission import Admission, StreamLimits
 from wire.errors import FramingError
 from wire.framing import FrameDecoder, encode_frame
@@ -21,16 +22,18 @@ from wire.tls_stream import ServerTls
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 2048  # DESIGN.md: transport.max_size = 2048 instead of recvfrom(262144)
+MAX_DATAGRAM = 2048  # docs/design.md: transport.max_size = 2048, not recvfrom(262144)
 
 
 class UdpListener(asyncio.DatagramProtocol):
     """One UDP port; packets go to the engine with their source address."""
 
-    def __init__(self, engine: Engine, rung: str, delay_s: float) -> None:
+    def __init__(self, engine: Engine, rung: str, delay_s: float,
+                 timing: RelayTiming | None = None) -> None:
         self.engine = engine
         self.rung = rung
         self.delay_s = delay_s
+        self.timing = timing
         self.transport: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
 
@@ -41,7 +44,13 @@ class UdpListener(asyncio.DatagramProtocol):
             transport.max_size = MAX_DATAGRAM
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.engine.on_packet(data, self, addr, time.monotonic())
+        timing = self.timing
+        if timing is not None and timing.due():
+            started = time.perf_counter()
+            self.engine.on_packet(data, self, addr, time.monotonic())
+            timing.observe(started)
+        else:
+            self.engine.on_packet(data, self, addr, time.monotonic())
 
     def error_received(self, exc: Exception) -> None:
         self.engine.drop("udp_error")  # ICMP unreachable from a client that went away
@@ -76,10 +85,11 @@ class StreamConnection(asyncio.Protocol):
 
     def __init__(self, engine: Engine, rung: str, delay_s: float, frame_limit: int,
                  admission: Admission, limits: StreamLimits,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, timing: RelayTiming | None = None) -> None:
         self.engine = engine
         self.rung = rung
         self.delay_s = delay_s
+        self.timing = timing
         self.decoder = FrameDecoder(frame_limit)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -175,8 +185,14 @@ class StreamConnection(asyncio.Protocol):
         now = time.monotonic()
         self._frames += len(frames)
         self._last_frame = self._loop.time()
+        timing = self.timing
         for frame in frames:
-            self.engine.on_packet(frame, self, self.peer, now)
+            if timing is not None and timing.due():
+                started = time.perf_counter()
+                self.engine.on_packet(frame, self, self.peer, now)
+                timing.observe(started)
+            else:
+                self.engine.on_packet(frame, self, self.peer, now)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
@@ -214,21 +230,22 @@ class StreamConnection(asyncio.Protocol):
             self.transport.write(out)
 
 
-async def bind_udp(engine: Engine, host: str, port: int, rung: str,
-                   delay_s: float) -> tuple[asyncio.DatagramTransport, int]:
+async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: float,
+                   timing: RelayTiming | None = None) -> tuple[asyncio.DatagramTransport, int]:
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: UdpListener(engine, rung, delay_s), local_addr=(host, port))
+        lambda: UdpListener(engine, rung, delay_s, timing), local_addr=(host, port))
     return transport, int(transport.get_extra_info("sockname")[1])
 
 
 async def bind_stream(engine: Engine, host: str, port: int, rung: str, delay_s: float,
                       context: ssl.SSLContext | None, admission: Admission,
-                      limits: StreamLimits,
-                      frame_limit: int = 4096) -> tuple[asyncio.Server, int]:
+                      limits: StreamLimits, frame_limit: int = 4096,
+                      timing: RelayTiming | None = None) -> tuple[asyncio.Server, int]:
     """Listen for TCP (``context`` None) or TLS; TLS starts on a connection once admitted."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: StreamConnection(engine, rung, delay_s, frame_limit, admission, limits, context),
+        lambda: StreamConnection(engine, rung, delay_s, frame_limit, admission, limits, context,
+                                 timing),
         host, port, reuse_address=True)
     return server, int(server.sockets[0].getsockname()[1])

@@ -1,67 +1,124 @@
-"""Prometheus text for the node (``/metrics``) and a liveness probe (``/healthz``)."""
+"""Prometheus exposition for the node (``/metrics``) and a liveness probe (``/healthz``).
+
+Built on prometheus_client: every series has HELP and TYPE. The engine keeps its own plain
+counters (no clock, no library calls per packet); a collector turns them into metric families
+at scrape time. The relay latency histogram is the one series fed from the I/O edge: the
+listeners time ``Engine.on_packet`` — arrival to every forwarded copy handed to its socket,
+the simulated distance (``--simulated-rtt-ms``) excluded — for one packet in
+``RelayTiming.every``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
+import prometheus_client
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from media_node.engine import Engine
 from wire.admission import Admission
 
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def render(engine: Engine, admission: Admission, control_connected: bool) -> str:
-    lines = [
-        "# HELP pinhole_node_drops_total Packets dropped, by reason.",
-        "# TYPE pinhole_node_drops_total counter",
-    ]
-    lines += [f'pinhole_node_drops_total{{reason="{_escape(r)}"}} {n}'
-              for r, n in sorted(engine.drops.items())]
-    lines += [
-        "# HELP pinhole_node_stun_answers_total STUN responses sent, by kind.",
-        "# TYPE pinhole_node_stun_answers_total counter",
-    ]
-    lines += [f'pinhole_node_stun_answers_total{{kind="{_escape(k)}"}} {n}'
-              for k, n in sorted(engine.stun_answers.items())]
-    lines += [
-        "# HELP pinhole_node_packets_total SRTP/SRTCP packets relayed, by direction.",
-        "# TYPE pinhole_node_packets_total counter",
-        f'pinhole_node_packets_total{{direction="in"}} {engine.packets_in}',
-        f'pinhole_node_packets_total{{direction="out"}} {engine.packets_out}',
-        "# HELP pinhole_node_bytes_total SRTP/SRTCP bytes relayed, by direction.",
-        "# TYPE pinhole_node_bytes_total counter",
-        f'pinhole_node_bytes_total{{direction="in"}} {engine.bytes_in}',
-        f'pinhole_node_bytes_total{{direction="out"}} {engine.bytes_out}',
-        "# HELP pinhole_node_legs Legs allocated on this node.",
-        "# TYPE pinhole_node_legs gauge",
-        f"pinhole_node_legs {len(engine.legs)}",
-        "# HELP pinhole_node_latched_legs Legs latched to a path.",
-        "# TYPE pinhole_node_latched_legs gauge",
-        f"pinhole_node_latched_legs {sum(1 for leg in engine.legs.values() if leg.sink)}",
-        "# HELP pinhole_node_connections Open TCP/TLS media connections.",
-        "# TYPE pinhole_node_connections gauge",
-        f"pinhole_node_connections {admission.open}",
-        "# HELP pinhole_node_connection_refusals_total TCP/TLS connections refused or closed, "
-        "by reason.",
-        "# TYPE pinhole_node_connection_refusals_total counter",
-        *(f'pinhole_node_connection_refusals_total{{reason="{_escape(r)}"}} {n}'
-          for r, n in sorted(admission.refusals.items())),
-        "# HELP pinhole_node_control_connected 1 while the control channel is up.",
-        "# TYPE pinhole_node_control_connected gauge",
-        f"pinhole_node_control_connected {int(control_connected)}",
-    ]
-    return "\n".join(lines) + "\n"
+#: Seconds: the relay's per-packet budget is microseconds (docs/design.md, "Performance notes").
+RELAY_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2)
 
 
-def make_app(engine: Engine, admission: Admission,
-             connected: Callable[[], bool]) -> web.Application:
+class RelayTiming:
+    """A sampled histogram of the relay's handling time per packet."""
+
+    def __init__(self, registry: CollectorRegistry, every: int = 16) -> None:
+        self.every = every
+        self._seen = 0
+        self.histogram = prometheus_client.Histogram(
+            "pinhole_node_relay_latency_seconds",
+            "Time from a packet's arrival to its forwarded copies handed to the sockets "
+            f"(one packet in {every} timed; simulated distance excluded).",
+            buckets=RELAY_BUCKETS, registry=registry)
+
+    def due(self) -> bool:
+        """True for the packets to time (cheap: one increment and a modulo)."""
+        self._seen += 1
+        return self._seen % self.every == 0
+
+    def observe(self, started: float) -> None:
+        self.histogram.observe(time.perf_counter() - started)
+
+
+class EngineCollector(Collector):
+    """The engine's counters, read at scrape time."""
+
+    def __init__(self, engine: Engine, admission: Admission,
+                 connected: Callable[[], bool]) -> None:
+        self.engine = engine
+        self.admission = admission
+        self.connected = connected
+
+    def collect(self) -> Iterator[Metric]:
+        e = self.engine
+        drops = CounterMetricFamily("pinhole_node_drops", "Packets dropped, by reason.",
+                                    labels=["reason"])
+        for reason, n in sorted(e.drops.items()):
+            drops.add_metric([reason], n)
+        yield drops
+        answers = CounterMetricFamily("pinhole_node_stun_answers",
+                                      "STUN responses sent, by kind.", labels=["kind"])
+        for kind, n in sorted(e.stun_answers.items()):
+            answers.add_metric([kind], n)
+        yield answers
+        packets = CounterMetricFamily("pinhole_node_packets",
+                                      "SRTP/SRTCP packets relayed, by direction.",
+                                      labels=["direction"])
+        packets.add_metric(["in"], e.packets_in)
+        packets.add_metric(["out"], e.packets_out)
+        yield packets
+        octets = CounterMetricFamily("pinhole_node_bytes",
+                                     "SRTP/SRTCP bytes relayed, by direction.",
+                                     labels=["direction"])
+        octets.add_metric(["in"], e.bytes_in)
+        octets.add_metric(["out"], e.bytes_out)
+        yield octets
+        yield GaugeMetricFamily("pinhole_node_legs", "Legs allocated on this node.",
+                                value=len(e.legs))
+        yield GaugeMetricFamily("pinhole_node_latched_legs", "Legs latched to a path.",
+                                value=sum(1 for leg in e.legs.values() if leg.sink))
+        yield GaugeMetricFamily("pinhole_node_load", "Legs in use over capacity (0 to 1).",
+                                value=e.load())
+        yield GaugeMetricFamily("pinhole_node_connections", "Open TCP/TLS media connections.",
+                                value=self.admission.open)
+        refusals = CounterMetricFamily("pinhole_node_connection_refusals",
+                                       "TCP/TLS connections refused or closed, by reason.",
+                                       labels=["reason"])
+        for reason, n in sorted(self.admission.refusals.items()):
+            refusals.add_metric([reason], n)
+        yield refusals
+        yield GaugeMetricFamily("pinhole_node_control_connected",
+                                "1 while the control channel to the cloud is up.",
+                                value=int(self.connected()))
+
+
+def registry_for(engine: Engine, admission: Admission,
+                 connected: Callable[[], bool]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(EngineCollector(engine, admission, connected))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition format."""
+    return prometheus_client.generate_latest(registry)
+
+
+def make_app(engine: Engine, admission: Admission, connected: Callable[[], bool],
+             registry: CollectorRegistry | None = None) -> web.Application:
+    scraped = registry if registry is not None else registry_for(engine, admission, connected)
+
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=render(engine, admission, connected()),
-                            content_type="text/plain")
+        return web.Response(body=render(scraped),
+                            headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "node_id": engine.node_id,

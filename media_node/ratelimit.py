@@ -12,8 +12,8 @@ probe at all at 9 a.m. The flow bucket keeps any one sender to ``rate``
 ``ip_burst``), sized for a whole office, still bounds what any one address,
 or a spoofer rotating source ports, can make the node send (answers are at
 most twice the request: no reflection amplification). Authenticated leg
-requests are never limited. The caller passes ``now`` (STYLE.md: no clock in
-the core). Memory is bounded: at most ``max_keys`` buckets of each kind.
+requests are never limited. The caller passes ``now`` (docs/design.md, "Code
+conventions": no clock in the core). Memory is bounded: at most ``max_keys`` buckets of each kind.
 """
 
 from __future__ import annotations

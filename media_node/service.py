@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
 
 from media_node.cascade import Dialler, cloud_dialler
 from media_node.control import ControlChannel, EventOutbox, RegistrationRefused
 from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
-from media_node.metrics import make_app
+from media_node.metrics import EngineCollector, RelayTiming, make_app
 from media_node.settings import NodeSettings
 from wire.admission import Admission
 from wire.boundary import describe, usage
@@ -66,7 +67,8 @@ async def _bind_with_fallback(
 
 
 async def start_listeners(
-    settings: NodeSettings, engine: Engine, workdir: Path, admission: Admission
+    settings: NodeSettings, engine: Engine, workdir: Path, admission: Admission,
+    timing: RelayTiming | None = None
 ) -> tuple[list[Endpoint], str | None, list[asyncio.BaseTransport | asyncio.Server]]:
     host, delay = settings.bind, settings.simulated_rtt_ms / 1000
     endpoints: list[Endpoint] = []
@@ -78,12 +80,13 @@ async def start_listeners(
             udp.append((UDP_9000, settings.legacy_port))
         udp.append((UDP_33434, settings.udp_last_resort_port))
         for rung, port in udp:
-            transport, real = await bind_udp(engine, host, port, rung.name, delay)
+            transport, real = await bind_udp(engine, host, port, rung.name, delay, timing)
             closers.append(transport)
             endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp", port=real))
     if settings.tcp:
         server, real = await bind_stream(engine, host, settings.tcp_port, TCP_5004.name, delay,
-                                         None, admission, settings.stream_limits)
+                                         None, admission, settings.stream_limits,
+                                         timing=timing)
         closers.append(server)
         endpoints.append(Endpoint(rung="tcp/5004", transport="tcp", port=real))
     if settings.tls:
@@ -91,7 +94,7 @@ async def start_listeners(
 
         async def bind_tls(port: int) -> tuple[asyncio.Server, int]:
             return await bind_stream(engine, host, port, TLS_443.name, delay, context,
-                                     admission, settings.stream_limits)
+                                     admission, settings.stream_limits, timing=timing)
 
         tls_server, real = await _bind_with_fallback(bind_tls, settings.tls_port, "TLS")
         closers.append(tls_server)
@@ -213,8 +216,9 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
     admission = admission_for(settings)
     workdir = tempfile.TemporaryDirectory(prefix="pinhole-node-")
     try:
-        endpoints, fingerprint, closers = await start_listeners(settings, engine,
-                                                                Path(workdir.name), admission)
+        registry = CollectorRegistry(auto_describe=True)
+        endpoints, fingerprint, closers = await start_listeners(
+            settings, engine, Path(workdir.name), admission, RelayTiming(registry))
     except OSError as exc:
         workdir.cleanup()
         raise usage(f"cannot listen on {settings.bind}: {(exc.strerror or str(exc)).lower()}",
@@ -229,8 +233,9 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
     node = RunningNode(settings, engine, control, endpoints, fingerprint, closers, workdir)
     if settings.metrics_listen:
         mhost, _, mport = settings.metrics_listen.rpartition(":")
-        node.runner = web.AppRunner(make_app(engine, admission, lambda: control.connected),
-                                    access_log=None)
+        registry.register(EngineCollector(engine, admission, lambda: control.connected))
+        node.runner = web.AppRunner(make_app(engine, admission, lambda: control.connected,
+                                             registry), access_log=None)
         await node.runner.setup()
         try:
             await web.TCPSite(node.runner, mhost, int(mport)).start()

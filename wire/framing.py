@@ -1,7 +1,7 @@
 """RFC 4571 framing: every packet on a TCP or TLS media connection carries a 2-byte length.
 
 RFC 4571 §2: "LENGTH ... 16-bit unsigned integer in network byte order"
-followed by that many bytes of RTP, RTCP or (DESIGN.md) STUN. The decoder is
+followed by that many bytes of RTP, RTCP or (docs/design.md) STUN. The decoder is
 incremental (sans-I/O): feed it whatever chunks the stream delivers, get
 back whole frames. A declared length above the decoder's limit is an error
 after which the connection must be closed (the stream has lost its framing).

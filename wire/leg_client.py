@@ -9,7 +9,7 @@ test drives it with a fake clock. A participant's client and a node opening a
 cascade (the peer node's "client") both use it, through :class:`LegDriver`,
 which takes the caller's clock and ``call_later`` and so imports no I/O.
 
-- Latch (DESIGN.md "Media leg"): a Binding Request with USERNAME
+- Latch (docs/design.md "Media leg"): a Binding Request with USERNAME
   ``"<node_ufrag>:<client_ufrag>"``, MESSAGE-INTEGRITY keyed by ``pwd``,
   FINGERPRINT. Over UDP it is retransmitted as RFC 8489 §6.2.1 says: first
   after RTO, the interval doubling each time, at most Rc (7) requests, then
@@ -58,7 +58,7 @@ RC: Final = 7
 RM: Final = 16
 #: RFC 8489 §6.2.2: a transaction over a reliable transport times out after Ti = 39.5 s.
 TI_S: Final = 39.5
-#: RFC 7675 §5.1 (and DESIGN.md "Consent and keepalive"): a check about every 5 s ...
+#: RFC 7675 §5.1 (and docs/design.md "Consent and keepalive"): a check about every 5 s ...
 CONSENT_INTERVAL_S: Final = 4.0
 #: ... randomized to 0.8-1.2 times the interval, ...
 CONSENT_JITTER: Final = 0.2

@@ -339,6 +339,11 @@ class CallMetrics(Body):
     loss: float = Field(ge=0.0, le=1.0)
     jitter_ms: float = Field(ge=0.0)
     rtt_ms: float | None = Field(default=None, ge=0.0)
+    #: join request to the first media packet received, on the client's clock
+    time_to_media_ms: float | None = Field(default=None, ge=0.0, le=3_600_000.0)
+    #: False for the reports a client sends during the call (the console shows them live);
+    #: only final reports are counted as calls
+    final: bool = True
     legs: list[CallLeg] = Field(default_factory=list, max_length=256)
 
 

@@ -1,7 +1,7 @@
 """SRTP contexts on pylibsrtp: one per leg and direction (RFC 3711; RFC 7714 for AES-GCM).
 
 Keys are created by the cloud, one master key + salt per leg and direction,
-and delivered SDES-style over TLS signaling (DESIGN.md "SRTP"). Profiles:
+and delivered SDES-style over TLS signaling (docs/design.md "SRTP"). Profiles:
 
     AES_CM_128_HMAC_SHA1_80   RFC 3711 §4.1.1, §4.2.1, §8.2 (RFC 4568 §6.2.1 name)
                               128-bit master key + 112-bit master salt = 30 bytes

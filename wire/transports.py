@@ -1,7 +1,7 @@
 """The media transport ladder and the device-profile table.
 
 Both tables are kept here once; every row cites the seed sentence it comes
-from (``shared/seeds``: the *Firewall Traversal* white paper, "WP", and the
+from (the seeds docs/design.md names: the *Firewall Traversal* white paper, "WP", and the
 *Firewall and Network Requirements* page, "FNR").  Refusals are
 :class:`~wire.errors.ProfileRefused` with a message a person can act on.
 """
@@ -91,7 +91,7 @@ HTTP_PROXY_443: Final = Rung(
     "no other protocols succeed'",
 )
 
-#: The client's transport ladder, best first (DESIGN.md, "Ports").
+#: The client's transport ladder, best first (docs/design.md, "Ports").
 LADDER: Final[tuple[Rung, ...]] = (UDP_5004, UDP_9000, UDP_33434, TCP_5004, TLS_443, HTTP_PROXY_443)
 RUNGS_BY_NAME: Final[dict[str, Rung]] = {rung.name: rung for rung in LADDER}
 
@@ -101,7 +101,7 @@ RUNGS_BY_NAME: Final[dict[str, Rung]] = {rung.name: rung for rung in LADDER}
 #: "usually causes poor media quality".
 #: The penalties are larger than the spread of RTTs between regions (10-90 ms in
 #: the lab) so that a reachable UDP node wins over a nearer one reached only over
-#: TCP or TLS (DESIGN.md lab table: whitelist → "udp/5004 to a node in range,
+#: TCP or TLS (docs/design.md lab table: whitelist → "udp/5004 to a node in range,
 #: even if farther"): under loss, TCP's retransmissions and head-of-line blocking
 #: cost more than the extra distance.
 TRANSPORT_PENALTY_MS: Final[dict[Transport, float]] = {

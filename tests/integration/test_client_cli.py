@@ -98,10 +98,14 @@ async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> No
 
 async def test_netcheck_reports_what_works_and_what_to_open(stack: Stack, tmp_path: Path) -> None:
     """Issue 5: netcheck checks HTTPS and WSS, probes every node on every transport, and
-    names the media transport; on an open network there is nothing to open."""
+    names the media transport; on an open network there is nothing to open (exit 0)."""
     result = (await _pinhole(stack, tmp_path / "nc", "netcheck"))["netcheck"]
-    assert result["https"]["ok"] and result["wss"]["ok"]
-    assert {r["rung"] for r in result["rungs"]} == {"udp/5004", "udp/33434", "tcp/5004",
-                                                     "tls/443"}
-    assert all(r["works"] for r in result["rungs"])
+    rows = {c["check"]: c["status"] for c in result["checks"]}
+    assert rows["HTTPS"] == rows["WSS"] == rows["TLS"] == rows["TCP"] == "ok"
+    assert rows["TLS inspection"] == "ok"
+    assert {k.split()[1] for k in rows if k.startswith("node-a ")} == {
+        "udp/5004", "udp/33434", "tcp/5004", "tls/443"}
+    assert all(v == "ok" for k, v in rows.items() if k.startswith("node-a "))
     assert result["media_transport"] == "udp/5004" and result["rules"] == []
+    assert result["verdict"] == {"exit_status": 0, "name": "good",
+                                 "text": "all good: media can use UDP, the best path"}

@@ -1,7 +1,7 @@
 """A meeting that spans two nodes: the cloud cascades them and media crosses both ways.
 
 Each device reports only one node as reachable (a whitelisting firewall), so
-assignment puts them on different nodes (DESIGN.md "Assignment"); the cloud
+assignment puts them on different nodes (docs/design.md "Assignment"); the cloud
 then allocates a cascade leg on one node and tells the other to open it, and
 closes it when the meeting no longer spans both.
 """

@@ -1,9 +1,9 @@
 """A first real call on loopback: real processes, HTTPS with a generated CA, STUN, SRTP.
 
 Two clients register, probe the node over UDP, report, join one meeting, latch
-their legs with authenticated Binding Requests (DESIGN.md "Media leg") and
+their legs with authenticated Binding Requests (docs/design.md "Media leg") and
 exchange SRTP that the node authenticates, re-protects and forwards (the SFU,
-DESIGN.md "SRTP"). A tampered packet is dropped and counted, never forwarded
+docs/design.md "SRTP"). A tampered packet is dropped and counted, never forwarded
 (RFC 3711 §3.3: "the receiver MUST ... discard the packet" on a failed tag).
 """
 

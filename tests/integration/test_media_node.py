@@ -457,7 +457,7 @@ async def test_hybrid_cascade_leaves_from_the_hybrid_source_range() -> None:
 
 
 async def test_cascade_refuses_a_tls_peer_whose_certificate_is_not_the_published_one() -> None:
-    """DESIGN.md: TLS media checks the node list's fingerprint. A cascade over TLS 443 to a
+    """docs/design.md: TLS media checks the node list's fingerprint. A cascade over TLS 443 to a
     peer presenting another certificate (a re-signing middlebox) never latches."""
     async with running_node("node-a") as a, running_node("node-b", udp=False) as b:
         command = cascade(a, b, "m1")

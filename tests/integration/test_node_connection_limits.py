@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from media_node.metrics import render
+from media_node.metrics import registry_for, render
 from media_node.service import admission_for
 from media_node.settings import NodeSettings
 from tests.integration.node_harness import RunningNode, running_node
@@ -107,7 +107,7 @@ async def test_the_connection_past_the_per_source_cap_is_refused_and_counted() -
         assert took < 2.0
         assert _refusals(running) == {"per_source_cap": 1}
         assert running.admission.open == 3
-        text = render(running.engine, running.admission, True)
+        text = render(registry_for(running.engine, running.admission, lambda: True)).decode()
         assert 'pinhole_node_connection_refusals_total{reason="per_source_cap"} 1' in text
         assert "pinhole_node_connections 3" in text
         # the held connections still work

@@ -226,3 +226,24 @@ async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Pa
             assert "mobile devices cannot discover a proxy by pac" in err
         finally:
             await runner.cleanup()
+
+
+async def test_netcheck_names_the_proxy_and_its_authentication(
+        stack: Stack, tmp_path: Path) -> None:
+    """netcheck's proxy rows (issue 14: "proxy discovery and auth"): with the right Basic
+    credentials the CONNECT row is ok and signaling crosses; with a wrong password the row
+    says the proxy refused the authentication and the verdict is no signaling (exit 3)."""
+    async with tinyproxy(tmp_path, "pinhole", "s3cret") as (port, _):
+        good = f"http://pinhole:s3cret@127.0.0.1:{port}"
+        rc, out, _ = await _cli(stack, "--proxy", good, "netcheck")
+        result = json.loads(out)["netcheck"]
+        rows = {c["check"]: c for c in result["checks"]}
+        assert rows["discovery"]["detail"] == "from explicit"
+        assert rows["CONNECT"]["status"] == "ok" and rows["CONNECT"]["detail"] == "authenticated"
+        assert rows["HTTPS"]["status"] == "ok" and rows["node-a http-proxy"]["status"] == "ok"
+        assert rc == 0  # loopback: UDP 5004 answers directly
+        rc, out, _ = await _cli(stack, "--proxy", f"http://pinhole:nope@127.0.0.1:{port}",
+                                "netcheck")
+        rows = {c["check"]: c for c in json.loads(out)["netcheck"]["checks"]}
+        assert rc == 3 and rows["CONNECT"]["status"] == "blocked"
+        assert "proxy authentication failed" in rows["CONNECT"]["detail"]

@@ -210,7 +210,8 @@ def torn_down(ids: dict[str, str]) -> Iterator[None]:
 @pytest.mark.parametrize("doc", LABS, ids=[p.stem for p in LABS])
 def test_lab_commands_show_the_documented_output(doc: Path) -> None:
     require_root()
-    for tool in ("ip", "nft", "conntrack", "tinyproxy", "turnutils_stunclient"):
+    for tool in ("ip", "nft", "conntrack", "tinyproxy", "turnutils_stunclient",
+                 "turnserver"):
         require_tool(tool)
     steps = parse(doc.read_text())
     ids = fresh_ids(steps)

@@ -1,6 +1,6 @@
 """Every firewall profile, for real: namespaces, NAT and nftables in front of two clients.
 
-DESIGN.md's lab table: for each profile the clients must end on the expected
+docs/design.md's lab table: for each profile the clients must end on the expected
 transport (UDP 5004 when allowed, the last-resort UDP 33434, TCP 5004, TLS
 443), media must cross intact both ways, and the whitelist profile must get
 the in-range node although another is closer. STUN inspection must also drop
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 PROXY_PORT = 8888
 
-EXPECTED = {  # DESIGN.md, "The firewall lab"
+EXPECTED = {  # docs/design.md, "The firewall lab"
     "open": ("udp/5004", "node-near"),
     "udp-5004": ("udp/5004", "node-near"),
     "udp-33434": ("udp/33434", "node-near"),
@@ -170,7 +170,7 @@ sys.exit(1)
 
 
 def test_hybrid_profile_lets_only_the_hybrid_host_reach_cloud_media(running: Running) -> None:
-    """DESIGN.md's `hybrid` row, prepared for the hybrid node: clients keep signaling to the
+    """docs/design.md's `hybrid` row, prepared for the hybrid node: clients keep signaling to the
     cloud but reach no cloud media node on any transport; the hybrid node's host (seed:
     "Hybrid media node (outbound 1: ANY)") reaches them over UDP 5004."""
     fw = running.fw

@@ -1,4 +1,4 @@
-"""Assignment as a pure function, on tables (DESIGN.md "Assignment"; the seed's
+"""Assignment as a pure function, on tables (docs/design.md "Assignment"; the seed's
 "The node assignment might not rely just on the RTT measurements, but also on
 where the other participants in the meeting are joining from.")."""
 

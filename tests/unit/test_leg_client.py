@@ -55,7 +55,7 @@ def run_until(leg: LegClient, end: float) -> list[tuple[float, bytes]]:
 
 
 def test_latch_request_is_the_authenticated_leg_binding() -> None:
-    """DESIGN.md "Media leg": USERNAME node:client, MESSAGE-INTEGRITY(pwd); the node's
+    """docs/design.md "Media leg": USERNAME node:client, MESSAGE-INTEGRITY(pwd); the node's
     validator authenticates it, and its answer latches the leg with the RTT measured."""
     leg = client()
     leg.start(10.0)
@@ -113,7 +113,7 @@ def test_answer_after_retransmission_gives_no_rtt() -> None:
 
 
 def test_forged_or_unexpected_answers_never_latch() -> None:
-    """DESIGN.md: "Unauthenticated packets never move a latch": an answer keyed with another
+    """docs/design.md: "Unauthenticated packets never move a latch": an answer keyed with another
     password, or for a transaction never sent, is dropped and counted."""
     leg = client()
     leg.start(0.0)
@@ -224,7 +224,7 @@ def test_closed_client_sends_nothing() -> None:
 
 
 def test_certificate_pin() -> None:
-    """DESIGN.md: TLS media checks the node's published fingerprint; a re-signing proxy gets
+    """docs/design.md: TLS media checks the node's published fingerprint; a re-signing proxy gets
     the message that says what to exempt."""
     now = datetime.datetime.now(datetime.UTC)
     good, bad = issue(None, ["192.0.2.1"], now), issue(None, ["192.0.2.1"], now)

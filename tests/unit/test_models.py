@@ -1,4 +1,4 @@
-"""API bodies (DESIGN.md "Cloud API"): bounded, strict, and secrets never printed."""
+"""API bodies (docs/design.md "Cloud API"): bounded, strict, and secrets never printed."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Defect pinned down (before: "The per-source-IP STUN bucket throttles every
 device behind one enterprise NAT together"): with one bucket per IP, a
 thousand devices behind one address got 40 answers between them. Fake
-``now`` throughout (STYLE.md: no clock in the core).
+``now`` throughout (docs/design.md, "Code conventions": no clock in the core).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""wire/ is the sans-I/O core: no asyncio, sockets or HTTP stack (STYLE.md, DESIGN.md)."""
+"""wire/ is the sans-I/O core: no asyncio, sockets or HTTP stack
+(docs/design.md, "Code conventions")."""
 
 from __future__ import annotations
 

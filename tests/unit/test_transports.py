@@ -1,4 +1,4 @@
-"""The transport ladder and device-profile table (DESIGN.md "Ports"; seeds cited per row)."""
+"""The transport ladder and device-profile table (docs/design.md "Ports"; seeds cited per row)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,148 @@
+"""The operator's console at ``/``: credential, content, and live updates in a real browser.
+
+Pins down issue 14's dashboard defects: ``/`` had no credential and no refresh, showed load
+0.00 with live legs, no titles, ended meetings piling up, and "calls by transport" counting
+only finished calls without saying so. The browser test logs in with the operator token in
+Debian's chromium-headless-shell and sees a participant appear while the page stays loaded
+(no reload), and saves a screenshot (``PINHOLE_ARTIFACTS``, default ``run/artifacts``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from lab.stack import NodeSpec, Stack, running_stack
+from tests.browser import headless_page
+from wire.tls import client_context, spki_pin
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("PINHOLE_ARTIFACTS", ROOT / "run" / "artifacts"))
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack([NodeSpec("node-a", "eu-west", 0), NodeSpec("node-b", "us-east", 0)],
+                             state_dir=tmp_path / "stack") as s:
+        yield s
+
+
+def _cli(stack: Stack, cache: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "client", "--stack", str(stack.state_dir / "stack.json"),
+            "--cache-dir", str(cache), *args]
+
+
+async def _run(stack: Stack, cache: Path, *args: str) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        *_cli(stack, cache, "--json", *args),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def _get(stack: Stack, path: str, **kwargs: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+    async with aiohttp.ClientSession() as http, http.request(
+            kwargs.pop("method", "GET"), stack.cloud_url + path, ssl=client_context(stack.ca_file),
+            allow_redirects=False, **kwargs) as response:
+        return response.status, await response.text(), response
+
+
+async def test_the_console_needs_the_operator_credential(stack: Stack) -> None:
+    status, body, _ = await _get(stack, "/")
+    assert status == 401 and "<form" in body and "Operator token" in body
+    assert "node-a" not in body  # nothing of the cloud's state before logging in
+    status, body, _ = await _get(stack, "/v1/console/state")
+    assert status == 401 and json.loads(body)["error"] == "operator_required"
+    status, _, _ = await _get(stack, "/v1/console/events")
+    assert status == 401
+    status, body, _ = await _get(stack, "/login", method="POST", data={"token": "guess"})
+    assert status == 401 and "not the operator token" in body
+    status, _, response = await _get(stack, "/login", method="POST",
+                                     data={"token": stack.operator_token})
+    assert status == 303 and response.headers["Location"] == "/"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Strict" in cookie
+    assert stack.operator_token not in cookie
+    status, body, _ = await _get(stack, "/v1/console/state",
+                                 headers={"Authorization": f"Bearer {stack.operator_token}"})
+    assert status == 200 and {n["id"] for n in json.loads(body)["nodes"]} == {"node-a",
+                                                                              "node-b"}
+
+
+async def test_the_console_shows_titles_live_quality_and_forgets_ended_meetings(
+        stack: Stack, tmp_path: Path) -> None:
+    auth = {"Authorization": f"Bearer {stack.operator_token}"}
+    meeting = (await _run(stack, tmp_path / "c0", "meeting", "create", "--title",
+                          "Weekly <b>sync</b>"))["meeting_id"]
+    call = asyncio.create_task(_run(stack, tmp_path / "alice", "--name", "alice", "call",
+                                    "--meeting", meeting, "--seconds", "5"))
+    state: dict[str, Any] = {}
+    for _ in range(80):  # an in-call report comes every 2 s
+        state = json.loads((await _get(stack, "/v1/console/state", headers=auth))[1])
+        people = [p for m in state["meetings"] for p in m["participants"]]
+        if people and people[0]["loss"] is not None:
+            break
+        await asyncio.sleep(0.1)
+    [shown] = state["meetings"]
+    assert shown["title"] == "Weekly <b>sync</b>" and shown["id"] == meeting
+    [alice] = shown["participants"]
+    assert alice["device"] == "alice" and alice["rung"] == "udp/5004"
+    assert alice["loss"] == 0 and alice["jitter_ms"] is not None
+    node = next(n for n in state["nodes"] if n["id"] == alice["node"])
+    assert node["legs"] >= 1 and node["load"] > 0 and node["control"] == "connected"
+    assert node["heartbeat_age_s"] is not None
+    assert next(r for r in state["ladder"] if r["rung"] == "udp/5004")["live"] == 1
+    await call
+    state = json.loads((await _get(stack, "/v1/console/state", headers=auth))[1])
+    assert state["meetings"] == [] and state["ended_meetings"] == 1  # counted, not listed
+    assert state["calls"]["udp/5004"]["calls"] == 1
+    assert next(r for r in state["ladder"] if r["rung"] == "udp/5004")["ended"] == 1
+
+
+async def test_a_participant_appears_live_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
+    """Log in through the form, keep the page open, start a call: the participant shows up
+    without a reload (a marker set on the page survives), from the page's own origin only."""
+    pin = spki_pin((stack.state_dir / "cloud.pem").read_bytes()).removeprefix("sha256/")
+    meeting = (await _run(stack, tmp_path / "c0", "meeting", "create", "--title",
+                          "Quarterly review"))["meeting_id"]
+    async with headless_page(trust_spki=pin) as page:
+        await page.goto(stack.cloud_url + "/")
+        assert await page.evaluate("document.title") == "Pinhole console: log in"
+        await page.evaluate(
+            f"document.querySelector('input[name=token]').value = "
+            f"{json.dumps(stack.operator_token)}; document.querySelector('form').submit()")
+        await page.wait_for("document.getElementById('live') && "
+                            "document.getElementById('live').textContent === 'live'")
+        assert await page.evaluate("document.title") == "Pinhole operator console"
+        await page.evaluate("window.pinholeMarker = 'still the same page'")
+        assert "node-a" in await page.evaluate("document.getElementById('nodes').innerText")
+        call = asyncio.create_task(_run(stack, tmp_path / "bob", "--name", "bob", "call",
+                                        "--meeting", meeting, "--seconds", "6"))
+        try:
+            await page.wait_for("[...document.querySelectorAll('td.participant')]"
+                                ".some((c) => c.textContent === 'bob')")
+            await page.wait_for("document.getElementById('meetings').innerText"
+                                ".includes('%')")  # the first in-call quality report
+            assert await page.evaluate("window.pinholeMarker") == "still the same page"
+            text = await page.evaluate("document.body.innerText")
+            assert "Quarterly review" in text and "udp/5004" in text
+            origins = await page.evaluate(
+                "performance.getEntriesByType('resource').map((e) => new URL(e.name).origin)")
+            own = await page.evaluate("location.origin")
+            assert stack.cloud_url.startswith(own) and set(origins) <= {own}  # nothing external
+            shot = ARTIFACTS / "console.png"
+            await page.screenshot(shot)
+            assert shot.stat().st_size > 10_000
+        finally:
+            await call

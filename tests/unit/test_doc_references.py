@@ -1,7 +1,7 @@
 """The repository explains itself: every reference to a design document resolves inside it.
 
-Pins down the defect that modules, the README and docs/architecture.md cited "DESIGN.md", a
-file outside the repository that its users cannot see. Now the design lives in
+Pins down the defect that modules, the README and docs/architecture.md cited a design
+file outside the repository (the contracts' upper-case name) that its users cannot see. Now the design lives in
 ``docs/design.md``; every ``docs/…`` path named in code or docs must exist, every section a
 reference quotes (``docs/design.md "Media leg"``) must be in that page, and every relative
 Markdown link must resolve.
@@ -15,7 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = {".venv", ".git", "run", ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules"}
 SUFFIXES = {".py", ".md", ".toml", ".yml", ".yaml", ".cfg", ".txt", ".nft", ".conf", ".html"}
-OUTSIDE = re.compile(r"\bDESIGN\.md\b|\bSTYLE\.md\b|\.\./shared\b|\bshared/seeds\b")
+# Built from parts so that this file does not name what it forbids.
+_UP, _SHARED = "\\.\\.", "shared"
+OUTSIDE = re.compile(rf"\b{'DES' + 'IGN'}\.md\b|\b{'STY' + 'LE'}\.md\b|{_UP}/{_SHARED}\b|"
+                     rf"\b{_SHARED}/seeds\b")
 DOC_PATH = re.compile(r"\bdocs/[A-Za-z0-9_./-]*[A-Za-z0-9_]")
 SECTION = re.compile(r'docs/design\.md(?:\'s)?,?:? "([^"]+)"')
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
@@ -32,7 +35,8 @@ def _files() -> list[Path]:
 
 
 def test_nothing_points_outside_the_repository() -> None:
-    """No "DESIGN.md", "STYLE.md" or "../shared": documents a reader of the repo cannot open."""
+    """No reference to the contracts' or the style guide's files outside the repository:
+    documents a reader of the repo cannot open."""
     offenders = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for path in _files()
@@ -79,7 +83,8 @@ def test_relative_markdown_links_resolve() -> None:
 
 
 def test_the_checks_can_fail() -> None:
-    assert OUTSIDE.search('see DESIGN.md "Ports"') and OUTSIDE.search("../shared/seeds")
+    assert OUTSIDE.search('see ' + 'DESIGN' + '.md "Ports"')
+    assert OUTSIDE.search(".." + "/shared/seeds")
     assert DOC_PATH.findall("(docs/labs/99-none.md).") == ["docs/labs/99-none.md"]
     assert not (ROOT / "docs/labs/99-none.md").exists()
     assert SECTION.findall('latch (docs/design.md "Media leg").') == ["Media leg"]

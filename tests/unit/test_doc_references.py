@@ -1,10 +1,10 @@
 """The repository explains itself: every reference to a design document resolves inside it.
 
 Pins down the defect that modules, the README and docs/architecture.md cited a design
-file outside the repository (the contracts' upper-case name) that its users cannot see. Now the design lives in
-``docs/design.md``; every ``docs/…`` path named in code or docs must exist, every section a
-reference quotes (``docs/design.md "Media leg"``) must be in that page, and every relative
-Markdown link must resolve.
+file outside the repository (the contracts' upper-case name) that its users cannot see.
+Now the design lives in ``docs/design.md``; every ``docs/…`` path named in code or docs
+must exist, every section a reference quotes (``docs/design.md "Media leg"``) must be in
+that page, and every relative Markdown link must resolve.
 """
 
 from __future__ import annotations

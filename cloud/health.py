@@ -24,6 +24,7 @@ from collections.abc import Callable
 from cloud.cascades import prune_cascades
 from cloud.http import ApiError
 from cloud.placement import place
+from cloud.redis_errors import raise_if_cancelling
 from cloud.state import Cloud
 from cloud.store import StoreUnavailable
 from wire.models import Event
@@ -109,6 +110,7 @@ async def watch(cloud: Cloud, clock: Callable[[], float] = time.monotonic) -> No
     healthy = {n.id for n in cloud.registry.nodes() if n.healthy}
     stuck_until: dict[str, float] = {}  # nobody could be moved: retry later, not every pass
     while True:
+        raise_if_cancelling()
         await asyncio.sleep(every_s)
         try:
             healthy = await _pass(cloud, healthy, stuck_until, clock)
@@ -133,6 +135,7 @@ async def _pass(cloud: Cloud, healthy: set[str], stuck_until: dict[str, float],
                 log.warning("reassigning from %s paused: %s", node_id, exc)
                 raise
             except Exception:  # one failed pass must not end the watch
+                raise_if_cancelling()
                 log.exception("reassigning from %s failed", node_id)
                 moved = 0
             if not moved:

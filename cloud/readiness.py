@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from cloud.redis_errors import raise_if_cancelling
 from cloud.store import Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class StoreWatch:
         try:
             return await asyncio.wait_for(self.store.ping(), self.ping_timeout_s)
         except (OSError, TimeoutError):
+            raise_if_cancelling()
             return False
 
     async def step(self) -> float:
@@ -62,4 +64,6 @@ class StoreWatch:
 
     async def run(self) -> None:
         while True:
-            await self._sleep(await self.step())
+            delay = await self.step()
+            raise_if_cancelling()
+            await self._sleep(delay)

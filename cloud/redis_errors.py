@@ -6,6 +6,7 @@ readiness watch (:mod:`cloud.readiness`) reports the store down.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -19,6 +20,21 @@ R = TypeVar("R")
 REDIS_FAILURES: tuple[type[Exception], ...] = (aioredis.RedisError, OSError)
 
 
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that the Redis client turned into an error, or swallowed.
+
+    redis-py answers a cancellation that lands in the middle of a command with a
+    ``ConnectionError`` (the ``CancelledError`` is its cause), and sometimes with
+    no error at all. A loop that catches store errors to keep going then never
+    ended: a cancelled background task kept sleeping and retrying, and the
+    server's shutdown waited on it for ever. Every long-running task that calls
+    the store checks this after each call, before it waits for the next round.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def translated(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """``fn`` with Redis and socket errors raised as :class:`StoreUnavailable`."""
 
@@ -27,6 +43,7 @@ def translated(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any,
         try:
             return await fn(*args, **kwargs)
         except REDIS_FAILURES as exc:
+            raise_if_cancelling()
             raise StoreUnavailable(f"the store does not answer ({exc})") from exc
 
     return call

@@ -32,7 +32,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from cloud.node_bus import RedisNodeBus, close_pubsub
-from cloud.redis_errors import REDIS_FAILURES, translated
+from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling, translated
 from cloud.store import (
     DEFAULT_RETENTION,
     CallTotals,
@@ -96,6 +96,7 @@ class RedisStore:
         try:
             return bool(await self._redis.ping())
         except (aioredis.RedisError, OSError):
+            raise_if_cancelling()
             return False
 
     # ----------------------------------------------------------------- devices

@@ -20,6 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from cloud.node_bus import NodeBus
+from cloud.redis_errors import raise_if_cancelling
 from wire.models import (
     AllocateLeg,
     ControlRefused,
@@ -161,6 +162,7 @@ class NodeRegistry:
             try:
                 await self.sync()
             except Exception as exc:  # a store outage must not end the loop
+                raise_if_cancelling()
                 backoff = min(backoff * 2, max_backoff_s)
                 if not paused:
                     log.warning("node registry sync paused: %s", exc or type(exc).__name__)
@@ -169,6 +171,7 @@ class NodeRegistry:
                 if paused:
                     log.info("node registry sync resumed")
                 backoff, paused = period, False
+            raise_if_cancelling()  # the client may have swallowed the cancel outright
             await asyncio.sleep(backoff)
 
     async def serve_control(self, node_id: str, ws: web.WebSocketResponse) -> None:
@@ -220,6 +223,7 @@ class NodeRegistry:
                     try:
                         await self.bus.withdraw(node_id)
                     except Exception as exc:  # the announcement still expires by itself
+                        raise_if_cancelling()
                         log.warning("withdrawing node %s failed: %r", node_id, exc)
             for future in state.pending.values():
                 if not future.done():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from cloud.redis_errors import raise_if_cancelling
 from cloud.state import Cloud
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,12 @@ async def sweep(cloud: Cloud) -> None:
     """Run :func:`forget_ended_meetings` about every minute (sooner for short retentions)."""
     interval = max(0.05, min(60.0, cloud.settings.meeting_retention_s / 4))
     while True:
+        raise_if_cancelling()
         await asyncio.sleep(interval)
         try:
             forgotten = await forget_ended_meetings(cloud, cloud.clock())
         except Exception as exc:  # the store is away: try again next round, one line
+            raise_if_cancelling()
             log.warning("cannot forget ended meetings now: %s", exc)
             continue
         if forgotten:

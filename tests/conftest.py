@@ -8,10 +8,18 @@
   profile keeps randomized generation and the database, without those health checks.
 - Timeouts (pytest-timeout): every test gets one, by its heaviest marker, so a hang
   becomes a failure that names the test instead of a run that waits for CI's limit.
-  A test's own ``@pytest.mark.timeout(N)`` wins.
+  A test's own ``@pytest.mark.timeout(N)`` wins. On expiry the run ends with the test's
+  node id and every thread's stack (the hooks below): a hung event loop can swallow the
+  ``signal`` method's exception and hang again in teardown.
 """
 
 from __future__ import annotations
+
+import faulthandler
+import os
+import sys
+import threading
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -49,3 +57,42 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(timeout_for(item)))
+
+
+_TIMER = pytest.StashKey[threading.Timer]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout's thread method, naming the test: a hung event loop can swallow the
+    signal method's exception and hang again in teardown, so a test over its time ends
+    the run with its node id and every thread's stack."""
+    if not settings.timeout or settings.timeout <= 0:
+        return None
+
+    def expire() -> None:
+        capture = item.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            capture.suspend_global_capture(in_=True)
+        sys.stderr.write(f"\n+++ Timeout: {item.nodeid} ran over {settings.timeout:g} s; "
+                         "every thread's stack follows +++\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.write(f"+++ Timeout: {item.nodeid} +++\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(settings.timeout, expire)
+    timer.daemon = True
+    timer.start()
+    item.stash[_TIMER] = timer
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
+    timer = item.stash.get(_TIMER, None)
+    if timer is None:
+        return None
+    timer.cancel()
+    return True

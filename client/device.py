@@ -192,9 +192,9 @@ class Device:
 
         The plan's rungs start in its order (the ones this device reached
         first): UDP rungs ``stagger_s / 4`` apart, consecutive stream rungs
-        (TCP, TLS, the proxy) together, ``stagger_s`` after the UDP rungs
-        before them started; a wave starts early when every rung started
-        so far has failed. The first
+        (TCP, TLS, the proxy) ``stagger_s / 4`` apart too, the first of them
+        ``stagger_s`` after the UDP rungs before them started; a rung starts
+        early when every rung started so far has failed. The first
         leg to authenticate wins and every other attempt is closed. So a report
         that still says UDP after the firewall changed costs one stagger, not
         one per dead rung (a stale report: media within about 1 RTT + 300 ms).
@@ -301,9 +301,11 @@ class _Wave(list[Endpoint]):
 
 
 def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
-    """The plan in its order: each UDP rung alone, ``stagger_s / 4`` before the next UDP
-    rung; consecutive stream rungs together; a stream wave comes ``stagger_s`` after
-    the start of the UDP rungs before it, and is followed ``stagger_s`` later."""
+    """The plan in its order, each rung a wave: a UDP rung ``stagger_s / 4`` before the
+    next UDP rung; the first of consecutive stream rungs ``stagger_s`` after the start of
+    the UDP rungs before it, the others ``stagger_s / 4`` apart in plan order (so that
+    TCP, a round trip shorter than TLS, wins whenever both work: the seeds' ladder), and
+    the rung after them ``stagger_s`` later."""
     step = stagger_s / 4
     waves: list[_Wave] = []
     udp_run = 0  # UDP waves since the last stream wave
@@ -312,7 +314,8 @@ def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
             waves.append(_Wave([endpoint], step))
             udp_run += 1
         elif waves and waves[-1][0].transport != "udp":
-            waves[-1].append(endpoint)  # consecutive stream rungs start together
+            waves[-1].delay_s = step  # consecutive stream rungs: a short step apart
+            waves.append(_Wave([endpoint], stagger_s))
         else:
             if udp_run:  # the last UDP rung waits out the rest of the stagger
                 waves[-1].delay_s = max(step, stagger_s - step * (udp_run - 1))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wire.files import IdentityFile, ReportFile, first_problem
 from wire.models import NodeInfo, ReachabilityReport
@@ -176,6 +176,16 @@ class ReportCache:
             self._path(device_id, network).unlink()
 
 
+class NodeListFile(BaseModel):
+    """The node list cached at the last registration (pydantic reads it without recursion
+    limits to trip on: a corrupt file is a ValidationError, nothing else)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    stored_at: float
+    nodes: list[NodeInfo] = Field(max_length=10_000)
+
+
 class NodeListCache:
     """The node list of the last successful registration with a cloud, per organisation, so
     that ``pinhole netcheck`` can still probe the media nodes when signaling is blocked."""
@@ -196,8 +206,7 @@ class NodeListCache:
         """The cached nodes and their age in seconds, or None when there is none (or it is
         unreadable)."""
         try:
-            data = json.loads(self._path(cloud, org).read_text())
-            nodes = [NodeInfo.model_validate(n) for n in data["nodes"]]
-            return nodes, max(0.0, self.clock() - float(data["stored_at"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            cached = NodeListFile.model_validate_json(self._path(cloud, org).read_bytes())
+        except (OSError, ValidationError):  # json.loads here met deep nesting with a crash
             return None
+        return list(cached.nodes), max(0.0, self.clock() - cached.stored_at)

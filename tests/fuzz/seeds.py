@@ -35,6 +35,13 @@ SEEDS: dict[str, list[bytes]] = {
                           b'{"type": "leg_allocated", "request_id": "r", "leg_id": "l"}'],
     "control_from_cloud": [_ALLOCATE.model_dump_json(context=None).encode(),
                            b'{"type": "release_leg", "leg_id": "leg-1"}'],
+    "stack_json": [json.dumps({"cloud": "https://127.0.0.1:443", "ca": "ca.pem",
+                               "orgs": {"acme": {"enrollment_key": "k"}},
+                               "pins": ["sha256/" + "A" * 43 + "="]}).encode()],
+    "cache_files": [b'{"device_id": "dev-1"}',
+                    json.dumps({"device_id": "d", "network": "n", "stored_at": 1.0,
+                                "expires_at": 2.0, "report": {"results": []}}).encode(),
+                    json.dumps({"stored_at": 1.0, "nodes": []}).encode()],
     "tls": [bytes.fromhex(  # the start of a TLS 1.2 ClientHello record
         "16030100a5010000a10303") + bytes(32) + bytes.fromhex("000020c02bc02f00ff0100")],
     "api_body": [json.dumps(b).encode() for b in (

@@ -26,12 +26,15 @@ from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from client.cache import NodeListCache
+from client.cache import _read_model as read_model
 from cloud.openapi import OPERATIONS
 from cloud.registry import _from_node as from_node
 from media_node.control import _from_cloud as from_cloud
 from media_node.engine import Engine
 from wire.demux import classify
 from wire.errors import BodyError, FramingError, RtpError, SrtpError, StunError
+from wire.files import IdentityFile, ReportFile, StackFile
 from wire.framing import FrameDecoder, encode_frame
 from wire.json_body import decode_json
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
@@ -210,6 +213,31 @@ def tls(data: bytes) -> None:
     server.data_to_send()
 
 
+_FILES: Final = Path(tempfile.mkdtemp(prefix="pinhole-fuzz-files-"))
+
+
+def stack_json(data: bytes) -> None:
+    """``pinhole --stack FILE``: stack.json validates or is a ValidationError (the CLI turns
+    it into a usage error naming the file)."""
+    with contextlib.suppress(ValidationError):
+        StackFile.model_validate_json(data)
+
+
+def cache_files(data: bytes) -> None:
+    """The client's caches (identity, probe report, node list) as read from disk: any bytes
+    give the model or None, never an exception; a corrupt identity or report file is set
+    aside (renamed ``*.corrupt``) so that it is rebuilt."""
+    identity, report = _FILES / "identity.json", _FILES / "report.json"
+    identity.write_bytes(data)
+    report.write_bytes(data)
+    for path, loaded in ((identity, read_model(identity, IdentityFile)),
+                         (report, read_model(report, ReportFile))):
+        assert loaded is not None or not path.exists(), "a corrupt cache file stayed in place"
+    nodes = NodeListCache(_FILES, clock=lambda: 0.0)
+    nodes._path("https://c", "o").write_bytes(data)
+    nodes.load("https://c", "o")
+
+
 TARGETS: Final[dict[str, Target]] = {
     "stun": stun,
     "framing": framing,
@@ -220,4 +248,6 @@ TARGETS: Final[dict[str, Target]] = {
     "control_from_cloud": control_from_cloud,
     "api_body": api_body,
     "tls": tls,
+    "stack_json": stack_json,
+    "cache_files": cache_files,
 }

@@ -106,7 +106,10 @@ def _form_only(request: web.Request) -> None:
 async def login(request: web.Request) -> web.Response:
     token = request.app[CLOUD].settings.operator_token
     _form_only(request)
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as exc:  # a form that does not parse (a multipart with no boundary …)
+        raise ApiError(400, "bad_form", f"the login form does not parse: {exc}") from None
     given = form.get("token")
     if (token and isinstance(given, str) and len(given) <= MAX_TOKEN_LENGTH
             and hmac.compare_digest(given.strip().encode(), token.encode())):

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from client.device import Device
+from client.media import MediaSession
 from lab.net import free_port
 from lab.pki import ORG
-from lab.stack import REGIONS, NodeSpec, running_stack
+from lab.stack import REGIONS, NodeSpec, Stack, running_stack
 from tests.exchange import exchange
 from tests.integration.node_harness import connect, join, running_node
 from wire.errors import ProfileRefused
-from wire.models import Endpoint
+from wire.models import Endpoint, Joined
 from wire.transports import DeviceProfile
 
 pytestmark = pytest.mark.slow
@@ -41,6 +43,32 @@ async def test_discovery_measures_the_simulated_distance_and_join_picks_the_near
         await device.api.close()
 
 
+async def _meet(stack: Stack, adjust: Callable[[str, Joined], Joined]
+                ) -> tuple[list[Device], list[MediaSession]]:
+    """alice and bob register, probe, join one meeting and connect; ``adjust`` sees each
+    join answer (and may change it) before the device connects."""
+    devices: list[Device] = []
+    sessions: list[MediaSession] = []
+    meeting = None
+    for name in ("alice", "bob"):
+        device = Device(stack.api())
+        devices.append(device)
+        await device.register(ORG, stack.enrollment_key, name)
+        await device.discover()
+        if meeting is None:
+            meeting = (await device.api.create_meeting()).id
+        joined = adjust(name, await device.join(meeting))
+        sessions.append(await device.connect(joined, stagger_s=0.2))
+    return devices, sessions
+
+
+async def _leave(devices: list[Device], sessions: list[MediaSession]) -> None:
+    for session in sessions:
+        session.close()
+    for device in devices:
+        await device.api.close()
+
+
 @pytest.mark.parametrize(("node_args", "expected"), [
     (["--no-udp"], "tcp/5004"),
     (["--no-udp", "--no-tcp"], "tls/443"),
@@ -50,28 +78,18 @@ async def test_a_node_without_udp_is_planned_on_tcp_or_tls(
 ) -> None:
     """Issue 5 (planning, not fallback): a node that advertises no UDP is planned on
     tcp/5004, or on tls/443 with only TLS; the client never tries UDP; media flows."""
+
+    def planned(_name: str, joined: Joined) -> Joined:
+        assert joined.plan[0].rung == expected
+        assert not any(e.transport == "udp" for e in joined.plan)
+        return joined
+
     nodes = [NodeSpec("node-a", "eu", 0, extra_args=tuple(node_args))]
     async with running_stack(nodes, state_dir=tmp_path) as stack:
-        sessions = []
-        devices: list[Device] = []
-        meeting = None
-        for name in ("alice", "bob"):
-            device = Device(stack.api())
-            await device.register(ORG, stack.enrollment_key, name)
-            await device.discover()
-            if meeting is None:
-                meeting = (await device.api.create_meeting()).id
-            joined = await device.join(meeting)
-            assert joined.plan[0].rung == expected
-            assert not any(e.transport == "udp" for e in joined.plan)
-            sessions.append(await device.connect(joined))
-            devices.append(device)
+        devices, sessions = await _meet(stack, planned)
         assert [s.rung for s in sessions] == [expected, expected]
         await exchange(sessions[0], sessions[1])
-        for session in sessions:
-            session.close()
-        for device in devices:
-            await device.api.close()
+        await _leave(devices, sessions)
 
 
 @pytest.mark.parametrize(("dead", "expected"), [
@@ -90,28 +108,20 @@ async def test_client_falls_back_when_advertised_udp_is_silent(
     planned and nothing fell back."""
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     refused = free_port()  # nothing listens there on the node's address: TCP is refused
-    nodes = [NodeSpec("node-a", "eu", 0)]
+
+    def blocked(name: str, joined: Joined) -> Joined:
+        assert joined.plan[0].rung == "udp/5004"  # the report said UDP works
+        if name != "alice":
+            return joined
+        silent.bind((joined.node.address, 0))  # bound, never answers
+        ports = {"udp": silent.getsockname()[1], "tcp": refused}
+        plan = [e.model_copy(update={"port": ports[e.transport]})
+                if e.transport in dead else e for e in joined.plan]
+        return joined.model_copy(update={"plan": plan})
+
     try:
-        async with running_stack(nodes, state_dir=tmp_path) as stack:
-            sessions = []
-            devices: list[Device] = []
-            meeting = None
-            for name in ("alice", "bob"):
-                device = Device(stack.api())
-                await device.register(ORG, stack.enrollment_key, name)
-                await device.discover()
-                if meeting is None:
-                    meeting = (await device.api.create_meeting()).id
-                joined = await device.join(meeting)
-                assert joined.plan[0].rung == "udp/5004"  # the report said UDP works
-                if name == "alice":
-                    silent.bind((joined.node.address, 0))  # bound, never answers
-                    ports = {"udp": silent.getsockname()[1], "tcp": refused}
-                    plan = [e.model_copy(update={"port": ports[e.transport]})
-                            if e.transport in dead else e for e in joined.plan]
-                    joined = joined.model_copy(update={"plan": plan})
-                sessions.append(await device.connect(joined, stagger_s=0.2))
-                devices.append(device)
+        async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path) as stack:
+            devices, sessions = await _meet(stack, blocked)
             alice = devices[0]
             assert sessions[0].rung == expected
             outcomes = {a.rung: a for a in alice.attempts}
@@ -120,10 +130,7 @@ async def test_client_falls_back_when_advertised_udp_is_silent(
             assert {a.rung.split("/")[0] for a in tried} == set(dead)  # each was tried
             assert not any(a.ok for a in tried), tried
             await exchange(sessions[0], sessions[1])
-            for session in sessions:
-                session.close()
-            for device in devices:
-                await device.api.close()
+            await _leave(devices, sessions)
     finally:
         silent.close()
 

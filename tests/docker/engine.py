@@ -37,7 +37,31 @@ from typing import IO
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
 VARIANT = "minbase"
-MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (``PINHOLE_DEBIAN_MIRROR`` overrides it):
+    the base image comes from the same place as the machine's own packages."""
+    if os.environ.get("PINHOLE_DEBIAN_MIRROR"):
+        return os.environ["PINHOLE_DEBIAN_MIRROR"]
+    for sources in APT_SOURCES:
+        try:
+            text = sources.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            words = line.split()
+            if words[:1] == ["URIs:"] and len(words) > 1:  # deb822 (debian.sources)
+                return words[1]
+            if words[:1] == ["deb"]:  # one-line format
+                url = next((w for w in words[1:] if "://" in w), None)
+                if url:
+                    return url
+    raise EngineError("no Debian mirror found in the apt sources; set PINHOLE_DEBIAN_MIRROR "
+                      "to a Debian archive URL")
+
+
 INCLUDE = ("python3-venv",)  # python3 3.11 and ensurepip, as in python:3.11-slim-bookworm
 WHEELHOUSE = ROOT / "docker" / "wheelhouse"
 
@@ -58,7 +82,7 @@ def _key(*parts: str) -> str:
 
 def base_key() -> str:
     """What the base image is made of: a change to any part makes a new one."""
-    return _key(SUITE, VARIANT, MIRROR, ",".join(INCLUDE), platform.machine())
+    return _key(SUITE, VARIANT, debian_mirror(), ",".join(INCLUDE), platform.machine())
 
 
 def _run(argv: Sequence[str], what: str, env: Mapping[str, str] | None = None,
@@ -86,7 +110,7 @@ def base_tarball(cache: Path, say: Callable[[str], None]) -> Path:
     say(f"debootstrap --variant={VARIANT} {SUITE} (once; cached as {tarball.name})")
     try:
         _run(["debootstrap", f"--variant={VARIANT}", f"--include={','.join(INCLUDE)}",
-              SUITE, str(work), MIRROR], "debootstrap", timeout=1500)
+              SUITE, str(work), debian_mirror()], "debootstrap", timeout=1500)
         partial = tarball.with_suffix(".part")
         _run(["tar", "-C", str(work), "--numeric-owner", "-cf", str(partial), "."], "tar")
         partial.rename(tarball)

@@ -3,8 +3,8 @@
 ``make test`` measures the suite with coverage.py (branches on, and in the
 services the tests start as subprocesses too), combines the data and runs this:
 it prints statements+branches covered per package and fails when a package
-falls below its floor in ``tests/coverage_floor.json``. When a package rises a
-point or more above its floor it says so: raise the floor in the same change.
+falls below its floor in ``tests/coverage_floor.json``. When a package rises
+``RAISE_AT`` points above its floor it says so: raise the floor in the same change.
 
 Run: ``python -m tests.coverage_floor [--json]`` after ``coverage combine``.
 """
@@ -20,6 +20,9 @@ from pathlib import Path
 import coverage
 
 FLOORS = Path(__file__).with_name("coverage_floor.json")
+# Floors sit about 2 points under the measured figure (runs vary by a point or so, with
+# the timing of the services' exit paths); a rise past that margin asks for a new floor.
+RAISE_AT = 3.0
 
 
 def per_package(data: dict[str, object]) -> dict[str, float]:
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for package, percent in measured.items():
             floor = floors.get(package)
             note = "" if floor is None else f"   floor {floor:.1f}"
-            if floor is not None and percent >= floor + 1.0:
+            if floor is not None and percent >= floor + RAISE_AT:
                 note += "   (risen: raise the floor in tests/coverage_floor.json)"
             print(f"  {package:<12} {percent:5.1f} %{note}")
     for package, (percent, floor) in below.items():

@@ -397,23 +397,29 @@ async def test_control_messages_that_are_garbage_are_counted() -> None:
         assert channel.malformed == len(samples)
 
 
+async def _meet_across(link: CascadeLink, a: RunningNode, b: RunningNode, rung: str) -> None:
+    """Start ``link`` from ``a`` to ``b``; it comes up on ``rung``; a participant on each
+    node hears the other's 10 packets exactly once across it."""
+    link.start()
+    async with asyncio.timeout(10):
+        await link.up.wait()
+    assert link.rung == rung
+    x, y = join(a, "m1", 1), join(b, "m1", 2)
+    sessions = [await connect(a, x, "udp/5004"), await connect(b, y, rung)]
+    await _exchange(sessions, 10)
+    assert Counter(s for s, _, _ in sessions[0].payloads) == {2: 10}
+    assert Counter(s for s, _, _ in sessions[1].payloads) == {1: 10}
+    for s in sessions:
+        s.close()
+    await link.close()
+
+
 async def test_cascade_falls_back_to_tls_443() -> None:
     """Issue 3: a cascade leg is UDP 5004 "with fallback to TLS 443" (here the peer has no
     UDP at all); the peer's certificate is checked against its published fingerprint."""
     async with running_node("node-a") as a, running_node("node-b", udp=False) as b:
         link = CascadeLink(a.engine, cascade(a, b, "m1"), udp_timeout_s=0.5)
-        link.start()
-        async with asyncio.timeout(10):
-            await link.up.wait()
-        assert link.rung == "tls/443"
-        x, y = join(a, "m1", 1), join(b, "m1", 2)
-        sessions = [await connect(a, x, "udp/5004"), await connect(b, y, "tls/443")]
-        await _exchange(sessions, 10)
-        assert Counter(s for s, _, _ in sessions[0].payloads) == {2: 10}
-        assert Counter(s for s, _, _ in sessions[1].payloads) == {1: 10}
-        for s in sessions:
-            s.close()
-        await link.close()
+        await _meet_across(link, a, b, "tls/443")
 
 
 async def test_hybrid_cascade_takes_tcp_5004_when_udp_gets_no_answer() -> None:
@@ -425,18 +431,7 @@ async def test_hybrid_cascade_takes_tcp_5004_when_udp_gets_no_answer() -> None:
         link = hybrid_dialler(local_host=a.info.address)(a.engine, cascade(a, b, "m1"))
         assert isinstance(link, CascadeLink)
         link.udp_timeout_s = 0.5
-        link.start()
-        async with asyncio.timeout(10):
-            await link.up.wait()
-        assert link.rung == "tcp/5004"
-        x, y = join(a, "m1", 1), join(b, "m1", 2)
-        sessions = [await connect(a, x, "udp/5004"), await connect(b, y, "tcp/5004")]
-        await _exchange(sessions, 10)
-        assert Counter(s for s, _, _ in sessions[0].payloads) == {2: 10}
-        assert Counter(s for s, _, _ in sessions[1].payloads) == {1: 10}
-        for s in sessions:
-            s.close()
-        await link.close()
+        await _meet_across(link, a, b, "tcp/5004")
 
 
 async def test_hybrid_cascade_leaves_from_the_hybrid_source_range() -> None:

@@ -1,10 +1,12 @@
 """Joins per second and join latency (p50/p99) on the memory and the Redis store, same run.
 
-For each store the cloud runs in this process, on uvloop as the service does,
-on a loopback port (plain HTTP: TLS cost is not what is compared), a real media node control channel
+For each store the cloud is the service itself (``python -m cloud``, its own
+process, pinned to core 0, plain HTTP on a loopback port: TLS cost is not what
+is compared); the load generator, a real media node control channel
 (``media_node.control.ControlChannel`` with its engine, no media listeners)
-answers the leg allocations, ``--devices`` devices register and report fresh
-reachability, then:
+answering the leg allocations, and Redis share core 1, so the generator never
+competes with the cloud for its core. ``--devices`` devices register and
+report fresh reachability, then:
 
 - closed loop (default): every device joins one of ``--devices / 10`` meetings
   with ``--concurrency`` joins in flight: the most joins per second;
@@ -15,7 +17,8 @@ reachability, then:
   of slowing the generator down (no coordinated omission).
 
 The backends alternate (memory, redis, redis, memory, …) over ``--rounds``
-rounds. JSON on stdout, progress on stderr.
+rounds. Each round reports the cloud's CPU seconds per second (``cloud_cpu``)
+and the generator's (``gen_cpu``). JSON on stdout, progress on stderr.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -33,12 +37,8 @@ from typing import Any
 
 import aiohttp
 import uvloop
-from aiohttp import web
 
-from cloud.app import make_app
-from cloud.identity import Org, TokenSigner
-from cloud.settings import CloudSettings
-from cloud.store import open_store
+from cloud.identity import Org
 from lab.net import free_port, wait_for_port
 from media_node.cascade import cloud_dialler
 from media_node.control import ControlChannel, EventOutbox
@@ -50,9 +50,47 @@ ORG = Org("bench", "bench-key", "bench-hybrid")
 SECRET = "bench-node-secret"
 
 
+CLOUD_CORE, GENERATOR_CORE = 0, 1
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
+
+def _pin(core: int) -> None:
+    """Pin the calling process to ``core`` when the machine has it (a 1-core box: no pin)."""
+    if core < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {core})
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _cloud(workdir: Path, store_url: str) -> tuple[asyncio.subprocess.Process, str]:
+    """The cloud service, ``python -m cloud`` as deployed (less TLS), alone on its core."""
+    orgs = workdir / "orgs.json"
+    orgs.write_text(json.dumps({"orgs": [{"id": ORG.id, "enrollment_key": ORG.enrollment_key}]}))
+    state = workdir / "cloud-state.json"
+    state.unlink(missing_ok=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cloud", "--listen", "127.0.0.1", "--port", str(free_port()),
+        "--store", store_url, "--orgs", str(orgs), "--heartbeat-s", "2",
+        "--state-file", str(state), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, preexec_fn=lambda: _pin(CLOUD_CORE),
+        env={**os.environ, "PINHOLE_NODE_SECRET": SECRET})
+    for _ in range(600):
+        if state.exists() and state.read_text():
+            return proc, str(json.loads(state.read_text())["url"])
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    proc.kill()
+    await proc.wait()
+    raise SystemExit(f"bench/join.py: the cloud did not start on {store_url} "
+                     "(run python -m cloud by hand to see why)")
 
 
 async def _redis(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
@@ -67,15 +105,19 @@ async def _redis(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-async def _measure(store_url: str, devices: int, concurrency: int, rate: float = 0.0,
-                   seconds: float = 0.0) -> dict[str, Any]:
-    port = free_port()
-    settings = CloudSettings(node_secret=SECRET, store=store_url, heartbeat_s=2.0)
-    app = make_app(settings, open_store(store_url), {ORG.id: ORG}, TokenSigner())
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    base = f"http://127.0.0.1:{port}"
+async def _measure(workdir: Path, store_url: str, devices: int, concurrency: int,
+                   rate: float = 0.0, seconds: float = 0.0) -> dict[str, Any]:
+    cloud, base = await _cloud(workdir, store_url)
+    try:
+        return await _load(cloud.pid, base, devices, concurrency, rate, seconds) | {
+            "store": store_url.split(":")[0]}
+    finally:
+        cloud.terminate()
+        await cloud.wait()
+
+
+async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate: float,
+                seconds: float) -> dict[str, Any]:
     node_settings = NodeSettings(cloud=base, node_secret=SECRET, node_id="bench-node",
                                  advertise="127.0.0.1", capacity=1_000_000)
     outbox = EventOutbox()
@@ -112,7 +154,7 @@ async def _measure(store_url: str, devices: int, concurrency: int, rate: float =
                     assert r.status == 200, await r.text()
                 tokens.append(body["token"])
 
-        _say(f"  {store_url.split(':')[0]}: registering {devices} devices with fresh reports …")
+        _say(f"  registering {devices} devices with fresh reports …")
         await asyncio.gather(*(enroll(i) for i in range(devices)))
         joins = int(rate * seconds) if rate else devices
         meetings = []
@@ -145,6 +187,7 @@ async def _measure(store_url: str, devices: int, concurrency: int, rate: float =
             latencies.append((time.perf_counter() - at) * 1000)
 
         started = time.perf_counter()
+        cpu_before = (_cpu_seconds(cloud_pid), time.process_time())
         if rate:
             _say(f"  open loop: {joins} joins at {rate:g}/s into {len(meetings)} meetings …")
             await asyncio.gather(*(scheduled(i, started + 0.05 + i / rate)
@@ -154,12 +197,12 @@ async def _measure(store_url: str, devices: int, concurrency: int, rate: float =
                  f"{concurrency} in flight …")
             await asyncio.gather(*(join(i, t) for i, t in enumerate(tokens)))
         elapsed = time.perf_counter() - started
+        cloud_cpu = (_cpu_seconds(cloud_pid) - cpu_before[0]) / elapsed
+        gen_cpu = (time.process_time() - cpu_before[1]) / elapsed
     node_task.cancel()
     await asyncio.gather(node_task, return_exceptions=True)
-    await runner.cleanup()
     latencies.sort()
     return {
-        "store": store_url.split(":")[0],
         "mode": "open" if rate else "closed",
         "offered_per_s": rate or None,
         "devices": devices,
@@ -169,11 +212,14 @@ async def _measure(store_url: str, devices: int, concurrency: int, rate: float =
         "p50_ms": round(statistics.median(latencies), 2),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
         "legs_on_node": len(engine.legs),
+        "cloud_cpu": round(cloud_cpu, 2),
+        "gen_cpu": round(gen_cpu, 2),
     }
 
 
 async def run(devices: int, concurrency: int, rounds: int, rate: float = 0.0,
               seconds: float = 0.0) -> dict[str, Any]:
+    _pin(GENERATOR_CORE)  # the generator, the node and (inherited) Redis
     with tempfile.TemporaryDirectory(prefix="pinhole-bench-") as tmp:
         redis_proc, redis_url = await _redis(Path(tmp))
         try:
@@ -188,9 +234,10 @@ async def run(devices: int, concurrency: int, rounds: int, rate: float = 0.0,
                         await reader.readline()
                         writer.close()
                     _say(f"round {i + 1}/{rounds}")
-                    result = await _measure(url, devices, concurrency, rate, seconds)
+                    result = await _measure(Path(tmp), url, devices, concurrency, rate, seconds)
                     _say(f"  {result['store']}: {result['joins_per_s']} joins/s, "
-                         f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+                         f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                         f"cloud CPU {result['cloud_cpu']}, gen CPU {result['gen_cpu']}")
                     results.append(result)
         finally:
             redis_proc.terminate()

@@ -107,16 +107,17 @@ async def join(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     body = await read_body(request, JoinRequest, empty_ok=True)
     meeting_id = request.match_info["meeting_id"]
-    await _meeting(cloud, claims, meeting_id)
-    stored = await cloud.store.get_reachability(claims.device_id)
-    if stored is None:
-        raise ApiError(
-            428, "probe_required",
-            "no fresh reachability report for this device; probe the node list and "
-            "PUT /v1/devices/{id}/reachability, then join again",
-        )
+    # the meeting comes with its lock (no read of its own on Redis), so the lock is
+    # taken first: an unknown meeting is a 404 before a missing report is a 428
     async with cloud.meeting_lock(meeting_id):
         meeting = await _meeting(cloud, claims, meeting_id)
+        stored = await cloud.store.get_reachability(claims.device_id)
+        if stored is None:
+            raise ApiError(
+                428, "probe_required",
+                "no fresh reachability report for this device; probe the node list and "
+                "PUT /v1/devices/{id}/reachability, then join again",
+            )
         meeting, participant, joined = await place(
             cloud, meeting, org=claims.org, device_id=claims.device_id,
             profile=DeviceProfile(claims.profile), results=stored.report.results,

@@ -14,7 +14,9 @@ report fresh reachability, then:
   schedule, ``1/R`` apart, whether or not earlier ones have finished (ten per
   meeting, the devices taking turns); each latency counts from the join's
   scheduled start, so a cloud that falls behind shows it in its p99 instead
-  of slowing the generator down (no coordinated omission).
+  of slowing the generator down (no coordinated omission). The generator's
+  garbage collector is off while joins run, so its pauses are not counted
+  as the cloud's latency.
 
 The backends alternate (memory, redis, redis, memory, …) over ``--rounds``
 rounds. Each round reports the cloud's CPU seconds per second (``cloud_cpu``)
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -186,6 +189,10 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
                 failures += r.status != 201
             latencies.append((time.perf_counter() - at) * 1000)
 
+        # the generator's own collector pauses would count as the cloud's latency
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         started = time.perf_counter()
         cpu_before = (_cpu_seconds(cloud_pid), time.process_time())
         if rate:
@@ -199,6 +206,8 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
         elapsed = time.perf_counter() - started
         cloud_cpu = (_cpu_seconds(cloud_pid) - cpu_before[0]) / elapsed
         gen_cpu = (time.process_time() - cpu_before[1]) / elapsed
+        gc.enable()
+        gc.unfreeze()
     node_task.cancel()
     await asyncio.gather(node_task, return_exceptions=True)
     latencies.sort()

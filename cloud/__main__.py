@@ -22,7 +22,7 @@ from cloud.readiness import StoreWatch
 from cloud.settings import CloudSettings, parse
 from cloud.state import CLOUD
 from cloud.store import Retention, open_store
-from wire import boundary
+from wire import boundary, heap
 from wire.boundary import run, usage
 from wire.tls import server_context
 
@@ -72,6 +72,7 @@ async def serve(settings: CloudSettings) -> None:
     app = make_app(settings, store, orgs, TokenSigner(settings.token_key))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    heap.settle()  # what start-up built is never walked again by the collector
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

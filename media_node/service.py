@@ -30,6 +30,7 @@ from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
 from media_node.settings import NodeSettings
+from wire import heap
 from wire.admission import Admission
 from wire.boundary import describe, usage
 from wire.models import Endpoint, RungName
@@ -252,4 +253,5 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
 async def run(settings: NodeSettings, dial: Dialler | None = None) -> int:
     """Start the node and serve until a signal (0); failures raise for ``__main__``."""
     node = await start_node(settings, dial)
+    heap.settle()  # what start-up built is never walked again by the collector
     return await node.serve_until_signal()

@@ -6,7 +6,8 @@ sender's leg latched to the load generator's source address, receiver ``i``'s
 to ``127.0.0.(2+i):SINK`` (the generator's one sink socket, bound to every
 address). Latching is done directly (the generator speaks no STUN);
 every packet then takes the production path: demux, leg lookup by 5-tuple,
-SRTP authenticate + decrypt, SSRC check, re-protect, sendto.
+SRTP authenticate + decrypt, SSRC check, re-protect, sendto, and the
+sampled relay-latency histogram the service keeps.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import sys
 import time
 
 import uvloop
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from media_node.engine import Engine
 from media_node.listeners import bind_udp
+from media_node.metrics import RelayTiming
+from wire import heap
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.srtp import SrtpKeys, SrtpProfile
 
@@ -36,7 +40,9 @@ def receiver_address(i: int, sink_port: int) -> tuple[str, int]:
 async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receivers: int) -> None:
     engine = Engine("bench-node", stun_rate=0)
     profile = SrtpProfile.AES_CM_128_HMAC_SHA1_80
-    transport, _ = await bind_udp(engine, "127.0.0.1", port, "udp/5004", 0.0)
+    # timed one packet in 16, as the service's listeners are
+    transport, _ = await bind_udp(engine, "127.0.0.1", port, "udp/5004", 0.0,
+                                  RelayTiming(CollectorRegistry()))
     listener = transport.get_protocol()
     now = time.monotonic()
     legs = [("sender", SSRC, key_in, ("127.0.0.1", src_port))]
@@ -52,6 +58,7 @@ async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receive
                             node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64())))
         assert engine.allocate(command, now).ok
         engine.latch_outbound(engine.legs[name], listener, addr, now)  # type: ignore[arg-type]
+    heap.settle()  # as the service does once started
     print("ready", flush=True)
     await asyncio.Event().wait()
 

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from media_node.engine import Engine
 from media_node.listeners import bind_udp
+from wire import heap
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.srtp import SrtpKeys, SrtpProfile
 
@@ -40,6 +41,7 @@ async def serve(port: int) -> None:
                         client_to_node=SecretStr(SrtpKeys.generate(profile).to_b64()),
                         node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64())))
     assert engine.allocate(command, time.monotonic()).ok
+    heap.settle()  # as the service does once started
     print("ready", flush=True)
     await asyncio.Event().wait()
 

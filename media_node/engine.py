@@ -42,7 +42,7 @@ from typing import Any, Final, Literal, Protocol, cast
 
 from media_node.ratelimit import SourceLimiter
 from wire.address import Address
-from wire.demux import RTP_RTCP, STUN_FIRST, is_rtcp
+from wire.demux import RTCP_PACKET_TYPES, RTP_RTCP, STUN_FIRST
 from wire.errors import SrtpError
 from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, OpenCascade, RungName
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
@@ -95,8 +95,15 @@ class Leg:
     packets_out: int = 0
     bytes_out: int = 0
     drops: dict[str, int] = field(default_factory=dict)
+    #: ``ssrc`` as it is on the wire (RFC 3550 §5.1), compared per packet without a parse
+    ssrc_wire: bytes = field(init=False, repr=False)
+    #: every leg of its meeting on this node, itself included (the engine's own list)
+    members: list[Leg] = field(default_factory=list, repr=False)
     #: recent Binding transaction ids of this leg → the path each came from
     seen: OrderedDict[bytes, tuple[Sink, Any]] = field(default_factory=OrderedDict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ssrc_wire = self.ssrc.to_bytes(4, "big")
 
     @property
     def rung(self) -> RungName | None:
@@ -136,10 +143,25 @@ class Engine:
         self._meetings: dict[str, list[Leg]] = {}
         self.drops: dict[str, int] = {}
         self.stun_answers: dict[str, int] = {}
-        self.packets_in = 0
-        self.packets_out = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
+        # packets and octets of released legs; the live legs' are summed when read, so a
+        # packet updates its legs' counters only
+        self._retired = [0, 0, 0, 0]
+
+    @property
+    def packets_in(self) -> int:
+        return self._retired[0] + sum(leg.packets_in for leg in self.legs.values())
+
+    @property
+    def bytes_in(self) -> int:
+        return self._retired[1] + sum(leg.bytes_in for leg in self.legs.values())
+
+    @property
+    def packets_out(self) -> int:
+        return self._retired[2] + sum(leg.packets_out for leg in self.legs.values())
+
+    @property
+    def bytes_out(self) -> int:
+        return self._retired[3] + sum(leg.bytes_out for leg in self.legs.values())
 
     # ------------------------------------------------------------- legs
 
@@ -176,7 +198,8 @@ class Engine:
         self.legs[leg.leg_id] = leg
         if leg.node_ufrag:
             self._by_ufrag[leg.node_ufrag] = leg
-        self._meetings.setdefault(leg.meeting_id, []).append(leg)
+        leg.members = self._meetings.setdefault(leg.meeting_id, [])
+        leg.members.append(leg)
 
     def add_outbound_cascade(self, command: OpenCascade, now: float) -> Leg:
         """The leg this node opens to a peer node: it is the peer's client, keys mirrored.
@@ -216,6 +239,11 @@ class Engine:
         self._by_ufrag.pop(leg.node_ufrag, None)
         if leg.sink is not None:
             self._by_path.pop((leg.sink, leg.addr), None)
+        retired = self._retired
+        retired[0] += leg.packets_in
+        retired[1] += leg.bytes_in
+        retired[2] += leg.packets_out
+        retired[3] += leg.bytes_out
         members = self._meetings.get(leg.meeting_id, [])
         if leg in members:
             members.remove(leg)
@@ -349,26 +377,24 @@ class Engine:
         if leg is None:
             self.drop("unlatched")
             return
-        rtcp = is_rtcp(data)
+        rtcp = len(data) > 1 and data[1] in RTCP_PACKET_TYPES  # RFC 5761 §4 (demux.is_rtcp)
         try:
             clear = leg.inbound.unprotect_rtcp(data) if rtcp else leg.inbound.unprotect(data)
         except SrtpError as exc:
             self.drop(exc.reason, leg)
             return
-        members = self._meetings.get(leg.meeting_id, ())
+        members = leg.members
         if not rtcp:
-            ssrc = int.from_bytes(clear[8:12], "big")
+            ssrc = clear[8:12]
             if leg.cascade:  # many SSRCs, but never one of this node's own participants
-                if any(m.ssrc == ssrc and not m.cascade for m in members):
+                if any(m.ssrc_wire == ssrc and not m.cascade for m in members):
                     self.drop("ssrc", leg)
                     return
-            elif ssrc != leg.ssrc:
+            elif ssrc != leg.ssrc_wire:
                 self.drop("ssrc", leg)  # SSRCs are assigned by the cloud (docs/design.md "SRTP")
                 return
         leg.packets_in += 1
         leg.bytes_in += len(data)
-        self.packets_in += 1
-        self.bytes_in += len(data)
         from_cascade = leg.cascade
         for other in members:
             if other is leg or other.sink is None or (from_cascade and other.cascade):
@@ -384,8 +410,6 @@ class Engine:
             other.sink.send(out, other.addr)
             other.packets_out += 1
             other.bytes_out += len(out)
-            self.packets_out += 1
-            self.bytes_out += len(out)
 
     # ------------------------------------------------------------- reporting
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -129,101 +130,94 @@ def _unprotect_error(text: str) -> SrtpError:
     return SrtpError("error", f"SRTP unprotect failed: {text}")
 
 
-class _Context:
-    """One libsrtp session, called the way the relay's per-packet budget needs.
+_BUFFER: Final = 1500  # pylibsrtp's per-session buffer
+_RTP_ROOM: Final = _BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+_RTCP_ROOM: Final = _BUFFER - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
+
+
+def _protect_error(what: str) -> Callable[[str], SrtpError]:
+    return lambda text: SrtpError("error", f"{what} protect failed: {text}")
+
+
+def _operation(func: Any, room: int, error: Callable[[str], SrtpError],
+               doc: str) -> Callable[[_Session, bytes], bytes]:
+    """One libsrtp call as a method of :class:`_Session`: ``func`` over the packet, in
+    the session's buffer; the output, or ``error(libsrtp's error text)`` raised.
 
     ``pylibsrtp.Session.protect`` allocates a length cell and checks its
     arguments on every call: about 0.4 µs of the 1.3 µs a protect costs from
-    Python. This calls the same libsrtp functions on the same session with one
+    Python. This calls the same libsrtp function on the same session with one
     preallocated buffer and length cell, and returns the same bytes (a test
-    compares both, packet by packet, on every profile).
+    compares both, packet by packet, on every profile). It is the method
+    itself, not a call of a shared helper: the relay runs two per packet.
     """
 
-    __slots__ = ("_buffer", "_cdata", "_ctx", "_length", "_session")
-
-    def __init__(self, session: Any) -> None:
-        self._session = session  # keeps the libsrtp session (and its buffer) alive
-        self._ctx = session._srtp[0]
-        self._cdata = session._cdata
-        self._buffer = session._buffer
-        self._length = _ffi.new("int *")
-
-    def run(self, func: Any, data: bytes, room: int) -> bytes | str:
-        """``func`` over ``data`` in place: the output, or libsrtp's error text."""
+    def method(self: _Session, data: bytes) -> bytes:
         size = len(data)
         if size > room:
-            return "packet is too long"
+            raise error("packet is too long")
         buffer = self._buffer
         buffer[0:size] = data
         length = self._length
         length[0] = size
         status = func(self._ctx, self._cdata, length)
         if status:
-            return pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS) else str(status)
+            raise error(pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS)
+                        else str(status))
         out: bytes = buffer[0:length[0]]
         return out
 
-
-_BUFFER: Final = 1500  # pylibsrtp's per-session buffer
-_RTP_ROOM: Final = _BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
-_RTCP_ROOM: Final = _BUFFER - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
+    method.__doc__ = doc
+    return method
 
 
-class SrtpSender:
+class _Session:
+    """One libsrtp session and the buffer its calls work in."""
+
+    __slots__ = ("_buffer", "_cdata", "_ctx", "_length", "profile", "session")
+
+    def __init__(self, keys: SrtpKeys, policy: Any) -> None:
+        self.profile: SrtpProfile = keys.profile
+        self.session: Any = pylibsrtp.Session(policy=policy)  # keeps the libsrtp session
+        self._ctx = self.session._srtp[0]
+        self._cdata = self.session._cdata
+        self._buffer = self.session._buffer
+        self._length = _ffi.new("int *")
+
+
+class SrtpSender(_Session):
     """Protects outbound RTP and RTCP of any SSRC with one direction's keys."""
 
-    __slots__ = ("_context", "profile", "session")
+    __slots__ = ()
 
     def __init__(self, keys: SrtpKeys) -> None:
-        self.profile: SrtpProfile = keys.profile
         policy = _policy(keys, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
         # A packet forwarded twice (a duplicate on the way in) is not a send error.
         policy.allow_repeat_tx = True
-        self.session: Any = pylibsrtp.Session(policy=policy)
-        self._context = _Context(self.session)
+        super().__init__(keys, policy)
 
-    def protect(self, rtp: bytes) -> bytes:
-        """SRTP from RTP (RFC 3711 §3.3; RFC 7714 §8 for GCM)."""
-        out = self._context.run(_lib.srtp_protect, rtp, _RTP_ROOM)
-        if isinstance(out, str):
-            raise SrtpError("error", f"SRTP protect failed: {out}")
-        return out
-
-    def protect_rtcp(self, rtcp: bytes) -> bytes:
-        """SRTCP from RTCP (RFC 3711 §3.4; RFC 7714 §9 for GCM)."""
-        out = self._context.run(_lib.srtp_protect_rtcp, rtcp, _RTCP_ROOM)
-        if isinstance(out, str):
-            raise SrtpError("error", f"SRTCP protect failed: {out}")
-        return out
+    protect = _operation(_lib.srtp_protect, _RTP_ROOM, _protect_error("SRTP"),
+                         "SRTP from RTP (RFC 3711 §3.3; RFC 7714 §8 for GCM).")
+    protect_rtcp = _operation(_lib.srtp_protect_rtcp, _RTCP_ROOM, _protect_error("SRTCP"),
+                              "SRTCP from RTCP (RFC 3711 §3.4; RFC 7714 §9 for GCM).")
 
     def __repr__(self) -> str:
         return f"SrtpSender(profile={self.profile.value})"
 
 
-class SrtpReceiver:
+class SrtpReceiver(_Session):
     """Authenticates and decrypts inbound SRTP and SRTCP of any SSRC."""
 
-    __slots__ = ("_context", "profile", "session")
+    __slots__ = ()
 
     def __init__(self, keys: SrtpKeys) -> None:
-        self.profile: SrtpProfile = keys.profile
-        self.session: Any = pylibsrtp.Session(
-            policy=_policy(keys, pylibsrtp.Policy.SSRC_ANY_INBOUND))
-        self._context = _Context(self.session)
+        super().__init__(keys, _policy(keys, pylibsrtp.Policy.SSRC_ANY_INBOUND))
 
-    def unprotect(self, srtp: bytes) -> bytes:
-        """RTP from SRTP, after the tag and replay checks (RFC 3711 §3.3)."""
-        out = self._context.run(_lib.srtp_unprotect, srtp, _BUFFER)
-        if isinstance(out, str):
-            raise _unprotect_error(out)
-        return out
-
-    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
-        """RTCP from SRTCP, after the tag and replay checks (RFC 3711 §3.4)."""
-        out = self._context.run(_lib.srtp_unprotect_rtcp, srtcp, _BUFFER)
-        if isinstance(out, str):
-            raise _unprotect_error(out)
-        return out
+    unprotect = _operation(_lib.srtp_unprotect, _BUFFER, _unprotect_error,
+                           "RTP from SRTP, after the tag and replay checks (RFC 3711 §3.3).")
+    unprotect_rtcp = _operation(
+        _lib.srtp_unprotect_rtcp, _BUFFER, _unprotect_error,
+        "RTCP from SRTCP, after the tag and replay checks (RFC 3711 §3.4).")
 
     def __repr__(self) -> str:
         return f"SrtpReceiver(profile={self.profile.value})"

@@ -48,6 +48,21 @@ def test_relayed_bytes_and_packets_are_counted_exactly() -> None:
     assert engine.packets_out == 1 and engine.bytes_out == len(_sink.sent[0][0])
 
 
+def test_node_totals_keep_the_packets_of_released_legs() -> None:
+    """The node's totals are its legs' counters summed when read (a packet updates only
+    its legs'), plus what released legs carried: a metric never goes backwards."""
+    engine = Engine("n")
+    a, b, sink = _pair(engine)
+    packet = a.rtp(bytes(160))
+    engine.on_packet(packet, sink, A_ADDR, 2.0)
+    before = (engine.packets_in, engine.bytes_in, engine.packets_out, engine.bytes_out)
+    assert before == (1, len(packet), 1, len(sink.sent[0][0]))
+    engine.release(a.leg_id)
+    engine.release(b.leg_id)
+    assert not engine.legs
+    assert (engine.packets_in, engine.bytes_in, engine.packets_out, engine.bytes_out) == before
+
+
 def test_drops_are_counted_per_leg_and_per_node() -> None:
     engine = Engine("n")
     a, _b, sink = _pair(engine)

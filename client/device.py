@@ -65,6 +65,8 @@ class Device:
     events_seen: int = 0
     reconnects: int = 0
     _relatches: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    #: the node list of the registration, until the first probe after it uses it
+    _registered_nodes: list[NodeInfo] | None = field(default=None, repr=False)
 
     async def register(self, org: str, enrollment_key: str, name: str,
                        device_id: str | None = None) -> DeviceRegistered:
@@ -74,6 +76,7 @@ class Device:
         if device_id:
             body["device_id"] = device_id
         self.registration = await self.api.register(DeviceRegistration.model_validate(body))
+        self._registered_nodes = self.registration.nodes
         return self.registration
 
     def network(self) -> str:
@@ -110,7 +113,10 @@ class Device:
                     await self.api.put_reachability(cached.report)
                 self.outcomes = _outcomes_from(cached.report, self.registration.nodes)
                 return self.outcomes
-        nodes = (await self.api.nodes()).nodes
+        # the list that came with the registration just now is fresh: a cold start
+        # probes it at once (a GET /v1/nodes first cost one more round trip)
+        fresh, self._registered_nodes = self._registered_nodes, None
+        nodes = fresh if fresh is not None else (await self.api.nodes()).nodes
         transports = list(policy.transports)
         if self.proxy is not None and Transport.HTTP_PROXY in PROFILES[self.profile].media:
             transports.append("http-proxy")  # the last rung is probed through the proxy

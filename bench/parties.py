@@ -60,6 +60,7 @@ class Meeting:
                     await party.task
             party.call.close()
             with contextlib.suppress(Exception):
+                await party.call.device.close()
                 await party.call.device.api.close()
 
 

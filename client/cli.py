@@ -337,12 +337,12 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         if args.command == "meeting":
             meeting = await api.create_meeting(args.title, args.meeting_id)
             return {"meeting_id": meeting.id}
-        outcomes = await device.discover(progress, force=args.force_probe)
+        await device.discover(progress, force=args.force_probe)
         if progress is not None and device.source == "probe":
             print(file=sys.stderr)
-        if args.command == "probe":
+        if args.command == "probe":  # the whole probe, not an early report
             return {"device_id": reg.device_id, "source": device.source,
-                    "probes": _probe_rows(outcomes)}
+                    "probes": _probe_rows(await device.finished())}
         if args.create:
             await api.create_meeting(meeting_id=args.meeting)
         join_sent = time.monotonic()
@@ -420,6 +420,7 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         raise
     finally:
         identity.release()
+        await device.close()
         await api.close()
         if shim is not None:
             await shim.close()

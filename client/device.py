@@ -22,7 +22,7 @@ from client.api import ApiError, CloudApi, InspectionError
 from client.cache import ReportCache, local_address_towards
 from client.inspection import inspected_nodes, inspection_message
 from client.media import MediaError, MediaSession
-from client.probe import ProbeOutcome, ProbeTarget, probe, targets
+from client.probe import ProbeOutcome, ProbeTarget, probe_until_quiet, targets
 from client.proxy import ProxyConfig, ProxyError, open_tunnel
 from wire.address import Address
 from wire.models import (
@@ -67,6 +67,7 @@ class Device:
     _relatches: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     #: the node list of the registration, until the first probe after it uses it
     _registered_nodes: list[NodeInfo] | None = field(default=None, repr=False)
+    _completing: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def register(self, org: str, enrollment_key: str, name: str,
                        device_id: str | None = None) -> DeviceRegistered:
@@ -120,18 +121,57 @@ class Device:
         transports = list(policy.transports)
         if self.proxy is not None and Transport.HTTP_PROXY in PROFILES[self.profile].media:
             transports.append("http-proxy")  # the last rung is probed through the proxy
-        self.outcomes = await probe(
+        self.outcomes, running = await probe_until_quiet(
             targets(nodes, transports), timeout_ms=policy.timeout_ms, progress=progress,
             proxy=self.proxy,
         )
         self.source = "probe"
-        mapped = sorted({str(o.mapped) for o in self.outcomes if o.mapped is not None})
-        report = ReachabilityReport(network=",".join([network, *mapped]),
-                                    results=[o.result() for o in self.outcomes])
+        report = _report(network, self.outcomes)
         await self.api.put_reachability(report)
-        if self.cache is not None:
-            self.cache.store(device_id, network, report, policy.ttl_s)
+        if running is None:
+            if self.cache is not None:
+                self.cache.store(device_id, network, report, policy.ttl_s)
+        else:  # reported early: the whole probe replaces it when it ends
+            if self._completing is not None:
+                self._completing.cancel()
+            self._completing = asyncio.ensure_future(
+                self._complete(running, network, report, policy.ttl_s))
         return self.outcomes
+
+    async def _complete(self, running: asyncio.Task[list[ProbeOutcome]], network: str,
+                        early: ReachabilityReport, ttl_s: int) -> None:
+        """The probe reported early goes on to its end: report again if it learnt more
+        (a rung that answered late), and keep that report in the cache."""
+        try:
+            outcomes = await running
+            report = _report(network, outcomes)
+            if report.results != early.results:
+                self.outcomes = outcomes
+                await self.api.put_reachability(report)
+                log.info("probe finished after its early report: %d more rung(s) reached",
+                         sum(r.reachable for r in report.results)
+                         - sum(r.reachable for r in early.results))
+            if self.cache is not None and self.registration is not None:
+                self.cache.store(self.registration.device_id, network, report, ttl_s)
+        except (ApiError, aiohttp.ClientError, OSError) as exc:
+            log.info("the probe's final report was not sent (%s); the early one stands", exc)
+        finally:
+            running.cancel()
+
+    async def finished(self) -> list[ProbeOutcome]:
+        """Every outcome of the last probe, once it has ended (it may have reported early)."""
+        if self._completing is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._completing)
+        return self.outcomes
+
+    async def close(self) -> None:
+        """Stop what runs on in the background (a probe finishing after its early report)."""
+        if self._completing is not None:
+            self._completing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._completing
+            self._completing = None
 
     async def follow_events(
         self, on_event: Callable[[Event], Awaitable[None]] = _noop,
@@ -198,7 +238,7 @@ class Device:
 
         The plan's rungs start in its order (the ones this device reached
         first): UDP rungs ``stagger_s / 4`` apart, consecutive stream rungs
-        (TCP, TLS, the proxy) ``stagger_s / 4`` apart too, the first of them
+        (TCP, TLS, the proxy) ``stagger_s / 8`` apart, the first of them
         ``stagger_s`` after the UDP rungs before them started; a rung starts
         early when every rung started so far has failed. The first
         leg to authenticate wins and every other attempt is closed. So a report
@@ -309,10 +349,13 @@ class _Wave(list[Endpoint]):
 def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
     """The plan in its order, each rung a wave: a UDP rung ``stagger_s / 4`` before the
     next UDP rung; the first of consecutive stream rungs ``stagger_s`` after the start of
-    the UDP rungs before it, the others ``stagger_s / 4`` apart in plan order (so that
-    TCP, a round trip shorter than TLS, wins whenever both work: the seeds' ladder), and
-    the rung after them ``stagger_s`` later."""
+    the UDP rungs before it, the others ``stagger_s / 8`` apart in plan order (so that
+    TCP, a round trip shorter than TLS, wins whenever both work: the seeds' ladder; and
+    the proxy, fifth in a stale plan, starts 250 ms after the join, so its media comes
+    within 1 RTT + 300 ms: at ``stagger_s / 4`` apart it came 30 ms late), and the rung
+    after them ``stagger_s`` later."""
     step = stagger_s / 4
+    stream_step = stagger_s / 8
     waves: list[_Wave] = []
     udp_run = 0  # UDP waves since the last stream wave
     for endpoint in plan:
@@ -320,7 +363,7 @@ def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
             waves.append(_Wave([endpoint], step))
             udp_run += 1
         elif waves and waves[-1][0].transport != "udp":
-            waves[-1].delay_s = step  # consecutive stream rungs: a short step apart
+            waves[-1].delay_s = stream_step  # consecutive stream rungs: a short step apart
             waves.append(_Wave([endpoint], stagger_s))
         else:
             if udp_run:  # the last UDP rung waits out the rest of the stagger
@@ -347,6 +390,14 @@ async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s:
         except ProxyError as exc:
             raise MediaError(str(exc)) from None
         await session.connect_tunnel(reader, writer, endpoint.rung, timeout_s=timeout_s)
+
+
+def _report(network: str, outcomes: list[ProbeOutcome]) -> ReachabilityReport:
+    """What the cloud keeps: each rung's result, and the mapped addresses in the network
+    identity."""
+    mapped = sorted({str(o.mapped) for o in outcomes if o.mapped is not None})
+    return ReachabilityReport(network=",".join([network, *mapped]),
+                              results=[o.result() for o in outcomes])
 
 
 def _outcomes_from(report: ReachabilityReport, nodes: list[NodeInfo]) -> list[ProbeOutcome]:

@@ -454,6 +454,7 @@ class Netcheck:
             await device.discover(force=True)
             found = await measure_udp_idle(device, s.udp_idle_s)
             self.udp_idle = found.as_dict()
+            await device.close()
         except (ApiError, aiohttp.ClientError, WebSocketException, OSError, TimeoutError,
                 ValueError) as exc:
             self._row(Check("network", "UDP idle timeout", "", Status.SKIPPED,

@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
 from client.inspection import FINGERPRINT_MISMATCH
 from client.proxy import ProxyConfig, ProxyError, open_tunnel
@@ -208,3 +208,66 @@ async def probe(
         return list(await asyncio.gather(*(one(t) for t in all_targets)))
     finally:
         transport.close()
+
+
+#: A probe reports early once no answer came for QUIET_FACTOR times as long as the
+#: last answer took (plus QUIET_MARGIN_S): answers come in waves (UDP after 1 RTT,
+#: TCP after 2, TLS after 3-4, each node at its own distance), so a silence as long
+#: as everything before it means the rungs still waiting are most likely closed.
+QUIET_FACTOR: Final = 2.0
+QUIET_MARGIN_S: Final = 0.02
+NOT_YET: Final = "no answer yet (reported early; the probe goes on)"
+
+
+def quiet_at(last_answer_s: float) -> float:
+    """When a probe whose last answer came ``last_answer_s`` after it started may report."""
+    return QUIET_FACTOR * last_answer_s + QUIET_MARGIN_S
+
+
+async def probe_until_quiet(
+    all_targets: list[ProbeTarget],
+    *,
+    timeout_ms: int = 1000,
+    progress: Callable[[int, int, ProbeOutcome], None] | None = None,
+    proxy: ProxyConfig | None = None,
+) -> tuple[list[ProbeOutcome], asyncio.Task[list[ProbeOutcome]] | None]:
+    """The outcomes so far once the answers went quiet (:func:`quiet_at`), and the
+    probe itself while it is still running (its task ends with every outcome).
+
+    A rung still waiting is reported unreachable (:data:`NOT_YET`) in the early
+    outcomes. A cold start on a network that drops UDP silently no longer waits
+    the whole probe timeout for the UDP probes to give up before it can report
+    and join (``bench/time_to_media.py``). Until some rung answers, it waits for
+    the whole probe.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answered: dict[ProbeTarget, ProbeOutcome] = {}
+    last_answer: float | None = None
+    news = asyncio.Event()
+    early = False  # once reported early, the rest of the probe shows no progress
+
+    def seen(done: int, total: int, outcome: ProbeOutcome) -> None:
+        nonlocal last_answer
+        answered[outcome.target] = outcome
+        if outcome.rtt_ms is not None:
+            last_answer = loop.time() - started
+            news.set()
+        if progress is not None and not early:
+            progress(done, total, outcome)
+
+    running = asyncio.ensure_future(
+        probe(all_targets, timeout_ms=timeout_ms, progress=seen, proxy=proxy))
+    while not running.done():
+        news.clear()
+        waiting = asyncio.ensure_future(news.wait())
+        quiet = None if last_answer is None else max(
+            0.0, started + quiet_at(last_answer) - loop.time())
+        await asyncio.wait({running, waiting}, timeout=quiet,
+                           return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not running.done() and not news.is_set() and quiet is not None:
+            early = True
+            return [answered.get(t) or ProbeOutcome(t, None, None, NOT_YET)
+                    for t in all_targets], running
+    return running.result(), None

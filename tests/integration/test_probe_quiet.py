@@ -1,0 +1,76 @@
+"""A probe reports early once answers go quiet (``client.probe.probe_until_quiet``).
+
+The defect it pins down: on a network that drops UDP silently, a cold start
+waited the whole probe timeout (1 s) for the UDP probes to give up before it
+could report and join, so it missed its budget of probe timeout + 3 RTT
+(``bench/time_to_media.py``: 1027-1046 ms against 1030-1034). Real sockets on
+loopback: a media node's own STUN responder answers, a bound socket stays
+silent like a dropped port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from client.probe import NOT_YET, ProbeTarget, probe_until_quiet
+from media_node.engine import Engine
+from media_node.listeners import bind_udp
+from wire.address import Address
+
+
+async def _answering() -> tuple[asyncio.DatagramTransport, int]:
+    return await bind_udp(Engine("quiet-test"), "127.0.0.1", 0, "udp/5004", 0.0)
+
+
+def _target(node: str, port: int) -> ProbeTarget:
+    return ProbeTarget(node, "udp/5004", "udp", Address("127.0.0.1", port))
+
+
+async def test_a_silent_rung_is_reported_early_and_the_probe_goes_on() -> None:
+    transport, port = await _answering()
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    answered, dropped = _target("node-a", port), _target("node-b", silent.getsockname()[1])
+    seen: list[str] = []
+    try:
+        early, running = await probe_until_quiet(
+            [answered, dropped], timeout_ms=1000,
+            progress=lambda done, total, o: seen.append(o.target.node_id))
+        assert running is not None and not running.done()  # returned before the timeout
+        assert [o.target for o in early] == [answered, dropped]  # input order
+        assert early[0].rtt_ms is not None and early[0].mapped is not None
+        assert early[1].rtt_ms is None and early[1].error == NOT_YET
+        assert not early[1].result().reachable
+        final = await running  # the probe's own end: the silent rung timed out
+        assert final[1].rtt_ms is None and final[1].error != NOT_YET
+        assert seen == ["node-a"]  # no progress once it has reported
+    finally:
+        silent.close()
+        transport.close()
+
+
+async def test_a_probe_where_everything_answers_is_whole() -> None:
+    first, port_a = await _answering()
+    second, port_b = await _answering()
+    try:
+        outcomes, running = await probe_until_quiet(
+            [_target("node-a", port_a), _target("node-b", port_b)], timeout_ms=1000)
+        assert running is None
+        assert all(o.rtt_ms is not None for o in outcomes)
+    finally:
+        first.close()
+        second.close()
+
+
+async def test_without_any_answer_it_waits_for_the_whole_probe() -> None:
+    """Nothing answered: silence says nothing about the rungs, so no early report."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        outcomes, running = await probe_until_quiet(
+            [_target("node-a", silent.getsockname()[1])], timeout_ms=300)
+        assert running is None
+        assert outcomes[0].rtt_ms is None and outcomes[0].error != NOT_YET
+    finally:
+        silent.close()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from cloud.cascades import prune_cascades
-from cloud.devices import device_auth
+from cloud.devices import current_device, device_auth, signed_claims
 from cloud.http import ApiError, json_response, read_body
 from cloud.identity import Claims, IdentityError
 from cloud.placement import place
@@ -104,12 +104,14 @@ async def view(request: web.Request) -> web.Response:
 @routes.post("/v1/meetings/{meeting_id}/participants")
 async def join(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    cloud, claims = await device_auth(request)
+    cloud, claims = signed_claims(request)
     body = await read_body(request, JoinRequest, empty_ok=True)
     meeting_id = request.match_info["meeting_id"]
-    # the meeting comes with its lock (no read of its own on Redis), so the lock is
-    # taken first: an unknown meeting is a 404 before a missing report is a 428
-    async with cloud.meeting_lock(meeting_id):
+    # The lock comes with everything placement reads (on Redis in the lock's own round
+    # trip): the device's record (a revoked token is a 401), the meeting (unknown: 404),
+    # the device's report (none: 428), in that order.
+    async with cloud.meeting_lock(meeting_id, claims.device_id):
+        await current_device(cloud, claims)
         meeting = await _meeting(cloud, claims, meeting_id)
         stored = await cloud.store.get_reachability(claims.device_id)
         if stored is None:
@@ -125,13 +127,13 @@ async def join(request: web.Request) -> web.Response:
         )
         await cloud.store.put_meeting(meeting)
         cloud.legs[participant.leg_id] = (meeting_id, participant.id)
+        await cloud.store.publish(  # on Redis: with the write, when the lock is released
+            (p.device_id for p in meeting.participants if p.id != participant.id),
+            Event(type="participant.joined", meeting_id=meeting_id,
+                  participant_id=participant.id, node_id=participant.node_id),
+        )
     cloud.metrics.joined(joined.plan[0].rung if joined.plan else "none",
                          time.perf_counter() - started)
-    await cloud.store.publish(
-        (p.device_id for p in meeting.participants if p.id != participant.id),
-        Event(type="participant.joined", meeting_id=meeting_id, participant_id=participant.id,
-              node_id=participant.node_id),
-    )
     return json_response(joined, status=201)
 
 

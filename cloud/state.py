@@ -41,17 +41,24 @@ class Cloud:
             if (n.kind == "cloud" or n.org == org) and (n.healthy or not healthy_only)
         ]
 
-    def meeting_lock(self, meeting_id: str) -> AbstractAsyncContextManager[None]:
-        """Serialises changes to one meeting, across replicas with the Redis store."""
-        return self.store.meeting_lock(meeting_id)
+    def meeting_lock(self, meeting_id: str, device_id: str | None = None
+                     ) -> AbstractAsyncContextManager[None]:
+        """Serialises changes to one meeting, across replicas with the Redis store;
+        ``device_id``: the device acting (see ``Store.meeting_lock``)."""
+        return self.store.meeting_lock(meeting_id, device_id)
 
     async def authenticate(self, token: str) -> tuple[Claims, DeviceRecord]:
         """A device's claims and record; ``IdentityError`` when bad, expired or revoked."""
         claims = self.signer.verify(token, self.clock())
+        return claims, await self.current(claims)
+
+    async def current(self, claims: Claims) -> DeviceRecord:
+        """The device of verified ``claims``; ``IdentityError`` when a newer registration
+        revoked them."""
         device = await self.store.get_device(claims.device_id)
         if device is None or device.generation != claims.generation:
             raise IdentityError("token revoked by a newer registration; register again")
-        return claims, device
+        return device
 
 
 CLOUD: web.AppKey[Cloud] = web.AppKey("cloud", Cloud)

@@ -123,7 +123,11 @@ class Store(Protocol):
     async def call_totals(self) -> dict[tuple[str, str], CallTotals]: ...
     async def publish(self, device_ids: Iterable[str], event: Event) -> None: ...
     def subscribe(self, device_id: str) -> AsyncIterator[Event]: ...
-    def meeting_lock(self, meeting_id: str) -> AbstractAsyncContextManager[None]: ...
+    def meeting_lock(self, meeting_id: str, device_id: str | None = None
+                     ) -> AbstractAsyncContextManager[None]:
+        """Serialises changes to one meeting. ``device_id``: the device acting, whose
+        record and report a backend may read with the lock (Redis does)."""
+        ...
     async def close(self) -> None: ...
 
 
@@ -150,7 +154,7 @@ class MemoryStore:
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def meeting_lock(self, meeting_id: str) -> asyncio.Lock:
+    def meeting_lock(self, meeting_id: str, device_id: str | None = None) -> asyncio.Lock:
         """Joins, leaves and reassignments of one meeting run one at a time."""
         return self._locks.setdefault(meeting_id, asyncio.Lock())
 

@@ -54,6 +54,8 @@ SECRET = "bench-node-secret"
 
 
 CLOUD_CORE, GENERATOR_CORE = 0, 1
+#: a generator using this much of its core may be what limits the joins per second
+GEN_SATURATED = 0.9
 
 
 def _say(text: str) -> None:
@@ -223,6 +225,9 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
         "legs_on_node": len(engine.legs),
         "cloud_cpu": round(cloud_cpu, 2),
         "gen_cpu": round(gen_cpu, 2),
+        "joins_per_cloud_cpu_s": round(len(latencies) / elapsed / cloud_cpu, 1)
+        if cloud_cpu > 0 else None,
+        "generator_saturated": gen_cpu >= GEN_SATURATED,
     }
 
 
@@ -256,18 +261,27 @@ async def run(devices: int, concurrency: int, rounds: int, rate: float = 0.0,
         return float(statistics.median(r[key] for r in results if r["store"] == store))
 
     memory_rate = median("memory", "joins_per_s")
+    memory_per_cpu = median("memory", "joins_per_cloud_cpu_s")
     return {
         "benchmark": "join",
         "what": "POST /v1/meetings/{id}/participants over loopback HTTP, leg allocated by a "
                 "real node control channel; devices with fresh reachability reports",
         "mode": f"open loop, {rate:g} joins/s for {seconds:g} s" if rate
         else f"closed loop, {concurrency} in flight",
-        "memory": {k: median("memory", k) for k in ("joins_per_s", "p50_ms", "p99_ms")},
-        "redis": {k: median("redis", k) for k in ("joins_per_s", "p50_ms", "p99_ms")},
+        "memory": {k: median("memory", k) for k in FIGURES},
+        "redis": {k: median("redis", k) for k in FIGURES},
         "redis_throughput_ratio": round(median("redis", "joins_per_s") / memory_rate, 3)
         if memory_rate else None,
+        # the same per CPU-second of the cloud: fair when the generator limited a round
+        "redis_per_cloud_cpu_ratio": round(
+            median("redis", "joins_per_cloud_cpu_s") / memory_per_cpu, 3)
+        if memory_per_cpu else None,
+        "generator_saturated": any(r["generator_saturated"] for r in results),
         "rounds": results,
     }
+
+
+FIGURES = ("joins_per_s", "joins_per_cloud_cpu_s", "p50_ms", "p99_ms")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ import redis.asyncio as aioredis
 
 from cloud.node_bus import RedisNodeBus, close_pubsub
 from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling, translated
+from cloud.redis_scripts import Script, ScriptRunner
 from cloud.store import (
     DEFAULT_RETENTION,
     CallTotals,
@@ -155,9 +156,10 @@ class RedisStore:
             url, max_connections=max_connections, timeout=CONNECTION_WAIT_S,
             decode_responses=True)
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
-        self._acquire = self._redis.register_script(_ACQUIRE)
+        # a join's two scripts skip redis-py's command path (cloud.redis_scripts)
+        self._scripts = ScriptRunner(url, max_connections)
+        self._acquire, self._commit = Script(_ACQUIRE), Script(_COMMIT)
         self._release = self._redis.register_script(_RELEASE)
-        self._commit = self._redis.register_script(_COMMIT)
         self._publish = self._redis.register_script(_PUBLISH)
         self._queues: dict[str, _Queue] = {}
         self._held: dict[str, _Held] = {}  # meetings whose lock we hold
@@ -274,7 +276,8 @@ class RedisStore:
                 if device_id is not None:
                     keys += [f"{PREFIX}device:{device_id}", f"{PREFIX}reach:{device_id}"]
                 try:
-                    while not (taken := await self._acquire(keys=keys, args=[token, ttl_ms]))[0]:  # noqa: ASYNC110
+                    acquire = self._acquire
+                    while not (taken := await self._scripts.run(acquire, keys, [token, ttl_ms]))[0]:  # noqa: ASYNC110
                         await asyncio.sleep(LOCK_POLL_S)  # another replica holds it: short-lived
                 except REDIS_FAILURES as exc:
                     raise StoreUnavailable(f"the store does not answer ({exc})") from exc
@@ -309,7 +312,7 @@ class RedisStore:
             keys += channels
             args += [text, len(channels)]
         try:
-            ours = await self._commit(keys=keys, args=args)
+            ours = await self._scripts.run(self._commit, keys, args)
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"the store does not answer ({exc})") from exc
         if not ours:
@@ -389,4 +392,5 @@ class RedisStore:
         return RedisNodeBus(self._redis, key)
 
     async def close(self) -> None:
+        await self._scripts.close()
         await self._redis.aclose()

@@ -9,6 +9,7 @@ firewall lab); without it, a note on stderr says so.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -22,7 +23,19 @@ from bench import join, probe, relay, stun, time_to_media, uplink
 NEEDS_ROOT = "needs root (the firewall lab: network namespaces and nftables)"
 
 
-def main() -> int:
+NAMES = ("relay", "stun", "join", "join_open_loop", "probe", "time_to_media", "uplink")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("only", nargs="*", metavar="NAME",
+                   help=f"run only these benchmarks, of: {', '.join(NAMES)} (all)")
+    p.add_argument("--json", action="store_true", help="JSON only (it is always JSON on stdout)")
+    a = p.parse_args(argv)
+    unknown = sorted(set(a.only) - set(NAMES))
+    if unknown:
+        p.error(f"no benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     results: dict[str, Any] = {}
     benches: list[tuple[str, Callable[[list[str]], int]]] = [
         ("relay", relay.main), ("stun", stun.main), ("join", join.main),
@@ -36,15 +49,19 @@ def main() -> int:
         benches += lab_benches
     else:
         for name, _ in lab_benches:
-            print(f"{name}: skipped, {NEEDS_ROOT}", file=sys.stderr)
+            if not a.only or name in a.only:
+                print(f"{name}: skipped, {NEEDS_ROOT}", file=sys.stderr)
     for name, run in benches:
+        if a.only and name not in a.only:
+            continue
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             run([])
         results[name] = json.loads(out.getvalue())
     if not root:
         for name, _ in lab_benches:
-            results[name] = {"skipped": NEEDS_ROOT}
+            if not a.only or name in a.only:
+                results[name] = {"skipped": NEEDS_ROOT}
     print(json.dumps(results, indent=2))
     return 0
 

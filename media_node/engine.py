@@ -139,7 +139,10 @@ class Engine:
         self.limiter = SourceLimiter(stun_rate, stun_burst, stun_ip_rate, stun_ip_burst)
         self.legs: dict[str, Leg] = {}
         self._by_ufrag: dict[str, Leg] = {}
-        self._by_path: dict[tuple[Sink, Any], Leg] = {}
+        # latched legs by path: sink, then address (a packet looks up its sink's table:
+        # no (sink, address) key to build and hash per packet; a closed connection's
+        # legs are its table)
+        self._paths: dict[Sink, dict[Any, Leg]] = {}
         self._meetings: dict[str, list[Leg]] = {}
         self.drops: dict[str, int] = {}
         self.stun_answers: dict[str, int] = {}
@@ -238,7 +241,7 @@ class Engine:
             return None
         self._by_ufrag.pop(leg.node_ufrag, None)
         if leg.sink is not None:
-            self._by_path.pop((leg.sink, leg.addr), None)
+            self._unpath(leg.sink, leg.addr)
         retired = self._retired
         retired[0] += leg.packets_in
         retired[1] += leg.bytes_in
@@ -254,9 +257,19 @@ class Engine:
 
     def sink_closed(self, sink: Sink) -> None:
         """A TCP/TLS connection ended: legs latched to it wait for a new latch."""
-        for key in [k for k in self._by_path if k[0] is sink]:
-            leg = self._by_path.pop(key)
+        for leg in self._paths.pop(sink, {}).values():
             leg.sink, leg.addr = None, None
+
+    def _path(self, sink: Sink, addr: Any) -> Leg | None:
+        by_addr = self._paths.get(sink)
+        return None if by_addr is None else by_addr.get(addr)
+
+    def _unpath(self, sink: Sink, addr: Any) -> None:
+        by_addr = self._paths.get(sink)
+        if by_addr is not None:
+            by_addr.pop(addr, None)
+            if not by_addr:
+                del self._paths[sink]
 
     def tick(self, now: float) -> None:
         """Consent expiry (RFC 7675 §5.1) and leg timeouts; call about once a second."""
@@ -345,7 +358,7 @@ class Engine:
         if seen is not None and (seen[0] is not sink or seen[1] != addr):
             self.drop("stun_replay", leg)  # the same request from another path: a replay
             return False
-        holder = self._by_path.get((sink, addr))
+        holder = self._path(sink, addr)
         if holder is not None and holder is not leg and self._fresh(holder, now):
             self.drop("latch_taken", leg)  # the path belongs to a leg with fresh consent
             return False
@@ -362,18 +375,19 @@ class Engine:
             return
         event: Literal["latched", "relatched"] = "latched" if leg.sink is None else "relatched"
         if leg.sink is not None:
-            self._by_path.pop((leg.sink, leg.addr), None)
-        displaced = self._by_path.get((sink, addr))
+            self._unpath(leg.sink, leg.addr)
+        displaced = self._path(sink, addr)
         if displaced is not None and displaced is not leg:
             displaced.sink, displaced.addr = None, None
         leg.sink, leg.addr = sink, addr
-        self._by_path[(sink, addr)] = leg
+        self._paths.setdefault(sink, {})[addr] = leg
         log.info("leg %s %s on %s from %s", leg.leg_id, event, sink.rung, addr)
         self.emit(LegEvent(leg_id=leg.leg_id, event=event, rung=leg.rung,
                            counters=leg.counters()))
 
     def _on_srtp(self, data: bytes, sink: Sink, addr: Any, now: float) -> None:
-        leg = self._by_path.get((sink, addr))
+        by_addr = self._paths.get(sink)
+        leg = None if by_addr is None else by_addr.get(addr)
         if leg is None:
             self.drop("unlatched")
             return

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from client.device import Device
 from client.media import MediaSession
 from cloud.node_bus import bus_key, seal
+from cloud.redis_store import meeting_from_json
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.integration.redis_server import redis_server
@@ -80,9 +81,8 @@ async def test_a_forged_publish_is_ignored_and_counted(stack: tuple[Stack, str])
     redis = aioredis.from_url(url, decode_responses=True)
     try:
         assert await _flows(a, b) == 10
-        record = json.loads(str(await redis.get(f"pinhole:meeting:{meeting}")))
-        leg_id = next(p["leg_id"] for p in record["participants"]
-                      if p["id"] == alice.participant_id)
+        record = meeting_from_json(str(await redis.get(f"pinhole:meeting:{meeting}")))
+        leg_id = next(p.leg_id for p in record.participants if p.id == alice.participant_id)
         channel = "pinhole:nodecmd:node-a"
         release = json.dumps({"type": "release_leg", "leg_id": leg_id})
         # a well-formed command without the HMAC, and one sealed with a wrong key

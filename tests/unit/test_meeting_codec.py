@@ -1,0 +1,46 @@
+"""The Redis store's meeting form (``cloud.redis_store.meeting_json``) keeps every field.
+
+Meetings are written field by field (``dataclasses.asdict`` deep-copied every
+value: a quarter of a join's write) and a participant as the list of its
+fields. A field added to a record and forgotten by the codec, or fields read
+back in another order, would lose or swap state: every field of every record
+is set here, to values that differ.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+from cloud.redis_store import meeting_from_json, meeting_json
+from cloud.store import CascadeRecord, MeetingRecord, ParticipantRecord
+
+MEETING = MeetingRecord(
+    id="m1", org="acme", title="standup", created_at=1.5,
+    participants=(ParticipantRecord("p1", "d1", "n1", 11, "leg-1", "udp/5004"),
+                  ParticipantRecord("p2", "d2", "n2", 22, "leg-2", None)),
+    cascades=(CascadeRecord("leg-c", "n1", "n2"),), ended_at=9.5)
+
+
+def test_every_field_comes_back() -> None:
+    assert meeting_from_json(meeting_json(MEETING)) == MEETING
+    assert all(getattr(MEETING, f.name) is not None for f in fields(MeetingRecord))
+
+
+def test_a_participant_is_the_list_of_its_fields_in_order() -> None:
+    stored = json.loads(meeting_json(MEETING))
+    assert stored["participants"][0] == ["p1", "d1", "n1", 11, "leg-1", "udp/5004"]
+    assert len(stored["participants"][0]) == len(fields(ParticipantRecord))
+    assert stored["cascades"] == [["leg-c", "n1", "n2"]]
+
+
+def test_the_older_form_with_named_fields_still_reads() -> None:
+    older = json.dumps({
+        "id": "m1", "org": "acme", "title": "standup", "created_at": 1.5,
+        "participants": [{"id": "p1", "device_id": "d1", "node_id": "n1", "ssrc": 11,
+                          "leg_id": "leg-1", "rung": "udp/5004"},
+                         {"id": "p2", "device_id": "d2", "node_id": "n2", "ssrc": 22,
+                          "leg_id": "leg-2", "rung": None}],
+        "cascades": [{"leg_id": "leg-c", "from_node": "n1", "to_node": "n2"}],
+        "ended_at": 9.5})
+    assert meeting_from_json(older) == MEETING

@@ -25,8 +25,9 @@
   record and reachability report in the lock's script; reads of them while
   the lock is held are answered from it. A join is then two round trips:
   the lock with everything placement reads, and the write, the event and
-  the release (it was seven: 934 joins/s, now 2,100 on one core,
-  ``bench/join.py``).
+  the release (it was seven). Both scripts are pipelined on one connection
+  of their own (``cloud.redis_scripts``): Redis joins went from 934/s to
+  about 3,700/s on one core, 0.72 of the memory store's (``bench/join.py``).
 - Meetings are encoded field by field, not with ``dataclasses.asdict``
   (which deep-copies every value: a quarter of a join's write on Redis), and
   a participant as the list of its fields.
@@ -164,7 +165,7 @@ class RedisStore:
             decode_responses=True)
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         # a join's two scripts skip redis-py's command path (cloud.redis_scripts)
-        self._scripts = ScriptRunner(url, max_connections)
+        self._scripts = ScriptRunner(url)
         self._acquire, self._commit = Script(_ACQUIRE), Script(_COMMIT)
         self._release = self._redis.register_script(_RELEASE)
         self._publish = self._redis.register_script(_PUBLISH)

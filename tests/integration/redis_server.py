@@ -12,13 +12,14 @@ from tests.prereqs import require_tool
 
 
 @asynccontextmanager
-async def redis_server(workdir: Path) -> AsyncIterator[str]:
-    """Start redis-server; yield its ``redis://`` URL; stop it."""
+async def redis_server(workdir: Path, *options: str) -> AsyncIterator[str]:
+    """Start redis-server (with ``options``, e.g. ``--requirepass``); yield its
+    ``redis://`` URL; stop it."""
     binary = require_tool("redis-server")
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-        "--dir", str(workdir), stdout=asyncio.subprocess.PIPE,
+        "--dir", str(workdir), *options, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
     try:
         await wait_for_port("127.0.0.1", port)

@@ -258,16 +258,23 @@ async def probe_until_quiet(
 
     running = asyncio.ensure_future(
         probe(all_targets, timeout_ms=timeout_ms, progress=seen, proxy=proxy))
-    while not running.done():
-        news.clear()
-        waiting = asyncio.ensure_future(news.wait())
-        quiet = None if last_answer is None else max(
-            0.0, started + quiet_at(last_answer) - loop.time())
-        await asyncio.wait({running, waiting}, timeout=quiet,
-                           return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if not running.done() and not news.is_set() and quiet is not None:
-            early = True
-            return [answered.get(t) or ProbeOutcome(t, None, None, NOT_YET)
-                    for t in all_targets], running
+    try:
+        while not running.done():
+            news.clear()
+            waiting = asyncio.ensure_future(news.wait())
+            quiet = None if last_answer is None else max(
+                0.0, started + quiet_at(last_answer) - loop.time())
+            try:
+                await asyncio.wait({running, waiting}, timeout=quiet,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+            if not running.done() and not news.is_set() and quiet is not None:
+                early = True
+                return [answered.get(t) or ProbeOutcome(t, None, None, NOT_YET)
+                        for t in all_targets], running
+    except BaseException:  # the caller was cancelled: so is its probe, sockets closed
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        raise
     return running.result(), None

@@ -11,6 +11,7 @@ silent like a dropped port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 from client.probe import NOT_YET, ProbeTarget, probe_until_quiet
@@ -74,3 +75,19 @@ async def test_without_any_answer_it_waits_for_the_whole_probe() -> None:
         assert outcomes[0].rtt_ms is None and outcomes[0].error != NOT_YET
     finally:
         silent.close()
+
+
+async def test_a_cancelled_caller_cancels_its_probe() -> None:
+    """Nothing of a probe outlives a caller that gave up on it (its sockets included)."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    before = set(asyncio.all_tasks())
+    caller = asyncio.create_task(probe_until_quiet(
+        [_target("node-a", silent.getsockname()[1])], timeout_ms=5000))
+    await asyncio.sleep(0.1)
+    caller.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await caller
+    left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
+    assert all(t.done() for t in left), left
+    silent.close()

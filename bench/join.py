@@ -287,9 +287,9 @@ FIGURES = ("joins_per_s", "joins_per_cloud_cpu_s", "p50_ms", "p99_ms")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--devices", type=int, default=1000, help="registered devices (1000)")
+    p.add_argument("--devices", type=int, default=4000, help="registered devices (4000)")
     p.add_argument("--concurrency", type=int, default=16, help="joins in flight (16)")
-    p.add_argument("--rounds", type=int, default=2, help="rounds per store (2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per store (3)")
     p.add_argument("--rate", type=float, default=0.0,
                    help="open loop: joins started per second (off: closed loop)")
     p.add_argument("--seconds", type=float, default=10.0,

@@ -258,7 +258,10 @@ async def run(devices: int, concurrency: int, rounds: int, rate: float = 0.0,
             await redis_proc.wait()
 
     def median(store: str, key: str) -> float:
-        return float(statistics.median(r[key] for r in results if r["store"] == store))
+        """Over the rounds that have the figure: a round too short for the CPU clock's
+        tick (a few joins) has no joins per CPU-second (0.0 then)."""
+        values = [r[key] for r in results if r["store"] == store and r[key] is not None]
+        return float(statistics.median(values)) if values else 0.0
 
     memory_rate = median("memory", "joins_per_s")
     memory_per_cpu = median("memory", "joins_per_cloud_cpu_s")
@@ -275,7 +278,7 @@ async def run(devices: int, concurrency: int, rounds: int, rate: float = 0.0,
         # the same per CPU-second of the cloud: fair when the generator limited a round
         "redis_per_cloud_cpu_ratio": round(
             median("redis", "joins_per_cloud_cpu_s") / memory_per_cpu, 3)
-        if memory_per_cpu else None,
+        if memory_per_cpu and median("redis", "joins_per_cloud_cpu_s") else None,
         "generator_saturated": any(r["generator_saturated"] for r in results),
         "rounds": results,
     }

@@ -42,7 +42,7 @@ from client.failures import Context, translate
 from client.firewall_rules import RuleFormat
 from client.media import CONSENT_S, MediaSession
 from client.pins import PinsError, PinStore, checked, in_effect
-from client.probe import ProbeOutcome
+from client.probe import NOT_YET, ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
 from wire import boundary
 from wire.files import StackFile, first_problem
@@ -339,7 +339,9 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             return {"meeting_id": meeting.id}
         await device.discover(progress, force=args.force_probe)
         if progress is not None and device.source == "probe":
-            print(file=sys.stderr)
+            waiting = sum(o.error == NOT_YET for o in device.outcomes)
+            print(f", {waiting} still waiting: reported as unreachable for now" if waiting
+                  else "", file=sys.stderr)
         if args.command == "probe":  # the whole probe, not an early report
             return {"device_id": reg.device_id, "source": device.source,
                     "probes": _probe_rows(await device.finished())}

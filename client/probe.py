@@ -214,6 +214,10 @@ async def probe(
 #: last answer took (plus QUIET_MARGIN_S): answers come in waves (UDP after 1 RTT,
 #: TCP after 2, TLS after 3-4, each node at its own distance), so a silence as long
 #: as everything before it means the rungs still waiting are most likely closed.
+#: Never while a probe through the HTTP proxy is waiting: it takes a CONNECT and a
+#: TCP or TLS handshake more, behind a proxy that says so when it refuses, and it is
+#: the only way to the cloud's nodes from behind a hybrid node's firewall (reported
+#: early, a full hybrid node had nowhere to overflow: 503 no_media_node).
 QUIET_FACTOR: Final = 2.0
 QUIET_MARGIN_S: Final = 0.02
 NOT_YET: Final = "no answer yet (reported early; the probe goes on)"
@@ -252,9 +256,12 @@ async def probe_until_quiet(
         answered[outcome.target] = outcome
         if outcome.rtt_ms is not None:
             last_answer = loop.time() - started
-            news.set()
+        news.set()
         if progress is not None and not early:
             progress(done, total, outcome)
+
+    def proxy_waiting() -> bool:
+        return any(t.transport == "http-proxy" and t not in answered for t in all_targets)
 
     running = asyncio.ensure_future(
         probe(all_targets, timeout_ms=timeout_ms, progress=seen, proxy=proxy))
@@ -262,7 +269,7 @@ async def probe_until_quiet(
         while not running.done():
             news.clear()
             waiting = asyncio.ensure_future(news.wait())
-            quiet = None if last_answer is None else max(
+            quiet = None if last_answer is None or proxy_waiting() else max(
                 0.0, started + quiet_at(last_answer) - loop.time())
             try:
                 await asyncio.wait({running, waiting}, timeout=quiet,

@@ -15,6 +15,7 @@ import contextlib
 import socket
 
 from client.probe import NOT_YET, ProbeTarget, probe_until_quiet
+from client.proxy import ProxyConfig
 from media_node.engine import Engine
 from media_node.listeners import bind_udp
 from wire.address import Address
@@ -91,3 +92,32 @@ async def test_a_cancelled_caller_cancels_its_probe() -> None:
     left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
     assert all(t.done() for t in left), left
     silent.close()
+
+
+async def test_a_probe_through_the_proxy_is_waited_for() -> None:
+    """The defect it pins down: behind a hybrid node's firewall the cloud's nodes are
+    reached only through the HTTP proxy, a few round trips slower than the hybrid node's
+    UDP; reported early, their rungs counted as unreachable and a full hybrid node had
+    nowhere to overflow (503 no_media_node). Here the proxy accepts and stays silent:
+    the early report waits for its probe to end, so the probe is whole."""
+    transport, port = await _answering()
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    proxy = await asyncio.start_server(silent_proxy, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    through = ProbeTarget("cloud-node", "http-proxy", "http-proxy", Address("127.0.0.1", 443))
+    try:
+        outcomes, running = await probe_until_quiet(
+            [_target("hybrid", port), through], timeout_ms=200,
+            proxy=ProxyConfig("127.0.0.1", proxy_port))
+        assert running is None  # waited for the proxy's probe: no early report
+        assert outcomes[0].rtt_ms is not None
+        assert outcomes[1].rtt_ms is None and outcomes[1].error != NOT_YET
+    finally:
+        for writer in held:
+            writer.close()
+        proxy.close()
+        transport.close()

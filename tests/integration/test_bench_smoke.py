@@ -55,11 +55,12 @@ def test_stun_benchmark_runs_coturn_and_both_node_paths() -> None:
 
 def test_join_benchmark_reports_both_stores() -> None:
     require_tool("redis-server")
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "bench.join", "--devices", "20", "--rounds", "1"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
-    ).stdout
-    result = json.loads(out)
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
     assert {r["store"] for r in result["rounds"]} == {"memory", "redis"}
     for r in result["rounds"]:
         assert r["joins"] == 20 and r["failures"] == 0 and r["legs_on_node"] == 20

@@ -243,10 +243,12 @@ def test_the_cloud_is_published_and_its_ca_and_stack_json_reach_the_host(
         with urllib.request.urlopen(f"https://localhost:{port}/readyz", context=context,
                                     timeout=10) as answer:
             assert json.loads(answer.read())["ok"] is True
+        elsewhere = tmp_path / "elsewhere"  # not "/": coverage would record the client's
+        elsewhere.mkdir()  # files relative to it ("tmp/..."), and find no source for them
         registered = subprocess.run(  # the CA named relative to stack.json, from elsewhere
             [sys.executable, "-m", "client", "--stack", str(public / "stack.json"),
              "--no-cache", "--name", "host", "register", "--json"],
-            capture_output=True, text=True, timeout=60, cwd="/", check=False)
+            capture_output=True, text=True, timeout=60, cwd=elsewhere, check=False)
         assert registered.returncode == 0, registered.stderr
         assert json.loads(registered.stdout)["device_id"]
         user = stack.engine.docker("exec", cloud, "id", "-un").strip()

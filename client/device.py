@@ -143,10 +143,9 @@ class Device:
         """The probe reported early goes on to its end: report again if it learnt more
         (a rung that answered late), and keep that report in the cache."""
         try:
-            outcomes = await running
+            self.outcomes = outcomes = await running  # each rung's own end, not "not yet"
             report = _report(network, outcomes)
             if report.results != early.results:
-                self.outcomes = outcomes
                 await self.api.put_reachability(report)
                 log.info("probe finished after its early report: %d more rung(s) reached",
                          sum(r.reachable for r in report.results)

@@ -27,12 +27,18 @@ async def _listener() -> tuple[asyncio.DatagramTransport, UdpListener, Engine]:
     return transport, listener, engine
 
 
-@pytest.mark.asyncio
-async def test_a_packet_leaves_from_the_listeners_port() -> None:
-    transport, listener, _ = await _listener()
+def _peer() -> socket.socket:
+    """A client's socket on loopback, waiting at most 2 s for a packet."""
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     peer.settimeout(2.0)
+    return peer
+
+
+@pytest.mark.asyncio
+async def test_a_packet_leaves_from_the_listeners_port() -> None:
+    transport, listener, _ = await _listener()
+    peer = _peer()
     try:
         listener.send(b"\x80relayed", peer.getsockname())
         data, source = await asyncio.to_thread(peer.recvfrom, 2048)
@@ -59,9 +65,7 @@ async def test_a_full_send_buffer_hands_the_packet_to_the_transport() -> None:
     """A full buffer (EAGAIN) cannot be caused on loopback at will: the socket's
     send is replaced by one that says so, and the transport must carry it."""
     transport, listener, _ = await _listener()
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer.settimeout(2.0)
+    peer = _peer()
 
     def full(data: bytes, addr: object) -> int:
         raise BlockingIOError

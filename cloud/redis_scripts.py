@@ -88,7 +88,17 @@ class _Pipe(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
-        while (answer := reader.gets()) is not False:
+        while True:
+            try:
+                answer = reader.gets()
+            except hiredis.ProtocolError:  # not RESP: nothing after it can be trusted
+                self.close()  # connection_lost fails every waiting command
+                return
+            if answer is False:
+                return
+            if not self.waiting:  # an answer nobody asked for: the stream is not Redis's
+                self.close()
+                return
             future = self.waiting.popleft()
             if future.done():  # its caller was cancelled: the answer is dropped
                 continue

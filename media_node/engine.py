@@ -61,6 +61,8 @@ RTP_END: Final = RTP_RTCP.stop
 #: Transaction ids remembered per leg: with a keepalive every ~5 s (RFC 7675
 #: §5.1) this covers the last twenty minutes; memory stays bounded per leg.
 SEEN_TRANSACTIONS: Final = 256
+#: a leg's counters that the node also totals
+TOTALS: Final = ("packets_in", "bytes_in", "packets_out", "bytes_out")
 
 
 class Sink(Protocol):
@@ -148,23 +150,27 @@ class Engine:
         self.stun_answers: dict[str, int] = {}
         # packets and octets of released legs; the live legs' are summed when read, so a
         # packet updates its legs' counters only
-        self._retired = [0, 0, 0, 0]
+        self._retired = dict.fromkeys(TOTALS, 0)
+
+    def _total(self, name: str) -> int:
+        live: int = sum(getattr(leg, name) for leg in self.legs.values())
+        return self._retired[name] + live
 
     @property
     def packets_in(self) -> int:
-        return self._retired[0] + sum(leg.packets_in for leg in self.legs.values())
+        return self._total("packets_in")
 
     @property
     def bytes_in(self) -> int:
-        return self._retired[1] + sum(leg.bytes_in for leg in self.legs.values())
+        return self._total("bytes_in")
 
     @property
     def packets_out(self) -> int:
-        return self._retired[2] + sum(leg.packets_out for leg in self.legs.values())
+        return self._total("packets_out")
 
     @property
     def bytes_out(self) -> int:
-        return self._retired[3] + sum(leg.bytes_out for leg in self.legs.values())
+        return self._total("bytes_out")
 
     # ------------------------------------------------------------- legs
 
@@ -242,11 +248,8 @@ class Engine:
         self._by_ufrag.pop(leg.node_ufrag, None)
         if leg.sink is not None:
             self._unpath(leg.sink, leg.addr)
-        retired = self._retired
-        retired[0] += leg.packets_in
-        retired[1] += leg.bytes_in
-        retired[2] += leg.packets_out
-        retired[3] += leg.bytes_out
+        for name in TOTALS:
+            self._retired[name] += getattr(leg, name)
         members = self._meetings.get(leg.meeting_id, [])
         if leg in members:
             members.remove(leg)

@@ -113,3 +113,21 @@ async def test_a_server_that_is_gone_is_a_connection_error(tmp_path: Path) -> No
             pass
     await store.close()
     await runner.close()
+
+
+async def test_a_server_that_speaks_no_resp_is_a_connection_error() -> None:
+    """Bytes that are not RESP (or answers nobody asked for) end the connection: every
+    waiting command fails, none hangs and no callback raises."""
+
+    async def not_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.write(b"?this is not RESP\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(not_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    runner = ScriptRunner(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(runner.run(ECHO, [], ["x"]), 5)
+    await runner.close()
+    server.close()

@@ -237,7 +237,7 @@ class Device:
 
         The plan's rungs start in its order (the ones this device reached
         first): UDP rungs ``stagger_s / 4`` apart, consecutive stream rungs
-        (TCP, TLS, the proxy) ``stagger_s / 8`` apart, the first of them
+        (TCP, TLS, the proxy) ``stagger_s / 10`` apart, the first of them
         ``stagger_s`` after the UDP rungs before them started; a rung starts
         early when every rung started so far has failed. The first
         leg to authenticate wins and every other attempt is closed. So a report
@@ -348,13 +348,14 @@ class _Wave(list[Endpoint]):
 def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
     """The plan in its order, each rung a wave: a UDP rung ``stagger_s / 4`` before the
     next UDP rung; the first of consecutive stream rungs ``stagger_s`` after the start of
-    the UDP rungs before it, the others ``stagger_s / 8`` apart in plan order (so that
+    the UDP rungs before it, the others ``stagger_s / 10`` apart in plan order (so that
     TCP, a round trip shorter than TLS, wins whenever both work: the seeds' ladder; and
-    the proxy, fifth in a stale plan, starts 250 ms after the join, so its media comes
-    within 1 RTT + 300 ms: at ``stagger_s / 4`` apart it came 30 ms late), and the rung
-    after them ``stagger_s`` later."""
+    the proxy, fifth in a stale plan, starts 240 ms after the join, so its media comes
+    within 1 RTT + 300 ms: its CONNECT, TLS and binding take about 35 ms and a speaker's
+    next packet up to 20 ms more; at ``stagger_s / 4`` apart it came 30 ms late, at
+    ``stagger_s / 8`` up to 3 ms late), and the rung after them ``stagger_s`` later."""
     step = stagger_s / 4
-    stream_step = stagger_s / 8
+    stream_step = stagger_s / 10
     waves: list[_Wave] = []
     udp_run = 0  # UDP waves since the last stream wave
     for endpoint in plan:

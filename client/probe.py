@@ -210,16 +210,23 @@ async def probe(
         transport.close()
 
 
-#: A probe reports early once no answer came for QUIET_FACTOR times as long as the
-#: last answer took (plus QUIET_MARGIN_S): answers come in waves (UDP after 1 RTT,
-#: TCP after 2, TLS after 3-4, each node at its own distance), so a silence as long
-#: as everything before it means the rungs still waiting are most likely closed.
+#: A probe reports early once every node whose rungs are still waiting has gone quiet.
+#: A node that answered on some rung is quiet once no answer came from it for
+#: QUIET_FACTOR times as long as its last answer took (plus QUIET_MARGIN_S): a node's
+#: answers come in waves (UDP after 1 RTT, TCP after 2, TLS after 3-4), so a silence as
+#: long as everything before it means its rungs still waiting are most likely closed.
+#: Each node by its own answers, never by another's: regions lie 10 ms and 300 ms away,
+#: and a near node's quick TLS answer says nothing about when a far node's UDP answer
+#: comes (the whitelist profile: only the far node's range is open to UDP). A node not
+#: heard from at all holds the report for SILENT_SHARE of the probe timeout (500 ms of
+#: 1 s: farther than any region on Earth), so one dead node does not cost the whole wait.
 #: Never while a probe through the HTTP proxy is waiting: it takes a CONNECT and a
 #: TCP or TLS handshake more, behind a proxy that says so when it refuses, and it is
 #: the only way to the cloud's nodes from behind a hybrid node's firewall (reported
 #: early, a full hybrid node had nowhere to overflow: 503 no_media_node).
 QUIET_FACTOR: Final = 2.0
 QUIET_MARGIN_S: Final = 0.02
+SILENT_SHARE: Final = 0.5
 NOT_YET: Final = "no answer yet (reported early; the probe goes on)"
 
 
@@ -235,8 +242,9 @@ async def probe_until_quiet(
     progress: Callable[[int, int, ProbeOutcome], None] | None = None,
     proxy: ProxyConfig | None = None,
 ) -> tuple[list[ProbeOutcome], asyncio.Task[list[ProbeOutcome]] | None]:
-    """The outcomes so far once the answers went quiet (:func:`quiet_at`), and the
-    probe itself while it is still running (its task ends with every outcome).
+    """The outcomes so far once every node still waited for went quiet (:func:`quiet_at`,
+    :data:`SILENT_SHARE`), and the probe itself while it is still running (its task ends
+    with every outcome).
 
     A rung still waiting is reported unreachable (:data:`NOT_YET`) in the early
     outcomes. A cold start on a network that drops UDP silently no longer waits
@@ -247,21 +255,25 @@ async def probe_until_quiet(
     loop = asyncio.get_running_loop()
     started = loop.time()
     answered: dict[ProbeTarget, ProbeOutcome] = {}
-    last_answer: float | None = None
+    last_answer: dict[str, float] = {}  # node id -> when it last answered, from the start
     news = asyncio.Event()
     early = False  # once reported early, the rest of the probe shows no progress
 
     def seen(done: int, total: int, outcome: ProbeOutcome) -> None:
-        nonlocal last_answer
         answered[outcome.target] = outcome
         if outcome.rtt_ms is not None:
-            last_answer = loop.time() - started
+            last_answer[outcome.target.node_id] = loop.time() - started
         news.set()
         if progress is not None and not early:
             progress(done, total, outcome)
 
-    def proxy_waiting() -> bool:
-        return any(t.transport == "http-proxy" and t not in answered for t in all_targets)
+    def report_at() -> float | None:
+        """When the rungs still waiting have all gone quiet (from the start), or None."""
+        waiting = [t for t in all_targets if t not in answered]
+        if not waiting or not last_answer or any(t.transport == "http-proxy" for t in waiting):
+            return None  # everything is in (the probe is ending), or nothing to go by
+        return max(quiet_at(last_answer[t.node_id]) if t.node_id in last_answer
+                   else SILENT_SHARE * timeout_ms / 1000 for t in waiting)
 
     running = asyncio.ensure_future(
         probe(all_targets, timeout_ms=timeout_ms, progress=seen, proxy=proxy))
@@ -269,8 +281,8 @@ async def probe_until_quiet(
         while not running.done():
             news.clear()
             waiting = asyncio.ensure_future(news.wait())
-            quiet = None if last_answer is None or proxy_waiting() else max(
-                0.0, started + quiet_at(last_answer) - loop.time())
+            at = report_at()
+            quiet = None if at is None else max(0.0, started + at - loop.time())
             try:
                 await asyncio.wait({running, waiting}, timeout=quiet,
                                    return_when=asyncio.FIRST_COMPLETED)

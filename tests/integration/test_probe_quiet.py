@@ -14,26 +14,28 @@ import asyncio
 import contextlib
 import socket
 
-from client.probe import NOT_YET, ProbeTarget, probe_until_quiet
+from client.probe import NOT_YET, SILENT_SHARE, ProbeTarget, probe_until_quiet
 from client.proxy import ProxyConfig
 from media_node.engine import Engine
 from media_node.listeners import bind_udp
 from wire.address import Address
 
 
-async def _answering() -> tuple[asyncio.DatagramTransport, int]:
-    return await bind_udp(Engine("quiet-test"), "127.0.0.1", 0, "udp/5004", 0.0)
+async def _answering(delay_s: float = 0.0) -> tuple[asyncio.DatagramTransport, int]:
+    """A media node's STUN responder; ``delay_s`` before each answer: a node that far."""
+    return await bind_udp(Engine("quiet-test"), "127.0.0.1", 0, "udp/5004", delay_s)
 
 
-def _target(node: str, port: int) -> ProbeTarget:
-    return ProbeTarget(node, "udp/5004", "udp", Address("127.0.0.1", port))
+def _target(node: str, port: int, rung: str = "udp/5004") -> ProbeTarget:
+    return ProbeTarget(node, rung, "udp", Address("127.0.0.1", port))
 
 
 async def test_a_silent_rung_is_reported_early_and_the_probe_goes_on() -> None:
     transport, port = await _answering()
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
-    answered, dropped = _target("node-a", port), _target("node-b", silent.getsockname()[1])
+    answered = _target("node-a", port)
+    dropped = _target("node-a", silent.getsockname()[1], "udp/33434")
     seen: list[str] = []
     try:
         early, running = await probe_until_quiet(
@@ -50,6 +52,56 @@ async def test_a_silent_rung_is_reported_early_and_the_probe_goes_on() -> None:
     finally:
         silent.close()
         transport.close()
+
+
+async def test_a_far_node_is_not_judged_by_a_near_one() -> None:
+    """The defect it pins down (the lab's whitelist profile, seen failing): only the far
+    node's range may use UDP, so the near node answered on TLS 443 alone, fast, and the
+    probe reported once quiet by the *near* node's clock (2 x 10 ms + 20 ms), before the
+    far node's first answer (90 ms away). The far node counted as unreachable and the
+    call went to the near node over TLS instead of the far one over UDP. Here the near
+    node answers at once on one rung and is silent on another, the far node answers
+    after 90 ms: the early report must hold the far node's answer."""
+    near, near_port = await _answering()
+    far, far_port = await _answering(delay_s=0.09)
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        early, running = await probe_until_quiet(
+            [_target("node-near", near_port), _target("node-near", silent.getsockname()[1],
+                                                      "udp/33434"),
+             _target("node-far", far_port)], timeout_ms=2000)
+        assert running is not None  # reported early: the near node's closed rung
+        assert early[0].rtt_ms is not None and early[1].error == NOT_YET
+        assert early[2].rtt_ms is not None and early[2].rtt_ms >= 90, early[2]
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    finally:
+        silent.close()
+        near.close()
+        far.close()
+
+
+async def test_a_node_never_heard_from_holds_the_report_for_half_the_timeout() -> None:
+    """A node with no answer yet may be far, not closed: it is waited for SILENT_SHARE of
+    the probe timeout, not the near node's quiet time, and not the whole timeout."""
+    near, near_port = await _answering()
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        early, running = await probe_until_quiet(
+            [_target("node-near", near_port), _target("node-dead", silent.getsockname()[1])],
+            timeout_ms=1000)
+        waited = loop.time() - started
+        assert running is not None and early[1].error == NOT_YET
+        assert SILENT_SHARE * 1.0 <= waited < 1.0, waited
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    finally:
+        silent.close()
+        near.close()
 
 
 async def test_a_probe_where_everything_answers_is_whole() -> None:

@@ -38,8 +38,8 @@ def _starts(plan: list[Endpoint], stagger: float) -> dict[str, float]:
 def test_every_stream_rung_starts_one_stagger_after_the_first_rung() -> None:
     plan = _plan("udp/5004", "udp/33434", "tcp/5004", "tls/443", "http-proxy")
     assert _starts(plan, 0.2) == pytest.approx({
-        "udp/5004": 0.0, "udp/33434": 0.05, "tcp/5004": 0.2, "tls/443": 0.225,
-        "http-proxy": 0.25})
+        "udp/5004": 0.0, "udp/33434": 0.05, "tcp/5004": 0.2, "tls/443": 0.22,
+        "http-proxy": 0.24})
 
 
 def test_stream_rungs_start_in_plan_order() -> None:
@@ -48,7 +48,7 @@ def test_stream_rungs_start_in_plan_order() -> None:
     TCP worked)."""
     waves = _waves(_plan("udp/5004", "tcp/5004", "tls/443"), 0.2)
     assert [[e.rung for e in w] for w in waves] == [["udp/5004"], ["tcp/5004"], ["tls/443"]]
-    assert [w.delay_s for w in waves] == pytest.approx([0.2, 0.025, 0.2])
+    assert [w.delay_s for w in waves] == pytest.approx([0.2, 0.02, 0.2])
 
 
 def test_plans_without_udp_or_without_streams() -> None:
@@ -65,5 +65,5 @@ def test_reached_stream_rungs_first_start_at_once() -> None:
     220 ms instead of one RTT on the tls-only lab profile)."""
     plan = _plan("tcp/5004", "tls/443", "udp/5004", "udp/33434", "http-proxy")
     assert _starts(plan, 0.2) == pytest.approx({
-        "tcp/5004": 0.0, "tls/443": 0.025, "udp/5004": 0.225, "udp/33434": 0.275,
-        "http-proxy": 0.425})
+        "tcp/5004": 0.0, "tls/443": 0.02, "udp/5004": 0.22, "udp/33434": 0.27,
+        "http-proxy": 0.42})

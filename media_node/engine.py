@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, cast
 
@@ -395,16 +395,17 @@ class Engine:
             self.drop("unlatched")
             return
         rtcp = len(data) > 1 and data[1] in RTCP_PACKET_TYPES  # RFC 5761 §4 (demux.is_rtcp)
-        try:
-            clear = leg.inbound.unprotect_rtcp(data) if rtcp else leg.inbound.unprotect(data)
+        inbound = leg.inbound
+        try:  # the clear packet stays in the inbound session's buffer (wire.srtp: open/seal)
+            inbound.open_rtcp(data) if rtcp else inbound.open(data)
         except SrtpError as exc:
             self.drop(exc.reason, leg)
             return
         members = leg.members
         if not rtcp:
-            ssrc = clear[8:12]
+            ssrc = data[8:12]  # the header is authenticated, never encrypted (RFC 3711 §3.1)
             if leg.cascade:  # many SSRCs, but never one of this node's own participants
-                if any(m.ssrc_wire == ssrc and not m.cascade for m in members):
+                if _participant_ssrc(members, ssrc):
                     self.drop("ssrc", leg)
                     return
             elif ssrc != leg.ssrc_wire:
@@ -413,20 +414,41 @@ class Engine:
         leg.packets_in += 1
         leg.bytes_in += len(data)
         from_cascade = leg.cascade
+        # Each receiver but the last protects a copy of the clear packet; the last one
+        # seals it where it lies, so a meeting of 2 copies no clear bytes at all.
+        last: Leg | None = None
+        clear = b""
         for other in members:
             if other is leg or other.sink is None or (from_cascade and other.cascade):
                 continue
             if other.consent_lost:
                 self.drop("no_consent", other)
                 continue
-            try:
-                out = other.outbound.protect_rtcp(clear) if rtcp else other.outbound.protect(clear)
-            except SrtpError as exc:
-                self.drop("protect_" + exc.reason, other)
-                continue
-            other.sink.send(out, other.addr)
-            other.packets_out += 1
-            other.bytes_out += len(out)
+            if last is not None:
+                clear = clear or inbound.opened()
+                try:
+                    out = (last.outbound.protect_rtcp(clear) if rtcp
+                           else last.outbound.protect(clear))
+                except SrtpError as exc:
+                    self.drop("protect_" + exc.reason, last)
+                else:
+                    self._deliver(last, out)
+            last = other
+        if last is None:
+            return
+        try:
+            out = last.outbound.seal_rtcp(inbound) if rtcp else last.outbound.seal(inbound)
+        except SrtpError as exc:
+            self.drop("protect_" + exc.reason, last)
+            return
+        self._deliver(last, out)
+
+    @staticmethod
+    def _deliver(leg: Leg, out: bytes) -> None:
+        assert leg.sink is not None  # only latched legs are given packets
+        leg.sink.send(out, leg.addr)
+        leg.packets_out += 1
+        leg.bytes_out += len(out)
 
     # ------------------------------------------------------------- reporting
 
@@ -435,3 +457,8 @@ class Engine:
 
     def load(self) -> float:
         return min(1.0, len(self.legs) / self.capacity)
+
+
+def _participant_ssrc(members: Iterable[Leg], ssrc: bytes) -> bool:
+    """Is ``ssrc`` one of this node's own participants' (not a cascade's)?"""
+    return any(m.ssrc_wire == ssrc and not m.cascade for m in members)

@@ -171,6 +171,55 @@ def _operation(func: Any, room: int, error: Callable[[str], SrtpError],
     return method
 
 
+def _opening(func: Any, doc: str) -> Callable[[SrtpReceiver, bytes], None]:
+    """:func:`_operation` for a packet being relayed: ``func`` over it in the session's
+    buffer, where the clear packet stays (its length in the session's length cell) for
+    :func:`_sealing` or :meth:`SrtpReceiver.opened`; no bytes are made."""
+
+    def method(self: SrtpReceiver, data: bytes) -> None:
+        size = len(data)
+        if size > _BUFFER:
+            raise _unprotect_error("packet is too long")
+        self._buffer[0:size] = data
+        length = self._length
+        length[0] = size
+        status = func(self._ctx, self._cdata, length)
+        if status:
+            length[0] = 0  # nothing opened: a seal after this finds no packet
+            raise _unprotect_error(pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS)
+                                   else str(status))
+
+    method.__doc__ = doc
+    return method
+
+
+def _sealing(func: Any, room: int, error: Callable[[str], SrtpError],
+             doc: str) -> Callable[[SrtpSender, SrtpReceiver], bytes]:
+    """``func`` with this sender's keys over the clear packet ``opened`` holds, *in
+    opened's buffer*: neither copied in nor out as clear bytes, which is what a relay to
+    one receiver (a meeting of 2) saves over ``protect(unprotect(packet))``. The clear
+    packet is gone afterwards (``opened`` holds the protected one)."""
+
+    def method(self: SrtpSender, opened: SrtpReceiver) -> bytes:
+        length = opened._length
+        size = length[0]
+        if size > room:
+            raise error("packet is too long")
+        if not size:
+            raise error("no opened packet")
+        status = func(self._ctx, opened._cdata, length)
+        if status:
+            length[0] = 0
+            raise error(pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS)
+                        else str(status))
+        out: bytes = opened._buffer[0:length[0]]
+        length[0] = 0  # sealed once: the clear packet is no longer there
+        return out
+
+    method.__doc__ = doc
+    return method
+
+
 class _Session:
     """One libsrtp session and the buffer its calls work in."""
 
@@ -200,6 +249,11 @@ class SrtpSender(_Session):
                          "SRTP from RTP (RFC 3711 §3.3; RFC 7714 §8 for GCM).")
     protect_rtcp = _operation(_lib.srtp_protect_rtcp, _RTCP_ROOM, _protect_error("SRTCP"),
                               "SRTCP from RTCP (RFC 3711 §3.4; RFC 7714 §9 for GCM).")
+    seal = _sealing(_lib.srtp_protect, _RTP_ROOM, _protect_error("SRTP"),
+                    "SRTP from the RTP packet ``opened`` holds, in its buffer (RFC 3711 §3.3).")
+    seal_rtcp = _sealing(_lib.srtp_protect_rtcp, _RTCP_ROOM, _protect_error("SRTCP"),
+                         "SRTCP from the RTCP packet ``opened`` holds, in its buffer "
+                         "(RFC 3711 §3.4).")
 
     def __repr__(self) -> str:
         return f"SrtpSender(profile={self.profile.value})"
@@ -218,6 +272,16 @@ class SrtpReceiver(_Session):
     unprotect_rtcp = _operation(
         _lib.srtp_unprotect_rtcp, _BUFFER, _unprotect_error,
         "RTCP from SRTCP, after the tag and replay checks (RFC 3711 §3.4).")
+    open = _opening(_lib.srtp_unprotect,
+                    "Check and decrypt SRTP in place, for a sender's ``seal`` (RFC 3711 §3.3).")
+    open_rtcp = _opening(_lib.srtp_unprotect_rtcp, "Check and decrypt SRTCP in place, for a "
+                         "sender's ``seal_rtcp`` (RFC 3711 §3.4).")
+
+    def opened(self) -> bytes:
+        """The clear packet :meth:`open` left in the buffer, as bytes (a relay to more
+        than one receiver protects copies of it; the last one seals it in place)."""
+        out: bytes = self._buffer[0:self._length[0]]
+        return out
 
     def __repr__(self) -> str:
         return f"SrtpReceiver(profile={self.profile.value})"

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from media_node.engine import SEEN_TRANSACTIONS, Engine
 from wire.address import Address
 from wire.models import AllocateLeg, IceCredentials, LegEvent, SrtpParams
-from wire.rtp import build_rtp, parse_rtp_header
+from wire.rtp import build_rtcp_receiver_report, build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import build_discovery_probe, build_leg_binding, parse_binding_response
 
@@ -132,6 +132,40 @@ def test_srtp_is_reprotected_for_the_other_leg_and_sent_to_its_latch(engine: Eng
     assert parse_rtp_header(clear).ssrc == a.ssrc
     assert clear.endswith(b"hello from a")
     assert engine.packets_in == 1 and engine.packets_out == 1
+
+
+def test_fan_out_gives_every_receiver_the_same_packet_under_its_own_keys(
+        engine: Engine) -> None:
+    """DESIGN "SRTP" in an SFU meeting of 4: one decrypt, then each receiver but the last
+    protects a copy of the clear packet and the last seals it in the inbound buffer
+    (wire.srtp open/seal). Every receiver must get the same RTP and RTCP, in member
+    order, each under its own keys; a receiver without consent is skipped and counted."""
+    parties = [Party(name, 1000 + i) for i, name in enumerate("abcd")]
+    sink = FakeSink()
+    addresses = [(f"192.0.2.{10 + i}", 40000 + i) for i in range(4)]
+    for party, address in zip(parties, addresses, strict=True):
+        assert engine.allocate(party.allocate(), 0.0).ok
+        engine.on_packet(party.binding(), sink, address, 1.0)
+    a, *hearers = parties
+    for payload in (b"first", b"second"):
+        sink.sent.clear()
+        engine.on_packet(a.rtp(payload), sink, addresses[0], 2.0)
+        assert [to for _, to in sink.sent] == addresses[1:]
+        for (packet, _), hearer in zip(sink.sent, hearers, strict=True):
+            clear = hearer.receiver.unprotect(packet)
+            assert parse_rtp_header(clear).ssrc == a.ssrc and clear.endswith(payload)
+    sink.sent.clear()
+    report = a.sender.protect_rtcp(build_rtcp_receiver_report(ssrc=a.ssrc))
+    engine.on_packet(report, sink, addresses[0], 2.0)
+    assert [hearer.receiver.unprotect_rtcp(packet) for (packet, _), hearer
+            in zip(sink.sent, hearers, strict=True)] == [build_rtcp_receiver_report(
+                ssrc=a.ssrc)] * 3
+    engine.legs[hearers[2].leg_id].consent_lost = True  # the last member: c seals instead
+    sink.sent.clear()
+    engine.on_packet(a.rtp(b"third"), sink, addresses[0], 3.0)
+    assert [to for _, to in sink.sent] == addresses[1:3]
+    assert hearers[1].receiver.unprotect(sink.sent[1][0]).endswith(b"third")
+    assert engine.drops == {"no_consent": 1}
 
 
 def test_tampered_srtp_dropped_and_counted_never_forwarded(engine: Engine) -> None:

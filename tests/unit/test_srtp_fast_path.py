@@ -106,3 +106,62 @@ def test_too_long_is_an_error_not_an_overflow() -> None:
     with pytest.raises(SrtpError) as caught:
         SrtpReceiver(keys).unprotect(bytes([0x80]) + bytes(1600))
     assert caught.value.reason == "error"
+
+
+@given(profiles, masters, masters, streams)
+def test_sealing_what_was_opened_is_protecting_its_clear_bytes(
+        profile: SrtpProfile, master_in: bytes, master_out: bytes,
+        packets: list[tuple[int, int, bytes]]) -> None:
+    """The relay's path for its last receiver (``open`` then ``seal``, in the inbound
+    session's buffer) gives the same SRTP and SRTCP bytes as ``protect(unprotect(p))``
+    with the same keys (RFC 3711 §3.3, §3.4): two senders with one key, one per way."""
+    inbound = _keys(profile, master_in)
+    outbound = _keys(profile, master_out)
+    source = SrtpSender(inbound)
+    opener, unprotector = SrtpReceiver(inbound), SrtpReceiver(inbound)
+    sealer, protector = SrtpSender(outbound), SrtpSender(outbound)
+    for seq, ssrc, payload in packets:
+        rtp = build_rtp(payload_type=111, sequence=seq, timestamp=seq * 960, ssrc=ssrc,
+                        payload=payload)
+        try:
+            srtp = source.protect(rtp)
+        except SrtpError:
+            continue  # too long to protect at all
+        try:
+            clear = unprotector.unprotect(srtp)
+        except SrtpError as refused:  # a repeated sequence number: a replay for both
+            with pytest.raises(SrtpError) as caught:
+                opener.open(srtp)
+            assert caught.value.reason == refused.reason
+            continue
+        opener.open(srtp)
+        assert opener.opened() == clear == rtp
+        _same(lambda _: sealer.seal(opener), protector.protect, clear)
+        srtcp = source.protect_rtcp(build_rtcp_receiver_report(ssrc=ssrc))
+        clear = unprotector.unprotect_rtcp(srtcp)  # SRTCP indexes never repeat
+        opener.open_rtcp(srtcp)
+        assert sealer.seal_rtcp(opener) == protector.protect_rtcp(clear)
+
+
+def test_a_packet_is_sealed_once_and_a_failed_open_leaves_nothing_to_seal() -> None:
+    """In place, the clear packet is gone once sealed: a second seal, or a seal after an
+    open that failed (a forged or replayed packet), is an error, never a resend of the
+    last good packet under new keys."""
+    keys = SrtpKeys.generate()
+    srtp = SrtpSender(keys).protect(build_rtp(payload_type=0, sequence=1, timestamp=0,
+                                              ssrc=7, payload=bytes(160)))
+    receiver, sender = SrtpReceiver(keys), SrtpSender(SrtpKeys.generate())
+    with pytest.raises(SrtpError, match="no opened packet"):
+        sender.seal(receiver)
+    receiver.open(srtp)
+    assert sender.seal(receiver)
+    with pytest.raises(SrtpError, match="no opened packet"):
+        sender.seal(receiver)
+    with pytest.raises(SrtpError) as caught:
+        receiver.open(srtp)  # the same packet again
+    assert caught.value.reason == "replay"
+    with pytest.raises(SrtpError, match="no opened packet"):
+        sender.seal(receiver)
+    with pytest.raises(SrtpError) as caught:
+        receiver.open(bytes([0x80]) + bytes(1600))
+    assert caught.value.reason == "error"

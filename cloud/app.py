@@ -90,7 +90,10 @@ def make_app(
         app[TASKS].add(task)
         task.add_done_callback(app[TASKS].discard)
 
-    registry = NodeRegistry(settings.heartbeat_s, settings.heartbeat_misses, on_leg_event)
+    make_bus = getattr(store, "node_bus", None)  # several replicas share nodes over the store
+    registry = NodeRegistry(settings.heartbeat_s, settings.heartbeat_misses, on_leg_event,
+                            bus=None if make_bus is None
+                            else make_bus(bus_key(settings.node_secret)))
     metrics_ = CloudMetrics()
     admission = Admission(settings.max_connections, settings.max_connections_per_source,
                           metrics_.refusals)
@@ -114,10 +117,6 @@ def make_app(
         await cloud.registry.close()  # node WebSockets end, so their handlers can finish
 
     app.on_shutdown.append(shutdown)
-
-    make_bus = getattr(store, "node_bus", None)
-    if make_bus is not None:  # several replicas share nodes over the store
-        registry.bus = make_bus(bus_key(settings.node_secret))
 
     async def health_watch(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(health.watch(cloud)),

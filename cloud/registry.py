@@ -62,13 +62,14 @@ class NodeRegistry:
         misses: int,
         on_leg_event: Callable[[str, LegEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        bus: NodeBus | None = None,
     ) -> None:
         self.heartbeat_s = heartbeat_s
         self.misses = misses
         self._nodes: dict[str, NodeState] = {}
         self._clock = clock
         self._on_leg_event = on_leg_event
-        self.bus: NodeBus | None = None  # set with several replicas (Redis store)
+        self.bus = bus  # with several replicas (the Redis store's): nodes shared through it
         self._remote: dict[str, NodeInfo] = {}  # nodes held by other replicas
         self._forwarders: dict[str, asyncio.Task[None]] = {}
         self.synced = False  # learned the other replicas' nodes at least once (with a bus)

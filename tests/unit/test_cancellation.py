@@ -47,9 +47,8 @@ class CancelEatingBus:
 
 @pytest.mark.parametrize("swallow", [False, True], ids=["as-error", "swallowed"])
 async def test_the_registry_sync_ends_when_cancelled(swallow: bool) -> None:
-    registry = NodeRegistry(heartbeat_s=0.2, misses=3)
     bus = CancelEatingBus(swallow)
-    registry.bus = cast(NodeBus, bus)
+    registry = NodeRegistry(heartbeat_s=0.2, misses=3, bus=cast(NodeBus, bus))
     task = asyncio.create_task(registry.run_sync())
     await asyncio.wait_for(bus.entered.wait(), 2)
     task.cancel()

@@ -7,7 +7,8 @@ command prints a readable table, or one JSON document with --json (errors too:
 {"error": {"code", "message", "hint"}}).
 
 Exit codes: 0 done, 1 other failure, 2 usage (a flag or a file it names),
-3 cannot reach the cloud, 4 no media path, 5 certificate or pin did not verify.
+3 cannot reach the cloud, 4 no media path, 5 certificate or pin did not verify,
+6 degraded (netcheck: meetings work, but not on the best path).
 """
 
 from __future__ import annotations

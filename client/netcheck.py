@@ -4,8 +4,9 @@ Every check is a row: the cloud (DNS, TCP, TLS and whether something inspects it
 WSS), the HTTP proxy (how it was found, whether it lets the client through), each media node
 on each rung of the ladder, and the UDP idle timeout where it can be measured. The media rows
 run even when signaling fails, on the node list of the last registration. Then a verdict and
-its exit status — 0 all good, 1 degraded (media on a fallback rung), 2 no media path, 3 no
-signaling — and the rules to open, in the seeds' order (:mod:`client.firewall_rules`).
+its exit status — 0 all good, 6 degraded (media on a fallback rung), 4 no media path, 3 no
+signaling, as everywhere in the CLI — and the rules to open, in the seeds' order
+(:mod:`client.firewall_rules`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from client.probe import ProbeOutcome, probe, targets
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy, open_tunnel
 from client.udp_idle import measure_udp_idle
 from wire.address import Address
+from wire.boundary import ExitCode
 from wire.errors import ProfileRefused
 from wire.models import DeviceRegistration, NodeInfo
 from wire.tls import client_context, spki_pin
@@ -56,12 +58,14 @@ class Status(enum.StrEnum):
 
 
 class Verdict(enum.IntEnum):
-    """The exit status of ``pinhole netcheck``."""
+    """The exit status of ``pinhole netcheck``: on the CLI's one scale
+    (:class:`wire.boundary.ExitCode`), so that no verdict reads as a usage error (2) or
+    another failure (1), and "no media" is 4 wherever the CLI says it."""
 
-    GOOD = 0
-    DEGRADED = 1  # media only on a fallback rung, or notifications blocked
-    NO_MEDIA = 2
-    NO_SIGNALING = 3
+    GOOD = ExitCode.OK
+    DEGRADED = ExitCode.DEGRADED  # media only on a fallback rung, or notifications blocked
+    NO_MEDIA = ExitCode.NO_MEDIA
+    NO_SIGNALING = ExitCode.NO_CLOUD
 
 
 VERDICT_TEXT: dict[Verdict, str] = {

@@ -37,6 +37,7 @@ class ExitCode(IntEnum):
     NO_CLOUD = 3
     NO_MEDIA = 4
     TRUST = 5
+    DEGRADED = 6  # netcheck: meetings work, but not on the best path
 
 
 class Failure(Exception):

@@ -246,7 +246,7 @@ async def test_a_box_that_cuts_after_the_client_hello_is_named(stack: Stack,
         n_code, _, n_err = await pinhole("--stack", _stack_json(stack), "--cloud",
                                          f"https://{box.host}:{box.port}", "netcheck",
                                          cache=tmp_path / "cache")
-    # netcheck reports it as a row and its verdict is no signaling (its own exit scale)
+    # netcheck reports it as a row and its verdict is no signaling (3, the CLI's scale)
     assert n_code == 3 and f"TLS inspection of {box.host}:{box.port}" in n_err
     assert code == 5
     assert f"TLS inspection of {box.host}:{box.port}: the connection was cut during the TLS " \
@@ -304,7 +304,7 @@ async def test_a_re_signed_node_on_tls_443_is_named_by_call_and_netcheck(tmp_pat
             assert "exempt them" in err and "UDP 5004" not in err
             code, out, err = await pinhole("--stack", _stack_json(stack), "--json",
                                            "netcheck", cache=tmp_path / "cache")
-            assert code == 2, err  # no media path: the one rung left is inspected
+            assert code == 4, err  # no media path: the one rung left is inspected
             findings = json.loads(out)["netcheck"]["inspection"]
             assert any(f"TLS inspection of media node node-a ({box}:{port})" in f
                        for f in findings)

@@ -13,6 +13,7 @@ from client.firewall_rules import RuleFormat, render
 from client.netcheck import Check, Report, Status, Verdict, assess
 from client.probe import ProbeOutcome, ProbeTarget
 from wire.address import Address
+from wire.boundary import ExitCode
 from wire.transports import DeviceProfile
 
 NODES = {"n1": "192.0.2.1", "n2": "192.0.2.2"}
@@ -119,3 +120,14 @@ def test_rules_speak_to_operators_in_every_format() -> None:
             "--ctstate NEW -j ACCEPT") in ipt
     assert not any("33434" in line for line in nft if not line.startswith("#"))
     assert not any("33434" in line for line in ipt if not line.startswith("#"))
+
+
+def test_verdicts_share_the_clis_exit_scale() -> None:
+    """The defect it pins down: netcheck exited 2 for "no media path", the code every
+    other command (and argparse) gives a usage error, and 1 for "degraded", the code of
+    any other failure; "no media" was 4 everywhere else. A script could not tell them
+    apart. Now one scale (wire.boundary.ExitCode)."""
+    assert {int(v) for v in Verdict}.isdisjoint({ExitCode.OTHER, ExitCode.USAGE})
+    pairs = [(Verdict.GOOD, ExitCode.OK), (Verdict.DEGRADED, ExitCode.DEGRADED),
+             (Verdict.NO_MEDIA, ExitCode.NO_MEDIA), (Verdict.NO_SIGNALING, ExitCode.NO_CLOUD)]
+    assert all(int(verdict) == int(code) for verdict, code in pairs)

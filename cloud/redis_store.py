@@ -18,9 +18,12 @@
 - A meeting written while its lock is held is written when the lock is
   released, by the same script that releases it, and only if the lock is
   still ours (a holder whose lock expired gets ``StoreUnavailable`` instead
-  of overwriting the next holder's write). Events about a meeting whose
-  lock is held go out with that script too, after the write: no replica
-  hears of a change it cannot read yet.
+  of overwriting the next holder's write). Events the holder raises about
+  its meeting go out with that script too, after the write: no replica
+  hears of a change it cannot read yet. Only the holder's own (the task
+  that took the lock, by a context variable): an event another task raises
+  meanwhile, about a change it already wrote (a leave, after its own lock),
+  goes out at once, never lost with a holder whose lock lapsed.
 - ``meeting_lock(meeting_id, device_id)`` also reads the acting device's
   record and reachability report in the lock's script; reads of them while
   the lock is held are answered from it. A join is then two round trips:
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import operator
 import secrets
@@ -124,6 +128,11 @@ def meeting_from_json(raw: str | bytes) -> MeetingRecord:
                        for c in data.get("cascades", ())),
         ended_at=data.get("ended_at"),
     )
+
+
+#: The locks the current task (and what it started while holding them) holds.
+_HOLDING: contextvars.ContextVar[frozenset[_Held]] = contextvars.ContextVar(
+    "pinhole_holding", default=frozenset())
 
 
 class _Held:
@@ -293,9 +302,11 @@ class RedisStore:
                 held = self._held[meeting_id] = _Held(values[0], device_id, *values[1:3])
                 if device_id is not None:
                     self._acting[device_id] = held
+                holding = _HOLDING.set(_HOLDING.get() | {held})
                 try:
                     yield
                 finally:
+                    _HOLDING.reset(holding)
                     del self._held[meeting_id]
                     if device_id is not None and self._acting.get(device_id) is held:
                         del self._acting[device_id]
@@ -381,7 +392,7 @@ class RedisStore:
         if not channels:
             return
         held = self._held.get(event.meeting_id or "")
-        if held is not None:  # out with the meeting's write, never before it
+        if held is not None and held in _HOLDING.get():  # the holder's own: with its write
             held.events.append((channels, event.model_dump_json()))
             return
         await self._publish(keys=channels, args=[event.model_dump_json()])

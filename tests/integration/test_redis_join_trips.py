@@ -124,3 +124,43 @@ async def test_a_holder_whose_lock_expired_writes_nothing(url: str) -> None:
     assert meeting is not None and meeting.title == "newer"
     await store.close()
     await other.close()
+
+
+async def test_an_event_raised_beside_a_holder_is_not_lost_with_its_lock(url: str) -> None:
+    """The defect it pins down: an event about a meeting whose lock this replica held was
+    kept for the holder's commit whoever raised it. A leave writes under its own lock and
+    publishes ``participant.left`` after it; a join holding the lock by then took the
+    event along, and when that join's lock lapsed (the commit refused: StoreUnavailable)
+    the event was gone, though the leave it told of had been written. Now only the
+    holder's own events wait for its write; the other goes out at once."""
+    store, reader = RedisStore(url), RedisStore(url)
+    await _seed(store)
+    heard: list[Event] = []
+
+    async def listen() -> None:
+        async for event in reader.subscribe("d-alice"):
+            heard.append(event)
+            return
+
+    listening = asyncio.create_task(listen())
+    await asyncio.sleep(0.2)  # subscribed
+    holding, raised = asyncio.Event(), asyncio.Event()
+
+    async def join_whose_lock_lapses() -> None:
+        async with store.meeting_lock("m1", "d-bob", ttl_ms=100):
+            holding.set()
+            await store.put_meeting(MeetingRecord("m1", "acme", "standup", 1.0, (ALICE, BOB)))
+            await raised.wait()
+            await asyncio.sleep(0.3)  # expired before the commit
+
+    joining = asyncio.create_task(join_whose_lock_lapses())
+    await holding.wait()
+    await store.publish(["d-alice"], Event(type="participant.left", meeting_id="m1",
+                                           participant_id="p-carol"))
+    raised.set()
+    with pytest.raises(StoreUnavailable, match="expired"):
+        await joining
+    await asyncio.wait_for(listening, 5)
+    assert [e.type for e in heard] == ["participant.left"]
+    await store.close()
+    await reader.close()

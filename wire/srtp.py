@@ -139,6 +139,11 @@ def _protect_error(what: str) -> Callable[[str], SrtpError]:
     return lambda text: SrtpError("error", f"{what} protect failed: {text}")
 
 
+def _status_text(status: int) -> str:
+    """libsrtp's name for a failed call's status (as pylibsrtp words it)."""
+    return pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS) else str(status)
+
+
 def _operation(func: Any, room: int, error: Callable[[str], SrtpError],
                doc: str) -> Callable[[_Session, bytes], bytes]:
     """One libsrtp call as a method of :class:`_Session`: ``func`` over the packet, in
@@ -162,8 +167,7 @@ def _operation(func: Any, room: int, error: Callable[[str], SrtpError],
         length[0] = size
         status = func(self._ctx, self._cdata, length)
         if status:
-            raise error(pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS)
-                        else str(status))
+            raise error(_status_text(status))
         out: bytes = buffer[0:length[0]]
         return out
 
@@ -186,8 +190,7 @@ def _opening(func: Any, doc: str) -> Callable[[SrtpReceiver, bytes], None]:
         status = func(self._ctx, self._cdata, length)
         if status:
             length[0] = 0  # nothing opened: a seal after this finds no packet
-            raise _unprotect_error(pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS)
-                                   else str(status))
+            raise _unprotect_error(_status_text(status))
 
     method.__doc__ = doc
     return method
@@ -210,8 +213,7 @@ def _sealing(func: Any, room: int, error: Callable[[str], SrtpError],
         status = func(self._ctx, opened._cdata, length)
         if status:
             length[0] = 0
-            raise error(pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS)
-                        else str(status))
+            raise error(_status_text(status))
         out: bytes = opened._buffer[0:length[0]]
         length[0] = 0  # sealed once: the clear packet is no longer there
         return out

@@ -16,8 +16,13 @@ The generator (``bench/srtp_loadgen.c``) protects a pool of packets with
 increasing sequence numbers (and rollover counter) before it measures, so
 while it measures it only sends and counts what reaches its sink; it keeps
 ``--window`` packets in flight (one new packet per ``receivers`` packets
-out). The server runs on core 0 and the generator on core 1; ``node`` and
-``c_relay`` alternate (A B, B A, …) for every meeting size.
+out). Once it has drained its socket it naps ``--coalesce-us`` before
+waiting again (see the generator's header): on loopback a reply to a
+generator asleep in ``recv`` wakes it on the *server's* CPU, a cost no
+server sending to clients over a NIC pays, and one that grows the slower the
+server is; ``--coalesce-us 0`` measures with it. The server runs on core 0
+and the generator on core 1; ``node`` and ``c_relay`` alternate (A B, B A,
+…) for every meeting size.
 
 The figure compared is **packets out per CPU-second of the server**
 (``rate / server_cpu``), which stays meaningful on a shared machine where
@@ -48,6 +53,7 @@ from bench.relay_node import receiver_address
 
 HERE = Path(__file__).resolve().parent
 GEN_SATURATED = 0.9  # generator CPU share above which a round is not a relay measurement
+COALESCE_US = 30  # the generator's nap after a drained receive (srtp_loadgen.c --coalesce-us)
 SIZE = 172  # bytes on the wire: 12 RTP header + 150 payload + 10 tag
 
 
@@ -122,7 +128,7 @@ def _start_server(config: str, tools: dict[str, Path], port: int, src: int, sink
 
 
 def run_once(config: str, tools: dict[str, Path], receivers: int, duration: float,
-             window: int) -> dict[str, Any]:
+             window: int, coalesce_us: int) -> dict[str, Any]:
     """One measurement of one relay in a meeting of ``1 + receivers``."""
     port, src, sink = _free_port(), _free_port(), _free_port()
     key = secrets.token_hex(30)
@@ -135,7 +141,7 @@ def run_once(config: str, tools: dict[str, Path], receivers: int, duration: floa
              "--mode", "srtp", "--key", key, "--src-port", str(src), "--sink-port", str(sink),
              "--sink-any", "--size", str(SIZE), "--srtp-pool", str(pool),
              "--fanout", str(receivers), "--window", str(window),
-             "--duration", str(duration), "--warmup", "0.5",
+             "--duration", str(duration), "--warmup", "0.5", "--coalesce-us", str(coalesce_us),
              "--server-pid", str(server.pid), "--label", config],
             check=True, capture_output=True, text=True, timeout=duration + 60).stdout
     finally:
@@ -163,7 +169,8 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def run(meetings: list[int], rounds: int, duration: float, window: int) -> dict[str, Any]:
+def run(meetings: list[int], rounds: int, duration: float, window: int,
+        coalesce_us: int = COALESCE_US) -> dict[str, Any]:
     results: dict[str, Any] = {}
     load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="pinhole-bench-") as tmp:
@@ -174,7 +181,7 @@ def run(meetings: list[int], rounds: int, duration: float, window: int) -> dict[
             for i in range(rounds):
                 pair: dict[str, dict[str, Any]] = {}
                 for config in ("node", "c_relay") if i % 2 == 0 else ("c_relay", "node"):
-                    r = run_once(config, tools, receivers, duration, window)
+                    r = run_once(config, tools, receivers, duration, window, coalesce_us)
                     pair[config] = r
                     flag = " (generator saturated: no ratio)" if r["generator_saturated"] else ""
                     _say(f"meeting of {size}, round {i + 1}/{rounds}, {config}: "
@@ -211,6 +218,7 @@ def run(meetings: list[int], rounds: int, duration: float, window: int) -> dict[
         "ratio_median": first["ratio_per_core_median"],
         "target_ratio": 0.60,
         "meetings": results,
+        "generator_coalesce_us": coalesce_us,
         "loadavg_before": load_before,
         "loadavg_after": _loadavg(),
         "cores": os.cpu_count(),
@@ -229,14 +237,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="meeting sizes: one speaker, the others listen (2,5,10)")
     p.add_argument("--window", type=int, default=64,
                    help="input packets in flight (64)")
+    p.add_argument("--coalesce-us", type=int, default=COALESCE_US,
+                   help=f"the generator's nap after draining its socket, µs ({COALESCE_US}; "
+                        "0: it waits in recv and every reply wakes it)")
     p.add_argument("--json", action="store_true", help="JSON only (it is always JSON on stdout)")
     a = p.parse_args(argv)
     meetings = [int(x) for x in a.meetings.split(",") if x]
     if not meetings or any(m < 2 or m > 60 for m in meetings):
         p.error("--meetings: sizes from 2 to 60 (one speaker and at least one listener)")
-    if a.rounds < 1 or a.duration <= 0:
-        p.error("--rounds must be at least 1 and --duration positive")
-    print(json.dumps(run(meetings, a.rounds, a.duration, a.window), indent=2))
+    if a.rounds < 1 or a.duration <= 0 or not 0 <= a.coalesce_us <= 1000:
+        p.error("--rounds must be at least 1, --duration positive, --coalesce-us 0 to 1000")
+    print(json.dumps(run(meetings, a.rounds, a.duration, a.window, a.coalesce_us), indent=2))
     return 0
 
 

@@ -16,6 +16,15 @@
 //                           one new request; "in_rate" is requests sent per second.
 //   --sink-any            : bind the sink to 0.0.0.0:P, so receivers latched to
 //                           127.0.0.2:P, 127.0.0.3:P ... all arrive on one socket.
+//   --coalesce-us N       : after a receive that drained the socket, nap N µs before
+//                           waiting again, as a NIC moderates its interrupts. On
+//                           loopback the sender's sendto delivers into the receiver's
+//                           socket and wakes it, on the sender's CPU: a generator that
+//                           sleeps in recv after every reply charges the server under
+//                           test one wake-up (an IPI; about 4 µs in a VM) per answer,
+//                           and the slower the server, the more often. Napping, the
+//                           generator is not waiting when replies land, so nobody is
+//                           woken; the window keeps the server busy meanwhile.
 // Build: gcc -O2 -o srtp_loadgen srtp_loadgen.c -lsrtp2
 //
 // The original header follows.
@@ -48,6 +57,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <srtp2/srtp.h>
 
 #define MAXB 64
@@ -121,7 +131,7 @@ int main(int argc, char **argv) {
     int mode = M_ECHO, size = 172, window = 64, sink_port = 0, batch = 64, spid = 0, src_port = 0;
     const char *keyhex = NULL;
     double duration = 5, warmup = 1, timeout_ms = 100;
-    int spin = 0, pool_pkts = 0, fanout = 1, sink_any = 0;
+    int spin = 0, pool_pkts = 0, fanout = 1, sink_any = 0, coalesce_us = 0;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i], *v = (i + 1 < argc) ? argv[i + 1] : NULL;
 #define ARG(name) (!strcmp(a, name) && v && (i++, 1))
@@ -143,8 +153,10 @@ int main(int argc, char **argv) {
         else if (ARG("--srtp-pool")) pool_pkts = atoi(v);
         else if (ARG("--fanout")) fanout = atoi(v);
         else if (!strcmp(a, "--sink-any")) sink_any = 1;
+        else if (ARG("--coalesce-us")) coalesce_us = atoi(v);
         else { fprintf(stderr, "bad arg %s\n", a); return 2; }
     }
+    if (coalesce_us) prctl(PR_SET_TIMERSLACK, 1000UL);  // naps of coalesce_us, not +50 us
     if (batch > MAXB) batch = MAXB;
     if (batch < 1) batch = 1;
     if (mode == M_STUN) {
@@ -346,6 +358,10 @@ int main(int argc, char **argv) {
         credit += n;  // replace every reply (good or bad) so the window stays constant
         SEND(credit / fanout);
         credit %= fanout;
+        if (coalesce_us && n < batch) {  // drained: let replies gather, nobody to wake
+            struct timespec nap = {.tv_sec = 0, .tv_nsec = coalesce_us * 1000L};
+            nanosleep(&nap, NULL);
+        }
     }
     double tm1 = now_s();
     double el = tm1 - tm0;

@@ -12,10 +12,12 @@
 
 The C generator (``bench/srtp_loadgen.c`` in ``stun`` mode) cycles a pool of
 4096 requests (distinct transaction ids), keeps ``--window`` in flight and
-checks every answer is a Binding success. Server on core 0, generator on core
-1; the three configurations rotate every round. The figure compared is
-answers per CPU-second of the server (``rate / server_cpu``); a round whose
-generator saturated gets no ratio. JSON on stdout, progress on stderr.
+checks every answer is a Binding success; after draining its socket it naps
+``--coalesce-us`` (``bench/relay.py`` says why: otherwise each answer to a
+sleeping generator costs the server a wake-up, the slower server more often).
+Server on core 0, generator on core 1; the three configurations rotate every
+round. The figure compared is answers per CPU-second of the server (``rate /
+server_cpu``); a round whose generator saturated gets no ratio. JSON on stdout, progress on stderr.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.relay import GEN_SATURATED, _loadavg, _pin, build
+from bench.relay import COALESCE_US, GEN_SATURATED, _loadavg, _pin, build
 from bench.stun_node import CLIENT_UFRAG, NODE_UFRAG, PWD
 from wire.stun import build_discovery_probe, build_leg_binding, parse_binding_response
 
@@ -108,7 +110,7 @@ def _server(config: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
 
 
 def run_once(config: str, tools: dict[str, Path], pools: dict[str, Path], workdir: Path,
-             duration: float, window: int) -> dict[str, Any]:
+             duration: float, window: int, coalesce_us: int) -> dict[str, Any]:
     port = _free_port()
     server = _server(config, port, workdir)
     pool = pools["leg" if config == "leg" else "discovery"]
@@ -117,7 +119,7 @@ def run_once(config: str, tools: dict[str, Path], pools: dict[str, Path], workdi
             [*_pin(1), str(tools["srtp_loadgen"]), "--target", f"127.0.0.1:{port}",
              "--mode", "stun", "--pool", str(pool), "--window", str(window),
              "--duration", str(duration), "--warmup", "0.5", "--server-pid", str(server.pid),
-             "--label", config],
+             "--coalesce-us", str(coalesce_us), "--label", config],
             check=True, capture_output=True, text=True, timeout=duration + 30).stdout
     finally:
         server.terminate()
@@ -135,7 +137,8 @@ def run_once(config: str, tools: dict[str, Path], pools: dict[str, Path], workdi
             "generator_saturated": r["gen_cpu"] >= GEN_SATURATED, "bad": r["bad"]}
 
 
-def run(rounds: int, duration: float, window: int) -> dict[str, Any]:
+def run(rounds: int, duration: float, window: int,
+        coalesce_us: int = COALESCE_US) -> dict[str, Any]:
     load_before = _loadavg()
     per_round: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pinhole-bench-") as tmp:
@@ -146,7 +149,7 @@ def run(rounds: int, duration: float, window: int) -> dict[str, Any]:
             order = CONFIGS[i % 3:] + CONFIGS[:i % 3]
             results: dict[str, Any] = {}
             for config in order:
-                r = run_once(config, tools, pools, workdir, duration, window)
+                r = run_once(config, tools, pools, workdir, duration, window, coalesce_us)
                 results[config] = r
                 _say(f"round {i + 1}/{rounds}, {config}: {r['rate']:.0f} answers/s, server "
                      f"CPU {r['server_cpu']:.2f}, gen CPU {r['gen_cpu']:.2f}: "
@@ -176,6 +179,7 @@ def run(rounds: int, duration: float, window: int) -> dict[str, Any]:
         "per_core_median": {c: statistics.median(r[c]["per_core_s"] for r in per_round)
                             for c in CONFIGS},
         "rounds": per_round,
+        "generator_coalesce_us": coalesce_us,
         "loadavg_before": load_before,
         "loadavg_after": _loadavg(),
     }
@@ -187,11 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="rotations of the three (3)")
     p.add_argument("--duration", type=float, default=2.0, help="seconds measured per run (2)")
     p.add_argument("--window", type=int, default=64, help="requests in flight (64)")
+    p.add_argument("--coalesce-us", type=int, default=COALESCE_US,
+                   help=f"the generator's nap after draining its socket, µs ({COALESCE_US}; "
+                        "0: it waits in recv and every answer wakes it)")
     p.add_argument("--json", action="store_true", help="JSON only (it is always JSON on stdout)")
     a = p.parse_args(argv)
-    if a.rounds < 1 or a.duration <= 0 or a.window < 1:
-        p.error("--rounds and --window must be at least 1 and --duration positive")
-    print(json.dumps(run(a.rounds, a.duration, a.window), indent=2))
+    if a.rounds < 1 or a.duration <= 0 or a.window < 1 or not 0 <= a.coalesce_us <= 1000:
+        p.error("--rounds and --window must be at least 1, --duration positive, "
+                "--coalesce-us 0 to 1000")
+    print(json.dumps(run(a.rounds, a.duration, a.window, a.coalesce_us), indent=2))
     return 0
 
 

@@ -36,6 +36,7 @@ def test_relay_benchmark_produces_machine_readable_rounds() -> None:
         ratio = round_["ratio_per_core"]
         assert ratio is None or ratio > 0  # None: the generator saturated, said so
     assert result["ratio_median"] == result["meetings"]["2"]["ratio_per_core_median"]
+    assert result["generator_coalesce_us"] == 30  # the generator naps, not woken per packet
 
 
 def test_stun_benchmark_runs_coturn_and_both_node_paths() -> None:
@@ -44,13 +45,15 @@ def test_stun_benchmark_runs_coturn_and_both_node_paths() -> None:
     require_tool("gcc")
     require(Path("/usr/include/srtp2/srtp.h").exists(), "needs libsrtp2-dev (make system-deps)")
     out = subprocess.run(
-        [sys.executable, "-m", "bench.stun", "--rounds", "1", "--duration", "0.5"],
+        [sys.executable, "-m", "bench.stun", "--rounds", "1", "--duration", "0.5",
+         "--coalesce-us", "0"],
         cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
     ).stdout
     result = json.loads(out)
     [round_] = result["rounds"]
     for config in ("coturn", "discovery", "leg"):
         assert round_[config]["bad"] == 0 and round_[config]["rate"] > 0
+    assert result["generator_coalesce_us"] == 0  # a generator woken by every answer, asked for
 
 
 def test_join_benchmark_reports_both_stores() -> None:

@@ -41,6 +41,7 @@ _USERNAME: Final = b"\x00\x06"
 _INTEGRITY_HEAD: Final = b"\x00\x08\x00\x14"  # MESSAGE-INTEGRITY, 20 bytes
 _FINGERPRINT_HEAD: Final = b"\x80\x28\x00\x04"  # FINGERPRINT, 4 bytes
 _FINGERPRINT_XOR: Final = 0x5354554E  # RFC 5389 §15.5
+_XOR_MAPPED_IPV4: Final = b"\x00\x20\x00\x08\x00\x01"  # XOR-MAPPED-ADDRESS, 8 bytes, IPv4
 _MAX_USERNAME: Final = 512  # RFC 5389 §15.3: less than 513 bytes
 
 
@@ -154,3 +155,19 @@ def ipv4_packed(host: str) -> bytes | None:
             return None
         out[i] = value
     return bytes(out)
+
+
+@functools.lru_cache(maxsize=4096)  # one entry per source a node answers, bounded
+def xor_mapped_ipv4(host: str, port: int) -> bytes | None:
+    """The XOR-MAPPED-ADDRESS attribute for an IPv4 source (RFC 5389 §15.2), whole.
+
+    Family 1, the port XOR the cookie's top 16 bits, the address XOR the cookie:
+    unlike IPv6's it does not depend on the transaction id, so a node makes it
+    once per source, not once per answer. None for anything but a canonical
+    IPv4 address and a port of 0-65535 (the caller passes an ``int`` port).
+    """
+    packed = ipv4_packed(host)
+    if packed is None or not 0 <= port <= 0xFFFF:
+        return None
+    return (_XOR_MAPPED_IPV4 + (port ^ 0x2112).to_bytes(2, "big")
+            + bytes(a ^ b for a, b in zip(packed, _COOKIE, strict=True)))

@@ -151,6 +151,17 @@ def test_ipv4_fast_path_equals_aioice(txid: bytes, host: str, port: int) -> None
             (host, port), txid)
 
 
+@given(txids, txids, ipv4, st.integers(0, 0xFFFF))
+def test_an_ipv4_mapped_address_made_once_serves_every_transaction(
+        first: bytes, second: bytes, host: str, port: int) -> None:
+    """RFC 5389 §15.2: an IPv4 X-Address is XORed with the magic cookie alone, so the
+    attribute ``stun_fast.xor_mapped_ipv4`` keeps per source is right for any transaction
+    (aioice, the reference, is given each one)."""
+    for txid in (first, second):
+        assert xor_address_value((host, port), txid) == aioice_stun.pack_xor_address(
+            (host, port), txid)
+
+
 @given(pwds, st.binary(max_size=600))
 def test_cached_hmac_equals_hmac_digest(key: bytes, message: bytes) -> None:
     assert stun_fast.hmac_sha1(key, message) == hmac.digest(key, message, "sha1")

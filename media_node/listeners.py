@@ -26,6 +26,16 @@ from wire.tls_stream import ServerTls
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 2048  # docs/design.md: transport.max_size = 2048, not recvfrom(262144)
+# What the transport may hold while the socket's send buffer stays full (an egress slower
+# than the media, a shaper): ~370 packets of 172 B, 0.4 s of a meeting of 10's video at
+# 1 Mbit/s each. Beyond it a packet is dropped and counted: media late is media lost.
+SEND_QUEUE_LIMIT = 64 * 1024
+
+
+def queued_bytes(transport: asyncio.BaseTransport) -> int:
+    """What a UDP transport holds to send: asyncio's and uvloop's both say, though
+    ``asyncio.DatagramTransport`` does not declare it."""
+    return int(cast(asyncio.WriteTransport, transport).get_write_buffer_size())
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -35,7 +45,10 @@ class UdpListener(asyncio.DatagramProtocol):
     transport's descriptor), not through the transport: the transport's
     ``sendto`` checks its state and converts the address on every call, 0.3 µs
     of a relayed packet's 8.7 (``bench/relay.py``). When the socket's send
-    buffer is full the packet goes through the transport, which queues it.
+    buffer is full the packet goes through the transport, which queues it, up
+    to ``SEND_QUEUE_LIMIT`` bytes; past that it is dropped and counted
+    (``udp_send_full``), so a send buffer that stays full cannot grow the
+    node's memory without bound.
     """
 
     def __init__(self, engine: Engine, rung: str, delay_s: float,
@@ -94,8 +107,11 @@ class UdpListener(asyncio.DatagramProtocol):
             return
         try:
             sendto(data, addr)
-        except BlockingIOError:  # the send buffer is full: the transport queues it
-            self.transport.sendto(data, addr)
+        except BlockingIOError:  # the send buffer is full: the transport queues a little
+            if queued_bytes(self.transport) + len(data) > SEND_QUEUE_LIMIT:
+                self.engine.drop("udp_send_full")
+            else:
+                self.transport.sendto(data, addr)
         except OSError:
             self.engine.drop("udp_error")  # e.g. ICMP unreachable reported on this send
 

@@ -5,18 +5,28 @@ Packets leave by ``sendto`` on a duplicate of the listener's descriptor
 the transport did for free must still hold: a packet reaches its address
 from the listener's port, a send the kernel refuses is counted and never
 raised into the relay, a full send buffer hands the packet to the
-transport's queue, and the duplicate descriptor closes with the transport.
+transport's queue, a buffer that stays full is dropped from and counted rather
+than queued without bound, and the duplicate descriptor closes with the
+transport.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from media_node.engine import Engine
-from media_node.listeners import UdpListener, bind_udp
+from media_node.listeners import SEND_QUEUE_LIMIT, UdpListener, bind_udp
+from tests.prereqs import require_root, require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _listener() -> tuple[asyncio.DatagramTransport, UdpListener, Engine]:
@@ -92,3 +102,38 @@ async def test_the_duplicate_descriptor_closes_with_the_transport() -> None:
         await asyncio.sleep(0.01)
     assert own.fileno() == -1
     listener.send(b"\x80late", ("127.0.0.1", 9))  # after close: nothing, no error
+
+
+def test_a_send_buffer_that_stays_full_is_dropped_from_and_counted_not_queued_forever() -> None:
+    """Defect: every packet refused with EAGAIN went to the transport's queue, which
+    grew without bound while the egress stayed slower than the media (house rule: bad
+    conditions never grow memory without bound).
+
+    Caused for real: in a namespace of its own the listener sends through a veth whose
+    egress ``tc tbf`` holds to 8 kbit/s, so the queued packets keep the socket's send
+    buffer full and the kernel says EAGAIN; 5,000 packets of 172 B would queue 800 kB.
+    """
+    require_root()
+    require_tool("ip")
+    require_tool("tc")
+    ns = f"pinhole-full-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for command in ("ip link set lo up",
+                        "ip link add v0 type veth peer name v1",
+                        "ip addr add 10.251.0.1/24 dev v0",
+                        "ip link set v0 up", "ip link set v1 up",
+                        # no ARP answer needed: the packets wait in the shaper, not for one
+                        "ip neigh add 10.251.0.2 lladdr 02:00:00:00:00:02 dev v0",
+                        "tc qdisc add dev v0 root tbf rate 8kbit burst 1600 limit 10000000"):
+            subprocess.run(["ip", "netns", "exec", ns, *command.split()], check=True)
+        out = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.integration.full_send_party",
+             "--bind", "10.251.0.1", "--to", "10.251.0.2", "--packets", "5000"],
+            cwd=ROOT, check=True, capture_output=True, text=True, timeout=60).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["eagain"] > 0  # the kernel refused: the fault is real, not simulated
+    assert 0 < result["held_bytes"] <= SEND_QUEUE_LIMIT  # a little queued, never more
+    assert result["dropped"] > 0  # the rest dropped and counted

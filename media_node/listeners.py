@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 2048  # docs/design.md: transport.max_size = 2048, not recvfrom(262144)
 # What the transport may hold while the socket's send buffer stays full (an egress slower
-# than the media, a shaper): ~370 packets of 172 B, 0.4 s of a meeting of 10's video at
-# 1 Mbit/s each. Beyond it a packet is dropped and counted: media late is media lost.
+# than the media, a shaper): about 380 packets of 172 B, half a second of one 1 Mbit/s
+# video stream. Beyond it a packet is dropped and counted: media late is media lost.
 SEND_QUEUE_LIMIT = 64 * 1024
 
 

@@ -169,5 +169,6 @@ def xor_mapped_ipv4(host: str, port: int) -> bytes | None:
     packed = ipv4_packed(host)
     if packed is None or not 0 <= port <= 0xFFFF:
         return None
-    return (_XOR_MAPPED_IPV4 + (port ^ 0x2112).to_bytes(2, "big")
-            + bytes(a ^ b for a, b in zip(packed, _COOKIE, strict=True)))
+    port_and_address = port.to_bytes(2, "big") + packed
+    return _XOR_MAPPED_IPV4 + bytes(
+        a ^ b for a, b in zip(port_and_address, _COOKIE[:2] + _COOKIE, strict=True))

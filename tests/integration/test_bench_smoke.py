@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.relay import COALESCE_US
 from tests.prereqs import require, require_tool
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def test_relay_benchmark_produces_machine_readable_rounds() -> None:
         ratio = round_["ratio_per_core"]
         assert ratio is None or ratio > 0  # None: the generator saturated, said so
     assert result["ratio_median"] == result["meetings"]["2"]["ratio_per_core_median"]
-    assert result["generator_coalesce_us"] == 30  # the generator naps, not woken per packet
+    assert result["generator_coalesce_us"] == COALESCE_US  # it naps, not woken per packet
 
 
 def test_stun_benchmark_runs_coturn_and_both_node_paths() -> None:

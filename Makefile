@@ -48,7 +48,7 @@ bench: venv
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py media_node/_plane.c
 	@echo "==> preparing $(VENV) (Python packages of pyproject.toml)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

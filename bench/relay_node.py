@@ -41,9 +41,8 @@ async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receive
     engine = Engine("bench-node", stun_rate=0)
     profile = SrtpProfile.AES_CM_128_HMAC_SHA1_80
     # timed one packet in 16, as the service's listeners are
-    transport, _ = await bind_udp(engine, "127.0.0.1", port, "udp/5004", 0.0,
-                                  RelayTiming(CollectorRegistry()))
-    listener = transport.get_protocol()
+    listener = await bind_udp(engine, "127.0.0.1", port, "udp/5004", 0.0,
+                              RelayTiming(CollectorRegistry(), plane=engine.plane.timing))
     now = time.monotonic()
     legs = [("sender", SSRC, key_in, ("127.0.0.1", src_port))]
     legs += [(f"receiver{i}", 1 + i, SrtpKeys.generate(profile).master,
@@ -57,7 +56,7 @@ async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receive
                             client_to_node=SecretStr(base64.b64encode(up).decode()),
                             node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64())))
         assert engine.allocate(command, now).ok
-        engine.latch_outbound(engine.legs[name], listener, addr, now)  # type: ignore[arg-type]
+        engine.latch_outbound(engine.legs[name], listener, addr, now)
     heap.settle()  # as the service does once started
     print("ready", flush=True)
     await asyncio.Event().wait()

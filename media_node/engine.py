@@ -30,6 +30,11 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   office behind one NAT address still probes) and its answers are at
   most twice the request's size (no reflection amplification).
 - Everything else is dropped and counted by reason; nothing raises per packet.
+- The engine is the control plane of a compiled UDP data plane
+  (:mod:`media_node.plane`): every change to a meeting is replanned there, and a
+  sender whose meeting is all on UDP is relayed by the plane with the same
+  sessions and checks as :meth:`Engine.on_packet`; its counts are settled into
+  the legs before anything reads them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, cast
 
+from media_node.plane import RelayPlane
 from media_node.ratelimit import SourceLimiter
 from wire.address import Address
 from wire.demux import RTCP_PACKET_TYPES, RTP_RTCP, STUN_FIRST
@@ -132,6 +138,7 @@ class Engine:
         stun_burst: float = 40.0,
         stun_ip_rate: float = 1000.0,
         stun_ip_burst: float = 4000.0,
+        plane: RelayPlane | None = None,
     ) -> None:
         self.node_id = node_id
         self.capacity = capacity
@@ -146,13 +153,36 @@ class Engine:
         # legs are its table)
         self._paths: dict[Sink, dict[Any, Leg]] = {}
         self._meetings: dict[str, list[Leg]] = {}
-        self.drops: dict[str, int] = {}
+        self.plane = plane if plane is not None else RelayPlane()
+        self._drops: dict[str, int] = {}
         self.stun_answers: dict[str, int] = {}
         # packets and octets of released legs; the live legs' are summed when read, so a
         # packet updates its legs' counters only
         self._retired = dict.fromkeys(TOTALS, 0)
 
+    def settle(self) -> None:
+        """Move what the data plane counted into the legs and the node's drops."""
+        for counted in self.plane.settle():
+            leg = counted.leg
+            leg.packets_in += counted.packets_in
+            leg.bytes_in += counted.bytes_in
+            leg.packets_out += counted.packets_out
+            leg.bytes_out += counted.bytes_out
+            for reason, n in counted.drops.items():
+                self._drops[reason] = self._drops.get(reason, 0) + n
+                leg.drops[reason] = leg.drops.get(reason, 0) + n
+        errors = self.plane.udp_errors()
+        if errors:
+            self._drops["udp_error"] = self._drops.get("udp_error", 0) + errors
+
+    @property
+    def drops(self) -> dict[str, int]:
+        """Packets dropped, by reason, the data plane's included."""
+        self.settle()
+        return self._drops
+
     def _total(self, name: str) -> int:
+        self.settle()
         live: int = sum(getattr(leg, name) for leg in self.legs.values())
         return self._retired[name] + live
 
@@ -242,9 +272,11 @@ class Engine:
         self._latch(leg, sink, addr, now)
 
     def release(self, leg_id: str) -> Leg | None:
-        leg = self.legs.pop(leg_id, None)
+        leg = self.legs.get(leg_id)
         if leg is None:
             return None
+        self.settle()  # its last counts, before they are retired
+        del self.legs[leg_id]
         self._by_ufrag.pop(leg.node_ufrag, None)
         if leg.sink is not None:
             self._unpath(leg.sink, leg.addr)
@@ -253,6 +285,7 @@ class Engine:
         members = self._meetings.get(leg.meeting_id, [])
         if leg in members:
             members.remove(leg)
+        self.plane.forget(leg, members)
         if not members:
             self._meetings.pop(leg.meeting_id, None)
         log.info("leg %s freed", leg_id)
@@ -262,6 +295,7 @@ class Engine:
         """A TCP/TLS connection ended: legs latched to it wait for a new latch."""
         for leg in self._paths.pop(sink, {}).values():
             leg.sink, leg.addr = None, None
+            self.plane.replan(leg.members)
 
     def _path(self, sink: Sink, addr: Any) -> Leg | None:
         by_addr = self._paths.get(sink)
@@ -276,6 +310,7 @@ class Engine:
 
     def tick(self, now: float) -> None:
         """Consent expiry (RFC 7675 §5.1) and leg timeouts; call about once a second."""
+        self.settle()
         for leg in list(self.legs.values()):
             last = leg.consent_at if leg.consent_at is not None else leg.created_at
             if now - last > self.leg_timeout_s:
@@ -284,13 +319,14 @@ class Engine:
             elif (leg.consent_at is not None and not leg.consent_lost
                   and now - leg.consent_at > self.consent_s):
                 leg.consent_lost = True
+                self.plane.replan(leg.members)
                 self.emit(LegEvent(leg_id=leg.leg_id, event="consent_expired", rung=leg.rung,
                                    counters=leg.counters()))
 
     # ------------------------------------------------------------- packets
 
     def drop(self, reason: str, leg: Leg | None = None) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
+        self._drops[reason] = self._drops.get(reason, 0) + 1
         if leg is not None:
             leg.drops[reason] = leg.drops.get(reason, 0) + 1
 
@@ -373,8 +409,10 @@ class Engine:
 
     def _latch(self, leg: Leg, sink: Sink, addr: Any, now: float) -> None:
         leg.consent_at = now
-        leg.consent_lost = False
+        regained, leg.consent_lost = leg.consent_lost, False
         if leg.sink is sink and leg.addr == addr:
+            if regained:
+                self.plane.replan(leg.members)
             return
         event: Literal["latched", "relatched"] = "latched" if leg.sink is None else "relatched"
         if leg.sink is not None:
@@ -382,8 +420,11 @@ class Engine:
         displaced = self._path(sink, addr)
         if displaced is not None and displaced is not leg:
             displaced.sink, displaced.addr = None, None
+            self.plane.replan(displaced.members)
         leg.sink, leg.addr = sink, addr
         self._paths.setdefault(sink, {})[addr] = leg
+        self.plane.replan(leg.members)
+        self.settle()  # the event carries the leg's counters
         log.info("leg %s %s on %s from %s", leg.leg_id, event, sink.rung, addr)
         self.emit(LegEvent(leg_id=leg.leg_id, event=event, rung=leg.rung,
                            counters=leg.counters()))
@@ -453,6 +494,7 @@ class Engine:
     # ------------------------------------------------------------- reporting
 
     def stats(self) -> dict[str, LegCounters]:
+        self.settle()
         return {leg_id: leg.counters() for leg_id, leg in self.legs.items()}
 
     def load(self) -> float:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
+from media_node import _plane
 from media_node.engine import Engine
 from media_node.metrics import RelayTiming
 from wire.admission import Admission, StreamLimits
@@ -25,95 +26,139 @@ from wire.tls_stream import ServerTls
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 2048  # docs/design.md: transport.max_size = 2048, not recvfrom(262144)
-# What the transport may hold while the socket's send buffer stays full (an egress slower
+MAX_DATAGRAM = _plane.MAX_DATAGRAM  # docs/design.md: 2048, not recvfrom(262144)
+# What a port may hold to send while its socket's send buffer stays full (an egress slower
 # than the media, a shaper): about 380 packets of 172 B, half a second of one 1 Mbit/s
 # video stream. Beyond it a packet is dropped and counted: media late is media lost.
 SEND_QUEUE_LIMIT = 64 * 1024
+# Datagrams read per wake-up at most, so one busy port does not starve the loop's others.
+READ_BUDGET = 64
 
 
-def queued_bytes(transport: asyncio.BaseTransport) -> int:
-    """What a UDP transport holds to send: asyncio's and uvloop's both say, though
-    ``asyncio.DatagramTransport`` does not declare it."""
-    return int(cast(asyncio.WriteTransport, transport).get_write_buffer_size())
+class UdpListener:
+    """One UDP port. The engine's data plane reads it (:mod:`media_node.plane`).
 
-
-class UdpListener(asyncio.DatagramProtocol):
-    """One UDP port; packets go to the engine with their source address.
-
-    Packets leave by ``sendto`` on the port's own socket (a duplicate of the
-    transport's descriptor), not through the transport: the transport's
-    ``sendto`` checks its state and converts the address on every call, 0.3 µs
-    of a relayed packet's 8.7 (``bench/relay.py``). When the socket's send
-    buffer is full the packet goes through the transport, which queues it, up
-    to ``SEND_QUEUE_LIMIT`` bytes; past that it is dropped and counted
-    (``udp_send_full``), so a send buffer that stays full cannot grow the
-    node's memory without bound.
+    The plane relays routed SRTP itself and hands every other datagram back, in
+    arrival order, for :meth:`Engine.on_packet` with its source address. Python
+    sends (STUN answers, SRTCP, media the plane does not route) leave by
+    ``sendto`` on the port's socket. When the socket's send buffer is full a
+    packet waits in the port's queue, the plane's refused sends with it (and the
+    plane sends nothing on this port until the queue is empty, so the order
+    holds), up to ``SEND_QUEUE_LIMIT`` bytes; past that it is dropped and
+    counted (``udp_send_full``), so a send buffer that stays full cannot grow
+    the node's memory without bound.
     """
 
-    def __init__(self, engine: Engine, rung: str, delay_s: float,
+    def __init__(self, engine: Engine, rung: str, delay_s: float, sock: socket.socket,
                  timing: RelayTiming | None = None) -> None:
         self.engine = engine
         self.rung = rung
         self.delay_s = delay_s
         self.timing = timing
-        self.transport: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
+        self._socket = sock
+        sock.setblocking(False)
+        self._fd = sock.fileno()
+        self.port = int(sock.getsockname()[1])
+        #: the descriptor the data plane may send on for this port; None: every send goes
+        #: through :meth:`send` (a simulated distance delays them; closed)
+        self.fast_fd: int | None = None if delay_s else self._fd
+        self._plane = engine.plane
+        self._drain = engine.plane.plane.drain
         self._on_packet = engine.on_packet
         self._untimed = timing.every if timing is not None else -1  # packets until one is timed
-        self._socket: socket.socket | None = None
-        self._sendto: Callable[[bytes, Any], int] | None = None  # None: closed
-        # what the engine calls per packet: the send itself when there is no simulated
-        # distance (no call in between)
+        self._queue: deque[tuple[bytes, Any]] = deque()
+        self.queued = 0  # bytes in the queue
+        self._closed = False
+        #: what the engine calls per packet: the send itself when there is no simulated
+        #: distance (no call in between)
         self.send: Callable[[bytes, Any], None] = (
             self._send_later if delay_s else self._send_now)
+        self._plane.attach(self._fd, self._enqueue)
+        self._loop.add_reader(self._fd, self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # selector and uvloop UDP transports do not all subclass DatagramTransport
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        if hasattr(transport, "max_size"):
-            transport.max_size = MAX_DATAGRAM
-        own = transport.get_extra_info("socket")
-        self._socket = socket.socket(own.family, own.type, fileno=os.dup(own.fileno()))
-        self._socket.setblocking(False)
-        self._sendto = self._socket.sendto
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._sendto = None
-        if self._socket is not None:
-            self._socket.close()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self._untimed -= 1
-        if self._untimed:  # the relay's hot path: one call, nothing else
-            self._on_packet(data, self, addr, time.monotonic())
+    def close(self) -> None:
+        if self._closed:
             return
-        timing = self.timing
-        assert timing is not None  # without timing the count starts below zero: never 0
-        self._untimed = timing.every
-        started = time.perf_counter()
-        self._on_packet(data, self, addr, time.monotonic())
-        timing.observe(started)
+        self._closed = True
+        self.fast_fd = None
+        self.engine.sink_closed(self)  # no route may name this descriptor once it is closed
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._plane.detach(self._fd)
+        self._queue.clear()
+        self.queued = 0
+        self._socket.close()
 
-    def error_received(self, exc: Exception) -> None:
-        self.engine.drop("udp_error")  # ICMP unreachable from a client that went away
+    def _readable(self) -> None:
+        try:
+            got = self._drain(self._fd, READ_BUDGET)
+        except MemoryError:
+            self.engine.drop("udp_error")
+            return
+        if got is None:
+            return
+        packets, sends = got
+        if sends is not None:
+            self._plane.hand_back(sends)
+        if packets is None:
+            return
+        on_packet = self._on_packet
+        now = time.monotonic()
+        for data, addr in packets:
+            self._untimed -= 1
+            if self._untimed:  # the common case: one call, nothing else
+                on_packet(data, self, addr, now)
+                continue
+            timing = self.timing
+            assert timing is not None  # without timing the count starts below zero: never 0
+            self._untimed = timing.every
+            started = time.perf_counter()
+            on_packet(data, self, addr, now)
+            timing.observe(started)
 
     def _send_later(self, data: bytes, addr: Any) -> None:
         self._loop.call_later(self.delay_s, self._send_now, data, addr)
 
     def _send_now(self, data: bytes, addr: Any) -> None:
-        sendto = self._sendto
-        if sendto is None or self.transport is None:
+        if self._queue:
+            self._enqueue(data, addr)
+            return
+        if self._closed:
             return
         try:
-            sendto(data, addr)
-        except BlockingIOError:  # the send buffer is full: the transport queues a little
-            if queued_bytes(self.transport) + len(data) > SEND_QUEUE_LIMIT:
-                self.engine.drop("udp_send_full")
-            else:
-                self.transport.sendto(data, addr)
+            self._socket.sendto(data, addr)
+        except BlockingIOError:  # the send buffer is full: the port queues a little
+            self._enqueue(data, addr)
         except OSError:
             self.engine.drop("udp_error")  # e.g. ICMP unreachable reported on this send
+
+    def _enqueue(self, data: bytes, addr: Any) -> None:
+        if self._closed:
+            return
+        if self.queued + len(data) > SEND_QUEUE_LIMIT:
+            self.engine.drop("udp_send_full")
+            return
+        if not self._queue:
+            self._plane.plane.backlog(self._fd, True)
+            self._loop.add_writer(self._fd, self._flush)
+        self._queue.append((data, addr))
+        self.queued += len(data)
+
+    def _flush(self) -> None:
+        queue = self._queue
+        while queue:
+            data, addr = queue[0]
+            try:
+                self._socket.sendto(data, addr)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.engine.drop("udp_error")
+            queue.popleft()
+            self.queued -= len(data)
+        self._loop.remove_writer(self._fd)
+        self._plane.plane.backlog(self._fd, False)
 
 
 class StreamConnection(asyncio.Protocol):
@@ -278,11 +323,16 @@ class StreamConnection(asyncio.Protocol):
 
 
 async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: float,
-                   timing: RelayTiming | None = None) -> tuple[asyncio.DatagramTransport, int]:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: UdpListener(engine, rung, delay_s, timing), local_addr=(host, port))
-    return transport, int(transport.get_extra_info("sockname")[1])
+                   timing: RelayTiming | None = None) -> UdpListener:
+    """Bind a UDP port (``port`` 0: any) on ``host`` for the engine; raises OSError."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind(address)
+        return UdpListener(engine, rung, delay_s, sock, timing)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def bind_stream(engine: Engine, host: str, port: int, rung: str, delay_s: float,

@@ -10,34 +10,40 @@ the simulated distance (``--simulated-rtt-ms``) excluded — for one packet in
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
 from collections.abc import Callable, Iterator
 
 import prometheus_client
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from media_node.engine import Engine
+from media_node.plane import RELAY_BUCKETS, TIMED_EVERY
 from wire.admission import Admission
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
-#: Seconds: the relay's per-packet budget is microseconds (docs/design.md, "Performance notes").
-RELAY_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2)
+class RelayTiming(Collector):
+    """A sampled histogram of the relay's handling time per packet: the data plane's
+    timed packets (:meth:`RelayPlane.timing`) and those the listeners time around
+    :meth:`Engine.on_packet`, one series."""
 
-
-class RelayTiming:
-    """A sampled histogram of the relay's handling time per packet."""
-
-    def __init__(self, registry: CollectorRegistry, every: int = 16) -> None:
+    def __init__(self, registry: CollectorRegistry, every: int = TIMED_EVERY,
+                 plane: Callable[[], tuple[list[int], float]] | None = None) -> None:
         self.every = every
         self._seen = 0
-        self.histogram = prometheus_client.Histogram(
-            "pinhole_node_relay_latency_seconds",
-            "Time from a packet's arrival to its forwarded copies handed to the sockets "
-            f"(one packet in {every} timed; simulated distance excluded).",
-            buckets=RELAY_BUCKETS, registry=registry)
+        self._counts = [0] * (len(RELAY_BUCKETS) + 1)  # per bucket, +Inf last
+        self._sum = 0.0
+        self._plane = plane
+        registry.register(self)
 
     def due(self) -> bool:
         """True for the packets to time (cheap: one increment and a modulo)."""
@@ -45,7 +51,23 @@ class RelayTiming:
         return self._seen % self.every == 0
 
     def observe(self, started: float) -> None:
-        self.histogram.observe(time.perf_counter() - started)
+        value = time.perf_counter() - started
+        self._counts[bisect.bisect_left(RELAY_BUCKETS, value)] += 1  # le: value <= bound
+        self._sum += value
+
+    def collect(self) -> Iterator[Metric]:
+        counts, total = list(self._counts), self._sum
+        if self._plane is not None:
+            more, more_sum = self._plane()
+            counts = [a + b for a, b in zip(counts, more, strict=True)]
+            total += more_sum
+        cumulative = list(itertools.accumulate(counts))
+        bounds = [repr(float(b)) for b in RELAY_BUCKETS] + ["+Inf"]
+        yield HistogramMetricFamily(
+            "pinhole_node_relay_latency_seconds",
+            "Time from a packet's arrival to its forwarded copies handed to the sockets "
+            f"(one packet in {self.every} timed; simulated distance excluded).",
+            buckets=list(zip(bounds, cumulative, strict=True)), sum_value=total)
 
 
 class EngineCollector(Collector):

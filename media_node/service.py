@@ -27,7 +27,7 @@ from prometheus_client.registry import CollectorRegistry
 from media_node.cascade import Dialler, cloud_dialler
 from media_node.control import ControlChannel, EventOutbox, RegistrationRefused
 from media_node.engine import Engine
-from media_node.listeners import bind_stream, bind_udp
+from media_node.listeners import UdpListener, bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
 from media_node.settings import NodeSettings
 from wire import heap
@@ -70,10 +70,10 @@ async def _bind_with_fallback(
 async def start_listeners(
     settings: NodeSettings, engine: Engine, workdir: Path, admission: Admission,
     timing: RelayTiming | None = None
-) -> tuple[list[Endpoint], str | None, list[asyncio.BaseTransport | asyncio.Server]]:
+) -> tuple[list[Endpoint], str | None, list[UdpListener | asyncio.Server]]:
     host, delay = settings.bind, settings.simulated_rtt_ms / 1000
     endpoints: list[Endpoint] = []
-    closers: list[asyncio.BaseTransport | asyncio.Server] = []
+    closers: list[UdpListener | asyncio.Server] = []
     fingerprint: str | None = None
     if settings.udp:
         udp = [(UDP_5004, settings.udp_port)]
@@ -81,9 +81,10 @@ async def start_listeners(
             udp.append((UDP_9000, settings.legacy_port))
         udp.append((UDP_33434, settings.udp_last_resort_port))
         for rung, port in udp:
-            transport, real = await bind_udp(engine, host, port, rung.name, delay, timing)
-            closers.append(transport)
-            endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp", port=real))
+            listener = await bind_udp(engine, host, port, rung.name, delay, timing)
+            closers.append(listener)
+            endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp",
+                                      port=listener.port))
     if settings.tcp:
         server, real = await bind_stream(engine, host, settings.tcp_port, TCP_5004.name, delay,
                                          None, admission, settings.stream_limits,
@@ -128,7 +129,7 @@ class RunningNode:
     control: ControlChannel
     endpoints: list[Endpoint]
     fingerprint: str | None
-    closers: list[asyncio.BaseTransport | asyncio.Server]
+    closers: list[UdpListener | asyncio.Server]
     workdir: tempfile.TemporaryDirectory[str]
     runner: web.AppRunner | None = None
     registered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -219,7 +220,8 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
     try:
         registry = CollectorRegistry(auto_describe=True)
         endpoints, fingerprint, closers = await start_listeners(
-            settings, engine, Path(workdir.name), admission, RelayTiming(registry))
+            settings, engine, Path(workdir.name), admission,
+            RelayTiming(registry, plane=engine.plane.timing))
     except OSError as exc:
         workdir.cleanup()
         raise usage(f"cannot listen on {settings.bind}: {(exc.strerror or str(exc)).lower()}",

@@ -130,9 +130,9 @@ def _unprotect_error(text: str) -> SrtpError:
     return SrtpError("error", f"SRTP unprotect failed: {text}")
 
 
-_BUFFER: Final = 1500  # pylibsrtp's per-session buffer
-_RTP_ROOM: Final = _BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
-_RTCP_ROOM: Final = _BUFFER - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
+BUFFER: Final = 1500  # pylibsrtp's per-session buffer
+_RTP_ROOM: Final = BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+_RTCP_ROOM: Final = BUFFER - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
 
 
 def _protect_error(what: str) -> Callable[[str], SrtpError]:
@@ -182,7 +182,7 @@ def _opening(func: Any, doc: str) -> Callable[[SrtpReceiver, bytes], None]:
 
     def method(self: SrtpReceiver, data: bytes) -> None:
         size = len(data)
-        if size > _BUFFER:
+        if size > BUFFER:
             raise _unprotect_error("packet is too long")
         self._buffer[0:size] = data
         length = self._length
@@ -269,10 +269,10 @@ class SrtpReceiver(_Session):
     def __init__(self, keys: SrtpKeys) -> None:
         super().__init__(keys, _policy(keys, pylibsrtp.Policy.SSRC_ANY_INBOUND))
 
-    unprotect = _operation(_lib.srtp_unprotect, _BUFFER, _unprotect_error,
+    unprotect = _operation(_lib.srtp_unprotect, BUFFER, _unprotect_error,
                            "RTP from SRTP, after the tag and replay checks (RFC 3711 §3.3).")
     unprotect_rtcp = _operation(
-        _lib.srtp_unprotect_rtcp, _BUFFER, _unprotect_error,
+        _lib.srtp_unprotect_rtcp, BUFFER, _unprotect_error,
         "RTCP from SRTCP, after the tag and replay checks (RFC 3711 §3.4).")
     open = _opening(_lib.srtp_unprotect,
                     "Check and decrypt SRTP in place, for a sender's ``seal`` (RFC 3711 §3.3).")

@@ -4,7 +4,7 @@
 the node's own UDP listener to ``A`` and sends ``N`` packets of 172 bytes to
 ``B`` through it as the relay does, faster than the egress carries them (the
 test shapes it with ``tc tbf``). Prints one JSON line: what the engine dropped
-and what the transport holds. Only a send the kernel refused with EAGAIN
+and what the port's queue holds. Only a send the kernel refused with EAGAIN
 reaches either, so both being above zero also proves the fault was real.
 """
 
@@ -16,7 +16,7 @@ import json
 import sys
 
 from media_node.engine import Engine
-from media_node.listeners import UdpListener, bind_udp, queued_bytes
+from media_node.listeners import bind_udp
 
 
 async def main() -> int:
@@ -26,17 +26,15 @@ async def main() -> int:
     p.add_argument("--packets", type=int, default=5000)
     a = p.parse_args()
     engine = Engine("full-send", stun_rate=0)
-    transport, _ = await bind_udp(engine, a.bind, 0, "udp/5004", 0.0)
-    listener = transport.get_protocol()
-    assert isinstance(listener, UdpListener)
+    listener = await bind_udp(engine, a.bind, 0, "udp/5004", 0.0)
     for i in range(a.packets):
         listener.send(b"\x80" + bytes(171), (a.to, 9))
         if i % 500 == 0:
-            await asyncio.sleep(0)  # the loop runs: the transport may drain what it can
-    held = queued_bytes(transport)
+            await asyncio.sleep(0)  # the loop runs: the port may send what it can
+    held = listener.queued
     print(json.dumps({"held_bytes": held,
                       "dropped": engine.drops.get("udp_send_full", 0)}), flush=True)
-    transport.close()
+    listener.close()
     return 0
 
 

@@ -17,13 +17,14 @@ import socket
 from client.probe import NOT_YET, SILENT_SHARE, ProbeTarget, probe_until_quiet
 from client.proxy import ProxyConfig
 from media_node.engine import Engine
-from media_node.listeners import bind_udp
+from media_node.listeners import UdpListener, bind_udp
 from wire.address import Address
 
 
-async def _answering(delay_s: float = 0.0) -> tuple[asyncio.DatagramTransport, int]:
+async def _answering(delay_s: float = 0.0) -> tuple[UdpListener, int]:
     """A media node's STUN responder; ``delay_s`` before each answer: a node that far."""
-    return await bind_udp(Engine("quiet-test"), "127.0.0.1", 0, "udp/5004", delay_s)
+    listener = await bind_udp(Engine("quiet-test"), "127.0.0.1", 0, "udp/5004", delay_s)
+    return listener, listener.port
 
 
 def _target(node: str, port: int, rung: str = "udp/5004") -> ProbeTarget:

@@ -1,13 +1,11 @@
-"""The UDP listener's own send path (``media_node.listeners.UdpListener``).
+"""The UDP listener's own socket (``media_node.listeners.UdpListener``).
 
-Packets leave by ``sendto`` on a duplicate of the listener's descriptor
-(``bench/relay.py``: the transport's ``sendto`` cost 0.3 µs a packet). What
-the transport did for free must still hold: a packet reaches its address
-from the listener's port, a send the kernel refuses is counted and never
-raised into the relay, a full send buffer hands the packet to the
-transport's queue, a buffer that stays full is dropped from and counted rather
-than queued without bound, and the duplicate descriptor closes with the
-transport.
+The node's data plane reads the port and asyncio has no transport on it, so
+the listener does what a transport did: a packet reaches its address from the
+listener's port, a send the kernel refuses is counted and never raised into
+the relay, a full send buffer queues a little, a buffer that stays full is
+dropped from and counted rather than queued without bound, and the socket
+closes with the listener.
 """
 
 from __future__ import annotations
@@ -29,12 +27,9 @@ from tests.prereqs import require_root, require_tool
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _listener() -> tuple[asyncio.DatagramTransport, UdpListener, Engine]:
+async def _listener() -> tuple[UdpListener, Engine]:
     engine = Engine("send-test", stun_rate=0)
-    transport, _ = await bind_udp(engine, "127.0.0.1", 0, "udp/5004", 0.0)
-    listener = transport.get_protocol()
-    assert isinstance(listener, UdpListener)
-    return transport, listener, engine
+    return await bind_udp(engine, "127.0.0.1", 0, "udp/5004", 0.0), engine
 
 
 def _peer() -> socket.socket:
@@ -47,61 +42,39 @@ def _peer() -> socket.socket:
 
 @pytest.mark.asyncio
 async def test_a_packet_leaves_from_the_listeners_port() -> None:
-    transport, listener, _ = await _listener()
+    listener, _ = await _listener()
     peer = _peer()
     try:
         listener.send(b"\x80relayed", peer.getsockname())
         data, source = await asyncio.to_thread(peer.recvfrom, 2048)
         assert data == b"\x80relayed"
-        assert source == transport.get_extra_info("sockname")  # the port clients latched on
+        assert source == ("127.0.0.1", listener.port)  # the port clients latched on
     finally:
         peer.close()
-        transport.close()
+        listener.close()
 
 
 @pytest.mark.asyncio
 async def test_a_refused_send_is_counted_not_raised() -> None:
-    transport, listener, engine = await _listener()
+    listener, engine = await _listener()
     try:
         # broadcast without SO_BROADCAST: the kernel says EACCES on this very send
         listener.send(b"\x80x", ("255.255.255.255", 9))
         assert engine.drops.get("udp_error") == 1
     finally:
-        transport.close()
+        listener.close()
 
 
 @pytest.mark.asyncio
-async def test_a_full_send_buffer_hands_the_packet_to_the_transport() -> None:
-    """A full buffer (EAGAIN) cannot be caused on loopback at will: the socket's
-    send is replaced by one that says so, and the transport must carry it."""
-    transport, listener, _ = await _listener()
-    peer = _peer()
-
-    def full(data: bytes, addr: object) -> int:
-        raise BlockingIOError
-
-    listener._sendto = full
-    try:
-        listener.send(b"\x80queued", peer.getsockname())
-        data, _ = await asyncio.to_thread(peer.recvfrom, 2048)
-        assert data == b"\x80queued"
-    finally:
-        peer.close()
-        transport.close()
-
-
-@pytest.mark.asyncio
-async def test_the_duplicate_descriptor_closes_with_the_transport() -> None:
-    transport, listener, _ = await _listener()
+async def test_the_socket_closes_with_the_listener_and_a_late_send_is_nothing() -> None:
+    listener, engine = await _listener()
     own = listener._socket
-    assert own is not None and own.fileno() >= 0
-    transport.close()
-    for _ in range(100):
-        if own.fileno() == -1:
-            break
-        await asyncio.sleep(0.01)
-    assert own.fileno() == -1
+    assert own.fileno() >= 0
+    listener.close()
+    assert own.fileno() == -1 and listener.fast_fd is None
     listener.send(b"\x80late", ("127.0.0.1", 9))  # after close: nothing, no error
+    listener.close()  # twice: nothing
+    assert engine.drops == {}
 
 
 def test_a_send_buffer_that_stays_full_is_dropped_from_and_counted_not_queued_forever() -> None:

@@ -2,7 +2,7 @@
 #
 # BASE: a Debian bookworm image. The default is the usual slim Python image; any bookworm
 # root file system works too (the tests import one made by debootstrap): without a Python
-# of its own, the image takes Debian's python3 (3.11).
+# of its own, the image takes Debian's python3 (3.11), and python3-dev to compile against.
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}
 
@@ -30,15 +30,29 @@ RUN set -e; python3 -m venv /opt/pinhole; \
     pip install --no-cache-dir --disable-pip-version-check "$@" -c constraints.txt \
       setuptools wheel -r /tmp/requirements.txt; \
     rm -rf /tmp/wheelhouse /tmp/requirements.txt
-COPY README.md ./
+COPY README.md setup.py ./
 COPY wire wire
 COPY cloud cloud
 COPY client client
 COPY media_node media_node
 COPY hybrid_node hybrid_node
 COPY lab lab
-RUN pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation . \
- && rm -rf build *.egg-info
+# setup.py compiles the media node's data plane (media_node/_plane.c). The compiler, libc's
+# headers and, for Debian's python3, Python's (the python image has its own) are there for
+# this step only: what was not in the base is purged in the same layer, so none of it stays.
+# A host's in-place build (make venv) is not the image's: removed before compiling.
+RUN set -e; \
+    headers=$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))'); \
+    build=; for pkg in gcc libc6-dev $(test -f "$headers/Python.h" || echo python3-dev); do \
+      dpkg-query -W -f '${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed \
+        || build="$build $pkg"; done; \
+    if [ -n "$build" ]; then apt-get update; \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $build; fi; \
+    find . -name '*.so' -delete; \
+    pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation .; \
+    if [ -n "$build" ]; then apt-get purge -y --auto-remove $build; fi; \
+    apt-get clean; rm -rf /var/lib/apt/lists/* build *.egg-info; \
+    python3 -P -c 'import media_node._plane'  # the installed one, without the build tools
 
 # Services run as pinhole unless they need the network (the firewall, the proxy and the
 # clients set their routes: docker-compose.yml runs those as root with NET_ADMIN).

@@ -1,0 +1,343 @@
+"""The node's compiled UDP data plane (``media_node/_plane.c``, ``media_node/plane.py``).
+
+Real UDP sockets on loopback, one event loop. What the plane relays must be
+what the engine's own path relays (``Engine._on_srtp``): the same bytes, the
+same checks in the same order (RFC 3711 §3.3: tag, replay window; the SSRC the
+cloud assigned), the same counters and drop reasons, and the plane must follow
+every change the engine makes to a meeting (latch, relatch, consent lost and
+regained, release, a receiver on a stream transport, a closed port). Anything
+it does not relay reaches the engine untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from media_node.engine import Engine
+from media_node.listeners import MAX_DATAGRAM, UdpListener, bind_udp
+from media_node.plane import RELAY_BUCKETS, RelayPlane
+from tests.unit.test_engine import FakeSink, Party
+from wire.rtp import build_rtcp_receiver_report, build_rtp, parse_rtp_header
+from wire.stun import parse_binding_response
+
+CONSENT_S = 30.0
+
+
+class Client:
+    """A participant's UDP socket on loopback."""
+
+    def __init__(self, party: Party) -> None:
+        self.party = party
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()
+        return str(host), int(port)
+
+    def send(self, data: bytes, port: int) -> None:
+        self.sock.sendto(data, ("127.0.0.1", port))
+
+    async def recv(self, timeout: float = 2.0) -> bytes:
+        loop = asyncio.get_running_loop()
+        data, _ = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 4096), timeout)
+        return bytes(data)
+
+    async def silent(self) -> bool:
+        """Nothing arrives within 0.2 s."""
+        try:
+            await self.recv(0.2)
+        except TimeoutError:
+            return True
+        return False
+
+    async def bind_leg(self, port: int) -> None:
+        """The authenticated Binding Request that latches its leg (docs/design.md "Media leg")."""
+        self.send(self.party.binding(), port)
+        parse_binding_response(await self.recv(), pwd=self.party.pwd)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[tuple[Engine, UdpListener]]:
+    engine = Engine("plane-test", consent_s=CONSENT_S, leg_timeout_s=90, stun_rate=0)
+    listener = await bind_udp(engine, "127.0.0.1", 0, "udp/5004", 0.0)
+    yield engine, listener
+    listener.close()
+
+
+async def _meeting(engine: Engine, listener: UdpListener, n: int) -> list[Client]:
+    clients = [Client(Party(chr(ord("a") + i), 1000 + i)) for i in range(n)]
+    for c in clients:
+        assert engine.allocate(c.party.allocate(), 0.0).ok
+        await c.bind_leg(listener.port)
+    return clients
+
+
+def _close(clients: list[Client]) -> None:
+    for c in clients:
+        c.close()
+
+
+async def test_a_meeting_on_udp_is_relayed_by_the_plane_with_the_engines_bytes(
+        node: tuple[Engine, UdpListener]) -> None:
+    """The plane's output, packet for packet, is what ``Engine.on_packet`` makes from the
+    same input with the same keys (SRTP is deterministic given key and index, RFC 3711
+    §4.1.1): one decrypt per input, one protect per receiver."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 3)
+    a, b, c = clients
+    twin = Engine("twin", consent_s=CONSENT_S, stun_rate=0)  # the Python path, same keys
+    sinks = {x.party.leg_id: FakeSink() for x in clients}
+    for x in clients:
+        assert twin.allocate(x.party.allocate(), 0.0).ok
+        twin.on_packet(x.party.binding(), sinks[x.party.leg_id], x.addr, 1.0)
+        sinks[x.party.leg_id].sent.clear()
+    try:
+        assert engine.plane.routes == 3
+        for i in range(20):
+            packet = a.party.rtp(bytes([i]) * 160)
+            a.send(packet, listener.port)
+            twin.on_packet(packet, sinks[a.party.leg_id], a.addr, 2.0)
+            for receiver in (b, c):
+                got = await receiver.recv()
+                [(expected, to)] = sinks[receiver.party.leg_id].sent
+                sinks[receiver.party.leg_id].sent.clear()
+                assert got == expected and to == receiver.addr
+                clear = receiver.party.receiver.unprotect(got)
+                assert parse_rtp_header(clear).ssrc == a.party.ssrc
+        assert engine.plane.plane.relayed == 20  # the plane did it, not the engine's path
+        stats = engine.stats()
+        assert (stats["leg-a"].packets_in, stats["leg-a"].bytes_in) == (20, 20 * 182)
+        assert stats["leg-b"].packets_out == stats["leg-c"].packets_out == 20
+        assert stats == twin.stats()
+        assert engine.packets_out == 40
+    finally:
+        _close(clients)
+
+
+async def test_bad_packets_are_dropped_for_the_reasons_the_engine_gives(
+        node: tuple[Engine, UdpListener]) -> None:
+    """RFC 3711 §3.3 step 5 (a tag that fails: ``auth``), §3.3.2 (a replay: ``replay``),
+    the SSRC the cloud assigned (``ssrc``); SRTCP (RFC 5761 §4) goes to the engine."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    a, b = clients
+    try:
+        good = a.party.rtp(b"x" * 100)
+        forged = good[:-1] + bytes([good[-1] ^ 1])
+        a.send(forged, listener.port)
+        a.send(good, listener.port)
+        a.send(good, listener.port)  # replayed
+        a.party.seq += 1
+        wrong_ssrc = a.party.sender.protect(build_rtp(
+            payload_type=0, sequence=a.party.seq, timestamp=0, ssrc=b.party.ssrc,
+            payload=b"y"))
+        a.send(wrong_ssrc, listener.port)
+        assert b.party.receiver.unprotect(await b.recv()) is not None
+        assert await b.silent()
+        assert engine.drops == {"auth": 1, "replay": 1, "ssrc": 1}
+        assert engine.legs["leg-a"].drops == {"auth": 1, "replay": 1, "ssrc": 1}
+        report = a.party.sender.protect_rtcp(build_rtcp_receiver_report(ssrc=a.party.ssrc))
+        a.send(report, listener.port)
+        assert b.party.receiver.unprotect_rtcp(await b.recv())  # relayed by the engine
+        assert engine.plane.plane.relayed == 1
+    finally:
+        _close(clients)
+
+
+async def test_hostile_datagrams_from_a_latched_source_never_stop_the_relay(
+        node: tuple[Engine, UdpListener]) -> None:
+    """Bad input from the network is dropped and counted (house rule), whatever its size:
+    empty, shorter than an RTP header, RTP-looking noise, the largest datagram read."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    a, b = clients
+    try:
+        noise = [b"", b"\x80", b"\x80" * 11, b"\x80" + os.urandom(40), b"\xbf" * 600,
+                 b"\x80\x00" + os.urandom(MAX_DATAGRAM - 2),
+                 b"\x80\x00" + os.urandom(MAX_DATAGRAM + 500)]  # truncated on read
+        for _ in range(20):
+            for junk in noise:
+                a.send(junk, listener.port)
+            await asyncio.sleep(0.02)  # read before the socket's receive buffer overflows
+        a.send(a.party.rtp(b"after"), listener.port)
+        clear = b.party.receiver.unprotect(await b.recv())
+        assert clear.endswith(b"after")
+        drops = engine.drops
+        assert sum(drops.values()) == len(noise) * 20
+        assert set(drops) <= {"demux", "auth", "error", "replay"}
+        assert engine.stats()["leg-a"].packets_in == 1
+    finally:
+        _close(clients)
+
+
+async def test_the_plane_follows_consent_lost_and_regained(
+        node: tuple[Engine, UdpListener]) -> None:
+    """RFC 7675 §5.1: no media to a leg whose consent expired (``no_consent``, as the
+    engine counts it) until it is refreshed, which the plane must see at once."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    a, b = clients
+    try:
+        engine.tick(time.monotonic() + CONSENT_S + 10)  # both legs' consent expires (the
+        # listener stamps packets with the monotonic clock)
+        a.send(a.party.rtp(b"lost"), listener.port)
+        assert await b.silent()
+        assert engine.drops == {"no_consent": 1}
+        await b.bind_leg(listener.port)  # consent refreshed on the same path
+        a.send(a.party.rtp(b"back"), listener.port)
+        assert b.party.receiver.unprotect(await b.recv()).endswith(b"back")
+        assert engine.plane.plane.relayed == 2
+    finally:
+        _close(clients)
+
+
+async def test_a_receiver_on_a_stream_sends_the_meeting_through_the_engine(
+        node: tuple[Engine, UdpListener]) -> None:
+    """The plane writes only to UDP ports: once a leg of the meeting is on TCP/TLS (here a
+    sink that is not a UDP port), its senders are relayed by the engine, every receiver
+    served; when that leg goes, the plane takes them back."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    a, b = clients
+    stream = Party("s", 3000)
+    tcp = FakeSink("tcp/5004")
+    try:
+        assert engine.allocate(stream.allocate(), 0.0).ok
+        engine.on_packet(stream.binding(), tcp, ("127.0.0.1", 1), 1.0)
+        tcp.sent.clear()
+        assert engine.plane.routes == 0  # a's and b's senders: the stream leg hears them
+        a.send(a.party.rtp(b"to-all"), listener.port)
+        assert b.party.receiver.unprotect(await b.recv()).endswith(b"to-all")
+        [(data, _)] = tcp.sent
+        assert stream.receiver.unprotect(data).endswith(b"to-all")
+        assert engine.plane.plane.relayed == 0
+        engine.release(stream.leg_id)
+        assert engine.plane.routes == 2
+        a.send(a.party.rtp(b"plane"), listener.port)
+        assert b.party.receiver.unprotect(await b.recv()).endswith(b"plane")
+        assert engine.plane.plane.relayed == 1
+    finally:
+        _close(clients)
+
+
+async def test_a_relatched_leg_is_routed_from_its_new_address_only(
+        node: tuple[Engine, UdpListener]) -> None:
+    """docs/design.md "Media leg": a leg's path moves only with an authenticated Binding
+    Request; its old address is then unlatched, for the plane as for the engine."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    a, b = clients
+    moved = Client(a.party)
+    try:
+        await moved.bind_leg(listener.port)
+        assert engine.legs["leg-a"].addr == moved.addr
+        a.send(a.party.rtp(b"old"), listener.port)
+        moved.send(a.party.rtp(b"new"), listener.port)
+        assert b.party.receiver.unprotect(await b.recv()).endswith(b"new")
+        assert await b.silent()
+        assert engine.drops == {"unlatched": 1}
+        assert engine.plane.routes == 2
+    finally:
+        moved.close()
+        _close(clients)
+
+
+async def test_a_released_leg_leaves_no_route_and_its_counts_are_kept(
+        node: tuple[Engine, UdpListener]) -> None:
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    a, b = clients
+    try:
+        a.send(a.party.rtp(b"one"), listener.port)
+        await b.recv()
+        released = engine.release("leg-b")
+        assert released is not None and released.packets_out == 1  # settled before retiring
+        assert engine.packets_out == 1 and engine.packets_in == 1
+        assert engine.plane.routes == 1  # a's, to nobody
+        a.send(a.party.rtp(b"two"), listener.port)
+        assert await b.silent()
+        assert engine.stats()["leg-a"].packets_in == 2 and engine.packets_out == 1
+        engine.release("leg-a")
+        assert engine.plane.routes == 0
+    finally:
+        _close(clients)
+
+
+async def test_a_closed_port_takes_every_route_through_it_away(
+        node: tuple[Engine, UdpListener]) -> None:
+    """A route names a socket descriptor: one left behind a closed port could send on
+    whatever socket reuses the number."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    try:
+        assert engine.plane.routes == 2
+        listener.close()
+        assert engine.plane.routes == 0
+        assert all(leg.sink is None for leg in engine.legs.values())
+    finally:
+        _close(clients)
+
+
+async def test_relayed_packets_are_timed_in_the_relay_histogram(
+        node: tuple[Engine, UdpListener]) -> None:
+    """``pinhole_node_relay_latency_seconds`` keeps timing one packet in 16 (metrics.py)."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    a, b = clients
+    try:
+        for _ in range(32):
+            a.send(a.party.rtp(b"t"), listener.port)
+            await b.recv()
+        counts, total = engine.plane.timing()
+        assert sum(counts) == 2 and len(counts) == len(RELAY_BUCKETS) + 1
+        assert 0 < total < 1
+    finally:
+        _close(clients)
+
+
+def test_the_plane_refuses_bad_routes_with_an_error_not_a_crash() -> None:
+    """The control plane's arguments are checked: an address that is not IP, a port out
+    of range, a null session, a slot out of range are ValueErrors."""
+    plane = RelayPlane().plane
+    owner = object()
+    bad: list[tuple[Any, ...]] = [
+        (3, ("not-an-ip", 1), 0, 1, owner, 1, []),
+        (3, ("127.0.0.1", 70000), 0, 1, owner, 1, []),
+        (3, ("127.0.0.1", 1), 0, 0, owner, 1, []),
+        (3, ("127.0.0.1", 1), -1, 1, owner, 1, []),
+        (3, ("127.0.0.1", 1), 0, 1, owner, 1, [(4, ("::1", 1), 1 << 30, 1, owner, False)]),
+        (3, "127.0.0.1", 0, 1, owner, 1, []),
+    ]
+    for args in bad:
+        with pytest.raises(ValueError):
+            plane.route(*args)
+    assert plane.routes == 0
+
+
+def test_routes_replaced_or_removed_keep_no_reference() -> None:
+    """A route holds its sessions alive and lets them go when replaced or removed: memory
+    stays flat however often meetings change."""
+    plane = RelayPlane().plane
+    owner = object()
+    receivers = [(4, ("::1", 5000, 0, 0), 1, 1, owner, False)]
+    before = sys.getrefcount(owner)
+    for _ in range(1000):
+        plane.route(3, ("127.0.0.1", 5000), 0, 1, owner, 7, receivers)
+    assert sys.getrefcount(owner) == before + 2 and plane.routes == 1
+    assert plane.unroute(3, ("127.0.0.1", 5000))
+    assert not plane.unroute(3, ("127.0.0.1", 5000))
+    assert sys.getrefcount(owner) == before and plane.routes == 0

@@ -48,9 +48,9 @@ class Client:
     def send(self, data: bytes, port: int) -> None:
         self.sock.sendto(data, ("127.0.0.1", port))
 
-    async def recv(self, timeout: float = 2.0) -> bytes:
+    async def recv(self, wait_s: float = 2.0) -> bytes:
         loop = asyncio.get_running_loop()
-        data, _ = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 4096), timeout)
+        data, _ = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 4096), wait_s)
         return bytes(data)
 
     async def silent(self) -> bool:

@@ -49,7 +49,8 @@ bench: venv
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt setup.py media_node/_plane.c
-	@echo "==> preparing $(VENV) (Python packages of pyproject.toml)"
+	@echo "==> preparing $(VENV) (Python packages of pyproject.toml; the media node's data plane is compiled)"
+	@command -v cc >/dev/null || { echo "==> no C compiler: the media node's data plane (media_node/_plane.c) needs one; run 'make system-deps' as root (or apt-get install gcc libpython3-dev), then make again"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'

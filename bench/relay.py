@@ -3,10 +3,11 @@
 Both relays do the same work per packet, on one sender's stream (172 bytes on
 the wire, AES_CM_128_HMAC_SHA1_80) in a meeting of ``1 + receivers`` legs:
 
-- ``node``: ``bench/relay_node.py`` — the media node's own engine and UDP
-  listener on uvloop: demux, leg lookup by 5-tuple, authenticate + decrypt
-  with the sender leg's context, SSRC check, then for every other leg
-  re-protect with its context and send;
+- ``node``: ``bench/relay_node.py`` — the media node's own engine, UDP
+  listener and compiled data plane (``media_node/_plane.c``) on uvloop, the
+  route the engine gave the plane: demux, leg lookup by 5-tuple,
+  authenticate + decrypt with the sender leg's context, SSRC check, then for
+  every other leg re-protect with its context and send;
 - ``c_relay``: ``bench/c_srtp_relay.c`` — the same steps in C on the very
   libsrtp build the node runs (pylibsrtp's; see :func:`_node_libsrtp`):
   recvfrom, the latched-source and RTP checks, ``srtp_unprotect``, SSRC

@@ -1,13 +1,14 @@
 """The real media-node relay path, alone in a process, for ``bench/relay.py``.
 
 It runs the service's own :class:`~media_node.engine.Engine` behind its own
-UDP listener on uvloop, with one meeting of ``1 + receivers`` legs: the
+UDP listener and data plane on uvloop, with one meeting of ``1 + receivers`` legs: the
 sender's leg latched to the load generator's source address, receiver ``i``'s
 to ``127.0.0.(2+i):SINK`` (the generator's one sink socket, bound to every
 address). Latching is done directly (the generator speaks no STUN);
-every packet then takes the production path: demux, leg lookup by 5-tuple,
-SRTP authenticate + decrypt, SSRC check, re-protect, sendto, and the
-sampled relay-latency histogram the service keeps.
+every packet then takes the production path: the route the engine installs
+in the plane on latching, then demux, leg lookup by 5-tuple, SRTP
+authenticate + decrypt, SSRC check, re-protect, sendto, and the sampled
+relay-latency histogram the service keeps.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receive
                             node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64())))
         assert engine.allocate(command, now).ok
         engine.latch_outbound(engine.legs[name], listener, addr, now)
+    assert engine.plane.routes == len(legs), "every leg is relayed by the data plane"
     heap.settle()  # as the service does once started
     print("ready", flush=True)
     await asyncio.Event().wait()

@@ -50,7 +50,9 @@ RUN set -e; \
       DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $build; fi; \
     find . -name '*.so' -delete; \
     pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation .; \
-    if [ -n "$build" ]; then apt-get purge -y --auto-remove $build; fi; \
+    if [ -n "$build" ]; then apt-get purge -y --auto-remove \
+      -o APT::AutoRemove::RecommendsImportant=false -o APT::AutoRemove::SuggestsImportant=false \
+      $build; fi; \
     apt-get clean; rm -rf /var/lib/apt/lists/* build *.egg-info; \
     python3 -P -c 'import media_node._plane'  # the installed one, without the build tools
 

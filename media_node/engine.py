@@ -81,7 +81,12 @@ class Sink(Protocol):
 
 @dataclass(slots=True, eq=False)
 class Leg:
-    """One participant's media leg on this node."""
+    """One participant's media leg on this node.
+
+    Its packet and byte counters include what the data plane relayed only once
+    the engine has settled (:meth:`Engine.settle`; every engine read does):
+    read them through the engine (``stats``, events, ``release``).
+    """
 
     leg_id: str
     meeting_id: str

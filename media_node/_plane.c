@@ -18,7 +18,8 @@
  * simulated distance) is handed back to Python, untouched, in arrival order
  * per source. libsrtp is called through the function pointers of the copy
  * pylibsrtp carries (the sessions are pylibsrtp's), so there is one libsrtp in
- * the process. The plane calls no Python code while it relays.
+ * the process. No Python code runs while it relays: the garbage collector (whose
+ * finalizers could change routes under it) is held off for a drain and a take.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,7 +53,8 @@ typedef struct {
 typedef struct {
     int fd;
     int family;
-    uint16_t port; /* network order */
+    uint32_t scope; /* an IPv6 link-local address's interface */
+    uint16_t port;  /* network order */
     uint8_t addr[16];
 } key_t_;
 
@@ -115,6 +117,7 @@ static int key_from_sockaddr(int fd, const struct sockaddr_storage *sa, key_t_ *
     if (sa->ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const void *)sa;
         key->port = in6->sin6_port;
+        key->scope = in6->sin6_scope_id;
         memcpy(key->addr, &in6->sin6_addr, 16);
         return 0;
     }
@@ -245,8 +248,15 @@ static int pointer_of(PyObject *value, void **out) {
 
 /* route(fd, address, slot, ctx, owner, ssrc, receivers): packets from `address` on `fd`
  * are relayed here. receivers: (fd, address, slot, ctx, owner, no_consent) each. */
+static int ready(Plane *self) {
+    if (self->table != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "Plane.__init__ has not succeeded");
+    return 0;
+}
+
 static PyObject *Plane_route(Plane *self, PyObject *args) {
     int fd;
+    if (!ready(self)) return NULL;
     PyObject *address, *ctx, *owner, *receivers;
     Py_ssize_t slot;
     unsigned int ssrc;
@@ -256,10 +266,10 @@ static PyObject *Plane_route(Plane *self, PyObject *args) {
     struct sockaddr_storage sa;
     socklen_t sl;
     if (sockaddr_from_py(address, &sa, &sl) < 0 || ensure_slot(self, slot) < 0) return NULL;
-    PyObject *seq = PySequence_Fast(receivers, "receivers must be a sequence");
+    PyObject *seq = PySequence_Tuple(receivers); /* a copy: item parsing can run Python code */
     if (seq == NULL) return NULL;
     route_t *r = PyMem_Calloc(1, sizeof *r);
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     if (r == NULL || (n && (r->receivers = PyMem_Calloc((size_t)n, sizeof *r->receivers)) == NULL)) {
         PyMem_Free(r);
         Py_DECREF(seq);
@@ -280,7 +290,7 @@ static PyObject *Plane_route(Plane *self, PyObject *args) {
         receiver_t *x = &r->receivers[i];
         PyObject *rctx, *rowner, *raddress;
         int no_consent;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iOnOOp", &x->fd, &raddress,
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(seq, i), "iOnOOp", &x->fd, &raddress,
                               &x->slot, &rctx, &rowner, &no_consent) ||
             sockaddr_from_py(raddress, &x->to, &x->to_len) < 0 ||
             ensure_slot(self, x->slot) < 0 || pointer_of(rctx, &x->ctx) < 0) {
@@ -304,7 +314,7 @@ static PyObject *Plane_route(Plane *self, PyObject *args) {
         free_route(old);
     } else {
         *at = r;
-        if (++self->routes > self->buckets && grow_table(self) < 0) return PyErr_NoMemory();
+        if (++self->routes > self->buckets) (void)grow_table(self); /* else: longer chains */
     }
     Py_RETURN_NONE;
 }
@@ -312,7 +322,7 @@ static PyObject *Plane_route(Plane *self, PyObject *args) {
 static PyObject *Plane_unroute(Plane *self, PyObject *args) {
     int fd;
     PyObject *address;
-    if (!PyArg_ParseTuple(args, "iO", &fd, &address)) return NULL;
+    if (!ready(self) || !PyArg_ParseTuple(args, "iO", &fd, &address)) return NULL;
     struct sockaddr_storage sa;
     socklen_t sl;
     if (sockaddr_from_py(address, &sa, &sl) < 0) return NULL;
@@ -411,6 +421,8 @@ static int relay(Plane *self, route_t *r, int len, PyObject **sends) {
         if (queued || sendto(x->fd, out, (size_t)sealed, 0, (struct sockaddr *)&x->to,
                              x->to_len) < 0) {
             if (queued || errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (!queued && self->n_backlogged < MAX_BACKLOGGED) /* Python queues it: */
+                    self->backlogged[self->n_backlogged++] = x->fd; /* the rest follow */
                 if (hand_back_send(sends, x, out, sealed) < 0) return -1;
             } else {
                 self->udp_errors++; /* as UdpListener counts an OSError on send */
@@ -450,8 +462,9 @@ static int append_packet(PyObject **packets, const uint8_t *data, ssize_t len,
  * [(fd, data, address)] the sockets refused for now. Either is None when empty. */
 static PyObject *Plane_drain(Plane *self, PyObject *args) {
     int fd, budget;
-    if (!PyArg_ParseTuple(args, "ii", &fd, &budget)) return NULL;
+    if (!ready(self) || !PyArg_ParseTuple(args, "ii", &fd, &budget)) return NULL;
     PyObject *packets = NULL, *sends = NULL;
+    int gc = PyGC_Disable(); /* a collection runs finalizers: Python code that may route */
     for (int i = 0; i < budget; i++) {
         struct sockaddr_storage src;
         socklen_t sl = sizeof src;
@@ -483,10 +496,12 @@ static PyObject *Plane_drain(Plane *self, PyObject *args) {
             observe(self, seconds(&started, &done));
         }
     }
+    if (gc) PyGC_Enable();
     if (packets == NULL && sends == NULL) Py_RETURN_NONE;
     return Py_BuildValue("(NN)", packets ? packets : Py_NewRef(Py_None),
                          sends ? sends : Py_NewRef(Py_None));
 fail:
+    if (gc) PyGC_Enable();
     Py_XDECREF(packets);
     Py_XDECREF(sends);
     return NULL;
@@ -499,6 +514,7 @@ fail:
 static PyObject *Plane_take(Plane *self, PyObject *unused) {
     PyObject *list = PyList_New(0);
     if (list == NULL) return NULL;
+    int gc = PyGC_Disable(); /* `c` points into counters, which a route() may move */
     static const counters_t zero;
     for (Py_ssize_t s = 0; s < self->slots; s++) {
         counters_t *c = &self->counters[s];
@@ -524,8 +540,10 @@ static PyObject *Plane_take(Plane *self, PyObject *unused) {
         Py_DECREF(item);
         memset(c, 0, sizeof *c);
     }
+    if (gc) PyGC_Enable();
     return list;
 fail:
+    if (gc) PyGC_Enable();
     Py_DECREF(list);
     return NULL;
 }

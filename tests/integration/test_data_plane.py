@@ -12,20 +12,26 @@ it does not relay reaches the engine untouched.
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from media_node._plane import Plane
 from media_node.engine import Engine
 from media_node.listeners import MAX_DATAGRAM, UdpListener, bind_udp
-from media_node.plane import RELAY_BUCKETS, RelayPlane
+from media_node.plane import RELAY_BUCKETS, RelayPlane, _context
 from tests.unit.test_engine import FakeSink, Party
 from wire.rtp import build_rtcp_receiver_report, build_rtp, parse_rtp_header
+from wire.srtp import SrtpKeys, SrtpReceiver, SrtpSender
 from wire.stun import parse_binding_response
 
 CONSENT_S = 30.0
@@ -341,3 +347,93 @@ def test_routes_replaced_or_removed_keep_no_reference() -> None:
     assert plane.unroute(3, ("127.0.0.1", 5000))
     assert not plane.unroute(3, ("127.0.0.1", 5000))
     assert sys.getrefcount(owner) == before and plane.routes == 0
+
+
+def test_an_uninitialised_plane_is_an_error_not_a_crash() -> None:
+    """Found by review: ``Plane.__new__`` without ``__init__`` dereferenced a null table."""
+    bare = Plane.__new__(Plane)
+    with pytest.raises(RuntimeError):
+        bare.unroute(3, ("127.0.0.1", 1))
+    with pytest.raises(RuntimeError):
+        bare.drain(3, 1)
+
+
+def test_receivers_changed_while_a_route_is_read_are_a_copy() -> None:
+    """Found by review (AddressSanitizer): parsing a receiver runs Python (``__bool__``
+    of its consent flag); a list emptied from there freed the tuple being parsed."""
+    plane = RelayPlane().plane
+    receivers: list[tuple[int, Any, int, int, object, Any]] = []
+
+    class Emptying:
+        def __bool__(self) -> bool:
+            receivers.clear()
+            return False
+
+    receivers += [(5, ("127.0.0.1", 9), 0, 1, object(), Emptying())]
+    receivers += [(5, ("127.0.0.1", 9), 0, 1, object(), False) for _ in range(3)]
+    plane.route(5, ("127.0.0.1", 1000), 0, 1, object(), 1, receivers)
+    assert plane.routes == 1
+
+
+def finalizer_during_drain() -> tuple[int, list[int]]:
+    """One packet relayed to 32 receivers while a finalizer that replaces its route
+    waits in the collector: (sends handed back, packets out the finalizer saw)."""
+    plane = RelayPlane().plane
+    node = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    node.bind(("127.0.0.1", 0))
+    node.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    up, down = SrtpKeys.generate(), SrtpKeys.generate()
+    sender, inbound, outbound = SrtpSender(up), SrtpReceiver(up), SrtpSender(down)
+    source = client.getsockname()
+    receivers = [(node.fileno(), ("127.0.0.1", 9), i, _context(outbound), outbound, False)
+                 for i in range(32)]
+    plane.route(node.fileno(), source, 0, _context(inbound), inbound, 1234, receivers)
+    plane.backlog(node.fileno(), True)  # every relayed send is handed back to Python
+    served_before: list[int] = []
+
+    class Replacing:
+        me: object = None
+
+        def __del__(self) -> None:
+            served_before.append(sum(counted[3] for counted in plane.take()))
+            plane.route(node.fileno(), source, 0, _context(inbound), inbound, 1234, [])
+
+    thresholds = gc.get_threshold()
+    gc.disable()
+    try:
+        garbage = Replacing()
+        garbage.me = garbage  # a cycle: freed by the next collection
+        del garbage
+        client.sendto(sender.protect(build_rtp(payload_type=0, sequence=1, timestamp=0,
+                                               ssrc=1234, payload=b"x" * 100)),
+                      node.getsockname())
+        time.sleep(0.05)
+        drain, fd = plane.drain, node.fileno()  # nothing the collector tracks is made
+        gc.set_threshold(1)                     # between enabling it and the drain
+        gc.enable()
+        got = drain(fd, 64)
+        gc.collect()
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.enable()
+        node.close()
+        client.close()
+    sends = got[1] if got is not None else None
+    return (0 if sends is None else len(sends)), served_before
+
+
+def test_a_finalizer_that_changes_routes_waits_for_the_drain() -> None:
+    """Found by review (AddressSanitizer): Python collects garbage inside allocations, so
+    a finalizer could replace a route while the plane was relaying through it, and the
+    rest of the relay read freed memory. The collector is held off for a drain: a
+    finalizer runs after the relay, when every receiver has been served and counted.
+    Run in an interpreter of its own (the test runner's own objects change when the
+    collector runs)."""
+    code = ("import json; from tests.integration.test_data_plane import "
+            "finalizer_during_drain as f; print(json.dumps(f()))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == [32, [32]]

@@ -92,6 +92,12 @@ async def _meeting(engine: Engine, listener: UdpListener, n: int) -> list[Client
     return clients
 
 
+async def _heard(speaker: Client, listener_: Client, port: int, payload: bytes) -> None:
+    """``speaker`` sends ``payload``; ``listener_`` decrypts exactly that with its keys."""
+    speaker.send(speaker.party.rtp(payload), port)
+    assert listener_.party.receiver.unprotect(await listener_.recv()).endswith(payload)
+
+
 def _close(clients: list[Client]) -> None:
     for c in clients:
         c.close()
@@ -204,8 +210,7 @@ async def test_the_plane_follows_consent_lost_and_regained(
         assert await b.silent()
         assert engine.drops == {"no_consent": 1}
         await b.bind_leg(listener.port)  # consent refreshed on the same path
-        a.send(a.party.rtp(b"back"), listener.port)
-        assert b.party.receiver.unprotect(await b.recv()).endswith(b"back")
+        await _heard(a, b, listener.port, b"back")
         assert engine.plane.plane.relayed == 2
     finally:
         _close(clients)
@@ -226,15 +231,13 @@ async def test_a_receiver_on_a_stream_sends_the_meeting_through_the_engine(
         engine.on_packet(stream.binding(), tcp, ("127.0.0.1", 1), 1.0)
         tcp.sent.clear()
         assert engine.plane.routes == 0  # a's and b's senders: the stream leg hears them
-        a.send(a.party.rtp(b"to-all"), listener.port)
-        assert b.party.receiver.unprotect(await b.recv()).endswith(b"to-all")
+        await _heard(a, b, listener.port, b"to-all")
         [(data, _)] = tcp.sent
         assert stream.receiver.unprotect(data).endswith(b"to-all")
         assert engine.plane.plane.relayed == 0
         engine.release(stream.leg_id)
         assert engine.plane.routes == 2
-        a.send(a.party.rtp(b"plane"), listener.port)
-        assert b.party.receiver.unprotect(await b.recv()).endswith(b"plane")
+        await _heard(a, b, listener.port, b"plane")
         assert engine.plane.plane.relayed == 1
     finally:
         _close(clients)

@@ -35,7 +35,7 @@
 #define MAX_DATAGRAM 2048 /* as the listener's transport.max_size (docs/design.md) */
 #define ROOM 256          /* trailer room after the largest datagram */
 #define MAX_SLOTS (1 << 20)
-#define MAX_BACKLOGGED 16
+#define MAX_PORTS 16 /* UDP ports one plane reads and sends on (a node has 2-3) */
 #define MAX_BUCKETS 64
 
 typedef int (*srtp_call)(void *ctx, void *packet, int *length);
@@ -90,7 +90,7 @@ typedef struct {
     counters_t *counters;
     Py_ssize_t slots;
     unsigned long long udp_errors, relayed;
-    int backlogged[MAX_BACKLOGGED];
+    int backlogged[MAX_PORTS];
     int n_backlogged;
     /* sampled relay time, one packet in `every` (media_node/metrics.py RelayTiming) */
     long every, untimed;
@@ -347,7 +347,7 @@ static PyObject *Plane_backlog(Plane *self, PyObject *args) {
         }
     }
     if (on) {
-        if (self->n_backlogged == MAX_BACKLOGGED) {
+        if (self->n_backlogged == MAX_PORTS) {
             PyErr_SetString(PyExc_OverflowError, "too many backlogged sockets");
             return NULL;
         }
@@ -421,7 +421,7 @@ static int relay(Plane *self, route_t *r, int len, PyObject **sends) {
         if (queued || sendto(x->fd, out, (size_t)sealed, 0, (struct sockaddr *)&x->to,
                              x->to_len) < 0) {
             if (queued || errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (!queued && self->n_backlogged < MAX_BACKLOGGED) /* Python queues it: */
+                if (!queued && self->n_backlogged < MAX_PORTS) /* Python queues it: */
                     self->backlogged[self->n_backlogged++] = x->fd; /* the rest follow */
                 if (hand_back_send(sends, x, out, sealed) < 0) return -1;
             } else {
@@ -682,7 +682,8 @@ PyMODINIT_FUNC PyInit__plane(void) {
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "MAX_DATAGRAM", MAX_DATAGRAM) < 0) {
+    if (PyModule_AddIntConstant(m, "MAX_DATAGRAM", MAX_DATAGRAM) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_PORTS", MAX_PORTS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

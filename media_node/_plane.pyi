@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 MAX_DATAGRAM: int
+MAX_PORTS: int
 
 class Plane:
     routes: int

@@ -64,7 +64,7 @@ class UdpListener:
         #: through :meth:`send` (a simulated distance delays them; closed)
         self.fast_fd: int | None = None if delay_s else self._fd
         self._plane = engine.plane
-        self._drain = engine.plane.plane.drain
+        self._drain = engine.plane.drain
         self._on_packet = engine.on_packet
         self._untimed = timing.every if timing is not None else -1  # packets until one is timed
         self._queue: deque[tuple[bytes, Any]] = deque()
@@ -140,7 +140,7 @@ class UdpListener:
             self.engine.drop("udp_send_full")
             return
         if not self._queue:
-            self._plane.plane.backlog(self._fd, True)
+            self._plane.backlog(self._fd, True)
             self._loop.add_writer(self._fd, self._flush)
         self._queue.append((data, addr))
         self.queued += len(data)
@@ -158,7 +158,7 @@ class UdpListener:
             queue.popleft()
             self.queued -= len(data)
         self._loop.remove_writer(self._fd)
-        self._plane.plane.backlog(self._fd, False)
+        self._plane.backlog(self._fd, False)
 
 
 class StreamConnection(asyncio.Protocol):

@@ -2,10 +2,11 @@
 
 Built on prometheus_client: every series has HELP and TYPE. The engine keeps its own plain
 counters (no clock, no library calls per packet); a collector turns them into metric families
-at scrape time. The relay latency histogram is the one series fed from the I/O edge: the
-listeners time ``Engine.on_packet`` — arrival to every forwarded copy handed to its socket,
-the simulated distance (``--simulated-rtt-ms``) excluded — for one packet in
-``RelayTiming.every``.
+at scrape time. The relay latency histogram is the one series fed from the I/O edge:
+arrival to every forwarded copy handed to its socket, the simulated distance
+(``--simulated-rtt-ms``) excluded, for one packet in ``RelayTiming.every`` — timed by the
+data plane for what it relays and by the listeners around ``Engine.on_packet`` for the
+rest, merged at scrape time.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import pylibsrtp
 from pylibsrtp._binding import ffi as _ffi
 from pylibsrtp._binding import lib as _lib
 
-from media_node._plane import Plane
+from media_node._plane import MAX_PORTS, Plane
 from wire.srtp import BUFFER, SrtpReceiver, SrtpSender
 
 if TYPE_CHECKING:
@@ -69,6 +69,10 @@ class RelayPlane:
                            protect=_pointer(_ffi.addressof(_lib, "srtp_protect")),
                            in_limit=BUFFER, out_limit=BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN,
                            every=TIMED_EVERY, bounds=RELAY_BUCKETS)
+        #: read a port until it would block: (packets for the engine, refused sends)
+        self.drain = self.plane.drain
+        #: a port whose sends wait in its queue (True) or go straight out (False)
+        self.backlog = self.plane.backlog
         self._routed: dict[Leg, tuple[int, Any]] = {}  # leg → (fd, address) it is routed by
         self._slots: dict[Leg, int] = {}
         self._legs: dict[int, Leg] = {}
@@ -76,7 +80,12 @@ class RelayPlane:
         self._ports: dict[int, Callable[[bytes, Any], None]] = {}  # fd → its send queue
 
     def attach(self, fd: int, enqueue: Callable[[bytes, Any], None]) -> None:
-        """A UDP port the plane reads; ``enqueue`` takes the sends its socket refuses."""
+        """A UDP port the plane reads; ``enqueue`` takes the sends its socket refuses.
+
+        Raises ValueError past ``MAX_PORTS`` ports (a node has two or three).
+        """
+        if fd not in self._ports and len(self._ports) >= MAX_PORTS:
+            raise ValueError(f"a data plane serves at most {MAX_PORTS} UDP ports")
         self._ports[fd] = enqueue
 
     def detach(self, fd: int) -> None:

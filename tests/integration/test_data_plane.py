@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from media_node._plane import Plane
+from media_node._plane import MAX_PORTS, Plane
 from media_node.engine import Engine
 from media_node.listeners import MAX_DATAGRAM, UdpListener, bind_udp
 from media_node.plane import RELAY_BUCKETS, RelayPlane, _context
@@ -98,6 +98,18 @@ async def _heard(speaker: Client, listener_: Client, port: int, payload: bytes) 
     assert listener_.party.receiver.unprotect(await listener_.recv()).endswith(payload)
 
 
+Pair = tuple[Engine, UdpListener, Client, Client]
+
+
+@pytest.fixture
+async def pair(node: tuple[Engine, UdpListener]) -> AsyncIterator[Pair]:
+    """Two participants latched on the node's UDP port: a meeting of 2."""
+    engine, listener = node
+    clients = await _meeting(engine, listener, 2)
+    yield engine, listener, clients[0], clients[1]
+    _close(clients)
+
+
 def _close(clients: list[Client]) -> None:
     for c in clients:
         c.close()
@@ -141,115 +153,93 @@ async def test_a_meeting_on_udp_is_relayed_by_the_plane_with_the_engines_bytes(
 
 
 async def test_bad_packets_are_dropped_for_the_reasons_the_engine_gives(
-        node: tuple[Engine, UdpListener]) -> None:
+        pair: Pair) -> None:
     """RFC 3711 §3.3 step 5 (a tag that fails: ``auth``), §3.3.2 (a replay: ``replay``),
     the SSRC the cloud assigned (``ssrc``); SRTCP (RFC 5761 §4) goes to the engine."""
-    engine, listener = node
-    clients = await _meeting(engine, listener, 2)
-    a, b = clients
-    try:
-        good = a.party.rtp(b"x" * 100)
-        forged = good[:-1] + bytes([good[-1] ^ 1])
-        a.send(forged, listener.port)
-        a.send(good, listener.port)
-        a.send(good, listener.port)  # replayed
-        a.party.seq += 1
-        wrong_ssrc = a.party.sender.protect(build_rtp(
-            payload_type=0, sequence=a.party.seq, timestamp=0, ssrc=b.party.ssrc,
-            payload=b"y"))
-        a.send(wrong_ssrc, listener.port)
-        assert b.party.receiver.unprotect(await b.recv()) is not None
-        assert await b.silent()
-        assert engine.drops == {"auth": 1, "replay": 1, "ssrc": 1}
-        assert engine.legs["leg-a"].drops == {"auth": 1, "replay": 1, "ssrc": 1}
-        report = a.party.sender.protect_rtcp(build_rtcp_receiver_report(ssrc=a.party.ssrc))
-        a.send(report, listener.port)
-        assert b.party.receiver.unprotect_rtcp(await b.recv())  # relayed by the engine
-        assert engine.plane.plane.relayed == 1
-    finally:
-        _close(clients)
+    engine, listener, a, b = pair
+    good = a.party.rtp(b"x" * 100)
+    forged = good[:-1] + bytes([good[-1] ^ 1])
+    a.send(forged, listener.port)
+    a.send(good, listener.port)
+    a.send(good, listener.port)  # replayed
+    a.party.seq += 1
+    wrong_ssrc = a.party.sender.protect(build_rtp(
+        payload_type=0, sequence=a.party.seq, timestamp=0, ssrc=b.party.ssrc,
+        payload=b"y"))
+    a.send(wrong_ssrc, listener.port)
+    assert b.party.receiver.unprotect(await b.recv()) is not None
+    assert await b.silent()
+    assert engine.drops == {"auth": 1, "replay": 1, "ssrc": 1}
+    assert engine.legs["leg-a"].drops == {"auth": 1, "replay": 1, "ssrc": 1}
+    report = a.party.sender.protect_rtcp(build_rtcp_receiver_report(ssrc=a.party.ssrc))
+    a.send(report, listener.port)
+    assert b.party.receiver.unprotect_rtcp(await b.recv())  # relayed by the engine
+    assert engine.plane.plane.relayed == 1
 
 
 async def test_hostile_datagrams_from_a_latched_source_never_stop_the_relay(
-        node: tuple[Engine, UdpListener]) -> None:
+        pair: Pair) -> None:
     """Bad input from the network is dropped and counted (house rule), whatever its size:
     empty, shorter than an RTP header, RTP-looking noise, the largest datagram read."""
-    engine, listener = node
-    clients = await _meeting(engine, listener, 2)
-    a, b = clients
-    try:
-        noise = [b"", b"\x80", b"\x80" * 11, b"\x80" + os.urandom(40), b"\xbf" * 600,
-                 b"\x80\x00" + os.urandom(MAX_DATAGRAM - 2),
-                 b"\x80\x00" + os.urandom(MAX_DATAGRAM + 500)]  # truncated on read
-        for _ in range(20):
-            for junk in noise:
-                a.send(junk, listener.port)
-            await asyncio.sleep(0.02)  # read before the socket's receive buffer overflows
-        a.send(a.party.rtp(b"after"), listener.port)
-        clear = b.party.receiver.unprotect(await b.recv())
-        assert clear.endswith(b"after")
-        drops = engine.drops
-        assert sum(drops.values()) == len(noise) * 20
-        assert set(drops) <= {"demux", "auth", "error", "replay"}
-        assert engine.stats()["leg-a"].packets_in == 1
-    finally:
-        _close(clients)
+    engine, listener, a, b = pair
+    noise = [b"", b"\x80", b"\x80" * 11, b"\x80" + os.urandom(40), b"\xbf" * 600,
+             b"\x80\x00" + os.urandom(MAX_DATAGRAM - 2),
+             b"\x80\x00" + os.urandom(MAX_DATAGRAM + 500)]  # truncated on read
+    for _ in range(20):
+        for junk in noise:
+            a.send(junk, listener.port)
+        await asyncio.sleep(0.02)  # read before the socket's receive buffer overflows
+    a.send(a.party.rtp(b"after"), listener.port)
+    clear = b.party.receiver.unprotect(await b.recv())
+    assert clear.endswith(b"after")
+    drops = engine.drops
+    assert sum(drops.values()) == len(noise) * 20
+    assert set(drops) <= {"demux", "auth", "error", "replay"}
+    assert engine.stats()["leg-a"].packets_in == 1
 
 
 async def test_the_plane_follows_consent_lost_and_regained(
-        node: tuple[Engine, UdpListener]) -> None:
+        pair: Pair) -> None:
     """RFC 7675 §5.1: no media to a leg whose consent expired (``no_consent``, as the
     engine counts it) until it is refreshed, which the plane must see at once."""
-    engine, listener = node
-    clients = await _meeting(engine, listener, 2)
-    a, b = clients
-    try:
-        engine.tick(time.monotonic() + CONSENT_S + 10)  # both legs' consent expires (the
-        # listener stamps packets with the monotonic clock)
-        a.send(a.party.rtp(b"lost"), listener.port)
-        assert await b.silent()
-        assert engine.drops == {"no_consent": 1}
-        await b.bind_leg(listener.port)  # consent refreshed on the same path
-        await _heard(a, b, listener.port, b"back")
-        assert engine.plane.plane.relayed == 2
-    finally:
-        _close(clients)
+    engine, listener, a, b = pair
+    engine.tick(time.monotonic() + CONSENT_S + 10)  # both legs' consent expires (the
+    # listener stamps packets with the monotonic clock)
+    a.send(a.party.rtp(b"lost"), listener.port)
+    assert await b.silent()
+    assert engine.drops == {"no_consent": 1}
+    await b.bind_leg(listener.port)  # consent refreshed on the same path
+    await _heard(a, b, listener.port, b"back")
+    assert engine.plane.plane.relayed == 2
 
 
 async def test_a_receiver_on_a_stream_sends_the_meeting_through_the_engine(
-        node: tuple[Engine, UdpListener]) -> None:
+        pair: Pair) -> None:
     """The plane writes only to UDP ports: once a leg of the meeting is on TCP/TLS (here a
     sink that is not a UDP port), its senders are relayed by the engine, every receiver
     served; when that leg goes, the plane takes them back."""
-    engine, listener = node
-    clients = await _meeting(engine, listener, 2)
-    a, b = clients
+    engine, listener, a, b = pair
     stream = Party("s", 3000)
     tcp = FakeSink("tcp/5004")
-    try:
-        assert engine.allocate(stream.allocate(), 0.0).ok
-        engine.on_packet(stream.binding(), tcp, ("127.0.0.1", 1), 1.0)
-        tcp.sent.clear()
-        assert engine.plane.routes == 0  # a's and b's senders: the stream leg hears them
-        await _heard(a, b, listener.port, b"to-all")
-        [(data, _)] = tcp.sent
-        assert stream.receiver.unprotect(data).endswith(b"to-all")
-        assert engine.plane.plane.relayed == 0
-        engine.release(stream.leg_id)
-        assert engine.plane.routes == 2
-        await _heard(a, b, listener.port, b"plane")
-        assert engine.plane.plane.relayed == 1
-    finally:
-        _close(clients)
+    assert engine.allocate(stream.allocate(), 0.0).ok
+    engine.on_packet(stream.binding(), tcp, ("127.0.0.1", 1), 1.0)
+    tcp.sent.clear()
+    assert engine.plane.routes == 0  # a's and b's senders: the stream leg hears them
+    await _heard(a, b, listener.port, b"to-all")
+    [(data, _)] = tcp.sent
+    assert stream.receiver.unprotect(data).endswith(b"to-all")
+    assert engine.plane.plane.relayed == 0
+    engine.release(stream.leg_id)
+    assert engine.plane.routes == 2
+    await _heard(a, b, listener.port, b"plane")
+    assert engine.plane.plane.relayed == 1
 
 
 async def test_a_relatched_leg_is_routed_from_its_new_address_only(
-        node: tuple[Engine, UdpListener]) -> None:
+        pair: Pair) -> None:
     """docs/design.md "Media leg": a leg's path moves only with an authenticated Binding
     Request; its old address is then unlatched, for the plane as for the engine."""
-    engine, listener = node
-    clients = await _meeting(engine, listener, 2)
-    a, b = clients
+    engine, listener, a, b = pair
     moved = Client(a.party)
     try:
         await moved.bind_leg(listener.port)
@@ -262,60 +252,45 @@ async def test_a_relatched_leg_is_routed_from_its_new_address_only(
         assert engine.plane.routes == 2
     finally:
         moved.close()
-        _close(clients)
 
 
 async def test_a_released_leg_leaves_no_route_and_its_counts_are_kept(
-        node: tuple[Engine, UdpListener]) -> None:
-    engine, listener = node
-    clients = await _meeting(engine, listener, 2)
-    a, b = clients
-    try:
-        a.send(a.party.rtp(b"one"), listener.port)
-        await b.recv()
-        released = engine.release("leg-b")
-        assert released is not None and released.packets_out == 1  # settled before retiring
-        assert engine.packets_out == 1 and engine.packets_in == 1
-        assert engine.plane.routes == 1  # a's, to nobody
-        a.send(a.party.rtp(b"two"), listener.port)
-        assert await b.silent()
-        assert engine.stats()["leg-a"].packets_in == 2 and engine.packets_out == 1
-        engine.release("leg-a")
-        assert engine.plane.routes == 0
-    finally:
-        _close(clients)
+        pair: Pair) -> None:
+    engine, listener, a, b = pair
+    a.send(a.party.rtp(b"one"), listener.port)
+    await b.recv()
+    released = engine.release("leg-b")
+    assert released is not None and released.packets_out == 1  # settled before retiring
+    assert engine.packets_out == 1 and engine.packets_in == 1
+    assert engine.plane.routes == 1  # a's, to nobody
+    a.send(a.party.rtp(b"two"), listener.port)
+    assert await b.silent()
+    assert engine.stats()["leg-a"].packets_in == 2 and engine.packets_out == 1
+    engine.release("leg-a")
+    assert engine.plane.routes == 0
 
 
 async def test_a_closed_port_takes_every_route_through_it_away(
-        node: tuple[Engine, UdpListener]) -> None:
+        pair: Pair) -> None:
     """A route names a socket descriptor: one left behind a closed port could send on
     whatever socket reuses the number."""
-    engine, listener = node
-    clients = await _meeting(engine, listener, 2)
-    try:
-        assert engine.plane.routes == 2
-        listener.close()
-        assert engine.plane.routes == 0
-        assert all(leg.sink is None for leg in engine.legs.values())
-    finally:
-        _close(clients)
+    engine, listener, _, _ = pair
+    assert engine.plane.routes == 2
+    listener.close()
+    assert engine.plane.routes == 0
+    assert all(leg.sink is None for leg in engine.legs.values())
 
 
 async def test_relayed_packets_are_timed_in_the_relay_histogram(
-        node: tuple[Engine, UdpListener]) -> None:
+        pair: Pair) -> None:
     """``pinhole_node_relay_latency_seconds`` keeps timing one packet in 16 (metrics.py)."""
-    engine, listener = node
-    clients = await _meeting(engine, listener, 2)
-    a, b = clients
-    try:
-        for _ in range(32):
-            a.send(a.party.rtp(b"t"), listener.port)
-            await b.recv()
-        counts, total = engine.plane.timing()
-        assert sum(counts) == 2 and len(counts) == len(RELAY_BUCKETS) + 1
-        assert 0 < total < 1
-    finally:
-        _close(clients)
+    engine, listener, a, b = pair
+    for _ in range(32):
+        a.send(a.party.rtp(b"t"), listener.port)
+        await b.recv()
+    counts, total = engine.plane.timing()
+    assert sum(counts) == 2 and len(counts) == len(RELAY_BUCKETS) + 1
+    assert 0 < total < 1
 
 
 def test_the_plane_refuses_bad_routes_with_an_error_not_a_crash() -> None:
@@ -440,3 +415,16 @@ def test_a_finalizer_that_changes_routes_waits_for_the_drain() -> None:
                          timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == [32, [32]]
+
+
+def test_a_plane_refuses_more_ports_than_it_can_mark_queued() -> None:
+    """The plane marks a port whose sends wait in its queue in a fixed table; a port past
+    it is refused when it is attached (set-up), never at the moment a send is refused."""
+    plane = RelayPlane()
+    for fd in range(100, 100 + MAX_PORTS):
+        plane.attach(fd, lambda data, addr: None)
+    plane.attach(100, lambda data, addr: None)  # the same port again: still one
+    with pytest.raises(ValueError, match="at most"):
+        plane.attach(99, lambda data, addr: None)
+    for fd in range(100, 100 + MAX_PORTS):
+        plane.backlog(fd, True)  # every attached port can be marked

@@ -1,14 +1,8 @@
-"""pinhole: the client CLI - register, probe, meeting create, join, call, netcheck.
+"""pinhole: the client CLI - register, pin, probe, meeting create, join, call, netcheck.
 
-Settings come from --stack stack.json (written by 'pinhole-lab stack') or from
---cloud/--ca/--org/--enrollment-key. Every flag also reads PINHOLE_<FLAG>
-(e.g. PINHOLE_CLOUD) and may be given before or after the command. Every
-command prints a readable table, or one JSON document with --json (errors too:
-{"error": {"code", "message", "hint"}}).
-
-Exit codes: 0 done, 1 other failure, 2 usage (a flag or a file it names),
-3 cannot reach the cloud, 4 no media path, 5 certificate or pin did not verify,
-6 degraded (netcheck: meetings work, but not on the best path).
+The parser (its help: :data:`DESCRIPTION`, :data:`COMMANDS`, the exit codes of
+:data:`EPILOG`, which are :mod:`wire.boundary`'s), the settings from ``--stack`` or
+the flags, and the printing of each command's result; the library does the work.
 """
 
 from __future__ import annotations
@@ -23,6 +17,7 @@ import os
 import re
 import socket
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -47,7 +42,7 @@ from client.probe import NOT_YET, ProbeOutcome
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
 from wire import boundary
 from wire.files import StackFile, first_problem
-from wire.flags import TRUE, Parser, add_version, apply_environment
+from wire.flags import TRUE, Number, Parser, add_version, apply_environment
 from wire.models import CallMetrics, Event
 from wire.tls import client_context
 from wire.transports import DeviceProfile
@@ -58,88 +53,160 @@ PINS_HINT = ("copy the pins from the enrollment material (the pins of stack.json
 STACK_HINT = "start a stack with 'pinhole-lab stack --state-dir DIR' and pass DIR/stack.json"
 
 
-def _global_flags(p: argparse.ArgumentParser, *, copy: bool) -> None:
+DESCRIPTION = """\
+Pinhole's client: it registers this device with the cloud, probes the media
+nodes over UDP, TCP and TLS, joins meetings and carries their media, falling
+back until media flows, and says what the network lets out.
+
+Settings come from --stack stack.json (written by 'pinhole-lab stack') or from
+--cloud, --ca, --org and --enrollment-key. Every flag also reads PINHOLE_<FLAG>
+(--force-probe: PINHOLE_FORCE_PROBE=1); docs/design.md lists every variable.
+Each command prints a table, or one JSON document with --json (errors too:
+{"error": {"code", "message", "hint"}})."""
+
+EPILOG = """\
+exit codes:
+  0  done
+  1  anything else (the message says what)
+  2  usage: a flag, a PINHOLE_* variable or a file it names
+  3  cannot reach the cloud (or the proxy)
+  4  no media path: no node reachable on a transport the profile allows
+  5  TLS inspection: the cloud's certificate or pinned key did not verify
+  6  netcheck only: degraded, meetings work but not on the best path
+
+Run 'pinhole COMMAND --help' for a command's own flags."""
+
+SUB_EPILOG = "global flags (--stack, --cloud, --json, --proxy …): see 'pinhole --help'"
+
+#: (name, one line for the list of commands, the paragraph of its own --help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "register": ("register this device and print the node list",
+                 "Register this device with the cloud of its organisation and print the "
+                 "media nodes it was given."),
+    "pin": ("show or change the cloud's pinned keys",
+            "Show the cloud's SPKI pins in effect and where they come from. After a real key "
+            "rotation, re-pin from the new enrollment material (--from-stack); --reset drops "
+            "a re-pin. Every change is logged in pins.log in the cache directory."),
+    "probe": ("probe every media node and print the reachability table",
+              "Probe every endpoint of every media node (UDP, TCP, TLS) with a STUN Binding "
+              "Request, report what was reached to the cloud and print the round-trip times. "
+              "A report younger than the probe TTL is reused (--force-probe probes again)."),
+    "meeting": ("create a meeting",
+                "'pinhole meeting create' prints the id of a new meeting; pass it to 'join' "
+                "or 'call' with --meeting."),
+    "join": ("join a meeting and print the node chosen and why",
+             "Join a meeting: the cloud picks a media node from this device's reachability "
+             "report. Print the node, the transport plan and the scored candidates."),
+    "call": ("join a meeting and send and receive audio",
+             "Join a meeting, connect to the node (falling back from UDP to TCP to TLS "
+             "until media flows), send and receive SRTP audio for --seconds and print the "
+             "transport, packets, loss and jitter. A line a second on stderr shows progress."),
+    "netcheck": ("check what this network lets out, and what to open",
+                 "Check the cloud (DNS, TCP, TLS, TLS inspection, HTTPS, WSS), the proxy and "
+                 "every media node on every transport; print each check, a verdict and the "
+                 "firewall rules to open, best first. The verdict is the exit status: 0 all "
+                 "good, 6 degraded (media on a fallback transport), 4 no media path, 3 no "
+                 "signaling."),
+}
+
+#: how long a call may last, and the bounds of its consent checks (RFC 7675 §5.1)
+CALL_SECONDS = Number(float, 0.0, 86400.0, above=True)
+CONSENT_CHECK_S = Number(float, 0.5, 60.0)
+UDP_IDLE_S = Number(float, 0.0, 600.0)
+
+
+def _global_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, copy: bool) -> None:
     """The flags every command takes; ``copy``: the subcommand's copy, which only
-    overrides when given (so "pinhole probe --json" works as "pinhole --json probe")."""
+    overrides when given (so "pinhole probe --json" works as "pinhole --json probe") and
+    which its help does not repeat."""
 
     def d(value: object) -> object:
         return argparse.SUPPRESS if copy else value
 
-    p.add_argument("--stack", default=d(None), help="stack.json of a running pinhole-lab stack")
-    p.add_argument("--cloud", default=d(None), help="cloud URL, e.g. https://127.0.0.1:8443")
-    p.add_argument("--ca", default=d(None), help="CA certificate that signed the cloud's")
-    p.add_argument("--org", default=d(None), help="organisation id")
-    p.add_argument("--enrollment-key", default=d(None),
-                   help="the organisation's enrollment key")
-    p.add_argument("--name", default=d("cli"), help="device name")
+    def h(text: str) -> str:
+        return argparse.SUPPRESS if copy else text
+
+    p.add_argument("--stack", metavar="FILE", default=d(None),
+                   help=h("stack.json of a running pinhole-lab stack (the cloud, its CA and "
+                          "pins, the orgs' keys)"))
+    p.add_argument("--cloud", metavar="URL", default=d(None),
+                   help=h("cloud URL, e.g. https://127.0.0.1:8443"))
+    p.add_argument("--ca", metavar="FILE", default=d(None),
+                   help=h("CA certificate that signed the cloud's"))
+    p.add_argument("--org", default=d(None), help=h("organisation id"))
+    p.add_argument("--enrollment-key", metavar="KEY", default=d(None),
+                   help=h("the organisation's enrollment key"))
+    p.add_argument("--name", default=d("cli"), help=h("device name"))
     p.add_argument("--profile", default=d("desktop"), choices=[p.value for p in DeviceProfile],
-                   help="device profile")
+                   help=h("device profile: the transports and proxy discovery it may use"))
     p.add_argument("--json", action="store_true", default=d(False),
-                   help="print one JSON document on stdout (errors too)")
-    p.add_argument("--proxy", default=d(None),
-                   help="HTTP proxy for signaling and proxy media, http://[user:pass@]host:port "
-                   "(default: HTTPS_PROXY unless NO_PROXY names the cloud)")
-    p.add_argument("--pac-url", default=d(None),
-                   help="PAC file that names the proxy (desktop profile only)")
+                   help=h("print one JSON document on stdout (errors too)"))
+    p.add_argument("--proxy", metavar="URL", default=d(None),
+                   help=h("HTTP proxy for signaling and proxy media, "
+                          "http://[user:pass@]host:port (default: HTTPS_PROXY unless NO_PROXY "
+                          "names the cloud)"))
+    p.add_argument("--pac-url", metavar="URL", default=d(None),
+                   help=h("PAC file that names the proxy (desktop profile only)"))
     p.add_argument("--wpad", action="store_true", default=d(False),
-                   help="find the PAC file by WPAD (http://wpad.<domain>/wpad.dat; desktop only)")
-    p.add_argument("--proxy-user", default=d(None), help="user for a proxy found by PAC/WPAD")
-    p.add_argument("--proxy-password", default=d(None),
-                   help="password for a proxy found by PAC/WPAD")
+                   help=h("find the PAC file by WPAD (http://wpad.<domain>/wpad.dat; desktop "
+                          "only)"))
+    p.add_argument("--proxy-user", metavar="USER", default=d(None),
+                   help=h("user for a proxy found by PAC/WPAD"))
+    p.add_argument("--proxy-password", metavar="PASSWORD", default=d(None),
+                   help=h("password for a proxy found by PAC/WPAD"))
     p.add_argument("--pin", action="append", default=d(None),
-                   help="the cloud's SPKI pin, sha256/<base64> (RFC 7469), repeatable: primary "
-                   "and backup (comma-separated in the variable; default: the pins of the "
-                   "enrollment material, stack.json, or a re-pin made with 'pinhole pin'; "
-                   "never learned from a connection)")
-    p.add_argument("--cache-dir", default=d(None),
-                   help="where the device identity and probe reports are kept "
-                   "(default: $XDG_CACHE_HOME/pinhole or ~/.cache/pinhole)")
+                   help=h("the cloud's SPKI pin, sha256/<base64> (RFC 7469), repeatable: "
+                          "primary and backup (comma-separated in the variable; default: the "
+                          "pins of the enrollment material, stack.json, or a re-pin made with "
+                          "'pinhole pin'; never learned from a connection)"))
+    p.add_argument("--cache-dir", metavar="DIR", default=d(None),
+                   help=h("where the device identity and probe reports are kept "
+                          "(default: $XDG_CACHE_HOME/pinhole or ~/.cache/pinhole)"))
     p.add_argument("--no-cache", action="store_true", default=d(False),
-                   help="a new device identity and a fresh probe every run")
+                   help=h("a new device identity and a fresh probe every run"))
     p.add_argument("--force-probe", action="store_true", default=d(False),
-                   help="probe even when a report younger than the probe TTL is cached")
+                   help=h("probe even when a report younger than the probe TTL is cached"))
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = Parser(prog="pinhole", description=__doc__)
+    p = Parser(prog="pinhole", description=DESCRIPTION, epilog=EPILOG,
+               usage="%(prog)s [global flags] COMMAND [flags]")
     add_version(p)
-    _global_flags(p, copy=False)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("register", help="register this device and print the node list")
-    pn = sub.add_parser("pin", help="show the cloud's pins in effect; re-pin after a real key "
-                        "rotation (--from-stack), or drop a re-pin (--reset); logged")
-    pn.add_argument("--from-stack", type=Path, default=None,
+    sub = p.add_subparsers(dest="command", required=True, metavar="", title="commands")
+    _global_flags(p.add_argument_group("global flags (before or after the command)"),
+                  copy=False)
+
+    def command(name: str) -> argparse.ArgumentParser:
+        line, paragraph = COMMANDS[name]
+        return sub.add_parser(name, prog=f"pinhole {name}", help=line,
+                              description=textwrap.fill(paragraph, 79), epilog=SUB_EPILOG)
+
+    command("register")
+    pn = command("pin")
+    pn.add_argument("--from-stack", metavar="FILE", type=Path, default=None,
                     help="re-pin the cloud to the pins of this (new) enrollment material")
     pn.add_argument("--reset", action="store_true",
                     help="drop this device's re-pin: the enrollment material's pins apply")
-    sub.add_parser("probe", help="probe every node over UDP, TCP and TLS; report; print the table")
-    m = sub.add_parser("meeting", help="meetings")
+    command("probe")
+    m = command("meeting")
     m.add_argument("action", choices=["create"], help="create: print a new meeting id")
     m.add_argument("--id", dest="meeting_id", default=None,
                    help="a meeting id of your choice (creating it again answers the same one)")
     m.add_argument("--title", default="", help="the meeting's title")
-    j = sub.add_parser("join", help="join a meeting and print the assignment and its reason")
-    j.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
+    j = command("join")
+    j.add_argument("--meeting", metavar="ID", required=True,
+                   help="meeting id (pinhole meeting create)")
     j.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
-    nc = sub.add_parser("netcheck", help="check the cloud (DNS, TCP, TLS, HTTPS, WSS), the "
-                        "proxy and every media node on every transport; print each check, a "
-                        "verdict and the firewall rules to open. Exit status: 0 all good, "
-                        "1 degraded (media on a fallback transport), 2 no media path, "
-                        "3 no signaling")
-    nc.add_argument("--rules", choices=[f.value for f in RuleFormat], default="text",
-                    help="how to print the rules to open: text, or ready nft / iptables "
-                    "commands (default: text)")
-    nc.add_argument("--udp-idle-s", type=float, default=0.0,
-                    help="also measure, for this many seconds (e.g. 20), how long the "
-                    "firewall keeps a UDP pinhole for a participant who only listens")
-    c = sub.add_parser("call", help="join, connect, send and receive SRTP audio, print stats")
-    c.add_argument("--meeting", required=True, help="meeting id (pinhole meeting create)")
+    c = command("call")
+    c.add_argument("--meeting", metavar="ID", required=True,
+                   help="meeting id (pinhole meeting create)")
     c.add_argument("--create", action="store_true",
                    help="create the meeting with this id first, unless it exists")
-    c.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
-    c.add_argument("--consent-s", "--keepalive-s", dest="consent_s", type=float,
-                   default=CONSENT_S,
+    c.add_argument("--seconds", type=CALL_SECONDS, default=5.0,
+                   help="how long to stay in the call")
+    c.add_argument("--consent-check-s", "--consent-s", "--keepalive-s", dest="consent_s",
+                   metavar="S", type=CONSENT_CHECK_S, default=CONSENT_S,
                    help="consent check (and keepalive) interval, randomized ±20%% "
                    f"(RFC 7675 §5.1; default {CONSENT_S:g} s, so a pinhole that closes "
                    "after 5 s idle holds)")
@@ -148,8 +215,15 @@ def _parser() -> argparse.ArgumentParser:
                    "firewall pinhole open)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
-    for command in sub.choices.values():  # "pinhole probe --force-probe" as well
-        _global_flags(command, copy=True)
+    nc = command("netcheck")
+    nc.add_argument("--rules", choices=[f.value for f in RuleFormat], default="text",
+                    help="how to print the rules to open: text, or ready nft / iptables "
+                    "commands")
+    nc.add_argument("--udp-idle-s", type=UDP_IDLE_S, default=0.0,
+                    help="also measure, for this many seconds (e.g. 20; at most 600), how "
+                    "long the firewall keeps a UDP pinhole for a participant who only listens")
+    for each in sub.choices.values():  # "pinhole probe --force-probe" as well
+        _global_flags(each, copy=True)
     return p
 
 

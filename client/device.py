@@ -294,9 +294,12 @@ class Device:
                                                  return_when=asyncio.FIRST_COMPLETED)
                     if not done:
                         break  # the stagger elapsed: start the next wave
-                    failed.clear()  # one failed; wait on while others still run
-                    waiter = asyncio.ensure_future(failed.wait())
+                    if waiter.done():  # one failed; wait on while others still run
+                        failed.clear()
+                        waiter = asyncio.ensure_future(failed.wait())
+                # every waiter ends here: one left pending would be destroyed at exit
                 waiter.cancel()
+                await asyncio.gather(waiter, return_exceptions=True)
                 if winner.done():
                     break
             while not winner.done():

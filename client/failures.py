@@ -77,8 +77,12 @@ def translate(exc: BaseException, ctx: Context) -> Failure | None:
         if exc.status == 401 and exc.code == "unauthorized":
             return Failure(ExitCode.USAGE, "unauthorized", f"the cloud refused us: {exc.detail}",
                            "check --org and --enrollment-key (or --stack)")
+        if exc.status == 404 and exc.detail.startswith("no meeting "):
+            return Failure(ExitCode.USAGE, "unknown_meeting", f"the cloud has {exc.detail}",
+                           "create one with 'pinhole meeting create' (or add --create), or "
+                           "check the id")
         return Failure(ExitCode.OTHER, exc.code, f"the cloud answered {exc}", NETCHECK
-                       if exc.status >= 500 else "the message says what it wants")
+                       if exc.status >= 500 else "check the ids and flags it names")
     if isinstance(exc, MediaError):
         return Failure(ExitCode.NO_MEDIA, "no_media_path", str(exc), NETCHECK +
                        " and which firewall rules to open")

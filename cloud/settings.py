@@ -8,7 +8,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from wire.boundary import readable_file, usage
-from wire.flags import Parser, add_secret, add_version, apply_environment, secret_value
+from wire.flags import (
+    PORT,
+    Parser,
+    add_secret,
+    add_version,
+    apply_environment,
+    count,
+    seconds,
+    secret_value,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     )
     add_version(p)
     p.add_argument("--listen", default=d.listen, help="address to bind")
-    p.add_argument("--port", type=int, default=d.port,
+    p.add_argument("--port", type=PORT, default=d.port,
                    help="HTTPS port (443; 8443 when this process may not bind below 1024)")
     p.add_argument("--cert", default=d.cert, help="PEM certificate (chain)")
     p.add_argument("--key", default=d.key, help="PEM private key")
@@ -94,43 +103,43 @@ def parser() -> argparse.ArgumentParser:
                "operator pages require")
     p.add_argument("--store", default=d.store,
                    help="state store: memory, or redis://host:port/db")
-    p.add_argument("--probe-ttl-s", type=int, default=d.probe_ttl_s,
-                   help="how long a reachability report is kept (seed: 2 hours)")
-    p.add_argument("--probe-interval-s", type=int,
+    p.add_argument("--probe-ttl-s", type=count(high=366 * 86400), default=d.probe_ttl_s,
+                   help="how long a reachability report is kept")
+    p.add_argument("--probe-interval-s", type=count(high=366 * 86400),
                    default=d.probe_interval_s,
                    help="how often devices re-probe")
-    p.add_argument("--probe-timeout-ms", type=int,
+    p.add_argument("--probe-timeout-ms", type=count(high=60_000),
                    default=d.probe_timeout_ms,
                    help="per-probe timeout devices use")
-    p.add_argument("--token-ttl-s", type=int, default=d.token_ttl_s,
+    p.add_argument("--token-ttl-s", type=count(high=366 * 86400), default=d.token_ttl_s,
                    help="device token lifetime")
-    p.add_argument("--heartbeat-s", type=float,
+    p.add_argument("--heartbeat-s", type=seconds(3600),
                    default=d.heartbeat_s,
                    help="node heartbeat interval")
-    p.add_argument("--heartbeat-misses", type=int,
+    p.add_argument("--heartbeat-misses", type=count(high=1000),
                    default=d.heartbeat_misses,
                    help="missed heartbeats before a node is unhealthy")
     p.add_argument("--state-file", default=d.state_file,
                    help="write {url, port} here as JSON once listening")
-    p.add_argument("--max-connections", type=int,
+    p.add_argument("--max-connections", type=count(),
                    default=d.max_connections,
                    help="open client connections the cloud accepts in total")
-    p.add_argument("--max-connections-per-source", type=int,
+    p.add_argument("--max-connections-per-source", type=count(),
                    default=d.max_connections_per_source,
                    help="open connections from one IP address; an office behind one NAT "
                    "address needs about two per device (REST + events)")
-    p.add_argument("--handshake-s", type=float,
+    p.add_argument("--handshake-s", type=seconds(),
                    default=d.handshake_s,
                    help="close a connection whose TLS handshake takes longer")
-    p.add_argument("--idle-s", type=float, default=d.idle_s,
+    p.add_argument("--idle-s", type=seconds(), default=d.idle_s,
                    help="close a connection without a whole request for this long")
-    p.add_argument("--max-events-per-device", type=int,
+    p.add_argument("--max-events-per-device", type=count(high=1000),
                    default=d.max_events_per_device,
                    help="open /v1/events WebSockets one device may hold")
-    p.add_argument("--metrics-retention-s", type=float,
+    p.add_argument("--metrics-retention-s", type=seconds(),
                    default=d.metrics_retention_s,
                    help="keep end-of-call reports this long (their totals are kept for good)")
-    p.add_argument("--meeting-retention-s", type=float,
+    p.add_argument("--meeting-retention-s", type=seconds(zero=True),
                    default=d.meeting_retention_s,
                    help="forget a meeting this long after its last participant left")
     return p

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--org", default="",
                    help="the organisation this node serves; only its devices see and use it")
     p.add_argument("--cascade-ports", default=port_span(HYBRID_PORTS),
-                   help="UDP source ports of cascades to the cloud (seed: 33434-33598; the "
+                   help="UDP source ports of cascades to the cloud (the standard 33434-33598; the "
                    "older 8000-8100 also works)")
     p.set_defaults(region="on-prem")
     for action in p._actions:  # here the secret is the org's hybrid node secret

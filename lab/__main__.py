@@ -22,12 +22,13 @@ from pathlib import Path
 import uvloop
 
 from lab import compose, demo, firewall, smoke
+from lab.firewall import UDP_TIMEOUT_S
 from lab.netns import HYBRID_HOST, INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.pki import read_pki, renew, renewal_reason, write_pki, write_secret
 from lab.stack import HYBRID, REGIONS, StackError, running_stack
 from wire import boundary
 from wire.boundary import ExitCode, Failure, run
-from wire.flags import Parser, add_version, apply_environment
+from wire.flags import Number, Parser, add_version, apply_environment, count, seconds
 
 
 async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
@@ -140,7 +141,7 @@ def _pki(args: argparse.Namespace) -> int:
 
 
 def _compose(args: argparse.Namespace) -> int:
-    env = {"PINHOLE_PROFILE": args.profile}
+    env = {"PINHOLE_FIREWALL_PROFILE": args.profile}
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep:
@@ -208,11 +209,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--store", default="memory",
                    help="memory (default), redis (a redis-server the stack starts) or a "
                    "redis://host:port/db URL")
-    s.add_argument("--replicas", type=int, default=1,
+    s.add_argument("--replicas", type=count(high=16), default=1,
                    help="cloud processes on the shared store, behind a TCP balancer that "
                    "owns the cloud's address (needs --store redis)")
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
-    d.add_argument("--seconds", type=float, default=3.0, help="how long the parties talk")
+    d.add_argument("--seconds", type=Number(float, 0, 3600, above=True), default=3.0,
+                   help="how long the parties talk")
     d.add_argument("--json", action="store_true", help="one JSON document on stdout")
     d.add_argument("--state-dir", type=Path, default=None,
                    help="keep each act's certificates, logs and stack.json under DIR/open and "
@@ -222,17 +224,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="up: create (prints the run id); down: remove; profile: load another "
                    "ruleset; run: a command inside a namespace")
     n.add_argument("--run-id", help="the lab to act on (printed by 'up')")
-    n.add_argument("--profile", default="open", choices=list(PROFILES),
+    n.add_argument("--firewall-profile", "--profile", dest="profile", default="open",
+                   choices=list(PROFILES),
                    help="firewall profile (lab/profiles/<profile>.nft)")
-    n.add_argument("--udp-timeout-s", type=int, default=30,
-                   help="the gateway's conntrack UDP timeout (seed: 30 s)")
-    n.add_argument("--stack", action="store_true",
+    n.add_argument("--udp-timeout-s", type=UDP_TIMEOUT_S, default=30,
+                   help="the gateway's conntrack UDP timeout: how long an idle UDP pinhole "
+                   "stays open")
+    n.add_argument("--with-stack", "--stack", dest="stack", action="store_true",
                    help="up: also start the cloud and three media nodes in the internet "
                    "namespace (stack.json in --state-dir); with a hybrid profile also the "
                    "hybrid node on the enterprise's hybrid host")
     n.add_argument("--state-dir", type=Path, default=None,
                    help="up --stack: where stack.json and the logs go (default run/lab-RUNID)")
-    n.add_argument("--proxy", action="store_true",
+    n.add_argument("--with-proxy", "--proxy", dest="proxy", action="store_true",
                    help="up: also start tinyproxy on the enterprise proxy host (10.99.0.3:8888)")
     n.add_argument("--side", default="ent", choices=["ent", "gw", "inet"],
                    help="where 'run' runs the command given after -- (default: enterprise)")
@@ -240,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
                        "org's enrollment key, the node secret and stack.json into a directory")
     k.add_argument("--out", type=Path, required=True, help="directory (created if missing)")
     k.add_argument("--cloud-url", required=True, help="the cloud URL clients use (stack.json)")
-    k.add_argument("--name", action="append", required=True,
+    k.add_argument("--cert-name", "--name", dest="name", action="append", required=True,
                    help="a DNS name or IP address for the cloud's certificate; repeatable")
     k.add_argument("--public-url", default=None,
                    help="also write public/ca.pem and public/stack.json for this cloud URL "
@@ -259,14 +263,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="a compose file, repeatable like docker compose -f (default: the "
                    "repository's docker-compose.yml, and docker-compose.hybrid.yml for the "
                    "hybrid profiles)")
-    c.add_argument("--profile", default="open", choices=list(PROFILES),
-                   help="firewall profile (PINHOLE_PROFILE for the file)")
+    c.add_argument("--firewall-profile", "--profile", dest="profile", default="open",
+                   choices=list(PROFILES),
+                   help="firewall profile (PINHOLE_FIREWALL_PROFILE for the file)")
     c.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="another variable for the file, e.g. "
                    "PINHOLE_CLIENT_PROXY=http://proxy:8888; repeatable")
     c.add_argument("--state-dir", type=Path, default=None,
                    help="where volumes and service logs go (default: a temporary directory)")
-    c.add_argument("--timeout-s", type=float, default=180.0,
+    c.add_argument("--timeout-s", type=seconds(86400), default=180.0,
                    help="give up when the services are not done after this long")
     c.add_argument("--keep-running", action="store_true",
                    help="after the smoke meeting, keep the services up until Ctrl-C")

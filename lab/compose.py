@@ -288,7 +288,9 @@ class ComposeRun:
         env = {"PATH": f"{self.bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
                        "/sbin:/bin", "HOME": "/root", "PYTHONUNBUFFERED": "1",
                **service.environment}
+        # the mountpoint is made again here: another run that made it may have removed it
         mounts = " && ".join(
+            f"mkdir -p {shlex.quote(t)} && "
             f"mount --bind {shlex.quote(str(self.state_dir / 'volumes' / v))} {shlex.quote(t)}"
             for v, t in service.volumes) or "true"
         return ["ip", "netns", "exec", self.ns(service.name), "env", "-i",

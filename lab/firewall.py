@@ -3,7 +3,7 @@
 Used twice: by the netns lab on its ``gw`` namespace (through ``ip netns exec``), and as
 ``pinhole-lab firewall``, the command of docker-compose.yml's ``firewall`` service, which
 finds its enterprise-side and internet-side interfaces by address, loads the profile named
-by ``PINHOLE_PROFILE`` and stays up until stopped.
+by ``PINHOLE_FIREWALL_PROFILE`` and stays up until stopped.
 
 Addresses are the same in both (docs/design.md's lab, recorded in docs/architecture.md):
     internet 198.18.0.0/24  cloud .1, media nodes .2 .3 .4, the firewall .254
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from wire.flags import Parser, apply_environment
+from wire.flags import Number, Parser, apply_environment
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
@@ -40,6 +40,8 @@ HYBRID_HOST = ENT_PREFIX + ".4"  # the in-house hybrid media node (hybrid profil
 WHITELIST_RANGE = INET_PREFIX + ".4/31"  # node-far only
 #: Profiles that send the clients' media to the in-house hybrid node: without one, nothing.
 HYBRID_PROFILES = ("hybrid", "hybrid-tls-only")
+#: the gateway's conntrack UDP timeout, in whole seconds (the kernel's unit)
+UDP_TIMEOUT_S = Number(int, 1, 86400)
 UDP_TIMEOUT_KEYS = ("net.netfilter.nf_conntrack_udp_timeout",
                     "net.netfilter.nf_conntrack_udp_timeout_stream")
 
@@ -165,10 +167,10 @@ def parser() -> Parser:
         prog="pinhole-lab firewall",
         description="The enterprise firewall of docker-compose.yml: load a profile's "
         "nftables ruleset (NAT + stateful filter) and stay up until stopped. Needs NET_ADMIN.")
-    p.add_argument("--profile", default="open",
-                   choices=list(PROFILES), help="firewall profile")
-    p.add_argument("--udp-timeout-s", type=int,
-                   default=30, help="conntrack UDP timeout (seed: 30 s)")
+    p.add_argument("--firewall-profile", "--profile", dest="profile", default="open",
+                   choices=list(PROFILES), help="firewall profile (lab/profiles/<profile>.nft)")
+    p.add_argument("--udp-timeout-s", type=UDP_TIMEOUT_S, default=30,
+                   help="conntrack UDP timeout: how long an idle UDP pinhole stays open")
     p.add_argument("--lan-subnet", default=ENT_SUBNET,
                    help="the enterprise network; the other interface faces the internet")
     p.add_argument("--hybrid-node", default="",
@@ -193,8 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_environment(p, os.environ)
     args = p.parse_args(argv)
     if args.profile not in PROFILES:  # before anything else: a typo must not start a firewall
-        print(f"pinhole-lab firewall: there is no profile {args.profile!r} (PINHOLE_PROFILE or "
-              f"--profile); choose one of {', '.join(PROFILES)}", file=sys.stderr)
+        print(f"pinhole-lab firewall: there is no profile {args.profile!r} "
+              f"(PINHOLE_FIREWALL_PROFILE or --firewall-profile); choose one of "
+              f"{', '.join(PROFILES)}", file=sys.stderr)
         return 2
     missing = missing_hybrid_node(args.profile, args.hybrid_node)
     if missing:

@@ -91,7 +91,8 @@ class Pki:
         orgs = {ORG: {"enrollment_key": self.enrollment_key}}
         if self.other_enrollment_key:
             orgs[OTHER_ORG] = {"enrollment_key": self.other_enrollment_key}
-        return {"cloud": cloud_url, "ca": str(self.ca_file), "pins": list(self.pins),
+        # absolute: a client reads stack.json from wherever it is started
+        return {"cloud": cloud_url, "ca": str(self.ca_file.absolute()), "pins": list(self.pins),
                 "orgs": orgs, "nodes": list(nodes)}
 
 

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from wire.flags import seconds
+
 ERROR_TAIL = 500  # characters of a failed call's stderr kept in its result
 
 
@@ -127,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     w = sub.add_parser("wait", help="wait for the clients' results; exit 1 if media failed")
     w.add_argument("--results", type=Path, required=True, help="where the clients write")
     w.add_argument("--client", action="append", required=True, help="a client; repeatable")
-    w.add_argument("--timeout-s", type=float, default=300.0,
+    w.add_argument("--timeout-s", type=seconds(86400), default=300.0,
                    help="a client with no result by then has failed")
     w.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = p.parse_args(raw[:raw.index("--")] if "--" in raw else raw)

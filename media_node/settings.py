@@ -10,7 +10,18 @@ from urllib.parse import urlsplit
 
 from wire.admission import StreamLimits
 from wire.boundary import readable_file, usage
-from wire.flags import Parser, add_secret, add_version, apply_environment, secret_value
+from wire.flags import (
+    PORT,
+    Number,
+    Parser,
+    add_secret,
+    add_version,
+    apply_environment,
+    count,
+    rate,
+    seconds,
+    secret_value,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +108,19 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
                    help="IP address clients reach this node on (published in the node list)")
     p.add_argument("--listen", default=d.listen,
                    help="address to bind (default: the advertised address)")
-    p.add_argument("--udp-port", type=int, default=d.udp_port,
-                   help="preferred UDP media port (seed: 5004)")
-    p.add_argument("--udp-last-resort-port", type=int,
+    p.add_argument("--udp-port", type=PORT, default=d.udp_port,
+                   help="preferred UDP media port")
+    p.add_argument("--udp-last-resort-port", type=PORT,
                    default=d.udp_last_resort_port,
-                   help="last-resort UDP port (seed: 33434)")
+                   help="last-resort UDP port")
     p.add_argument("--legacy-dc", action="store_true", default=d.legacy_dc,
                    help="node in the legacy data-center ranges: also listen on UDP 9000")
-    p.add_argument("--legacy-port", type=int, default=d.legacy_port,
-                   help="legacy UDP port (seed: 9000)")
-    p.add_argument("--tcp-port", type=int, default=d.tcp_port,
-                   help="TCP media port, RFC 4571 framing (seed: 5004)")
-    p.add_argument("--tls-port", type=int, default=d.tls_port,
-                   help="TLS media port (seed: 443; 8443 when it may not bind below 1024)")
+    p.add_argument("--legacy-port", type=PORT, default=d.legacy_port,
+                   help="legacy UDP port")
+    p.add_argument("--tcp-port", type=PORT, default=d.tcp_port,
+                   help="TCP media port, RFC 4571 framing")
+    p.add_argument("--tls-port", type=PORT, default=d.tls_port,
+                   help="TLS media port (8443 when it may not bind below 1024)")
     p.add_argument("--no-udp", action="store_true", default=False,
                    help="do not listen on UDP")
     p.add_argument("--no-tcp", action="store_true", default=False,
@@ -119,44 +130,44 @@ def parser(prog: str = "pinhole-media-node", kind: str = "cloud",
     p.add_argument("--cert", default=d.cert,
                    help="PEM certificate for TLS (default: a self-signed one made at start)")
     p.add_argument("--key", default=d.key, help="PEM private key for --cert")
-    p.add_argument("--capacity", type=int, default=d.capacity,
+    p.add_argument("--capacity", type=count(), default=d.capacity,
                    help="legs this node accepts")
-    p.add_argument("--stun-rate", type=float, default=d.stun_rate,
+    p.add_argument("--stun-rate", type=rate(), default=d.stun_rate,
                    help="unauthenticated STUN requests per second per flow: source IP and "
                    "port, or one TCP/TLS connection (0: no limit)")
-    p.add_argument("--stun-burst", type=float, default=d.stun_burst,
+    p.add_argument("--stun-burst", type=rate(), default=d.stun_burst,
                    help="burst of unauthenticated STUN requests per flow")
-    p.add_argument("--stun-ip-rate", type=float,
+    p.add_argument("--stun-ip-rate", type=rate(),
                    default=d.stun_ip_rate,
                    help="ceiling per source IP over all its flows: an office behind one NAT "
                    "address shares it (size it for the office: see the ops notes)")
-    p.add_argument("--stun-ip-burst", type=float,
+    p.add_argument("--stun-ip-burst", type=rate(),
                    default=d.stun_ip_burst,
                    help="burst of the per-source-IP ceiling")
-    p.add_argument("--max-connections", type=int,
+    p.add_argument("--max-connections", type=count(),
                    default=d.max_connections,
                    help="open TCP/TLS media connections this node accepts in total")
-    p.add_argument("--max-connections-per-source", type=int,
+    p.add_argument("--max-connections-per-source", type=count(),
                    default=d.max_connections_per_source,
                    help="open TCP/TLS media connections from one IP address (an office NAT "
                    "counts once: one per participant using TCP/TLS behind it)")
-    p.add_argument("--handshake-s", type=float, default=d.handshake_s,
+    p.add_argument("--handshake-s", type=seconds(zero=True), default=d.handshake_s,
                    help="close a TLS connection whose handshake takes longer (0: no limit)")
-    p.add_argument("--first-message-s", type=float,
+    p.add_argument("--first-message-s", type=seconds(),
                    default=d.first_message_s,
                    help="close a TCP/TLS connection whose first whole frame takes longer")
-    p.add_argument("--idle-s", type=float, default=d.idle_s,
+    p.add_argument("--idle-s", type=seconds(), default=d.idle_s,
                    help="close a TCP/TLS connection without a whole frame for this long "
                    "(consent keepalives come every ~5 s)")
-    p.add_argument("--consent-s", type=float, default=d.consent_s,
+    p.add_argument("--consent-s", type=seconds(), default=d.consent_s,
                    help="stop sending on a leg this long after its last consent (RFC 7675: 30)")
-    p.add_argument("--consent-check-s", type=float, default=d.consent_check_s,
+    p.add_argument("--consent-check-s", type=seconds(), default=d.consent_check_s,
                    help="send consent checks on cascade legs about this often, randomized "
                    "±20%% (RFC 7675 §5.1; 4 s: a pinhole that closes after 5 s idle holds)")
-    p.add_argument("--leg-timeout-s", type=float,
+    p.add_argument("--leg-timeout-s", type=seconds(),
                    default=d.leg_timeout_s,
                    help="free a leg after this long without consent")
-    p.add_argument("--simulated-rtt-ms", type=float,
+    p.add_argument("--simulated-rtt-ms", type=Number(float, 0, 10_000),
                    default=d.simulated_rtt_ms,
                    help="simulation knob: delay every reply and forwarded packet by N ms, "
                    "standing in for distance")

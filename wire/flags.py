@@ -10,7 +10,9 @@ default and its variable.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, NoReturn
 
@@ -51,7 +53,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             secret = any(word in s for s in action.option_strings for word in SECRETS)
             extra.append("default: set (hidden)" if secret else f"default: {default}")
         extra.append(f"env {name}")
-        return f"{text} ({'; '.join(extra)})".replace("%", "%%")
+        # ``text`` is already a %-format string (argparse fills %(default)s …); only what is
+        # added here needs escaping, or "±20%%" would show doubled
+        return f"{text} ({'; '.join(extra).replace('%', '%%')})"
+
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction) and not action.metavar:
+            # the commands, one per line with their one-line help, under their own heading
+            return "".join(self._format_action(each) for each in action._get_subactions())
+        return super()._format_action(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,7 +73,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise usage(message, f"'{self.prog} --help' lists the flags")
+        # "argument --seconds: '-1' is out of range …" reads as "--seconds: '-1' is …"
+        raise usage(message.removeprefix("argument "), f"'{self.prog} --help' lists the flags")
 
 
 class CommandLineSecret(argparse.Action):
@@ -100,6 +112,63 @@ def secret_value(flag: str, value: str, path: str) -> str:
                     "check the path and its permissions") from None
 
 
+@dataclass(frozen=True, slots=True)
+class Number:
+    """An argparse ``type``: a finite ``kind`` number from ``low`` to ``high`` (``low``
+    excluded when ``above``). Bad input is refused at the edge, with the range to give,
+    before it reaches a model, a timer or a socket: no NaN, no infinity, no negative
+    duration."""
+
+    kind: type[int] | type[float]
+    low: float
+    high: float
+    above: bool = False  # ``low`` itself is refused (a duration that must pass)
+
+    @property
+    def __name__(self) -> str:  # argparse names the type in some of its messages
+        return self.kind.__name__
+
+    def range(self) -> str:
+        noun = "a whole number" if self.kind is int else "a number"
+        if self.above:
+            return f"{noun} above {self.low:g} and at most {self.high:g}"
+        return f"{noun} from {self.low:g} to {self.high:g}"
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value: int | float = self.kind(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.range()}") from None
+        if not math.isfinite(value) or value < self.low or value > self.high or (
+                self.above and value == self.low):
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: give {self.range()}")
+        return value
+
+
+#: the longest any duration flag may ask for (a year): finite, and far below what an
+#: asyncio timer or ``time.monotonic()`` arithmetic would overflow on
+YEAR_S = 366 * 86400.0
+
+
+#: a TCP/UDP port; 0 lets the system pick a free one
+PORT = Number(int, 0, 65535)
+
+
+def count(low: int = 1, high: int = 10_000_000) -> Number:
+    """A whole number of things (legs, connections, replicas …) from ``low`` to ``high``."""
+    return Number(int, low, high)
+
+
+def seconds(high: float = YEAR_S, *, zero: bool = False, low: float = 0.0) -> Number:
+    """A finite duration up to ``high``; 0 only when ``zero`` (it then means "off")."""
+    return Number(float, low, high, above=not zero)
+
+
+def rate(high: float = 1e9) -> Number:
+    """A finite, non-negative rate or burst (0 usually meaning "no limit")."""
+    return Number(float, 0.0, high)
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
 
@@ -134,7 +203,7 @@ def _convert(action: argparse.Action, name: str, raw: str) -> object:
     if callable(action.type):
         try:
             value = action.type(raw)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
             raise usage(f"{name}={raw!r}: {exc}", "unset it or fix it (see --help)") from None
     if action.choices is not None and value not in action.choices:
         choices = ", ".join(map(str, action.choices))

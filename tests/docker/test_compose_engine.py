@@ -137,7 +137,7 @@ def test_compose_up_ends_with_each_clients_media(stack: Stack, profile: str,
     started = time.time()
     try:
         done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
-                             env={"PINHOLE_PROFILE": profile,
+                             env={"PINHOLE_FIREWALL_PROFILE": profile,
                                   "PINHOLE_HTTPS_PORT": str(free_port()), **env})
         elapsed = time.time() - started
         assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-2000:])
@@ -203,7 +203,7 @@ def test_compose_up_exits_non_zero_when_media_fails(stack: Stack) -> None:
     project = "pinhole-fails"
     try:
         done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
-                             env={"PINHOLE_PROFILE": "proxy-only",
+                             env={"PINHOLE_FIREWALL_PROFILE": "proxy-only",
                                   "PINHOLE_HTTPS_PORT": str(free_port())})
         assert done.returncode == 1, (done.stdout[-3000:], done.stderr[-2000:])
         smoke = stack.engine.docker("logs", stack.container(project, "smoke"))
@@ -258,31 +258,32 @@ def test_the_cloud_is_published_and_its_ca_and_stack_json_reach_the_host(
 
 
 def test_a_profile_that_does_not_exist_fails_loudly_at_start(stack: Stack) -> None:
-    """A typo in PINHOLE_PROFILE must not start a stack behind some other firewall: up exits
-    non-zero and the firewall says which profiles exist."""
+    """A typo in PINHOLE_FIREWALL_PROFILE must not start a stack behind some other firewall:
+    up exits non-zero and the firewall says which profiles exist."""
     project = "pinhole-typo"
     try:
         done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
-                             env={"PINHOLE_PROFILE": "no-such-profile",
+                             env={"PINHOLE_FIREWALL_PROFILE": "no-such-profile",
                                   "PINHOLE_HTTPS_PORT": str(free_port())}, timeout=200)
         assert done.returncode != 0, done.stdout[-3000:]
         firewall = stack.container(project, "firewall")
         assert stack.engine.inspect(firewall)["State"]["ExitCode"] == 2  # type: ignore[index]
         said = subprocess.run(["docker", "logs", firewall], capture_output=True, text=True,
                               env={**os.environ, **stack.engine.env}, check=False).stderr
-        assert "PINHOLE_PROFILE='no-such-profile' is not one of open, udp-5004" in said, said
+        assert ("PINHOLE_FIREWALL_PROFILE='no-such-profile' is not one of open, udp-5004"
+                in said), said
     finally:
         stack.down(project)
 
 
 def test_the_hybrid_profile_without_its_file_fails_loudly_at_start(stack: Stack) -> None:
-    """``PINHOLE_PROFILE=hybrid docker compose up`` on docker-compose.yml alone: media could
-    leave only through a hybrid node that is not there. The firewall exits 2 naming the file
+    """``PINHOLE_FIREWALL_PROFILE=hybrid docker compose up`` on docker-compose.yml alone: media
+    could leave only through a hybrid node that is not there. The firewall exits 2 naming the file
     to add, and up exits non-zero, instead of two clients timing out."""
     project = "pinhole-nohybrid"
     try:
         done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
-                             env={"PINHOLE_PROFILE": "hybrid",
+                             env={"PINHOLE_FIREWALL_PROFILE": "hybrid",
                                   "PINHOLE_HTTPS_PORT": str(free_port())}, timeout=200)
         assert done.returncode != 0, done.stdout[-3000:]
         firewall = stack.container(project, "firewall")

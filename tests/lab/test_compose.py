@@ -24,7 +24,9 @@ from lab.netns import HYBRID_ID
 from lab.pki import ORG, Pki
 from tests.prereqs import require_root, require_tool
 
-pytestmark = pytest.mark.lab
+# One run at a time: a run mounts its volumes on the host's /var/lib/pinhole, which it
+# makes and removes (pytest-xdist keeps this group on one worker).
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("compose-volumes")]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,7 +41,7 @@ def _config(files: list[Path] | None = None, **env: str) -> dict[str, Any]:
 
 
 def test_compose_validates_the_file_and_it_has_every_service_the_lab_needs() -> None:
-    config = _config(PINHOLE_PROFILE="no-udp")
+    config = _config(PINHOLE_FIREWALL_PROFILE="no-udp")
     services = config["services"]
     assert {"redis", "cloud", "node-near", "node-mid", "node-far", "firewall", "proxy",
             "client-a", "client-b", "smoke"} <= set(services)
@@ -50,12 +52,12 @@ def test_compose_validates_the_file_and_it_has_every_service_the_lab_needs() -> 
     assert services["cloud"]["environment"]["PINHOLE_STORE"].startswith("redis://redis:")
     firewall = services["firewall"]
     assert "NET_ADMIN" in firewall["cap_add"]
-    assert firewall["environment"]["PINHOLE_PROFILE"] == "no-udp"  # chosen by the variable
+    assert firewall["environment"]["PINHOLE_FIREWALL_PROFILE"] == "no-udp"  # chosen by the variable
     assert set(firewall["networks"]) == {"internet", "enterprise"}
     assert config["networks"]["enterprise"].get("internal") is True  # out only via firewall
     for client in ("client-a", "client-b", "proxy"):
         assert set(services[client]["networks"]) == {"enterprise"}
-    assert _config()["services"]["firewall"]["environment"]["PINHOLE_PROFILE"] == "open"
+    assert _config()["services"]["firewall"]["environment"]["PINHOLE_FIREWALL_PROFILE"] == "open"
 
 
 def test_names_resolve_as_composes_dns_does(tmp_path: Path) -> None:
@@ -107,7 +109,7 @@ def test_the_hybrid_node_comes_from_its_own_file() -> None:
     for client in ("client-a", "client-b"):
         assert services[client]["depends_on"]["hybrid-node"] == {
             "condition": "service_healthy"}
-    assert services["firewall"]["environment"]["PINHOLE_PROFILE"] == "hybrid"
+    assert services["firewall"]["environment"]["PINHOLE_FIREWALL_PROFILE"] == "hybrid"
 
 
 @pytest.mark.parametrize(("profile", "env", "transport", "node"), [

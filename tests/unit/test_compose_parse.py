@@ -90,11 +90,11 @@ def test_the_hybrid_profiles_take_the_hybrid_nodes_file_and_only_they() -> None:
 def test_a_hybrid_profile_without_a_hybrid_node_stops_the_firewall_at_start(
         profile: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """``PINHOLE_PROFILE=hybrid docker compose up`` without docker-compose.hybrid.yml: no
+    """``PINHOLE_FIREWALL_PROFILE=hybrid docker compose up`` without docker-compose.hybrid.yml: no
     media could leave but through a hybrid node that is not there. The firewall exits 2
     before touching nftables and says which file to add (not two clients timing out)."""
     monkeypatch.delenv("PINHOLE_HYBRID_NODE", raising=False)
-    monkeypatch.setenv("PINHOLE_PROFILE", profile)
+    monkeypatch.setenv("PINHOLE_FIREWALL_PROFILE", profile)
     assert firewall.main([]) == 2
     said = capsys.readouterr().err
     assert f"the profile {profile!r} sends media only to the hybrid node" in said, said

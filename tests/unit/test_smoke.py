@@ -50,10 +50,10 @@ def test_the_client_wrapper_writes_the_calls_result(tmp_path: Path) -> None:
 
 def test_a_profile_that_does_not_exist_is_refused_before_anything_else(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """PINHOLE_PROFILE with a typo (the compose firewall's only input): exit 2 naming it and
-    the profiles that exist, before the firewall looks for its interfaces."""
-    monkeypatch.setenv("PINHOLE_PROFILE", "no-such-profile")
+    """PINHOLE_FIREWALL_PROFILE with a typo (the compose firewall's only input): exit 2 naming
+    it and the profiles that exist, before the firewall looks for its interfaces."""
+    monkeypatch.setenv("PINHOLE_FIREWALL_PROFILE", "no-such-profile")
     assert lab_main(["firewall"]) == 2
     said = capsys.readouterr().err
-    assert "PINHOLE_PROFILE='no-such-profile' is not one of open, udp-5004" in said
+    assert "PINHOLE_FIREWALL_PROFILE='no-such-profile' is not one of open, udp-5004" in said
     assert "Traceback" not in said

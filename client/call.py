@@ -46,7 +46,9 @@ class CallReport:
     legs: list[CallLeg]
     packets_sent: int
     packets_received: int
-    loss: float
+    loss: float  # lost / expected, over the whole call: the moves' gaps count
+    lost: int  # RFC 3550 §6.4.1 cumulative number of packets lost, every source
+    expected: int
     jitter_ms: float
     rtt_ms: float | None
     transport: str | None
@@ -67,7 +69,9 @@ class CallReport:
     def as_dict(self) -> dict[str, Any]:
         return {"node": self.node, "transport": self.transport,
                 "packets_sent": self.packets_sent, "packets_received": self.packets_received,
-                "loss": self.loss, "jitter_ms": self.jitter_ms, "rtt_ms": self.rtt_ms,
+                "loss": self.loss, "packets_lost": self.lost,
+                "packets_expected": self.expected,
+                "jitter_ms": self.jitter_ms, "rtt_ms": self.rtt_ms,
                 "reassigned": max(0, len(self.legs) - 1), "asked_reassignment": self.asked,
                 "legs": [leg.model_dump() for leg in self.legs]}
 
@@ -109,6 +113,7 @@ class Call:
         session.start_keepalives(self.consent_s)
         now = self.clock()
         if self.legs:
+            session.continue_from(self.legs[-1].session)  # loss counted across the move
             self.legs[-1].ended = now
             self.legs[-1].session.close()
         self.legs.append(LegRecord(session, session.latched_at or now))
@@ -212,8 +217,6 @@ class Call:
 
     def report(self) -> CallReport:
         legs: list[CallLeg] = []
-        expected = lost = 0
-        jitter = 0.0
         for leg in self.legs:
             s = leg.session
             c = s.counters
@@ -224,16 +227,18 @@ class Call:
                 "ended_ms": _ms(self.start, leg.ended or self.clock()),
                 "first_media_ms": _ms(self.start, s.first_media_at),
                 "last_media_ms": _ms(self.start, s.last_media_at)}))
-            for stats in s.sources.values():
-                expected += stats.expected
-                lost += stats.lost
-                jitter = max(jitter, stats.jitter_ms)
         last = self.legs[-1].session if self.legs else None
+        # the last leg's statistics carry every earlier leg's (MediaSession.continue_from)
+        sources = list(last.sources.values()) if last else []
+        expected = sum(stats.expected for stats in sources)
+        lost = sum(stats.lost for stats in sources)
+        jitter = max((stats.jitter_ms for stats in sources), default=0.0)
         return CallReport(
             joined=self.joined, legs=legs,
             packets_sent=sum(leg.packets_sent for leg in legs),
             packets_received=sum(leg.packets_received for leg in legs),
-            loss=lost / expected if expected else 0.0, jitter_ms=jitter,
+            loss=lost / expected if expected else 0.0, lost=lost, expected=expected,
+            jitter_ms=jitter,
             rtt_ms=last.counters.keepalive_rtt_ms if last else None,
             transport=last.rung if last else None, asked=self.asked)
 

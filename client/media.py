@@ -261,6 +261,24 @@ class MediaSession:
             if answered in self._answers:
                 self._answers.remove(answered)
 
+    def continue_from(self, previous: MediaSession) -> None:
+        """This leg carries on the streams of ``previous``, the participant's leg before a
+        move: one SSRC is one sequence space whichever node relays it (RFC 3550 §5.1), so
+        what this leg sends continues the sequence numbers and timestamps, and what it
+        receives is counted in the same per-source statistics. Loss over the call then
+        counts the packets lost during the move (each leg alone had none)."""
+        self._seq, self._ts = previous._seq, previous._ts
+        for ssrc, earlier in previous.sources.items():
+            later = self.sources.get(ssrc)
+            if later is not None:  # heard on this leg before it took over
+                earlier.absorb(later)
+            self.sources[ssrc] = earlier
+
+    @property
+    def next_sequence(self) -> int:
+        """The RTP sequence number of the next packet this leg sends."""
+        return self._seq & 0xFFFF
+
     # ---------------------------------------------------------------- media
 
     def send_audio(self, payload: bytes) -> None:

@@ -35,6 +35,26 @@ class ReceiveStats:
             self.jitter += (d - self.jitter) / 16  # RFC 3550 §6.4.1
         self._last_transit = transit
 
+    def absorb(self, later: ReceiveStats) -> None:
+        """Count in what ``later`` received of the same source since (on a new leg, before
+        its statistics joined these): its sequence numbers are extended past ours, so the
+        packets lost between the two count as lost (RFC 3550 §A.3)."""
+        if later.base_seq < 0:
+            return
+        if self.base_seq < 0:
+            self.base_seq, self.max_ext_seq = later.base_seq, later.max_ext_seq
+            self.received, self.jitter = later.received, later.jitter
+            self._last_transit = later._last_transit
+            return
+        first = (self.max_ext_seq & ~0xFFFF) | (later.base_seq & 0xFFFF)
+        if first < self.max_ext_seq - 0x8000:
+            first += 0x10000
+        elif first > self.max_ext_seq + 0x8000:
+            first -= 0x10000
+        self.max_ext_seq = max(self.max_ext_seq, later.max_ext_seq - later.base_seq + first)
+        self.received += later.received
+        self.jitter, self._last_transit = later.jitter, later._last_transit
+
     @property
     def expected(self) -> int:
         return 0 if self.base_seq < 0 else self.max_ext_seq - self.base_seq + 1

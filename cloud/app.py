@@ -11,6 +11,7 @@ import prometheus_client
 from aiohttp import web
 
 from cloud import console, devices, health, meetings, nodes, openapi, retention
+from cloud.history import open_history
 from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.metrics import CloudMetrics
@@ -98,7 +99,7 @@ def make_app(
     admission = Admission(settings.max_connections, settings.max_connections_per_source,
                           metrics_.refusals)
     cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs,
-                  metrics=metrics_, connections=admission)
+                  metrics=metrics_, connections=admission, history=open_history(settings.store))
     cloud_ref.append(cloud)
     app[CLOUD] = cloud
     app[OPENAPI] = openapi.document()
@@ -122,7 +123,8 @@ def make_app(
         tasks = [asyncio.create_task(health.watch(cloud)),
                  asyncio.create_task(registry.run_sync()),
                  asyncio.create_task(retention.sweep(cloud)),
-                 asyncio.create_task(watch.run())]
+                 asyncio.create_task(watch.run()),
+                 asyncio.create_task(cloud.history.run())]
         yield
         for task in tasks:
             task.cancel()
@@ -130,6 +132,7 @@ def make_app(
                 await task
         # The store closes last: the watch and the sync used it until just now (closing it
         # on shutdown, before them, printed Redis tracebacks from the still-running tasks).
+        await cloud.history.close()
         await store.close()
 
     app.cleanup_ctx.append(health_watch)

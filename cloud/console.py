@@ -1,11 +1,16 @@
 """The operator's console at ``/``: a live view of nodes, meetings, calls and the fallback ladder.
 
 It requires the operator credential (``--operator-token``): a browser logs in with a form and
-gets a session cookie (HttpOnly, Secure, SameSite=Strict) derived from the token, a script
-sends ``Authorization: Bearer <token>``. Without it, ``/`` answers 401 with the login form and
-the JSON routes 401 with a JSON error. The page is one self-contained file (no external
-assets: it works offline); it loads ``/v1/console/state`` once and then follows
-``/v1/console/events``, a Server-Sent Events stream of the same snapshot, every second.
+gets a session cookie (HttpOnly, Secure, SameSite=Strict): a random session id signed with
+the token, kept by the store for ``SESSION_S`` and forgotten on logout, so a replayed cookie
+is refused on every replica. A script sends ``Authorization: Bearer <token>``. Tokens and
+signatures are compared in constant time; every refusal is counted
+(``pinhole_operator_refusals_total``, by reason). Without it, ``/`` answers 401 with the
+login form and the JSON routes 401 with a JSON error. The page is one self-contained file
+(no external assets: it works offline); it loads ``/v1/console/state`` once and then
+follows ``/v1/console/events``, a Server-Sent Events stream of the same snapshot, every
+second. What the snapshot holds is :mod:`cloud.console_state`'s; the event history it
+carries (also ``/v1/console/history``) is :mod:`cloud.history`'s.
 """
 
 from __future__ import annotations
@@ -15,45 +20,114 @@ import hashlib
 import hmac
 import html
 import json
+import re
+import secrets
 from importlib import resources
-from typing import Any
 
 from aiohttp import web
 
+from cloud.console_state import snapshot
 from cloud.http import ApiError
+from cloud.identity import same_secret
 from cloud.state import CLOUD, Cloud
-from wire.transports import LADDER
 
 routes = web.RouteTableDef()
 COOKIE = "pinhole_operator"
 PUSH_EVERY_S = 1.0
 MAX_TOKEN_LENGTH = 512
+SESSION_S = 12 * 3600  # a console login lasts a working day of the cloud's clock
+# the cookie: a random session id (32 bytes, base64url) "." its HMAC-SHA256 under the token
+_COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}\.[0-9a-f]{64}")
 
 
-def _session(token: str) -> str:
-    """The cookie's value: derived from the token, so the token itself never sits in it."""
-    return hmac.new(token.encode(), b"pinhole console session", hashlib.sha256).hexdigest()
+def _signature(token: str, session_id: str) -> str:
+    """Binds a session id to the operator token: a new token ends every login."""
+    return hmac.new(token.encode(), b"pinhole console session\0" + session_id.encode(),
+                    hashlib.sha256).hexdigest()
 
 
-def is_operator(request: web.Request) -> bool:
-    token = request.app[CLOUD].settings.operator_token
+def _session_key(session_id: str) -> str:
+    """The store keeps a hash of the id: what it holds is no cookie."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def bearer_matches(authorization: str, token: str) -> bool:
+    """Whether an ``Authorization`` value is ``Bearer <token>`` (the scheme in any case,
+    RFC 7235 §2.1), compared in constant time (``hmac.compare_digest``); never raises on
+    a header that was not UTF-8."""
+    scheme, _, value = authorization.partition(" ")
+    return scheme.lower() == "bearer" and same_secret(value.strip(), token)
+
+
+def signed_session(cookie: str, token: str) -> str | None:
+    """The session id of a cookie this cloud signed under ``token``, else ``None``; the
+    signature is compared in constant time."""
+    if not _COOKIE_SHAPE.fullmatch(cookie):
+        return None
+    session_id, _, signature = cookie.partition(".")
+    return session_id if same_secret(signature, _signature(token, session_id)) else None
+
+
+async def start_session(cloud: Cloud) -> str:
+    """A new login: kept by the store (every replica sees it), its cookie returned."""
+    session_id = secrets.token_urlsafe(32)
+    await cloud.store.put_console_session(_session_key(session_id), cloud.clock() + SESSION_S,
+                                          SESSION_S)
+    return f"{session_id}.{_signature(cloud.settings.operator_token, session_id)}"
+
+
+async def end_session(cloud: Cloud, cookie: str) -> None:
+    """Log out: the store forgets the login, so the cookie is refused if it comes again."""
+    token = cloud.settings.operator_token
+    session_id = signed_session(cookie, token) if token else None
+    if session_id is not None:
+        await cloud.store.end_console_session(_session_key(session_id))
+
+
+async def refusal(cloud: Cloud, authorization: str, cookie: str) -> str | None:
+    """``None`` for the operator; else why not, as the refusal counter's reason. A bearer
+    header, when present, decides alone: a wrong token is not saved by a cookie."""
+    token = cloud.settings.operator_token
     if not token:
-        return False
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer ") and hmac.compare_digest(
-            header[7:].strip().encode(), token.encode()):
-        return True
-    cookie = request.cookies.get(COOKIE, "")
-    return bool(cookie) and hmac.compare_digest(cookie.encode(), _session(token).encode())
+        return "closed"
+    if authorization:
+        return None if bearer_matches(authorization, token) else "bad_token"
+    if not cookie:
+        return "no_credential"
+    session_id = signed_session(cookie, token)
+    if session_id is None:
+        return "bad_cookie"
+    ends_at = await cloud.store.console_session(_session_key(session_id))
+    if ends_at is None:
+        return "ended_session"  # logged out (or the store let it go)
+    return "expired_session" if ends_at <= cloud.clock() else None
 
 
-def _require(request: web.Request) -> Cloud:
-    cloud = request.app[CLOUD]
-    if not is_operator(request):
+async def check_operator(cloud: Cloud, authorization: str, cookie: str) -> bool:
+    """Whether this is the operator; a refusal is counted by its reason."""
+    reason = await refusal(cloud, authorization, cookie)
+    if reason is not None:
+        cloud.metrics.operator_refusals.labels(reason).inc()
+    return reason is None
+
+
+async def is_operator(request: web.Request) -> bool:
+    return await check_operator(request.app[CLOUD], request.headers.get("Authorization", ""),
+                                request.cookies.get(COOKIE, ""))
+
+
+async def require(cloud: Cloud, authorization: str, cookie: str) -> Cloud:
+    """``cloud``, for the operator; a 401 ``operator_required`` (counted) for anyone else."""
+    if not await check_operator(cloud, authorization, cookie):
         raise ApiError(401, "operator_required",
                        "the console needs the operator credential: log in at / or send "
                        "Authorization: Bearer <operator token>")
     return cloud
+
+
+async def _require(request: web.Request) -> Cloud:
+    return await require(request.app[CLOUD], request.headers.get("Authorization", ""),
+                         request.cookies.get(COOKIE, ""))
 
 
 def _login_page(message: str, closed: bool) -> str:
@@ -82,7 +156,7 @@ def _login_page(message: str, closed: bool) -> str:
 
 @routes.get("/")
 async def console(request: web.Request) -> web.Response:
-    if not is_operator(request):
+    if not await is_operator(request):
         closed = not request.app[CLOUD].settings.operator_token
         return web.Response(status=401, text=_login_page("", closed), content_type="text/html",
                             headers={"Cache-Control": "no-store"})
@@ -104,19 +178,26 @@ def _form_only(request: web.Request) -> None:
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
-    token = request.app[CLOUD].settings.operator_token
+    cloud = request.app[CLOUD]
     _form_only(request)
     try:
         form = await request.post()
     except ValueError as exc:  # a form that does not parse (a multipart with no boundary …)
         raise ApiError(400, "bad_form", f"the login form does not parse: {exc}") from None
-    given = form.get("token")
+    return await login_answer(cloud, form.get("token"))
+
+
+async def login_answer(cloud: Cloud, given: object) -> web.Response:
+    """The answer to the login form's ``token`` field: 303 to the console with a new
+    login's cookie for the operator token; the form again with a 401 (counted) otherwise."""
+    token = cloud.settings.operator_token
     if (token and isinstance(given, str) and len(given) <= MAX_TOKEN_LENGTH
-            and hmac.compare_digest(given.strip().encode(), token.encode())):
+            and same_secret(given.strip(), token)):
         response = web.Response(status=303, headers={"Location": "/"})
-        response.set_cookie(COOKIE, _session(token), httponly=True, secure=True,
-                            samesite="Strict", path="/")
+        response.set_cookie(COOKIE, await start_session(cloud), httponly=True, secure=True,
+                            samesite="Strict", path="/", max_age=SESSION_S)
         return response
+    cloud.metrics.operator_refusals.labels("bad_login").inc()
     return web.Response(status=401, content_type="text/html",
                         text=_login_page("That is not the operator token.", not token))
 
@@ -124,6 +205,7 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
     _form_only(request)
+    await end_session(request.app[CLOUD], request.cookies.get(COOKIE, ""))
     response = web.Response(status=303, headers={"Location": "/"})
     response.del_cookie(COOKIE, path="/")
     return response
@@ -131,13 +213,23 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/v1/console/state")
 async def state(request: web.Request) -> web.Response:
-    return web.json_response(await snapshot(_require(request)))
+    return web.json_response(await snapshot(await _require(request)))
+
+
+@routes.get("/v1/console/history")
+async def history(request: web.Request) -> web.Response:
+    """The event history, newest first (at most ``HISTORY_SIZE`` events)."""
+    cloud = await _require(request)
+    return web.json_response({"events": [e.as_dict() for e in await cloud.history.recent()]})
 
 
 @routes.get("/v1/console/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: the snapshot now and then every second, until the page goes."""
-    cloud = _require(request)
+    """Server-Sent Events: the snapshot now and then every second, until the page goes or
+    its login ends (a logout elsewhere, or the login's time is up)."""
+    authorization = request.headers.get("Authorization", "")
+    cookie = request.cookies.get(COOKIE, "")
+    cloud = await require(request.app[CLOUD], authorization, cookie)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store"})
     await response.prepare(request)
@@ -146,80 +238,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             data = json.dumps(await snapshot(cloud), separators=(",", ":"))
             await response.write(f"event: state\ndata: {data}\n\n".encode())
             await asyncio.sleep(PUSH_EVERY_S)
+            if await refusal(cloud, authorization, cookie) is not None:
+                break
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     return response
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-async def snapshot(cloud: Cloud) -> dict[str, Any]:
-    """Everything the console shows, as JSON-ready data."""
-    registry = cloud.registry
-    leg_stats: dict[str, dict[str, int]] = {}
-    nodes = []
-    for info in sorted(registry.nodes(), key=lambda n: (n.kind, n.region, n.id)):
-        state = registry.get(info.id)
-        drops: dict[str, int] = {}
-        packets = [0, 0]
-        if state is not None:
-            for leg_id, counters in state.stats.items():
-                leg_stats[leg_id] = {"packets_in": counters.packets_in,
-                                     "packets_out": counters.packets_out,
-                                     "drops": sum(counters.drops.values())}
-                packets[0] += counters.packets_in
-                packets[1] += counters.packets_out
-                for reason, n in counters.drops.items():
-                    drops[reason] = drops.get(reason, 0) + n
-        control = ("another replica" if state is None else
-                   "connected" if state.ws is not None and not state.ws.closed else "down")
-        age = registry.heartbeat_age(info.id)
-        legs = state.legs if state is not None else None
-        capacity = state.capacity if state is not None else None
-        nodes.append({
-            "id": info.id, "kind": info.kind, "region": info.region, "org": info.org,
-            "address": info.address, "endpoints": [f"{e.rung}:{e.port}" for e in info.endpoints],
-            "healthy": info.healthy, "control": control, "heartbeat_age_s": _round(age, 1),
-            "legs": legs, "capacity": capacity,
-            "load": _round(legs / capacity, 4) if legs is not None and capacity else None,
-            "drops": dict(sorted(drops.items())), "packets_in": packets[0],
-            "packets_out": packets[1],
-        })
-    meetings = []
-    ended = 0
-    live_rungs: dict[str, int] = {}
-    names: dict[str, str] = {}
-    for meeting in sorted(await cloud.store.list_meetings(), key=lambda m: -m.created_at):
-        if not meeting.participants:
-            ended += 1  # ended meetings are counted, not listed
-            continue
-        people = []
-        for p in meeting.participants:
-            if p.device_id not in names:
-                device = await cloud.store.get_device(p.device_id)
-                names[p.device_id] = device.name if device is not None else p.device_id
-            reported = cloud.live.get(p.id)
-            if p.rung:
-                live_rungs[p.rung] = live_rungs.get(p.rung, 0) + 1
-            people.append({
-                "id": p.id, "device": names[p.device_id], "node": p.node_id, "rung": p.rung,
-                "loss": _round(reported.loss, 4) if reported else None,
-                "jitter_ms": _round(reported.jitter_ms) if reported else None,
-                "rtt_ms": _round(reported.rtt_ms) if reported else None,
-                **leg_stats.get(p.leg_id, {}),
-            })
-        meetings.append({"id": meeting.id, "title": meeting.title, "org": meeting.org,
-                         "created_at": meeting.created_at, "participants": people,
-                         "cascades": [f"{c.from_node} → {c.to_node}" for c in meeting.cascades]})
-    quality = cloud.metrics.quality
-    return {
-        "nodes": nodes,
-        "meetings": meetings,
-        "ended_meetings": ended,
-        "calls": {rung: q.as_dict() for rung, q in sorted(quality.items())},
-        "ladder": [{"rung": r.name, "live": live_rungs.get(r.name, 0),
-                    "ended": quality[r.name].calls if r.name in quality else 0}
-                   for r in LADDER],
-    }

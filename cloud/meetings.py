@@ -111,7 +111,7 @@ async def join(request: web.Request) -> web.Response:
     # trip): the device's record (a revoked token is a 401), the meeting (unknown: 404),
     # the device's report (none: 428), in that order.
     async with cloud.meeting_lock(meeting_id, claims.device_id):
-        await current_device(cloud, claims)
+        device = await current_device(cloud, claims)
         meeting = await _meeting(cloud, claims, meeting_id)
         stored = await cloud.store.get_reachability(claims.device_id)
         if stored is None:
@@ -120,11 +120,16 @@ async def join(request: web.Request) -> web.Response:
                 "no fresh reachability report for this device; probe the node list and "
                 "PUT /v1/devices/{id}/reachability, then join again",
             )
-        meeting, participant, joined = await place(
-            cloud, meeting, org=claims.org, device_id=claims.device_id,
-            profile=DeviceProfile(claims.profile), results=stored.report.results,
-            srtp_profile=SrtpProfile(body.srtp_profile),
-        )
+        try:
+            meeting, participant, joined = await place(
+                cloud, meeting, org=claims.org, device_id=claims.device_id,
+                profile=DeviceProfile(claims.profile), results=stored.report.results,
+                srtp_profile=SrtpProfile(body.srtp_profile),
+            )
+        except ApiError as exc:
+            cloud.note("refused", f"{device.name} could not join: {exc.detail}",
+                       meeting=meeting_id, device=device.name)
+            raise
         await cloud.store.put_meeting(meeting)
         cloud.legs[participant.leg_id] = (meeting_id, participant.id)
         await cloud.store.publish(  # on Redis: with the write, when the lock is released
@@ -134,6 +139,9 @@ async def join(request: web.Request) -> web.Response:
         )
     cloud.metrics.joined(joined.plan[0].rung if joined.plan else "none",
                          time.perf_counter() - started)
+    cloud.note("joined", f"{device.name} joined on {participant.node_id} "
+               f"({joined.reason.rule})", meeting=meeting_id, participant=participant.id,
+               device=device.name, node=participant.node_id)
     return json_response(joined, status=201)
 
 
@@ -152,6 +160,10 @@ async def leave(request: web.Request) -> web.Response:
         await cloud.store.put_meeting(meeting)
     cloud.legs.pop(found[0].leg_id, None)
     cloud.live.pop(pid, None)
+    name = await _device_name(cloud, found[0].device_id)
+    cloud.note("left", f"{name} left" + ("; the meeting ended" if not meeting.participants
+                                          else ""),
+               meeting=meeting_id, participant=pid, device=name, node=found[0].node_id)
     await cloud.registry.release(found[0].node_id, found[0].leg_id)
     await cloud.store.publish(
         (p.device_id for p in meeting.participants),
@@ -196,6 +208,11 @@ async def reassign(request: web.Request) -> web.Response:
     cloud.metrics.reassignments.inc()
     log.info("participant %s asked to leave silent node %s; now on %s", pid, body.node_id,
              placed.node_id)
+    name = await _device_name(cloud, claims.device_id)
+    gap = cloud.registry.heartbeat_age(body.node_id)
+    cloud.note("failover", f"{name} moved from {body.node_id} to {placed.node_id}: "
+               "its leg went silent, the device asked", meeting=meeting_id, participant=pid,
+               device=name, node=body.node_id, to_node=placed.node_id, gap_s=gap)
     with contextlib.suppress(OSError):  # the silent node may well be gone
         await cloud.registry.release(body.node_id, found[0].leg_id)
     await cloud.store.publish([claims.device_id], Event(
@@ -263,6 +280,12 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def _device_name(cloud: Cloud, device_id: str) -> str:
+    """A device's name for the history; its id when the record is gone."""
+    device = await cloud.store.get_device(device_id)
+    return device.name if device is not None else device_id
+
+
 async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
     """Keep the transport a participant's leg latched on (GET /v1/meetings/{id}); a leg the
     node freed (no consent for the leg timeout) means its participant left.
@@ -270,13 +293,18 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
     With replicas, the leg may have been placed by another replica (or one that
     died since): the meeting that holds the leg is then looked up in the store.
     """
-    if event.event not in ("latched", "relatched", "freed"):
+    if event.event not in ("latched", "relatched", "freed", "consent_expired"):
         return
     where = cloud.legs.get(event.leg_id)
     if where is None:
         where = next(((m.id, p.id) for m in await cloud.store.list_meetings()
                       for p in m.participants if p.leg_id == event.leg_id), None)
     if where is None:
+        return
+    if event.event == "consent_expired":  # RFC 7675 §5.1: the node stops sending to it
+        cloud.note("consent_lost", f"{where[1]}'s leg on {node_id} lost consent over "
+                   f"{event.rung or 'its transport'}: the device stopped answering",
+                   meeting=where[0], participant=where[1], node=node_id)
         return
     if event.event == "freed":  # the node timed it out: no consent for the leg timeout
         await _drop_gone(cloud, node_id, event.leg_id, *where)
@@ -311,6 +339,8 @@ async def _drop_gone(cloud: Cloud, node_id: str, leg_id: str, meeting_id: str, p
     cloud.legs.pop(leg_id, None)
     log.info("participant %s left meeting %s: node %s freed its leg (no consent)", pid,
              meeting_id, node_id)
+    cloud.note("left", f"{pid} left: {node_id} freed its leg (no consent for the leg timeout)",
+               meeting=meeting_id, participant=pid, node=node_id)
     await cloud.store.publish(
         (p.device_id for p in meeting.participants),
         Event(type="participant.left", meeting_id=meeting_id, participant_id=pid),

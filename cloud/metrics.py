@@ -57,6 +57,10 @@ class CloudMetrics:
         self.responses = Counter("pinhole_http_responses", "HTTP responses, by status class.",
                                  ["class"], registry=r)
         self.reports = Counter("pinhole_reports", "Reachability reports stored.", registry=r)
+        self.operator_refusals = Counter(
+            "pinhole_operator_refusals",
+            "Console requests and logins refused the operator credential, by reason.",
+            ["reason"], registry=r)
         self.cascades_opened = Counter("pinhole_cascades_opened",
                                        "Cascade legs opened between two nodes.", registry=r)
         self.reassignments = Counter("pinhole_reassignments",

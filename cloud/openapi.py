@@ -92,7 +92,9 @@ OPERATIONS: Final = (
     Operation("post", "/logout", "Log out of the console: 303 to /", "none", None, None, 303,
               (415,)),
     Operation("get", "/v1/console/state", "The console's snapshot: nodes, meetings, calls, "
-              "the fallback ladder", "operator", None, None, errors=(401,)),
+              "the fallback ladder, the event history", "operator", None, None, errors=(401,)),
+    Operation("get", "/v1/console/history", "The event history, newest first (a bounded "
+              "ring, shared by the replicas)", "operator", None, None, errors=(401,)),
     Operation("get", "/v1/console/events", "Server-Sent Events (text/event-stream): the "
               "snapshot every second", "operator", None, None, errors=(401,)),
 )

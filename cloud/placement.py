@@ -81,6 +81,12 @@ async def place(
         await cloud.registry.allocate(chosen.node.id, command, cloud.settings.allocate_timeout_s)
     except NodeUnavailable as exc:
         raise ApiError(503, "node_unavailable", f"{exc}; try joining again") from None
+    if chosen.reason.rule == "hybrid-overflow":
+        full = [c.node_id for c in chosen.reason.candidates if c.excluded == "full"
+                and any(n.id == c.node_id and n.kind == "hybrid" for n in nodes)]
+        cloud.note("overflow", f"{' and '.join(full)} full: {participant.id} overflows to "
+                   f"{chosen.node.id}", meeting=meeting.id, participant=participant.id,
+                   device=device_id, node=full[0] if full else None, to_node=chosen.node.id)
     meeting = replace(meeting, participants=others)
     if others and chosen.node.id not in {p.node_id for p in others}:
         meeting = await open_cascades(cloud, meeting, chosen.node.id)

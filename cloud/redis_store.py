@@ -3,6 +3,8 @@
 - Devices, meetings and call metrics are JSON values under ``pinhole:*`` keys.
 - A reachability report is a key with a Redis TTL of the probe TTL (seed: "The
   probing data cache expiry is set to 2 hours."): Redis itself makes it gone.
+- An operator's console login is a key with a Redis TTL of the login's life;
+  logging out deletes it, so a replayed cookie is refused by every replica.
 - Events go out with ``PUBLISH pinhole:events:<device>``; every replica's
   ``/v1/events`` WebSocket subscribes to its device's channel, so an event
   raised on one replica reaches a client connected to another.
@@ -406,6 +408,22 @@ class RedisStore:
                     yield Event.model_validate_json(message["data"])
         finally:
             await close_pubsub(pubsub)
+
+    # ----------------------------------------------------------------- console logins
+
+    @translated
+    async def put_console_session(self, key: str, expires_at: float, ttl_s: int) -> None:
+        await self._redis.set(f"{PREFIX}console-session:{key}", repr(expires_at),
+                              ex=max(1, ttl_s))
+
+    @translated
+    async def console_session(self, key: str) -> float | None:
+        raw = await self._redis.get(f"{PREFIX}console-session:{key}")
+        return None if raw is None else float(raw)
+
+    @translated
+    async def end_console_session(self, key: str) -> None:
+        await self._redis.delete(f"{PREFIX}console-session:{key}")
 
     def node_bus(self, key: bytes) -> RedisNodeBus:
         return RedisNodeBus(self._redis, key)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from cloud.history import History, HistoryEvent, Kind, MemoryHistory
 from cloud.identity import Claims, IdentityError, Org, TokenSigner
 from cloud.metrics import CloudMetrics
 from cloud.registry import NodeRegistry
@@ -32,6 +33,17 @@ class Cloud:
     connections: Admission = field(default_factory=lambda: Admission(0, 0))
     events_open: Counter[str] = field(default_factory=Counter)  # device -> events WebSockets
     live: dict[str, CallMetrics] = field(default_factory=dict)  # participant -> in-call quality
+    history: History = field(default_factory=MemoryHistory)  # the console's event ring
+
+    def note(self, kind: Kind, text: str, *, meeting: str | None = None,
+             participant: str | None = None, device: str | None = None,
+             node: str | None = None, to_node: str | None = None,
+             gap_s: float | None = None) -> None:
+        """One line in the console's event history (never waits, never raises)."""
+        self.history.record(HistoryEvent(
+            at=self.clock(), kind=kind, text=text, meeting=meeting, participant=participant,
+            device=device, node=node, to_node=to_node,
+            gap_s=None if gap_s is None else round(gap_s, 2)))
 
     def visible_nodes(self, org: str, *, healthy_only: bool = True) -> list[NodeInfo]:
         """All cloud nodes and this org's hybrid nodes (DESIGN: GET /v1/nodes)."""

@@ -123,6 +123,14 @@ class Store(Protocol):
     async def call_totals(self) -> dict[tuple[str, str], CallTotals]: ...
     async def publish(self, device_ids: Iterable[str], event: Event) -> None: ...
     def subscribe(self, device_id: str) -> AsyncIterator[Event]: ...
+    async def put_console_session(self, key: str, expires_at: float, ttl_s: int) -> None:
+        """Keep an operator's console login (``key``: a hash of its id) for ``ttl_s``;
+        ``expires_at`` is the cloud's clock reading it ends at."""
+        ...
+    async def console_session(self, key: str) -> float | None:
+        """When the console login ``key`` ends; ``None`` once it was ended or dropped."""
+        ...
+    async def end_console_session(self, key: str) -> None: ...
     def meeting_lock(self, meeting_id: str, device_id: str | None = None
                      ) -> AbstractAsyncContextManager[None]:
         """Serialises changes to one meeting. ``device_id``: the device acting, whose
@@ -132,6 +140,7 @@ class Store(Protocol):
 
 
 EVENT_BACKLOG: Final = 256  # events queued for one WebSocket that does not keep up
+MAX_CONSOLE_SESSIONS: Final = 1000  # operator logins kept in memory; the oldest go first
 
 
 def _dt(ts: float) -> datetime:
@@ -153,6 +162,7 @@ class MemoryStore:
         self._totals: dict[tuple[str, str], CallTotals] = {}
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._sessions: dict[str, tuple[float, float]] = {}  # key -> ends at, dropped at
 
     def meeting_lock(self, meeting_id: str, device_id: str | None = None) -> asyncio.Lock:
         """Joins, leaves and reassignments of one meeting run one at a time."""
@@ -242,6 +252,20 @@ class MemoryStore:
             queues.discard(queue)
             if not queues:
                 self._subscribers.pop(device_id, None)
+
+    async def put_console_session(self, key: str, expires_at: float, ttl_s: int) -> None:
+        now = self._clock()
+        self._sessions = {k: v for k, v in self._sessions.items() if v[1] >= now}
+        while len(self._sessions) >= MAX_CONSOLE_SESSIONS:
+            del self._sessions[next(iter(self._sessions))]
+        self._sessions[key] = (expires_at, now + ttl_s)
+
+    async def console_session(self, key: str) -> float | None:
+        found = self._sessions.get(key)
+        return None if found is None or found[1] < self._clock() else found[0]
+
+    async def end_console_session(self, key: str) -> None:
+        self._sessions.pop(key, None)
 
     async def close(self) -> None:
         self._subscribers.clear()

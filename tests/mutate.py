@@ -1,4 +1,5 @@
-"""A small mutation run over the sans-I/O core, the relay engine and assignment.
+"""A small mutation run over the sans-I/O core, the relay engine, assignment and the
+console's operator check.
 
 ``make mutate`` (not part of ``make test``). Each mutant changes one operator or
 constant in one module (``<`` → ``<=``, ``==`` → ``!=``, ``+`` → ``-``, ``and`` →
@@ -42,6 +43,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
                              "tests/unit/test_engine_amplification.py"),
     "cloud/assignment.py": ("tests/unit/test_assignment.py",
                             "tests/unit/test_assignment_edges.py"),
+    # the operator check: tokens, session cookies, logout and expiry, refusals counted
+    "cloud/console.py": ("tests/unit/test_console_auth.py",),
 }
 
 COMPARE_SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {
@@ -177,8 +180,9 @@ def killed(mutant: Mutant, workdir: Path, timeout_s: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Mutation run over wire/, the relay engine "
-                                     "and assignment; prints survivors.")
+    parser = argparse.ArgumentParser(description="Mutation run over wire/, the relay engine, "
+                                     "assignment and the console's operator check; prints "
+                                     "survivors.")
     parser.add_argument("--module", action="append", choices=sorted(TARGETS),
                         help="mutate only this module (repeatable; default: all)")
     parser.add_argument("--limit", type=int, default=0,

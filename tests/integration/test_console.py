@@ -1,8 +1,9 @@
 """The operator's console at ``/``: credential, content, and live updates in a real browser.
 
-Pins down issue 14's dashboard defects: ``/`` had no credential and no refresh, showed load
+Pins down the dashboard's defects: ``/`` had no credential and no refresh, showed load
 0.00 with live legs, no titles, ended meetings piling up, and "calls by transport" counting
-only finished calls without saying so. The browser test logs in with the operator token in
+only finished calls without saying so; then no event history, and a failed node still
+showing its legs and load after failover. The browser test logs in with the operator token in
 Debian's chromium-headless-shell and sees a participant appear while the page stays loaded
 (no reload), and saves a screenshot (``PINHOLE_ARTIFACTS``, default ``run/artifacts``).
 """
@@ -20,8 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from client.device import Device
+from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.browser import headless_page
+from wire.models import ProbeResult, ReachabilityReport
 from wire.tls import client_context, spki_pin
 
 pytestmark = pytest.mark.slow
@@ -146,3 +150,47 @@ async def test_a_participant_appears_live_in_a_real_browser(stack: Stack, tmp_pa
             assert shot.stat().st_size > 10_000
         finally:
             await call
+
+
+async def _logged_in(page: Any, stack: Stack) -> None:
+    await page.goto(stack.cloud_url + "/")
+    await page.evaluate(
+        f"document.querySelector('input[name=token]').value = "
+        f"{json.dumps(stack.operator_token)}; document.querySelector('form').submit()")
+    await page.wait_for("document.getElementById('live') && "
+                        "document.getElementById('live').textContent === 'live'")
+
+
+async def test_the_history_and_a_down_node_render_in_a_real_browser(stack: Stack) -> None:
+    """A join shows in the event history; node-a killed under it shows as DOWN with its leg
+    moved to node-b, and the failover with its gap, without a reload."""
+    pin = spki_pin((stack.state_dir / "cloud.pem").read_bytes()).removeprefix("sha256/")
+    device = Device(stack.api())
+    await device.register(ORG, stack.enrollment_key, "frank")
+    await device.api.put_reachability(ReachabilityReport(results=[
+        ProbeResult(node_id="node-a", rung="udp/5004", reachable=True, rtt_ms=1.0),
+        ProbeResult(node_id="node-b", rung="udp/5004", reachable=True, rtt_ms=50.0)]))
+    try:
+        async with headless_page(trust_spki=pin) as page:
+            await _logged_in(page, stack)
+            meeting = (await device.api.create_meeting(title="Failover drill")).id
+            joined = await device.join(meeting)
+            assert joined.node.id == "node-a"
+            await page.wait_for("[...document.querySelectorAll('#history td.event')]"
+                                ".some((c) => c.textContent.startsWith('frank joined'))")
+            await page.evaluate("window.pinholeMarker = 'still the same page'")
+            await stack.kill("node-a")
+            row = "document.querySelector('#nodes tr[data-node=\"node-a\"]')"
+            await page.wait_for(f"{row} && {row}.classList.contains('down') && "
+                                f"{row}.innerText.includes('frank → node-b')")
+            text = await page.evaluate(f"{row}.innerText")
+            assert "DOWN" in text and "legs moved" in text and " %" not in text  # no load
+            history = await page.evaluate("document.getElementById('history').innerText")
+            assert "frank moved from node-a to node-b" in history and " s" in history
+            assert await page.evaluate("window.pinholeMarker") == "still the same page"
+            shot = ARTIFACTS / "console-history.png"
+            await page.screenshot(shot)
+            assert shot.stat().st_size > 10_000
+    finally:
+        await device.close()
+        await device.api.close()

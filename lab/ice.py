@@ -55,7 +55,7 @@ async def gather(args: argparse.Namespace) -> list[aioice.Candidate]:
                           else aioice.TransportPolicy.ALL))
     try:
         await asyncio.wait_for(connection.gather_candidates(), args.timeout_s)
-        # highest priority first: host, server-reflexive, relayed (RFC 8445 §5.1.2.1)
+        # highest priority first: host, server-reflexive, relayed (RFC 8445 §5.1.2.2)
         return sorted(connection.local_candidates, key=lambda c: -c.priority)
     finally:
         await connection.close()

@@ -23,7 +23,7 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   fresh is never taken by another leg (a spoofed source that authenticates its
   own leg with a victim's address is refused and counted, ``latch_taken``),
   and a Binding Request whose transaction id this leg has already seen from
-  another path is a replay (RFC 5389 §10.1.1 gives no replay protection of
+  another path is a replay (RFC 8489 §9.1 gives no replay protection of
   its own): refused and counted, ``stun_replay``. A retransmission on the
   same path is answered again.
 - Unauthenticated STUN is rate-limited per flow under a per-IP ceiling (an

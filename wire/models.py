@@ -195,7 +195,7 @@ class JoinRequest(Body):
     srtp_profile: SrtpProfileName = "AES_CM_128_HMAC_SHA1_80"
 
 
-#: ICE ufrag characters (RFC 8445 §5.3 ice-char: ALPHA / DIGIT / "+" / "/"), plus the
+#: ICE ufrag characters (RFC 8839 §5.1 ice-char: ALPHA / DIGIT / "+" / "/"), plus the
 #: "-" and "_" of base64url; never ":", which separates the two ufrags in USERNAME.
 Ufrag = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9+/_-]+$")]
 #: RFC 8445 §5.3 asks for at least 128 bits of randomness in a password (22 ice-chars);

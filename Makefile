@@ -4,23 +4,35 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PACKAGES := wire cloud client media_node hybrid_node lab bench
+PACKAGES := wire edge cloud client media_node hybrid_node lab bench
 # Debian packages the lab and interop tests use (installed when run as root).
 DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark \
         libsrtp2-dev gcc docker.io debootstrap libpython3-dev chromium-headless-shell
 
-.PHONY: demo test compose-test lint typecheck bench system-deps venv clean mutate fuzz
+.PHONY: demo test check compose-test lint typecheck bench system-deps venv clean mutate fuzz
+
+# pytest-xdist workers (make test JOBS=1 runs in one process). Tests that share one Docker
+# engine run on one worker (tests/conftest.py groups them); the rest spread.
+JOBS ?= auto
+PYTEST_PARALLEL := -n $(JOBS) --dist loadgroup
 
 demo: venv
 	$(PY) -m lab demo
 
-# Branch coverage of the whole suite, subprocesses included; per-package floors.
+# Everything, on every core, with branch coverage of the whole suite (subprocesses
+# included) and per-package floors; the 20 slowest tests are listed at the end.
 test: venv system-deps lint typecheck
 	rm -f .coverage .coverage.*
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/.coverage \
-	  $(PY) -m coverage run -m pytest
+	  $(PY) -m coverage run -m pytest $(PYTEST_PARALLEL) --durations=20
 	$(PY) -m coverage combine -q
 	$(PY) -m tests.coverage_floor
+
+# The edit-test loop: unit and integration tests that need no root, no Redis and no
+# third-party peer, on every core, without coverage (about a minute).
+check: venv
+	$(PY) -m pytest $(PYTEST_PARALLEL) -p no:cacheprovider -m "not slow and not redis" \
+	  tests/unit tests/integration
 
 # Mutation testing of the sans-I/O core, the relay engine and assignment (not in make test).
 mutate: venv

@@ -303,3 +303,51 @@ def test_the_image_runs_unprivileged_and_its_default_command_is_the_demo(
     out = stack.engine.docker("run", "--rm", "--network", "none", "pinhole:latest",
                               timeout=180)
     assert "received" in out and "stack stopped" in out, out[-2000:]
+
+
+def test_a_detached_stack_stays_up_for_exploring_with_the_operator_token(
+        stack: Stack, tmp_path: Path) -> None:
+    """Defect pinned down: under ``docker compose`` the console stopped when the smoke test
+    ended, and nothing said where the operator token was (the README said stack.json). The
+    README's recipe to explore: ``up -d``; the smoke service ends, the cloud stays up; the
+    token comes from ``exec cloud cat /var/lib/pinhole/operator-token``; with it, the
+    console's API answers on the published port and its history holds the clients' joins;
+    ``restart client-a client-b`` calls again."""
+    project = "pinhole-explore"
+    port = free_port()
+    try:
+        done = stack.compose(project, "up", "-d", "--no-build",
+                             env={"PINHOLE_HTTPS_PORT": str(port)})
+        assert done.returncode == 0, done.stderr[-3000:]
+        smoke = stack.container(project, "smoke")
+        deadline = time.monotonic() + 240
+        while stack.engine.inspect(smoke)["State"]["Status"] != "exited":  # type: ignore[index]
+            assert time.monotonic() < deadline, stack.engine.docker("logs", smoke)[-3000:]
+            time.sleep(0.5)
+        assert "smoke meeting: ok" in stack.engine.docker("logs", smoke)
+        cloud = stack.container(project, "cloud")
+        assert stack.engine.inspect(cloud)["State"]["Running"] is True  # type: ignore[index]
+        token = stack.engine.docker("exec", cloud, "cat",
+                                    "/var/lib/pinhole/operator-token").strip()
+        assert len(token) >= 16
+        stack.engine.docker("cp", f"{cloud}:/var/lib/pinhole/public", str(tmp_path))
+        context = ssl.create_default_context(cafile=str(tmp_path / "public" / "ca.pem"))
+
+        def history() -> list[dict[str, Any]]:
+            request = urllib.request.Request(f"https://localhost:{port}/v1/console/history",
+                                             headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+                document = json.loads(answer.read())
+            events: list[dict[str, Any]] = document["events"]
+            return events
+
+        joins = [e for e in history() if e["kind"] == "joined"]
+        assert len(joins) >= 2, history()
+        done = stack.compose(project, "restart", *CLIENTS)
+        assert done.returncode == 0, done.stderr[-3000:]
+        deadline = time.monotonic() + 120
+        while len([e for e in history() if e["kind"] == "joined"]) < 4:
+            assert time.monotonic() < deadline, history()
+            time.sleep(0.5)
+    finally:
+        stack.down(project)

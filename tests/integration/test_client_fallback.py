@@ -25,21 +25,39 @@ pytestmark = pytest.mark.slow
 async def test_discovery_measures_the_simulated_distance_and_join_picks_the_nearest(
     tmp_path: Path,
 ) -> None:
-    """Issue 5: nodes at 10/40/90 ms; measured RTTs within a few ms; the join picks 10 ms."""
+    """Issue 5: nodes at 10/40/90 ms; each node's delay is applied to what discovery
+    measures, and the join picks the node the measurements put first (on a quiet machine,
+    node-near).
+
+    Defect pinned down: the test asserted each RTT within +8 ms of the setting and read
+    19.9 ms for a 10 ms node on a busy machine. What it means holds without a wall-clock
+    margin: a delay only adds (every RTT is at least the node's setting, less libuv's
+    millisecond timer granularity), and the cloud ranks the nodes by what was reported.
+    """
     async with running_stack(REGIONS, state_dir=tmp_path) as stack:
         device = Device(stack.api())
         await device.register(ORG, stack.enrollment_key, "alice")
         outcomes = await device.discover()
         expected = {spec.id: spec.simulated_rtt_ms for spec in REGIONS}
+        measured: dict[str, float] = {}
         for outcome in outcomes:
             assert outcome.rtt_ms is not None, outcome
-            want = expected[outcome.target.node_id]
+            node_id = outcome.target.node_id
             # libuv timers have millisecond granularity and start from the loop's cached
             # time, so the node's delay may end up to ~1 ms short of the setting
-            assert want - 2 <= outcome.rtt_ms <= want + 8, (outcome.target, outcome.rtt_ms)
+            assert outcome.rtt_ms >= expected[node_id] - 2, (outcome.target, outcome.rtt_ms)
+            measured[node_id] = min(measured.get(node_id, outcome.rtt_ms), outcome.rtt_ms)
+        assert set(measured) == set(expected)
         meeting = (await device.api.create_meeting()).id
         joined = await device.join(meeting)
-        assert joined.node.id == "node-near" and joined.plan[0].rung == "udp/5004"
+        scored = {c.node_id: c for c in joined.reason.candidates if c.score is not None}
+        assert set(scored) == set(expected), joined.reason
+        for node_id, candidate in scored.items():  # the cloud ranks what was measured
+            assert candidate.rtt_ms is not None and candidate.rtt_ms >= measured[node_id] - 0.01
+        assert joined.node.id == min(scored, key=lambda n: scored[n].score or 0.0)
+        assert joined.plan[0].rung == "udp/5004"
+        if sorted(measured, key=measured.__getitem__) == ["node-near", "node-mid", "node-far"]:
+            assert joined.node.id == "node-near"
         await device.api.close()
 
 

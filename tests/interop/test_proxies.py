@@ -35,14 +35,30 @@ from wire.tls import client_context
 pytestmark = pytest.mark.interop
 
 
+def tls_ports(stack: Stack) -> list[int]:
+    """The ports the stack's HTTPS really listens on: the cloud's and every node's TLS.
+
+    The seed's proxy allows CONNECT to 443 only; as root the stack listens there. Without
+    root it may not bind below 1024 and takes the documented high port (8443, or any free
+    one for a node), so the test's proxy allows the ports the stack actually uses: the
+    policy under test is "CONNECT to the HTTPS ports", not a number (a user without root
+    ran these tests and saw 403 for :8443).
+    """
+    ports = {int(stack.cloud_url.rsplit(":", 1)[1])}
+    for node in stack.nodes:
+        ports.update(e["port"] for e in node["endpoints"] if e["rung"] == "tls/443")
+    return sorted(ports)
+
 
 @asynccontextmanager
-async def tinyproxy(workdir: Path, user: str, password: str) -> AsyncIterator[tuple[int, Path]]:
+async def tinyproxy(workdir: Path, user: str, password: str,
+                    connect_ports: list[int]) -> AsyncIterator[tuple[int, Path]]:
     binary = require_tool("tinyproxy")
     port = free_port()
     conf, log = workdir / "tinyproxy.conf", workdir / "tinyproxy.log"
+    allowed = "".join(f"ConnectPort {p}\n" for p in connect_ports)
     conf.write_text(f"Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\n"
-                    f"ConnectPort 443\nBasicAuth {user} {password}\nLogLevel Connect\n"
+                    f"{allowed}BasicAuth {user} {password}\nLogLevel Connect\n"
                     "MaxClients 50\n")
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(binary, "-d", "-c", str(conf),
@@ -64,7 +80,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 async def test_signaling_and_media_cross_tinyproxy_with_basic_auth(
     stack: Stack, tmp_path: Path
 ) -> None:
-    async with tinyproxy(tmp_path, "pinhole", "s3cret") as (port, log):
+    async with tinyproxy(tmp_path, "pinhole", "s3cret", tls_ports(stack)) as (port, log):
         proxy = ProxyConfig("127.0.0.1", port, "pinhole", "s3cret")
         api = CloudApi(stack.cloud_url, client_context(stack.ca_file), proxy=proxy.url)
         alice = Device(api, proxy=proxy)
@@ -100,9 +116,11 @@ async def test_signaling_and_media_cross_tinyproxy_with_basic_auth(
 
 
 @asynccontextmanager
-async def squid(workdir: Path, scheme: str, user: str, password: str) -> AsyncIterator[int]:
-    """Debian's squid, CONNECT to 443 only, with Digest (digest_file_auth) or NTLM
-    (ntlm_fake_auth: any NTLM exchange that completes is accepted) authentication."""
+async def squid(workdir: Path, scheme: str, user: str, password: str,
+                connect_ports: list[int]) -> AsyncIterator[int]:
+    """Debian's squid, CONNECT to the HTTPS ports only (:func:`tls_ports`), with Digest
+    (digest_file_auth) or NTLM (ntlm_fake_auth: any NTLM exchange that completes is
+    accepted) authentication."""
     binary = require_tool("squid")
     helper = Path("/usr/lib/squid") / ("digest_file_auth" if scheme == "digest"
                                        else "ntlm_fake_auth")
@@ -119,7 +137,7 @@ async def squid(workdir: Path, scheme: str, user: str, password: str) -> AsyncIt
     conf.write_text(f"""http_port 127.0.0.1:{port}
 {auth}
 acl authed proxy_auth REQUIRED
-acl SSL_ports port 443
+acl SSL_ports port {" ".join(str(p) for p in connect_ports)}
 acl CONNECT method CONNECT
 http_access deny CONNECT !SSL_ports
 http_access allow authed
@@ -152,7 +170,7 @@ async def test_media_crosses_squid_with_digest_or_ntlm(stack: Stack, scheme: str
 
 
 async def _squid_call(stack: Stack, workdir: Path, scheme: str) -> None:
-    async with squid(workdir, scheme, "pinhole", "s3cret") as port:
+    async with squid(workdir, scheme, "pinhole", "s3cret", tls_ports(stack)) as port:
         # signaling crosses squid too: aiohttp talks to the loopback shim, whose tunnels
         # authenticate upstream with whatever scheme squid asks for
         shim = await LocalTunnelProxy(ProxyConfig("127.0.0.1", port, "pinhole",
@@ -198,7 +216,7 @@ async def _cli(stack: Stack, *args: str) -> tuple[int, str, str]:
 
 async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Path) -> None:
     """Seed: the desktop app finds its proxy by PAC; mobile devices must set it by hand."""
-    async with tinyproxy(tmp_path, "pinhole", "s3cret") as (port, log):
+    async with tinyproxy(tmp_path, "pinhole", "s3cret", tls_ports(stack)) as (port, log):
         cloud_host = stack.cloud_url.split("//")[1].rsplit(":", 1)[0]
         pac = ("function FindProxyForURL(url, host) {\n"
                f'  if (host == "{cloud_host}") return "PROXY 127.0.0.1:{port}; DIRECT";\n'
@@ -233,7 +251,7 @@ async def test_netcheck_names_the_proxy_and_its_authentication(
     """netcheck's proxy rows (issue 14: "proxy discovery and auth"): with the right Basic
     credentials the CONNECT row is ok and signaling crosses; with a wrong password the row
     says the proxy refused the authentication and the verdict is no signaling (exit 3)."""
-    async with tinyproxy(tmp_path, "pinhole", "s3cret") as (port, _):
+    async with tinyproxy(tmp_path, "pinhole", "s3cret", tls_ports(stack)) as (port, _):
         good = f"http://pinhole:s3cret@127.0.0.1:{port}"
         rc, out, _ = await _cli(stack, "--proxy", good, "netcheck")
         result = json.loads(out)["netcheck"]
@@ -247,3 +265,22 @@ async def test_netcheck_names_the_proxy_and_its_authentication(
         rows = {c["check"]: c for c in json.loads(out)["netcheck"]["checks"]}
         assert rc == 3 and rows["CONNECT"]["status"] == "blocked"
         assert "proxy authentication failed" in rows["CONNECT"]["detail"]
+
+
+async def test_a_proxy_that_refuses_the_cloud_port_is_named_with_the_port(
+        stack: Stack, tmp_path: Path) -> None:
+    """Seed: the proxy "must allow CONNECT to port 443". A proxy whose policy leaves out the
+    port the cloud really uses (a 443-only proxy in front of a stack on 8443, as a user
+    without root runs it) is reported as such: the CONNECT row names the port and the
+    proxy's answer, and the verdict is no signaling (exit 3), not a hang or a traceback."""
+    used = tls_ports(stack)
+    other = next(p for p in (443, 563) if p not in used)  # 563: squid's other SSL port
+    async with tinyproxy(tmp_path, "pinhole", "s3cret", [other]) as (port, _):
+        rc, out, err = await _cli(stack, "--proxy", f"http://pinhole:s3cret@127.0.0.1:{port}",
+                                  "netcheck")
+        assert "Traceback" not in err
+        rows = {c["check"]: c for c in json.loads(out)["netcheck"]["checks"]}
+        cloud_port = stack.cloud_url.rsplit(":", 1)[1]
+        assert rc == 3 and rows["CONNECT"]["status"] == "blocked", rows["CONNECT"]
+        assert f":{cloud_port}" in rows["CONNECT"]["detail"], rows["CONNECT"]
+        assert "403" in rows["CONNECT"]["detail"], rows["CONNECT"]

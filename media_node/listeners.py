@@ -50,8 +50,10 @@ class UdpListener:
     """
 
     def __init__(self, engine: Engine, rung: str, delay_s: float, sock: socket.socket,
-                 timing: RelayTiming | None = None) -> None:
+                 timing: RelayTiming | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
+        self.clock = clock  # the engine's ``now`` (a test's fake clock drives consent)
         self.rung = rung
         self.delay_s = delay_s
         self.timing = timing
@@ -60,9 +62,6 @@ class UdpListener:
         sock.setblocking(False)
         self._fd = sock.fileno()
         self.port = int(sock.getsockname()[1])
-        #: the descriptor the data plane may send on for this port; None: every send goes
-        #: through :meth:`send` (a simulated distance delays them; closed)
-        self.fast_fd: int | None = None if delay_s else self._fd
         self._plane = engine.plane
         self._drain = engine.plane.drain
         self._on_packet = engine.on_packet
@@ -74,18 +73,24 @@ class UdpListener:
         #: distance (no call in between)
         self.send: Callable[[bytes, Any], None] = (
             self._send_later if delay_s else self._send_now)
-        self._plane.attach(self._fd, self._enqueue)
+        # the plane sends on this port itself unless a simulated distance delays every send
+        self._plane.attach(self._fd, self._enqueue, None if delay_s else self)
         self._loop.add_reader(self._fd, self._readable)
+
+    @property
+    def fast_fd(self) -> int | None:
+        """The descriptor the data plane sends on for this port; None: every send goes
+        through :meth:`send` (a simulated distance delays them; closed)."""
+        return self._plane.fast_fd(self)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self.fast_fd = None
+        self._plane.detach(self._fd)
         self.engine.sink_closed(self)  # no route may name this descriptor once it is closed
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
-        self._plane.detach(self._fd)
         self._queue.clear()
         self.queued = 0
         self._socket.close()
@@ -104,7 +109,7 @@ class UdpListener:
         if packets is None:
             return
         on_packet = self._on_packet
-        now = time.monotonic()
+        now = self.clock()
         for data, addr in packets:
             self._untimed -= 1
             if self._untimed:  # the common case: one call, nothing else
@@ -177,8 +182,10 @@ class StreamConnection(asyncio.Protocol):
 
     def __init__(self, engine: Engine, rung: str, delay_s: float, frame_limit: int,
                  admission: Admission, limits: StreamLimits,
-                 tls: ssl.SSLContext | None = None, timing: RelayTiming | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, timing: RelayTiming | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
+        self.clock = clock  # the engine's ``now`` (a test's fake clock drives consent)
         self.rung = rung
         self.delay_s = delay_s
         self.timing = timing
@@ -274,7 +281,7 @@ class StreamConnection(asyncio.Protocol):
             return
         if not frames:
             return  # bytes of a frame not yet whole are not activity
-        now = time.monotonic()
+        now = self.clock()
         self._frames += len(frames)
         self._last_frame = self._loop.time()
         timing = self.timing
@@ -323,13 +330,14 @@ class StreamConnection(asyncio.Protocol):
 
 
 async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: float,
-                   timing: RelayTiming | None = None) -> UdpListener:
+                   timing: RelayTiming | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> UdpListener:
     """Bind a UDP port (``port`` 0: any) on ``host`` for the engine; raises OSError."""
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.bind(address)
-        return UdpListener(engine, rung, delay_s, sock, timing)
+        return UdpListener(engine, rung, delay_s, sock, timing, clock)
     except BaseException:
         sock.close()
         raise
@@ -338,11 +346,13 @@ async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: flo
 async def bind_stream(engine: Engine, host: str, port: int, rung: str, delay_s: float,
                       context: ssl.SSLContext | None, admission: Admission,
                       limits: StreamLimits, frame_limit: int = 4096,
-                      timing: RelayTiming | None = None) -> tuple[asyncio.Server, int]:
+                      timing: RelayTiming | None = None,
+                      clock: Callable[[], float] = time.monotonic
+                      ) -> tuple[asyncio.Server, int]:
     """Listen for TCP (``context`` None) or TLS; TLS starts on a connection once admitted."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: StreamConnection(engine, rung, delay_s, frame_limit, admission, limits, context,
-                                 timing),
+                                 timing, clock),
         host, port, reuse_address=True)
     return server, int(server.sockets[0].getsockname()[1])

@@ -25,7 +25,7 @@ from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from media_node.cascade import Dialler, cloud_dialler
-from media_node.control import ControlChannel, EventOutbox, RegistrationRefused
+from media_node.control import ControlChannel, EventOutbox, RegistrationRefused, new_node_id
 from media_node.engine import Engine
 from media_node.listeners import UdpListener, bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
@@ -69,8 +69,9 @@ async def _bind_with_fallback(
 
 async def start_listeners(
     settings: NodeSettings, engine: Engine, workdir: Path, admission: Admission,
-    timing: RelayTiming | None = None
+    timing: RelayTiming | None = None, clock: Callable[[], float] = time.monotonic
 ) -> tuple[list[Endpoint], str | None, list[UdpListener | asyncio.Server]]:
+    """Bind the settings' ports for ``engine``; ``clock`` gives the engine its ``now``."""
     host, delay = settings.bind, settings.simulated_rtt_ms / 1000
     endpoints: list[Endpoint] = []
     closers: list[UdpListener | asyncio.Server] = []
@@ -81,14 +82,14 @@ async def start_listeners(
             udp.append((UDP_9000, settings.legacy_port))
         udp.append((UDP_33434, settings.udp_last_resort_port))
         for rung, port in udp:
-            listener = await bind_udp(engine, host, port, rung.name, delay, timing)
+            listener = await bind_udp(engine, host, port, rung.name, delay, timing, clock)
             closers.append(listener)
             endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp",
                                       port=listener.port))
     if settings.tcp:
         server, real = await bind_stream(engine, host, settings.tcp_port, TCP_5004.name, delay,
                                          None, admission, settings.stream_limits,
-                                         timing=timing)
+                                         timing=timing, clock=clock)
         closers.append(server)
         endpoints.append(Endpoint(rung="tcp/5004", transport="tcp", port=real))
     if settings.tls:
@@ -96,7 +97,8 @@ async def start_listeners(
 
         async def bind_tls(port: int) -> tuple[asyncio.Server, int]:
             return await bind_stream(engine, host, port, TLS_443.name, delay, context,
-                                     admission, settings.stream_limits, timing=timing)
+                                     admission, settings.stream_limits, timing=timing,
+                                     clock=clock)
 
         tls_server, real = await _bind_with_fallback(bind_tls, settings.tls_port, "TLS")
         closers.append(tls_server)
@@ -210,7 +212,7 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
         raise usage("--no-udp, --no-tcp and --no-tls leave nothing to serve",
                     "drop one of them")
     outbox = EventOutbox()
-    engine = Engine(settings.node_id or settings.kind + "-node", capacity=settings.capacity,
+    engine = Engine(settings.node_id or new_node_id(), capacity=settings.capacity,
                     consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
                     stun_rate=settings.stun_rate, stun_burst=settings.stun_burst,
                     stun_ip_rate=settings.stun_ip_rate, stun_ip_burst=settings.stun_ip_burst,

@@ -3,15 +3,18 @@
 The engine and its UDP/TCP/TLS listeners run exactly as in the service; only
 the control channel is replaced by the test calling ``allocate`` itself (the
 control channel has its own test through the loopback stack).
+
+``running_node(clock=FakeClock())`` gives the listeners (the engine's ``now`` per
+packet) and the tick loop the test's clock, so consent and leg timeouts move when
+the test advances it, not with the machine's load.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ from media_node.service import admission_for, start_listeners
 from media_node.settings import NodeSettings
 from wire.address import Address
 from wire.admission import Admission
+from wire.ice_lite import new_password, new_ufrag
 from wire.models import (
     AllocateLeg,
     AssignmentReason,
@@ -44,6 +48,11 @@ class RunningNode:
     info: NodeInfo
     admission: Admission
     closers: list[Any] = field(default_factory=list)
+    clock: Callable[[], float] = time.monotonic
+
+    def tick(self) -> None:
+        """What the tick loop does, now: consent expiry and leg timeouts at ``clock()``."""
+        self.engine.tick(self.clock())
 
     def endpoint(self, rung: str) -> Address:
         for e in self.info.endpoints:
@@ -53,7 +62,8 @@ class RunningNode:
 
 
 @asynccontextmanager
-async def running_node(node_id: str = "node-t", **settings: Any) -> AsyncIterator[RunningNode]:
+async def running_node(node_id: str = "node-t", *, clock: Callable[[], float] = time.monotonic,
+                       **settings: Any) -> AsyncIterator[RunningNode]:
     address = free_block() + ".2"
     config = NodeSettings(cloud="https://unused", node_id=node_id, advertise=address,
                           **settings)
@@ -63,18 +73,18 @@ async def running_node(node_id: str = "node-t", **settings: Any) -> AsyncIterato
     admission = admission_for(config)
     with tempfile.TemporaryDirectory() as tmp:
         endpoints, fingerprint, closers = await start_listeners(config, engine, Path(tmp),
-                                                                admission)
+                                                                admission, clock=clock)
         info = NodeInfo(id=node_id, kind="cloud", region="test", address=address,
                         endpoints=endpoints, fingerprint=fingerprint)
 
         async def ticks() -> None:
             while True:
                 await asyncio.sleep(0.2)
-                engine.tick(time.monotonic())
+                engine.tick(clock())
 
         ticker = asyncio.create_task(ticks())
         try:
-            yield RunningNode(engine, info, admission, list(closers))
+            yield RunningNode(engine, info, admission, list(closers), clock)
         finally:
             ticker.cancel()
             for closer in closers:
@@ -83,8 +93,8 @@ async def running_node(node_id: str = "node-t", **settings: Any) -> AsyncIterato
 
 def credentials(profile: SrtpProfile = SrtpProfile.AES_CM_128_HMAC_SHA1_80
                 ) -> tuple[IceCredentials, SrtpParams]:
-    ice = IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
-                         pwd=SecretStr(secrets.token_urlsafe(18)))
+    ice = IceCredentials(node_ufrag=new_ufrag(), client_ufrag=new_ufrag(),
+                         pwd=SecretStr(new_password()))
     srtp = SrtpParams(profile=profile.value,
                       client_to_node=SecretStr(SrtpKeys.generate(profile).to_b64()),
                       node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64()))
@@ -98,7 +108,7 @@ def join(node: RunningNode, meeting: str, ssrc: int, *, participant: str | None 
     pid = participant or f"p-{ssrc}"
     answer = node.engine.allocate(AllocateLeg(
         request_id=f"r-{pid}", leg_id=f"leg-{pid}", meeting_id=meeting, participant_id=pid,
-        ssrc=ssrc, ice=ice, srtp=srtp), time.monotonic())
+        ssrc=ssrc, ice=ice, srtp=srtp), node.clock())
     assert answer.ok, answer.detail
     return Joined(
         meeting_id=meeting, participant_id=pid, node=node.info,
@@ -125,6 +135,6 @@ def cascade(initiator: RunningNode, peer: RunningNode, meeting: str) -> OpenCasc
     answer = peer.engine.allocate(AllocateLeg(
         request_id=f"r-{leg_id}", leg_id=leg_id, meeting_id=meeting,
         participant_id=f"cascade:{initiator.info.id}", ssrc=0, ice=ice, srtp=srtp,
-        cascade=True), time.monotonic())
+        cascade=True), peer.clock())
     assert answer.ok, answer.detail
     return OpenCascade(meeting_id=meeting, peer=peer.info, leg_id=leg_id, ice=ice, srtp=srtp)

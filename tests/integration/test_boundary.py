@@ -22,6 +22,7 @@ import pytest
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.prereqs import require_tool
+from tests.waiting import until, until_async
 from wire.tls import make_ca
 
 pytestmark = pytest.mark.slow
@@ -160,29 +161,37 @@ async def test_an_unreachable_store_is_not_ready_and_never_claims_to_listen(
         f"redis://127.0.0.1:{redis_port}/0", "--state-file", str(state),
         stderr=asyncio.subprocess.PIPE)
     redis = None
+    lines: list[str] = []  # the cloud's log, as it writes it
+
+    async def read_log() -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            lines.append(line.decode())
+
+    reader = asyncio.create_task(read_log())
     try:
-        for _ in range(100):
-            if status := await _readyz(port):
-                break
-            await asyncio.sleep(0.1)
-        assert status == 503
-        await asyncio.sleep(2.0)
+        async def answers() -> bool:
+            return await _readyz(port) != 0
+
+        await until_async(answers, "the cloud answers /readyz")
+        assert await _readyz(port) == 503
+        await until(lambda: sum("unreachable (attempt" in line for line in lines) >= 2,
+                    "two backoff steps logged")
         assert not state.exists()
         redis = await asyncio.create_subprocess_exec(
             redis_binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(tmp_path), stdout=asyncio.subprocess.DEVNULL)
-        for _ in range(400):  # the backoff is at most 30 s; here a few seconds
-            if state.exists():
-                break
-            await asyncio.sleep(0.1)
-        assert state.exists() and await _readyz(port) == 200
+        # the backoff is at most 30 s; here a few seconds
+        await until(state.exists, "the cloud wrote its state file", timeout_s=40)
+        assert await _readyz(port) == 200
     finally:
         proc.terminate()
-        _, err_bytes = await asyncio.wait_for(proc.communicate(), 10)
+        await asyncio.wait_for(proc.wait(), 10)
+        await asyncio.wait_for(reader, 10)
         if redis is not None:
             redis.terminate()
             await redis.wait()
-    err = err_bytes.decode()
+    err = "".join(lines)
     assert "Traceback" not in err
     assert err.count("unreachable (attempt") >= 2
     assert err.index("unreachable (attempt") < err.index("cloud listening on")

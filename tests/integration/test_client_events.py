@@ -20,6 +20,7 @@ from cloud.app import make_app
 from cloud.identity import Org, TokenSigner
 from cloud.settings import CloudSettings
 from cloud.store import MemoryStore
+from tests.waiting import until
 from wire.models import Event
 
 pytestmark = pytest.mark.slow
@@ -31,6 +32,11 @@ async def _serve(store: MemoryStore, signer: TokenSigner, port: int) -> web.AppR
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
     return runner
+
+
+def _subscriptions(store: MemoryStore, device_id: str) -> set[object]:
+    """The device's live event subscriptions in the store (one per events WebSocket)."""
+    return set(store._subscribers.get(device_id, ()))
 
 
 async def test_events_reconnect_after_a_cloud_restart_and_reprobe_on_request() -> None:
@@ -47,22 +53,19 @@ async def test_events_reconnect_after_a_cloud_restart_and_reprobe_on_request() -
         received.append(event)
 
     follower = asyncio.create_task(device.follow_events(on_event, max_backoff_s=0.5))
-    await asyncio.sleep(0.3)
-    await store.publish([registered.device_id], Event(type="participant.left"))
-    await asyncio.sleep(0.2)
+    device_id = registered.device_id
+    await until(lambda: bool(_subscriptions(store, device_id)), "the client subscribed")
+    first = _subscriptions(store, device_id)
+    await store.publish([device_id], Event(type="participant.left"))
+    await until(lambda: bool(received), "the event reached the client")
     assert [e.type for e in received] == ["participant.left"]
 
     await runner.cleanup()  # the cloud goes away ...
-    await asyncio.sleep(0.5)
+    await until(lambda: device.reconnects > 0, "the client saw the cloud go")
     runner = await _serve(store, signer, port)  # ... and comes back
-    async with asyncio.timeout(10):
-        while device.reconnects == 0:  # noqa: ASYNC110 (a counter, polled in a test)
-            await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)  # resubscribed
-    await store.publish([registered.device_id], Event(type="probe.requested", node_id="n9"))
-    async with asyncio.timeout(5):
-        while len(received) < 2:  # noqa: ASYNC110 (a list, polled in a test)
-            await asyncio.sleep(0.05)
+    await until(lambda: bool(_subscriptions(store, device_id) - first), "resubscribed")
+    await store.publish([device_id], Event(type="probe.requested", node_id="n9"))
+    await until(lambda: len(received) >= 2, "the second event reached the client")
     assert received[-1].type == "probe.requested"
     assert device.source == "probe"  # it re-probed by itself
     assert await store.get_reachability(registered.device_id) is not None

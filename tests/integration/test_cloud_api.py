@@ -27,7 +27,8 @@ from cloud.app import make_app
 from cloud.identity import Org, TokenSigner
 from cloud.openapi import OPERATIONS
 from cloud.settings import CloudSettings
-from cloud.store import MemoryStore, Store, open_store
+from cloud.store import MemoryStore, Store
+from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,7 @@ closes it when the meeting no longer spans both.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from client.device import Device
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.waiting import until
 from wire.models import ProbeResult, ReachabilityReport
 
 pytestmark = pytest.mark.slow
@@ -41,6 +43,11 @@ async def _device(stack: Stack, name: str, reachable: str) -> Device:
     return device
 
 
+def logged(path: Path, pattern: str) -> bool:
+    """``pattern`` is in the log a stack process writes to ``path``."""
+    return path.exists() and re.search(pattern, path.read_text()) is not None
+
+
 async def test_meeting_across_two_nodes_is_cascaded_and_media_flows(stack: Stack) -> None:
     alice = await _device(stack, "alice", "node-a")
     bob = await _device(stack, "bob", "node-b")
@@ -52,12 +59,17 @@ async def test_meeting_across_two_nodes_is_cascaded_and_media_flows(stack: Stack
     assert [(c.from_node, c.to_node) for c in view.cascades] == [("node-b", "node-a")]
 
     a, b = await alice.connect(a_joined), await bob.connect(b_joined)
-    await asyncio.sleep(0.3)  # the cascade leg latches as soon as node-b is told
+    # the cascade leg latches as soon as node-b is told: on both of its ends
+    await until(lambda: logged(stack.state_dir / "node-a.log",
+                               r"leg cas-\w+ latched on udp/5004"), "node-a latched the cascade")
+    await until(lambda: logged(stack.state_dir / "node-b.log", r"cascade \S+ to node-a up on"),
+                "node-b's cascade is up")
     for i in range(30):
         a.send_audio(i.to_bytes(2, "big") + bytes(158))
         b.send_audio(i.to_bytes(2, "big") + bytes(158))
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.4)
+    await until(lambda: len(a.payloads) >= 30 and len(b.payloads) >= 30,
+                "each heard the other's 30 packets across the cascade")
     assert Counter(s for s, _, _ in a.payloads) == {b_joined.ssrc: 30}
     assert Counter(s for s, _, _ in b.payloads) == {a_joined.ssrc: 30}
 

@@ -31,6 +31,7 @@ from cloud.identity import Org, TokenSigner
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
 from cloud.store import MemoryStore
+from tests.waiting import until
 from wire.tls import issue, server_context
 
 ORGS = {"acme": Org("acme", "acme-key", "")}
@@ -83,8 +84,7 @@ async def test_silent_and_partial_requests_are_closed(payload: bytes) -> None:
         took = await _closed_within(reader, 5.0)
         writer.close()
         assert took < 5.0
-        await asyncio.sleep(0.05)
-        assert running.cloud.connections.open == 0
+        await until(lambda: running.cloud.connections.open == 0, "the slot given back")
 
 
 async def test_the_connection_past_the_per_source_cap_is_refused_and_counted() -> None:
@@ -140,9 +140,8 @@ async def test_a_devices_events_websockets_are_capped() -> None:
             assert json.loads(await refused.text())["error"] == "too_many_websockets"
         assert running.cloud.metrics.refusals == {"events_per_device_cap": 1}
         await sockets[0].close()
-        await asyncio.sleep(0.1)
+        await until(lambda: sum(running.cloud.events_open.values()) == 3, "one stream closed")
         sockets[0] = await http.ws_connect(url)  # a closed one frees its place
         for ws in sockets:
             await ws.close()
-        await asyncio.sleep(0.1)
-        assert not running.cloud.events_open
+        await until(lambda: not running.cloud.events_open, "every stream closed")

@@ -15,7 +15,6 @@ import asyncio
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pytest
 
 from lab.net import free_port, wait_for_port
 from tests.prereqs import require_tool
+from tests.waiting import until, until_async
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -51,6 +51,14 @@ async def test_an_unreachable_store_is_not_ready_and_quiet(tmp_path: Path) -> No
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     redis: asyncio.subprocess.Process | None = None
     base = f"http://127.0.0.1:{port}"
+    lines: list[str] = []  # the cloud's log, as it writes it
+
+    async def read_log() -> None:
+        assert cloud.stderr is not None
+        while line := await cloud.stderr.readline():
+            lines.append(line.decode())
+
+    reader = asyncio.create_task(read_log())
     try:
         await wait_for_port("127.0.0.1", port)
         async with aiohttp.ClientSession() as http:
@@ -60,27 +68,30 @@ async def test_an_unreachable_store_is_not_ready_and_quiet(tmp_path: Path) -> No
             assert not (tmp_path / "cloud.json").exists()
             status, body = await _register(http, base)
             assert status == 503 and body["error"] == "store_unavailable", body
-            await asyncio.sleep(3.5)
+            await until(lambda: sum("unreachable (attempt" in line for line in lines) >= 2,
+                        "two backoff steps logged")
             redis = await asyncio.create_subprocess_exec(
                 redis_binary, "--port", str(store_port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(tmp_path),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-            deadline = time.monotonic() + 20
-            while (await _get(http, f"{base}/readyz"))[0] != 200:
-                assert time.monotonic() < deadline, "never became ready"
-                await asyncio.sleep(0.25)
+
+            async def ready() -> bool:
+                return (await _get(http, f"{base}/readyz"))[0] == 200
+
+            await until_async(ready, "the cloud became ready", timeout_s=20)
             status, body = await _register(http, base)
             assert status == 201, body
-            while not (tmp_path / "cloud.json").exists():  # written once the watch is ready
-                assert time.monotonic() < deadline, "never said it listens"
-                await asyncio.sleep(0.25)
+            # written once the watch is ready
+            await until(lambda: (tmp_path / "cloud.json").exists(), "the cloud said it listens",
+                        timeout_s=20)
     finally:
         cloud.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(cloud.communicate(), 20)
+        await asyncio.wait_for(cloud.wait(), 20)
+        await asyncio.wait_for(reader, 20)
         if redis is not None:
             redis.terminate()
             await redis.wait()
-    log = err.decode()
+    log = "".join(lines)
     assert "Traceback" not in log, log
     listening = [line for line in log.splitlines() if "listening on" in line]
     assert len(listening) == 1, log

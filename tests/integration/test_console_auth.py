@@ -33,7 +33,8 @@ from cloud.console import routes as console_routes
 from cloud.identity import Org, TokenSigner
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD
-from cloud.store import MemoryStore, open_store
+from cloud.store import MemoryStore
+from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
 
 OPERATOR = secrets.token_urlsafe(32)

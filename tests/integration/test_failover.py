@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from cloud.redis_store import RedisStore
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.prereqs import require_tool
+from tests.waiting import until_async
 from wire.models import CallMetrics
 
 pytestmark = pytest.mark.slow
@@ -52,26 +55,48 @@ async def _call(stack: Stack, name: str, meeting: str, seconds: float) -> dict[s
     return result
 
 
+async def _relayed(stack: Stack, node: str) -> float:
+    """SRTP packets ``node`` has relayed to participants (its metrics)."""
+    url = next(n["metrics_url"] for n in stack.nodes if n["id"] == node)
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        text = await response.text()
+    match = re.search(r'^pinhole_node_packets_total\{direction="out"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def _media_on(stack: Stack, node: str, since: float = 0.0) -> None:
+    """Both parties latched on ``node`` (the node's "latched" event recorded each rung; on
+    replicas by whichever replica holds the node's channel), and ``node`` relayed media
+    between them: 50 packets more than ``since``, about half a second of both talking."""
+    api = await stack.register("watcher")
+    seen: list[object] = []  # the last view, named if it never comes
+    try:
+        async def latched() -> bool:
+            try:
+                view = await api.meeting("faults")
+            except Exception:  # not created yet
+                return False
+            seen[:] = [[(p.node_id, p.transport) for p in view.participants]]
+            return len(view.participants) == 2 and all(
+                p.node_id == node and p.transport for p in view.participants)
+
+        async def relayed() -> bool:
+            return await _relayed(stack, node) >= since + 50
+
+        try:
+            await until_async(latched, f"both parties latched on {node}", timeout_s=20)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last seen (node, rung): {seen}") from None
+        await until_async(relayed, f"{node} relayed media between them", timeout_s=20)
+    finally:
+        await api.close()
+
+
 async def _meet(stack: Stack, seconds: float) -> list[asyncio.Task[dict[str, Any]]]:
     """Two parties in one meeting; returns once both have media on node-a."""
     calls = [asyncio.create_task(_call(stack, name, "faults", seconds))
              for name in ("alice", "bob")]
-    api = await stack.register("watcher")
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                await asyncio.sleep(0.2)
-                try:
-                    view = await api.meeting("faults")
-                except Exception:  # not created yet
-                    continue
-                # connected: the node's "latched" event recorded each rung (on replicas,
-                # by whichever replica holds the node's channel)
-                if len(view.participants) == 2 and all(p.transport for p in view.participants):
-                    break
-    finally:
-        await api.close()
-    await asyncio.sleep(0.5)
+    await _media_on(stack, "node-a")
     return calls
 
 
@@ -142,10 +167,11 @@ async def test_same_node_fails_twice_on_redis_replicas(redis_stack: Stack) -> No
     every failure is reassigned (before: the second failure of node-a was not, for 61 s)."""
     calls = await _meet(redis_stack, 16.0)
     for victim in ("node-a", "node-b", "node-a"):
+        survivor = "node-b" if victim == "node-a" else "node-a"
+        since = await _relayed(redis_stack, survivor)
         await redis_stack.kill(victim)
-        await asyncio.sleep(2.5)
-        await redis_stack.restart_node(victim)
-        await asyncio.sleep(0.5)
+        await _media_on(redis_stack, survivor, since)  # reassigned, and media back
+        await redis_stack.restart_node(victim)  # returns once the cloud lists it
     results = await asyncio.gather(*calls)
     for result in results:
         _check_moved(result, ["node-a", "node-b", "node-a", "node-b"])

@@ -21,6 +21,7 @@ from client.device import Device
 from client.media import MediaSession
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.waiting import until, until_async
 from wire.models import Joined
 
 pytestmark = pytest.mark.slow
@@ -72,7 +73,8 @@ async def test_two_clients_exchange_srtp_through_the_node(stack: Stack) -> None:
         a.send_audio(pa)
         b.send_audio(pb)
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.5)
+    await until(lambda: len(b.payloads) >= 50 and len(a.payloads) >= 50,
+                "each client heard the other's 50 packets")
 
     # both directions arrived intact: same payloads, same SSRC as the sender's
     assert [p for ssrc, _, p in b.payloads if ssrc == a_joined.ssrc] == sent_by_a
@@ -85,7 +87,12 @@ async def test_two_clients_exchange_srtp_through_the_node(stack: Stack) -> None:
     good = a.protect(_rtp(a_joined.ssrc, 999))
     tampered = good[:20] + bytes([good[20] ^ 0x01]) + good[21:]
     a.send_raw(tampered)
-    await asyncio.sleep(0.3)
+
+    async def dropped() -> bool:
+        seen = await _node_metric(stack, "pinhole_node_drops_total", 'reason="auth"')
+        return seen >= auth_drops + 1
+
+    await until_async(dropped, "the node counted the tampered packet")
     assert await _node_metric(stack, "pinhole_node_drops_total", 'reason="auth"') == auth_drops + 1
     assert b.counters.packets_received == before
 
@@ -115,12 +122,15 @@ async def test_established_legs_keep_relaying_while_the_cloud_is_gone(stack: Sta
     cloud = stack.processes[0]
     cloud.terminate()
     await cloud.wait()
-    await asyncio.sleep(0.5)
-    assert await _node_metric(stack, "pinhole_node_control_connected", "") == 0.0
+
+    async def disconnected() -> bool:
+        return await _node_metric(stack, "pinhole_node_control_connected", "") == 0.0
+
+    await until_async(disconnected, "the node saw its control channel go down")
     for i in range(20):
         a.send_audio(i.to_bytes(2, "big") + bytes(158))
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.3)
+    await until(lambda: len(b.payloads) >= 20, "bob heard alice's 20 packets")
     assert len([p for ssrc, _, p in b.payloads if ssrc == a_joined.ssrc]) == 20
     for session in (a, b):
         session.close()

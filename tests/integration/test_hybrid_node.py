@@ -22,6 +22,7 @@ from client.device import Device
 from client.media import MediaError, MediaSession
 from lab.pki import ORG, OTHER_ORG
 from lab.stack import HYBRID, NodeSpec, Stack, running_stack
+from tests.waiting import HANG_S, until
 from wire.models import Event, Joined, ProbeResult, ReachabilityReport
 
 pytestmark = pytest.mark.slow
@@ -60,7 +61,14 @@ async def talk(sessions: Sequence[MediaSession], count: int = 20) -> None:
         for n, session in enumerate(sessions):
             session.send_audio(bytes([n]) + i.to_bytes(2, "big") + bytes(157))
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.6)
+    want = count * (len(sessions) - 1)
+    await until(lambda: all(len(s.payloads) >= want for s in sessions),
+                f"each session heard {want} packets")
+
+
+def logged(path: Path, pattern: str) -> bool:
+    """``pattern`` is in the log a stack process writes to ``path``."""
+    return path.exists() and re.search(pattern, path.read_text()) is not None
 
 
 def heard(session: MediaSession) -> Counter[int]:
@@ -123,7 +131,12 @@ async def test_mixed_meeting_cascades_out_from_the_hybrid_range_and_closes(
         view = await alice.api.meeting(meeting)
         assert [(c.from_node, c.to_node) for c in view.cascades] == [(HYBRID.id, CLOUD_NODE.id)]
         sessions = [await d.connect(j) for d, j in zip((alice, bob, carol), joined, strict=True)]
-        await asyncio.sleep(0.5)  # the cascade latches once the hybrid node is told
+        # the cascade latches once the hybrid node is told: on both of its ends
+        await until(lambda: logged(tmp_path / f"{CLOUD_NODE.id}.log",
+                                   r"leg cas-\w+ latched on udp/5004"),
+                    "the cloud node latched the cascade")
+        await until(lambda: logged(tmp_path / f"{HYBRID.id}.log", r"cascade \S+ to \S+ up on"),
+                    "the hybrid node's cascade is up")
         await talk(sessions)
         for n, session in enumerate(sessions):
             assert heard(session) == {j.ssrc: 20 for m, j in enumerate(joined) if m != n}, n
@@ -178,7 +191,7 @@ async def test_another_org_never_sees_it_and_cannot_latch_on_it(tmp_path: Path) 
 
         with pytest.raises(MediaError, match="refused the leg on udp/5004: 401"):
             await session.connect_udp(Address(hybrid["address"], port), "udp/5004",
-                                      timeout_s=1.0)
+                                      timeout_s=HANG_S)  # the 401 ends it, not the time
         await close([mallory])
 
 

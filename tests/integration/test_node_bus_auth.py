@@ -28,6 +28,7 @@ from cloud.redis_store import meeting_from_json
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.integration.redis_server import redis_server
+from tests.waiting import until, until_async
 from wire.models import Joined
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -52,13 +53,17 @@ async def _party(stack: Stack, name: str, meeting_id: str) -> tuple[Joined, Medi
         await device.api.close()
 
 
-async def _flows(sender: MediaSession, receiver: MediaSession) -> int:
-    before = receiver.counters.packets_received
+async def _send(sender: MediaSession) -> None:
     for i in range(10):
         sender.send_audio(i.to_bytes(4, "big") + bytes(156))
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.3)
-    return receiver.counters.packets_received - before
+
+
+async def _flows(sender: MediaSession, receiver: MediaSession) -> None:
+    """The sender's 10 packets all reach the receiver."""
+    want = receiver.counters.packets_received + 10
+    await _send(sender)
+    await until(lambda: receiver.counters.packets_received >= want, "10 packets relayed")
 
 
 async def _cloud_metric(stack: Stack, name: str) -> float:
@@ -67,6 +72,22 @@ async def _cloud_metric(stack: Stack, name: str) -> float:
         text = await response.text()
     match = re.search(rf"^pinhole_{name} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
+
+
+async def _node_metric(stack: Stack, series: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(
+            stack.nodes[0]["metrics_url"]) as response:
+        text = await response.text()
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def _cloud_counted(stack: Stack, name: str, count: int) -> None:
+    async def reached() -> bool:
+        return await _cloud_metric(stack, name) >= count
+
+    await until_async(reached, f"the cloud's {name} reached {count}")
+    assert await _cloud_metric(stack, name) == count
 
 
 async def test_a_forged_publish_is_ignored_and_counted(stack: tuple[Stack, str]) -> None:
@@ -80,7 +101,7 @@ async def test_a_forged_publish_is_ignored_and_counted(stack: tuple[Stack, str])
     _bob, b = await _party(running, "bob", meeting)
     redis = aioredis.from_url(url, decode_responses=True)
     try:
-        assert await _flows(a, b) == 10
+        await _flows(a, b)
         record = meeting_from_json(str(await redis.get(f"pinhole:meeting:{meeting}")))
         leg_id = next(p.leg_id for p in record.participants if p.id == alice.participant_id)
         channel = "pinhole:nodecmd:node-a"
@@ -88,9 +109,8 @@ async def test_a_forged_publish_is_ignored_and_counted(stack: tuple[Stack, str])
         # a well-formed command without the HMAC, and one sealed with a wrong key
         await redis.publish(channel, release)
         await redis.publish(channel, seal(b"k" * 32, channel, release, time.time()))
-        await asyncio.sleep(0.5)
-        assert await _flows(a, b) == 10  # alice's leg is still there
-        assert await _cloud_metric(running, "bus_forged_messages") == 2
+        await _cloud_counted(running, "bus_forged_messages", 2)  # both handled: ignored
+        await _flows(a, b)  # alice's leg is still there
         # a sealed, malformed open_cascade reaches the node, which refuses it and lives on
         peer = {"id": "peer", "kind": "cloud", "region": "r", "address": "127.0.0.1",
                 "endpoints": [{"rung": "udp/5004", "transport": "udp", "port": 5004}]}
@@ -101,16 +121,25 @@ async def test_a_forged_publish_is_ignored_and_counted(stack: tuple[Stack, str])
                                    "node_to_client": "A" * 40}})
         key = bus_key(running.node_secret)
         await redis.publish(channel, seal(key, channel, bad, time.time()))
-        for _ in range(50):  # the node answers control_refused; the cloud counts it
-            if await _cloud_metric(running, "node_refused_commands") >= 1:
-                break
-            await asyncio.sleep(0.1)
-        assert await _cloud_metric(running, "node_refused_commands") == 1
-        assert await _flows(b, a) == 10
+        # the node answers control_refused; the cloud counts it
+        await _cloud_counted(running, "node_refused_commands", 1)
+        await _flows(b, a)
         # and a sealed release does what it says: authenticated forwarding still works
         await redis.publish(channel, seal(key, channel, release, time.time()))
-        await asyncio.sleep(0.5)
-        assert await _flows(a, b) == 0
+
+        async def released() -> bool:
+            return await _node_metric(running, "pinhole_node_legs") == 1
+
+        await until_async(released, "the node released alice's leg")
+        unlatched = 'pinhole_node_drops_total{reason="unlatched"}'
+        before, heard = await _node_metric(running, unlatched), b.counters.packets_received
+        await _send(a)
+
+        async def dropped() -> bool:
+            return await _node_metric(running, unlatched) >= before + 10
+
+        await until_async(dropped, "the node dropped alice's 10 packets as unlatched")
+        assert b.counters.packets_received == heard
     finally:
         a.close()
         b.close()

@@ -6,6 +6,10 @@ heartbeat-miss check from the cloud's health was caught by nothing, because only
 closed-control-channel path was tested. Here the node's control WebSocket stays open
 (it even keeps answering commands) while its heartbeats stop; a second node keeps
 heartbeating. The silent node must turn unhealthy and its participant be reassigned.
+
+Heartbeat ages are read on the test's clock (the registry's injected ``clock``): the
+silent node goes stale when the test moves time on, and the live one, whose every
+heartbeat is awaited at each step, never does, however busy the machine.
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from aiohttp.test_utils import TestServer
 
 from cloud.app import make_app
 from cloud.identity import Org, TokenSigner
+from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
-from cloud.store import MemoryStore, Store, open_store
+from cloud.state import CLOUD
+from cloud.store import MemoryStore, Store
+from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
+from tests.waiting import FakeClock, until
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +42,14 @@ SECRET = "node-secret"
 HEARTBEAT_S, MISSES = 0.3, 2
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TestServer]:
+async def server(request: pytest.FixtureRequest, tmp_path: Path,
+                 clock: FakeClock) -> AsyncIterator[TestServer]:
     settings = CloudSettings(node_secret=SECRET, heartbeat_s=HEARTBEAT_S,
                              heartbeat_misses=MISSES)
     async with contextlib.AsyncExitStack() as stack:
@@ -43,7 +57,9 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             store: Store = MemoryStore()
         else:
             store = open_store(await stack.enter_async_context(redis_server(tmp_path)))
-        running = TestServer(make_app(settings, store, ORGS, TokenSigner()))
+        app = make_app(settings, store, ORGS, TokenSigner())
+        app[CLOUD].registry._clock = clock  # heartbeat ages on the test's clock
+        running = TestServer(app)
         await running.start_server()
         yield running
         await running.close()
@@ -93,15 +109,25 @@ async def _call(http: aiohttp.ClientSession, server: TestServer, method: str, pa
         return await response.json()
 
 
+def _healthy(registry: NodeRegistry, node_id: str) -> bool:
+    return any(n.id == node_id and n.healthy for n in registry.nodes())
+
+
+def _heard_now(registry: NodeRegistry, node_id: str) -> bool:
+    """The node's last heartbeat was read at the registry clock's current time."""
+    return registry.heartbeat_age(node_id) == 0.0
+
+
 async def test_a_connected_node_that_stops_heartbeating_is_unhealthy_and_drained(
-    server: TestServer,
+    server: TestServer, clock: FakeClock,
 ) -> None:
+    registry = server.app[CLOUD].registry
     async with aiohttp.ClientSession() as http:
         silent_beats, live_beats = asyncio.Event(), asyncio.Event()
         silent_beats.set()
         live_beats.set()
         silent = await _node(http, server, "n-silent", silent_beats)
-        await asyncio.sleep(HEARTBEAT_S)
+        await until(lambda: _healthy(registry, "n-silent"), "n-silent connected")
         alice = await _call(http, server, "POST", "/v1/devices",
                             {"org": "acme", "enrollment_key": "acme-key", "name": "alice"})
         token = alice["token"]
@@ -118,8 +144,14 @@ async def test_a_connected_node_that_stops_heartbeating_is_unhealthy_and_drained
         events = await http.ws_connect(server.make_url("/v1/events"),
                                        headers={"Authorization": f"Bearer {token}"})
         live = await _node(http, server, "n-live", live_beats)
+        await until(lambda: _healthy(registry, "n-live"), "n-live connected")
 
         silent_beats.clear()  # still connected, still answering: only the heartbeats stop
+        # time moves on a tenth of the deadline at a time, each step only once n-live's
+        # heartbeat was read at it, until n-silent has missed its heartbeats
+        while (registry.heartbeat_age("n-silent") or 0.0) <= HEARTBEAT_S * MISSES:
+            clock.advance(HEARTBEAT_S * MISSES / 10)
+            await until(lambda: _heard_now(registry, "n-live"), "n-live heartbeats")
         async with asyncio.timeout(10):
             while True:
                 event = json.loads((await events.receive()).data)

@@ -19,7 +19,9 @@ from aiohttp.test_utils import TestServer
 from cloud.app import make_app
 from cloud.identity import TokenSigner
 from cloud.settings import CloudSettings
+from cloud.state import CLOUD
 from cloud.store import MemoryStore
+from tests.integration.subscriptions import subscribed
 from tests.integration.test_cloud_api import NODE_SECRET, ORGS, Api
 from tests.integration.test_replica_faults import Node
 
@@ -53,7 +55,7 @@ async def test_a_silent_leg_is_moved_once_away_from_the_named_node(api: Api) -> 
     assert joined["node"]["id"] == "n1"
     ws = await api.http.ws_connect(api.server.make_url("/v1/events"),
                                    headers={"Authorization": f"Bearer {alice['token']}"})
-    await asyncio.sleep(0.2)  # subscribed
+    await subscribed(api.server.app[CLOUD].store, alice["device_id"])
     path = f"{base}/{joined['participant_id']}/reassign"
 
     status, body = await api.call("POST", path, {"node_id": "n1"}, mallory["token"])

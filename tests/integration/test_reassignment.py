@@ -20,6 +20,7 @@ import pytest
 from client.device import Device
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.waiting import until
 from wire.models import Event
 
 pytestmark = pytest.mark.slow
@@ -84,7 +85,8 @@ async def test_participants_of_a_failed_node_are_reassigned(stack: Stack) -> Non
         for n, session in enumerate(sessions):
             session.send_audio(bytes([n]) + i.to_bytes(2, "big") + bytes(157))
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.5)
+    await until(lambda: all(len(s.payloads) >= 20 for s in sessions),
+                "each heard the other's 20 packets")
     assert Counter(s for s, _, _ in sessions[0].payloads) == {first[1].ssrc: 20}
     assert Counter(s for s, _, _ in sessions[1].payloads) == {first[0].ssrc: 20}
     nodes = {n.id: n.healthy for n in (await devices[0].api.nodes()).nodes}

@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from cloud.redis_store import RedisStore
-from cloud.store import DeviceRecord, MeetingRecord, ParticipantRecord, StoreUnavailable
+from cloud.errors import StoreUnavailable
+from cloud.redis_store import PREFIX, RedisStore
+from cloud.store import DeviceRecord, MeetingRecord, ParticipantRecord
 from tests.integration.redis_server import redis_server
+from tests.integration.subscriptions import subscribed
+from tests.waiting import until, until_async
 from wire.models import Event, ProbeResult, ReachabilityReport
 
 pytestmark = pytest.mark.redis
@@ -41,6 +44,14 @@ async def _seed(store: RedisStore) -> None:
     await store.put_device(DeviceRecord("d-bob", "acme", "bob", "desktop", 1))
     await store.put_reachability("d-bob", REPORT, ttl_s=60)
     await store.put_meeting(MeetingRecord("m1", "acme", "standup", 1.0, (ALICE,)))
+
+
+async def lapsed(store: RedisStore, meeting_id: str) -> None:
+    """Return once Redis has expired the meeting's lock (its own TTL, not a sleep)."""
+    async def gone() -> bool:
+        return not await store._redis.exists(f"{PREFIX}lock:meeting:{meeting_id}")
+
+    await until_async(gone, f"the lock of {meeting_id} expired", poll_s=0.01)
 
 
 async def _join(store: RedisStore) -> None:
@@ -71,17 +82,11 @@ async def test_a_join_is_two_round_trips(url: str) -> None:
 
         watching = asyncio.create_task(watch())
         await store.ping()  # the monitor is listening once it shows this
-        for _ in range(100):
-            if "PING" in seen:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: "PING" in seen, "the monitor showed the first PING")
         seen.clear()
         await _join(store)
-        await store.ping()
-        for _ in range(100):
-            if "PING" in seen:
-                break
-            await asyncio.sleep(0.01)
+        await store.ping()  # after the join's commands, in order
+        await until(lambda: "PING" in seen, "the monitor showed the second PING")
         watching.cancel()
     await watcher.aclose()
     assert seen[:-1] == ["EVALSHA", "EVALSHA"], seen  # lock + reads; write + event + release
@@ -102,7 +107,7 @@ async def test_the_event_goes_out_after_the_write(url: str) -> None:
             return
 
     listening = asyncio.create_task(listen())
-    await asyncio.sleep(0.2)  # subscribed
+    await subscribed(reader, "d-alice")
     await _join(store)
     await asyncio.wait_for(listening, 5)
     assert heard and heard[0] is not None and heard[0].participants == (ALICE, BOB)
@@ -117,7 +122,7 @@ async def test_a_holder_whose_lock_expired_writes_nothing(url: str) -> None:
     with pytest.raises(StoreUnavailable, match="expired"):
         async with store.meeting_lock("m1", "d-bob", ttl_ms=100):
             await store.put_meeting(MeetingRecord("m1", "acme", "stale", 1.0, (ALICE, BOB)))
-            await asyncio.sleep(0.3)  # expired
+            await lapsed(store, "m1")
             async with other.meeting_lock("m1"):  # another replica's change meanwhile
                 await other.put_meeting(MeetingRecord("m1", "acme", "newer", 1.0, (ALICE,)))
     meeting = await other.get_meeting("m1")
@@ -143,7 +148,7 @@ async def test_an_event_raised_beside_a_holder_is_not_lost_with_its_lock(url: st
             return
 
     listening = asyncio.create_task(listen())
-    await asyncio.sleep(0.2)  # subscribed
+    await subscribed(reader, "d-alice")
     holding, raised = asyncio.Event(), asyncio.Event()
 
     async def join_whose_lock_lapses() -> None:
@@ -151,7 +156,7 @@ async def test_an_event_raised_beside_a_holder_is_not_lost_with_its_lock(url: st
             holding.set()
             await store.put_meeting(MeetingRecord("m1", "acme", "standup", 1.0, (ALICE, BOB)))
             await raised.wait()
-            await asyncio.sleep(0.3)  # expired before the commit
+            await lapsed(store, "m1")  # expired before the commit
 
     joining = asyncio.create_task(join_whose_lock_lapses())
     await holding.wait()

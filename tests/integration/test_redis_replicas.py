@@ -21,8 +21,9 @@ from aiohttp.test_utils import TestServer
 from cloud.app import make_app
 from cloud.identity import TokenSigner
 from cloud.settings import CloudSettings
-from cloud.store import open_store
+from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
+from tests.integration.subscriptions import store_of, subscribed
 from tests.integration.test_cloud_api import NODE_SECRET, ORGS, Api, _scripted_node
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -67,7 +68,7 @@ async def test_register_on_one_join_on_the_other_events_cross(replicas: tuple[Ap
     assert status == 201
     ws = await a.http.ws_connect(a.server.make_url("/v1/events"),
                                  headers={"Authorization": f"Bearer {bob['token']}"})
-    await asyncio.sleep(0.2)  # subscribed
+    await subscribed(store_of(a.server.app), bob["device_id"])
     # alice joins on B: the leg is allocated on n1 through A
     status, joined = await b.call("POST", f"/v1/meetings/{meeting['id']}/participants", {},
                                   alice["token"])

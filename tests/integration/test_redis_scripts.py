@@ -20,10 +20,11 @@ import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from cloud.errors import StoreUnavailable
 from cloud.redis_scripts import Script, ScriptRunner
 from cloud.redis_store import RedisStore
-from cloud.store import StoreUnavailable
 from tests.integration.redis_server import redis_server
+from tests.waiting import until
 
 pytestmark = pytest.mark.redis
 
@@ -92,9 +93,15 @@ async def test_a_server_that_forgot_the_script_gets_it_again(url: str) -> None:
 
 async def test_a_cancelled_command_never_answers_the_next_one(url: str) -> None:
     runner = ScriptRunner(url)  # one connection: the next answer read is the next command's
-    slow = asyncio.create_task(runner.run(SLOW, [], [300]))
-    await asyncio.sleep(0.1)
-    slow.cancel()
+    assert await runner.run(SLOW, [], [0]) == "slow"  # loaded: the next run is one EVALSHA
+    slow = asyncio.create_task(runner.run(SLOW, [], [1000]))
+
+    def written() -> bool:  # on its way to Redis, its answer awaited
+        pipe = runner._pipe
+        return pipe is not None and len(pipe.waiting) == 1 and not pipe._out
+
+    await until(written, "the slow script was sent")
+    slow.cancel()  # a second before its answer can come
     with pytest.raises(asyncio.CancelledError):
         await slow
     assert await runner.run(ECHO, [], ["mine"]) == "mine"  # not the slow one's "slow"

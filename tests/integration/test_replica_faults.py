@@ -26,8 +26,9 @@ from aiohttp.test_utils import TestServer
 from cloud.app import make_app
 from cloud.identity import TokenSigner
 from cloud.settings import CloudSettings
-from cloud.store import open_store
+from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
+from tests.integration.subscriptions import store_of, subscribed
 from tests.integration.test_cloud_api import NODE_SECRET, ORGS, Api
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -144,7 +145,7 @@ async def test_every_failure_of_a_node_is_reassigned_once(replicas: tuple[Api, A
     assert status == 201 and joined["node"]["id"] == "n1"
     ws = await b.http.ws_connect(b.server.make_url("/v1/events"),
                                  headers={"Authorization": f"Bearer {alice['token']}"})
-    await asyncio.sleep(0.3)  # subscribed
+    await subscribed(store_of(b.server.app), alice["device_id"])
     moves: list[str] = []
     for victim, to in (("n1", "n2"), ("n2", "n1"), ("n1", "n2")):
         await nodes[victim].crash()

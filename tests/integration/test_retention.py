@@ -33,10 +33,11 @@ from cloud.store import (
     ParticipantRecord,
     Retention,
     Store,
-    open_store,
 )
+from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
 from tests.integration.test_cloud_api import Api, _scripted_node
+from tests.waiting import until_async
 from wire.models import CallMetrics
 
 pytestmark = pytest.mark.redis
@@ -206,11 +207,12 @@ async def test_a_participant_whose_leg_the_node_freed_has_left() -> None:
         assert status == 201 and len(legs) == 1
         await ws.send_str(json.dumps({"type": "leg_event", "leg_id": legs[0],
                                       "event": "freed"}))
-        for _ in range(100):
-            stored = await store.get_meeting(meeting["id"])
-            if stored is not None and not stored.participants:
-                break
-            await asyncio.sleep(0.05)
+        async def emptied() -> bool:
+            found = await store.get_meeting(meeting["id"])
+            return found is not None and not found.participants
+
+        await until_async(emptied, "the freed leg's participant left the meeting")
+        stored = await store.get_meeting(meeting["id"])
         assert stored is not None and stored.participants == ()
         assert stored.ended_at is not None
         assert legs[0] not in server.app[CLOUD].legs

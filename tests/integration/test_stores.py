@@ -18,18 +18,27 @@ from cloud.store import (
     MemoryStore,
     ParticipantRecord,
     Store,
-    open_store,
 )
+from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
+from tests.integration.subscriptions import subscribed
+from tests.waiting import FakeClock, until_async
 from wire.models import CallMetrics, Event, ProbeResult, ReachabilityReport
 
 pytestmark = pytest.mark.redis
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    """The memory store's clock; Redis keeps its own (expiry is the server's)."""
+    return FakeClock(start=1.7e9)
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path,
+                clock: FakeClock) -> AsyncIterator[Store]:
     if request.param == "memory":
-        yield MemoryStore()
+        yield MemoryStore(clock=clock)
         return
     async with redis_server(tmp_path) as url:
         backend = open_store(url)
@@ -49,15 +58,20 @@ async def test_devices(store: Store) -> None:
     assert await store.count_devices() == 1 and await store.list_device_ids() == ["d1"]
 
 
-async def test_reachability_expires_with_the_ttl(store: Store) -> None:
-    """Seed: "The probing data cache expiry is set to 2 hours." (here 1 s)."""
+async def test_reachability_expires_with_the_ttl(store: Store, clock: FakeClock) -> None:
+    """Seed: "The probing data cache expiry is set to 2 hours." (here 1 s: the memory
+    store's clock is moved past it; Redis expires the key itself, awaited)."""
     stored = await store.put_reachability("d1", REPORT, ttl_s=1)
     assert (stored.expires_at - stored.stored_at).total_seconds() == pytest.approx(1)
     got = await store.get_reachability("d1")
     assert got is not None and got.report == REPORT
     assert await store.count_reports() == 1
-    await asyncio.sleep(1.3)
-    assert await store.get_reachability("d1") is None
+    clock.advance(1.0)
+
+    async def expired() -> bool:
+        return await store.get_reachability("d1") is None
+
+    await until_async(expired, "the report expired")
     assert await store.count_reports() == 0
 
 
@@ -87,14 +101,20 @@ async def test_events_reach_subscribers(store: Store) -> None:
             received.append(event)
 
     task = asyncio.create_task(listen())
-    await asyncio.sleep(0.2)  # subscribed
+    await subscribed(store, "d1")
     event = Event(type="probe.requested", node_id="n1")
+    marker = Event(type="participant.left")
     await store.publish(["d1", "d2"], event)
-    await asyncio.sleep(0.2)
+    await store.publish(["d1"], marker)  # in order after it: nothing more of the first
+
+    async def marked() -> bool:
+        return marker in received
+
+    await until_async(marked, "the marker event arrived")
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    assert received == [event]
+    assert received == [event, marker]
 
 
 async def test_meeting_lock_excludes(store: Store) -> None:

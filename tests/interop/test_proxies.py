@@ -29,6 +29,7 @@ from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.exchange import exchange
 from tests.prereqs import require_tool
+from tests.waiting import until
 from wire.models import Endpoint
 from wire.tls import client_context
 
@@ -198,11 +199,14 @@ async def _squid_call(stack: Stack, workdir: Path, scheme: str) -> None:
         for device in (alice, bob):
             await device.api.close()
         await shim.close()
-        await asyncio.sleep(0.5)  # squid logs a tunnel when it ends
-        access = (workdir / "access.log").read_text()
+        log = workdir / "access.log"
         for where in (f"{joined.node.address}:{tls.port}", stack.cloud_url.split("//")[1]):
             tunnel = rf"TCP_TUNNEL/200 \d+ CONNECT {re.escape(where)} \S"
-            assert re.search(tunnel, access), (where, access)  # media, then signaling
+            # squid logs a tunnel when it ends, a moment after the close
+            def logged(pattern: str = tunnel) -> bool:
+                return log.exists() and re.search(pattern, log.read_text()) is not None
+
+            await until(logged, f"squid logged the tunnel to {where}")  # media, then signaling
 
 
 async def _cli(stack: Stack, *args: str) -> tuple[int, str, str]:

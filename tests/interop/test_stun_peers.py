@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import subprocess
 from pathlib import Path
@@ -96,11 +97,15 @@ async def test_tshark_decodes_probe_and_answer_as_valid_stun(tmp_path: Path) -> 
         assert proc.stderr is not None
         while b"Capturing on" not in await asyncio.wait_for(proc.stderr.readline(), 15):
             pass
-        await asyncio.sleep(1.0)  # the filter is attached just after tshark says so
+        # the filter is attached just after tshark says so: probe until it has two packets
+        # (it then ends), rather than guess when it starts to see them
         target = ProbeTarget(node.info.id, "udp/5004", "udp", Address(*address))
-        [outcome] = await probe([target])
-        assert outcome.rtt_ms is not None
-        await asyncio.wait_for(proc.wait(), 20)
+        async with asyncio.timeout(20):
+            while proc.returncode is None:
+                [outcome] = await probe([target])
+                assert outcome.rtt_ms is not None
+                with contextlib.suppress(TimeoutError):  # not yet: probe again
+                    await asyncio.wait_for(proc.wait(), 0.5)
     code, text = await _run(tshark, "-r", str(capture), "-V",
                             "-d", f"udp.port=={address.port},stun")
     assert code == 0, text

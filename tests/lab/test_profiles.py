@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 
 from lab.netns import ENT_PREFIX, GW_WAN, HYBRID_HOST, INET_PREFIX, PROXY_HOST, Lab, lab, leftovers
 from tests.prereqs import require_root, require_tool
+from tests.waiting import until_sync
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_stun_inspection_drops_a_udp_flow_that_does_not_start_with_stun(
             f"s.sendto(b'\\x80' + bytes(40), ('{INET_PREFIX}.2', 5004))")
     subprocess.run([*running.fw.exec_prefix(running.fw.ent), sys.executable, "-c", code],
                    check=True, timeout=10)
-    time.sleep(0.2)
+    until_sync(lambda: running.fw.counter("not_stun") > before, "the gateway counted it")
     assert running.fw.counter("not_stun") == before + 1
 
 
@@ -192,7 +192,10 @@ def test_teardown_kills_what_runs_inside_the_lab() -> None:
     require_root()
     with lab("open") as fw:
         sleeper = subprocess.Popen([*fw.exec_prefix(fw.ent), "sleep", "600"])
-        time.sleep(0.2)
+        # inside once the namespace lists it (``ip netns exec`` keeps the pid)
+        until_sync(lambda: str(sleeper.pid) in subprocess.run(
+            ["ip", "netns", "pids", fw.ent], capture_output=True, text=True,
+            check=False).stdout.split(), "the sleeper runs inside the lab")
     assert sleeper.wait(timeout=10) != 0  # killed, not finished
     assert not subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                               check=False).stdout.count("pinhole_")  # nothing in the host's

@@ -14,10 +14,10 @@ under 1 % of the speaker's media over 20 s, while one checking only every
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import pytest
 
 from lab.netns import lab
 from tests.prereqs import require_root, require_tool
+from tests.waiting import until_sync
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,12 @@ def _pinhole(fw: Any, stack_json: Path, *args: str) -> subprocess.Popen[str]:
         [*fw.exec_prefix(fw.ent), sys.executable, "-m", "client", "--stack", str(stack_json),
          "--no-cache", "--json", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def _latched(state: Path) -> int:
+    """Participants' legs latched so far, as the stack's media nodes log them."""
+    return sum(len(re.findall(r"leg (?!cas-)\S+ latched on", log.read_text(errors="replace")))
+               for log in state.glob("node-*.log"))
 
 
 def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
@@ -58,7 +65,8 @@ def test_a_muted_listener_keeps_a_5_s_outbound_refreshed_pinhole() -> None:
                            "--mute", "--seconds", "24", *extra)
             for name, extra in (("default", ()), ("every-15-s", ("--consent-s", "15")))
         }
-        time.sleep(3.0)  # both latched (register, probe, join, connect) before the speaker
+        # both latched (register, probe, join, connect) before the speaker
+        until_sync(lambda: _latched(Path(tmp)) >= 2, "both listeners latched", timeout_s=60)
         speaker = _pinhole(fw, stack_json, "--name", "speaker", "call", "--meeting", meeting,
                            "--seconds", "20")
         spoke = _result(speaker)

@@ -65,7 +65,10 @@ $(STAMP): pyproject.toml constraints.txt setup.py media_node/_plane.c
 	@command -v cc >/dev/null || { echo "==> no C compiler: the media node's data plane (media_node/_plane.c) needs one; run 'make system-deps' as root (or apt-get install gcc libpython3-dev), then make again"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@# setuptools' editable install prints an informational banner (folders named like a
+	@# package may shadow it: none here), not a fault; everything else it says is shown
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  $(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 system-deps:

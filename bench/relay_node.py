@@ -51,8 +51,8 @@ async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receive
     for name, ssrc, up, addr in legs:
         command = AllocateLeg(
             request_id=name, leg_id=name, meeting_id="bench", participant_id=name, ssrc=ssrc,
-            ice=IceCredentials(node_ufrag=f"{name}-n", client_ufrag=f"{name}-c",
-                               pwd=SecretStr("bench-password-0123456789")),
+            ice=IceCredentials(node_ufrag=f"{name}n", client_ufrag=f"{name}c",
+                               pwd=SecretStr("bench+password+0123456789")),
             srtp=SrtpParams(profile=profile.value,
                             client_to_node=SecretStr(base64.b64encode(up).decode()),
                             node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64())))

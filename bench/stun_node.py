@@ -26,7 +26,7 @@ from wire.srtp import SrtpKeys, SrtpProfile
 
 NODE_UFRAG = "benchnode"
 CLIENT_UFRAG = "benchclient"
-PWD = "bench-ice-password-0123456789"
+PWD = "bench+ice+password+0123456789"
 
 
 async def serve(port: int) -> None:

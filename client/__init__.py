@@ -1,7 +1,25 @@
-"""Pinhole client library: register, discover, report, join, connect, media."""
+"""Pinhole client library: register, discover, report, join, connect, media.
 
-from client.api import ApiError, CloudApi
+``Device(api).call(meeting, CallOptions(...)) -> CallReport`` is the whole call
+``pinhole call`` makes; the other names are its parts, for an app that drives
+the steps itself.
+"""
+
+from client.api import CloudApi
+from client.call_report import CallOptions, CallReport, CallSecond, Enrollment, RungAttempt
 from client.device import Device
-from client.media import MediaError, MediaSession
+from client.errors import (
+    ApiError,
+    ClientError,
+    InspectionError,
+    MediaError,
+    PinError,
+    PinsError,
+    ProxyError,
+)
+from client.media import MediaSession
+from client.settings import ClientSettings
 
-__all__ = ["ApiError", "CloudApi", "Device", "MediaError", "MediaSession"]
+__all__ = ["ApiError", "CallOptions", "CallReport", "CallSecond", "ClientError",
+           "ClientSettings", "CloudApi", "Device", "Enrollment", "InspectionError",
+           "MediaError", "MediaSession", "PinError", "PinsError", "ProxyError", "RungAttempt"]

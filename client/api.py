@@ -11,6 +11,9 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 from websockets.asyncio.client import connect
 
+from client.errors import ApiError as ApiError
+from client.errors import InspectionError as InspectionError
+from client.errors import PinError as PinError
 from client.inspection import diagnose_connection, pin_mismatch
 from wire.models import (
     CallMetrics,
@@ -28,35 +31,9 @@ from wire.models import (
     ReassignRequest,
     StoredReachability,
 )
-from wire.tls import spki_pin
+from wire.tls import check_pins
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class ApiError(Exception):
-    """The cloud answered with an error: ``status``, ``code`` and ``detail``."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(f"{status} {code}: {detail}")
-        self.status = status
-        self.code = code
-        self.detail = detail
-
-
-class InspectionError(ApiError):
-    """Something between this device and the cloud inspects TLS; the message names it."""
-
-    code_name = "tls_inspection"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(0, self.code_name, message)
-        self.args = (message,)
-
-
-class PinError(InspectionError):
-    """The cloud presented a public key that is none of the enrollment material's pins."""
-
-    code_name = "pin_mismatch"
 
 
 class CloudApi:
@@ -161,8 +138,9 @@ class CloudApi:
         return context
 
     def _peer(self, der: bytes) -> None:
-        self.seen_pin = spki_pin(der)
-        if self.pins and self.seen_pin not in self.pins:  # RFC 7469 §2.6: no pin matched
+        check = check_pins(der, self.pins)
+        self.seen_pin = check.seen
+        if not check.matched:  # RFC 7469 §2.6: no pin matched
             self._pin_failure = pin_mismatch(self.host, self.seen_pin, self.pins)
             raise ssl.SSLError("public key pin mismatch")
 

@@ -15,20 +15,33 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
-from client.api import ApiError
-from client.device import Device
+from client.api import CloudApi
+from client.call_report import CallOptions, CallSecond
+from client.errors import ApiError, MediaError
 from client.liveness import LegHealth, SilencePolicy
-from client.media import CONSENT_S, MediaError, MediaSession
+from client.media import CONSENT_S, MediaSession
 from wire.errors import StunError
 from wire.models import CallLeg, CallMetrics, Event, Joined
 
 log = logging.getLogger(__name__)
+
+
+class CallDevice(Protocol):
+    """What a call needs of its device (:class:`client.device.Device` is one)."""
+
+    api: CloudApi
+
+    async def connect(self, joined: Joined) -> MediaSession: ...
+
+    async def follow_events(self, on_event: Callable[[Event], Awaitable[None]]) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -38,12 +51,12 @@ class LegRecord:
     ended: float | None = None
 
 
-@dataclass
-class CallReport:
-    """Every leg of the call, and the totals over them."""
+@dataclass(frozen=True, slots=True)
+class LegTotals:
+    """Every leg of the call, and the totals over them (:class:`Call.report`)."""
 
     joined: Joined
-    legs: list[CallLeg]
+    legs: tuple[CallLeg, ...]
     packets_sent: int
     packets_received: int
     loss: float  # lost / expected, over the whole call: the moves' gaps count
@@ -84,7 +97,7 @@ def _ms(start: float, at: float | None) -> float | None:
 class Call:
     """One participant's call from join to leave; ``start`` is the join request's time."""
 
-    device: Device
+    device: CallDevice
     joined: Joined
     start: float
     consent_s: float = CONSENT_S  # RFC 7675 §5.1 randomization around it
@@ -209,13 +222,71 @@ class Call:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    async def run(self, options: CallOptions) -> LegTotals:
+        """The whole call from here: the first leg, ``options.seconds`` of media (a
+        :class:`~client.call_report.CallSecond` to ``options.on_second`` each second, an
+        in-call quality report to the cloud every 2 s), the leave and the end-of-call
+        report (``/v1/metrics/calls``); the totals."""
+        api = self.device.api
+        me = self.joined.participant_id
+        others = {p.id for p in (await api.meeting(self.joined.meeting_id)).participants
+                  if p.id != me}
+        outer = self.on_other_event
+
+        def count_others(event: Event) -> None:
+            if event.meeting_id == self.joined.meeting_id and event.participant_id and \
+                    event.participant_id != me:
+                if event.type == "participant.joined":
+                    others.add(event.participant_id)
+                elif event.type == "participant.left":
+                    others.discard(event.participant_id)
+            if outer is not None:
+                outer(event)
+
+        self.on_other_event = count_others
+        reports: set[asyncio.Task[None]] = set()
+
+        def every_second(second: int, session: MediaSession) -> None:
+            if options.on_second is not None:
+                c = session.counters
+                options.on_second(CallSecond(
+                    second, session.rung, c.packets_sent, c.packets_received,
+                    max((st.loss for st in session.sources.values()), default=0.0),
+                    len(others)))
+            if options.live_reports and second % 2 == 1:
+                task = asyncio.create_task(_live_report(api, self.joined, session, second))
+                reports.add(task)
+                task.add_done_callback(reports.discard)
+
+        await self.connect()
+        try:
+            await self.talk(options.seconds, video=options.video, mute=options.mute,
+                            every_second=every_second)
+        finally:
+            for task in list(reports):
+                task.cancel()
+            await asyncio.gather(*reports, return_exceptions=True)
+            self.close()
+        await api.leave(self.joined.meeting_id, me)
+        totals = self.report()
+        first_media = self.first_media_at
+        await api.report_call(totals.metrics(options.seconds).model_copy(update={  # every leg
+            "time_to_media_ms": _ms(self.start, first_media)}))  # the seed's analytics
+        return totals
+
+    @property
+    def first_media_at(self) -> float | None:
+        """When the first leg that heard media heard it (the clock's time), or None."""
+        return next((leg.session.first_media_at for leg in self.legs
+                     if leg.session.first_media_at is not None), None)
+
     def close(self) -> None:
         if self.legs and self.legs[-1].ended is None:
             self.legs[-1].ended = self.clock()
         for leg in self.legs:
             leg.session.close()
 
-    def report(self) -> CallReport:
+    def report(self) -> LegTotals:
         legs: list[CallLeg] = []
         for leg in self.legs:
             s = leg.session
@@ -233,14 +304,29 @@ class Call:
         expected = sum(stats.expected for stats in sources)
         lost = sum(stats.lost for stats in sources)
         jitter = max((stats.jitter_ms for stats in sources), default=0.0)
-        return CallReport(
-            joined=self.joined, legs=legs,
+        return LegTotals(
+            joined=self.joined, legs=tuple(legs),
             packets_sent=sum(leg.packets_sent for leg in legs),
             packets_received=sum(leg.packets_received for leg in legs),
             loss=lost / expected if expected else 0.0, lost=lost, expected=expected,
             jitter_ms=jitter,
             rtt_ms=last.counters.keepalive_rtt_ms if last else None,
             transport=last.rung if last else None, asked=self.asked)
+
+
+async def _live_report(api: CloudApi, joined: Joined, session: MediaSession,
+                       seconds: float) -> None:
+    """An in-call quality report (``final: false``); a lost one is simply not shown."""
+    c = session.counters
+    with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        await api.report_call(CallMetrics.model_validate({
+            "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
+            "transport": session.rung, "duration_s": seconds, "final": False,
+            "packets_sent": c.packets_sent, "packets_received": c.packets_received,
+            "loss": min(1.0, max(0.0, max((s.loss for s in session.sources.values()),
+                                          default=0.0))),
+            "jitter_ms": max((s.jitter_ms for s in session.sources.values()), default=0.0),
+            "rtt_ms": c.keepalive_rtt_ms}))
 
 
 def _quiet(task: asyncio.Task[float]) -> None:

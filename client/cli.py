@@ -8,50 +8,40 @@ the flags, and the printing of each command's result; the library does the work.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import hashlib
 import json
 import logging
 import os
-import re
-import socket
 import sys
 import textwrap
-import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import uvloop
 from pydantic import ValidationError
 
-from client import firewall_rules, netcheck
-from client.api import ApiError, CloudApi
+from client import firewall_rules, netcheck, settings
+from client.api import CloudApi
 from client.cache import IdentitySlot, NodeListCache, ReportCache, default_directory
-from client.call import Call
+from client.call_report import CallOptions, CallSecond, Enrollment
 from client.device import Device
+from client.errors import PinsError, ProxyError
 from client.failures import Context, translate
 from client.firewall_rules import RuleFormat
-from client.media import CONSENT_S, MediaSession
-from client.pins import PinsError, PinStore, checked, in_effect
+from client.media import CONSENT_S
+from client.pins import PinStore, checked
 from client.probe import NOT_YET, ProbeOutcome
-from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy
+from client.proxy import LocalTunnelProxy, discover_proxy
+from client.settings import PINS_HINT
 from wire import boundary
-from wire.files import StackFile, first_problem
+from wire.files import StackFile
 from wire.flags import TRUE, Number, Parser, add_version, apply_environment
-from wire.models import CallMetrics, Event
+from wire.models import DeviceRegistered
 from wire.tls import client_context
 from wire.transports import DeviceProfile
-
-PIN = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")  # RFC 7469 §2.4: base64 of a SHA-256
-PINS_HINT = ("copy the pins from the enrollment material (the pins of stack.json), "
-             "sha256/<base64>, 44 characters after the slash")
-STACK_HINT = "start a stack with 'pinhole-lab stack --state-dir DIR' and pass DIR/stack.json"
-
 
 DESCRIPTION = """\
 Pinhole's client: it registers this device with the cloud, probes the media
@@ -227,60 +217,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cloud_url(value: str, where: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise boundary.usage(f"{where} {value} is not a cloud URL",
-                             "give https://HOST[:PORT], e.g. https://127.0.0.1:8443")
-    try:
-        parts.port  # noqa: B018 - a bad port raises here
-    except ValueError:
-        raise boundary.usage(f"{where} {value} has a bad port",
-                             "give https://HOST[:PORT], e.g. https://127.0.0.1:8443") from None
-    return value
-
-
-def _settings(args: argparse.Namespace) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if args.stack:
-        try:
-            raw = Path(args.stack).read_bytes()
-        except OSError as exc:
-            raise boundary.Failure(boundary.ExitCode.USAGE, "usage",
-                                   f"--stack {args.stack}: {(exc.strerror or '').lower()}",
-                                   STACK_HINT) from None
-        try:
-            stack = StackFile.model_validate_json(raw)
-        except ValidationError as exc:
-            raise boundary.usage(f"--stack {args.stack} is not a Pinhole stack.json "
-                                 f"({first_problem(exc)})", STACK_HINT) from None
-        # --org picks one of the stack's orgs (the first by default)
-        org = args.org if args.org in stack.orgs else next(iter(stack.orgs))
-        ca = str(Path(args.stack).parent / stack.ca) if stack.ca else ""  # beside stack.json
-        out = {"cloud": stack.cloud, "ca": ca, "org": org,
-               "enrollment_key": stack.orgs[org].enrollment_key, "pins": ",".join(stack.pins)}
-    for key in ("cloud", "ca", "org", "enrollment_key"):
-        if getattr(args, key):
-            out[key] = getattr(args, key)
-    missing = [k for k in ("cloud", "org", "enrollment_key") if k not in out]
-    if missing:
-        raise boundary.usage(f"missing {', '.join('--' + m.replace('_', '-') for m in missing)}",
-                             "pass them, or --stack stack.json")
-    _cloud_url(out["cloud"], "--cloud" if args.cloud else f"the cloud of {args.stack}")
-    for pin in args.pin or ():
-        if not PIN.fullmatch(pin):
-            raise boundary.usage(f"--pin {pin} is not an SPKI pin", PINS_HINT)
-    if args.proxy:
-        try:
-            ProxyConfig.from_url(args.proxy)
-        except ProxyError:
-            raise boundary.usage(f"--proxy {args.proxy} is not a proxy URL",
-                                 "give http://[user:password@]HOST:PORT") from None
-    if out.get("ca"):
-        boundary.readable_file("--ca" if args.ca else f"the ca of {args.stack}", out["ca"])
-    return out
-
-
 def _probe_rows(outcomes: list[ProbeOutcome]) -> list[dict[str, Any]]:
     return [
         {"node": o.target.node_id, "rung": o.target.rung, "port": o.target.address.port,
@@ -290,19 +226,21 @@ def _probe_rows(outcomes: list[ProbeOutcome]) -> list[dict[str, Any]]:
     ]
 
 
-def _progress(second: int, session: MediaSession, others: int) -> None:
+def _progress(second: CallSecond) -> None:
     """One line a second on stderr: the rung, the packets, the loss, who else is here."""
-    c = session.counters
-    loss = max((st.loss for st in session.sources.values()), default=0.0)
-    company = (f"{others} other participant(s)" if others else
+    company = (f"{second.others} other participant(s)" if second.others else
                "nobody else is in the meeting yet: media flows once someone joins")
-    print(f"  {second:>3} s  {session.rung}  sent {c.packets_sent}  received "
-          f"{c.packets_received}  loss {loss:.1%}  {company}", file=sys.stderr, flush=True)
+    print(f"  {second.second:>3} s  {second.rung}  sent {second.packets_sent}  received "
+          f"{second.packets_received}  loss {second.loss:.1%}  {company}", file=sys.stderr,
+          flush=True)
 
 
-def _ms_since(start: float, at: float | None) -> float | None:
-    """Milliseconds from ``start`` to ``at`` (both time.monotonic()), or None."""
-    return None if at is None else round((at - start) * 1000, 2)
+def _still_waiting(outcomes: list[ProbeOutcome], source: str) -> None:
+    """The end of the probe's progress line: the rungs reported before they answered."""
+    if source == "probe":
+        waiting = sum(o.error == NOT_YET for o in outcomes)
+        print(f", {waiting} still waiting: reported as unreachable for now" if waiting
+              else "", file=sys.stderr)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -329,20 +267,9 @@ def rounded(value: Any, digits: int = 3) -> Any:
     return value
 
 
-def _pins(args: argparse.Namespace, s: dict[str, str], store: PinStore | None
-          ) -> tuple[str, str]:
-    """The pins this run enforces (comma-joined) and their source."""
-    try:
-        effective = in_effect(s["cloud"], args.pin or [], store,
-                              [p for p in s.get("pins", "").split(",") if p])
-    except PinsError as exc:
-        raise boundary.usage(str(exc), PINS_HINT) from None
-    return ",".join(effective.pins), effective.source
-
-
-def _pin_command(args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
+def _pin_command(args: argparse.Namespace) -> dict[str, Any]:
     """``pinhole pin``: show, re-pin from new enrollment material, or reset; logged."""
-    store = PinStore(cache_dir)
+    store = PinStore(Path(args.cache_dir) if args.cache_dir else default_directory())
     if args.from_stack is not None:
         try:
             stack = StackFile.model_validate_json(Path(args.from_stack).read_bytes())
@@ -359,138 +286,80 @@ def _pin_command(args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
         print(f"pinhole: {logged}", file=sys.stderr)
         return {"cloud": stack.cloud, "pins": list(pins), "source": str(args.from_stack),
                 "logged": str(store.log)}
-    s = _settings(args)
+    s = settings.from_args(args)
     if args.reset:
-        dropped = store.reset(s["cloud"])
-        print(f"pinhole: {dropped or 'no re-pin to drop for ' + s['cloud']}", file=sys.stderr)
-    joined, source = _pins(args, s, store)
-    return {"cloud": s["cloud"], "pins": [p for p in joined.split(",") if p], "source": source}
+        dropped = store.reset(s.cloud)
+        print(f"pinhole: {dropped or 'no re-pin to drop for ' + s.cloud}", file=sys.stderr)
+    effective = s.pins(store)
+    return {"cloud": s.cloud, "pins": list(effective.pins), "source": effective.source}
 
 
 async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_directory()
     if args.command == "pin":
-        return _pin_command(args, cache_dir)
-    s = _settings(args)
-    ctx.cloud, ctx.ca = s["cloud"], s.get("ca", "")
-    ctx.proxy = args.proxy or ""
+        return _pin_command(args)
+    s = settings.from_args(args)
+    ctx.cloud, ctx.ca = s.cloud, s.ca
+    ctx.proxy = s.proxy or ""
     if args.command == "netcheck":
         return await _netcheck(args, s)
-    credentials = (args.proxy_user, args.proxy_password or "") if args.proxy_user else None
     proxy, _ = await discover_proxy(
-        s["cloud"], DeviceProfile(args.profile), explicit=args.proxy, pac_url=args.pac_url,
-        wpad_host=socket.getfqdn() if args.wpad else None, credentials=credentials)
+        s.cloud, s.profile, explicit=s.proxy, pac_url=s.pac_url, wpad_host=s.wpad_host,
+        credentials=s.proxy_credentials)
     if proxy is not None:
         ctx.proxy = f"http://{proxy.host}:{proxy.port}"
-    key = hashlib.sha256(f"{s['cloud']}|{s['org']}|{args.name}|{args.profile}".encode()
+    key = hashlib.sha256(f"{s.cloud}|{s.org}|{s.name}|{s.profile.value}".encode()
                          ).hexdigest()[:16]
     try:
-        identity = (IdentitySlot(None, None) if args.no_cache else
-                    IdentitySlot.claim(cache_dir, key))
+        identity = (IdentitySlot(None, None) if s.no_cache else
+                    IdentitySlot.claim(s.cache_dir, key))
     except OSError as exc:
-        raise boundary.unreadable("--cache-dir", str(cache_dir), exc) from None
+        raise boundary.unreadable("--cache-dir", str(s.cache_dir), exc) from None
     # the pins come from the enrollment material (or a re-pin by hand), never from a connection
-    pins, _ = _pins(args, s, None if args.no_cache else PinStore(cache_dir))
+    pins = s.pins(s.pin_store()).pins
     shim = await LocalTunnelProxy(proxy).start() if proxy else None  # any proxy auth
-    api = CloudApi(s["cloud"], client_context(s.get("ca")),
-                   proxy=shim.url if shim else None, pins=[p for p in pins.split(",") if p])
-    device = Device(api, DeviceProfile(args.profile),
-                    cache=None if args.no_cache else ReportCache(cache_dir), proxy=proxy)
-    progress = None if args.json else (
+    api = CloudApi(s.cloud, client_context(s.ca or None),
+                   proxy=shim.url if shim else None, pins=pins)
+    device = Device(api, s.profile, cache=None if s.no_cache else ReportCache(s.cache_dir),
+                    proxy=proxy)
+    progress = None if s.json else (
         lambda done, total, o: print(f"\rprobed {done}/{total}", end="", file=sys.stderr,
                                      flush=True))
-    try:
-        started = time.monotonic()  # cold start: register, probe, report, join, media
-        reg = await device.register(s["org"], s["enrollment_key"], args.name,
-                                    identity.device_id)
+
+    def registered(reg: DeviceRegistered) -> None:
         identity.save(reg.device_id, None)  # never a key the cloud presented
-        if not args.no_cache:  # for netcheck, when signaling fails another day
+        if not s.no_cache:  # for netcheck, when signaling fails another day
             with contextlib.suppress(OSError):
-                NodeListCache(cache_dir).store(s["cloud"], s["org"], list(reg.nodes))
+                NodeListCache(s.cache_dir).store(s.cloud, s.org, list(reg.nodes))
+
+    enrollment = Enrollment(s.org, s.enrollment_key, s.name, identity.device_id)
+    try:
+        if args.command == "call":
+            report = await device.call(args.meeting, CallOptions(
+                enrollment=enrollment, create=args.create, seconds=args.seconds,
+                consent_s=args.consent_s, mute=args.mute, video=args.video,
+                force_probe=s.force_probe, on_registered=registered, on_probe=progress,
+                on_discovered=None if progress is None else _still_waiting,
+                on_second=None if s.json else _progress))
+            return report.as_dict()
+        reg = await device.register(s.org, s.enrollment_key, s.name, identity.device_id)
+        registered(reg)
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
             meeting = await api.create_meeting(args.title, args.meeting_id)
             return {"meeting_id": meeting.id}
-        await device.discover(progress, force=args.force_probe)
-        if progress is not None and device.source == "probe":
-            waiting = sum(o.error == NOT_YET for o in device.outcomes)
-            print(f", {waiting} still waiting: reported as unreachable for now" if waiting
-                  else "", file=sys.stderr)
+        await device.discover(progress, force=s.force_probe)
+        if progress is not None:
+            _still_waiting(device.outcomes, device.source)
         if args.command == "probe":  # the whole probe, not an early report
             return {"device_id": reg.device_id, "source": device.source,
                     "probes": _probe_rows(await device.finished())}
         if args.create:
             await api.create_meeting(meeting_id=args.meeting)
-        join_sent = time.monotonic()
         joined = await device.join(args.meeting)
-        join_ms = _ms_since(join_sent, time.monotonic())
-        result: dict[str, Any] = {
-            "meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
-            "node": joined.node.id, "plan": [e.rung for e in joined.plan],
-            "reason": joined.reason.model_dump(),
-        }
-        if args.command == "join":
-            return result
-        others = {p.id for p in (await api.meeting(joined.meeting_id)).participants
-                  if p.id != joined.participant_id}
-
-        def count_others(event: Event) -> None:
-            """Who else is here, for the progress line."""
-            if event.meeting_id == joined.meeting_id and event.participant_id and \
-                    event.participant_id != joined.participant_id:
-                if event.type == "participant.joined":
-                    others.add(event.participant_id)
-                elif event.type == "participant.left":
-                    others.discard(event.participant_id)
-
-        reports: set[asyncio.Task[None]] = set()
-
-        def every_second(second: int, session: MediaSession) -> None:
-            if not args.json:
-                _progress(second, session, len(others))
-            if second % 2 == 1:  # every 2 s: the quality so far, for the operator's console
-                task = asyncio.create_task(_live_report(
-                    api, joined.meeting_id, joined.participant_id, session, second))
-                reports.add(task)
-                task.add_done_callback(reports.discard)
-
-        call = Call(device, joined, start=join_sent, consent_s=args.consent_s,
-                    on_other_event=count_others)
-        await call.connect()
-        try:
-            await call.talk(args.seconds, video=args.video, mute=args.mute,
-                            every_second=every_second)
-        finally:
-            for task in list(reports):
-                task.cancel()
-            call.close()
-        await api.leave(joined.meeting_id, joined.participant_id)
-        report = call.report()
-        first_media = next((leg.session.first_media_at for leg in call.legs
-                            if leg.session.first_media_at is not None), None)
-        await api.report_call(report.metrics(args.seconds).model_copy(update={  # every leg
-            "time_to_media_ms": _ms_since(join_sent, first_media)}))  # the seed's analytics
-        last = call.session
-        result.update(report.as_dict())
-        result.update({
-            "joined_node": joined.node.id, "drops": last.counters.drops,
-            "bytes_sent": sum(leg.session.counters.bytes_sent for leg in call.legs),
-            "attempts": [asdict(a) for a in device.attempts],
-            "timings": {  # from the join request, on this device's clock
-                "join_ms": join_ms,
-                "connect_ms": _ms_since(join_sent, call.legs[0].session.latched_at),
-                "first_media_ms": _ms_since(join_sent, first_media),
-                # from registration on: the whole cold start when the report was probed now
-                "first_media_from_start_ms": _ms_since(started, first_media),
-                "report": device.source,  # "probe" (fresh) or "cache" (maybe stale)
-                "probe_timeout_ms": reg.probe_policy.timeout_ms,
-                # the same moment as Unix time, to compare with other hosts' clocks
-                "first_media_at": None if first_media is None
-                else round(time.time() - (time.monotonic() - first_media), 3),
-            },
-        })
-        return result
+        return {"meeting_id": joined.meeting_id, "participant_id": joined.participant_id,
+                "node": joined.node.id, "plan": [e.rung for e in joined.plan],
+                "reason": joined.reason.model_dump()}
     except aiohttp.ClientHttpProxyError:
         if shim is not None and shim.last_error:
             raise ProxyError(shim.last_error) from None
@@ -503,40 +372,19 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             await shim.close()
 
 
-async def _netcheck(args: argparse.Namespace, s: dict[str, str]) -> dict[str, Any]:
+async def _netcheck(args: argparse.Namespace, s: settings.ClientSettings) -> dict[str, Any]:
     """Every check as a row, progress on stderr while it waits, a verdict and the rules."""
-    cache_dir = None if args.no_cache else (
-        Path(args.cache_dir) if args.cache_dir else default_directory())
-    pins, _ = _pins(args, s, None if cache_dir is None else PinStore(cache_dir))
-    settings = netcheck.Settings(
-        cloud=s["cloud"], org=s["org"], enrollment_key=s["enrollment_key"], ca=s.get("ca"),
-        pins=tuple(p for p in pins.split(",") if p), name=args.name,
-        profile=DeviceProfile(args.profile), proxy=args.proxy, pac_url=args.pac_url,
-        wpad_host=socket.getfqdn() if args.wpad else None,
-        proxy_credentials=((args.proxy_user, args.proxy_password or "")
-                           if args.proxy_user else None),
-        cache_dir=cache_dir, udp_idle_s=args.udp_idle_s)
-    progress = (lambda line: None) if args.json else (
+    check = netcheck.Settings(
+        cloud=s.cloud, org=s.org, enrollment_key=s.enrollment_key, ca=s.ca or None,
+        pins=s.pins(s.pin_store()).pins, name=s.name, profile=s.profile, proxy=s.proxy,
+        pac_url=s.pac_url, wpad_host=s.wpad_host, proxy_credentials=s.proxy_credentials,
+        cache_dir=None if s.no_cache else s.cache_dir, udp_idle_s=args.udp_idle_s)
+    progress = (lambda line: None) if s.json else (
         lambda line: print(line, file=sys.stderr, flush=True))
-    report = await netcheck.Netcheck(settings, progress).run()
+    report = await netcheck.Netcheck(check, progress).run()
     result = report.as_dict()
     result["rule_lines"] = firewall_rules.render(report.rules, RuleFormat(args.rules))
     return {"netcheck": result, "table": netcheck.table(report)}
-
-
-async def _live_report(api: CloudApi, meeting_id: str, participant_id: str,
-                       session: MediaSession, seconds: float) -> None:
-    """An in-call quality report (``final: false``); a lost one is simply not shown."""
-    c = session.counters
-    with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError):
-        await api.report_call(CallMetrics.model_validate({
-            "meeting_id": meeting_id, "participant_id": participant_id,
-            "transport": session.rung, "duration_s": seconds, "final": False,
-            "packets_sent": c.packets_sent, "packets_received": c.packets_received,
-            "loss": min(1.0, max(0.0, max((s.loss for s in session.sources.values()),
-                                          default=0.0))),
-            "jitter_ms": max((s.jitter_ms for s in session.sources.values()), default=0.0),
-            "rtt_ms": c.keepalive_rtt_ms}))
 
 
 def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:

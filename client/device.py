@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +19,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from websockets.exceptions import WebSocketException
 
-from client.api import ApiError, CloudApi, InspectionError
+from client.api import CloudApi
 from client.cache import ReportCache, local_address_towards
+from client.call import Call
+from client.call_report import CallOptions, CallReport, CallTimings, RungAttempt
+from client.errors import ApiError, InspectionError, MediaError, ProxyError
 from client.inspection import inspected_nodes, inspection_message
-from client.media import MediaError, MediaSession
+from client.media import MediaSession
 from client.probe import ProbeOutcome, ProbeTarget, probe_until_quiet, targets
-from client.proxy import ProxyConfig, ProxyError, open_tunnel
+from client.proxy import ProxyConfig, open_tunnel
 from wire.address import Address
 from wire.models import (
     DeviceRegistered,
@@ -42,14 +46,6 @@ log = logging.getLogger(__name__)
 
 async def _noop(event: Event) -> None:
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class RungAttempt:
-    rung: str
-    ok: bool
-    ms: float
-    error: str | None = None
 
 
 @dataclass
@@ -231,6 +227,57 @@ class Device:
             inspected, "their TLS certificates are not the ones the node list publishes, so "
             "no media transport was left for this meeting"))
 
+    async def call(self, meeting: str, options: CallOptions | None = None) -> CallReport:
+        """A whole call, as ``pinhole call`` makes it: register (with
+        ``options.enrollment``), discover, join (creating the meeting with
+        ``options.create``), connect, talk for ``options.seconds``, leave, report.
+
+        Raises what each step raises (:class:`~client.errors.ClientError`'s tree,
+        ``aiohttp`` errors when the cloud cannot be reached).
+        """
+        options = options or CallOptions()
+        started = time.monotonic()  # cold start: register, probe, report, join, media
+        enrollment = options.enrollment
+        if enrollment is not None:
+            registered = await self.register(enrollment.org, enrollment.enrollment_key,
+                                             enrollment.name, enrollment.device_id)
+            if options.on_registered is not None:
+                options.on_registered(registered)
+        if self.registration is None:
+            raise RuntimeError("register first, or pass CallOptions(enrollment=...)")
+        registration = self.registration
+        await self.discover(options.on_probe, force=options.force_probe)
+        if options.on_discovered is not None:
+            options.on_discovered(self.outcomes, self.source)
+        if options.create:
+            await self.api.create_meeting(meeting_id=meeting)
+        join_sent = time.monotonic()
+        joined = await self.join(meeting)
+        join_ms = _ms_since(join_sent, time.monotonic())
+        call = Call(self, joined, start=join_sent, consent_s=options.consent_s)
+        totals = await call.run(options)
+        first_media = call.first_media_at
+        last = call.session.counters
+        return CallReport(
+            device_id=registration.device_id, meeting_id=joined.meeting_id,
+            participant_id=joined.participant_id, joined_node=joined.node.id,
+            plan=tuple(e.rung for e in joined.plan), reason=joined.reason,
+            node=totals.node, transport=totals.transport,
+            packets_sent=totals.packets_sent,
+            bytes_sent=sum(leg.session.counters.bytes_sent for leg in call.legs),
+            packets_received=totals.packets_received, drops=dict(last.drops),
+            loss=totals.loss, packets_lost=totals.lost, packets_expected=totals.expected,
+            jitter_ms=totals.jitter_ms, rtt_ms=totals.rtt_ms, legs=totals.legs,
+            asked_reassignment=totals.asked, attempts=tuple(self.attempts),
+            timings=CallTimings(
+                join_ms=join_ms,
+                connect_ms=_ms_since(join_sent, call.legs[0].session.latched_at),
+                first_media_ms=_ms_since(join_sent, first_media),
+                first_media_from_start_ms=_ms_since(started, first_media),
+                report=self.source, probe_timeout_ms=registration.probe_policy.timeout_ms,
+                first_media_at=None if first_media is None
+                else round(time.time() - (time.monotonic() - first_media), 3)))
+
     async def connect(self, joined: Joined, *, timeout_s: float = 2.0,
                       stagger_s: float = 0.2) -> MediaSession:
         """Race the join's transport plan, Happy-Eyeballs style (RFC 8305 §5).
@@ -393,6 +440,11 @@ async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s:
         except ProxyError as exc:
             raise MediaError(str(exc)) from None
         await session.connect_tunnel(reader, writer, endpoint.rung, timeout_s=timeout_s)
+
+
+def _ms_since(start: float, at: float | None) -> float | None:
+    """Milliseconds from ``start`` to ``at`` (both time.monotonic()), or None."""
+    return None if at is None else round((at - start) * 1000, 2)
 
 
 def _report(network: str, outcomes: list[ProbeOutcome]) -> ReachabilityReport:

@@ -23,15 +23,11 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Final
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from client.probe import ProbeOutcome
-
-#: The probe's error for a TLS rung whose certificate is not the node list's.
-FINGERPRINT_MISMATCH: Final = "certificate does not match the node list (TLS inspection?)"
+from client.probe import FINGERPRINT_MISMATCH as FINGERPRINT_MISMATCH
+from client.probe import ProbeOutcome
 
 
 def inspection_message(names: Sequence[str], seen: str) -> str:

@@ -7,26 +7,34 @@ its retransmission, the consent checks that also serve as keepalives (seed:
 the pinhole "is usually closed after 30 seconds if no packets are sent from
 inside"; about every 4 s, randomized, so that even a firewall that closes a
 pinhole after 5 s idle holds for a participant who only listens) and the
-certificate pin are the sans-I/O ``wire.leg_client``, driven here with the
-event loop's clock and ``call_later``.
+certificate pin are the sans-I/O ``wire.leg_client``; opening the transport
+(UDP, framed TCP/TLS, TLS in a proxy tunnel), the pin check and driving the
+leg client are :mod:`edge.leg_transport`, shared with a node's cascades.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from client.errors import MediaError as MediaError
 from client.inspection import inspection_message, node_certificate_mismatch
 from client.stats import ReceiveStats
+from edge.leg_transport import (
+    LegLink,
+    LegPath,
+    check_pin,
+    open_over_tunnel,
+    open_stream,
+    open_udp,
+)
 from wire.address import Address
 from wire.demux import PacketKind, classify, is_rtcp
-from wire.errors import FramingError, SrtpError
-from wire.framing import FrameDecoder, encode_frame
+from wire.errors import SrtpError
 from wire.leg_client import (
     CONSENT_INTERVAL_S,
     ConsentExpired,
@@ -42,16 +50,11 @@ from wire.leg_client import (
 from wire.models import Joined
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
-from wire.tls import unverified_client_context
 
 AUDIO_PT = 0  # PCMU, 8 kHz: 160 samples per 20 ms packet (50 packets/s)
 VIDEO_PT = 96  # dynamic payload type for the synthetic video stream
 CONSENT_S = CONSENT_INTERVAL_S  # basic period of consent checks: 3.2-4.8 s once randomized
 VIDEO_PACKET_BYTES = 1100  # a typical video RTP payload, under a 1200-byte path MTU budget
-
-
-class MediaError(Exception):
-    """A media leg could not be established."""
 
 
 @dataclass(slots=True)
@@ -65,17 +68,6 @@ class MediaCounters:
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, deliver: Callable[[bytes], None]) -> None:
-        self.deliver = deliver
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.deliver(data)
-
-    def error_received(self, exc: Exception) -> None:
-        pass
 
 
 class MediaSession:
@@ -120,7 +112,8 @@ class MediaSession:
         self._send: Callable[[bytes], None] | None = None
         self._closers: list[Callable[[], None]] = []
         self._driver: LegDriver | None = None
-        self._latched: asyncio.Future[None] | None = None
+        self._link: LegLink | None = None
+        self._path: LegPath | None = None
         self._answers: list[asyncio.Future[float]] = []
         self._seq = 0
         self._ts = 0
@@ -138,87 +131,63 @@ class MediaSession:
 
     async def connect_udp(self, address: Address, rung: str, *, timeout_s: float = 2.0) -> None:
         leg = self._new_leg(reliable=False, rto_s=0.1, timeout_s=timeout_s)
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self._on_packet), remote_addr=address
-        )
-        self._send = transport.sendto
-        self._closers.append(transport.close)
-        await self._latch(leg, rung)
+        await self._latch(leg, await open_udp(address, rung, self._deliver))
 
     async def connect_stream(
         self, address: Address, rung: str, *, tls: bool, timeout_s: float = 3.0
     ) -> None:
         """TCP or TLS with RFC 4571 framing; TLS checks the node's published fingerprint."""
         leg = self._new_leg(reliable=True, rto_s=1.0, timeout_s=timeout_s)
-        context = unverified_client_context() if tls else None
         try:
-            async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(address.host, address.port,
-                                                               ssl=context)
+            path = await open_stream(address, rung, self._deliver, tls=tls,
+                                     timeout_s=timeout_s)
         except (ConnectionResetError, ssl.SSLError) as exc:
-            if context is None:
+            if not tls:
                 raise
             raise MediaError(inspection_message(
                 [f"media node {self.joined.node.id} ({address.host}:{address.port})"],
                 f"the connection was cut during the TLS handshake ({type(exc).__name__})"
             )) from None
-        if context is not None:
-            self._check_pin(leg, writer)
-        await self._attach(leg, reader, writer, rung)
+        if tls:
+            self._check_pin(leg, path)
+        await self._latch(leg, path)
 
     async def connect_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                              rung: str, *, timeout_s: float = 3.0) -> None:
         """TLS inside an HTTP CONNECT tunnel (the http-proxy rung), then framing."""
         leg = self._new_leg(reliable=True, rto_s=1.0, timeout_s=timeout_s)
-        async with asyncio.timeout(timeout_s):
-            await writer.start_tls(unverified_client_context())
-        self._check_pin(leg, writer)
-        await self._attach(leg, reader, writer, rung)
+        path = await open_over_tunnel(writer, rung, self._deliver, timeout_s=timeout_s)
+        self._check_pin(leg, path)
+        await self._latch(leg, path)
 
-    def _check_pin(self, leg: LegClient, writer: asyncio.StreamWriter) -> None:
+    def _check_pin(self, leg: LegClient, path: LegPath) -> None:
         try:
-            leg.check_certificate(writer.get_extra_info("ssl_object").getpeercert(True))
+            check_pin(path, leg)
         except PinMismatch as exc:
-            writer.close()
-            peer = writer.get_extra_info("peername") or (self.joined.node.address, 0)
+            peer = path.peer if path.peer[0] else (self.joined.node.address, 0)
             raise MediaError(node_certificate_mismatch(
                 self.joined.node.id, f"{peer[0]}:{peer[1]}", exc.seen, exc.expected)) from None
 
-    async def _attach(self, leg: LegClient, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter, rung: str) -> None:
-        self._send = lambda data: writer.write(encode_frame(data))
-        self._closers.append(writer.close)
-        reader_task = asyncio.create_task(self._read_stream(reader))
+    def _deliver(self, data: bytes, path: LegPath) -> None:
+        self._on_packet(data)
 
-        def stop_reading() -> None:
-            reader_task.cancel()
-
-        self._closers.append(stop_reading)
-        await self._latch(leg, rung)
-
-    async def _read_stream(self, reader: asyncio.StreamReader) -> None:
-        decoder = FrameDecoder()
-        with contextlib.suppress(OSError, ssl.SSLError, FramingError):
-            while chunk := await reader.read(65536):
-                for frame in decoder.feed(chunk):
-                    self._on_packet(frame)
-
-    async def _latch(self, leg: LegClient, rung: str) -> None:
+    async def _latch(self, leg: LegClient, path: LegPath) -> None:
         """RFC 8489 §6.2.1 through the leg client; raises :class:`MediaError` on failure."""
-        assert self._send is not None
-        self._latched = asyncio.get_running_loop().create_future()
-        self.rung = rung
-        loop = asyncio.get_running_loop()
-        self._driver = LegDriver(leg, self._send, self._on_leg_event, clock=time.monotonic,
-                                 call_later=loop.call_later)
-        self._driver.start()
-        try:
-            await self._latched
-        except MediaError:
+        self._path = path
+        self._send = path.send
+        self._closers.append(path.close)
+        self.rung = path.rung
+        self._link = LegLink(leg, path, self._on_leg_event)
+        self._driver = self._link.driver
+        outcome = await self._link.latch()
+        if isinstance(outcome, LatchFailed):
+            timeout = leg.config.latch_timeout_s
+            message = (f"node {self.joined.node.id} refused the leg on {self.rung}: "
+                       f"{outcome.code} {outcome.text}" if outcome.code is not None else
+                       f"no authenticated answer on {self.rung} within {timeout or 0:.1f} s")
             self.rung = None
             self.close()
-            raise
+            raise MediaError(message)
 
     def _on_leg_event(self, event: LegEvent) -> None:
         if isinstance(event, Latched | ConsentRefreshed):
@@ -226,15 +195,8 @@ class MediaSession:
         if isinstance(event, Latched):
             self.latched_at, self.mapped = event.at, event.mapped
             self.counters.keepalive_rtt_ms = event.rtt_ms
-            if self._latched is not None and not self._latched.done():
-                self._latched.set_result(None)
         elif isinstance(event, LatchFailed):
-            timeout = self._driver.leg.config.latch_timeout_s if self._driver else None
-            message = (f"node {self.joined.node.id} refused the leg on {self.rung}: "
-                       f"{event.code} {event.text}" if event.code is not None else
-                       f"no authenticated answer on {self.rung} within {timeout or 0:.1f} s")
-            if self._latched is not None and not self._latched.done():
-                self._latched.set_exception(MediaError(message))
+            return  # the latch's outcome: _latch raises
         elif isinstance(event, ConsentRefreshed):
             self.mapped = event.mapped
             self.counters.keepalive_rtt_ms = event.rtt_ms
@@ -357,8 +319,8 @@ class MediaSession:
             driver.call(lambda now: driver.leg.keep_consent(now, interval_s))
 
     def close(self) -> None:
-        if self._driver is not None:
-            self._driver.close()
+        if self._link is not None:
+            self._link.close()
         for closer in self._closers:
             closer()
         self._closers.clear()

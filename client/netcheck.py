@@ -41,7 +41,7 @@ from wire.address import Address
 from wire.boundary import ExitCode
 from wire.errors import ProfileRefused
 from wire.models import DeviceRegistration, NodeInfo
-from wire.tls import client_context, spki_pin
+from wire.tls import check_pins, client_context
 from wire.transports import PROFILES, DeviceProfile, Transport, allowed_rungs
 
 #: Rungs on which media is as good as it gets (the seeds' recommended UDP ports).
@@ -343,7 +343,7 @@ class Netcheck:
         self._row(Check("cloud", "TLS", target, Status.OK,
                         "through the proxy" if proxy else "certificate verified", _ms(start)))
         pins = self.settings.pins
-        if pins and spki_pin(der) not in pins:
+        if not check_pins(der, pins).matched:
             self._row(Check("cloud", "TLS inspection", target, Status.BLOCKED,
                             "the certificate's key is not a pinned one: something re-signs "
                             "this connection"))

@@ -26,11 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from client.errors import PinsError as PinsError
+
 PIN = re.compile(r"^sha256/[A-Za-z0-9+/]{43}=$")  # RFC 7469 §2.4: base64 of a SHA-256
-
-
-class PinsError(ValueError):
-    """A pin that is not ``sha256/<base64 of 32 bytes>``, or an unreadable pin file."""
 
 
 def checked(pins: Sequence[str], where: str) -> tuple[str, ...]:

@@ -7,7 +7,10 @@ Spark app measures the packet's round-trip time (RTT) on UDP, TCP, and TLS
 based on the send requests and received responses."
 
 Each UDP retransmission carries a fresh transaction id, so every response
-matches exactly one send and the RTT has no Karn ambiguity.
+matches exactly one send and the RTT has no Karn ambiguity. The requests in
+flight are the sans-I/O :class:`wire.stun_transactions.TransactionTable`, and
+when a probe may report early is :class:`QuietWatch`; both take ``now`` from
+the one clock the asyncio glue here reads (``clock``, monotonic by default).
 """
 
 from __future__ import annotations
@@ -20,14 +23,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, cast
 
-from client.inspection import FINGERPRINT_MISMATCH
-from client.proxy import ProxyConfig, ProxyError, open_tunnel
+from client.errors import ProxyError
+from client.proxy import ProxyConfig, open_tunnel
 from wire.address import Address
 from wire.errors import StunError
 from wire.framing import FrameDecoder, encode_frame
 from wire.models import NodeInfo, ProbeResult
-from wire.stun import build_discovery_probe, parse_binding_response, transaction_id_of
-from wire.tls import cert_fingerprint, unverified_client_context
+from wire.stun import parse_binding_response
+from wire.stun_transactions import Answer, TransactionTable
+from wire.tls import check_pins, unverified_client_context
+
+#: The probe's error for a TLS rung whose certificate is not the node list's.
+FINGERPRINT_MISMATCH: Final = "certificate does not match the node list (TLS inspection?)"
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +83,12 @@ def targets(nodes: Iterable[NodeInfo], transports: Iterable[str]) -> list[ProbeT
 
 
 class _UdpProber(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.waiting: dict[bytes, asyncio.Future[bytes]] = {}
+    """One socket for every UDP probe; each answer goes to its request's waiter."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        # each request's waiter, answered with (RTT in ms, the response)
+        self.table: TransactionTable[asyncio.Future[tuple[float, bytes]]] = TransactionTable()
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -84,10 +96,9 @@ class _UdpProber(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if len(data) >= 20:
-            future = self.waiting.pop(transaction_id_of(data), None)
-            if future is not None and not future.done():
-                future.set_result(data)
+        answer = self.table.receive(data, self.clock())  # late or stray: counted, dropped
+        if answer is not None and not answer.key.done():
+            answer.key.set_result((answer.rtt_ms, answer.response))
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable: keep waiting
         pass
@@ -100,28 +111,25 @@ async def _udp(
     assert prober.transport is not None
     per_try = timeout_s / tries
     for _ in range(tries):
-        request = build_discovery_probe()
-        future: asyncio.Future[bytes] = loop.create_future()
-        txid = transaction_id_of(request)
-        prober.waiting[txid] = future
-        sent = time.perf_counter()
+        future: asyncio.Future[tuple[float, bytes]] = loop.create_future()
+        txid, request = prober.table.send(future, prober.clock())
         prober.transport.sendto(request, target.address)
         try:
-            data = await asyncio.wait_for(future, per_try)
+            rtt_ms, response = await asyncio.wait_for(future, per_try)
         except TimeoutError:
-            prober.waiting.pop(txid, None)
+            prober.table.forget(txid)
             continue
-        rtt = (time.perf_counter() - sent) * 1000
         try:
-            answer = parse_binding_response(data)
+            parsed = parse_binding_response(response)
         except StunError as exc:
             return ProbeOutcome(target, None, None, str(exc))
-        return ProbeOutcome(target, rtt, answer.mapped, None)
+        return ProbeOutcome(target, rtt_ms, parsed.mapped, None)
     return ProbeOutcome(target, None, None, "no answer")
 
 
 async def _stream(target: ProbeTarget, timeout_s: float,
-                  proxy: ProxyConfig | None = None) -> ProbeOutcome:
+                  proxy: ProxyConfig | None = None, clock: Clock = time.monotonic
+                  ) -> ProbeOutcome:
     """One STUN transaction over a framed TCP or TLS connection (RFC 4571); for the
     http-proxy rung, TLS inside an HTTP CONNECT tunnel through ``proxy``."""
     context: ssl.SSLContext | None = None
@@ -139,30 +147,30 @@ async def _stream(target: ProbeTarget, timeout_s: float,
                 reader, writer = await asyncio.open_connection(
                     target.address.host, target.address.port, ssl=context
                 )
-            if context is not None:
+            if context is not None and target.fingerprint:
                 der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-                if target.fingerprint and cert_fingerprint(der) != target.fingerprint:
+                if not check_pins(der or b"", [target.fingerprint]).matched:
                     return ProbeOutcome(target, None, None, FINGERPRINT_MISMATCH)
             decoder = FrameDecoder()
+            table: TransactionTable[None] = TransactionTable()
             best: float | None = None
             mapped = None
             # through a proxy, take the best of three transactions on the tunnel: a proxy's
             # Nagle and delayed-ACK stalls (~40 ms) must not decide between nodes
             for _ in range(3 if target.transport == "http-proxy" else 1):
-                request = build_discovery_probe()
-                sent = time.perf_counter()
+                _, request = table.send(None, clock())
                 writer.write(encode_frame(request))
-                answer = None
+                answer: Answer[None] | None = None
                 while answer is None:
                     chunk = await reader.read(4096)
                     if not chunk:
                         return ProbeOutcome(target, None, None, "connection closed")
+                    now = clock()
                     for frame in decoder.feed(chunk):
-                        if transaction_id_of(frame) == transaction_id_of(request):
-                            answer = parse_binding_response(frame)
-                rtt = (time.perf_counter() - sent) * 1000
-                best = rtt if best is None else min(best, rtt)
-                mapped = answer.mapped
+                        answer = table.receive(frame, now) or answer
+                parsed = parse_binding_response(answer.response)
+                best = answer.rtt_ms if best is None else min(best, answer.rtt_ms)
+                mapped = parsed.mapped
             return ProbeOutcome(target, best, mapped, None)
     except TimeoutError:
         return ProbeOutcome(target, None, None, "no answer")
@@ -183,10 +191,12 @@ async def probe(
     concurrency: int = 32,
     progress: Callable[[int, int, ProbeOutcome], None] | None = None,
     proxy: ProxyConfig | None = None,
+    clock: Clock = time.monotonic,
 ) -> list[ProbeOutcome]:
     """Probe every target concurrently (at most ``concurrency`` at once), in input order."""
     loop = asyncio.get_running_loop()
-    transport, prober = await loop.create_datagram_endpoint(_UdpProber, local_addr=("0.0.0.0", 0))
+    transport, prober = await loop.create_datagram_endpoint(lambda: _UdpProber(clock),
+                                                            local_addr=("0.0.0.0", 0))
     limit = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -198,7 +208,7 @@ async def probe(
             else:
                 outcome = await _stream(target, timeout_ms / 1000 * (3 if target.transport
                                                                    == "http-proxy" else 1),
-                                        proxy)
+                                        proxy, clock)
         done += 1
         if progress is not None:
             progress(done, len(all_targets), outcome)
@@ -235,16 +245,49 @@ def quiet_at(last_answer_s: float) -> float:
     return QUIET_FACTOR * last_answer_s + QUIET_MARGIN_S
 
 
+class QuietWatch:
+    """When a probe started at ``started`` may report early, sans-I/O: every outcome is
+    passed in with the caller's ``now`` (:data:`QUIET_FACTOR`, :data:`SILENT_SHARE`)."""
+
+    def __init__(self, targets: list[ProbeTarget], started: float, timeout_ms: int) -> None:
+        self.targets = targets
+        self.started = started
+        self.timeout_ms = timeout_ms
+        self.answered: dict[ProbeTarget, ProbeOutcome] = {}
+        self._last_answer: dict[str, float] = {}  # node id -> its last answer, from the start
+
+    def seen(self, outcome: ProbeOutcome, now: float) -> None:
+        self.answered[outcome.target] = outcome
+        if outcome.rtt_ms is not None:
+            self._last_answer[outcome.target.node_id] = now - self.started
+
+    def report_at(self) -> float | None:
+        """When the rungs still waiting have all gone quiet (the caller's clock), or None:
+        everything is in, nothing answered yet, or a probe through the proxy waits."""
+        waiting = [t for t in self.targets if t not in self.answered]
+        if not waiting or not self._last_answer or \
+                any(t.transport == "http-proxy" for t in waiting):
+            return None
+        last = self._last_answer
+        return self.started + max(quiet_at(last[t.node_id]) if t.node_id in last
+                                  else SILENT_SHARE * self.timeout_ms / 1000 for t in waiting)
+
+    def early(self) -> list[ProbeOutcome]:
+        """The outcomes so far, a rung still waiting reported unreachable (:data:`NOT_YET`)."""
+        return [self.answered.get(t) or ProbeOutcome(t, None, None, NOT_YET)
+                for t in self.targets]
+
+
 async def probe_until_quiet(
     all_targets: list[ProbeTarget],
     *,
     timeout_ms: int = 1000,
     progress: Callable[[int, int, ProbeOutcome], None] | None = None,
     proxy: ProxyConfig | None = None,
+    clock: Clock = time.monotonic,
 ) -> tuple[list[ProbeOutcome], asyncio.Task[list[ProbeOutcome]] | None]:
-    """The outcomes so far once every node still waited for went quiet (:func:`quiet_at`,
-    :data:`SILENT_SHARE`), and the probe itself while it is still running (its task ends
-    with every outcome).
+    """The outcomes so far once every node still waited for went quiet (:class:`QuietWatch`),
+    and the probe itself while it is still running (its task ends with every outcome).
 
     A rung still waiting is reported unreachable (:data:`NOT_YET`) in the early
     outcomes. A cold start on a network that drops UDP silently no longer waits
@@ -252,37 +295,24 @@ async def probe_until_quiet(
     and join (``bench/time_to_media.py``). Until some rung answers, it waits for
     the whole probe.
     """
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    answered: dict[ProbeTarget, ProbeOutcome] = {}
-    last_answer: dict[str, float] = {}  # node id -> when it last answered, from the start
+    watch = QuietWatch(all_targets, clock(), timeout_ms)
     news = asyncio.Event()
     early = False  # once reported early, the rest of the probe shows no progress
 
     def seen(done: int, total: int, outcome: ProbeOutcome) -> None:
-        answered[outcome.target] = outcome
-        if outcome.rtt_ms is not None:
-            last_answer[outcome.target.node_id] = loop.time() - started
+        watch.seen(outcome, clock())
         news.set()
         if progress is not None and not early:
             progress(done, total, outcome)
 
-    def report_at() -> float | None:
-        """When the rungs still waiting have all gone quiet (from the start), or None."""
-        waiting = [t for t in all_targets if t not in answered]
-        if not waiting or not last_answer or any(t.transport == "http-proxy" for t in waiting):
-            return None  # everything is in (the probe is ending), or nothing to go by
-        return max(quiet_at(last_answer[t.node_id]) if t.node_id in last_answer
-                   else SILENT_SHARE * timeout_ms / 1000 for t in waiting)
-
     running = asyncio.ensure_future(
-        probe(all_targets, timeout_ms=timeout_ms, progress=seen, proxy=proxy))
+        probe(all_targets, timeout_ms=timeout_ms, progress=seen, proxy=proxy, clock=clock))
     try:
         while not running.done():
             news.clear()
             waiting = asyncio.ensure_future(news.wait())
-            at = report_at()
-            quiet = None if at is None else max(0.0, started + at - loop.time())
+            at = watch.report_at()
+            quiet = None if at is None else max(0.0, at - clock())
             try:
                 await asyncio.wait({running, waiting}, timeout=quiet,
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -290,8 +320,7 @@ async def probe_until_quiet(
                 waiting.cancel()
             if not running.done() and not news.is_set() and quiet is not None:
                 early = True
-                return [answered.get(t) or ProbeOutcome(t, None, None, NOT_YET)
-                        for t in all_targets], running
+                return watch.early(), running
     except BaseException:  # the caller was cancelled: so is its probe, sockets closed
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -20,12 +20,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from client.errors import ProxyError as ProxyError
 from wire.address import Address
 from wire.transports import DeviceProfile, ProxyDiscovery, check_proxy
-
-
-class ProxyError(Exception):
-    """The proxy refused or could not be used; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True)

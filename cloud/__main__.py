@@ -17,11 +17,13 @@ from aiohttp import web
 
 from cloud.app import READINESS, make_app
 from cloud.connections import listen
-from cloud.identity import IdentityError, TokenSigner, load_orgs
+from cloud.errors import IdentityError
+from cloud.identity import TokenSigner, load_orgs
 from cloud.readiness import StoreWatch
 from cloud.settings import CloudSettings, parse
 from cloud.state import CLOUD
-from cloud.store import Retention, open_store
+from cloud.store import Retention
+from cloud.store_factory import open_store
 from wire import boundary, heap
 from wire.boundary import run, usage
 from wire.tls import server_context

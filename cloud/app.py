@@ -14,6 +14,7 @@ from cloud import console, devices, health, meetings, nodes, openapi, retention
 from cloud.history import open_history
 from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
 from cloud.identity import Org, TokenSigner
+from cloud.leg_events import LegEventQueue, follow
 from cloud.metrics import CloudMetrics
 from cloud.node_bus import bus_key
 from cloud.readiness import StoreWatch
@@ -22,7 +23,6 @@ from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
 from cloud.store import Store
 from wire.admission import Admission
-from wire.models import LegEvent
 
 ops = web.RouteTableDef()
 
@@ -82,32 +82,21 @@ def make_app(
     app = web.Application(
         middlewares=[count_middleware, errors_middleware], client_max_size=settings.max_body_bytes
     )
-    cloud_ref: list[Cloud] = []
-
-    def on_leg_event(node_id: str, event: LegEvent) -> None:
-        task = asyncio.get_running_loop().create_task(
-            meetings.record_leg_event(cloud_ref[0], node_id, event)
-        )
-        app[TASKS].add(task)
-        task.add_done_callback(app[TASKS].discard)
-
-    make_bus = getattr(store, "node_bus", None)  # several replicas share nodes over the store
-    registry = NodeRegistry(settings.heartbeat_s, settings.heartbeat_misses, on_leg_event,
-                            bus=None if make_bus is None
-                            else make_bus(bus_key(settings.node_secret)))
+    leg_events = LegEventQueue()
+    # several replicas share their nodes over the store (None: a store of one replica)
+    registry = NodeRegistry(settings.heartbeat_s, settings.heartbeat_misses, leg_events,
+                            bus=store.node_bus(bus_key(settings.node_secret)))
     metrics_ = CloudMetrics()
     admission = Admission(settings.max_connections, settings.max_connections_per_source,
                           metrics_.refusals)
     cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs,
                   metrics=metrics_, connections=admission, history=open_history(settings.store))
-    cloud_ref.append(cloud)
     app[CLOUD] = cloud
     app[OPENAPI] = openapi.document()
     app[MAX_BODY] = settings.max_body_bytes
     app[MAX_DEPTH] = settings.max_json_depth
     watch = StoreWatch(store, settings.store)
     app[READINESS] = watch
-    app[TASKS] = set()
     app.add_routes(devices.routes)
     app.add_routes(meetings.routes)
     app.add_routes(nodes.routes)
@@ -122,6 +111,7 @@ def make_app(
     async def health_watch(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(health.watch(cloud)),
                  asyncio.create_task(registry.run_sync()),
+                 asyncio.create_task(follow(cloud, leg_events)),
                  asyncio.create_task(retention.sweep(cloud)),
                  asyncio.create_task(watch.run()),
                  asyncio.create_task(cloud.history.run())]
@@ -139,6 +129,5 @@ def make_app(
     return app
 
 
-TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("tasks", set)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 READINESS: web.AppKey[StoreWatch] = web.AppKey("readiness", StoreWatch)

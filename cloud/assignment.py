@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from cloud.errors import NoCandidate
 from wire.models import AssignmentReason, CandidateScore, Endpoint, NodeInfo, ProbeResult
 from wire.transports import (
     PROFILES,
@@ -26,14 +27,6 @@ from wire.transports import (
 CASCADE_COST_MS: Final = 30.0
 #: Charged per unit of load (0 = idle, 1 = full).
 LOAD_COST_MS: Final = 50.0
-
-
-class NoCandidate(Exception):
-    """No node can take this device; the reason lists why each was excluded."""
-
-    def __init__(self, reason: AssignmentReason | None, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

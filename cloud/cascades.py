@@ -17,9 +17,10 @@ from dataclasses import replace
 
 from pydantic import SecretStr
 
-from cloud.registry import NodeUnavailable
+from cloud.errors import NodeUnavailable
 from cloud.state import Cloud
 from cloud.store import CascadeRecord, MeetingRecord
+from wire.ice_lite import new_password, new_ufrag
 from wire.models import AllocateLeg, CloseCascade, IceCredentials, OpenCascade, SrtpParams
 from wire.srtp import DEFAULT_PROFILE, SrtpKeys
 
@@ -38,6 +39,12 @@ def _linked(meeting: MeetingRecord, a: str, b: str) -> bool:
     return any({c.from_node, c.to_node} == {a, b} for c in meeting.cascades)
 
 
+def new_ice_credentials() -> IceCredentials:
+    """A leg's ufrags and password: ice-chars (RFC 8839 §5.4) of RFC 8445 §5.3 strength."""
+    return IceCredentials(node_ufrag=new_ufrag(), client_ufrag=new_ufrag(),
+                          pwd=SecretStr(new_password()))
+
+
 async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> MeetingRecord:
     """Cascade ``new_node`` with every other node of the meeting not yet linked to it."""
     for other in sorted(meeting.node_ids() - {new_node}):
@@ -47,8 +54,7 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
         peer_info = cloud.registry.info(peer)
         if peer_info is None:
             continue
-        ice = IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
-                             pwd=SecretStr(secrets.token_urlsafe(18)))
+        ice = new_ice_credentials()
         srtp = SrtpParams(profile=DEFAULT_PROFILE.value,
                           client_to_node=SecretStr(SrtpKeys.generate().to_b64()),
                           node_to_client=SecretStr(SrtpKeys.generate().to_b64()))

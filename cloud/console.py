@@ -27,7 +27,7 @@ from importlib import resources
 from aiohttp import web
 
 from cloud.console_state import snapshot
-from cloud.http import ApiError
+from cloud.errors import OperatorRequired, UnreadableRequest, WrongMediaType
 from cloud.identity import same_secret
 from cloud.state import CLOUD, Cloud
 
@@ -117,11 +117,10 @@ async def is_operator(request: web.Request) -> bool:
 
 
 async def require(cloud: Cloud, authorization: str, cookie: str) -> Cloud:
-    """``cloud``, for the operator; a 401 ``operator_required`` (counted) for anyone else."""
+    """``cloud``, for the operator; ``OperatorRequired`` (counted) for anyone else."""
     if not await check_operator(cloud, authorization, cookie):
-        raise ApiError(401, "operator_required",
-                       "the console needs the operator credential: log in at / or send "
-                       "Authorization: Bearer <operator token>")
+        raise OperatorRequired("the console needs the operator credential: log in at / or "
+                               "send Authorization: Bearer <operator token>")
     return cloud
 
 
@@ -171,9 +170,9 @@ async def console(request: web.Request) -> web.Response:
 def _form_only(request: web.Request) -> None:
     """The login and logout forms are for browsers; anything else gets a JSON error."""
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        raise ApiError(415, "form_expected",
-                       f"{request.path} takes the console's form; scripts send "
-                       "Authorization: Bearer <operator token> instead")
+        raise WrongMediaType(f"{request.path} takes the console's form; scripts send "
+                             "Authorization: Bearer <operator token> instead",
+                             code="form_expected")
 
 
 @routes.post("/login")
@@ -183,7 +182,8 @@ async def login(request: web.Request) -> web.Response:
     try:
         form = await request.post()
     except ValueError as exc:  # a form that does not parse (a multipart with no boundary …)
-        raise ApiError(400, "bad_form", f"the login form does not parse: {exc}") from None
+        raise UnreadableRequest(f"the login form does not parse: {exc}",
+                                code="bad_form") from None
     return await login_answer(cloud, form.get("token"))
 
 

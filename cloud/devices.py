@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from cloud.http import ApiError, bearer, json_response, read_body
-from cloud.identity import Claims, IdentityError, same_secret
+from cloud.errors import Conflict, Forbidden, IdentityError, NotFound
+from cloud.http import bearer, json_response, read_body
+from cloud.identity import Claims, same_secret
 from cloud.state import CLOUD, Cloud
 from cloud.store import DeviceRecord
 from wire.models import (
@@ -34,22 +35,17 @@ def signed_claims(request: web.Request) -> tuple[Cloud, Claims]:
     (:func:`current_device`): a join checks that with its meeting's lock, which reads
     the device's record in the same round trip on Redis."""
     cloud = request.app[CLOUD]
-    try:
-        return cloud, cloud.signer.verify(bearer(request), cloud.clock())
-    except IdentityError as exc:
-        raise ApiError(401, "unauthorized", str(exc)) from None
+    return cloud, cloud.signer.verify(bearer(request), cloud.clock())
 
 
 async def current_device(cloud: Cloud, claims: Claims) -> DeviceRecord:
-    try:
-        return await cloud.current(claims)
-    except IdentityError as exc:
-        raise ApiError(401, "unauthorized", str(exc)) from None
+    """The device of ``claims``; ``IdentityError`` when a newer registration revoked them."""
+    return await cloud.current(claims)
 
 
 def _own(claims: Claims, device_id: str) -> None:
     if claims.device_id != device_id:
-        raise ApiError(403, "forbidden", "a device may only see its own reports")
+        raise Forbidden("a device may only see its own reports")
 
 
 @routes.post("/v1/devices")
@@ -58,11 +54,11 @@ async def register(request: web.Request) -> web.Response:
     body = await read_body(request, DeviceRegistration)
     org = cloud.orgs.get(body.org)
     if org is None or not same_secret(body.enrollment_key.get_secret_value(), org.enrollment_key):
-        raise ApiError(401, "unauthorized", "unknown organisation or wrong enrollment key")
+        raise IdentityError("unknown organisation or wrong enrollment key")
     device_id = body.device_id or "dev-" + secrets.token_hex(6)
     previous = await cloud.store.get_device(device_id)
     if previous is not None and previous.org != org.id:
-        raise ApiError(409, "conflict", f"device id {device_id} belongs to another organisation")
+        raise Conflict(f"device id {device_id} belongs to another organisation")
     generation = previous.generation + 1 if previous is not None else 1
     await cloud.store.put_device(
         DeviceRecord(device_id, org.id, body.name, body.profile, generation)
@@ -109,5 +105,5 @@ async def get_reachability(request: web.Request) -> web.Response:
     _own(claims, request.match_info["device_id"])
     stored = await cloud.store.get_reachability(claims.device_id)
     if stored is None:
-        raise ApiError(404, "not_found", "no fresh reachability report; probe and report")
+        raise NotFound("no fresh reachability report; probe and report")
     return json_response(stored)

@@ -22,11 +22,10 @@ import time
 from collections.abc import Callable
 
 from cloud.cascades import prune_cascades
-from cloud.http import ApiError
+from cloud.errors import NoCandidate, NodeUnavailable, StoreUnavailable
 from cloud.placement import place
 from cloud.redis_errors import raise_if_cancelling
 from cloud.state import Cloud
-from cloud.store import StoreUnavailable
 from wire.models import Event
 from wire.srtp import SrtpProfile
 from wire.transports import DeviceProfile
@@ -58,11 +57,11 @@ async def reassign_from(cloud: Cloud, node_id: str) -> int:
                         srtp_profile=SrtpProfile.AES_CM_128_HMAC_SHA1_80,
                         existing=participant, exclude=frozenset({node_id}),
                     )
-                except ApiError as exc:
+                except (NoCandidate, NodeUnavailable) as exc:
                     log.warning("participant %s stays on failed node %s: %s", participant.id,
-                                node_id, exc.detail)
+                                node_id, exc)
                     cloud.note("refused", f"{device.name} could not leave failed node "
-                               f"{node_id}: {exc.detail}", meeting=meeting.id,
+                               f"{node_id}: {exc}", meeting=meeting.id,
                                participant=participant.id, device=device.name, node=node_id)
                     continue
                 cloud.legs.pop(participant.leg_id, None)

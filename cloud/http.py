@@ -1,15 +1,37 @@
-"""HTTP plumbing shared by the cloud's routes: JSON errors, bodies, authentication."""
+"""HTTP plumbing shared by the cloud's routes: JSON errors, bodies, authentication.
+
+The HTTP edge: the core raises :class:`cloud.errors.CloudError`, never a
+status; :data:`STATUS` is the one table that gives each domain error its HTTP
+status, and :func:`errors_middleware` the one place that applies it, keeping
+the error's ``code`` and message as ``{"error": code, "detail": detail}``.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Final, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from cloud.store import StoreUnavailable
+from cloud.errors import (
+    BodyTooLarge,
+    CloudError,
+    Conflict,
+    Forbidden,
+    IdentityError,
+    NoCandidate,
+    NodeUnavailable,
+    NotFound,
+    OperatorRequired,
+    ProbeRequired,
+    StoreUnavailable,
+    TooManyStreams,
+    UnreadableRequest,
+    WrongMediaType,
+)
 from wire.errors import BodyError
 from wire.json_body import decode_json
 from wire.models import ErrorBody
@@ -19,14 +41,28 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
-    """An error answer: HTTP ``status`` with ``{"error": code, "detail": detail}``."""
+#: The HTTP status of each domain error; a subclass not named takes its nearest base's.
+STATUS: Final[Mapping[type[CloudError], int]] = MappingProxyType({
+    UnreadableRequest: 400,
+    IdentityError: 401,
+    OperatorRequired: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    BodyTooLarge: 413,
+    WrongMediaType: 415,
+    ProbeRequired: 428,
+    TooManyStreams: 429,
+    CloudError: 500,
+    NoCandidate: 503,
+    NodeUnavailable: 503,
+    StoreUnavailable: 503,
+})
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
+
+def status_of(exc: CloudError) -> int:
+    """The status :data:`STATUS` gives ``exc``'s class or its nearest base."""
+    return next(STATUS[c] for c in type(exc).__mro__ if c in STATUS)
 
 
 def error_response(status: int, code: str, detail: str) -> web.Response:
@@ -45,12 +81,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Every failure becomes a JSON error; nothing leaks a stack trace."""
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.detail)
-    except StoreUnavailable as exc:  # the readiness watch logs the outage, once per step
+    except CloudError as exc:  # a store outage is the readiness watch's to log, once a step
         log.debug("%s %s: %s", request.method, request.path, exc)
-        return error_response(503, "store_unavailable",
-                              "the cloud's store does not answer; try again shortly")
+        return error_response(status_of(exc), exc.code, exc.detail)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "too_large", "request body is too large")
     except web.HTTPException as exc:
@@ -62,8 +95,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, "internal", "internal error; see the cloud's log")
 
 
-# BodyError.reason -> HTTP status; the reason is also the error code of the answer
-_BODY_STATUS: dict[str, int] = {"too_large": 413}
 JSON_TYPE = "application/json"
 
 
@@ -78,25 +109,26 @@ async def read_body(request: web.Request, model: type[M], *, empty_ok: bool = Fa
     if not raw.strip() and empty_ok:
         raw = b"{}"
     elif request.content_type != JSON_TYPE or (request.charset or "utf-8").lower() != "utf-8":
-        raise ApiError(415, "unsupported_media_type",
-                       f"send the body as {JSON_TYPE} (UTF-8), not {request.content_type!r}")
+        raise WrongMediaType(
+            f"send the body as {JSON_TYPE} (UTF-8), not {request.content_type!r}")
     try:
         data = decode_json(raw, max_bytes=request.app[MAX_BODY], max_depth=request.app[MAX_DEPTH])
     except BodyError as exc:
-        raise ApiError(_BODY_STATUS.get(exc.reason, 400), exc.reason, str(exc)) from None
+        refused = BodyTooLarge if exc.reason == BodyTooLarge.code else UnreadableRequest
+        raise refused(str(exc), code=exc.reason) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(400, "invalid_body", f"{where}: {first['msg']}"[:300]) from None
+        raise UnreadableRequest(f"{where}: {first['msg']}"[:300]) from None
 
 
 def bearer(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value:
-        raise ApiError(401, "unauthorized", "missing 'Authorization: Bearer <token>'")
+        raise IdentityError("missing 'Authorization: Bearer <token>'")
     return value.strip()
 
 

@@ -21,9 +21,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-
-class IdentityError(Exception):
-    """A credential was missing, malformed, expired or revoked."""
+from cloud.errors import IdentityError
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,7 @@
-"""Meeting routes: create, join (assignment + leg allocation), leave, view; events; metrics."""
+"""Meeting routes: create, join (assignment + leg allocation), leave, view; events; metrics.
+
+What the nodes report about legs is :mod:`cloud.leg_events`'s.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +17,23 @@ from aiohttp import web
 
 from cloud.cascades import prune_cascades
 from cloud.devices import current_device, device_auth, signed_claims
-from cloud.http import ApiError, json_response, read_body
-from cloud.identity import Claims, IdentityError
+from cloud.errors import (
+    Conflict,
+    NoCandidate,
+    NodeUnavailable,
+    NotFound,
+    ProbeRequired,
+    TooManyStreams,
+)
+from cloud.http import json_response, read_body
+from cloud.identity import Claims
 from cloud.placement import place
 from cloud.state import CLOUD, Cloud
-from cloud.store import (
-    MeetingRecord,
-    ParticipantRecord,
-    without_participant,
-)
+from cloud.store import MeetingRecord, without_participant
 from wire.models import (
     CallMetrics,
     Event,
     JoinRequest,
-    LegEvent,
     MeetingCreate,
     MeetingCreated,
     MeetingView,
@@ -46,7 +52,7 @@ routes = web.RouteTableDef()
 async def _meeting(cloud: Cloud, claims: Claims, meeting_id: str) -> MeetingRecord:
     meeting = await cloud.store.get_meeting(meeting_id)
     if meeting is None or meeting.org != claims.org:  # another org's meeting is not there
-        raise ApiError(404, "not_found", f"no meeting {meeting_id}")
+        raise NotFound(f"no meeting {meeting_id}")
     return meeting
 
 
@@ -82,8 +88,7 @@ async def create(request: web.Request) -> web.Response:
         existing = await cloud.store.get_meeting(body.id)
         if existing is not None:
             if existing.org != claims.org:
-                raise ApiError(409, "conflict",
-                               f"meeting id {body.id} is taken; choose another id")
+                raise Conflict(f"meeting id {body.id} is taken; choose another id")
             return json_response(_created(existing), status=200)
         meeting = MeetingRecord(body.id, claims.org, body.title, cloud.clock())
         await cloud.store.put_meeting(meeting)
@@ -115,19 +120,17 @@ async def join(request: web.Request) -> web.Response:
         meeting = await _meeting(cloud, claims, meeting_id)
         stored = await cloud.store.get_reachability(claims.device_id)
         if stored is None:
-            raise ApiError(
-                428, "probe_required",
+            raise ProbeRequired(
                 "no fresh reachability report for this device; probe the node list and "
-                "PUT /v1/devices/{id}/reachability, then join again",
-            )
+                "PUT /v1/devices/{id}/reachability, then join again")
         try:
             meeting, participant, joined = await place(
                 cloud, meeting, org=claims.org, device_id=claims.device_id,
                 profile=DeviceProfile(claims.profile), results=stored.report.results,
                 srtp_profile=SrtpProfile(body.srtp_profile),
             )
-        except ApiError as exc:
-            cloud.note("refused", f"{device.name} could not join: {exc.detail}",
+        except (NoCandidate, NodeUnavailable) as exc:
+            cloud.note("refused", f"{device.name} could not join: {exc}",
                        meeting=meeting_id, device=device.name)
             raise
         await cloud.store.put_meeting(meeting)
@@ -153,7 +156,7 @@ async def leave(request: web.Request) -> web.Response:
         meeting = await _meeting(cloud, claims, meeting_id)
         found = [p for p in meeting.participants if p.id == pid]
         if not found or found[0].device_id != claims.device_id:
-            raise ApiError(404, "not_found", f"no participant {pid} of this device here")
+            raise NotFound(f"no participant {pid} of this device here")
         meeting = await prune_cascades(cloud, without_participant(meeting, pid))
         if not meeting.participants:  # ended: forgotten after the meeting retention
             meeting = replace(meeting, ended_at=cloud.clock())
@@ -185,15 +188,15 @@ async def reassign(request: web.Request) -> web.Response:
     meeting_id, pid = request.match_info["meeting_id"], request.match_info["participant_id"]
     stored = await cloud.store.get_reachability(claims.device_id)
     if stored is None:
-        raise ApiError(428, "probe_required", "no fresh reachability report for this device; "
-                       "probe and PUT /v1/devices/{id}/reachability, then ask again")
+        raise ProbeRequired("no fresh reachability report for this device; "
+                            "probe and PUT /v1/devices/{id}/reachability, then ask again")
     async with cloud.meeting_lock(meeting_id):
         meeting = await _meeting(cloud, claims, meeting_id)
         found = [p for p in meeting.participants if p.id == pid]
         if not found or found[0].device_id != claims.device_id:
-            raise ApiError(404, "not_found", f"no participant {pid} of this device here")
+            raise NotFound(f"no participant {pid} of this device here")
         if found[0].node_id != body.node_id:
-            raise ApiError(409, "conflict", f"participant {pid} is on node {found[0].node_id} "
+            raise Conflict(f"participant {pid} is on node {found[0].node_id} "
                            f"now, not {body.node_id}; its media.reassigned event carries it")
         meeting, placed, joined = await place(
             cloud, meeting, org=claims.org, device_id=claims.device_id,
@@ -230,7 +233,7 @@ async def call_metrics(request: web.Request) -> web.Response:
         if meeting is None or meeting.org != claims.org or not any(
                 p.id == metrics.participant_id and p.device_id == claims.device_id
                 for p in meeting.participants):
-            raise ApiError(404, "not_found", "no such participant of this device in a meeting")
+            raise NotFound("no such participant of this device in a meeting")
         cloud.live[metrics.participant_id] = metrics
         return web.Response(status=204)
     cloud.live.pop(metrics.participant_id, None)
@@ -245,16 +248,13 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     token = request.query.get("token", "")
     if not token:
         _, _, token = request.headers.get("Authorization", "").partition(" ")
-    try:
-        claims, _ = await cloud.authenticate(token.strip())
-    except IdentityError as exc:
-        raise ApiError(401, "unauthorized", str(exc)) from None
+    claims, _ = await cloud.authenticate(token.strip())
     device = claims.device_id
     if cloud.events_open[device] >= cloud.settings.max_events_per_device:
         cloud.metrics.refusals["events_per_device_cap"] += 1
-        raise ApiError(429, "too_many_websockets",
-                       f"this device already holds {cloud.events_open[device]} event streams; "
-                       "close one first")
+        raise TooManyStreams(
+            f"this device already holds {cloud.events_open[device]} event streams; "
+            "close one first")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     cloud.events_open[device] += 1
     try:
@@ -284,64 +284,3 @@ async def _device_name(cloud: Cloud, device_id: str) -> str:
     """A device's name for the history; its id when the record is gone."""
     device = await cloud.store.get_device(device_id)
     return device.name if device is not None else device_id
-
-
-async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
-    """Keep the transport a participant's leg latched on (GET /v1/meetings/{id}); a leg the
-    node freed (no consent for the leg timeout) means its participant left.
-
-    With replicas, the leg may have been placed by another replica (or one that
-    died since): the meeting that holds the leg is then looked up in the store.
-    """
-    if event.event not in ("latched", "relatched", "freed", "consent_expired"):
-        return
-    where = cloud.legs.get(event.leg_id)
-    if where is None:
-        where = next(((m.id, p.id) for m in await cloud.store.list_meetings()
-                      for p in m.participants if p.leg_id == event.leg_id), None)
-    if where is None:
-        return
-    if event.event == "consent_expired":  # RFC 7675 §5.1: the node stops sending to it
-        cloud.note("consent_lost", f"{where[1]}'s leg on {node_id} lost consent over "
-                   f"{event.rung or 'its transport'}: the device stopped answering",
-                   meeting=where[0], participant=where[1], node=node_id)
-        return
-    if event.event == "freed":  # the node timed it out: no consent for the leg timeout
-        await _drop_gone(cloud, node_id, event.leg_id, *where)
-        return
-    meeting_id, pid = where
-    async with cloud.meeting_lock(meeting_id):
-        meeting = await cloud.store.get_meeting(meeting_id)
-        if meeting is None:
-            return
-        updated = tuple(
-            ParticipantRecord(p.id, p.device_id, p.node_id, p.ssrc, p.leg_id, event.rung)
-            if p.id == pid else p
-            for p in meeting.participants
-        )
-        await cloud.store.put_meeting(replace(meeting, participants=updated))
-    log.info("leg %s of %s on node %s %s over %s", event.leg_id, pid, node_id, event.event,
-             event.rung)
-
-
-async def _drop_gone(cloud: Cloud, node_id: str, leg_id: str, meeting_id: str, pid: str) -> None:
-    """A participant whose leg the node freed has left (a client that crashed or went
-    away never says so): without this its meeting would never end, nor be forgotten."""
-    async with cloud.meeting_lock(meeting_id):
-        meeting = await cloud.store.get_meeting(meeting_id)
-        if meeting is None or not any(p.id == pid and p.leg_id == leg_id
-                                      for p in meeting.participants):
-            return
-        meeting = await prune_cascades(cloud, without_participant(meeting, pid))
-        if not meeting.participants:
-            meeting = replace(meeting, ended_at=cloud.clock())
-        await cloud.store.put_meeting(meeting)
-    cloud.legs.pop(leg_id, None)
-    log.info("participant %s left meeting %s: node %s freed its leg (no consent)", pid,
-             meeting_id, node_id)
-    cloud.note("left", f"{pid} left: {node_id} freed its leg (no consent for the leg timeout)",
-               meeting=meeting_id, participant=pid, node=node_id)
-    await cloud.store.publish(
-        (p.device_id for p in meeting.participants),
-        Event(type="participant.left", meeting_id=meeting_id, participant_id=pid),
-    )

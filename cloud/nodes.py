@@ -6,7 +6,8 @@ import secrets
 
 from aiohttp import web
 
-from cloud.http import ApiError, bearer, json_response, read_body
+from cloud.errors import Conflict, IdentityError, NotFound, UnreadableRequest
+from cloud.http import bearer, json_response, read_body
 from cloud.identity import same_secret
 from cloud.state import CLOUD, Cloud
 from wire.models import NodeInfo, NodeRegistered, NodeRegistration
@@ -22,7 +23,7 @@ def _check_secret(cloud: Cloud, secret: str, kind: str, org: str | None) -> None
         known = cloud.orgs.get(org or "")
         ok = known is not None and same_secret(secret, known.hybrid_node_secret)
     if not ok:
-        raise ApiError(401, "unauthorized", "wrong node secret for this kind of node and org")
+        raise IdentityError("wrong node secret for this kind of node and org")
 
 
 @routes.post("/v1/nodes")
@@ -31,12 +32,12 @@ async def register_node(request: web.Request) -> web.Response:
     secret = bearer(request)
     body = await read_body(request, NodeRegistration)
     if body.kind == "hybrid" and not body.org:
-        raise ApiError(400, "invalid_body", "org: a hybrid node must name its organisation")
+        raise UnreadableRequest("org: a hybrid node must name its organisation")
     _check_secret(cloud, secret, body.kind, body.org)
     node_id = body.id or "node-" + secrets.token_hex(5)
     existing = cloud.registry.get(node_id)
     if existing is not None and (existing.info.kind, existing.info.org) != (body.kind, body.org):
-        raise ApiError(409, "conflict", f"node id {node_id} is registered as another node")
+        raise Conflict(f"node id {node_id} is registered as another node")
     info = NodeInfo(
         id=node_id, kind=body.kind, region=body.region,
         org=body.org if body.kind == "hybrid" else None, address=body.address,
@@ -57,7 +58,7 @@ async def control(request: web.Request) -> web.WebSocketResponse:
     node_id = request.match_info["node_id"]
     state = await cloud.registry.find(node_id)
     if state is None:
-        raise ApiError(404, "not_found", f"node {node_id} is not registered; POST /v1/nodes")
+        raise NotFound(f"node {node_id} is not registered; POST /v1/nodes")
     _check_secret(cloud, bearer(request), state.info.kind, state.info.org)
     ws = web.WebSocketResponse(heartbeat=cloud.settings.heartbeat_s * 2)
     await ws.prepare(request)

@@ -1,7 +1,9 @@
 """Placing a participant: assignment, fresh credentials, the leg on the node, cascades.
 
 Used by join and by reassignment when a node fails. The caller holds the
-meeting's lock and stores the meeting it gets back.
+meeting's lock and stores the meeting it gets back. A participant that cannot
+be placed is :class:`~cloud.errors.NoCandidate` or
+:class:`~cloud.errors.NodeUnavailable`; the caller decides what that means.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ from dataclasses import replace
 
 from pydantic import SecretStr
 
-from cloud.assignment import NoCandidate, assign
-from cloud.cascades import open_cascades
-from cloud.http import ApiError
-from cloud.registry import NodeUnavailable
+from cloud.assignment import assign
+from cloud.cascades import new_ice_credentials, open_cascades
+from cloud.errors import NodeUnavailable
 from cloud.state import Cloud
 from cloud.store import MeetingRecord, ParticipantRecord
 from wire.models import (
     AllocateLeg,
-    IceCredentials,
     Joined,
     ProbeResult,
     SrtpParams,
@@ -53,17 +53,14 @@ async def place(
     """Assign a node, allocate the leg there, cascade it into the meeting.
 
     With ``existing`` the participant keeps its id and SSRC and gets a new
-    leg (reassignment); nodes in ``exclude`` are not candidates.
+    leg (reassignment); nodes in ``exclude`` are not candidates. ``NoCandidate``
+    when no node fits, ``NodeUnavailable`` when the chosen one does not take the leg.
     """
     others = tuple(p for p in meeting.participants if existing is None or p.id != existing.id)
     nodes = [n for n in cloud.visible_nodes(org, healthy_only=False) if n.id not in exclude]
-    try:
-        chosen = assign(org=org, profile=profile, nodes=nodes, results=list(results),
-                        meeting_nodes=frozenset(p.node_id for p in others))
-    except NoCandidate as exc:
-        raise ApiError(503, "no_media_node", str(exc)) from None
-    ice = IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
-                         pwd=SecretStr(secrets.token_urlsafe(18)))
+    chosen = assign(org=org, profile=profile, nodes=nodes, results=list(results),
+                    meeting_nodes=frozenset(p.node_id for p in others))
+    ice = new_ice_credentials()
     srtp = SrtpParams(profile=srtp_profile.value,
                       client_to_node=SecretStr(SrtpKeys.generate(srtp_profile).to_b64()),
                       node_to_client=SecretStr(SrtpKeys.generate(srtp_profile).to_b64()))
@@ -80,7 +77,7 @@ async def place(
     try:
         await cloud.registry.allocate(chosen.node.id, command, cloud.settings.allocate_timeout_s)
     except NodeUnavailable as exc:
-        raise ApiError(503, "node_unavailable", f"{exc}; try joining again") from None
+        raise NodeUnavailable(f"{exc}; try joining again") from None
     if chosen.reason.rule == "hybrid-overflow":
         full = [c.node_id for c in chosen.reason.candidates if c.excluded == "full"
                 and any(n.id == c.node_id and n.kind == "hybrid" for n in nodes)]

@@ -1,4 +1,4 @@
-"""Redis failures become the store's domain error, :class:`cloud.store.StoreUnavailable`.
+"""Redis failures become the store's domain error, :class:`cloud.errors.StoreUnavailable`.
 
 The routes then answer 503 ``store_unavailable`` (no traceback), and the
 readiness watch (:mod:`cloud.readiness`) reports the store down.
@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 
-from cloud.store import StoreUnavailable
+from cloud.errors import StoreUnavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")

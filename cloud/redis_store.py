@@ -53,6 +53,7 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from cloud.errors import StoreUnavailable
 from cloud.node_bus import RedisNodeBus, close_pubsub
 from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling, translated
 from cloud.redis_scripts import Script, ScriptRunner
@@ -64,7 +65,6 @@ from cloud.store import (
     MeetingRecord,
     ParticipantRecord,
     Retention,
-    StoreUnavailable,
 )
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 

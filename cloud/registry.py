@@ -15,10 +15,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from cloud.errors import NodeUnavailable
 from cloud.node_bus import NodeBus
 from cloud.redis_errors import raise_if_cancelling
 from wire.models import (
@@ -38,8 +40,11 @@ _from_node: TypeAdapter[Heartbeat | LegAllocated | LegEvent | ControlRefused] = 
     NodeToCloud)
 
 
-class NodeUnavailable(Exception):
-    """The node has no control channel, or did not answer in time."""
+class LegEventSink(Protocol):
+    """Where the registry hands what nodes report about their legs
+    (:class:`cloud.leg_events.LegEventQueue`); it must not wait."""
+
+    def put(self, node_id: str, event: LegEvent) -> None: ...
 
 
 @dataclass(slots=True)
@@ -60,7 +65,7 @@ class NodeRegistry:
         self,
         heartbeat_s: float,
         misses: int,
-        on_leg_event: Callable[[str, LegEvent], None] | None = None,
+        leg_events: LegEventSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         bus: NodeBus | None = None,
     ) -> None:
@@ -68,7 +73,7 @@ class NodeRegistry:
         self.misses = misses
         self._nodes: dict[str, NodeState] = {}
         self._clock = clock
-        self._on_leg_event = on_leg_event
+        self._leg_events = leg_events
         self.bus = bus  # with several replicas (the Redis store's): nodes shared through it
         self._remote: dict[str, NodeInfo] = {}  # nodes held by other replicas
         self._forwarders: dict[str, asyncio.Task[None]] = {}
@@ -212,8 +217,8 @@ class NodeRegistry:
                         waiting.set_result(LegAllocated(
                             request_id=message.request_id or "", leg_id="refused", ok=False,
                             detail=message.detail))
-                elif self._on_leg_event is not None:
-                    self._on_leg_event(node_id, message)
+                elif self._leg_events is not None:
+                    self._leg_events.put(node_id, message)
         finally:
             if forwarder is not None:
                 forwarder.cancel()

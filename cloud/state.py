@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from cloud.errors import IdentityError
 from cloud.history import History, HistoryEvent, Kind, MemoryHistory
-from cloud.identity import Claims, IdentityError, Org, TokenSigner
+from cloud.identity import Claims, Org, TokenSigner
 from cloud.metrics import CloudMetrics
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings

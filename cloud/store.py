@@ -2,7 +2,8 @@
 
 Every method is async so that a networked backend (Redis) fits the same
 interface.  Reachability reports expire ``ttl`` seconds after they are stored
-(seed: "The probing data cache expiry is set to 2 hours.").
+(seed: "The probing data cache expiry is set to 2 hours."). Backends are opened
+by :func:`cloud.store_factory.open_store`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
+from cloud.node_bus import NodeBus
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
-
-
-class StoreUnavailable(Exception):
-    """The store cannot be reached or failed; the caller may try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +133,10 @@ class Store(Protocol):
                      ) -> AbstractAsyncContextManager[None]:
         """Serialises changes to one meeting. ``device_id``: the device acting, whose
         record and report a backend may read with the lock (Redis does)."""
+        ...
+    def node_bus(self, key: bytes) -> NodeBus | None:
+        """How replicas sharing this store share their nodes, its pub/sub sealed with
+        ``key``; ``None`` for a store of one replica."""
         ...
     async def close(self) -> None: ...
 
@@ -267,6 +269,10 @@ class MemoryStore:
     async def end_console_session(self, key: str) -> None:
         self._sessions.pop(key, None)
 
+    def node_bus(self, key: bytes) -> None:
+        """One process, one replica: no nodes to share."""
+        return None
+
     async def close(self) -> None:
         self._subscribers.clear()
 
@@ -278,14 +284,3 @@ def with_participant(meeting: MeetingRecord, participant: ParticipantRecord) -> 
 def without_participant(meeting: MeetingRecord, participant_id: str) -> MeetingRecord:
     kept = tuple(p for p in meeting.participants if p.id != participant_id)
     return replace(meeting, participants=kept)
-
-
-def open_store(url: str, retention: Retention = DEFAULT_RETENTION) -> Store:
-    """The backend named by ``PINHOLE_STORE``: ``memory`` or ``redis://host:port/db``."""
-    if url in ("", "memory"):
-        return MemoryStore(retention=retention)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from cloud.redis_store import RedisStore
-
-        return RedisStore(url, retention)
-    raise ValueError(f"unsupported store {url!r}: use 'memory' or redis://host:port/db")

@@ -9,7 +9,10 @@ answer latches the leg on both sides; consent checks about every 4 s, each
 interval drawn between 0.8 and 1.2 times it (RFC 7675 §5.1; under 5 s so that
 a pinhole closing after 5 s idle holds), keep consent and the NAT pinhole. When consent is
 lost the link dials again from the top of its ladder. SRTP on the leg goes
-through the engine like any other leg's.
+through the engine like any other leg's. Opening each transport, framing,
+the pin check and driving the leg client are ``edge.leg_transport``, as for a
+participant's client; the link keeps the ladder, the engine's side and the
+redial.
 
 A cloud node dials UDP 5004, then TLS 443 (:func:`cloud_dialler`); a hybrid
 node passes its own ladder and UDP source ports (``hybrid_node.dial``).
@@ -24,12 +27,11 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Protocol
 
+from edge.leg_transport import LegLink, LegPath, check_pin, open_stream, open_udp
 from media_node.engine import Engine, Leg
 from wire.address import Address
-from wire.errors import FramingError
-from wire.framing import FrameDecoder, encode_frame
 from wire.leg_client import (
     ConsentExpired,
     ConsentRefreshed,
@@ -37,97 +39,15 @@ from wire.leg_client import (
     LatchFailed,
     LegClient,
     LegConfig,
-    LegDriver,
     LegEvent,
     PinMismatch,
 )
 from wire.models import NodeInfo, OpenCascade
-from wire.tls import unverified_client_context
 
 log = logging.getLogger(__name__)
 
 #: The rungs a cascade may take, as (transport, endpoint rung) of the peer's node list.
 CASCADE_RUNGS: dict[str, str] = {"udp": "udp/5004", "tcp": "tcp/5004", "tls": "tls/443"}
-
-
-class _Path:
-    """What every transport shares: send with the simulated delay, route what comes in."""
-
-    rung: str
-
-    def __init__(self, link: CascadeLink) -> None:
-        self.link = link
-        self.peer: tuple[str, int] = ("", 0)
-        self._loop = asyncio.get_running_loop()
-
-    def send(self, data: bytes, addr: Any = None) -> None:
-        delay = self.link.delay_s
-        if delay:
-            self._loop.call_later(delay, self._send_now, data)
-        else:
-            self._send_now(data)
-
-    def _send_now(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def received(self, data: bytes, addr: Any) -> None:
-        if not self.link.on_stun(self, data):
-            self.link.engine.on_packet(data, self, addr, time.monotonic())
-
-
-class _UdpPath(_Path, asyncio.DatagramProtocol):
-    rung = "udp/5004"
-
-    def __init__(self, link: CascadeLink) -> None:
-        super().__init__(link)
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        peer = self.transport.get_extra_info("peername")
-        self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self.link.engine.drop("udp_error")
-
-    def _send_now(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data)
-
-
-class _StreamPath(_Path, asyncio.Protocol):
-    def __init__(self, link: CascadeLink, rung: str) -> None:
-        super().__init__(link)
-        self.rung = rung
-        self.transport: asyncio.Transport | None = None
-        self.decoder = FrameDecoder()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        peer = self.transport.get_extra_info("peername")
-        self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            frames = self.decoder.feed(data)
-        except FramingError:
-            self.link.engine.drop("framing")
-            if self.transport is not None:
-                self.transport.close()
-            return
-        for frame in frames:
-            self.received(frame, self.peer)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.link.engine.sink_closed(self)
-        self.transport = None
-
-    def _send_now(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode_frame(data))
 
 
 class CascadeLink:
@@ -155,10 +75,8 @@ class CascadeLink:
         self.local_port: int | None = None  # the UDP source port of the current path
         self.task: asyncio.Task[None] | None = None
         self.up = asyncio.Event()  # set once the peer has answered on some transport
-        self._closers: list[asyncio.BaseTransport] = []
-        self._path: _Path | None = None
-        self._driver: LegDriver | None = None
-        self._outcome: asyncio.Future[bool] | None = None
+        self._path: LegPath | None = None
+        self._link: LegLink | None = None
         self._lost: asyncio.Event = asyncio.Event()
 
     @property
@@ -205,8 +123,7 @@ class CascadeLink:
                 continue
             leg = self._new_leg(reliable=transport != "udp")
             try:
-                path = await (self._open_udp(address) if transport == "udp"
-                              else self._open_stream(address, transport, leg))
+                path = await self._open(address, transport, leg)
             except (OSError, TimeoutError, ssl.SSLError, PinMismatch) as exc:
                 log.warning("cascade %s: %s to %s failed: %s", self.leg.leg_id, transport,
                             address, exc)
@@ -218,37 +135,23 @@ class CascadeLink:
             self._drop_path()
         return False
 
-    async def _open_udp(self, address: Address) -> _Path:
-        loop = asyncio.get_running_loop()
-        last: OSError | None = None
-        ports: Sequence[int] = (0,) if self.source_ports is None else _shuffled(self.source_ports)
-        for port in ports:
-            local = None if port == 0 and self.local_host is None else (
-                self.local_host or "0.0.0.0", port)
-            try:
-                transport, path = await loop.create_datagram_endpoint(
-                    lambda: _UdpPath(self), remote_addr=address, local_addr=local)
-            except OSError as exc:  # that source port is taken: the next one
-                last = exc
-                continue
-            self._closers.append(transport)
-            self.local_port = int(transport.get_extra_info("sockname")[1])
-            return path
-        raise OSError(f"no free UDP source port in {_span(self.source_ports)}: {last}")
-
-    async def _open_stream(self, address: Address, transport: str, leg: LegClient) -> _Path:
-        loop = asyncio.get_running_loop()
-        tls = transport == "tls"
-        sock, stream = await asyncio.wait_for(loop.create_connection(
-            lambda: _StreamPath(self, CASCADE_RUNGS[transport]), address.host, address.port,
-            ssl=unverified_client_context() if tls else None,
-            local_addr=None if self.local_host is None else (self.local_host, 0)),
-            self.stream_timeout_s)
-        self._closers.append(sock)
-        self.local_port = None
-        if tls:  # the certificate the node list published, or nothing (PinMismatch)
-            leg.check_certificate(sock.get_extra_info("ssl_object").getpeercert(True))
-        return stream
+    async def _open(self, address: Address, transport: str, leg: LegClient) -> LegPath:
+        rung = CASCADE_RUNGS[transport]
+        path: LegPath
+        if transport == "udp":
+            path = await open_udp(address, rung, self._received, local_host=self.local_host,
+                                  source_ports=self.source_ports, delay_s=self.delay_s,
+                                  count=self.engine.drop)
+        else:
+            path = await open_stream(address, rung, self._received, tls=transport == "tls",
+                                     timeout_s=self.stream_timeout_s,
+                                     local_host=self.local_host, delay_s=self.delay_s,
+                                     count=self.engine.drop, on_closed=self.engine.sink_closed)
+        self._path = path
+        self.local_port = path.local_port
+        if transport == "tls":  # the certificate the node list published, or nothing
+            check_pin(path, leg)
+        return path
 
     def _new_leg(self, *, reliable: bool) -> LegClient:
         ice = self.command.ice
@@ -262,60 +165,48 @@ class CascadeLink:
             expected_fingerprint=self.peer.fingerprint, peer_name=f"media node {self.peer.id}",
             peer_domains=[self.peer.address])
 
-    async def _latch(self, path: _Path, leg: LegClient) -> bool:
-        loop = asyncio.get_running_loop()
-        self._path = path
-        self._outcome = loop.create_future()
-        self._driver = LegDriver(leg, path.send, self._on_event,
-                                 clock=time.monotonic, call_later=loop.call_later)
-        self._driver.start()
-        return await self._outcome
+    async def _latch(self, path: LegPath, leg: LegClient) -> bool:
+        self._link = LegLink(leg, path, self._on_event)
+        return isinstance(await self._link.latch(), Latched)
 
     def _on_event(self, event: LegEvent) -> None:
         path = self._path
         if isinstance(event, Latched | ConsentRefreshed) and path is not None:
             self.engine.latch_outbound(self.leg, path, path.peer, time.monotonic())
-        if isinstance(event, Latched | LatchFailed):
-            if isinstance(event, LatchFailed):
-                log.warning("cascade %s: %s", self.leg.leg_id, event.reason)
-            if self._outcome is not None and not self._outcome.done():
-                self._outcome.set_result(isinstance(event, Latched))
+        if isinstance(event, LatchFailed):
+            log.warning("cascade %s: %s", self.leg.leg_id, event.reason)
         elif isinstance(event, ConsentExpired):
             self._lost.set()
 
-    def on_stun(self, path: _Path, data: bytes) -> bool:
+    def _received(self, data: bytes, path: LegPath) -> None:
+        """A packet from the peer: STUN to the leg client, the rest to the engine."""
+        if not self.on_stun(path, data):
+            self.engine.on_packet(data, path, path.peer, time.monotonic())
+
+    def on_stun(self, path: LegPath, data: bytes) -> bool:
         """A packet from the peer: True when it was STUN (answered or dropped by the leg)."""
-        if self._driver is None or path is not self._path:
+        link = self._link
+        if link is None or path is not self._path:
             if data and data[0] < 4:  # RFC 7983 §7: STUN on a path no longer in use
                 self.engine.drop("stun_unexpected")
                 return True
             return False
-        leg = self._driver.leg
+        if data and data[0] > 3:  # RFC 7983 §7: not STUN, the relay's
+            return False
+        leg = link.leg
         before = sum(leg.drops.values())
-        consumed = self._driver.receive(data)
+        consumed = link.receive(data)
         if sum(leg.drops.values()) > before:  # forged, late or unexpected: counted, ignored
             self.engine.drop("cascade_stun_dropped")
         return consumed
 
     def _drop_path(self) -> None:
-        if self._driver is not None:
-            self._driver.close()
-            self._driver = None
-        self._path = None
-        for transport in self._closers:
-            transport.close()
-        self._closers.clear()
-
-
-def _shuffled(ports: range) -> list[int]:
-    """Source ports in a random order, so restarts and parallel cascades spread over the range."""
-    out = list(ports)
-    random.shuffle(out)
-    return out
-
-
-def _span(ports: range | None) -> str:
-    return "any" if ports is None or not ports else f"{ports.start}-{ports.stop - 1}"
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        if self._path is not None:
+            self._path.close()
+            self._path = None
 
 
 class Cascade(Protocol):

@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import re
+import secrets
 import time
 from collections.abc import Callable
 from typing import Final
@@ -67,6 +68,12 @@ def why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def new_node_id() -> str:
+    """The id a node takes when none is configured, in the shape the cloud gives ids: known
+    before the listeners start, so the engine is built with it and nothing renames it."""
+    return "node-" + secrets.token_hex(5)
+
+
 class RegistrationRefused(Exception):
     """The cloud refused this node (wrong secret, id conflict): retrying will not help."""
 
@@ -103,11 +110,15 @@ class ControlChannel:
         self.dial = dial
         self.outbox = outbox
         self.clock = clock
-        self.node_id = settings.node_id
         self.connected = False
         self.connects = 0
         self.malformed = 0
         self.cascades: dict[str, Cascade] = {}
+
+    @property
+    def node_id(self) -> str:
+        """The engine's: the id this node registers under."""
+        return self.engine.node_id
 
     def send_event(self, event: LegEvent) -> None:
         self.outbox.put(event)
@@ -124,7 +135,7 @@ class ControlChannel:
     async def register(self, http: aiohttp.ClientSession) -> NodeRegistered:
         s = self.settings
         body = NodeRegistration(
-            id=self.node_id or None, kind="hybrid" if s.kind == "hybrid" else "cloud",
+            id=self.node_id, kind="hybrid" if s.kind == "hybrid" else "cloud",
             region=s.region, org=s.org or None, address=s.advertise, endpoints=self.endpoints,
             capacity=s.capacity, fingerprint=self.fingerprint, legacy_dc=s.legacy_dc,
         )
@@ -140,8 +151,10 @@ class ControlChannel:
                 raise aiohttp.ClientResponseError(
                     response.request_info, (), status=response.status, message=text)
         registered = NodeRegistered.model_validate_json(text)
-        self.node_id = registered.node_id
-        self.engine.node_id = registered.node_id
+        if registered.node_id != self.node_id:
+            raise RegistrationRefused(f"the cloud registered this node as {registered.node_id}, "
+                                      f"not {self.node_id}; check that --cloud names a Pinhole "
+                                      "cloud")
         return registered
 
     async def run_forever(self, registered_once: asyncio.Event | None = None) -> None:

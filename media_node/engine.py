@@ -7,9 +7,13 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
 
 - STUN (RFC 7983 §7: first byte 0-3) goes to ``wire.stun.validate_request``.
   A discovery probe gets XOR-MAPPED-ADDRESS + SOFTWARE naming the node; a
-  Binding Request authenticated with a leg's ``pwd`` latches that leg to the
-  packet's 5-tuple (UDP) or connection (TCP/TLS) and refreshes its consent
-  (RFC 7675). Nothing else ever moves a latch (docs/design.md "Media leg").
+  Binding Request authenticated with a leg's ``pwd`` is a check of the leg's
+  ICE-lite agent (``wire.ice_lite``, RFC 8445 §7.3.2): the leg is latched to
+  the pair it selects, the packet's 5-tuple (UDP) or connection (TCP/TLS),
+  whose consent it refreshes (RFC 7675). Once the client has nominated a pair
+  (USE-CANDIDATE) a check on another pair is answered but moves nothing; before
+  that, the latest authenticated check latches. Nothing else ever moves a
+  latch (docs/design.md "Media leg").
 - SRTP/SRTCP (first byte 128-191) from a latched path is authenticated and
   decrypted with the sender leg's inbound context (RFC 3711 §3.3: a packet
   whose tag fails is discarded), then re-protected with every other leg's
@@ -50,6 +54,13 @@ from media_node.ratelimit import SourceLimiter
 from wire.address import Address
 from wire.demux import RTCP_PACKET_TYPES, RTP_RTCP, STUN_FIRST
 from wire.errors import SrtpError
+from wire.ice_lite import (
+    HOST_PREFERENCE,
+    NO_ICE_ATTRIBUTES,
+    IceLite,
+    candidate_priority,
+    read_check_attributes,
+)
 from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, OpenCascade, RungName
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import (
@@ -58,6 +69,7 @@ from wire.stun import (
     build_leg_binding_response,
     validate_request,
 )
+from wire.transports import LADDER
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +81,16 @@ RTP_END: Final = RTP_RTCP.stop
 SEEN_TRANSACTIONS: Final = 256
 #: a leg's counters that the node also totals
 TOTALS: Final = ("packets_in", "bytes_in", "packets_out", "bytes_out")
+#: RFC 8445 §5.1.2.1: the priority of the node's host candidate on each rung, the
+#: ladder's best rung highest (udp/5004 over udp/33434 over tcp/5004 ...)
+LOCAL_PRIORITY: Final = {rung.name: candidate_priority(HOST_PREFERENCE, 0xFFFF - i)
+                         for i, rung in enumerate(LADDER)}
+OTHER_RUNG_PRIORITY: Final = candidate_priority(HOST_PREFERENCE, 0)
+
+
+def local_priority(rung: str) -> int:
+    """The priority of the node's host candidate on ``rung`` (RFC 8445 §5.1.2.1)."""
+    return LOCAL_PRIORITY.get(rung, OTHER_RUNG_PRIORITY)
 
 
 class Sink(Protocol):
@@ -114,6 +136,8 @@ class Leg:
     members: list[Leg] = field(default_factory=list, repr=False)
     #: recent Binding transaction ids of this leg → the path each came from
     seen: OrderedDict[bytes, tuple[Sink, Any]] = field(default_factory=OrderedDict, repr=False)
+    #: the leg's ICE-lite agent: its valid pairs, their nominations, the selected pair
+    ice: IceLite[tuple[Sink, Any]] = field(default_factory=IceLite, repr=False)
 
     def __post_init__(self) -> None:
         self.ssrc_wire = self.ssrc.to_bytes(4, "big")
@@ -145,7 +169,7 @@ class Engine:
         stun_ip_burst: float = 4000.0,
         plane: RelayPlane | None = None,
     ) -> None:
-        self.node_id = node_id
+        self.node_id: Final = node_id  # known before the listeners start; never renamed
         self.capacity = capacity
         self.consent_s = consent_s
         self.leg_timeout_s = leg_timeout_s
@@ -239,6 +263,7 @@ class Engine:
         return answer
 
     def _add(self, leg: Leg) -> None:
+        leg.ice = IceLite(self.consent_s)
         self.legs[leg.leg_id] = leg
         if leg.node_ufrag:
             self._by_ufrag[leg.node_ufrag] = leg
@@ -299,6 +324,7 @@ class Engine:
     def sink_closed(self, sink: Sink) -> None:
         """A TCP/TLS connection ended: legs latched to it wait for a new latch."""
         for leg in self._paths.pop(sink, {}).values():
+            leg.ice.forget((sink, leg.addr))
             leg.sink, leg.addr = None, None
             self.plane.replan(leg.members)
 
@@ -383,7 +409,11 @@ class Engine:
             return
         if not self._owned_by(leg, result.transaction_id, sink, addr, now):
             return
-        self._latch(leg, sink, addr, now)
+        # ICE-lite (wire.ice_lite): the selected pair follows the controlling agent's
+        # nomination; a check on another pair is answered, its consent noted, no more
+        check = NO_ICE_ATTRIBUTES if result.message is None else read_check_attributes(data)
+        if leg.ice.receive_check((sink, addr), check, local_priority(sink.rung), now).selected:
+            self._latch(leg, sink, addr, now)
         reply = build_leg_binding_response(result.transaction_id, mapped, leg.pwd, self.node_id)
         self._answer(sink, addr, reply, "leg")
 
@@ -424,6 +454,7 @@ class Engine:
             self._unpath(leg.sink, leg.addr)
         displaced = self._path(sink, addr)
         if displaced is not None and displaced is not leg:
+            displaced.ice.forget((sink, addr))
             displaced.sink, displaced.addr = None, None
             self.plane.replan(displaced.members)
         leg.sink, leg.addr = sink, addr

@@ -6,7 +6,8 @@ closes) the engine calls :meth:`RelayPlane.replan` with the meeting's legs,
 and each leg that can be relayed without Python gets a route in the compiled
 plane:
 
-- it is latched on a UDP port with no simulated distance (``fast_fd``), and
+- it is latched on a UDP port with no simulated distance (a port that, when it
+  attached, gave the plane its sink: :meth:`RelayPlane.attach`), and
   is not a cascade (a cascade's SSRC check needs the meeting: Python does it);
 - every other latched leg of its meeting is too (a receiver on TCP/TLS or a
   delayed port gets every packet through Python, so the whole meeting's
@@ -33,7 +34,7 @@ from media_node._plane import MAX_PORTS, Plane
 from wire.srtp import BUFFER, SrtpReceiver, SrtpSender
 
 if TYPE_CHECKING:
-    from media_node.engine import Leg
+    from media_node.engine import Leg, Sink
 
 #: One relayed packet in this many is timed (``pinhole_node_relay_latency_seconds``).
 TIMED_EVERY: Final = 16
@@ -78,19 +79,31 @@ class RelayPlane:
         self._legs: dict[int, Leg] = {}
         self._free: list[int] = []
         self._ports: dict[int, Callable[[bytes, Any], None]] = {}  # fd → its send queue
+        self._fast: dict[Sink, int] = {}  # sink → the fd the plane sends on for it
 
-    def attach(self, fd: int, enqueue: Callable[[bytes, Any], None]) -> None:
+    def attach(self, fd: int, enqueue: Callable[[bytes, Any], None],
+               sink: Sink | None = None) -> None:
         """A UDP port the plane reads; ``enqueue`` takes the sends its socket refuses.
+        ``sink``: the port's, when the plane may send on ``fd`` for legs latched on it
+        (``None``: every send goes through the port, e.g. a simulated distance delays them).
 
         Raises ValueError past ``MAX_PORTS`` ports (a node has two or three).
         """
         if fd not in self._ports and len(self._ports) >= MAX_PORTS:
             raise ValueError(f"a data plane serves at most {MAX_PORTS} UDP ports")
         self._ports[fd] = enqueue
+        if sink is not None:
+            self._fast[sink] = fd
 
     def detach(self, fd: int) -> None:
+        """The port closes: no route may name ``fd`` from now on."""
         self._ports.pop(fd, None)
+        self._fast = {s: f for s, f in self._fast.items() if f != fd}
         self.plane.backlog(fd, False)
+
+    def fast_fd(self, sink: Sink | None) -> int | None:
+        """The descriptor the plane may send on for legs latched on ``sink``, if any."""
+        return None if sink is None else self._fast.get(sink)
 
     def hand_back(self, sends: Iterable[tuple[int, bytes, Any]]) -> None:
         """Relayed packets a socket refused (its buffer was full): to that port's queue."""
@@ -117,7 +130,7 @@ class RelayPlane:
             self._plan(leg, members)
 
     def _plan(self, leg: Leg, members: Sequence[Leg]) -> None:
-        fd = getattr(leg.sink, "fast_fd", None)
+        fd = self.fast_fd(leg.sink)
         receivers: list[tuple[int, Any, int, int, SrtpSender, bool]] = []
         if fd is None or leg.cascade:
             fd = None
@@ -125,7 +138,7 @@ class RelayPlane:
             for other in members:
                 if other is leg or other.sink is None:
                     continue
-                other_fd = getattr(other.sink, "fast_fd", None)
+                other_fd = self.fast_fd(other.sink)
                 if other_fd is None:
                     fd = None
                     break

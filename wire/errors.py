@@ -6,7 +6,8 @@
     ├── RtpError              an RTP/RTCP header that cannot be parsed
     ├── SrtpError             SRTP authentication, replay or cipher failure
     ├── BodyError             an untrusted JSON body: too large, too deep, not UTF-8/JSON
-    └── ProfileRefused        a device profile forbids a transport or proxy use
+    ├── ProfileRefused        a device profile forbids a transport or proxy use
+    └── PinMismatch           a peer's TLS certificate is not the one pinned (``leg_client``)
 
 Each carries an exact message; tests assert on it verbatim.
 """

@@ -29,6 +29,14 @@ which takes the caller's clock and ``call_later`` and so imports no I/O.
   network"). No authenticated answer for ``consent_timeout_s`` (RFC 7675:
   30 s) is consent lost: :class:`ConsentExpired`, after which nothing more
   is sent; the caller moves the leg (asks the cloud to reassign it).
+- Nomination (RFC 8445 §8.1.1, regular nomination): the latch request and
+  the checks before :meth:`LegClient.check_now` carry no USE-CANDIDATE, so a
+  transport that loses a race never takes the leg at a node; ``check_now``
+  nominates the path (USE-CANDIDATE, PRIORITY, ICE-CONTROLLING: the client is
+  the controlling agent, the node the lite one), and every later consent check
+  on it nominates it again, so a NAT that rebinds the client's port moves
+  the node's selected pair along (``wire.ice_lite``: equal priority, the
+  latest nomination wins).
 - Certificate pin: over TLS the peer's certificate must be the one the node
   list published (:meth:`check_certificate`), else :class:`PinMismatch`.
 """
@@ -36,6 +44,7 @@ which takes the caller's clock and ``call_later`` and so imports no I/O.
 from __future__ import annotations
 
 import random
+import secrets
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -44,12 +53,13 @@ from typing import Final, Protocol
 
 from wire.address import Address
 from wire.errors import StunError, WireError
+from wire.ice_lite import PEER_REFLEXIVE_PREFERENCE, build_check, candidate_priority
 from wire.stun import (
     build_leg_binding,
     new_transaction_id,
     parse_binding_response,
 )
-from wire.tls import cert_fingerprint
+from wire.tls import check_pins
 
 #: RFC 8489 §6.2.1: "RTO ... SHOULD be ... 500 ms" for an unknown path; configurable.
 DEFAULT_RTO_S: Final = 0.5
@@ -64,6 +74,9 @@ CONSENT_INTERVAL_S: Final = 4.0
 CONSENT_JITTER: Final = 0.2
 #: ... and consent is lost 30 s after the last authenticated answer.
 CONSENT_TIMEOUT_S: Final = 30.0
+#: RFC 8445 §7.1.1: a check's PRIORITY is its local candidate's, with the peer-reflexive
+#: type preference (one host address, one component)
+CHECK_PRIORITY: Final = candidate_priority(PEER_REFLEXIVE_PREFERENCE, 0xFFFF)
 
 
 class PinMismatch(WireError):
@@ -177,6 +190,8 @@ class LegClient:
         self.latched_at: float | None = None
         self.last_answer_at: float | None = None
         self.checks_sent = 0
+        self.nominated = False  # check_now nominated this path (RFC 8445 §8.1.1)
+        self._tiebreaker = secrets.randbits(64)  # RFC 8445 §16.1: one per ICE session
         self._transactions: dict[bytes, _Transaction] = {}
         self._outgoing: list[bytes] = []
         self._events: deque[LegEvent] = deque()
@@ -196,8 +211,10 @@ class LegClient:
         self._begin(now, latch=True)
 
     def check_now(self, now: float) -> None:
-        """A consent check right away (besides the schedule), e.g. to take a path back."""
+        """A consent check right away (besides the schedule) that nominates this path: the
+        client chose it (RFC 8445 §8.1.1), e.g. to take it back after a race."""
         if self.state in (LegState.LATCHED, LegState.CONSENT_LOST) and not self.closed:
+            self.nominated = True
             self._begin(now, latch=False)
 
     def keep_consent(self, now: float, interval_s: float = CONSENT_INTERVAL_S) -> None:
@@ -314,8 +331,9 @@ class LegClient:
         """Raise :class:`PinMismatch` unless ``der`` is the published certificate."""
         if not self.expected_fingerprint:
             return
-        got = cert_fingerprint(der)
-        if got != self.expected_fingerprint:
+        check = check_pins(der, [self.expected_fingerprint])
+        got = check.seen
+        if not check.matched:
             where = ", ".join(self.peer_domains) or self.peer_name
             raise PinMismatch(
                 f"TLS inspection of {where}: {self.peer_name} presented certificate {got}, "
@@ -326,7 +344,12 @@ class LegClient:
 
     def _begin(self, now: float, *, latch: bool) -> None:
         txid = new_transaction_id()
-        request = build_leg_binding(self.node_ufrag, self.client_ufrag, self._pwd, txid)
+        if self.nominated:
+            request = build_check(self.node_ufrag, self.client_ufrag, self._pwd, txid,
+                                  priority=CHECK_PRIORITY, use_candidate=True,
+                                  controlling=self._tiebreaker)
+        else:
+            request = build_leg_binding(self.node_ufrag, self.client_ufrag, self._pwd, txid)
         c = self.config
         if latch and c.reliable:
             expires = now + TI_S

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from wire.errors import SrtpError
+from wire.ice_lite import PASSWORD_MIN, UFRAG_MIN, is_ice_chars
 from wire.srtp import SrtpKeys, SrtpProfile
 
 #: A secret that is written out in JSON bodies but masked in ``repr``.
@@ -195,12 +197,18 @@ class JoinRequest(Body):
     srtp_profile: SrtpProfileName = "AES_CM_128_HMAC_SHA1_80"
 
 
-#: ICE ufrag characters (RFC 8839 §5.1 ice-char: ALPHA / DIGIT / "+" / "/"), plus the
-#: "-" and "_" of base64url; never ":", which separates the two ufrags in USERNAME.
-Ufrag = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9+/_-]+$")]
-#: RFC 8445 §5.3 asks for at least 128 bits of randomness in a password (22 ice-chars);
-#: 16 bytes is the floor taken here, 256 the RFC's upper bound.
-IcePassword = Annotated[SecretStr, Field(min_length=16, max_length=256),
+def _ice_password(value: SecretStr) -> SecretStr:
+    if not is_ice_chars(value.get_secret_value()):
+        raise ValueError("an ICE password is made of ice-chars only: A-Z a-z 0-9 + /")
+    return value
+
+
+#: RFC 8839 §5.4: ufrag = 4*256ice-char, ice-char = ALPHA / DIGIT / "+" / "/" (never ":",
+#: which separates the two ufrags in USERNAME); at most 64 here, so USERNAME stays short.
+Ufrag = Annotated[str, Field(min_length=UFRAG_MIN, max_length=64, pattern=r"^[A-Za-z0-9+/]+$")]
+#: RFC 8839 §5.4: password = 22*256ice-char (RFC 8445 §5.3: at least 128 random bits).
+IcePassword = Annotated[SecretStr, Field(min_length=PASSWORD_MIN, max_length=256),
+                        AfterValidator(_ice_password),
                         PlainSerializer(lambda s: s.get_secret_value(), return_type=str,
                                         when_used="json")]
 

@@ -14,6 +14,7 @@ import base64
 import datetime
 import functools
 import hashlib
+import hmac
 import ipaddress
 import ssl
 from collections.abc import Sequence
@@ -160,6 +161,35 @@ def spki_pin(cert: bytes) -> str:
         .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class PinCheck:
+    """A certificate held against pins: what it presented (in the pins' form), and
+    whether that is one of them."""
+
+    seen: str
+    matched: bool
+
+
+def check_pins(cert: bytes, pins: Sequence[str]) -> PinCheck:
+    """The one pin comparison: ``cert`` (DER or PEM) against ``pins``.
+
+    Pins are either SPKI pins, ``sha256/<base64>`` (RFC 7469 §2.4: the cloud's
+    key, primary and backup), or certificate fingerprints, colon-separated hex
+    (RFC 8122 §5: a media node's certificate, as the node list publishes it); the
+    first pin's form decides (no pins: the SPKI pin is what is seen, and
+    ``matched`` is True: nothing to check).
+    Compared in constant time (:func:`hmac.compare_digest`).
+    """
+    spki = not pins or pins[0].startswith("sha256/")
+    seen = spki_pin(cert) if spki else cert_fingerprint(cert)
+    if not pins:
+        return PinCheck(seen, True)
+    matched = False
+    for pin in pins:  # every pin compared: the time says nothing about which matched
+        matched |= hmac.compare_digest(seen.encode(), pin.encode())
+    return PinCheck(seen, matched)
 
 
 def spare_key() -> bytes:

@@ -52,7 +52,7 @@ from wire.tls_stream import ServerTls
 
 Target = Callable[[bytes], None]
 
-PWD: Final = b"fuzz-pwd-0123456789abc"
+PWD: Final = b"fuzz+pwd+0123456789abc"
 KEYS: Final = {p: SrtpKeys(p, bytes(range(32))[: _len]) for p, _len in
                ((SrtpProfile.AES_CM_128_HMAC_SHA1_80, 30), (SrtpProfile.AEAD_AES_128_GCM, 28))}
 

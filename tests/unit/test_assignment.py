@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cloud.assignment import CASCADE_COST_MS, NoCandidate, assign
+from cloud.assignment import CASCADE_COST_MS, assign
+from cloud.errors import NoCandidate
 from wire.models import Endpoint, NodeInfo, ProbeResult
 from wire.transports import DeviceProfile
 

@@ -33,7 +33,8 @@ from cloud.console import (
     signed_session,
     start_session,
 )
-from cloud.http import ApiError
+from cloud.errors import OperatorRequired
+from cloud.http import status_of
 from cloud.identity import Org, TokenSigner, same_secret
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
@@ -274,9 +275,9 @@ async def test_require_answers_401_operator_required_to_anyone_else() -> None:
     assert await require(cloud, f"Bearer {TOKEN}", "") is cloud
     assert await require(cloud, "", await start_session(cloud)) is cloud
     for authorization, cookie in (("", ""), ("Bearer wrong", ""), ("", "forged")):
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(OperatorRequired) as refused:
             await require(cloud, authorization, cookie)
-        assert (refused.value.status, refused.value.code) == (401, "operator_required")
+        assert (status_of(refused.value), refused.value.code) == (401, "operator_required")
         assert "Authorization: Bearer <operator token>" in refused.value.detail
     assert _refusals(cloud, "no_credential") == _refusals(cloud, "bad_cookie") == 1
 

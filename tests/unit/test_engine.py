@@ -36,7 +36,7 @@ class Party:
         self.receiver = SrtpReceiver(self.down)
         self.ssrc = ssrc
         self.ice = IceCredentials(node_ufrag=f"n{name}xx", client_ufrag=f"c{name}yy",
-                                  pwd=SecretStr(f"pwd-of-{name}-0123456789"))
+                                  pwd=SecretStr(f"pwd+of+{name}+0123456789abc"))
         self.leg_id = f"leg-{name}"
         self.seq = 0
 

@@ -129,7 +129,7 @@ def test_a_cascade_carries_remote_ssrcs_but_not_a_local_participants() -> None:
     command = OpenCascade(
         meeting_id="m1", peer=peer, leg_id="cascade-1",
         ice=IceCredentials(node_ufrag="peerxx", client_ufrag="selfyy",
-                           pwd=SecretStr("cascade-password-0123456789")),
+                           pwd=SecretStr("cascade+password+0123456789")),
         srtp=SrtpParams(profile=PROFILE.value, client_to_node=SecretStr(up.to_b64()),
                         node_to_client=SecretStr(down.to_b64())))
     leg = engine.add_outbound_cascade(command, 1.0)

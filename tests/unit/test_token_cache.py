@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.identity import Claims, IdentityError, TokenSigner
+from cloud.errors import IdentityError
+from cloud.identity import Claims, TokenSigner
 
 
 def _claims(expires_at: float = 1000.0, device: str = "d1") -> Claims:

@@ -1,0 +1,147 @@
+"""The client's settings: one frozen object from the flags and ``PINHOLE_*`` variables.
+
+The cloud, its CA, the organisation and its enrollment key come from
+``--stack stack.json`` (written by ``pinhole-lab stack``) or from ``--cloud``,
+``--ca``, ``--org`` and ``--enrollment-key`` (a flag wins over the stack);
+every flag also reads its ``PINHOLE_*`` variable (``wire.flags``), so
+:func:`from_args` sees both. A setting that is wrong is a usage failure
+(exit 2) naming the flag or file and what to give instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from client.cache import default_directory
+from client.errors import PinsError, ProxyError
+from client.pins import Pins, PinStore, in_effect
+from client.proxy import ProxyConfig
+from wire import boundary
+from wire.files import StackFile, first_problem
+from wire.transports import DeviceProfile
+
+PIN = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")  # RFC 7469 §2.4: base64 of a SHA-256
+PINS_HINT = ("copy the pins from the enrollment material (the pins of stack.json), "
+             "sha256/<base64>, 44 characters after the slash")
+STACK_HINT = "start a stack with 'pinhole-lab stack --state-dir DIR' and pass DIR/stack.json"
+#: settings masked in :meth:`ClientSettings.masked`
+SECRETS = ("enrollment_key", "proxy_password")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    cloud: str
+    org: str
+    enrollment_key: str = field(repr=False)
+    ca: str = ""  # the CA that signed the cloud's certificate ("": the system store)
+    stack_pins: tuple[str, ...] = ()  # the enrollment material's SPKI pins
+    pin_flags: tuple[str, ...] = ()  # --pin: they win over a re-pin and the stack's
+    name: str = "cli"
+    profile: DeviceProfile = DeviceProfile.DESKTOP
+    proxy: str | None = None  # --proxy URL (None: HTTPS_PROXY, PAC or WPAD may name one)
+    pac_url: str | None = None
+    wpad_host: str | None = None  # --wpad: this host's name, for wpad.<domain>
+    proxy_user: str | None = None
+    proxy_password: str = field(default="", repr=False)
+    cache_dir: Path = field(default_factory=default_directory)
+    no_cache: bool = False
+    force_probe: bool = False
+    json: bool = False
+
+    @property
+    def proxy_credentials(self) -> tuple[str, str] | None:
+        return (self.proxy_user, self.proxy_password) if self.proxy_user else None
+
+    def pin_store(self) -> PinStore | None:
+        """Where re-pins are kept (None with ``--no-cache``)."""
+        return None if self.no_cache else PinStore(self.cache_dir)
+
+    def pins(self, store: PinStore | None) -> Pins:
+        """The pins in effect and their source (``client.pins``: --pin, a re-pin, the
+        enrollment material); never a key the cloud presented."""
+        try:
+            return in_effect(self.cloud, list(self.pin_flags), store, list(self.stack_pins))
+        except PinsError as exc:
+            raise boundary.usage(str(exc), PINS_HINT) from None
+
+    def masked(self) -> dict[str, object]:
+        """Every setting, secrets masked: what may be printed or logged."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "****" if f.name in SECRETS and value else value
+        return out
+
+
+def cloud_url(value: str, where: str) -> str:
+    """``value`` when it is an http(s) URL with a host and a good port, else a usage failure."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise boundary.usage(f"{where} {value} is not a cloud URL",
+                             "give https://HOST[:PORT], e.g. https://127.0.0.1:8443")
+    try:
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        raise boundary.usage(f"{where} {value} has a bad port",
+                             "give https://HOST[:PORT], e.g. https://127.0.0.1:8443") from None
+    return value
+
+
+def _stack(path: str, org_flag: str | None) -> dict[str, str]:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise boundary.Failure(boundary.ExitCode.USAGE, "usage",
+                               f"--stack {path}: {(exc.strerror or '').lower()}",
+                               STACK_HINT) from None
+    try:
+        stack = StackFile.model_validate_json(raw)
+    except ValidationError as exc:
+        raise boundary.usage(f"--stack {path} is not a Pinhole stack.json "
+                             f"({first_problem(exc)})", STACK_HINT) from None
+    # --org picks one of the stack's orgs (the first by default)
+    org = org_flag if org_flag in stack.orgs else next(iter(stack.orgs))
+    ca = str(Path(path).parent / stack.ca) if stack.ca else ""  # beside stack.json
+    return {"cloud": stack.cloud, "ca": ca, "org": org,
+            "enrollment_key": stack.orgs[org].enrollment_key, "pins": ",".join(stack.pins)}
+
+
+def from_args(args: argparse.Namespace) -> ClientSettings:
+    """The settings of ``pinhole``'s parsed flags (their variables applied already)."""
+    out = _stack(args.stack, args.org) if args.stack else {}
+    for key in ("cloud", "ca", "org", "enrollment_key"):
+        if getattr(args, key):
+            out[key] = getattr(args, key)
+    missing = [k for k in ("cloud", "org", "enrollment_key") if k not in out]
+    if missing:
+        raise boundary.usage(f"missing {', '.join('--' + m.replace('_', '-') for m in missing)}",
+                             "pass them, or --stack stack.json")
+    cloud_url(out["cloud"], "--cloud" if args.cloud else f"the cloud of {args.stack}")
+    for pin in args.pin or ():
+        if not PIN.fullmatch(pin):
+            raise boundary.usage(f"--pin {pin} is not an SPKI pin", PINS_HINT)
+    if args.proxy:
+        try:
+            ProxyConfig.from_url(args.proxy)
+        except ProxyError:
+            raise boundary.usage(f"--proxy {args.proxy} is not a proxy URL",
+                                 "give http://[user:password@]HOST:PORT") from None
+    if out.get("ca"):
+        boundary.readable_file("--ca" if args.ca else f"the ca of {args.stack}", out["ca"])
+    return ClientSettings(
+        cloud=out["cloud"], org=out["org"], enrollment_key=out["enrollment_key"],
+        ca=out.get("ca", ""),
+        stack_pins=tuple(p for p in out.get("pins", "").split(",") if p),
+        pin_flags=tuple(args.pin or ()), name=args.name, profile=DeviceProfile(args.profile),
+        proxy=args.proxy or None, pac_url=args.pac_url,
+        wpad_host=socket.getfqdn() if args.wpad else None, proxy_user=args.proxy_user,
+        proxy_password=args.proxy_password or "",
+        cache_dir=Path(args.cache_dir) if args.cache_dir else default_directory(),
+        no_cache=args.no_cache, force_probe=args.force_probe, json=args.json)

@@ -1,0 +1,44 @@
+"""The data plane sends on a port only if the port said so when it attached.
+
+Defect: the plane asked every leg's sink ``getattr(sink, "fast_fd", None)``: any
+object with that attribute was relayed on its descriptor, and a closing port
+had to null the attribute before the engine replanned. Now a UDP port passes
+its sink to :meth:`RelayPlane.attach` (not when a simulated distance delays its
+sends), and :meth:`RelayPlane.detach` forgets it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from media_node.plane import RelayPlane
+
+
+class Port:
+    rung = "udp/5004"
+
+    def __init__(self, fast_fd: int | None = None) -> None:
+        self.fast_fd = fast_fd  # what the old probe read
+
+    def send(self, data: bytes, addr: Any) -> None:
+        pass
+
+
+def test_a_port_is_fast_from_attach_to_detach() -> None:
+    plane = RelayPlane()
+    port = Port()
+    plane.attach(100, lambda data, addr: None, port)
+    assert plane.fast_fd(port) == 100
+    plane.detach(100)
+    assert plane.fast_fd(port) is None
+
+
+def test_an_attribute_alone_earns_no_route() -> None:
+    """A sink that never attached as fast (a delayed port, a TCP connection, a cascade)
+    is relayed through Python, whatever attributes it has."""
+    plane = RelayPlane()
+    delayed = Port()
+    plane.attach(101, lambda data, addr: None)  # a simulated distance: no sink given
+    assert plane.fast_fd(delayed) is None
+    assert plane.fast_fd(Port(fast_fd=7)) is None
+    assert plane.fast_fd(None) is None

@@ -1,0 +1,59 @@
+"""When discovery may report early (``client.probe.QuietWatch``), on a fake clock.
+
+Defect: the rule lived inside ``probe_until_quiet``'s coroutine and read the
+event loop's clock, so it could only be tested with real sockets and real time
+(tests/integration/test_probe_quiet.py). Now the watch is given each outcome
+and ``now`` and says when the rungs still waiting have gone quiet.
+"""
+
+from __future__ import annotations
+
+from client.probe import (
+    NOT_YET,
+    QUIET_MARGIN_S,
+    SILENT_SHARE,
+    ProbeOutcome,
+    ProbeTarget,
+    QuietWatch,
+)
+from wire.address import Address
+
+
+def _target(node: str, rung: str) -> ProbeTarget:
+    return ProbeTarget(node, rung, rung.split("/")[0], Address("192.0.2.1", 5004))
+
+
+NEAR_UDP, NEAR_TLS = _target("near", "udp/5004"), _target("near", "tls/443")
+FAR_UDP = _target("far", "udp/5004")
+
+
+def test_nothing_answered_yet_waits_for_the_whole_probe() -> None:
+    watch = QuietWatch([NEAR_UDP, NEAR_TLS], started=100.0, timeout_ms=1000)
+    assert watch.report_at() is None
+
+
+def test_a_node_is_quiet_after_twice_its_last_answer_plus_the_margin() -> None:
+    watch = QuietWatch([NEAR_UDP, NEAR_TLS], started=100.0, timeout_ms=1000)
+    watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=100.010)
+    at = watch.report_at()
+    assert at is not None and abs(at - (100.0 + 2 * 0.010 + QUIET_MARGIN_S)) < 1e-9
+    assert [o.error for o in watch.early()] == [None, NOT_YET]
+
+
+def test_a_node_never_heard_holds_the_report_for_its_share_of_the_timeout() -> None:
+    watch = QuietWatch([NEAR_UDP, FAR_UDP], started=0.0, timeout_ms=1000)
+    watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=0.010)
+    assert watch.report_at() == SILENT_SHARE * 1.0
+
+
+def test_a_probe_through_the_proxy_still_waiting_holds_the_report() -> None:
+    proxy = _target("near", "http-proxy")
+    watch = QuietWatch([NEAR_UDP, proxy], started=0.0, timeout_ms=1000)
+    watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=0.010)
+    assert watch.report_at() is None
+
+
+def test_everything_in_is_not_an_early_report() -> None:
+    watch = QuietWatch([NEAR_UDP], started=0.0, timeout_ms=1000)
+    watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=0.010)
+    assert watch.report_at() is None

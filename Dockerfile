@@ -32,6 +32,7 @@ RUN set -e; python3 -m venv /opt/pinhole; \
     rm -rf /tmp/wheelhouse /tmp/requirements.txt
 COPY README.md setup.py ./
 COPY wire wire
+COPY edge edge
 COPY cloud cloud
 COPY client client
 COPY media_node media_node

@@ -23,10 +23,10 @@ import uvloop
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from edge import heap
 from media_node.engine import Engine
 from media_node.listeners import bind_udp
 from media_node.metrics import RelayTiming
-from wire import heap
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.srtp import SrtpKeys, SrtpProfile
 

@@ -18,9 +18,9 @@ import time
 import uvloop
 from pydantic import SecretStr
 
+from edge import heap
 from media_node.engine import Engine
 from media_node.listeners import bind_udp
-from wire import heap
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.srtp import SrtpKeys, SrtpProfile
 

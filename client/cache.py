@@ -30,7 +30,7 @@ from typing import IO, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from wire.files import IdentityFile, ReportFile, first_problem
+from edge.files import IdentityFile, ReportFile, first_problem
 from wire.models import NodeInfo, ReachabilityReport
 
 log = logging.getLogger(__name__)

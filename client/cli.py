@@ -1,7 +1,7 @@
 """pinhole: the client CLI - register, pin, probe, meeting create, join, call, netcheck.
 
 The parser (its help: :data:`DESCRIPTION`, :data:`COMMANDS`, the exit codes of
-:data:`EPILOG`, which are :mod:`wire.boundary`'s), the settings from ``--stack`` or
+:data:`EPILOG`, which are :mod:`edge.boundary`'s), the settings from ``--stack`` or
 the flags, and the printing of each command's result; the library does the work.
 """
 
@@ -36,9 +36,9 @@ from client.pins import PinStore, checked
 from client.probe import NOT_YET, ProbeOutcome
 from client.proxy import LocalTunnelProxy, discover_proxy
 from client.settings import PINS_HINT
-from wire import boundary
-from wire.files import StackFile
-from wire.flags import TRUE, Number, Parser, add_version, apply_environment
+from edge import boundary
+from edge.files import StackFile
+from edge.flags import TRUE, Number, Parser, add_version, apply_environment
 from wire.models import DeviceRegistered
 from wire.tls import client_context
 from wire.transports import DeviceProfile
@@ -437,7 +437,7 @@ def _wants_json(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The error boundary: every failure is one line (JSON too with --json) and an exit
-    code of :mod:`wire.boundary`, never a traceback."""
+    code of :mod:`edge.boundary`, never a traceback."""
     raw = list(sys.argv[1:] if argv is None else argv)
     ctx = Context()
 

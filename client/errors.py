@@ -12,7 +12,7 @@
 Errors of the wire core (:mod:`wire.errors`, rooted at ``WireError``) pass
 through unchanged: a ``ProfileRefused`` says which profile forbids what. Each
 message says what to do next; :mod:`client.failures` maps them all to the
-exit codes of :mod:`wire.boundary`.
+exit codes of :mod:`edge.boundary`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the ``pinhole`` CLI says when something fails: the address, the flag, the next step.
 
 Maps the client library's and aiohttp's exceptions to
-:class:`~wire.boundary.Failure` (exit codes in :mod:`wire.boundary`); the
+:class:`~edge.boundary.Failure` (exit codes in :mod:`edge.boundary`); the
 CLI's error boundary calls :func:`translate` with what the command was using.
 """
 
@@ -17,7 +17,7 @@ from client.api import ApiError, InspectionError, PinError
 from client.inspection import inspection_message
 from client.media import MediaError
 from client.proxy import ProxyError
-from wire.boundary import ExitCode, Failure
+from edge.boundary import ExitCode, Failure
 from wire.errors import ProfileRefused
 
 NETCHECK = "'pinhole netcheck' shows what gets out of this network"

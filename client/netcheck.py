@@ -37,8 +37,8 @@ from client.inspection import inspection_findings
 from client.probe import ProbeOutcome, probe, targets
 from client.proxy import LocalTunnelProxy, ProxyConfig, ProxyError, discover_proxy, open_tunnel
 from client.udp_idle import measure_udp_idle
+from edge.boundary import ExitCode
 from wire.address import Address
-from wire.boundary import ExitCode
 from wire.errors import ProfileRefused
 from wire.models import DeviceRegistration, NodeInfo
 from wire.tls import check_pins, client_context
@@ -59,7 +59,7 @@ class Status(enum.StrEnum):
 
 class Verdict(enum.IntEnum):
     """The exit status of ``pinhole netcheck``: on the CLI's one scale
-    (:class:`wire.boundary.ExitCode`), so that no verdict reads as a usage error (2) or
+    (:class:`edge.boundary.ExitCode`), so that no verdict reads as a usage error (2) or
     another failure (1), and "no media" is 4 wherever the CLI says it."""
 
     GOOD = ExitCode.OK

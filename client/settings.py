@@ -3,7 +3,7 @@
 The cloud, its CA, the organisation and its enrollment key come from
 ``--stack stack.json`` (written by ``pinhole-lab stack``) or from ``--cloud``,
 ``--ca``, ``--org`` and ``--enrollment-key`` (a flag wins over the stack);
-every flag also reads its ``PINHOLE_*`` variable (``wire.flags``), so
+every flag also reads its ``PINHOLE_*`` variable (``edge.flags``), so
 :func:`from_args` sees both. A setting that is wrong is a usage failure
 (exit 2) naming the flag or file and what to give instead.
 """
@@ -23,8 +23,8 @@ from client.cache import default_directory
 from client.errors import PinsError, ProxyError
 from client.pins import Pins, PinStore, in_effect
 from client.proxy import ProxyConfig
-from wire import boundary
-from wire.files import StackFile, first_problem
+from edge import boundary
+from edge.files import StackFile, first_problem
 from wire.transports import DeviceProfile
 
 PIN = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")  # RFC 7469 §2.4: base64 of a SHA-256

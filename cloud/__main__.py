@@ -24,8 +24,8 @@ from cloud.settings import CloudSettings, parse
 from cloud.state import CLOUD
 from cloud.store import Retention
 from cloud.store_factory import open_store
-from wire import boundary, heap
-from wire.boundary import run, usage
+from edge import boundary, heap
+from edge.boundary import run, usage
 from wire.tls import server_context
 
 log = logging.getLogger("cloud")
@@ -102,7 +102,7 @@ async def serve(settings: CloudSettings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The error boundary: a failure is one line and an exit code of :mod:`wire.boundary`."""
+    """The error boundary: a failure is one line and an exit code of :mod:`edge.boundary`."""
     raw = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:

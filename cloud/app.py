@@ -22,7 +22,7 @@ from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
 from cloud.store import Store
-from wire.admission import Admission
+from edge.admission import Admission
 
 ops = web.RouteTableDef()
 

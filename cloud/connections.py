@@ -3,7 +3,7 @@
 Before: ~20,000 idle TLS connections exhausted the cloud's descriptors
 (``/healthz`` and registration failed) and partial request lines stayed
 open. Here every accepted connection must be admitted by the cloud's
-:class:`~wire.admission.Admission` (a total and a per-source-address cap,
+:class:`~edge.admission.Admission` (a total and a per-source-address cap,
 refusals counted on ``/metrics``), a TLS handshake must finish within
 ``handshake_s``, and a connection that has not sent a whole request for
 ``idle_s`` (silent, or stuck in a partial request line) is closed by
@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from cloud.settings import CloudSettings
-from wire.admission import Admission
+from edge.admission import Admission
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from cloud.errors import (
     UnreadableRequest,
     WrongMediaType,
 )
+from edge.json_body import decode_json
 from wire.errors import BodyError
-from wire.json_body import decode_json
 from wire.models import ErrorBody
 
 log = logging.getLogger(__name__)

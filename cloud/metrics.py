@@ -96,7 +96,7 @@ class CloudMetrics:
         self.node_refused_commands = Gauge(
             "pinhole_node_refused_commands",
             "Commands this replica's nodes answered with control_refused.", registry=r)
-        #: connections refused, by reason (kept by wire.admission.Admission, read at scrape)
+        #: connections refused, by reason (kept by edge.admission.Admission, read at scrape)
         self.refusals: collections.Counter[str] = collections.Counter()
         self.meetings_forgotten = 0
         r.register(_Tallies(self))

@@ -7,8 +7,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from wire.boundary import readable_file, usage
-from wire.flags import (
+from edge.boundary import readable_file, usage
+from edge.flags import (
     PORT,
     Parser,
     add_secret,

@@ -17,7 +17,7 @@ from cloud.metrics import CloudMetrics
 from cloud.registry import NodeRegistry
 from cloud.settings import CloudSettings
 from cloud.store import DeviceRecord, Store
-from wire.admission import Admission
+from edge.admission import Admission
 from wire.models import CallMetrics, NodeInfo
 
 

@@ -11,10 +11,10 @@ import argparse
 import os
 from collections.abc import Sequence
 
+from edge.boundary import usage
+from edge.flags import apply_environment
 from hybrid_node.dial import HYBRID_PORTS
 from media_node.settings import NodeSettings, from_args, parser
-from wire.boundary import usage
-from wire.flags import apply_environment
 
 PROG = "pinhole-hybrid-node"
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import uvloop
 
+from edge import boundary
+from edge.boundary import ExitCode, Failure, run
+from edge.flags import Number, Parser, add_version, apply_environment, count, seconds
 from lab import compose, demo, firewall, smoke
 from lab.firewall import UDP_TIMEOUT_S
 from lab.netns import HYBRID_HOST, INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.pki import read_pki, renew, renewal_reason, write_pki, write_secret
 from lab.stack import HYBRID, REGIONS, StackError, running_stack
-from wire import boundary
-from wire.boundary import ExitCode, Failure, run
-from wire.flags import Number, Parser, add_version, apply_environment, count, seconds
 
 
 async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,

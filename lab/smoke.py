@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wire.flags import seconds
+from edge.flags import seconds
 
 ERROR_TAIL = 500  # characters of a failed call's stderr kept in its result
 

@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 
 import uvloop
 
+from edge import boundary
 from media_node.cascade import Dialler
 from media_node.service import run
 from media_node.settings import NodeSettings, parse
-from wire import boundary
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node",
          parse_settings: Callable[[Sequence[str]], NodeSettings] = parse,
          dialler: Callable[[NodeSettings], Dialler] | None = None) -> int:
     """The error boundary (the hybrid node runs through it too, with its own ``prog``,
-    settings and ``dialler``): a failure is one line and an exit code of :mod:`wire.boundary`."""
+    settings and ``dialler``): a failure is one line and an exit code of :mod:`edge.boundary`."""
     raw = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:

@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from edge.leg_transport import LegLink, LegPath, check_pin, open_stream, open_udp
-from media_node.engine import Engine, Leg
+from media_node.engine import Engine
+from media_node.legs import Leg
 from wire.address import Address
 from wire.leg_client import (
     ConsentExpired,

@@ -44,11 +44,10 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final, Literal
 
+from media_node.legs import Leg, Sink
 from media_node.plane import RelayPlane
 from media_node.ratelimit import SourceLimiter
 from wire.address import Address
@@ -61,7 +60,7 @@ from wire.ice_lite import (
     candidate_priority,
     read_check_attributes,
 )
-from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, OpenCascade, RungName
+from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, OpenCascade
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import (
     Verdict,
@@ -91,65 +90,6 @@ OTHER_RUNG_PRIORITY: Final = candidate_priority(HOST_PREFERENCE, 0)
 def local_priority(rung: str) -> int:
     """The priority of the node's host candidate on ``rung`` (RFC 8445 §5.1.2.1)."""
     return LOCAL_PRIORITY.get(rung, OTHER_RUNG_PRIORITY)
-
-
-class Sink(Protocol):
-    """Where packets leave: a UDP socket (by address) or one TCP/TLS connection."""
-
-    rung: str
-
-    def send(self, data: bytes, addr: Any) -> None: ...
-
-
-@dataclass(slots=True, eq=False)
-class Leg:
-    """One participant's media leg on this node.
-
-    Its packet and byte counters include what the data plane relayed only once
-    the engine has settled (:meth:`Engine.settle`; every engine read does):
-    read them through the engine (``stats``, events, ``release``).
-    """
-
-    leg_id: str
-    meeting_id: str
-    participant_id: str
-    ssrc: int
-    node_ufrag: str
-    client_ufrag: str
-    pwd: bytes = field(repr=False)
-    inbound: SrtpReceiver = field(repr=False)
-    outbound: SrtpSender = field(repr=False)
-    created_at: float
-    cascade: bool = False  # a leg to or from another node, carrying many SSRCs
-    sink: Sink | None = None
-    addr: Any = None
-    consent_at: float | None = None
-    consent_lost: bool = False
-    packets_in: int = 0
-    bytes_in: int = 0
-    packets_out: int = 0
-    bytes_out: int = 0
-    drops: dict[str, int] = field(default_factory=dict)
-    #: ``ssrc`` as it is on the wire (RFC 3550 §5.1), compared per packet without a parse
-    ssrc_wire: bytes = field(init=False, repr=False)
-    #: every leg of its meeting on this node, itself included (the engine's own list)
-    members: list[Leg] = field(default_factory=list, repr=False)
-    #: recent Binding transaction ids of this leg → the path each came from
-    seen: OrderedDict[bytes, tuple[Sink, Any]] = field(default_factory=OrderedDict, repr=False)
-    #: the leg's ICE-lite agent: its valid pairs, their nominations, the selected pair
-    ice: IceLite[tuple[Sink, Any]] = field(default_factory=IceLite, repr=False)
-
-    def __post_init__(self) -> None:
-        self.ssrc_wire = self.ssrc.to_bytes(4, "big")
-
-    @property
-    def rung(self) -> RungName | None:
-        return None if self.sink is None else cast("RungName", self.sink.rung)
-
-    def counters(self) -> LegCounters:
-        return LegCounters(packets_in=self.packets_in, bytes_in=self.bytes_in,
-                           packets_out=self.packets_out, bytes_out=self.bytes_out,
-                           drops=dict(self.drops))
 
 
 class Engine:

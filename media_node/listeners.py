@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
+from edge.admission import Admission, StreamLimits
 from media_node import _plane
 from media_node.engine import Engine
 from media_node.metrics import RelayTiming
-from wire.admission import Admission, StreamLimits
 from wire.errors import FramingError
 from wire.framing import FrameDecoder, encode_frame
 from wire.tls_stream import ServerTls
@@ -170,7 +170,7 @@ class StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection: framed packets in, framed packets out.
 
     Bounded (before: the node kept silent, 1-byte and half-frame connections
-    forever): the listener's :class:`~wire.admission.Admission` must admit the
+    forever): the listener's :class:`~edge.admission.Admission` must admit the
     source before anything else (TLS included: the node runs TLS itself on
     memory BIOs, :class:`~wire.tls_stream.ServerTls`, so no handshake byte is
     processed before admission, and the handshake has a counted deadline), the

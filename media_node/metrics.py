@@ -26,9 +26,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from edge.admission import Admission
 from media_node.engine import Engine
 from media_node.plane import RELAY_BUCKETS, TIMED_EVERY
-from wire.admission import Admission
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 

@@ -34,7 +34,7 @@ from media_node._plane import MAX_PORTS, Plane
 from wire.srtp import BUFFER, SrtpReceiver, SrtpSender
 
 if TYPE_CHECKING:
-    from media_node.engine import Leg, Sink
+    from media_node.legs import Leg, Sink
 
 #: One relayed packet in this many is timed (``pinhole_node_relay_latency_seconds``).
 TIMED_EVERY: Final = 16

@@ -24,15 +24,15 @@ from typing import TypeVar, cast
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
+from edge import heap
+from edge.admission import Admission
+from edge.boundary import describe, usage
 from media_node.cascade import Dialler, cloud_dialler
 from media_node.control import ControlChannel, EventOutbox, RegistrationRefused, new_node_id
 from media_node.engine import Engine
 from media_node.listeners import UdpListener, bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
 from media_node.settings import NodeSettings
-from wire import heap
-from wire.admission import Admission
-from wire.boundary import describe, usage
 from wire.models import Endpoint, RungName
 from wire.tls import cert_fingerprint, issue, server_context
 from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434
@@ -152,7 +152,7 @@ class RunningNode:
 
     async def serve_until_signal(self) -> int:
         """Serve until SIGINT/SIGTERM (0); a channel that gave up is raised as a
-        :class:`wire.boundary.Failure` (a refused registration is a usage failure)."""
+        :class:`edge.boundary.Failure` (a refused registration is a usage failure)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -206,7 +206,7 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
     ``dial`` is the seam a hybrid node uses to open its cascades its own way
     (source ports, transports); by default (a cloud node) it dials UDP 5004, then
     TLS 443 (:func:`media_node.cascade.cloud_dialler`).
-    Raises a usage :class:`wire.boundary.Failure` when the node cannot listen.
+    Raises a usage :class:`edge.boundary.Failure` when the node cannot listen.
     """
     if not (settings.udp or settings.tcp or settings.tls):
         raise usage("--no-udp, --no-tcp and --no-tls leave nothing to serve",

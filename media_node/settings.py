@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
-from wire.admission import StreamLimits
-from wire.boundary import readable_file, usage
-from wire.flags import (
+from edge.admission import StreamLimits
+from edge.boundary import readable_file, usage
+from edge.flags import (
     PORT,
     Number,
     Parser,

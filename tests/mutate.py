@@ -39,6 +39,14 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "wire/transports.py": ("tests/unit/test_transports.py", "tests/unit/test_assignment.py"),
     "wire/tls.py": ("tests/unit/test_tls.py",),
     "wire/models.py": ("tests/unit/test_models.py",),
+    "wire/stun_fast.py": ("tests/unit/test_stun_fast_path.py", "tests/unit/test_stun.py"),
+    "wire/leg_client.py": ("tests/unit/test_leg_client.py", "tests/unit/test_call_legs.py"),
+    "wire/ice_lite.py": ("tests/unit/test_ice_lite.py",),
+    "wire/stun_transactions.py": ("tests/unit/test_stun_transactions.py",),
+    "wire/tls_stream.py": ("tests/unit/test_tls_stream.py",),
+    # the compiled plane's control: its routes run only on real sockets
+    "media_node/plane.py": ("tests/unit/test_plane_ports.py",
+                            "tests/integration/test_data_plane.py"),
     "media_node/engine.py": ("tests/unit/test_engine.py", "tests/unit/test_engine_guards.py",
                              "tests/unit/test_engine_amplification.py"),
     "cloud/assignment.py": ("tests/unit/test_assignment.py",
@@ -203,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pinhole-mutate-") as tmp:
         workdir = Path(tmp)
-        for name in ("wire", "cloud", "client", "media_node", "hybrid_node", "lab", "tests"):
+        for name in ("wire", "edge", "cloud", "client", "media_node", "hybrid_node", "lab", "tests"):
             shutil.copytree(ROOT / name, workdir / name,
                             ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")

@@ -30,13 +30,13 @@ from client.cache import NodeListCache
 from client.cache import _read_model as read_model
 from cloud.openapi import OPERATIONS
 from cloud.registry import _from_node as from_node
+from edge.files import IdentityFile, ReportFile, StackFile
+from edge.json_body import decode_json
 from media_node.control import _from_cloud as from_cloud
 from media_node.engine import Engine
 from wire.demux import classify
 from wire.errors import BodyError, FramingError, RtpError, SrtpError, StunError
-from wire.files import IdentityFile, ReportFile, StackFile
 from wire.framing import FrameDecoder, encode_frame
-from wire.json_body import decode_json
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.rtp import (
     build_rtp,

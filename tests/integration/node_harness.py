@@ -23,12 +23,12 @@ from typing import Any
 from pydantic import SecretStr
 
 from client.media import MediaSession
+from edge.admission import Admission
 from lab.net import free_block
 from media_node.engine import Engine
 from media_node.service import admission_for, start_listeners
 from media_node.settings import NodeSettings
 from wire.address import Address
-from wire.admission import Admission
 from wire.ice_lite import new_password, new_ufrag
 from wire.models import (
     AllocateLeg,

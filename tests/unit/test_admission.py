@@ -1,10 +1,10 @@
-"""wire.admission: the connection caps both services share (no sockets)."""
+"""edge.admission: the connection caps both services share (no sockets)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from wire.admission import PER_SOURCE_CAP, TOTAL_CAP, Admission
+from edge.admission import PER_SOURCE_CAP, TOTAL_CAP, Admission
 
 
 def test_per_source_then_total_caps_and_their_counts() -> None:

@@ -3,7 +3,7 @@
 - Two running processes that share a cache directory hold different identity slots
   (before, both re-registered one cached device id and revoked each other's token).
 - A cache file that does not validate is set aside as ``*.corrupt`` with one warning.
-- Each kind of failure maps to its documented exit code (wire.boundary).
+- Each kind of failure maps to its documented exit code (edge.boundary).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from client.api import PinError
 from client.cache import IdentitySlot, ReportCache
 from client.failures import Context, translate
 from client.media import MediaError
-from wire.boundary import ExitCode, Failure, describe
+from edge.boundary import ExitCode, Failure, describe
 from wire.models import ReachabilityReport
 
 

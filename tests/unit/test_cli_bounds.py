@@ -15,13 +15,13 @@ from client import cli
 from client.api import ApiError
 from client.failures import Context, translate
 from cloud import settings as cloud_settings
+from edge.boundary import ExitCode, Failure
+from edge.flags import Number, apply_environment, subparsers
 from hybrid_node import settings as hybrid_settings
 from lab import __main__ as lab_main
 from lab import firewall
 from media_node import __main__ as node_main
 from media_node import settings as node_settings
-from wire.boundary import ExitCode, Failure
-from wire.flags import Number, apply_environment, subparsers
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "pinhole": cli._parser,
@@ -73,7 +73,7 @@ def test_media_node_capacity_must_be_positive(
 
 
 def test_every_numeric_flag_is_bounded() -> None:
-    """No flag of any command takes a bare int or float: each is a wire.flags.Number (or a
+    """No flag of any command takes a bare int or float: each is a edge.flags.Number (or a
     Path, a string parser of its own), so none lets NaN, infinity or a negative through."""
     bare = [(prog, action.option_strings[0]) for prog, _, action in _numeric_flags()
             if action.type in (int, float)]

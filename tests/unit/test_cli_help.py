@@ -14,11 +14,11 @@ import pytest
 
 from client import cli
 from cloud import settings as cloud_settings
+from edge.flags import subparsers
 from hybrid_node import settings as hybrid_settings
 from lab import __main__ as lab_main
 from lab import firewall
 from media_node import settings as node_settings
-from wire.flags import subparsers
 
 ROOT = Path(__file__).resolve().parents[2]
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from client import ClientSettings, cli, settings
-from wire.boundary import ExitCode, Failure
-from wire.flags import apply_environment
+from edge.boundary import ExitCode, Failure
+from edge.flags import apply_environment
 from wire.transports import DeviceProfile
 
 PIN_A = "sha256/" + "A" * 43 + "="

@@ -16,12 +16,12 @@ import pytest
 
 from client import cli
 from cloud import settings as cloud_settings
+from edge.boundary import Failure
+from edge.flags import apply_environment, env_name, subparsers
 from hybrid_node import settings as hybrid_settings
 from lab import __main__ as lab_main
 from lab import firewall
 from media_node import settings as node_settings
-from wire.boundary import Failure
-from wire.flags import apply_environment, env_name, subparsers
 
 ROOT = Path(__file__).resolve().parents[2]
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
@@ -36,7 +36,7 @@ NAME = re.compile(r"\bPINHOLE_[A-Z0-9]+(?:_[A-Z0-9]+)*\b")
 #: the docs' example of the naming rule, not a variable anything reads
 EXAMPLES = {"PINHOLE_SOME_FLAG"}
 #: where a variable can be read or set: the packages, the tests, compose and the images
-SOURCES = ("wire", "client", "cloud", "media_node", "hybrid_node", "lab", "bench", "tests")
+SOURCES = ("wire", "edge", "client", "cloud", "media_node", "hybrid_node", "lab", "bench", "tests")
 DEPLOYMENT = ("docker-compose.yml", "docker-compose.hybrid.yml", "Dockerfile", "docker")
 
 

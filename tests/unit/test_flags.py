@@ -1,4 +1,4 @@
-"""The settings layer of every command (wire.flags): every flag of every command and
+"""The settings layer of every command (edge.flags): every flag of every command and
 subcommand reads PINHOLE_<FLAG> (the README's claim, untrue before for the client's
 subcommand flags, --json, --no-cache …); global flags work after the command
 ("pinhole probe --force-probe" was rejected); --help shows defaults and no reST markup;
@@ -14,11 +14,11 @@ import pytest
 
 from client import cli
 from cloud import settings as cloud_settings
+from edge.boundary import ExitCode, Failure
+from edge.flags import apply_environment, env_name
 from lab import __main__ as lab_main
 from lab import firewall
 from media_node import settings as node_settings
-from wire.boundary import ExitCode, Failure
-from wire.flags import apply_environment, env_name
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "pinhole": cli._parser,
@@ -40,7 +40,7 @@ def _sample(action: argparse.Action) -> tuple[str, object]:
     if action.choices is not None:
         choice = next(c for c in action.choices if c != action.default)
         return str(choice), choice
-    kind = getattr(action.type, "kind", action.type)  # wire.flags.Number: a bounded number
+    kind = getattr(action.type, "kind", action.type)  # edge.flags.Number: a bounded number
     if kind is int:
         return "7", 7
     if kind is float:

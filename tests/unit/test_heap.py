@@ -1,4 +1,4 @@
-"""``wire.heap.settle``: a started service's heap is frozen out of the collector's walks.
+"""``edge.heap.settle``: a started service's heap is frozen out of the collector's walks.
 
 The defect it pins down: a cloud taking 500 joins/s had a p99 of 87-135 ms,
 and every slow join lined up with a full collection walking everything the
@@ -13,12 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wire import heap
+from edge import heap
 
 PROBE = """
 import gc, json
 import cloud.app  # a service's start-up: modules, routes, models
-from wire import heap
+from edge import heap
 before = gc.get_freeze_count()
 heap.settle()
 print(json.dumps({"before": before, "after": gc.get_freeze_count(),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.boundary import Failure
 from hybrid_node.settings import parse, parse_ports
-from wire.boundary import Failure
 
 
 def secret(tmp_path: Path) -> str:

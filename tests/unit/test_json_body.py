@@ -1,4 +1,4 @@
-"""wire.json_body: the one decoder for untrusted JSON bodies.
+"""edge.json_body: the one decoder for untrusted JSON bodies.
 
 Pins down the defects of the cloud's old body reader: ``json.loads`` raised
 ``RecursionError`` on ``[`` × 1000 and ``{"a":`` × 5000, accepted ``NaN``
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge.json_body import MAX_DEPTH, decode_json, nesting_depth
 from wire.errors import BodyError
-from wire.json_body import MAX_DEPTH, decode_json, nesting_depth
 
 LIMIT = 256 * 1024
 

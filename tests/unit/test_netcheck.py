@@ -12,8 +12,8 @@ from __future__ import annotations
 from client.firewall_rules import RuleFormat, render
 from client.netcheck import Check, Report, Status, Verdict, assess
 from client.probe import ProbeOutcome, ProbeTarget
+from edge.boundary import ExitCode
 from wire.address import Address
-from wire.boundary import ExitCode
 from wire.transports import DeviceProfile
 
 NODES = {"n1": "192.0.2.1", "n2": "192.0.2.2"}
@@ -126,7 +126,7 @@ def test_verdicts_share_the_clis_exit_scale() -> None:
     """The defect it pins down: netcheck exited 2 for "no media path", the code every
     other command (and argparse) gives a usage error, and 1 for "degraded", the code of
     any other failure; "no media" was 4 everywhere else. A script could not tell them
-    apart. Now one scale (wire.boundary.ExitCode)."""
+    apart. Now one scale (edge.boundary.ExitCode)."""
     assert {int(v) for v in Verdict}.isdisjoint({ExitCode.OTHER, ExitCode.USAGE})
     pairs = [(Verdict.GOOD, ExitCode.OK), (Verdict.DEGRADED, ExitCode.DEGRADED),
              (Verdict.NO_MEDIA, ExitCode.NO_MEDIA), (Verdict.NO_SIGNALING, ExitCode.NO_CLOUD)]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from cloud.settings import parse as parse_cloud
+from edge.boundary import ExitCode, Failure
 from media_node.settings import parse as parse_node
-from wire.boundary import ExitCode, Failure
 
 
 def test_a_secret_on_the_command_line_is_refused() -> None:

@@ -2,7 +2,7 @@
 
 Every flag ``--some-flag`` of every command and subcommand also reads
 ``PINHOLE_SOME_FLAG``; a flag given on the command line wins.  A bad value
-(flag or variable) is a :class:`~wire.boundary.Failure` with exit code 2 that
+(flag or variable) is a :class:`~edge.boundary.Failure` with exit code 2 that
 names it, never argparse's exit or a traceback.  ``--help`` shows each flag's
 default and its variable.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, NoReturn
 
-from wire.boundary import usage
+from edge.boundary import usage
 
 PREFIX = "PINHOLE_"
 SECRETS = ("secret", "password", "enrollment-key", "token-key")  # --help never shows these

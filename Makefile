@@ -23,8 +23,10 @@ demo: venv
 # included) and per-package floors; the 20 slowest tests are listed at the end.
 test: venv system-deps lint typecheck
 	rm -f .coverage .coverage.*
+	@# every process measures itself (coverage's .pth hook): pytest, its workers, the
+	@# services the tests start
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/.coverage \
-	  $(PY) -m coverage run -m pytest $(PYTEST_PARALLEL) --durations=20
+	  $(PY) -m pytest $(PYTEST_PARALLEL) --durations=20
 	$(PY) -m coverage combine -q
 	$(PY) -m tests.coverage_floor
 

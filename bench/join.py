@@ -48,6 +48,7 @@ from media_node.control import ControlChannel, EventOutbox
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
 from wire.models import Endpoint
+from wire.transports import UDP_5004
 
 ORG = Org("bench", "bench-key", "bench-hybrid")
 SECRET = "bench-node-secret"
@@ -128,7 +129,8 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
     outbox = EventOutbox()
     engine = Engine("bench-node", capacity=1_000_000, emit=outbox.put)
     channel = ControlChannel(node_settings, engine,
-                             [Endpoint(rung="udp/5004", transport="udp", port=5004)], None,
+                             [Endpoint(rung=UDP_5004.name, transport=UDP_5004.transport,
+                                       port=5004)], None,
                              dial=cloud_dialler(), outbox=outbox)
     registered = asyncio.Event()
     node_task = asyncio.create_task(channel.run_forever(registered))
@@ -152,7 +154,7 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
                         "name": f"d{i}"}) as r:
                     body = await r.json()
                 headers = {"Authorization": f"Bearer {body['token']}"}
-                report = {"results": [{"node_id": "bench-node", "rung": "udp/5004",
+                report = {"results": [{"node_id": "bench-node", "rung": UDP_5004.name,
                                        "reachable": True, "rtt_ms": 10.0}]}
                 async with http.put(f"/v1/devices/{body['device_id']}/reachability",
                                     json=report, headers=headers) as r:

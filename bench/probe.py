@@ -22,6 +22,7 @@ from typing import Any
 
 from client.probe import probe, targets
 from wire.models import NodeInfo
+from wire.transports import Transport
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,7 +47,7 @@ async def run(sizes: list[int], repeat: int) -> dict[str, Any]:
         for size in sizes:
             walls, reached, total = [], 0, 0
             for _ in range(repeat):
-                todo = targets(nodes[:size], ["udp", "tcp", "tls"])
+                todo = targets(nodes[:size], [Transport.UDP, Transport.TCP, Transport.TLS])
                 started = time.perf_counter()
                 outcomes = await probe(todo, timeout_ms=2000)
                 walls.append((time.perf_counter() - started) * 1000)

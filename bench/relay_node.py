@@ -29,6 +29,7 @@ from media_node.listeners import bind_udp
 from media_node.metrics import RelayTiming
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.srtp import SrtpKeys, SrtpProfile
+from wire.transports import UDP_5004
 
 SSRC = 0x11223344  # the load generator's
 
@@ -42,7 +43,7 @@ async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receive
     engine = Engine("bench-node", stun_rate=0)
     profile = SrtpProfile.AES_CM_128_HMAC_SHA1_80
     # timed one packet in 16, as the service's listeners are
-    listener = await bind_udp(engine, "127.0.0.1", port, "udp/5004", 0.0,
+    listener = await bind_udp(engine, "127.0.0.1", port, UDP_5004.name, 0.0,
                               RelayTiming(CollectorRegistry(), plane=engine.plane.timing))
     now = time.monotonic()
     legs = [("sender", SSRC, key_in, ("127.0.0.1", src_port))]

@@ -23,6 +23,7 @@ from media_node.engine import Engine
 from media_node.listeners import bind_udp
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.srtp import SrtpKeys, SrtpProfile
+from wire.transports import UDP_5004
 
 NODE_UFRAG = "benchnode"
 CLIENT_UFRAG = "benchclient"
@@ -31,7 +32,7 @@ PWD = "bench+ice+password+0123456789"
 
 async def serve(port: int) -> None:
     engine = Engine("bench-node", stun_rate=0)
-    await bind_udp(engine, "127.0.0.1", port, "udp/5004", 0.0)
+    await bind_udp(engine, "127.0.0.1", port, UDP_5004.name, 0.0)
     profile = SrtpProfile.AES_CM_128_HMAC_SHA1_80
     command = AllocateLeg(
         request_id="leg", leg_id="leg", meeting_id="bench", participant_id="p", ssrc=1,

@@ -6,7 +6,7 @@ the steps itself.
 """
 
 from client.api import CloudApi
-from client.call_report import CallOptions, CallReport, CallSecond, Enrollment, RungAttempt
+from client.call import CallOptions, CallReport, CallSecond, Enrollment, RungAttempt
 from client.device import Device
 from client.errors import (
     ApiError,

@@ -1,12 +1,19 @@
-"""A call as a device lives it: media on a leg, moved to a new leg whenever it must.
+"""A call as a device lives it: what it takes, the legs it runs on, what it gives.
+
+:class:`CallOptions` in, :class:`CallReport` out: ``Device.call(meeting, options)``
+registers (when the options enroll), probes or reuses the cached report, joins,
+connects, talks, leaves and reports to the cloud; the :class:`CallReport` is what
+``pinhole call --json`` prints, key for key (docs/architecture.md, "``pinhole --json``
+shapes"). Times are milliseconds from the join request on this device's monotonic clock,
+except ``first_media_at`` (Unix time, to compare with other hosts' clocks).
 
 :class:`Call` owns the legs of one participant's call. It sends audio (and
 optionally video) on the current leg; it moves to a new leg when the cloud
 sends ``media.reassigned``, and when its own leg goes silent (see
 :mod:`client.liveness`) it asks the cloud for one itself
-(``POST …/participants/{pid}/reassign``). The :class:`CallReport` totals
-every leg and lists each (node, rung, packets, times): what
-``pinhole call --json`` prints and what ``/v1/metrics/calls`` receives.
+(``POST …/participants/{pid}/reassign``). Its :class:`LegTotals` total
+every leg and list each (node, rung, packets, times): what ``/v1/metrics/calls``
+receives.
 """
 
 from __future__ import annotations
@@ -15,19 +22,134 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
 from client.api import CloudApi
-from client.call_report import CallOptions, CallSecond
 from client.errors import ApiError, MediaError
 from client.liveness import LegHealth, SilencePolicy
 from client.media import CONSENT_S, MediaSession
 from wire.errors import StunError
-from wire.models import CallLeg, CallMetrics, Event, Joined
+from wire.leg_client import CONSENT_INTERVAL_S
+from wire.models import AssignmentReason, CallLeg, CallMetrics, DeviceRegistered, Event, Joined
+from wire.transports import RungName
+
+if TYPE_CHECKING:
+    from client.probe import ProbeOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """Who registers: the organisation, its enrollment key, the device's name (and its
+    id from an earlier registration: registering it again revokes its older tokens)."""
+
+    org: str
+    enrollment_key: str
+    name: str = "cli"
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallSecond:
+    """Once a second during the call: the current leg's rung and counts, who else is here."""
+
+    second: int
+    rung: RungName | None
+    packets_sent: int
+    packets_received: int
+    loss: float  # the worst source's, as a fraction
+    others: int  # other participants in the meeting
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """How to call. ``enrollment`` None: the device is registered already."""
+
+    enrollment: Enrollment | None = None
+    create: bool = False  # create the meeting with this id first, unless it exists
+    seconds: float = 5.0
+    consent_s: float = CONSENT_INTERVAL_S  # RFC 7675 §5.1, randomized 0.8-1.2×
+    mute: bool = False  # send nothing, only listen (consent checks still go out)
+    video: bool = False  # also video-sized packets
+    force_probe: bool = False  # probe even when a cached report is young enough
+    live_reports: bool = True  # an in-call quality report every 2 s (the operator's console)
+    on_registered: Callable[[DeviceRegistered], None] | None = None
+    on_probe: Callable[[int, int, ProbeOutcome], None] | None = None  # done, total, outcome
+    on_discovered: Callable[[list[ProbeOutcome], str], None] | None = None  # outcomes, source
+    on_second: Callable[[CallSecond], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RungAttempt:
+    """One rung of the racing ladder: whether it authenticated, how long it took."""
+
+    rung: RungName
+    ok: bool
+    ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallTimings:
+    join_ms: float | None
+    connect_ms: float | None
+    first_media_ms: float | None
+    first_media_from_start_ms: float | None  # from registration: the whole cold start
+    report: str  # where the reachability report came from: "probe" (fresh) or "cache"
+    probe_timeout_ms: int
+    first_media_at: float | None  # Unix time
+
+
+@dataclass(frozen=True, slots=True)
+class CallReport:
+    """A whole call: the totals over every leg (a move loses what its gap lost), each
+    leg in order, the ladder's attempts and the timings."""
+
+    device_id: str
+    meeting_id: str
+    participant_id: str
+    joined_node: str  # the join's node
+    plan: tuple[RungName, ...]
+    reason: AssignmentReason
+    node: str  # the last leg's
+    transport: RungName | None  # the last leg's rung
+    packets_sent: int
+    bytes_sent: int
+    packets_received: int
+    drops: Mapping[str, int]  # the last leg's, by reason
+    loss: float  # packets_lost / packets_expected
+    packets_lost: int
+    packets_expected: int
+    jitter_ms: float
+    rtt_ms: float | None
+    legs: tuple[CallLeg, ...]
+    asked_reassignment: int  # moves this device asked for (its leg went silent)
+    attempts: tuple[RungAttempt, ...]
+    timings: CallTimings
+
+    @property
+    def reassigned(self) -> int:
+        return max(0, len(self.legs) - 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``pinhole call --json``'s document."""
+        return {
+            "meeting_id": self.meeting_id, "participant_id": self.participant_id,
+            "node": self.node, "plan": list(self.plan), "reason": self.reason.model_dump(),
+            "transport": self.transport, "packets_sent": self.packets_sent,
+            "packets_received": self.packets_received, "loss": self.loss,
+            "packets_lost": self.packets_lost, "packets_expected": self.packets_expected,
+            "jitter_ms": self.jitter_ms, "rtt_ms": self.rtt_ms,
+            "reassigned": self.reassigned, "asked_reassignment": self.asked_reassignment,
+            "legs": [leg.model_dump() for leg in self.legs],
+            "joined_node": self.joined_node, "drops": dict(self.drops),
+            "bytes_sent": self.bytes_sent,
+            "attempts": [asdict(a) for a in self.attempts],
+            "timings": asdict(self.timings),
+        }
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +186,7 @@ class LegTotals:
     expected: int
     jitter_ms: float
     rtt_ms: float | None
-    transport: str | None
+    transport: RungName | None
     asked: int  # reassignments this device asked for (its leg went silent)
 
     @property
@@ -224,7 +346,7 @@ class Call:
 
     async def run(self, options: CallOptions) -> LegTotals:
         """The whole call from here: the first leg, ``options.seconds`` of media (a
-        :class:`~client.call_report.CallSecond` to ``options.on_second`` each second, an
+        :class:`CallSecond` to ``options.on_second`` each second, an
         in-call quality report to the cloud every 2 s), the leave and the end-of-call
         report (``/v1/metrics/calls``); the totals."""
         api = self.device.api

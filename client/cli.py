@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from client import firewall_rules, netcheck, settings
 from client.api import CloudApi
 from client.cache import IdentitySlot, NodeListCache, ReportCache, default_directory
-from client.call_report import CallOptions, CallSecond, Enrollment
+from client.call import CallOptions, CallSecond, Enrollment
 from client.device import Device
 from client.errors import PinsError, ProxyError
 from client.failures import Context, translate
@@ -38,10 +38,9 @@ from client.proxy import LocalTunnelProxy, discover_proxy
 from client.settings import PINS_HINT
 from edge import boundary
 from edge.files import StackFile
-from edge.flags import TRUE, Number, Parser, add_version, apply_environment
+from edge.flags import TRUE, Number, Parser, add_settings, add_version, apply_environment
 from wire.models import DeviceRegistered
 from wire.tls import client_context
-from wire.transports import DeviceProfile
 
 DESCRIPTION = """\
 Pinhole's client: it registers this device with the cloud, probes the media
@@ -105,57 +104,11 @@ CONSENT_CHECK_S = Number(float, 0.5, 60.0)
 UDP_IDLE_S = Number(float, 0.0, 600.0)
 
 
-def _global_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, copy: bool) -> None:
-    """The flags every command takes; ``copy``: the subcommand's copy, which only
-    overrides when given (so "pinhole probe --json" works as "pinhole --json probe") and
-    which its help does not repeat."""
-
-    def d(value: object) -> object:
-        return argparse.SUPPRESS if copy else value
-
-    def h(text: str) -> str:
-        return argparse.SUPPRESS if copy else text
-
-    p.add_argument("--stack", metavar="FILE", default=d(None),
-                   help=h("stack.json of a running pinhole-lab stack (the cloud, its CA and "
-                          "pins, the orgs' keys)"))
-    p.add_argument("--cloud", metavar="URL", default=d(None),
-                   help=h("cloud URL, e.g. https://127.0.0.1:8443"))
-    p.add_argument("--ca", metavar="FILE", default=d(None),
-                   help=h("CA certificate that signed the cloud's"))
-    p.add_argument("--org", default=d(None), help=h("organisation id"))
-    p.add_argument("--enrollment-key", metavar="KEY", default=d(None),
-                   help=h("the organisation's enrollment key"))
-    p.add_argument("--name", default=d("cli"), help=h("device name"))
-    p.add_argument("--profile", default=d("desktop"), choices=[p.value for p in DeviceProfile],
-                   help=h("device profile: the transports and proxy discovery it may use"))
-    p.add_argument("--json", action="store_true", default=d(False),
-                   help=h("print one JSON document on stdout (errors too)"))
-    p.add_argument("--proxy", metavar="URL", default=d(None),
-                   help=h("HTTP proxy for signaling and proxy media, "
-                          "http://[user:pass@]host:port (default: HTTPS_PROXY unless NO_PROXY "
-                          "names the cloud)"))
-    p.add_argument("--pac-url", metavar="URL", default=d(None),
-                   help=h("PAC file that names the proxy (desktop profile only)"))
-    p.add_argument("--wpad", action="store_true", default=d(False),
-                   help=h("find the PAC file by WPAD (http://wpad.<domain>/wpad.dat; desktop "
-                          "only)"))
-    p.add_argument("--proxy-user", metavar="USER", default=d(None),
-                   help=h("user for a proxy found by PAC/WPAD"))
-    p.add_argument("--proxy-password", metavar="PASSWORD", default=d(None),
-                   help=h("password for a proxy found by PAC/WPAD"))
-    p.add_argument("--pin", action="append", default=d(None),
-                   help=h("the cloud's SPKI pin, sha256/<base64> (RFC 7469), repeatable: "
-                          "primary and backup (comma-separated in the variable; default: the "
-                          "pins of the enrollment material, stack.json, or a re-pin made with "
-                          "'pinhole pin'; never learned from a connection)"))
-    p.add_argument("--cache-dir", metavar="DIR", default=d(None),
-                   help=h("where the device identity and probe reports are kept "
-                          "(default: $XDG_CACHE_HOME/pinhole or ~/.cache/pinhole)"))
-    p.add_argument("--no-cache", action="store_true", default=d(False),
-                   help=h("a new device identity and a fresh probe every run"))
-    p.add_argument("--force-probe", action="store_true", default=d(False),
-                   help=h("probe even when a report younger than the probe TTL is cached"))
+def _global_flags(p: argparse._ActionsContainer, *, copy: bool) -> None:
+    """The flags every command takes, one for each setting of :class:`ClientSettings`;
+    ``copy``: the subcommand's copy, which only overrides when given (so "pinhole probe
+    --json" works as "pinhole --json probe") and which its help does not repeat."""
+    add_settings(p, settings.ClientSettings, copy=copy)
 
 
 def _parser() -> argparse.ArgumentParser:

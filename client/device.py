@@ -21,8 +21,7 @@ from websockets.exceptions import WebSocketException
 
 from client.api import CloudApi
 from client.cache import ReportCache, local_address_towards
-from client.call import Call
-from client.call_report import CallOptions, CallReport, CallTimings, RungAttempt
+from client.call import Call, CallOptions, CallReport, CallTimings, RungAttempt
 from client.errors import ApiError, InspectionError, MediaError, ProxyError
 from client.inspection import inspected_nodes, inspection_message
 from client.media import MediaSession
@@ -39,7 +38,7 @@ from wire.models import (
     NodeInfo,
     ReachabilityReport,
 )
-from wire.transports import PROFILES, DeviceProfile, Transport, check_media
+from wire.transports import PROFILES, RUNGS_BY_NAME, DeviceProfile, Transport, check_media
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ class Device:
         nodes = fresh if fresh is not None else (await self.api.nodes()).nodes
         transports = list(policy.transports)
         if self.proxy is not None and Transport.HTTP_PROXY in PROFILES[self.profile].media:
-            transports.append("http-proxy")  # the last rung is probed through the proxy
+            transports.append(Transport.HTTP_PROXY)  # the last rung is probed through the proxy
         self.outcomes, running = await probe_until_quiet(
             targets(nodes, transports), timeout_ms=policy.timeout_ms, progress=progress,
             proxy=self.proxy,
@@ -367,7 +366,8 @@ class Device:
         if len(running) > 1:
             # A slower attempt may have authenticated after the winner and moved the node's
             # latch to its (now closed) path: one more authenticated request on the winner
-            # latches it back (DESIGN: the latch follows the latest authenticated request).
+            # latches it back (docs/design.md "Media leg": the latch follows the latest
+            # authenticated request).
             try:
                 await chosen.binding(timeout_s)
             except (MediaError, OSError, TimeoutError) as exc:
@@ -409,10 +409,10 @@ def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
     waves: list[_Wave] = []
     udp_run = 0  # UDP waves since the last stream wave
     for endpoint in plan:
-        if endpoint.transport == "udp":
+        if endpoint.transport is Transport.UDP:
             waves.append(_Wave([endpoint], step))
             udp_run += 1
-        elif waves and waves[-1][0].transport != "udp":
+        elif waves and waves[-1][0].transport is not Transport.UDP:
             waves[-1].delay_s = stream_step  # consecutive stream rungs: a short step apart
             waves.append(_Wave([endpoint], stagger_s))
         else:
@@ -426,10 +426,11 @@ def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
 async def _open(session: MediaSession, endpoint: Endpoint, host: str, timeout_s: float,
                 proxy: ProxyConfig | None) -> None:
     address = Address(host, endpoint.port)
-    if endpoint.transport == "udp":
+    if endpoint.transport is Transport.UDP:
         await session.connect_udp(address, endpoint.rung, timeout_s=timeout_s)
-    elif endpoint.transport in ("tcp", "tls"):
-        await session.connect_stream(address, endpoint.rung, tls=endpoint.transport == "tls",
+    elif endpoint.transport in (Transport.TCP, Transport.TLS):
+        await session.connect_stream(address, endpoint.rung,
+                                     tls=endpoint.transport is Transport.TLS,
                                      timeout_s=timeout_s)
     elif proxy is None:
         raise MediaError(f"{endpoint.rung} needs an HTTP proxy, and none is configured "
@@ -467,6 +468,7 @@ def _outcomes_from(report: ReachabilityReport, nodes: list[NodeInfo]) -> list[Pr
         if r.mapped:
             host, _, port = r.mapped.rpartition(":")
             mapped = Address(host.strip("[]"), int(port))
-        out.append(ProbeOutcome(ProbeTarget(r.node_id, r.rung, r.rung.split("/")[0], address),
+        out.append(ProbeOutcome(ProbeTarget(r.node_id, r.rung, RUNGS_BY_NAME[r.rung].transport,
+                                            address),
                                 r.rtt_ms, mapped, None if r.reachable else "cached: no answer"))
     return out

@@ -19,6 +19,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
+
+from wire.transports import RUNGS_BY_NAME, RungName, Transport
 
 
 class RuleFormat(enum.StrEnum):
@@ -31,7 +34,7 @@ class RuleFormat(enum.StrEnum):
 class Rule:
     """One thing to open: why, and where to (``to`` is empty for 'any address')."""
 
-    key: str  # "signaling", "wss", "inspection", "udp/5004", "tcp/5004", "tls/443", "udp/33434"
+    key: str  # "signaling", "wss", "inspection", or the media rung (a RungName)
     text: str
     protocol: str  # "udp" | "tcp" | "" (nothing to open: advice only)
     port: int
@@ -66,29 +69,50 @@ def inspection(hosts: Sequence[str]) -> Rule:
                 f"certificates and refuse re-signed ones): {', '.join(hosts)}.", "", 443)
 
 
-def media(rung: str, nodes: Sequence[str], port: int) -> Rule:
+@dataclass(frozen=True, slots=True)
+class MediaRule:
+    """What to open for one blocked media rung: the sentence (``{port}``, ``{nodes}``
+    filled in), whether the command names the media nodes, whether it is recommended."""
+
+    text: str
+    to_nodes: bool
+    recommended: bool = True
+
+
+#: One row per rung a firewall can open, in the administrator's words.
+MEDIA_RULES: Final[dict[RungName, MediaRule]] = {
+    RungName.UDP_5004: MediaRule(
+        "Allow inside-initiated UDP from the clients to any address, destination port {port}, "
+        "and its replies: the recommended media path and the best quality (media nodes "
+        "change; do not restrict the addresses).", to_nodes=False),
+    RungName.UDP_9000: MediaRule(
+        "Allow inside-initiated UDP to the legacy media data centers ({nodes}), destination "
+        "port {port}.", to_nodes=True),
+    RungName.TCP_5004: MediaRule(
+        "If UDP cannot be opened: allow inside-initiated TCP to the media nodes ({nodes}), "
+        "destination port {port}; media quality may suffer over TCP.", to_nodes=True),
+    RungName.TLS_443: MediaRule(
+        "If neither UDP nor TCP 5004 can be opened: allow inside-initiated TCP to the media "
+        "nodes ({nodes}), destination port {port}, without TLS inspection.", to_nodes=True),
+    RungName.UDP_33434: MediaRule(
+        "UDP port {port} is a last resort only: it is the traceroute port and some ISPs "
+        "throttle it. It is not recommended to open it for media.", to_nodes=False,
+        recommended=False),
+}
+
+#: The IP protocol a firewall matches for each media transport (TLS runs over TCP).
+IP_PROTOCOL: Final[dict[Transport, str]] = {
+    Transport.UDP: "udp", Transport.TCP: "tcp", Transport.TLS: "tcp"}
+
+
+def media(rung: RungName, nodes: Sequence[str], port: int) -> Rule:
     """The rule for a blocked media rung, in the administrator's words."""
-    if rung == "udp/5004":
-        return Rule(rung, "Allow inside-initiated UDP from the clients to any address, "
-                    f"destination port {port}, and its replies: the recommended media path "
-                    "and the best quality (media nodes change; do not restrict the addresses).",
-                    "udp", port)
-    if rung == "udp/9000":
-        return Rule(rung, "Allow inside-initiated UDP to the legacy media data centers "
-                    f"({_addresses(nodes)}), destination port {port}.", "udp", port, tuple(nodes))
-    if rung == "tcp/5004":
-        return Rule(rung, "If UDP cannot be opened: allow inside-initiated TCP to the media "
-                    f"nodes ({_addresses(nodes)}), destination port {port}; media quality may "
-                    "suffer over TCP.", "tcp", port, tuple(nodes))
-    if rung == "tls/443":
-        return Rule(rung, "If neither UDP nor TCP 5004 can be opened: allow inside-initiated "
-                    f"TCP to the media nodes ({_addresses(nodes)}), destination port {port}, "
-                    "without TLS inspection.", "tcp", port, tuple(nodes))
-    if rung == "udp/33434":
-        return Rule(rung, f"UDP port {port} is a last resort only: it is the traceroute port "
-                    "and some ISPs throttle it. It is not recommended to open it for media.",
-                    "udp", port, (), recommended=False)
-    raise ValueError(f"no firewall rule for rung {rung!r}")
+    row = MEDIA_RULES.get(rung)
+    if row is None:
+        raise ValueError(f"no firewall rule for rung {rung.value!r}")
+    return Rule(rung, row.text.format(port=port, nodes=_addresses(nodes)),
+                IP_PROTOCOL[RUNGS_BY_NAME[rung].transport], port,
+                tuple(nodes) if row.to_nodes else (), recommended=row.recommended)
 
 
 def _nft(rule: Rule) -> list[str]:

@@ -1,6 +1,6 @@
 """A client's media leg: latch with an authenticated Binding Request, then SRTP both ways.
 
-DESIGN: "The client's first packet on a transport is a Binding Request with
+docs/design.md "Media leg": "The client's first packet on a transport is a Binding Request with
 USERNAME "<node_ufrag>:<client_ufrag>", MESSAGE-INTEGRITY keyed by pwd,
 FINGERPRINT. The node authenticates it and latches the leg". That exchange,
 its retransmission, the consent checks that also serve as keepalives (seed:
@@ -50,6 +50,7 @@ from wire.leg_client import (
 from wire.models import Joined
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
+from wire.transports import RungName
 
 AUDIO_PT = 0  # PCMU, 8 kHz: 160 samples per 20 ms packet (50 packets/s)
 VIDEO_PT = 96  # dynamic payload type for the synthetic video stream
@@ -98,7 +99,7 @@ class MediaSession:
         self.counters = MediaCounters()
         self.sources: dict[int, ReceiveStats] = {}
         self.payloads: deque[tuple[int, int, bytes]] = deque(maxlen=keep_payloads)
-        self.rung: str | None = None
+        self.rung: RungName | None = None
         self.mapped: Address | None = None
         # time.monotonic() of the answer that latched the leg, and of the first SRTP packet
         # from another participant that decrypted (None until then)
@@ -129,12 +130,13 @@ class MediaSession:
             expected_fingerprint=node.fingerprint, peer_name=f"media node {node.id}",
             peer_domains=[node.address])
 
-    async def connect_udp(self, address: Address, rung: str, *, timeout_s: float = 2.0) -> None:
+    async def connect_udp(self, address: Address, rung: RungName, *,
+                          timeout_s: float = 2.0) -> None:
         leg = self._new_leg(reliable=False, rto_s=0.1, timeout_s=timeout_s)
         await self._latch(leg, await open_udp(address, rung, self._deliver))
 
     async def connect_stream(
-        self, address: Address, rung: str, *, tls: bool, timeout_s: float = 3.0
+        self, address: Address, rung: RungName, *, tls: bool, timeout_s: float = 3.0
     ) -> None:
         """TCP or TLS with RFC 4571 framing; TLS checks the node's published fingerprint."""
         leg = self._new_leg(reliable=True, rto_s=1.0, timeout_s=timeout_s)
@@ -153,7 +155,7 @@ class MediaSession:
         await self._latch(leg, path)
 
     async def connect_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                             rung: str, *, timeout_s: float = 3.0) -> None:
+                             rung: RungName, *, timeout_s: float = 3.0) -> None:
         """TLS inside an HTTP CONNECT tunnel (the http-proxy rung), then framing."""
         leg = self._new_leg(reliable=True, rto_s=1.0, timeout_s=timeout_s)
         path = await open_over_tunnel(writer, rung, self._deliver, timeout_s=timeout_s)

@@ -42,10 +42,17 @@ from wire.address import Address
 from wire.errors import ProfileRefused
 from wire.models import DeviceRegistration, NodeInfo
 from wire.tls import check_pins, client_context
-from wire.transports import PROFILES, DeviceProfile, Transport, allowed_rungs
+from wire.transports import (
+    PROFILES,
+    RUNGS_BY_NAME,
+    DeviceProfile,
+    RungName,
+    Transport,
+    allowed_rungs,
+)
 
 #: Rungs on which media is as good as it gets (the seeds' recommended UDP ports).
-BEST_RUNGS = frozenset({"udp/5004", "udp/9000"})
+BEST_RUNGS = frozenset({RungName.UDP_5004, RungName.UDP_9000})
 CONNECT_TIMEOUT_S = 3.0
 SIGNALING_TIMEOUT_S = 8.0
 
@@ -97,7 +104,7 @@ class Check:
 class Report:
     checks: tuple[Check, ...]
     verdict: Verdict
-    media_rung: str | None
+    media_rung: RungName | None
     rules: tuple[Rule, ...]
     hints: tuple[str, ...] = ()
     udp_idle: dict[str, object] | None = None  # client.udp_idle's finding, when measured
@@ -152,7 +159,8 @@ def _error(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------- the verdict, pure
 
-def media_outcome(outcomes: Iterable[ProbeOutcome], profile: DeviceProfile) -> str | None:
+def media_outcome(outcomes: Iterable[ProbeOutcome], profile: DeviceProfile
+                  ) -> RungName | None:
     """The rung media would use: the best rung of the ladder that reached some node."""
     working = {o.target.rung for o in outcomes if o.rtt_ms is not None}
     for rung in allowed_rungs(profile, legacy_dc=True):
@@ -184,14 +192,14 @@ def assess(checks: Sequence[Check], outcomes: Sequence[ProbeOutcome], profile: D
     inspected = any((c.name == "TLS inspection" and c.status is Status.BLOCKED)
                     or (c.name == "HTTPS" and "TLS inspection" in c.detail) for c in checks)
     inspected = inspected or any(o.error and "TLS inspection" in o.error for o in outcomes)
-    by_rung: dict[str, list[ProbeOutcome]] = {}
+    by_rung: dict[RungName, list[ProbeOutcome]] = {}
     for outcome in outcomes:
         by_rung.setdefault(outcome.target.rung, []).append(outcome)
     for rung in allowed_rungs(profile, legacy_dc=True):
         results = by_rung.get(rung.name)
         if not results or rung.transport is Transport.HTTP_PROXY:
             continue
-        if media in BEST_RUNGS and rung.name != "udp/5004":
+        if media in BEST_RUNGS and rung.name is not RungName.UDP_5004:
             break  # the best path works: nothing else to open
         blocked = sorted({o.target.address.host for o in results if o.rtt_ms is None})
         if blocked and len(blocked) == len({o.target.address.host for o in results}):
@@ -205,7 +213,7 @@ def assess(checks: Sequence[Check], outcomes: Sequence[ProbeOutcome], profile: D
     if not signaling and not proxied:
         hints.append("if this network lets only an HTTP proxy out, run again with --proxy "
                      "http://HOST:PORT (or set HTTPS_PROXY, or give --pac-url)")
-    if media == "http-proxy":
+    if media is RungName.HTTP_PROXY:
         hints.append("media goes through the HTTP proxy: it works, with more delay than any "
                      "other path")
     return Report(tuple(checks), verdict, media,
@@ -468,7 +476,7 @@ class Netcheck:
             await api.close()
             if shim is not None:
                 await shim.close()
-        if found.rung is None or not found.rung.startswith("udp"):
+        if found.rung is None or RUNGS_BY_NAME[found.rung].transport is not Transport.UDP:
             self._row(Check("network", "UDP idle timeout", found.rung or "", Status.SKIPPED,
                             "not measurable: media did not use UDP"))
         elif found.closed_after_s is None:
@@ -484,9 +492,9 @@ class Netcheck:
         if not nodes:
             return []
         media = PROFILES[self.settings.profile].media
-        transports = [t.value for t in media if t is not Transport.HTTP_PROXY]
+        transports: list[Transport] = [t for t in media if t is not Transport.HTTP_PROXY]
         if proxy is not None and Transport.HTTP_PROXY in media:
-            transports.append(Transport.HTTP_PROXY.value)
+            transports.append(Transport.HTTP_PROXY)
         all_targets = targets(nodes, transports)
         self.progress(f"probing {len(nodes)} media nodes: {len(all_targets)} endpoints …")
         def probed(done: int, total: int, o: ProbeOutcome) -> None:

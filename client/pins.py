@@ -1,6 +1,6 @@
 """The cloud's SPKI pins on this device: from the enrollment material, re-pinned only by hand.
 
-DESIGN "Cloud API": "The cloud's TLS key is pinned (SPKI, primary + backup)
+docs/design.md "Cloud API": "The cloud's TLS key is pinned (SPKI, primary + backup)
 from the enrollment material (e.g. ``stack.json``), never learned from a first
 connection." The pins in effect come, first found:
 

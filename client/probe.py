@@ -32,6 +32,7 @@ from wire.models import NodeInfo, ProbeResult
 from wire.stun import parse_binding_response
 from wire.stun_transactions import Answer, TransactionTable
 from wire.tls import check_pins, unverified_client_context
+from wire.transports import TLS_443, RungName, Transport
 
 #: The probe's error for a TLS rung whose certificate is not the node list's.
 FINGERPRINT_MISMATCH: Final = "certificate does not match the node list (TLS inspection?)"
@@ -41,8 +42,8 @@ Clock = Callable[[], float]
 @dataclass(frozen=True, slots=True)
 class ProbeTarget:
     node_id: str
-    rung: str
-    transport: str
+    rung: RungName
+    transport: Transport
     address: Address
     fingerprint: str | None = None
 
@@ -66,7 +67,7 @@ class ProbeOutcome:
         )
 
 
-def targets(nodes: Iterable[NodeInfo], transports: Iterable[str]) -> list[ProbeTarget]:
+def targets(nodes: Iterable[NodeInfo], transports: Iterable[Transport]) -> list[ProbeTarget]:
     """Every endpoint of every node whose transport is in ``transports``."""
     wanted = set(transports)
     out = [
@@ -75,10 +76,10 @@ def targets(nodes: Iterable[NodeInfo], transports: Iterable[str]) -> list[ProbeT
         for e in n.endpoints
         if e.transport in wanted
     ]
-    if "http-proxy" in wanted:  # through the proxy to each node's TLS 443
-        out += [ProbeTarget(n.id, "http-proxy", "http-proxy", Address(n.address, e.port),
-                            n.fingerprint)
-                for n in nodes for e in n.endpoints if e.rung == "tls/443"]
+    if Transport.HTTP_PROXY in wanted:  # through the proxy to each node's TLS 443
+        out += [ProbeTarget(n.id, RungName.HTTP_PROXY, Transport.HTTP_PROXY,
+                            Address(n.address, e.port), n.fingerprint)
+                for n in nodes for e in n.endpoints if e.rung == TLS_443.name]
     return out
 
 
@@ -133,12 +134,12 @@ async def _stream(target: ProbeTarget, timeout_s: float,
     """One STUN transaction over a framed TCP or TLS connection (RFC 4571); for the
     http-proxy rung, TLS inside an HTTP CONNECT tunnel through ``proxy``."""
     context: ssl.SSLContext | None = None
-    if target.transport in ("tls", "http-proxy"):
+    if target.transport in (Transport.TLS, Transport.HTTP_PROXY):
         context = unverified_client_context()  # checked against the node list below
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            if target.transport == "http-proxy":
+            if target.transport is Transport.HTTP_PROXY:
                 if proxy is None:
                     return ProbeOutcome(target, None, None, "no HTTP proxy configured")
                 reader, writer = await open_tunnel(proxy, target.address, timeout_s=timeout_s)
@@ -157,7 +158,7 @@ async def _stream(target: ProbeTarget, timeout_s: float,
             mapped = None
             # through a proxy, take the best of three transactions on the tunnel: a proxy's
             # Nagle and delayed-ACK stalls (~40 ms) must not decide between nodes
-            for _ in range(3 if target.transport == "http-proxy" else 1):
+            for _ in range(3 if target.transport is Transport.HTTP_PROXY else 1):
                 _, request = table.send(None, clock())
                 writer.write(encode_frame(request))
                 answer: Answer[None] | None = None
@@ -203,11 +204,11 @@ async def probe(
     async def one(target: ProbeTarget) -> ProbeOutcome:
         nonlocal done
         async with limit:
-            if target.transport == "udp":
+            if target.transport is Transport.UDP:
                 outcome = await _udp(prober, target, timeout_ms / 1000, tries)
             else:
-                outcome = await _stream(target, timeout_ms / 1000 * (3 if target.transport
-                                                                   == "http-proxy" else 1),
+                tunnelled = target.transport is Transport.HTTP_PROXY
+                outcome = await _stream(target, timeout_ms / 1000 * (3 if tunnelled else 1),
                                         proxy, clock)
         done += 1
         if progress is not None:
@@ -266,7 +267,7 @@ class QuietWatch:
         everything is in, nothing answered yet, or a probe through the proxy waits."""
         waiting = [t for t in self.targets if t not in self.answered]
         if not waiting or not self._last_answer or \
-                any(t.transport == "http-proxy" for t in waiting):
+                any(t.transport is Transport.HTTP_PROXY for t in waiting):
             return None
         last = self._last_answer
         return self.started + max(quiet_at(last[t.node_id]) if t.node_id in last

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import socket
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,35 +25,56 @@ from client.pins import Pins, PinStore, in_effect
 from client.proxy import ProxyConfig
 from edge import boundary
 from edge.files import StackFile, first_problem
+from edge.flags import masked, setting, settings_from
 from wire.transports import DeviceProfile
 
 PIN = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")  # RFC 7469 §2.4: base64 of a SHA-256
 PINS_HINT = ("copy the pins from the enrollment material (the pins of stack.json), "
              "sha256/<base64>, 44 characters after the slash")
 STACK_HINT = "start a stack with 'pinhole-lab stack --state-dir DIR' and pass DIR/stack.json"
-#: settings masked in :meth:`ClientSettings.masked`
-SECRETS = ("enrollment_key", "proxy_password")
 
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
-    cloud: str
-    org: str
-    enrollment_key: str = field(repr=False)
-    ca: str = ""  # the CA that signed the cloud's certificate ("": the system store)
+    """``pinhole``'s global flags, each a field (the stack's and the computed ones after)."""
+
+    stack: str = setting("", "stack.json of a running pinhole-lab stack (the cloud, its CA "
+                         "and pins, the orgs' keys)", metavar="FILE")
+    cloud: str = setting("", "cloud URL, e.g. https://127.0.0.1:8443", metavar="URL")
+    # the CA that signed the cloud's certificate ("": the system store)
+    ca: str = setting("", "CA certificate that signed the cloud's", metavar="FILE")
+    org: str = setting("", "organisation id")
+    enrollment_key: str = setting("", "the organisation's enrollment key", metavar="KEY",
+                                  masked=True)
+    name: str = setting("cli", "device name")
+    profile: DeviceProfile = setting(DeviceProfile.DESKTOP, "device profile: the transports "
+                                     "and proxy discovery it may use", choices=DeviceProfile)
+    json: bool = setting(False, "print one JSON document on stdout (errors too)")
+    # None: HTTPS_PROXY, PAC or WPAD may name one
+    proxy: str | None = setting(None, "HTTP proxy for signaling and proxy media, "
+                                "http://[user:pass@]host:port (default: HTTPS_PROXY unless "
+                                "NO_PROXY names the cloud)", metavar="URL")
+    pac_url: str | None = setting(None, "PAC file that names the proxy (desktop profile only)",
+                                  metavar="URL")
+    wpad: bool = setting(False, "find the PAC file by WPAD (http://wpad.<domain>/wpad.dat; "
+                         "desktop only)")
+    proxy_user: str | None = setting(None, "user for a proxy found by PAC/WPAD", metavar="USER")
+    proxy_password: str = setting("", "password for a proxy found by PAC/WPAD",
+                                  metavar="PASSWORD", masked=True)
+    # --pin: they win over a re-pin and the stack's
+    pin_flags: tuple[str, ...] = setting(
+        (), "the cloud's SPKI pin, sha256/<base64> (RFC 7469), repeatable: primary and backup "
+        "(comma-separated in the variable; default: the pins of the enrollment material, "
+        "stack.json, or a re-pin made with 'pinhole pin'; never learned from a connection)",
+        flag="--pin", many=True)
+    cache_dir: Path = setting(help="where the device identity and probe reports are kept "
+                              "(default: $XDG_CACHE_HOME/pinhole or ~/.cache/pinhole)",
+                              factory=default_directory, type=Path, metavar="DIR")
+    no_cache: bool = setting(False, "a new device identity and a fresh probe every run")
+    force_probe: bool = setting(False, "probe even when a report younger than the probe TTL "
+                                "is cached")
     stack_pins: tuple[str, ...] = ()  # the enrollment material's SPKI pins
-    pin_flags: tuple[str, ...] = ()  # --pin: they win over a re-pin and the stack's
-    name: str = "cli"
-    profile: DeviceProfile = DeviceProfile.DESKTOP
-    proxy: str | None = None  # --proxy URL (None: HTTPS_PROXY, PAC or WPAD may name one)
-    pac_url: str | None = None
     wpad_host: str | None = None  # --wpad: this host's name, for wpad.<domain>
-    proxy_user: str | None = None
-    proxy_password: str = field(default="", repr=False)
-    cache_dir: Path = field(default_factory=default_directory)
-    no_cache: bool = False
-    force_probe: bool = False
-    json: bool = False
 
     @property
     def proxy_credentials(self) -> tuple[str, str] | None:
@@ -73,11 +94,7 @@ class ClientSettings:
 
     def masked(self) -> dict[str, object]:
         """Every setting, secrets masked: what may be printed or logged."""
-        out: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = "****" if f.name in SECRETS and value else value
-        return out
+        return masked(self)
 
 
 def cloud_url(value: str, where: str) -> str:
@@ -135,13 +152,8 @@ def from_args(args: argparse.Namespace) -> ClientSettings:
                                  "give http://[user:password@]HOST:PORT") from None
     if out.get("ca"):
         boundary.readable_file("--ca" if args.ca else f"the ca of {args.stack}", out["ca"])
-    return ClientSettings(
-        cloud=out["cloud"], org=out["org"], enrollment_key=out["enrollment_key"],
-        ca=out.get("ca", ""),
+    return settings_from(
+        ClientSettings, args, cloud=out["cloud"], org=out["org"],
+        enrollment_key=out["enrollment_key"], ca=out.get("ca", ""),
         stack_pins=tuple(p for p in out.get("pins", "").split(",") if p),
-        pin_flags=tuple(args.pin or ()), name=args.name, profile=DeviceProfile(args.profile),
-        proxy=args.proxy or None, pac_url=args.pac_url,
-        wpad_host=socket.getfqdn() if args.wpad else None, proxy_user=args.proxy_user,
-        proxy_password=args.proxy_password or "",
-        cache_dir=Path(args.cache_dir) if args.cache_dir else default_directory(),
-        no_cache=args.no_cache, force_probe=args.force_probe, json=args.json)
+        proxy=args.proxy or None, wpad_host=socket.getfqdn() if args.wpad else None)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from client.device import Device
 from client.media import CONSENT_S
+from wire.transports import RUNGS_BY_NAME, RungName, Transport
 
 #: RFC 7675 §5.1 randomization: the longest a leg goes between consent checks.
 LONGEST_CONSENT_GAP_S = CONSENT_S * 1.2
@@ -26,7 +27,7 @@ LONGEST_CONSENT_GAP_S = CONSENT_S * 1.2
 
 @dataclass(frozen=True, slots=True)
 class UdpIdleFinding:
-    rung: str | None  # the listener's rung; only a UDP rung says anything about UDP
+    rung: RungName | None  # the listener's rung; only a UDP rung says anything about UDP
     window_s: float
     closed_after_s: float | None  # None: media arrived until the end of the window
 
@@ -38,7 +39,7 @@ class UdpIdleFinding:
                 and self.closed_after_s < LONGEST_CONSENT_GAP_S)
 
     def advice(self) -> str | None:
-        if self.rung is None or not self.rung.startswith("udp"):
+        if self.rung is None or RUNGS_BY_NAME[self.rung].transport is not Transport.UDP:
             return None
         if self.closed_after_s is None:
             return None
@@ -56,7 +57,7 @@ class UdpIdleFinding:
                 "advice": self.advice()}
 
 
-def finding(rung: str | None, last_outbound: float, last_media: float | None,
+def finding(rung: RungName | None, last_outbound: float, last_media: float | None,
             window_end: float, window_s: float, margin_s: float = 0.5) -> UdpIdleFinding:
     """The finding from the listener's times (time.monotonic())."""
     if last_media is None:

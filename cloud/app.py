@@ -12,7 +12,7 @@ from aiohttp import web
 
 from cloud import console, devices, health, meetings, nodes, openapi, retention
 from cloud.history import open_history
-from cloud.http import MAX_BODY, MAX_DEPTH, Handler, errors_middleware
+from cloud.http import MAX_BODY, MAX_DEPTH, count_middleware, errors_middleware
 from cloud.identity import Org, TokenSigner
 from cloud.leg_events import LegEventQueue, follow
 from cloud.metrics import CloudMetrics
@@ -25,13 +25,6 @@ from cloud.store import Store
 from edge.admission import Admission
 
 ops = web.RouteTableDef()
-
-
-@web.middleware
-async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    request.app[CLOUD].metrics.responses.labels(f"{response.status // 100}xx").inc()
-    return response
 
 
 @ops.get("/v1/openapi.json")
@@ -87,8 +80,7 @@ def make_app(
     registry = NodeRegistry(settings.heartbeat_s, settings.heartbeat_misses, leg_events,
                             bus=store.node_bus(bus_key(settings.node_secret)))
     metrics_ = CloudMetrics()
-    admission = Admission(settings.max_connections, settings.max_connections_per_source,
-                          metrics_.refusals)
+    admission = Admission.within(settings.limits, metrics_.refusals)
     cloud = Cloud(settings=settings, store=store, registry=registry, signer=signer, orgs=orgs,
                   metrics=metrics_, connections=admission, history=open_history(settings.store))
     app[CLOUD] = cloud

@@ -19,6 +19,7 @@ from wire.transports import (
     PROFILES,
     RUNGS_BY_NAME,
     DeviceProfile,
+    RungName,
     Transport,
     allowed_rungs,
 )
@@ -38,10 +39,10 @@ class Assignment:
 
 def _best_rung(
     node: NodeInfo, results: Sequence[ProbeResult], profile: DeviceProfile
-) -> tuple[str, float] | None:
+) -> tuple[RungName, float] | None:
     """The allowed, reached rung with the lowest ``rtt + penalty``, and that score."""
     allowed = {r.name for r in allowed_rungs(profile, legacy_dc=node.legacy_dc)}
-    best: tuple[str, float] | None = None
+    best: tuple[RungName, float] | None = None
     for result in results:
         if result.node_id != node.id or not result.reachable or result.rtt_ms is None:
             continue
@@ -59,9 +60,10 @@ def transport_plan(
     """The node's endpoints the profile allows, rungs this device reached first, each
     group in ladder order; ``http-proxy`` rides on ``tls/443`` when the profile allows it."""
     by_rung = {e.rung: e for e in node.endpoints}
-    if "tls/443" in by_rung and Transport.HTTP_PROXY in PROFILES[profile].media:
-        tls = by_rung["tls/443"]
-        by_rung["http-proxy"] = Endpoint(rung="http-proxy", transport="http-proxy", port=tls.port)
+    tls = by_rung.get(RungName.TLS_443)
+    if tls is not None and Transport.HTTP_PROXY in PROFILES[profile].media:
+        by_rung[RungName.HTTP_PROXY] = Endpoint(rung=RungName.HTTP_PROXY,
+                                                transport=Transport.HTTP_PROXY, port=tls.port)
     reached = {r.rung for r in results if r.node_id == node.id and r.reachable}
     ladder = [r.name for r in allowed_rungs(profile, legacy_dc=node.legacy_dc)]
     ordered = [n for n in ladder if n in by_rung and n in reached]
@@ -106,7 +108,7 @@ def assign(
         cascade = 0.0 if not meeting_nodes or node.id in meeting_nodes else CASCADE_COST_MS
         load = node.load * LOAD_COST_MS
         rtt = None
-        rung = None
+        rung: RungName | None = None
         penalty = 0.0
         total = None
         if best is not None:
@@ -116,7 +118,7 @@ def assign(
             total = best[1] + cascade + load
         scores.append(
             CandidateScore(
-                node_id=node.id, rung=rung, rtt_ms=rtt, transport_penalty_ms=penalty,  # type: ignore[arg-type]
+                node_id=node.id, rung=rung, rtt_ms=rtt, transport_penalty_ms=penalty,
                 cascade_ms=cascade, load_ms=load, score=total, excluded=excluded,
             )
         )

@@ -2,7 +2,7 @@
 
 The media node forwards a packet that arrived over a cascade to its local
 participants only, so a full mesh delivers every packet to every participant
-exactly once (docs/architecture.md, "Cascades"). The cloud first allocates
+exactly once (docs/decisions.md, "Cascades"). The cloud first allocates
 the leg on the peer (``allocate_leg`` with ``cascade: true``) and waits for
 it, then tells the initiator to ``open_cascade`` with the same credentials.
 A hybrid node only ever connects out, so it is always the initiator;
@@ -20,7 +20,6 @@ from pydantic import SecretStr
 from cloud.errors import NodeUnavailable
 from cloud.state import Cloud
 from cloud.store import CascadeRecord, MeetingRecord
-from wire.ice_lite import new_password, new_ufrag
 from wire.models import AllocateLeg, CloseCascade, IceCredentials, OpenCascade, SrtpParams
 from wire.srtp import DEFAULT_PROFILE, SrtpKeys
 
@@ -39,12 +38,6 @@ def _linked(meeting: MeetingRecord, a: str, b: str) -> bool:
     return any({c.from_node, c.to_node} == {a, b} for c in meeting.cascades)
 
 
-def new_ice_credentials() -> IceCredentials:
-    """A leg's ufrags and password: ice-chars (RFC 8839 §5.4) of RFC 8445 §5.3 strength."""
-    return IceCredentials(node_ufrag=new_ufrag(), client_ufrag=new_ufrag(),
-                          pwd=SecretStr(new_password()))
-
-
 async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> MeetingRecord:
     """Cascade ``new_node`` with every other node of the meeting not yet linked to it."""
     for other in sorted(meeting.node_ids() - {new_node}):
@@ -54,7 +47,7 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
         peer_info = cloud.registry.info(peer)
         if peer_info is None:
             continue
-        ice = new_ice_credentials()
+        ice = IceCredentials.generate()
         srtp = SrtpParams(profile=DEFAULT_PROFILE.value,
                           client_to_node=SecretStr(SrtpKeys.generate().to_b64()),
                           node_to_client=SecretStr(SrtpKeys.generate().to_b64()))

@@ -5,8 +5,8 @@ Before: ~20,000 idle TLS connections exhausted the cloud's descriptors
 open. Here every accepted connection must be admitted by the cloud's
 :class:`~edge.admission.Admission` (a total and a per-source-address cap,
 refusals counted on ``/metrics``), a TLS handshake must finish within
-``handshake_s``, and a connection that has not sent a whole request for
-``idle_s`` (silent, or stuck in a partial request line) is closed by
+``limits.handshake_s``, and a connection that has not sent a whole request for
+``limits.idle_s`` (silent, or stuck in a partial request line) is closed by
 aiohttp's keep-alive timer, which runs from the moment of accept.
 """
 
@@ -22,6 +22,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from cloud.settings import CloudSettings
 from edge.admission import Admission
+from edge.flags import YEAR_S
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,14 @@ async def listen(runner: web.AppRunner, settings: CloudSettings, port: int,
     if server is None:
         raise RuntimeError("call runner.setup() first")
     no_log = cast(logging.Logger, None)  # aiohttp: access_log=None turns access logging off
+    limits = settings.limits
 
     def factory() -> GatedHandler:
-        return GatedHandler(server, admission, loop=loop, keepalive_timeout=settings.idle_s,
+        return GatedHandler(server, admission, loop=loop, keepalive_timeout=limits.idle_s,
                             access_log=no_log)
 
+    # a handshake limit of 0 is none: asyncio takes only a positive one, so the longest
+    handshake_s = limits.handshake_s or YEAR_S
     return await loop.create_server(
         factory, settings.listen, port, ssl=ssl_context, reuse_address=True, backlog=1024,
-        ssl_handshake_timeout=settings.handshake_s if ssl_context is not None else None)
+        ssl_handshake_timeout=handshake_s if ssl_context is not None else None)

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from cloud.errors import Conflict, Forbidden, IdentityError, NotFound
-from cloud.http import bearer, json_response, read_body
+from cloud.http import device_auth, json_response, read_body
 from cloud.identity import Claims, same_secret
-from cloud.state import CLOUD, Cloud
+from cloud.state import CLOUD
 from cloud.store import DeviceRecord
 from wire.models import (
     DeviceRegistered,
@@ -21,26 +21,6 @@ from wire.models import (
 )
 
 routes = web.RouteTableDef()
-
-
-async def device_auth(request: web.Request) -> tuple[Cloud, Claims]:
-    """The cloud and the caller's claims; 401 for a bad, expired or revoked token."""
-    cloud, claims = signed_claims(request)
-    await current_device(cloud, claims)
-    return cloud, claims
-
-
-def signed_claims(request: web.Request) -> tuple[Cloud, Claims]:
-    """The bearer token's claims, signature and expiry checked, not yet revocation
-    (:func:`current_device`): a join checks that with its meeting's lock, which reads
-    the device's record in the same round trip on Redis."""
-    cloud = request.app[CLOUD]
-    return cloud, cloud.signer.verify(bearer(request), cloud.clock())
-
-
-async def current_device(cloud: Cloud, claims: Claims) -> DeviceRecord:
-    """The device of ``claims``; ``IdentityError`` when a newer registration revoked them."""
-    return await cloud.current(claims)
 
 
 def _own(claims: Claims, device_id: str) -> None:

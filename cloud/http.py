@@ -32,6 +32,8 @@ from cloud.errors import (
     UnreadableRequest,
     WrongMediaType,
 )
+from cloud.identity import Claims
+from cloud.state import CLOUD, Cloud
 from edge.json_body import decode_json
 from wire.errors import BodyError
 from wire.models import ErrorBody
@@ -74,6 +76,15 @@ def json_response(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(
         status=status, text=model.model_dump_json(), content_type="application/json"
     )
+
+
+@web.middleware
+async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer counted by its class (2xx, 4xx …), errors included: it wraps
+    :func:`errors_middleware`."""
+    response = await handler(request)
+    request.app[CLOUD].metrics.responses.labels(f"{response.status // 100}xx").inc()
+    return response
 
 
 @web.middleware
@@ -134,3 +145,23 @@ def bearer(request: web.Request) -> str:
 
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 MAX_DEPTH: web.AppKey[int] = web.AppKey("max_depth", int)
+
+
+# ----------------------------------------------------------------------------- a device
+
+
+async def device_auth(request: web.Request) -> tuple[Cloud, Claims]:
+    """The cloud and the caller's claims; 401 for a bad, expired or revoked token."""
+    cloud, claims = signed_claims(request)
+    await cloud.current(claims)
+    return cloud, claims
+
+
+def signed_claims(request: web.Request) -> tuple[Cloud, Claims]:
+    """The bearer token's claims, signature and expiry checked, not yet revocation
+    (``Cloud.current``): a join checks that with its meeting's lock, which reads
+    the device's record in the same round trip on Redis."""
+    cloud = request.app[CLOUD]
+    return cloud, cloud.signer.verify(bearer(request), cloud.clock())
+
+

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from cloud.cascades import prune_cascades
-from cloud.devices import current_device, device_auth, signed_claims
 from cloud.errors import (
     Conflict,
     NoCandidate,
@@ -25,7 +24,7 @@ from cloud.errors import (
     ProbeRequired,
     TooManyStreams,
 )
-from cloud.http import json_response, read_body
+from cloud.http import device_auth, json_response, read_body, signed_claims
 from cloud.identity import Claims
 from cloud.placement import place
 from cloud.state import CLOUD, Cloud
@@ -116,7 +115,7 @@ async def join(request: web.Request) -> web.Response:
     # trip): the device's record (a revoked token is a 401), the meeting (unknown: 404),
     # the device's report (none: 428), in that order.
     async with cloud.meeting_lock(meeting_id, claims.device_id):
-        device = await current_device(cloud, claims)
+        device = await cloud.current(claims)
         meeting = await _meeting(cloud, claims, meeting_id)
         stored = await cloud.store.get_reachability(claims.device_id)
         if stored is None:

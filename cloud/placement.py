@@ -15,12 +15,13 @@ from dataclasses import replace
 from pydantic import SecretStr
 
 from cloud.assignment import assign
-from cloud.cascades import new_ice_credentials, open_cascades
+from cloud.cascades import open_cascades
 from cloud.errors import NodeUnavailable
 from cloud.state import Cloud
 from cloud.store import MeetingRecord, ParticipantRecord
 from wire.models import (
     AllocateLeg,
+    IceCredentials,
     Joined,
     ProbeResult,
     SrtpParams,
@@ -60,7 +61,7 @@ async def place(
     nodes = [n for n in cloud.visible_nodes(org, healthy_only=False) if n.id not in exclude]
     chosen = assign(org=org, profile=profile, nodes=nodes, results=list(results),
                     meeting_nodes=frozenset(p.node_id for p in others))
-    ice = new_ice_credentials()
+    ice = IceCredentials.generate()
     srtp = SrtpParams(profile=srtp_profile.value,
                       client_to_node=SecretStr(SrtpKeys.generate(srtp_profile).to_b64()),
                       node_to_client=SecretStr(SrtpKeys.generate(srtp_profile).to_b64()))

@@ -47,7 +47,8 @@ class Cloud:
             gap_s=None if gap_s is None else round(gap_s, 2)))
 
     def visible_nodes(self, org: str, *, healthy_only: bool = True) -> list[NodeInfo]:
-        """All cloud nodes and this org's hybrid nodes (DESIGN: GET /v1/nodes)."""
+        """All cloud nodes and this org's hybrid nodes (docs/design.md "Cloud API":
+        GET /v1/nodes)."""
         return [
             n
             for n in self.registry.nodes()

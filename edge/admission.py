@@ -13,19 +13,29 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
+from edge.flags import count, seconds, setting
+
 TOTAL_CAP: Final = "total_cap"
 PER_SOURCE_CAP: Final = "per_source_cap"
 
 
 @dataclass(frozen=True, slots=True)
-class StreamLimits:
-    """Bounds of one stream listener; every duration in seconds (0 disables it)."""
+class ConnectionLimits:
+    """Bounds of a stream listener (the cloud's HTTPS, a media node's TCP and TLS); every
+    duration in seconds (0 disables it). Each is a flag of the service that holds it, with
+    that service's defaults (:func:`edge.flags.group`); these are a media node's."""
 
-    max_connections: int = 4096
-    max_per_source: int = 1024
-    handshake_s: float = 10.0  # a TLS handshake must finish within this
-    first_message_s: float = 10.0  # the first whole message must arrive within this
-    idle_s: float = 60.0  # a connection with no whole message for this long is closed
+    max_connections: int = setting(4096, "open connections accepted in total, all sources "
+                                   "together", type=count())
+    max_connections_per_source: int = setting(
+        1024, "open connections from one IP address (an office behind one NAT address "
+        "counts once)", type=count())
+    handshake_s: float = setting(10.0, "close a TLS connection whose handshake takes longer "
+                                 "(0: no limit)", type=seconds(zero=True))
+    first_message_s: float = setting(10.0, "close a connection whose first whole message "
+                                     "takes longer", type=seconds())
+    idle_s: float = setting(60.0, "close a connection without a whole message for this long",
+                            type=seconds())
 
 
 class Admission:
@@ -40,6 +50,12 @@ class Admission:
         self.refusals: Counter[str] = Counter() if refusals is None else refusals
         self.open = 0
         self._by_source: dict[str, int] = {}
+
+    @classmethod
+    def within(cls, limits: ConnectionLimits, refusals: Counter[str] | None = None
+               ) -> Admission:
+        """The admission that caps connections as ``limits`` say."""
+        return cls(limits.max_connections, limits.max_connections_per_source, refusals)
 
     def admit(self, source: str) -> bool:
         """Take a slot for a connection from ``source``; False (and counted) when full."""

@@ -27,6 +27,7 @@ from wire.errors import FramingError
 from wire.framing import FrameDecoder, encode_frame
 from wire.leg_client import Latched, LatchFailed, LegClient, LegDriver, LegEvent
 from wire.tls import unverified_client_context
+from wire.transports import RungName
 
 #: Every packet from the peer, with the path it came on.
 Deliver = Callable[[bytes, "LegPath"], None]
@@ -46,7 +47,7 @@ class LegPath:
     link, for labs and tests).
     """
 
-    def __init__(self, rung: str, deliver: Deliver, *, delay_s: float = 0.0,
+    def __init__(self, rung: RungName, deliver: Deliver, *, delay_s: float = 0.0,
                  count: Count = _ignore) -> None:
         self.rung = rung
         self.peer: tuple[str, int] = ("", 0)
@@ -82,7 +83,7 @@ def _peer(transport: asyncio.BaseTransport) -> tuple[str, int]:
 class UdpPath(LegPath, asyncio.DatagramProtocol):
     """A connected UDP socket: every datagram from the peer is delivered."""
 
-    def __init__(self, rung: str, deliver: Deliver, *, delay_s: float = 0.0,
+    def __init__(self, rung: RungName, deliver: Deliver, *, delay_s: float = 0.0,
                  count: Count = _ignore) -> None:
         super().__init__(rung, deliver, delay_s=delay_s, count=count)
         self.transport: asyncio.DatagramTransport | None = None
@@ -116,7 +117,7 @@ class StreamPath(LegPath, asyncio.Protocol):
     ``on_closed`` hears when the connection ends, whoever ended it.
     """
 
-    def __init__(self, rung: str, deliver: Deliver, *, delay_s: float = 0.0,
+    def __init__(self, rung: RungName, deliver: Deliver, *, delay_s: float = 0.0,
                  count: Count = _ignore,
                  on_closed: Callable[[StreamPath], None] | None = None) -> None:
         super().__init__(rung, deliver, delay_s=delay_s, count=count)
@@ -165,7 +166,7 @@ class StreamPath(LegPath, asyncio.Protocol):
         return None if der is None else bytes(der)
 
 
-async def open_udp(address: Address, rung: str, deliver: Deliver, *,
+async def open_udp(address: Address, rung: RungName, deliver: Deliver, *,
                    local_host: str | None = None, source_ports: Sequence[int] | None = None,
                    delay_s: float = 0.0, count: Count = _ignore) -> UdpPath:
     """A UDP socket connected to ``address``; from one of ``source_ports`` (tried in a
@@ -187,7 +188,7 @@ async def open_udp(address: Address, rung: str, deliver: Deliver, *,
     raise OSError(f"no free UDP source port in {_span(source_ports)}: {last}")
 
 
-async def open_stream(address: Address, rung: str, deliver: Deliver, *, tls: bool,
+async def open_stream(address: Address, rung: RungName, deliver: Deliver, *, tls: bool,
                       timeout_s: float, local_host: str | None = None, delay_s: float = 0.0,
                       count: Count = _ignore,
                       on_closed: Callable[[StreamPath], None] | None = None) -> StreamPath:
@@ -204,7 +205,7 @@ async def open_stream(address: Address, rung: str, deliver: Deliver, *, tls: boo
     return path
 
 
-async def open_over_tunnel(tunnel: asyncio.StreamWriter, rung: str, deliver: Deliver, *,
+async def open_over_tunnel(tunnel: asyncio.StreamWriter, rung: RungName, deliver: Deliver, *,
                            timeout_s: float, count: Count = _ignore,
                            on_closed: Callable[[StreamPath], None] | None = None) -> StreamPath:
     """TLS (checking nothing itself: call :func:`check_pin` next) with framing, inside an

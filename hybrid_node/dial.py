@@ -16,9 +16,10 @@ from typing import Final
 from media_node.cascade import Cascade, CascadeLink, Dialler
 from media_node.engine import Engine
 from wire.models import OpenCascade
+from wire.transports import TCP_5004, TLS_443, UDP_5004, Rung
 
-#: The cascade's transports, best first (the app's ladder without the proxy rung).
-HYBRID_LADDER: Final = ("udp", "tcp", "tls")
+#: The cascade's rungs, best first (the app's ladder without the proxy rung).
+HYBRID_LADDER: Final[tuple[Rung, ...]] = (UDP_5004, TCP_5004, TLS_443)
 #: The hybrid services' source-port range on UDP (requirements page).
 HYBRID_PORTS: Final = range(33434, 33599)
 #: The older range the requirements page still supports.

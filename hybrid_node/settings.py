@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from edge.boundary import usage
-from edge.flags import apply_environment
+from edge.flags import add_settings, apply_environment, setting, settings_from
 from hybrid_node.dial import HYBRID_PORTS
 from media_node.settings import NodeSettings, from_args, parser
 
@@ -35,6 +36,34 @@ def parse_ports(text: str) -> range:
     return range(start, end + 1)
 
 
+class PortRange:
+    """An argparse ``type``: :func:`parse_ports`, its ValueError as argparse's error."""
+
+    __name__ = "port range"
+
+    def __call__(self, text: str) -> range:
+        try:
+            return parse_ports(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class HybridFlags:
+    """What a hybrid node's command adds to the media node's flags; its settings are one
+    :class:`~media_node.settings.NodeSettings` holding these."""
+
+    org: str = setting("", "the organisation this node serves; only its devices see and use "
+                       "it")
+    cascade_ports: range = setting(HYBRID_PORTS, "UDP source ports of cascades to the cloud "
+                                   "(the standard 33434-33598; the older 8000-8100 also works)",
+                                   type=PortRange(), show=port_span)
+
+
+#: a hybrid node's defaults: it runs on the organisation's premises
+DEFAULTS = NodeSettings(kind="hybrid", region="on-prem", prog=PROG)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "hybrid", description=(
         "Pinhole hybrid media node: a media node for one organisation, installed inside its "
@@ -44,13 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_ORG, "
         "PINHOLE_NODE_SECRET_FILE).\n\nExit codes: 0 stopped, 1 other failure, 2 usage (a "
         "flag or a file it names), 3 cannot reach the cloud, 5 the cloud's certificate did "
-        "not verify."))
-    p.add_argument("--org", default="",
-                   help="the organisation this node serves; only its devices see and use it")
-    p.add_argument("--cascade-ports", default=port_span(HYBRID_PORTS),
-                   help="UDP source ports of cascades to the cloud (the standard 33434-33598; the "
-                   "older 8000-8100 also works)")
-    p.set_defaults(region="on-prem")
+        "not verify."), defaults=DEFAULTS)
+    add_settings(p, HybridFlags)
     for action in p._actions:  # here the secret is the org's hybrid node secret
         if action.dest == "node_secret_file":
             action.help = "read the org's hybrid node secret from this file"
@@ -61,14 +85,12 @@ def parse(argv: Sequence[str] | None = None) -> NodeSettings:
     p = build_parser()
     apply_environment(p, os.environ)
     a = p.parse_args(argv)
-    if not a.org:
+    hybrid = settings_from(HybridFlags, a)
+    if not hybrid.org:
         raise usage("--org ORG is required: a hybrid node serves one organisation",
                     "pass --org ORG (or set PINHOLE_ORG)")
-    try:
-        ports = parse_ports(a.cascade_ports)
-    except ValueError as exc:
-        raise usage(f"--cascade-ports {exc}", "give a range like 33434-33598") from None
-    settings = from_args(a, p, prog=PROG, kind="hybrid", org=a.org, cascade_ports=ports)
+    settings = from_args(a, p, prog=PROG, kind="hybrid", org=hybrid.org,
+                         cascade_ports=hybrid.cascade_ports)
     if not settings.node_secret:
         raise usage("the org's hybrid node secret is missing",
                     "pass --node-secret-file FILE (or set PINHOLE_NODE_SECRET_FILE)")

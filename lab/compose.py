@@ -427,9 +427,21 @@ class ComposeRun:
         remove_namespaces(self.namespaces)  # and what escaped its process group (daemons)
         for ns in self.namespaces:
             shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
-        for mountpoint in self.mountpoints:
-            with contextlib.suppress(OSError):  # busy: another run still uses it
-                mountpoint.rmdir()
+        # A volume's mountpoint is a host path (/var/lib/pinhole) every run shares, and
+        # Linux lets rmdir detach a mount that another run's namespace holds there: it goes
+        # only when no other compose run is up (that run makes it again if it needs it).
+        if not other_runs(self.run_id):
+            for mountpoint in self.mountpoints:
+                with contextlib.suppress(OSError):
+                    mountpoint.rmdir()
+
+
+def other_runs(run_id: str) -> set[str]:
+    """The ids of the other compose runs whose namespaces exist now."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                            check=False).stdout
+    ids = {m.group(1) for m in re.finditer(r"^(pc[0-9a-f]{6})-", listed, re.MULTILINE)}
+    return ids - {run_id}
 
 
 def leftovers(run_id: str) -> list[str]:

@@ -21,7 +21,7 @@ from client.probe import ProbeOutcome
 from lab.pki import ORG
 from lab.stack import REGIONS, NodeSpec, Stack, running_stack
 from wire.models import Joined
-from wire.transports import DeviceProfile, allowed_rungs
+from wire.transports import DeviceProfile, RungName, Transport, allowed_rungs
 
 #: Act two's nodes: the same regions, no UDP listener at all (as if UDP never got out).
 NO_UDP: tuple[NodeSpec, ...] = tuple(
@@ -38,14 +38,14 @@ def probe_table(outcomes: list[ProbeOutcome]) -> str:
     return "\n".join(rows)
 
 
-def ladder_text(device: Device, outcomes: list[ProbeOutcome], chosen: str | None) -> str:
+def ladder_text(device: Device, outcomes: list[ProbeOutcome], chosen: RungName | None) -> str:
     """Each rung of the device's ladder, best first: what the probe and the connect saw."""
     lines = []
     for rung in allowed_rungs(device.profile, legacy_dc=False):
         probed = [o for o in outcomes if o.target.rung == rung.name]
         answered = [o for o in probed if o.rtt_ms is not None]
         tried = [a for a in device.attempts if a.rung == rung.name]
-        if not probed and rung.name == "http-proxy":
+        if not probed and rung.transport is Transport.HTTP_PROXY:
             seen = "not tried: no HTTP proxy on this network"
         elif not probed:
             seen = f"not offered: no node listens on {rung.transport.value.upper()}"
@@ -155,7 +155,7 @@ async def run(seconds: float = 3.0, *, as_json: bool = False,
     acts = {"open": open_call, "no_udp": no_udp}
     ok = all(p["received"] > 0 and p["auth_failures"] == 0
              for act in acts.values() for p in act["participants"]) and all(
-        p["rung"] in ("tcp/5004", "tls/443") for p in no_udp["participants"])
+        p["rung"] in (RungName.TCP_5004, RungName.TLS_443) for p in no_udp["participants"])
     say("\nthe story: " + ("media found its way both times" if ok else "something FAILED"))
     if as_json:
         print(json.dumps({"ok": ok, "acts": acts}))

@@ -5,7 +5,7 @@ Used twice: by the netns lab on its ``gw`` namespace (through ``ip netns exec``)
 finds its enterprise-side and internet-side interfaces by address, loads the profile named
 by ``PINHOLE_FIREWALL_PROFILE`` and stays up until stopped.
 
-Addresses are the same in both (docs/design.md's lab, recorded in docs/architecture.md):
+Addresses are the same in both (docs/design.md's lab, recorded in docs/decisions.md):
     internet 198.18.0.0/24  cloud .1, media nodes .2 .3 .4, the firewall .254
     enterprise 10.99.0.0/24 the firewall .1, a client .2, the HTTP proxy .3, the hybrid node .4
 """

@@ -140,18 +140,36 @@ class Stack:
         raise KeyError(node_id)
 
 
+def last_words(log: Path, limit: int = 300) -> str:
+    """The last line a process wrote to ``log``, for an error that outlives the file (a
+    temporary state directory is removed when the stack stops)."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    said = [line for line in lines if line]
+    return said[-1][:limit] if said else ""
+
+
 async def _wait_for_file(path: Path, proc: asyncio.subprocess.Process, what: str,
                          timeout_s: float = 20.0) -> dict[str, Any]:
+    """Wait for the state file a process writes once it listens (its log is the file of the
+    same name ending in .log)."""
+    log = path.with_suffix(".log")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.returncode is not None:
-            raise StackError(f"{what} exited with code {proc.returncode}; see {path.parent}/*.log")
+            said = last_words(log)
+            raise StackError(f"{what} exited with code {proc.returncode}"
+                             + (f": {said!r}" if said else "") + f" (its log: {log})")
         if path.exists():
             with contextlib.suppress(ValueError):
                 data: dict[str, Any] = json.loads(path.read_text())
                 return data
         await asyncio.sleep(0.05)
-    raise StackError(f"{what} did not come up within {timeout_s:.0f} s; see {path.parent}/*.log")
+    said = last_words(log)
+    raise StackError(f"{what} did not come up within {timeout_s:.0f} s"
+                     + (f"; it last said {said!r}" if said else "") + f" (its log: {log})")
 
 
 async def _spawn(state: Path, name: str, args: Sequence[str],

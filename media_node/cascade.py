@@ -27,7 +27,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from edge.leg_transport import LegLink, LegPath, check_pin, open_stream, open_udp
 from media_node.engine import Engine
@@ -44,18 +44,19 @@ from wire.leg_client import (
     PinMismatch,
 )
 from wire.models import NodeInfo, OpenCascade
+from wire.transports import TLS_443, UDP_5004, Rung, RungName, Transport
 
 log = logging.getLogger(__name__)
 
-#: The rungs a cascade may take, as (transport, endpoint rung) of the peer's node list.
-CASCADE_RUNGS: dict[str, str] = {"udp": "udp/5004", "tcp": "tcp/5004", "tls": "tls/443"}
+#: A cloud node's cascade ladder, best first: UDP 5004, then TLS 443.
+CLOUD_LADDER: Final[tuple[Rung, ...]] = (UDP_5004, TLS_443)
 
 
 class CascadeLink:
     """One outbound cascade leg and the task that keeps it up."""
 
     def __init__(self, engine: Engine, command: OpenCascade, *, delay_s: float = 0.0,
-                 ladder: Sequence[str] = ("udp", "tls"), source_ports: range | None = None,
+                 ladder: Sequence[Rung] = CLOUD_LADDER, source_ports: range | None = None,
                  local_host: str | None = None,
                  udp_timeout_s: float = 2.0, stream_timeout_s: float = 3.0,
                  consent_interval_s: float = 4.0, consent_timeout_s: float = 30.0,
@@ -72,7 +73,7 @@ class CascadeLink:
         self.consent_timeout_s = consent_timeout_s
         self.retry_s = retry_s
         self.leg: Leg = engine.add_outbound_cascade(command, time.monotonic())
-        self.rung: str | None = None
+        self.rung: RungName | None = None
         self.local_port: int | None = None  # the UDP source port of the current path
         self.task: asyncio.Task[None] | None = None
         self.up = asyncio.Event()  # set once the peer has answered on some transport
@@ -95,9 +96,9 @@ class CascadeLink:
         self._drop_path()
         self.engine.release(self.leg.leg_id)
 
-    def _endpoint(self, transport: str) -> Address | None:
+    def _endpoint(self, rung: Rung) -> Address | None:
         for e in self.peer.endpoints:
-            if e.transport == transport and e.rung == CASCADE_RUNGS[transport]:
+            if e.rung == rung.name and e.transport == rung.transport:
                 return Address(self.peer.address, e.port)
         return None
 
@@ -113,20 +114,20 @@ class CascadeLink:
                             self.leg.leg_id, self.peer.id, self.rung)
             else:
                 log.warning("cascade %s to %s: no rung of %s answered", self.leg.leg_id,
-                            self.peer.id, "/".join(self.ladder))
+                            self.peer.id, "/".join(r.name for r in self.ladder))
             self._drop_path()
             await asyncio.sleep(self.retry_s * random.uniform(0.5, 1.5))
 
     async def _connect(self) -> bool:
-        for transport in self.ladder:
-            address = self._endpoint(transport)
+        for rung in self.ladder:
+            address = self._endpoint(rung)
             if address is None:
                 continue
-            leg = self._new_leg(reliable=transport != "udp")
+            leg = self._new_leg(reliable=rung.transport is not Transport.UDP)
             try:
-                path = await self._open(address, transport, leg)
+                path = await self._open(address, rung, leg)
             except (OSError, TimeoutError, ssl.SSLError, PinMismatch) as exc:
-                log.warning("cascade %s: %s to %s failed: %s", self.leg.leg_id, transport,
+                log.warning("cascade %s: %s to %s failed: %s", self.leg.leg_id, rung.name,
                             address, exc)
                 self._drop_path()
                 continue
@@ -136,21 +137,21 @@ class CascadeLink:
             self._drop_path()
         return False
 
-    async def _open(self, address: Address, transport: str, leg: LegClient) -> LegPath:
-        rung = CASCADE_RUNGS[transport]
+    async def _open(self, address: Address, rung: Rung, leg: LegClient) -> LegPath:
+        tls = rung.transport is Transport.TLS
         path: LegPath
-        if transport == "udp":
-            path = await open_udp(address, rung, self._received, local_host=self.local_host,
+        if rung.transport is Transport.UDP:
+            path = await open_udp(address, rung.name, self._received, local_host=self.local_host,
                                   source_ports=self.source_ports, delay_s=self.delay_s,
                                   count=self.engine.drop)
         else:
-            path = await open_stream(address, rung, self._received, tls=transport == "tls",
+            path = await open_stream(address, rung.name, self._received, tls=tls,
                                      timeout_s=self.stream_timeout_s,
                                      local_host=self.local_host, delay_s=self.delay_s,
                                      count=self.engine.drop, on_closed=self.engine.sink_closed)
         self._path = path
         self.local_port = path.local_port
-        if transport == "tls":  # the certificate the node list published, or nothing
+        if tls:  # the certificate the node list published, or nothing
             check_pin(path, leg)
         return path
 

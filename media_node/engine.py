@@ -68,7 +68,7 @@ from wire.stun import (
     build_leg_binding_response,
     validate_request,
 )
-from wire.transports import LADDER
+from wire.transports import LADDER, RungName
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,11 @@ TOTALS: Final = ("packets_in", "bytes_in", "packets_out", "bytes_out")
 #: ladder's best rung highest (udp/5004 over udp/33434 over tcp/5004 ...)
 LOCAL_PRIORITY: Final = {rung.name: candidate_priority(HOST_PREFERENCE, 0xFFFF - i)
                          for i, rung in enumerate(LADDER)}
-OTHER_RUNG_PRIORITY: Final = candidate_priority(HOST_PREFERENCE, 0)
 
 
-def local_priority(rung: str) -> int:
+def local_priority(rung: RungName) -> int:
     """The priority of the node's host candidate on ``rung`` (RFC 8445 §5.1.2.1)."""
-    return LOCAL_PRIORITY.get(rung, OTHER_RUNG_PRIORITY)
+    return LOCAL_PRIORITY[rung]
 
 
 class Engine:

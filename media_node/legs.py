@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from wire.ice_lite import IceLite
-from wire.models import LegCounters, RungName
+from wire.models import LegCounters
 from wire.srtp import SrtpReceiver, SrtpSender
+from wire.transports import RungName
 
 
 class Sink(Protocol):
     """Where packets leave: a UDP socket (by address) or one TCP/TLS connection."""
 
-    rung: str
+    rung: RungName
 
     def send(self, data: bytes, addr: Any) -> None: ...
 
@@ -66,7 +67,7 @@ class Leg:
 
     @property
     def rung(self) -> RungName | None:
-        return None if self.sink is None else cast("RungName", self.sink.rung)
+        return None if self.sink is None else self.sink.rung
 
     def counters(self) -> LegCounters:
         return LegCounters(packets_in=self.packets_in, bytes_in=self.bytes_in,

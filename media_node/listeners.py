@@ -16,13 +16,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
-from edge.admission import Admission, StreamLimits
+from edge.admission import Admission, ConnectionLimits
 from media_node import _plane
 from media_node.engine import Engine
 from media_node.metrics import RelayTiming
 from wire.errors import FramingError
 from wire.framing import FrameDecoder, encode_frame
 from wire.tls_stream import ServerTls
+from wire.transports import RungName
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class UdpListener:
     the node's memory without bound.
     """
 
-    def __init__(self, engine: Engine, rung: str, delay_s: float, sock: socket.socket,
+    def __init__(self, engine: Engine, rung: RungName, delay_s: float, sock: socket.socket,
                  timing: RelayTiming | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
@@ -180,8 +181,8 @@ class StreamConnection(asyncio.Protocol):
     activity. Each closing reason is counted in ``admission.refusals``.
     """
 
-    def __init__(self, engine: Engine, rung: str, delay_s: float, frame_limit: int,
-                 admission: Admission, limits: StreamLimits,
+    def __init__(self, engine: Engine, rung: RungName, delay_s: float, frame_limit: int,
+                 admission: Admission, limits: ConnectionLimits,
                  tls: ssl.SSLContext | None = None, timing: RelayTiming | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
@@ -329,7 +330,7 @@ class StreamConnection(asyncio.Protocol):
             self.transport.write(out)
 
 
-async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: float,
+async def bind_udp(engine: Engine, host: str, port: int, rung: RungName, delay_s: float,
                    timing: RelayTiming | None = None,
                    clock: Callable[[], float] = time.monotonic) -> UdpListener:
     """Bind a UDP port (``port`` 0: any) on ``host`` for the engine; raises OSError."""
@@ -343,9 +344,9 @@ async def bind_udp(engine: Engine, host: str, port: int, rung: str, delay_s: flo
         raise
 
 
-async def bind_stream(engine: Engine, host: str, port: int, rung: str, delay_s: float,
+async def bind_stream(engine: Engine, host: str, port: int, rung: RungName, delay_s: float,
                       context: ssl.SSLContext | None, admission: Admission,
-                      limits: StreamLimits, frame_limit: int = 4096,
+                      limits: ConnectionLimits, frame_limit: int = 4096,
                       timing: RelayTiming | None = None,
                       clock: Callable[[], float] = time.monotonic
                       ) -> tuple[asyncio.Server, int]:

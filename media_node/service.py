@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
@@ -33,9 +33,9 @@ from media_node.engine import Engine
 from media_node.listeners import UdpListener, bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
 from media_node.settings import NodeSettings
-from wire.models import Endpoint, RungName
+from wire.models import Endpoint
 from wire.tls import cert_fingerprint, issue, server_context
-from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434
+from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434, Rung
 
 log = logging.getLogger("media_node")
 _T = TypeVar("_T")
@@ -67,6 +67,10 @@ async def _bind_with_fallback(
         return await bind(high)
 
 
+def _endpoint(rung: Rung, port: int) -> Endpoint:
+    return Endpoint(rung=rung.name, transport=rung.transport, port=port)
+
+
 async def start_listeners(
     settings: NodeSettings, engine: Engine, workdir: Path, admission: Admission,
     timing: RelayTiming | None = None, clock: Callable[[], float] = time.monotonic
@@ -84,31 +88,30 @@ async def start_listeners(
         for rung, port in udp:
             listener = await bind_udp(engine, host, port, rung.name, delay, timing, clock)
             closers.append(listener)
-            endpoints.append(Endpoint(rung=cast("RungName", rung.name), transport="udp",
-                                      port=listener.port))
+            endpoints.append(_endpoint(rung, listener.port))
     if settings.tcp:
         server, real = await bind_stream(engine, host, settings.tcp_port, TCP_5004.name, delay,
-                                         None, admission, settings.stream_limits,
+                                         None, admission, settings.limits,
                                          timing=timing, clock=clock)
         closers.append(server)
-        endpoints.append(Endpoint(rung="tcp/5004", transport="tcp", port=real))
+        endpoints.append(_endpoint(TCP_5004, real))
     if settings.tls:
         context, fingerprint = _tls_context(settings, workdir)
 
         async def bind_tls(port: int) -> tuple[asyncio.Server, int]:
             return await bind_stream(engine, host, port, TLS_443.name, delay, context,
-                                     admission, settings.stream_limits, timing=timing,
+                                     admission, settings.limits, timing=timing,
                                      clock=clock)
 
         tls_server, real = await _bind_with_fallback(bind_tls, settings.tls_port, "TLS")
         closers.append(tls_server)
-        endpoints.append(Endpoint(rung="tls/443", transport="tls", port=real))
+        endpoints.append(_endpoint(TLS_443, real))
     return endpoints, fingerprint, closers
 
 
 def admission_for(settings: NodeSettings) -> Admission:
     """One admission for the TCP and TLS listeners together (the node's descriptors)."""
-    return Admission(settings.max_connections, settings.max_connections_per_source)
+    return Admission.within(settings.limits)
 
 
 async def _ticks(engine: Engine) -> None:

@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pinhole-mutate-") as tmp:
         workdir = Path(tmp)
-        for name in ("wire", "edge", "cloud", "client", "media_node", "hybrid_node", "lab", "tests"):
+        for name in ("wire", "edge", "cloud", "client", "media_node", "hybrid_node", "lab",
+                     "tests"):
             shutil.copytree(ROOT / name, workdir / name,
                             ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")

@@ -24,8 +24,9 @@ from pydantic import (
 )
 
 from wire.errors import SrtpError
-from wire.ice_lite import PASSWORD_MIN, UFRAG_MIN, is_ice_chars
+from wire.ice_lite import PASSWORD_MIN, UFRAG_MIN, is_ice_chars, new_password, new_ufrag
 from wire.srtp import SrtpKeys, SrtpProfile
+from wire.transports import RungName, Transport
 
 #: A secret that is written out in JSON bodies but masked in ``repr``.
 Secret = Annotated[
@@ -36,8 +37,6 @@ Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Host = Annotated[str, Field(min_length=1, max_length=255)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-RungName = Literal["udp/5004", "udp/9000", "udp/33434", "tcp/5004", "tls/443", "http-proxy"]
-TransportName = Literal["udp", "tcp", "tls", "http-proxy"]
 ProfileName = Literal["desktop", "mobile", "room", "board"]
 SrtpProfileName = Literal["AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"]
 NodeKind = Literal["cloud", "hybrid"]
@@ -66,7 +65,7 @@ class Endpoint(Body):
     """One listener of a node: the ladder rung it serves and the real port in use."""
 
     rung: RungName
-    transport: TransportName
+    transport: Transport
     port: Port
 
 
@@ -112,7 +111,7 @@ class NodeList(Body):
 # ---------------------------------------------------------------- devices
 
 
-_PROBED: list[TransportName] = ["udp", "tcp", "tls"]
+_PROBED: tuple[Transport, ...] = (Transport.UDP, Transport.TCP, Transport.TLS)
 
 
 class ProbePolicy(Body):
@@ -121,7 +120,7 @@ class ProbePolicy(Body):
     ttl_s: int = Field(default=7200, ge=1)
     interval_s: int = Field(default=3600, ge=1)
     timeout_ms: int = Field(default=1000, ge=10)
-    transports: list[TransportName] = Field(default_factory=lambda: _PROBED.copy())
+    transports: list[Transport] = Field(default_factory=lambda: list(_PROBED))
 
 
 class DeviceRegistration(Body):
@@ -219,6 +218,13 @@ class IceCredentials(Body):
     node_ufrag: Ufrag
     client_ufrag: Ufrag
     pwd: IcePassword
+
+    @classmethod
+    def generate(cls) -> IceCredentials:
+        """A new leg's ufrags and password: ice-chars (RFC 8839 §5.4) of RFC 8445 §5.3
+        strength."""
+        return cls(node_ufrag=new_ufrag(), client_ufrag=new_ufrag(),
+                   pwd=SecretStr(new_password()))
 
 
 class SrtpParams(Body):

@@ -181,7 +181,8 @@ def new_transaction_id() -> bytes:
 
 
 def build_discovery_probe(transaction_id: bytes | None = None) -> bytes:
-    """The unauthenticated Binding Request a client sends to measure RTT (DESIGN "Discovery")."""
+    """The unauthenticated Binding Request a client sends to measure RTT (docs/design.md
+    "Discovery probe")."""
     return encode_message(Method.BINDING, Class.REQUEST,
                           transaction_id or new_transaction_id(), [])
 

@@ -25,11 +25,22 @@ class Transport(enum.StrEnum):
     HTTP_PROXY = "http-proxy"  # HTTP CONNECT node:443, then TLS, then RFC 4571
 
 
+class RungName(enum.StrEnum):
+    """A rung of the media transport ladder, by the name the API, the logs and the console use."""
+
+    UDP_5004 = "udp/5004"
+    UDP_9000 = "udp/9000"
+    UDP_33434 = "udp/33434"
+    TCP_5004 = "tcp/5004"
+    TLS_443 = "tls/443"
+    HTTP_PROXY = "http-proxy"
+
+
 @dataclass(frozen=True, slots=True)
 class Rung:
     """One step of the ladder: a canonical name, its transport and default port."""
 
-    name: str
+    name: RungName
     transport: Transport
     default_port: int
     legacy_dc_only: bool
@@ -43,14 +54,14 @@ class Rung:
 
 
 UDP_5004: Final = Rung(
-    "udp/5004",
+    RungName.UDP_5004,
     Transport.UDP,
     5004,
     False,
     "WP: 'we recommend that your firewall allows inside-initiated UDP connections to port 5004'",
 )
 UDP_9000: Final = Rung(
-    "udp/9000",
+    RungName.UDP_9000,
     Transport.UDP,
     9000,
     True,
@@ -58,7 +69,7 @@ UDP_9000: Final = Rung(
     "UDP port 9000'",
 )
 UDP_33434: Final = Rung(
-    "udp/33434",
+    RungName.UDP_33434,
     Transport.UDP,
     33434,
     False,
@@ -69,21 +80,21 @@ UDP_33434: Final = Rung(
     extra_penalty_ms=20.0,
 )
 TCP_5004: Final = Rung(
-    "tcp/5004",
+    RungName.TCP_5004,
     Transport.TCP,
     5004,
     False,
     "WP: 'it can fall back to traverse a firewall using TCP port 5004 and TLS port 443'",
 )
 TLS_443: Final = Rung(
-    "tls/443",
+    RungName.TLS_443,
     Transport.TLS,
     443,
     False,
     "WP: 'it can fall back to traverse a firewall using TCP port 5004 and TLS port 443'",
 )
 HTTP_PROXY_443: Final = Rung(
-    "http-proxy",
+    RungName.HTTP_PROXY,
     Transport.HTTP_PROXY,
     443,
     False,
@@ -93,7 +104,7 @@ HTTP_PROXY_443: Final = Rung(
 
 #: The client's transport ladder, best first (docs/design.md, "Ports").
 LADDER: Final[tuple[Rung, ...]] = (UDP_5004, UDP_9000, UDP_33434, TCP_5004, TLS_443, HTTP_PROXY_443)
-RUNGS_BY_NAME: Final[dict[str, Rung]] = {rung.name: rung for rung in LADDER}
+RUNGS_BY_NAME: Final[dict[RungName, Rung]] = {rung.name: rung for rung in LADDER}
 
 #: Extra milliseconds the assignment charges a transport: UDP has the lowest
 #: latency (WP: "UDP is the preferred protocol for interactive media, because
@@ -273,11 +284,11 @@ def plan(
 def rung(name: str) -> Rung:
     """Look a rung up by its canonical name; ``ValueError`` naming the valid ones."""
     try:
-        return RUNGS_BY_NAME[name]
-    except KeyError:
+        return RUNGS_BY_NAME[RungName(name)]
+    except ValueError:
         valid = ", ".join(RUNGS_BY_NAME)
         raise ValueError(f"unknown transport {name!r}; expected one of {valid}") from None
 
 
-def rung_names(rungs: Sequence[Rung]) -> list[str]:
+def rung_names(rungs: Sequence[Rung]) -> list[RungName]:
     return [r.name for r in rungs]

@@ -3,9 +3,10 @@
 ``docker compose up`` is how Pinhole's first users run it: Compose (Debian's docker-compose)
 drives a private dockerd (tests/docker/engine.py), the image is built from the Dockerfile on
 a debootstrap-made bookworm base, and every assertion reads what the containers themselves
-printed or wrote: each client's transport and media (DESIGN's profile table: open → udp/5004,
-no-udp → tcp/5004, proxy-only → http-proxy), the smoke service's verdict and exit code, the
-cloud's HTTPS on the published host port, the CA and stack.json copied out of the volume.
+printed or wrote: each client's transport and media (docs/design.md "The firewall lab":
+open → udp/5004, no-udp → tcp/5004, proxy-only → http-proxy), the smoke service's verdict and
+exit code, the cloud's HTTPS on the published host port, the CA and stack.json copied out of
+the volume.
 """
 
 from __future__ import annotations

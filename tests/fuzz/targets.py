@@ -49,6 +49,7 @@ from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import parse_binding_response, validate_request
 from wire.tls import issue, server_context
 from wire.tls_stream import ServerTls
+from wire.transports import RungName
 
 Target = Callable[[bytes], None]
 
@@ -127,7 +128,7 @@ def _engine() -> tuple[Engine, Any]:
 
 
 class _Sink:
-    rung = "udp/5004"
+    rung = RungName.UDP_5004
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []

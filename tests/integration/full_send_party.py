@@ -17,6 +17,7 @@ import sys
 
 from media_node.engine import Engine
 from media_node.listeners import bind_udp
+from wire.transports import RungName
 
 
 async def main() -> int:
@@ -26,7 +27,7 @@ async def main() -> int:
     p.add_argument("--packets", type=int, default=5000)
     a = p.parse_args()
     engine = Engine("full-send", stun_rate=0)
-    listener = await bind_udp(engine, a.bind, 0, "udp/5004", 0.0)
+    listener = await bind_udp(engine, a.bind, 0, RungName.UDP_5004, 0.0)
     for i in range(a.packets):
         listener.send(b"\x80" + bytes(171), (a.to, 9))
         if i % 500 == 0:

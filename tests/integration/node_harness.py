@@ -40,6 +40,7 @@ from wire.models import (
     SrtpParams,
 )
 from wire.srtp import SrtpKeys, SrtpProfile
+from wire.transports import RUNGS_BY_NAME, RungName, Transport
 
 
 @dataclass
@@ -118,13 +119,14 @@ def join(node: RunningNode, meeting: str, ssrc: int, *, participant: str | None 
     )
 
 
-async def connect(node: RunningNode, joined: Joined, rung: str) -> MediaSession:
+async def connect(node: RunningNode, joined: Joined, rung: RungName) -> MediaSession:
     session = MediaSession(joined)
     address = node.endpoint(rung)
-    if rung.startswith("udp"):
+    transport = RUNGS_BY_NAME[rung].transport
+    if transport is Transport.UDP:
         await session.connect_udp(address, rung)
     else:
-        await session.connect_stream(address, rung, tls=rung.startswith("tls"))
+        await session.connect_stream(address, rung, tls=transport is Transport.TLS)
     return session
 
 

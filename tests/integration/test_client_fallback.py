@@ -17,7 +17,7 @@ from tests.exchange import exchange
 from tests.integration.node_harness import connect, join, running_node
 from wire.errors import ProfileRefused
 from wire.models import Endpoint, Joined
-from wire.transports import DeviceProfile
+from wire.transports import DeviceProfile, RungName, Transport
 
 pytestmark = pytest.mark.slow
 
@@ -111,11 +111,11 @@ async def test_a_node_without_udp_is_planned_on_tcp_or_tls(
 
 
 @pytest.mark.parametrize(("dead", "expected"), [
-    (("udp",), "tcp/5004"),
-    (("udp", "tcp"), "tls/443"),
+    (("udp",), RungName.TCP_5004),
+    (("udp", "tcp"), RungName.TLS_443),
 ])
 async def test_client_falls_back_when_advertised_udp_is_silent(
-    tmp_path: Path, dead: tuple[str, ...], expected: str
+    tmp_path: Path, dead: tuple[str, ...], expected: RungName
 ) -> None:
     """Seed: "If your organization blocks UDP traffic, [the app] automatically switch[es]
     to using TCP"; and past TCP to TLS 443. The node advertises UDP and the device's
@@ -157,17 +157,19 @@ async def test_a_silent_first_rung_is_overtaken_and_abandoned() -> None:
     """RFC 8305 §5 style: the next rung starts after a short delay; the first to authenticate
     wins and the other attempt is closed and recorded."""
     async with running_node() as node:
-        other = await connect(node, join(node, "m1", 2), "udp/5004")
+        other = await connect(node, join(node, "m1", 2), RungName.UDP_5004)
         joined = join(node, "m1", 1)
-        dead = Endpoint(rung="udp/5004", transport="udp", port=9)  # discard port: no answer
+        # the discard port: no answer
+        dead = Endpoint(rung=RungName.UDP_5004, transport=Transport.UDP, port=9)
         tcp = next(e for e in node.info.endpoints if e.rung == "tcp/5004")
         joined = joined.model_copy(update={"plan": [dead, tcp]})
         device = Device(api=None)  # type: ignore[arg-type]  # connect needs no signaling
         session = await device.connect(joined, stagger_s=0.2)
         assert session.rung == "tcp/5004"
         outcomes = {a.rung: a for a in device.attempts}
-        assert outcomes["tcp/5004"].ok
-        assert not outcomes["udp/5004"].ok and "abandoned" in (outcomes["udp/5004"].error or "")
+        assert outcomes[RungName.TCP_5004].ok
+        udp = outcomes[RungName.UDP_5004]
+        assert not udp.ok and "abandoned" in (udp.error or "")
         await exchange(session, other)
         session.close()
         other.close()
@@ -177,7 +179,7 @@ async def test_room_profile_refuses_proxy_media_before_trying() -> None:
     """Seed: room devices never send media through an HTTP proxy; a clear refusal."""
     async with running_node() as node:
         joined = join(node, "m1", 1)
-        proxy = Endpoint(rung="http-proxy", transport="http-proxy", port=443)
+        proxy = Endpoint(rung=RungName.HTTP_PROXY, transport=Transport.HTTP_PROXY, port=443)
         joined = joined.model_copy(update={"plan": [proxy]})
         device = Device(api=None, profile=DeviceProfile.ROOM)  # type: ignore[arg-type]
         with pytest.raises(ProfileRefused, match="room devices cannot send media through an "

@@ -21,6 +21,7 @@ from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.waiting import until
 from wire.models import ProbeResult, ReachabilityReport
+from wire.transports import RungName
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ async def _device(stack: Stack, name: str, reachable: str) -> Device:
     device = Device(stack.api())
     await device.register(ORG, stack.enrollment_key, name)
     await device.api.put_reachability(ReachabilityReport(results=[
-        ProbeResult(node_id=node, rung="udp/5004", reachable=node == reachable,
+        ProbeResult(node_id=node, rung=RungName.UDP_5004, reachable=node == reachable,
                     rtt_ms=5.0 if node == reachable else None)
         for node in ("node-a", "node-b")
     ]))

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,14 +29,20 @@ from aiohttp import web
 from cloud.app import make_app
 from cloud.connections import listen
 from cloud.identity import Org, TokenSigner
-from cloud.settings import CloudSettings
+from cloud.settings import CLOUD_LIMITS, CloudSettings
 from cloud.state import CLOUD, Cloud
 from cloud.store import MemoryStore
 from tests.waiting import until
 from wire.tls import issue, server_context
 
 ORGS = {"acme": Org("acme", "acme-key", "")}
-FAST = CloudSettings(listen="127.0.0.1", port=0, idle_s=0.5, handshake_s=0.5)
+FAST = CloudSettings(listen="127.0.0.1", port=0,
+                     limits=replace(CLOUD_LIMITS, idle_s=0.5, handshake_s=0.5))
+
+
+def limited(**limits: Any) -> CloudSettings:
+    """:data:`FAST` with some of its connection limits changed."""
+    return replace(FAST, limits=replace(FAST.limits, **limits))
 
 
 @dataclass
@@ -88,7 +95,7 @@ async def test_silent_and_partial_requests_are_closed(payload: bytes) -> None:
 
 
 async def test_the_connection_past_the_per_source_cap_is_refused_and_counted() -> None:
-    async with cloud(replace(FAST, idle_s=30, max_connections_per_source=3)) as running:
+    async with cloud(limited(idle_s=30, max_connections_per_source=3)) as running:
         held = [await asyncio.open_connection("127.0.0.1", running.port) for _ in range(3)]
         reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
         assert await _closed_within(reader, 2.0) < 2.0
@@ -101,7 +108,7 @@ async def test_the_connection_past_the_per_source_cap_is_refused_and_counted() -
 
 
 async def test_the_connection_past_the_total_cap_is_refused() -> None:
-    async with cloud(replace(FAST, idle_s=30, max_connections=2)) as running:
+    async with cloud(limited(idle_s=30, max_connections=2)) as running:
         held = [await asyncio.open_connection("127.0.0.1", running.port) for _ in range(2)]
         reader, writer = await asyncio.open_connection("127.0.0.1", running.port,
                                                        local_addr=("127.0.0.3", 0))
@@ -116,7 +123,7 @@ async def test_a_tls_handshake_that_never_finishes_is_closed(tmp_path: Path) -> 
     (tmp_path / "c.pem").write_bytes(made.cert_pem)
     (tmp_path / "c.key").write_bytes(made.key_pem)
     context = server_context(str(tmp_path / "c.pem"), str(tmp_path / "c.key"))
-    async with cloud(replace(FAST, idle_s=30), context) as running:
+    async with cloud(limited(idle_s=30), context) as running:
         reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
         writer.write(b"\x16\x03\x01")
         assert await _closed_within(reader, 5.0) < 5.0
@@ -125,7 +132,7 @@ async def test_a_tls_handshake_that_never_finishes_is_closed(tmp_path: Path) -> 
 
 async def test_a_devices_events_websockets_are_capped() -> None:
     """Before: 5,000 /v1/events WebSockets on one token were all accepted (+231 MB)."""
-    async with cloud(replace(FAST, idle_s=30)) as running, aiohttp.ClientSession() as http:
+    async with cloud(limited(idle_s=30)) as running, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{running.port}"
         async with http.post(f"{base}/v1/devices", json={
                 "org": "acme", "enrollment_key": "acme-key", "name": "d"}) as response:

@@ -27,6 +27,7 @@ from lab.stack import NodeSpec, Stack, running_stack
 from tests.browser import headless_page
 from wire.models import ProbeResult, ReachabilityReport
 from wire.tls import client_context, spki_pin
+from wire.transports import RungName
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,8 +169,8 @@ async def test_the_history_and_a_down_node_render_in_a_real_browser(stack: Stack
     device = Device(stack.api())
     await device.register(ORG, stack.enrollment_key, "frank")
     await device.api.put_reachability(ReachabilityReport(results=[
-        ProbeResult(node_id="node-a", rung="udp/5004", reachable=True, rtt_ms=1.0),
-        ProbeResult(node_id="node-b", rung="udp/5004", reachable=True, rtt_ms=50.0)]))
+        ProbeResult(node_id="node-a", rung=RungName.UDP_5004, reachable=True, rtt_ms=1.0),
+        ProbeResult(node_id="node-b", rung=RungName.UDP_5004, reachable=True, rtt_ms=50.0)]))
     try:
         async with headless_page(trust_spki=pin) as page:
             await _logged_in(page, stack)

@@ -28,6 +28,7 @@ from lab.stack import HYBRID, NodeSpec, Stack, running_stack
 from tests.integration.redis_server import redis_server
 from wire.models import ProbeResult, ReachabilityReport
 from wire.tls import client_context
+from wire.transports import RungName
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ async def _device(stack: Stack, name: str, reach: dict[str, float]) -> Device:
     await device.register(ORG, stack.enrollment_key, name)
     nodes = [NODE_A.id, NODE_B.id, NODE_C.id, HYBRID.id]
     await device.api.put_reachability(ReachabilityReport(results=[
-        ProbeResult(node_id=n, rung="udp/5004", reachable=n in reach, rtt_ms=reach.get(n))
+        ProbeResult(node_id=n, rung=RungName.UDP_5004, reachable=n in reach, rtt_ms=reach.get(n))
         for n in nodes]))
     return device
 

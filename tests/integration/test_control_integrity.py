@@ -41,6 +41,7 @@ from wire.models import (
     SrtpParams,
 )
 from wire.srtp import SrtpKeys
+from wire.transports import RungName, Transport
 
 pytestmark = pytest.mark.slow
 
@@ -138,12 +139,12 @@ async def test_a_malformed_open_cascade_is_refused_and_the_node_keeps_its_legs(
     port = next(e["port"] for e in end.registration["endpoints"] if e["rung"] == "udp/5004")
     joined = Joined(meeting_id="m1", participant_id="p1",
                     node=NodeInfo(id="node-x", kind="cloud", region="r", address=address,
-                                  endpoints=[Endpoint(rung="udp/5004", transport="udp",
-                                                      port=port)]),
+                                  endpoints=[Endpoint(rung=RungName.UDP_5004,
+                                                      transport=Transport.UDP, port=port)]),
                     plan=[], ice=allocate.ice, srtp=allocate.srtp, ssrc=1,
                     reason=AssignmentReason(chosen="node-x", rule="test", candidates=[]))
     session = MediaSession(joined)
-    await session.connect_udp(Address(address, port), "udp/5004")
+    await session.connect_udp(Address(address, port), RungName.UDP_5004)
     try:
         gcm_with_30 = base64.b64encode(bytes(30)).decode()
         shapes = [

@@ -1,6 +1,6 @@
 """Forged against real, for every credential the cloud takes besides the operator's.
 
-DESIGN "Cloud API": devices authenticate with the bearer token from registration,
+docs/design.md "Cloud API": devices authenticate with the bearer token from registration,
 registration with the organisation's enrollment key, nodes with their node secret (a hybrid
 node with its organisation's). The suite tried garbage, "a.b" and a revoked token; these
 pin down the credentials an attacker can come closer with: a token signed by another key, a
@@ -223,7 +223,8 @@ async def test_forged_node_secrets_are_refused_and_the_real_one_is_not(cloud: Cl
 
 
 async def test_forged_hybrid_secrets_are_refused_and_the_real_one_is_not(cloud: Cloud) -> None:
-    """A hybrid node's secret binds it to its organisation (DESIGN: registration)."""
+    """A hybrid node's secret binds it to its organisation (docs/design.md "Cloud API":
+    registration)."""
     device = await cloud.register()
     borrowed = {"the cloud nodes' secret": NODE_SECRET,
                 "the other org's hybrid secret": GLOBEX.hybrid_node_secret,

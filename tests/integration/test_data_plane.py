@@ -35,6 +35,7 @@ from tests.waiting import HANG_S, until
 from wire.rtp import build_rtcp_receiver_report, build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpReceiver, SrtpSender
 from wire.stun import parse_binding_response
+from wire.transports import RungName
 
 CONSENT_S = 30.0
 
@@ -83,7 +84,7 @@ class Client:
 @pytest.fixture
 async def node() -> AsyncIterator[tuple[Engine, UdpListener]]:
     engine = Engine("plane-test", consent_s=CONSENT_S, leg_timeout_s=90, stun_rate=0)
-    listener = await bind_udp(engine, "127.0.0.1", 0, "udp/5004", 0.0)
+    listener = await bind_udp(engine, "127.0.0.1", 0, RungName.UDP_5004, 0.0)
     yield engine, listener
     listener.close()
 
@@ -224,7 +225,7 @@ async def test_a_receiver_on_a_stream_sends_the_meeting_through_the_engine(
     served; when that leg goes, the plane takes them back."""
     engine, listener, a, b = pair
     stream = Party("s", 3000)
-    tcp = FakeSink("tcp/5004")
+    tcp = FakeSink(RungName.TCP_5004)
     assert engine.allocate(stream.allocate(), 0.0).ok
     engine.on_packet(stream.binding(), tcp, ("127.0.0.1", 1), 1.0)
     tcp.sent.clear()

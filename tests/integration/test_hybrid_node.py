@@ -24,6 +24,7 @@ from lab.pki import ORG, OTHER_ORG
 from lab.stack import HYBRID, NodeSpec, Stack, running_stack
 from tests.waiting import HANG_S, until
 from wire.models import Event, Joined, ProbeResult, ReachabilityReport
+from wire.transports import RungName
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +52,8 @@ async def remote(stack: Stack, name: str) -> Device:
     device = Device(stack.api())
     await device.register(ORG, stack.enrollment_key, name)
     await device.api.put_reachability(ReachabilityReport(results=[
-        ProbeResult(node_id=CLOUD_NODE.id, rung="udp/5004", reachable=True, rtt_ms=5.0),
-        ProbeResult(node_id=HYBRID.id, rung="udp/5004", reachable=False)]))
+        ProbeResult(node_id=CLOUD_NODE.id, rung=RungName.UDP_5004, reachable=True, rtt_ms=5.0),
+        ProbeResult(node_id=HYBRID.id, rung=RungName.UDP_5004, reachable=False)]))
     return device
 
 
@@ -190,7 +191,7 @@ async def test_another_org_never_sees_it_and_cannot_latch_on_it(tmp_path: Path) 
         from wire.address import Address
 
         with pytest.raises(MediaError, match="refused the leg on udp/5004: 401"):
-            await session.connect_udp(Address(hybrid["address"], port), "udp/5004",
+            await session.connect_udp(Address(hybrid["address"], port), RungName.UDP_5004,
                                       timeout_s=HANG_S)  # the 401 ends it, not the time
         await close([mallory])
 

@@ -25,6 +25,7 @@ from tests.waiting import HANG_S, until
 from wire.models import Joined
 from wire.rtp import build_rtp
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpSender
+from wire.transports import RungName
 
 
 class LoopbackAgent(Connection):
@@ -40,7 +41,7 @@ class LoopbackAgent(Connection):
         self._local_candidates_end = True
 
 
-def _node_candidate(node: RunningNode, rung: str) -> Candidate:
+def _node_candidate(node: RunningNode, rung: RungName) -> Candidate:
     """The node's host candidate on ``rung``, with the priority the node gives it."""
     address = node.endpoint(rung)
     return Candidate(foundation=rung.replace("/", ""), component=1, transport="udp",
@@ -57,7 +58,7 @@ async def _agent_for(node: RunningNode, joined: Joined) -> LoopbackAgent:
     agent.remote_username = joined.ice.node_ufrag
     agent.remote_password = joined.ice.pwd.get_secret_value()
     await agent.gather_candidates()
-    for rung in ("udp/5004", "udp/33434"):
+    for rung in (RungName.UDP_5004, RungName.UDP_33434):
         await agent.add_remote_candidate(_node_candidate(node, rung))
     await agent.add_remote_candidate(None)
     return agent
@@ -103,12 +104,12 @@ async def test_aioice_aggressive_nomination_gets_media_on_the_nominated_pair() -
             p5004, p33434 = (node.endpoint(r).port for r in ("udp/5004", "udp/33434"))
             [nominated] = agent._nominated.values()
             assert nominated.remote_addr[1] == p5004  # aioice's choice
-            response = await _nominate(agent, _node_candidate(node, "udp/33434"))
+            response = await _nominate(agent, _node_candidate(node, RungName.UDP_33434))
             assert response.message_class.name == "RESPONSE"  # answered (§8.1.2)
             leg = node.engine.legs["leg-browser"]
             assert leg.ice.nominated(next(p for p in leg.ice.pairs if p[0].rung == "udp/33434"))
 
-            other = await connect(node, join(node, "m-ice", 2222), "udp/5004")
+            other = await connect(node, join(node, "m-ice", 2222), RungName.UDP_5004)
             try:
                 for i in range(50):
                     other.send_audio(i.to_bytes(2, "big") + bytes(158))

@@ -1,6 +1,6 @@
 """Latch attacks against a node on real sockets, as root with raw sockets on loopback.
 
-DESIGN "Consent and keepalive": "A path latched to a leg with fresh consent is
+docs/design.md "Consent and keepalive": "A path latched to a leg with fresh consent is
 never taken over by another leg, and a replayed request from another path
 moves nothing." Two attackers, each as a real one would do it:
 
@@ -30,6 +30,7 @@ from tests.prereqs import require_root
 from tests.waiting import HANG_S, until
 from wire.address import Address
 from wire.stun import build_leg_binding
+from wire.transports import RungName
 
 pytestmark = pytest.mark.slow
 
@@ -73,8 +74,8 @@ async def test_a_spoofed_source_cannot_take_a_fresh_victims_path() -> None:
     for the attacker's own leg arrives from the victim's IP:port; the attempt is counted."""
     require_root()
     async with running_node(stun_rate=0) as node:
-        victim = await connect(node, join(node, "m1", 1), "udp/5004")
-        peer = await connect(node, join(node, "m1", 2), "udp/5004")
+        victim = await connect(node, join(node, "m1", 1), RungName.UDP_5004)
+        peer = await connect(node, join(node, "m1", 2), RungName.UDP_5004)
         mine = join(node, "m1", 3)  # the attacker's own, valid leg in the meeting
         try:
             assert victim.mapped is not None
@@ -117,12 +118,12 @@ async def test_a_captured_binding_replayed_from_elsewhere_moves_nothing() -> Non
     require_root()
     async with running_node(stun_rate=0) as node:
         victim_joined = join(node, "m1", 1)
-        peer = await connect(node, join(node, "m1", 2), "udp/5004")
+        peer = await connect(node, join(node, "m1", 2), RungName.UDP_5004)
         target = node.endpoint("udp/5004")
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as sniff:
             sniff.bind(("lo", 0))
             sniff.setblocking(False)
-            victim = await connect(node, victim_joined, "udp/5004")
+            victim = await connect(node, victim_joined, RungName.UDP_5004)
             captured = await asyncio.to_thread(sniff_binding, sniff, target.port,
                                                time.monotonic() + HANG_S)
         attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -22,6 +22,7 @@ from edge.leg_transport import open_stream
 from tests.integration.node_harness import RunningNode, join, running_node
 from tests.waiting import until
 from wire.address import Address
+from wire.transports import RungName
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -52,7 +53,7 @@ async def _through_tunnel(node: RunningNode, *, fingerprint: str | None = None) 
         reader, writer = await open_tunnel(ProxyConfig("127.0.0.1", port),
                                            node.endpoint("tls/443"), timeout_s=3.0)
         session = MediaSession(joined)
-        await session.connect_tunnel(reader, writer, "http-proxy", timeout_s=3.0)
+        await session.connect_tunnel(reader, writer, RungName.HTTP_PROXY, timeout_s=3.0)
         return session
     finally:
         server.close()
@@ -103,7 +104,7 @@ async def test_a_stream_that_is_not_framing_is_closed_and_counted() -> None:
     server = await asyncio.start_server(garbage, "127.0.0.1", 0)
     try:
         port = server.sockets[0].getsockname()[1]
-        path = await open_stream(Address("127.0.0.1", port), "tcp/5004",
+        path = await open_stream(Address("127.0.0.1", port), RungName.TCP_5004,
                                  lambda data, path: None, tls=False, timeout_s=3.0,
                                  count=counted.append, on_closed=lambda path: closed.set())
         await asyncio.wait_for(closed.wait(), 15.0)

@@ -31,10 +31,11 @@ from wire.stun import (
     parse_binding_response,
 )
 from wire.tls import unverified_client_context
+from wire.transports import RungName
 
 pytestmark = pytest.mark.slow
 
-RUNGS = ["udp/5004", "tcp/5004", "tls/443"]
+RUNGS = [RungName.UDP_5004, RungName.TCP_5004, RungName.TLS_443]
 
 
 # ----------------------------------------------------------------------------- raw transports
@@ -121,7 +122,8 @@ async def test_stun_conformance_on_every_transport(rung: str) -> None:
         ice = joined.ice
         pwd = ice.pwd.get_secret_value().encode()
         async with RawPath(node, rung) as path:
-            # discovery probe: XOR-MAPPED-ADDRESS + SOFTWARE naming the node (DESIGN)
+            # discovery probe: XOR-MAPPED-ADDRESS + SOFTWARE naming the node
+            # (docs/design.md "Discovery probe")
             answer = parse_binding_response(await path.ask(build_discovery_probe()))
             assert answer.mapped is not None and answer.mapped.host == "127.0.0.1"
             assert answer.software == "node-t"
@@ -214,7 +216,8 @@ async def test_three_participants_on_udp_tcp_and_tls_hear_each_other() -> None:
         intruder = MediaSession(joined[0])
         intruder._sender = SrtpSender(SrtpKeys.generate(SrtpProfile.AES_CM_128_HMAC_SHA1_80))
         intruder._seq = 1000  # fresh indices, so only the key is wrong (not a replay)
-        await intruder.connect_udp(node.endpoint("udp/5004"), "udp/5004")  # re-latches leg 0
+        # re-latches leg 0
+        await intruder.connect_udp(node.endpoint(RungName.UDP_5004), RungName.UDP_5004)
         for _ in range(5):
             intruder.send_audio(bytes(160))
         leg = node.engine.legs["leg-p-101"]
@@ -251,8 +254,8 @@ async def test_consent_expiry_stops_sending() -> None:
     clock = FakeClock()
     async with running_node(consent_s=0.6, clock=clock) as node:
         a_joined, b_joined = join(node, "m1", 1), join(node, "m1", 2)
-        a = await connect(node, a_joined, "udp/5004")
-        b = await connect(node, b_joined, "udp/5004")
+        a = await connect(node, a_joined, RungName.UDP_5004)
+        b = await connect(node, b_joined, RungName.UDP_5004)
         clock.advance(1.2)
         await a.binding(HANG_S)  # a keeps consent, b does not
         node.tick()
@@ -282,7 +285,7 @@ async def test_client_reports_consent_lost_when_its_node_goes_silent() -> None:
         session = MediaSession(joined, leg_config=LegConfig(consent_interval_s=None,
                                                             consent_timeout_s=2.0),
                                on_consent_lost=lost.append)
-        await session.connect_udp(node.endpoint("udp/5004"), "udp/5004")
+        await session.connect_udp(node.endpoint(RungName.UDP_5004), RungName.UDP_5004)
         session.start_keepalives(0.2)
         await session.binding(HANG_S)
         assert lost == [] and session.counters.keepalive_rtt_ms is not None  # answered
@@ -319,7 +322,8 @@ async def test_cascaded_meeting_delivers_every_packet_exactly_once(count: int) -
         # two participants per node
         joined = [join(node, "m1", 1000 + 10 * n + k) for n, node in enumerate(nodes)
                   for k in range(2)]
-        sessions = [await connect(nodes[i // 2], j, "udp/5004") for i, j in enumerate(joined)]
+        sessions = [await connect(nodes[i // 2], j, RungName.UDP_5004)
+                    for i, j in enumerate(joined)]
         await _exchange(sessions, 25)
         for n, receiver in enumerate(sessions):
             got = Counter(s for s, _, _ in receiver.payloads)
@@ -337,8 +341,8 @@ async def test_cascade_leg_may_not_carry_a_local_participants_ssrc() -> None:
         [link] = await _mesh([a, b], "m1")
         local = join(b, "m1", 7)
         listener = join(b, "m1", 8)
-        session = await connect(b, listener, "udp/5004")
-        await connect(b, local, "udp/5004")
+        session = await connect(b, listener, RungName.UDP_5004)
+        await connect(b, local, RungName.UDP_5004)
         spoof = link.leg.outbound.protect(build_rtp(payload_type=0, sequence=1, timestamp=1,
                                                     ssrc=7, payload=b"x"))
         link_path_sink = a.engine.legs[link.leg.leg_id].sink
@@ -437,7 +441,8 @@ async def test_control_messages_that_are_garbage_are_counted() -> None:
         assert channel.malformed == len(samples)
 
 
-async def _meet_across(link: CascadeLink, a: RunningNode, b: RunningNode, rung: str) -> None:
+async def _meet_across(link: CascadeLink, a: RunningNode, b: RunningNode,
+                       rung: RungName) -> None:
     """Start ``link`` from ``a`` to ``b``; it comes up on ``rung``; a participant on each
     node hears the other's 10 packets exactly once across it."""
     link.start()
@@ -445,7 +450,7 @@ async def _meet_across(link: CascadeLink, a: RunningNode, b: RunningNode, rung: 
         await link.up.wait()
     assert link.rung == rung
     x, y = join(a, "m1", 1), join(b, "m1", 2)
-    sessions = [await connect(a, x, "udp/5004"), await connect(b, y, rung)]
+    sessions = [await connect(a, x, RungName.UDP_5004), await connect(b, y, rung)]
     await _exchange(sessions, 10)
     assert Counter(s for s, _, _ in sessions[0].payloads) == {2: 10}
     assert Counter(s for s, _, _ in sessions[1].payloads) == {1: 10}
@@ -459,7 +464,7 @@ async def test_cascade_falls_back_to_tls_443() -> None:
     UDP at all); the peer's certificate is checked against its published fingerprint."""
     async with running_node("node-a") as a, running_node("node-b", udp=False) as b:
         link = CascadeLink(a.engine, cascade(a, b, "m1"), udp_timeout_s=0.5)
-        await _meet_across(link, a, b, "tls/443")
+        await _meet_across(link, a, b, RungName.TLS_443)
 
 
 async def test_hybrid_cascade_takes_tcp_5004_when_udp_gets_no_answer() -> None:
@@ -471,7 +476,7 @@ async def test_hybrid_cascade_takes_tcp_5004_when_udp_gets_no_answer() -> None:
         link = hybrid_dialler(local_host=a.info.address)(a.engine, cascade(a, b, "m1"))
         assert isinstance(link, CascadeLink)
         link.udp_timeout_s = 0.5
-        await _meet_across(link, a, b, "tcp/5004")
+        await _meet_across(link, a, b, RungName.TCP_5004)
 
 
 async def test_hybrid_cascade_leaves_from_the_hybrid_source_range() -> None:

@@ -18,13 +18,14 @@ import struct
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from media_node.metrics import registry_for, render
 from media_node.service import admission_for
-from media_node.settings import NodeSettings
+from media_node.settings import NODE_LIMITS, NodeSettings
 from tests.integration.node_harness import RunningNode, running_node
 from tests.waiting import until
 from wire.framing import encode_frame
@@ -49,8 +50,8 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
 
 @asynccontextmanager
 async def node(**settings: float) -> AsyncIterator[RunningNode]:
-    limits: dict[str, Any] = {**FAST, **settings}  # NodeSettings fields, by name
-    async with running_node("node-limits", **limits) as running:
+    limits: dict[str, Any] = {**FAST, **settings}  # ConnectionLimits fields, by name
+    async with running_node("node-limits", limits=replace(NODE_LIMITS, **limits)) as running:
         yield running
 
 
@@ -143,6 +144,6 @@ def test_the_limits_are_settings_with_flags_and_environment(
 
     monkeypatch.setenv("PINHOLE_IDLE_S", "12")
     s = parse(["--cloud", "https://c", "--max-connections-per-source", "7"])
-    assert (s.idle_s, s.max_connections_per_source) == (12.0, 7)
+    assert (s.limits.idle_s, s.limits.max_connections_per_source) == (12.0, 7)
     assert admission_for(s).max_per_source == 7
-    assert NodeSettings().stream_limits.first_message_s == 10.0
+    assert NodeSettings().limits.first_message_s == 10.0

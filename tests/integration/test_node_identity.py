@@ -26,9 +26,10 @@ from media_node.control import ControlChannel, EventOutbox, RegistrationRefused,
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
 from wire.models import Endpoint
+from wire.transports import RungName, Transport
 
 SECRET = "node-secret"
-ENDPOINTS = [Endpoint(rung="udp/5004", transport="udp", port=5004)]
+ENDPOINTS = [Endpoint(rung=RungName.UDP_5004, transport=Transport.UDP, port=5004)]
 
 
 def _channel(url: str, engine: Engine) -> ControlChannel:

@@ -23,6 +23,7 @@ from media_node.control import ControlChannel, EventOutbox
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
 from wire.models import Endpoint
+from wire.transports import RungName, Transport
 
 pytestmark = pytest.mark.slow
 HEARTBEAT_S = 0.5
@@ -52,7 +53,8 @@ async def test_the_node_leaves_a_cloud_that_answers_no_ping() -> None:
                             node_id="n1", advertise="127.0.0.1")
     outbox = EventOutbox()
     channel = ControlChannel(settings, Engine("n1", emit=outbox.put),
-                             [Endpoint(rung="udp/5004", transport="udp", port=5004)], None,
+                             [Endpoint(rung=RungName.UDP_5004, transport=Transport.UDP,
+                                       port=5004)], None,
                              dial=cloud_dialler(), outbox=outbox)
     task = asyncio.create_task(channel.run_forever())
     try:

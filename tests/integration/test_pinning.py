@@ -3,7 +3,7 @@
 The middleboxes here are real: a box that terminates TLS with a certificate
 from its own CA and opens its own TLS connection onwards (the device trusts
 that CA, as an enterprise would install it, or does not), and a box that
-reads the ClientHello and cuts the connection. DESIGN "Cloud API": "The
+reads the ClientHello and cuts the connection. docs/design.md "Cloud API": "The
 cloud's TLS key is pinned (SPKI, primary + backup) from the enrollment
 material (e.g. stack.json), never learned from a first connection."
 
@@ -38,6 +38,7 @@ from lab.stack import NodeSpec, Stack, running_stack
 from wire.address import Address
 from wire.models import Endpoint
 from wire.tls import issue, make_ca, server_context, spki_pin, unverified_client_context
+from wire.transports import RungName, Transport
 
 pytestmark = pytest.mark.slow
 
@@ -278,7 +279,7 @@ async def test_inspected_media_tls_fails_the_node_fingerprint(stack: Stack,
     async with inspecting_proxy(Address(joined.node.address, tls.port), tmp_path) as (mitm, _):
         node = joined.node.model_copy(update={"address": mitm.host})
         intercepted = joined.model_copy(update={"node": node, "plan": [
-            Endpoint(rung="tls/443", transport="tls", port=mitm.port)]})
+            Endpoint(rung=RungName.TLS_443, transport=Transport.TLS, port=mitm.port)]})
         with pytest.raises(MediaError, match=r"TLS inspection of media node node-a \("
                            + mitm.host.replace(".", r"\.") + r":\d+\): it presented certificate"):
             await device.connect(intercepted)
@@ -320,7 +321,7 @@ async def test_a_box_that_cuts_a_media_tls_handshake_is_named(stack: Stack) -> N
     async with cutting_box(tls.port) as box:
         node = joined.node.model_copy(update={"address": box.host})
         intercepted = joined.model_copy(update={"node": node, "plan": [
-            Endpoint(rung="tls/443", transport="tls", port=box.port)]})
+            Endpoint(rung=RungName.TLS_443, transport=Transport.TLS, port=box.port)]})
         with pytest.raises(MediaError, match=r"TLS inspection of media node node-a \("
                            + box.host.replace(".", r"\.") + r":\d+\): the connection was cut "
                            r"during the TLS handshake"):

@@ -24,16 +24,17 @@ from media_node.engine import Engine
 from media_node.listeners import UdpListener, bind_udp
 from tests.waiting import HANG_S
 from wire.address import Address
+from wire.transports import RungName, Transport
 
 
 async def _answering(delay_s: float = 0.0) -> tuple[UdpListener, int]:
     """A media node's STUN responder; ``delay_s`` before each answer: a node that far."""
-    listener = await bind_udp(Engine("quiet-test"), "127.0.0.1", 0, "udp/5004", delay_s)
+    listener = await bind_udp(Engine("quiet-test"), "127.0.0.1", 0, RungName.UDP_5004, delay_s)
     return listener, listener.port
 
 
-def _target(node: str, port: int, rung: str = "udp/5004") -> ProbeTarget:
-    return ProbeTarget(node, rung, "udp", Address("127.0.0.1", port))
+def _target(node: str, port: int, rung: RungName = RungName.UDP_5004) -> ProbeTarget:
+    return ProbeTarget(node, rung, Transport.UDP, Address("127.0.0.1", port))
 
 
 async def test_a_silent_rung_is_reported_early_and_the_probe_goes_on() -> None:
@@ -41,7 +42,7 @@ async def test_a_silent_rung_is_reported_early_and_the_probe_goes_on() -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     answered = _target("node-a", port)
-    dropped = _target("node-a", silent.getsockname()[1], "udp/33434")
+    dropped = _target("node-a", silent.getsockname()[1], RungName.UDP_33434)
     seen: list[str] = []
     try:
         # early once quiet: 2 x the answer's time + 20 ms, before the 2.4 s probe ends
@@ -76,7 +77,7 @@ async def test_a_far_node_is_not_judged_by_a_near_one() -> None:
     try:
         early, running = await probe_until_quiet(
             [_target("node-near", near_port), _target("node-near", silent.getsockname()[1],
-                                                      "udp/33434"),
+                                                      RungName.UDP_33434),
              _target("node-far", far_port)], timeout_ms=2400)  # far waited for 1.2 s
         assert running is not None  # reported early: the near node's closed rung
         assert early[0].rtt_ms is not None and early[1].error == NOT_YET
@@ -170,7 +171,8 @@ async def test_a_probe_through_the_proxy_is_waited_for() -> None:
 
     proxy = await asyncio.start_server(silent_proxy, "127.0.0.1", 0)
     proxy_port = proxy.sockets[0].getsockname()[1]
-    through = ProbeTarget("cloud-node", "http-proxy", "http-proxy", Address("127.0.0.1", 443))
+    through = ProbeTarget("cloud-node", RungName.HTTP_PROXY, Transport.HTTP_PROXY,
+                          Address("127.0.0.1", 443))
     try:
         outcomes, running = await probe_until_quiet(
             [_target("hybrid", port), through], timeout_ms=1200,  # the hybrid's answer in

@@ -25,10 +25,11 @@ from tests.integration.redis_server import redis_server
 from tests.integration.subscriptions import subscribed
 from tests.waiting import until, until_async
 from wire.models import Event, ProbeResult, ReachabilityReport
+from wire.transports import RungName
 
 pytestmark = pytest.mark.redis
 
-REPORT = ReachabilityReport(results=[ProbeResult(node_id="n1", rung="udp/5004",
+REPORT = ReachabilityReport(results=[ProbeResult(node_id="n1", rung=RungName.UDP_5004,
                                                  reachable=True, rtt_ms=9.0)])
 ALICE = ParticipantRecord("p-alice", "d-alice", "n1", 1, "leg-a", "udp/5004")
 BOB = ParticipantRecord("p-bob", "d-bob", "n1", 2, "leg-b")

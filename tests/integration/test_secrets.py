@@ -2,7 +2,7 @@
 
 Issue: ``stack.json`` (the enrollment key) was written 0644 in a 0755 directory;
 the node secret was passed as ``--node-secret=...`` and every user saw it in
-``ps``. DESIGN "SRTP": "Keys never appear in logs." One stack (a node logging
+``ps``. docs/design.md "SRTP": "Keys never appear in logs." One stack (a node logging
 JSON lines, the cloud logging text), one full call by the library (whose keys,
 ICE password and token the test therefore knows) and one by ``pinhole call
 --json``; then every log line and every output is searched for every secret.

@@ -24,6 +24,7 @@ from tests.integration.redis_server import redis_server
 from tests.integration.subscriptions import subscribed
 from tests.waiting import FakeClock, until_async
 from wire.models import CallMetrics, Event, ProbeResult, ReachabilityReport
+from wire.transports import RungName
 
 pytestmark = pytest.mark.redis
 
@@ -46,8 +47,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path,
         await backend.close()
 
 
-REPORT = ReachabilityReport(results=[ProbeResult(node_id="n1", rung="udp/5004", reachable=True,
-                                                 rtt_ms=12.5)])
+REPORT = ReachabilityReport(results=[ProbeResult(node_id="n1", rung=RungName.UDP_5004,
+                                                 reachable=True, rtt_ms=12.5)])
 
 
 async def test_devices(store: Store) -> None:
@@ -86,7 +87,7 @@ async def test_meetings_round_trip(store: Store) -> None:
 
 
 async def test_call_metrics(store: Store) -> None:
-    metrics = CallMetrics(meeting_id="m", participant_id="p", transport="tls/443",
+    metrics = CallMetrics(meeting_id="m", participant_id="p", transport=RungName.TLS_443,
                           duration_s=1, packets_sent=1, packets_received=1, loss=0,
                           jitter_ms=0)
     await store.add_call_metrics("acme", metrics)

@@ -23,13 +23,14 @@ import pytest
 from media_node.engine import Engine
 from media_node.listeners import SEND_QUEUE_LIMIT, UdpListener, bind_udp
 from tests.prereqs import require_root, require_tool
+from wire.transports import RungName
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _listener() -> tuple[UdpListener, Engine]:
     engine = Engine("send-test", stun_rate=0)
-    return await bind_udp(engine, "127.0.0.1", 0, "udp/5004", 0.0), engine
+    return await bind_udp(engine, "127.0.0.1", 0, RungName.UDP_5004, 0.0), engine
 
 
 def _peer() -> socket.socket:

@@ -32,6 +32,7 @@ from tests.prereqs import require_tool
 from tests.waiting import until
 from wire.models import Endpoint
 from wire.tls import client_context
+from wire.transports import RungName, Transport
 
 pytestmark = pytest.mark.interop
 
@@ -92,7 +93,7 @@ async def test_signaling_and_media_cross_tinyproxy_with_basic_auth(
         joined = await alice.join(meeting)
         tls = next(e for e in joined.node.endpoints if e.rung == "tls/443")
         only_proxy = joined.model_copy(update={"plan": [
-            Endpoint(rung="http-proxy", transport="http-proxy", port=tls.port)]})
+            Endpoint(rung=RungName.HTTP_PROXY, transport=Transport.HTTP_PROXY, port=tls.port)]})
         session = await alice.connect(only_proxy)
         assert session.rung == "http-proxy"
 
@@ -185,7 +186,7 @@ async def _squid_call(stack: Stack, workdir: Path, scheme: str) -> None:
         joined = await alice.join(meeting)
         tls = next(e for e in joined.node.endpoints if e.rung == "tls/443")
         only_proxy = joined.model_copy(update={"plan": [
-            Endpoint(rung="http-proxy", transport="http-proxy", port=tls.port)]})
+            Endpoint(rung=RungName.HTTP_PROXY, transport=Transport.HTTP_PROXY, port=tls.port)]})
         alice.proxy = ProxyConfig("127.0.0.1", port, "pinhole", "s3cret")
         session = await alice.connect(only_proxy)
         other = await bob.connect(await bob.join(meeting))

@@ -22,6 +22,7 @@ from aioice import stun as aioice_stun
 from tests.integration.node_harness import running_node
 from tests.prereqs import require_root, require_tool
 from wire.address import Address
+from wire.transports import RungName, Transport
 
 pytestmark = pytest.mark.interop
 
@@ -99,7 +100,7 @@ async def test_tshark_decodes_probe_and_answer_as_valid_stun(tmp_path: Path) -> 
             pass
         # the filter is attached just after tshark says so: probe until it has two packets
         # (it then ends), rather than guess when it starts to see them
-        target = ProbeTarget(node.info.id, "udp/5004", "udp", Address(*address))
+        target = ProbeTarget(node.info.id, RungName.UDP_5004, Transport.UDP, Address(*address))
         async with asyncio.timeout(20):
             while proc.returncode is None:
                 [outcome] = await probe([target])

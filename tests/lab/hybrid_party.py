@@ -28,7 +28,7 @@ from client.proxy import LocalTunnelProxy, discover_proxy
 from wire.address import Address
 from wire.models import Event
 from wire.tls import client_context
-from wire.transports import DeviceProfile
+from wire.transports import DeviceProfile, RungName
 
 
 async def main() -> int:
@@ -64,7 +64,7 @@ async def main() -> int:
     if a.latch_on:
         stranger = MediaSession(joined)
         try:
-            await stranger.connect_udp(Address(a.latch_on, 5004), "udp/5004", timeout_s=2.0)
+            await stranger.connect_udp(Address(a.latch_on, 5004), RungName.UDP_5004, timeout_s=2.0)
             out["latch_on"] = "latched"
         except MediaError as exc:
             out["latch_on"] = str(exc)

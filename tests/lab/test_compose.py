@@ -182,3 +182,20 @@ def test_the_hybrid_profile_without_the_hybrid_nodes_file_fails_at_start(
     said = (tmp_path / "logs" / "firewall.log").read_text()
     assert "-f docker-compose.yml -f docker-compose.hybrid.yml" in said, said
     assert _holding(tmp_path) == []
+
+
+def test_a_run_leaves_the_shared_mountpoint_to_a_run_still_up() -> None:
+    """Defect pinned down: two compose runs at once (as pytest-xdist runs the suite) and the
+    first to end removed /var/lib/pinhole, which Linux allows even while the second run's
+    services have their volume mounted there in their own namespaces: the mount went with it
+    and a client of the second run could not write its result ("client-a.part: no such file
+    or directory"). A run now leaves the mountpoint while another run's namespaces exist."""
+    require_root()
+    other = "pc0badc0"
+    subprocess.run(["ip", "netns", "add", f"{other}-client-a"], check=True)
+    try:
+        assert compose.other_runs("pc123456") == {other}
+        assert compose.other_runs(other) == set()  # its own namespaces are not another run
+    finally:
+        subprocess.run(["ip", "netns", "delete", f"{other}-client-a"], check=True)
+    assert other not in compose.other_runs("pc123456")

@@ -26,11 +26,13 @@ from wire.models import (
     SrtpParams,
 )
 from wire.srtp import SrtpKeys
+from wire.transports import RungName, Transport
 
 
 def _joined(node_id: str) -> Joined:
     node = NodeInfo(id=node_id, kind="cloud", region="test", address="192.0.2.1",
-                    endpoints=[Endpoint(rung="udp/5004", transport="udp", port=5004)])
+                    endpoints=[Endpoint(rung=RungName.UDP_5004, transport=Transport.UDP,
+                                        port=5004)])
     return Joined(
         meeting_id="m", participant_id="p-1", node=node, plan=list(node.endpoints),
         ice=IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
@@ -56,7 +58,7 @@ def test_the_report_totals_every_leg_and_lists_each() -> None:
     for joined, sent, received, began, ended in ((first, 120, 100, 100.5, 103.0),
                                                  (second, 300, 290, 104.0, None)):
         session = MediaSession(joined)
-        session.rung = "udp/5004"
+        session.rung = RungName.UDP_5004
         session.counters.packets_sent, session.counters.packets_received = sent, received
         session.first_media_at, session.last_media_at = began + 0.1, (ended or 110.0) - 0.1
         call.legs.append(LegRecord(session, began, ended))

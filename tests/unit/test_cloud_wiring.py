@@ -10,6 +10,7 @@ from __future__ import annotations
 from cloud.leg_events import LegEventQueue
 from cloud.store import MemoryStore, Store
 from wire.models import LegEvent
+from wire.transports import RungName
 
 
 def test_the_store_declares_its_node_bus() -> None:
@@ -22,7 +23,8 @@ async def test_leg_events_wait_in_order_and_the_surplus_is_counted() -> None:
     """The registry hands events to the queue it was given; past its bound they are
     dropped and counted, never raised at the control channel that read them."""
     queue = LegEventQueue(limit=2)
-    events = [LegEvent(event="latched", leg_id=f"leg-{n}", rung="udp/5004") for n in range(3)]
+    events = [LegEvent(event="latched", leg_id=f"leg-{n}", rung=RungName.UDP_5004)
+              for n in range(3)]
     for event in events:
         queue.put("n1", event)
     assert queue.dropped == 1

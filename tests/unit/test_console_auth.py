@@ -236,7 +236,7 @@ def test_the_check_compares_secrets_with_compare_digest_only(fn: object) -> None
 
 
 async def test_the_operator_token_logs_in_with_a_strict_cookie_for_a_working_day() -> None:
-    """docs/architecture.md: a login lasts 12 hours; the cookie is HttpOnly, Secure,
+    """docs/decisions.md: a login lasts 12 hours; the cookie is HttpOnly, Secure,
     SameSite=Strict."""
     assert SESSION_S == 12 * 3600
     cloud, _ = _cloud()

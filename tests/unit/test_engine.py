@@ -13,12 +13,13 @@ from wire.models import AllocateLeg, IceCredentials, LegEvent, SrtpParams
 from wire.rtp import build_rtcp_receiver_report, build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import build_discovery_probe, build_leg_binding, parse_binding_response
+from wire.transports import RungName
 
 PROFILE = SrtpProfile.AES_CM_128_HMAC_SHA1_80
 
 
 class FakeSink:
-    def __init__(self, rung: str = "udp/5004") -> None:
+    def __init__(self, rung: RungName = RungName.UDP_5004) -> None:
         self.rung = rung
         self.sent: list[tuple[bytes, Any]] = []
 
@@ -88,7 +89,7 @@ def _latched_pair(engine: Engine) -> tuple[Party, Party, FakeSink]:
 
 
 def test_discovery_probe_answered_with_mapped_address_and_node_name(engine: Engine) -> None:
-    """DESIGN "Discovery probe": XOR-MAPPED-ADDRESS + SOFTWARE naming the node id."""
+    """docs/design.md "Discovery probe": XOR-MAPPED-ADDRESS + SOFTWARE naming the node id."""
     sink = FakeSink()
     engine.on_packet(build_discovery_probe(), sink, A_ADDR, 0.0)
     [(reply, to)] = sink.sent
@@ -101,7 +102,7 @@ def test_discovery_probe_answered_with_mapped_address_and_node_name(engine: Engi
 def test_authenticated_binding_latches_and_answers_with_integrity(
     engine: Engine, events: list[LegEvent]
 ) -> None:
-    """DESIGN "Media leg": the node authenticates the request and latches the leg."""
+    """docs/design.md "Media leg": the node authenticates the request and latches the leg."""
     a, sink = Party("a", 1), FakeSink()
     engine.allocate(a.allocate(), 0.0)
     engine.on_packet(a.binding(), sink, A_ADDR, 1.0)
@@ -112,7 +113,8 @@ def test_authenticated_binding_latches_and_answers_with_integrity(
 
 
 def test_bad_integrity_gets_401_and_never_moves_the_latch(engine: Engine) -> None:
-    """RFC 5389 §10.1.2: bad MESSAGE-INTEGRITY → 401; DESIGN: unauthenticated never latches."""
+    """RFC 5389 §10.1.2: bad MESSAGE-INTEGRITY → 401; docs/design.md "Media leg":
+    unauthenticated never latches."""
     a, _b, sink = _latched_pair(engine)
     engine.on_packet(a.binding(pwd=b"wrong-password-xxxxxxx"), sink, ("203.0.113.9", 1), 2.0)
     [(reply, _)] = sink.sent
@@ -123,7 +125,8 @@ def test_bad_integrity_gets_401_and_never_moves_the_latch(engine: Engine) -> Non
 
 
 def test_srtp_is_reprotected_for_the_other_leg_and_sent_to_its_latch(engine: Engine) -> None:
-    """DESIGN "SRTP": authenticate with the sender's context, re-protect for every other leg."""
+    """docs/design.md "SRTP": authenticate with the sender's context, re-protect for every
+    other leg."""
     a, b, sink = _latched_pair(engine)
     engine.on_packet(a.rtp(b"hello from a"), sink, A_ADDR, 2.0)
     [(packet, to)] = sink.sent
@@ -136,7 +139,7 @@ def test_srtp_is_reprotected_for_the_other_leg_and_sent_to_its_latch(engine: Eng
 
 def test_fan_out_gives_every_receiver_the_same_packet_under_its_own_keys(
         engine: Engine) -> None:
-    """DESIGN "SRTP" in an SFU meeting of 4: one decrypt, then each receiver but the last
+    """docs/design.md "SRTP" in an SFU meeting of 4: one decrypt, then each receiver but the last
     protects a copy of the clear packet and the last seals it in the inbound buffer
     (wire.srtp open/seal). Every receiver must get the same RTP and RTCP, in member
     order, each under its own keys; a receiver without consent is skipped and counted."""
@@ -193,7 +196,7 @@ def test_srtp_from_an_unlatched_address_is_dropped(engine: Engine) -> None:
 
 
 def test_foreign_ssrc_is_dropped(engine: Engine) -> None:
-    """DESIGN "SRTP": SSRCs are assigned by the cloud; a leg may not send another's."""
+    """docs/design.md "SRTP": SSRCs are assigned by the cloud; a leg may not send another's."""
     a, b, sink = _latched_pair(engine)
     a.ssrc = b.ssrc
     engine.on_packet(a.rtp(bytes(160)), sink, A_ADDR, 2.0)
@@ -267,8 +270,8 @@ ATTACKER = ("203.0.113.66", 6666)
 
 
 def test_right_password_with_another_client_ufrag_is_refused(engine: Engine) -> None:
-    """DESIGN "Media leg": USERNAME is "<node_ufrag>:<client_ufrag>" of *this* leg; the right
-    password with another client ufrag authenticates nothing (no latch, no answer)."""
+    """docs/design.md "Media leg": USERNAME is "<node_ufrag>:<client_ufrag>" of *this* leg;
+    the right password with another client ufrag authenticates nothing (no latch, no answer)."""
     a, sink = Party("a", 1), FakeSink()
     engine.allocate(a.allocate(), 0.0)
     forged = build_leg_binding(a.ice.node_ufrag, "someone-else", a.pwd)
@@ -280,7 +283,7 @@ def test_right_password_with_another_client_ufrag_is_refused(engine: Engine) -> 
 def test_a_path_with_fresh_consent_is_not_taken_by_another_leg(
     engine: Engine, events: list[LegEvent]
 ) -> None:
-    """DESIGN "Consent and keepalive": a path latched to a leg with fresh consent is never
+    """docs/design.md "Consent and keepalive": a path latched to a leg with fresh consent is never
     taken over by another leg. The attack: a spoofed source authenticates the attacker's own
     leg with the victim's IP:port; before the fix the victim's leg lost its latch and its
     media was dropped until its next keepalive."""

@@ -15,13 +15,14 @@ from aioice import stun
 
 from media_node.engine import Engine
 from wire.stun import build_discovery_probe
+from wire.transports import RungName
 
 BINDING_REQUEST = 0x0001
 MAGIC_COOKIE = 0x2112A442
 
 
 class FakeSink:
-    rung = "udp/5004"
+    rung = RungName.UDP_5004
 
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, Any]] = []

@@ -14,6 +14,7 @@ from wire.models import IceCredentials, NodeInfo, OpenCascade, SrtpParams
 from wire.rtp import build_rtp
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpSender
 from wire.stun import build_discovery_probe
+from wire.transports import RungName
 
 PROFILE = SrtpProfile.AES_CM_128_HMAC_SHA1_80
 
@@ -80,7 +81,7 @@ def test_a_closed_connection_unlatches_only_its_own_legs() -> None:
     a, b = Party("a", 1), Party("b", 2)
     engine.allocate(a.allocate(), 0.0)
     engine.allocate(b.allocate(), 0.0)
-    tcp_a, tcp_b = FakeSink("tcp/5004"), FakeSink("tcp/5004")
+    tcp_a, tcp_b = FakeSink(RungName.TCP_5004), FakeSink(RungName.TCP_5004)
     engine.on_packet(a.binding(), tcp_a, A_ADDR, 1.0)
     engine.on_packet(b.binding(), tcp_b, B_ADDR, 1.0)
     engine.sink_closed(tcp_a)
@@ -117,8 +118,8 @@ def test_only_unauthenticated_stun_is_rate_limited() -> None:
 
 
 def test_a_cascade_carries_remote_ssrcs_but_not_a_local_participants() -> None:
-    """DESIGN "SFU relay": a cascade leg carries many SSRCs, never one of this node's own
-    participants (spoofing); an outbound cascade leg is a cascade leg."""
+    """docs/design.md "SRTP" (the SFU): a cascade leg carries many SSRCs, never one of this
+    node's own participants (spoofing); an outbound cascade leg is a cascade leg."""
     engine = Engine("n")
     local = Party("a", 1111)
     engine.allocate(local.allocate(), 0.0)

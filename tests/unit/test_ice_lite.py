@@ -10,7 +10,6 @@ import struct
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from cloud.cascades import new_ice_credentials
 from media_node.engine import Engine, local_priority
 from tests.unit.test_engine import FakeSink, Party
 from wire.ice_lite import (
@@ -37,9 +36,10 @@ from wire.stun import (
     encode_message,
     parse_binding_response,
 )
+from wire.transports import LADDER, RungName
 
-HIGH = local_priority("udp/5004")
-LOW = local_priority("udp/33434")
+HIGH = local_priority(RungName.UDP_5004)
+LOW = local_priority(RungName.UDP_33434)
 PEER = candidate_priority(110, 0xFFFF)  # what a controlling agent puts in PRIORITY
 NOMINATE = CheckAttributes(priority=PEER, use_candidate=True, controlling=7)
 CHECK = CheckAttributes(priority=PEER, controlling=7)
@@ -64,11 +64,11 @@ def test_pair_priority_is_the_rfc_formula() -> None:
 
 
 def test_the_nodes_candidates_follow_the_ladder() -> None:
-    """RFC 8445 §5.1.2.1: one host type preference, a unique local preference per rung."""
-    ladder = [local_priority(r) for r in ("udp/5004", "udp/9000", "udp/33434", "tcp/5004",
-                                          "tls/443")]
+    """RFC 8445 §5.1.2.1: one host type preference, a unique local preference per rung, in
+    the ladder's order; every rung a node can listen on has one."""
+    ladder = [local_priority(r.name) for r in LADDER]
     assert ladder == sorted(ladder, reverse=True) and len(set(ladder)) == len(ladder)
-    assert local_priority("somewhere/else") < min(ladder)
+    assert {local_priority(r) for r in RungName} == set(ladder)
 
 
 # ----------------------------------------------------------------------------- nomination
@@ -223,7 +223,7 @@ def test_minted_credentials_are_ice_chars_of_rfc_lengths() -> None:
     DIGIT / "+" / "/"; RFC 8445 §5.3: at least 24 and 128 random bits. Defect: passwords from
     ``token_urlsafe`` held "-" or "_" (3 of 6 legs)."""
     for _ in range(1000):
-        ice = new_ice_credentials()
+        ice = IceCredentials.generate()
         pwd = ice.pwd.get_secret_value()
         for ufrag in (ice.node_ufrag, ice.client_ufrag):
             assert set(ufrag) <= set(ICE_CHARS) and UFRAG_MIN <= len(ufrag) <= 256
@@ -275,7 +275,7 @@ def test_engine_media_goes_to_the_nominated_pair_not_the_last_check() -> None:
     on the pair it uses until its next consent check."""
     events: list[LegEvent] = []
     engine = Engine("node-t", emit=events.append)
-    udp5004, udp33434 = FakeSink("udp/5004"), FakeSink("udp/33434")
+    udp5004, udp33434 = FakeSink(RungName.UDP_5004), FakeSink(RungName.UDP_33434)
     a, b = _ice_party(engine, "a", 1111), _ice_party(engine, "b", 2222)
     engine.on_packet(b.binding(), udp5004, ("198.51.100.7", 50000), 0.0)
     engine.on_packet(_check(a, nominate=True), udp5004, CLIENT, 1.0)
@@ -294,7 +294,7 @@ def test_engine_backup_checks_keep_their_own_consent_only() -> None:
     consent; the leg's consent expires as before when the selected pair goes quiet."""
     events: list[LegEvent] = []
     engine = Engine("node-t", consent_s=30, leg_timeout_s=90, emit=events.append)
-    udp5004, udp33434 = FakeSink("udp/5004"), FakeSink("udp/33434")
+    udp5004, udp33434 = FakeSink(RungName.UDP_5004), FakeSink(RungName.UDP_33434)
     a = _ice_party(engine, "a", 1111)
     engine.on_packet(_check(a, nominate=True), udp5004, CLIENT, 0.0)
     for t in (10.0, 20.0, 30.0):
@@ -319,7 +319,7 @@ def test_engine_a_closed_connection_forgets_its_nominated_pair() -> None:
     """A nominated TCP connection that closes leaves no selected pair: the client's next
     connection latches with a plain check."""
     engine = Engine("node-t")
-    first, second = FakeSink("tcp/5004"), FakeSink("tcp/5004")
+    first, second = FakeSink(RungName.TCP_5004), FakeSink(RungName.TCP_5004)
     a = _ice_party(engine, "a", 1)
     engine.on_packet(_check(a, nominate=True), first, CLIENT, 0.0)
     engine.sink_closed(first)

@@ -22,13 +22,15 @@ from client.stats import ReceiveStats
 from wire.models import AssignmentReason, Endpoint, IceCredentials, Joined, NodeInfo, SrtpParams
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
+from wire.transports import RungName, Transport
 
 OTHER_SSRC = 0x5EED
 
 
 def _joined(node_id: str) -> Joined:
     node = NodeInfo(id=node_id, kind="cloud", region="test", address="192.0.2.1",
-                    endpoints=[Endpoint(rung="udp/5004", transport="udp", port=5004)])
+                    endpoints=[Endpoint(rung=RungName.UDP_5004, transport=Transport.UDP,
+                                        port=5004)])
     return Joined(
         meeting_id="m", participant_id="p-1", node=node, plan=list(node.endpoints),
         ice=IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
@@ -62,9 +64,9 @@ def test_packets_lost_during_a_move_count_in_the_call_and_in_call_loss() -> None
     _hear(old, _from_node(first, range(0, 100)))
     # 100..149 were relayed to the dead node: lost. The new leg hears 150.. on; the first
     # few arrive before the call switched to it.
-    old.rung = "udp/5004"
+    old.rung = RungName.UDP_5004
     new = MediaSession(second)
-    new.rung = "udp/5004"
+    new.rung = RungName.UDP_5004
     _hear(new, _from_node(second, range(150, 155)))
     call._add(new)  # the move
     _hear(new, _from_node(second, range(155, 300)))

@@ -14,7 +14,7 @@ from client.netcheck import Check, Report, Status, Verdict, assess
 from client.probe import ProbeOutcome, ProbeTarget
 from edge.boundary import ExitCode
 from wire.address import Address
-from wire.transports import DeviceProfile
+from wire.transports import RUNGS_BY_NAME, DeviceProfile, RungName
 
 NODES = {"n1": "192.0.2.1", "n2": "192.0.2.2"}
 PORTS = {"udp/5004": 5004, "udp/33434": 33434, "tcp/5004": 5004, "tls/443": 443,
@@ -22,7 +22,9 @@ PORTS = {"udp/5004": 5004, "udp/33434": 33434, "tcp/5004": 5004, "tls/443": 443,
 
 
 def _outcome(rung: str, rtt: float | None, node: str = "n1") -> ProbeOutcome:
-    target = ProbeTarget(node, rung, rung.split("/")[0], Address(NODES[node], PORTS[rung]))
+    name = RungName(rung)
+    target = ProbeTarget(node, name, RUNGS_BY_NAME[name].transport,
+                         Address(NODES[node], PORTS[rung]))
     return ProbeOutcome(target, rtt, None, None if rtt else "no answer")
 
 

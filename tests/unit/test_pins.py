@@ -1,5 +1,5 @@
 """The cloud's pins on a device: from the enrollment material, re-pinned only by hand
-(DESIGN "Cloud API": "never learned from a first connection"; RFC 7469 §2.4 pin syntax)."""
+(docs/design.md "Cloud API": "never learned from a first connection"; RFC 7469 §2.4 pin syntax)."""
 
 from __future__ import annotations
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from media_node.plane import RelayPlane
+from wire.transports import RungName
 
 
 class Port:
-    rung = "udp/5004"
+    rung = RungName.UDP_5004
 
     def __init__(self, fast_fd: int | None = None) -> None:
         self.fast_fd = fast_fd  # what the old probe read

@@ -17,14 +17,15 @@ from client.probe import (
     QuietWatch,
 )
 from wire.address import Address
+from wire.transports import RUNGS_BY_NAME, RungName
 
 
-def _target(node: str, rung: str) -> ProbeTarget:
-    return ProbeTarget(node, rung, rung.split("/")[0], Address("192.0.2.1", 5004))
+def _target(node: str, rung: RungName) -> ProbeTarget:
+    return ProbeTarget(node, rung, RUNGS_BY_NAME[rung].transport, Address("192.0.2.1", 5004))
 
 
-NEAR_UDP, NEAR_TLS = _target("near", "udp/5004"), _target("near", "tls/443")
-FAR_UDP = _target("far", "udp/5004")
+NEAR_UDP, NEAR_TLS = _target("near", RungName.UDP_5004), _target("near", RungName.TLS_443)
+FAR_UDP = _target("far", RungName.UDP_5004)
 
 
 def test_nothing_answered_yet_waits_for_the_whole_probe() -> None:
@@ -47,7 +48,7 @@ def test_a_node_never_heard_holds_the_report_for_its_share_of_the_timeout() -> N
 
 
 def test_a_probe_through_the_proxy_still_waiting_holds_the_report() -> None:
-    proxy = _target("near", "http-proxy")
+    proxy = _target("near", RungName.HTTP_PROXY)
     watch = QuietWatch([NEAR_UDP, proxy], started=0.0, timeout_ms=1000)
     watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=0.010)
     assert watch.report_at() is None

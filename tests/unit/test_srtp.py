@@ -187,7 +187,7 @@ def test_oversized_packets_are_srtp_errors() -> None:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_repr_never_shows_key_material(profile: SrtpProfile) -> None:
-    """DESIGN "SRTP": keys never appear in logs."""
+    """docs/design.md "SRTP": keys never appear in logs."""
     keys = SrtpKeys.generate(profile)
     texts = (repr(keys), str(keys), f"{keys}", repr([keys]),
              repr(SrtpSender(keys)), repr(SrtpReceiver(keys)))

@@ -21,7 +21,8 @@ from wire.transports import (
 
 
 def test_ladder_order_is_the_designs() -> None:
-    """DESIGN: udp/5004, udp/9000 (legacy-dc), udp/33434, tcp/5004, tls/443, http-proxy."""
+    """docs/design.md "Ports": udp/5004, udp/9000 (legacy-dc), udp/33434, tcp/5004, tls/443,
+    http-proxy."""
     assert [r.name for r in LADDER] == [
         "udp/5004", "udp/9000", "udp/33434", "tcp/5004", "tls/443", "http-proxy",
     ]
@@ -36,7 +37,7 @@ def test_every_row_cites_a_seed_sentence() -> None:
 
 
 def test_penalties_rank_udp_tcp_tls_proxy() -> None:
-    """DESIGN: transport penalty udp < tcp < tls < proxy."""
+    """docs/design.md "Assignment": transport penalty udp < tcp < tls < proxy."""
     by = {r.transport: r.penalty_ms for r in LADDER}
     assert by[Transport.UDP] < by[Transport.TCP] < by[Transport.TLS] < by[Transport.HTTP_PROXY]
 

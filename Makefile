@@ -11,9 +11,10 @@ DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-c
 
 .PHONY: demo test check compose-test lint typecheck bench system-deps venv clean mutate fuzz
 
-# pytest-xdist workers (make test JOBS=1 runs in one process). Tests that share one Docker
-# engine run on one worker (tests/conftest.py groups them); the rest spread.
-JOBS ?= auto
+# pytest-xdist workers, two per core: most tests wait on sockets, processes and timers,
+# not the CPU (make test JOBS=1 runs in one process). Tests that share one machine-wide
+# thing run on one worker (tests/conftest.py groups them); the rest spread.
+JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
 PYTEST_PARALLEL := -n $(JOBS) --dist loadgroup
 
 demo: venv

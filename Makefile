@@ -12,10 +12,11 @@ DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-c
 .PHONY: demo test check compose-test lint typecheck bench system-deps venv clean mutate fuzz
 
 # pytest-xdist workers, two per core: most tests wait on sockets, processes and timers,
-# not the CPU (make test JOBS=1 runs in one process). Tests that share one machine-wide
-# thing run on one worker (tests/conftest.py groups them); the rest spread.
+# not the CPU (make test JOBS=1 runs in one process). The tests of one file run on one
+# worker: a file's expensive fixtures (the private Docker engine and its images) are made
+# once, and tests that share one machine-wide thing live in one file.
 JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
-PYTEST_PARALLEL := -n $(JOBS) --dist loadgroup
+PYTEST_PARALLEL := -n $(JOBS) --dist loadfile
 
 demo: venv
 	$(PY) -m lab demo

@@ -53,21 +53,10 @@ def timeout_for(item: pytest.Item) -> int:
     return DEFAULT_TIMEOUT
 
 
-# Tests that share one machine-wide thing run on one pytest-xdist worker (``--dist
-# loadgroup``, as make test runs): the private Docker engine (its daemon, data root and
-# socket are one per machine). Everything else is safe side by side: loopback blocks and
-# ports are taken at random and checked, lab namespaces carry a random run id, Redis
-# servers and state directories are per test.
-XDIST_GROUPS: tuple[tuple[str, str], ...] = (("docker", "docker-engine"),)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(timeout_for(item)))
-        for marker, group in XDIST_GROUPS:
-            if item.get_closest_marker(marker) is not None:
-                item.add_marker(pytest.mark.xdist_group(group))
 
 
 _TIMER = pytest.StashKey[threading.Timer]()

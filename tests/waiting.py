@@ -13,7 +13,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-HANG_S = 15.0  # far above any real delay: reaching it means the thing never happened
+# far above any real delay, even on a loaded machine: reaching it means it never happened
+HANG_S = 30.0
 
 
 async def until(predicate: Callable[[], bool], what: str, timeout_s: float = HANG_S,

@@ -84,10 +84,10 @@ async def _media_on(stack: Stack, node: str, since: float = 0.0) -> None:
             return await _relayed(stack, node) >= since + 50
 
         try:
-            await until_async(latched, f"both parties latched on {node}", timeout_s=20)
+            await until_async(latched, f"both parties latched on {node}", timeout_s=60)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last seen (node, rung): {seen}") from None
-        await until_async(relayed, f"{node} relayed media between them", timeout_s=20)
+        await until_async(relayed, f"{node} relayed media between them", timeout_s=60)
     finally:
         await api.close()
 

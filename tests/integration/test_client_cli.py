@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack",
-                             cloud_args=["--probe-ttl-s", "2"]) as running:
+                             cloud_args=["--probe-ttl-s", "600"]) as running:
         yield running
 
 
@@ -40,17 +40,30 @@ async def _pinhole(stack: Stack, cache: Path, *args: str) -> dict[str, Any]:
 
 
 async def test_probe_report_is_cached_for_the_ttl(stack: Stack, tmp_path: Path) -> None:
-    """Issue 5: a second run inside the TTL does not probe; a (short) TTL expires it."""
+    """Issue 5: a second run inside the TTL does not probe; --force-probe does.
+
+    Defect pinned down: with a 2 s TTL the second run read "probe" on a loaded machine (a
+    process start took longer than the TTL). Inside the TTL is now ten minutes; expiry has
+    its own test, where time only has to pass."""
     cache = tmp_path / "cache"
     first = await _pinhole(stack, cache, "probe")
     second = await _pinhole(stack, cache, "probe")
     assert (first["source"], second["source"]) == ("probe", "cache")
     assert first["device_id"] == second["device_id"]  # the identity is kept too
     assert [p["rung"] for p in first["probes"]] == [p["rung"] for p in second["probes"]]
-    await asyncio.sleep(2.2)  # this cloud's probe TTL is 2 s
-    assert (await _pinhole(stack, cache, "probe"))["source"] == "probe"
     forced = await _pinhole(stack, cache, "--force-probe", "probe")
     assert forced["source"] == "probe"
+
+
+async def test_a_probe_report_older_than_the_ttl_is_probed_again(tmp_path: Path) -> None:
+    """Issue 5: a (short) TTL expires the cached report: once it has passed, the next run
+    probes (a later run can only be later, so no margin is read)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack",
+                             cloud_args=["--probe-ttl-s", "1"]) as short:
+        cache = tmp_path / "cache"
+        assert (await _pinhole(short, cache, "probe"))["source"] == "probe"
+        await asyncio.sleep(1.5)  # past this cloud's TTL of 1 s
+        assert (await _pinhole(short, cache, "probe"))["source"] == "probe"
 
 
 async def test_a_changed_network_identity_probes_again(stack: Stack, tmp_path: Path) -> None:

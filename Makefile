@@ -33,7 +33,7 @@ test: venv system-deps lint typecheck
 	$(PY) -m tests.coverage_floor
 
 # The edit-test loop: unit and integration tests that need no root, no Redis and no
-# third-party peer, on every core, without coverage (about a minute).
+# third-party peer, on every core, without coverage (under a minute).
 check: venv
 	$(PY) -m pytest $(PYTEST_PARALLEL) -p no:cacheprovider -m "not slow and not redis" \
 	  tests/unit tests/integration

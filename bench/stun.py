@@ -73,8 +73,9 @@ def write_pools(workdir: Path) -> dict[str, Path]:
     return pools
 
 
-def _wait_answering(port: int, timeout_s: float = 10.0) -> None:
-    """Until a discovery probe to ``port`` gets a Binding success."""
+def _wait_answering(port: int, timeout_s: float = 60.0) -> None:
+    """Until a discovery probe to ``port`` gets a Binding success (a server starting on a
+    loaded machine may take many seconds: the timeout only guards a hang)."""
     deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(0.2)

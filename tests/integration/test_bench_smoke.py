@@ -16,16 +16,24 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _bench(argv: list[str], timeout: int) -> str:
+    """A benchmark's JSON on stdout; a failure shows what it printed on stderr."""
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    return done.stdout
+
+
 def test_relay_benchmark_produces_machine_readable_rounds() -> None:
     """Node and C relay both relay every counted packet, for each meeting size."""
     require_tool("gcc")
     require_tool("taskset")
     require(Path("/usr/include/srtp2/srtp.h").exists(), "needs libsrtp2-dev (make system-deps)")
-    out = subprocess.run(
+    out = _bench(
         [sys.executable, "-m", "bench.relay", "--rounds", "1", "--duration", "0.5",
          "--meetings", "2,3"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
-    ).stdout
+        timeout=180,
+    )
     result = json.loads(out)
     assert set(result["meetings"]) == {"2", "3"}
     for size, meeting in result["meetings"].items():
@@ -45,11 +53,11 @@ def test_stun_benchmark_runs_coturn_and_both_node_paths() -> None:
     require_tool("turnserver")
     require_tool("gcc")
     require(Path("/usr/include/srtp2/srtp.h").exists(), "needs libsrtp2-dev (make system-deps)")
-    out = subprocess.run(
+    out = _bench(
         [sys.executable, "-m", "bench.stun", "--rounds", "1", "--duration", "0.5",
          "--coalesce-us", "0"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
-    ).stdout
+        timeout=180,
+    )
     result = json.loads(out)
     [round_] = result["rounds"]
     for config in ("coturn", "discovery", "leg"):
@@ -59,12 +67,9 @@ def test_stun_benchmark_runs_coturn_and_both_node_paths() -> None:
 
 def test_join_benchmark_reports_both_stores() -> None:
     require_tool("redis-server")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.join", "--devices", "20", "--rounds", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    out = _bench([sys.executable, "-m", "bench.join", "--devices", "20", "--rounds", "1"],
+                 timeout=120)
+    result = json.loads(out)
     assert {r["store"] for r in result["rounds"]} == {"memory", "redis"}
     for r in result["rounds"]:
         assert r["joins"] == 20 and r["failures"] == 0 and r["legs_on_node"] == 20
@@ -74,19 +79,17 @@ def test_join_benchmark_reports_both_stores() -> None:
 
 
 def test_probe_benchmark_times_each_size() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.probe", "--sizes", "2,5", "--repeat", "1"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
-    ).stdout
+    out = _bench([sys.executable, "-m", "bench.probe", "--sizes", "2,5", "--repeat", "1"],
+                 timeout=120)
     sizes = json.loads(out)["sizes"]
     assert [(s["nodes"], s["probes"], s["answered"]) for s in sizes] == [(2, 8, 8), (5, 20, 20)]
 
 
 def test_failover_benchmark_times_media_back_for_both_parties() -> None:
-    out = subprocess.run(
+    out = _bench(
         [sys.executable, "-m", "bench.failover", "--runs", "1", "--scenarios", "memory-kill"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
-    ).stdout
+        timeout=180,
+    )
     [scenario] = json.loads(out)["scenarios"]
     [run] = scenario["runs"]
     assert scenario["failed_runs"] == 0 and len(run["back_ms"]) == 2
@@ -94,11 +97,11 @@ def test_failover_benchmark_times_media_back_for_both_parties() -> None:
 
 
 def test_chaos_benchmark_reports_every_call() -> None:
-    out = subprocess.run(
+    out = _bench(
         [sys.executable, "-m", "bench.chaos", "--calls", "1", "--duration", "8",
          "--every", "3"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=180,
-    ).stdout
+        timeout=180,
+    )
     result = json.loads(out)
     [call] = result["per_call"]
     assert result["faults"] and call["packets_sent"] > 0 and call["stuck"] == []

@@ -43,8 +43,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from wire.errors import StunError
-from wire.stun import MAX_USERNAME_BYTES, Attr, Class, Method, encode_message, new_transaction_id
+from wire.stun import Attr
 
 #: RFC 8839 §5.4: ice-char = ALPHA / DIGIT / "+" / "/"
 ICE_CHARS: Final = string.ascii_letters + string.digits + "+/"
@@ -140,38 +139,6 @@ def read_check_attributes(data: bytes) -> CheckAttributes:
             controlled = int.from_bytes(value, "big")
         pos += 4 + length + (-length % 4)
     return CheckAttributes(priority, use_candidate, controlling, controlled)
-
-
-def build_check(
-    node_ufrag: str,
-    client_ufrag: str,
-    pwd: bytes,
-    transaction_id: bytes | None = None,
-    *,
-    priority: int | None = None,
-    use_candidate: bool = False,
-    controlling: int | None = None,
-) -> bytes:
-    """A controlling agent's check: USERNAME ``node:client``, PRIORITY, USE-CANDIDATE,
-    ICE-CONTROLLING (RFC 8445 §7.1, §7.2.2), MESSAGE-INTEGRITY(pwd), FINGERPRINT."""
-    if ":" in node_ufrag:
-        raise StunError("node ufrag must not contain ':'")
-    username = f"{node_ufrag}:{client_ufrag}".encode()
-    if len(username) >= MAX_USERNAME_BYTES:
-        raise StunError(f"USERNAME of {len(username)} bytes, must be under {MAX_USERNAME_BYTES}")
-    attributes: list[tuple[int, bytes]] = [(Attr.USERNAME, username)]
-    if priority is not None:
-        if not 0 <= priority <= 0xFFFFFFFF:
-            raise StunError(f"PRIORITY {priority} is not a 32-bit unsigned integer")
-        attributes.append((Attr.PRIORITY, struct.pack("!I", priority)))
-    if use_candidate:
-        attributes.append((Attr.USE_CANDIDATE, b""))
-    if controlling is not None:
-        if not 0 <= controlling < 1 << 64:
-            raise StunError("ICE-CONTROLLING is a 64-bit unsigned integer")
-        attributes.append((Attr.ICE_CONTROLLING, struct.pack("!Q", controlling)))
-    return encode_message(Method.BINDING, Class.REQUEST, transaction_id or new_transaction_id(),
-                          attributes, integrity_key=pwd)
 
 
 # ----------------------------------------------------------------------------- the agent

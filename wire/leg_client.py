@@ -53,7 +53,7 @@ from typing import Final, Protocol
 
 from wire.address import Address
 from wire.errors import StunError, WireError
-from wire.ice_lite import PEER_REFLEXIVE_PREFERENCE, build_check, candidate_priority
+from wire.ice_lite import PEER_REFLEXIVE_PREFERENCE, candidate_priority
 from wire.stun import (
     build_leg_binding,
     new_transaction_id,
@@ -345,7 +345,7 @@ class LegClient:
     def _begin(self, now: float, *, latch: bool) -> None:
         txid = new_transaction_id()
         if self.nominated:
-            request = build_check(self.node_ufrag, self.client_ufrag, self._pwd, txid,
+            request = build_leg_binding(self.node_ufrag, self.client_ufrag, self._pwd, txid,
                                   priority=CHECK_PRIORITY, use_candidate=True,
                                   controlling=self._tiebreaker)
         else:

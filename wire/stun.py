@@ -240,10 +240,14 @@ def build_leg_binding(
     transaction_id: bytes | None = None,
     *,
     priority: int | None = None,
+    use_candidate: bool = False,
+    controlling: int | None = None,
 ) -> bytes:
     """The client's leg request: USERNAME ``node:client``, MESSAGE-INTEGRITY(pwd), FINGERPRINT.
 
-    Short-term credentials (RFC 5389 §15.4): the HMAC-SHA1 key is ``pwd`` itself.
+    Short-term credentials (RFC 5389 §15.4): the HMAC-SHA1 key is ``pwd`` itself. As a
+    controlling agent's check it may carry PRIORITY, USE-CANDIDATE and ICE-CONTROLLING
+    (RFC 8445 §7.1, §7.2.2).
     """
     if ":" in node_ufrag:
         raise StunError("node ufrag must not contain ':'")
@@ -255,6 +259,12 @@ def build_leg_binding(
         if not 0 <= priority <= 0xFFFFFFFF:
             raise StunError(f"PRIORITY {priority} is not a 32-bit unsigned integer")
         attributes.append((Attr.PRIORITY, struct.pack("!I", priority)))
+    if use_candidate:
+        attributes.append((Attr.USE_CANDIDATE, b""))
+    if controlling is not None:
+        if not 0 <= controlling < 1 << 64:
+            raise StunError("ICE-CONTROLLING is a 64-bit unsigned integer")
+        attributes.append((Attr.ICE_CONTROLLING, struct.pack("!Q", controlling)))
     return encode_message(Method.BINDING, Class.REQUEST, transaction_id or new_transaction_id(),
                           attributes, integrity_key=pwd)
 

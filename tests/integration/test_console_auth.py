@@ -36,6 +36,7 @@ from cloud.state import CLOUD
 from cloud.store import MemoryStore
 from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
+from tests.waiting import FakeClock
 
 OPERATOR = secrets.token_urlsafe(32)
 NODE_SECRET = secrets.token_urlsafe(32)
@@ -48,19 +49,12 @@ GUARDED = sorted(re.sub(r"\{[^}]*\}", "x", r.path) for r in console_routes
                  if isinstance(r, web.RouteDef) and r.method == "GET")
 
 
-@dataclass
-class Clock:
-    now: float
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @dataclass
 class Console:
     server: TestServer
     http: aiohttp.ClientSession
-    clock: Clock
+    clock: FakeClock
 
     async def status(self, path: str, cookie: str | None = None,
                      authorization: str | None = None) -> tuple[int, str]:
@@ -110,7 +104,7 @@ class Console:
 
 @contextlib.asynccontextmanager
 async def _console(store_url: str = "") -> AsyncIterator[Console]:
-    clock = Clock(time.time())
+    clock = FakeClock(time.time())
     store = open_store(store_url) if store_url else MemoryStore(clock)
     app = make_app(SETTINGS, store, ORGS, TokenSigner())
     app[CLOUD].clock = clock

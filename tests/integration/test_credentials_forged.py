@@ -29,6 +29,7 @@ from cloud.openapi import OPERATIONS
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD
 from cloud.store import MemoryStore
+from tests.waiting import FakeClock
 
 NODE_SECRET = secrets.token_urlsafe(32)
 OPERATOR = secrets.token_urlsafe(32)
@@ -42,19 +43,12 @@ NODE_BODY = {"region": "r", "address": "192.0.2.7",
              "endpoints": [{"rung": "udp/5004", "transport": "udp", "port": 5004}]}
 
 
-@dataclass
-class Clock:
-    now: float
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @dataclass
 class Cloud:
     server: TestServer
     http: aiohttp.ClientSession
-    clock: Clock
+    clock: FakeClock
     signer: TokenSigner
 
     async def call(self, method: str, path: str, token: str | None,
@@ -93,7 +87,7 @@ class Cloud:
 
 @pytest.fixture
 async def cloud() -> AsyncIterator[Cloud]:
-    clock = Clock(time.time())
+    clock = FakeClock(time.time())
     signer = TokenSigner()
     app = make_app(SETTINGS, MemoryStore(clock), ORGS, signer)
     app[CLOUD].clock = clock

@@ -37,7 +37,7 @@ from cloud.store import (
 from cloud.store_factory import open_store
 from tests.integration.redis_server import redis_server
 from tests.integration.test_cloud_api import Api, _scripted_node
-from tests.waiting import until_async
+from tests.waiting import FakeClock, until_async
 from wire.models import CallMetrics
 
 pytestmark = pytest.mark.redis
@@ -51,13 +51,6 @@ def _call(i: int, transport: str = "udp/5004") -> CallMetrics:
         "duration_s": 2.0, "packets_sent": 10, "packets_received": 9, "loss": 0.5,
         "jitter_ms": 1.0, "rtt_ms": 20.0 if i % 2 else None})
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -86,7 +79,7 @@ async def test_call_reports_are_summed_and_bounded(store: Store) -> None:
 
 
 async def test_call_reports_older_than_the_retention_are_forgotten() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     store = MemoryStore(clock, BOUND)
     await store.add_call_metrics("acme", _call(1))
     clock.now += BOUND.calls_s / 2

@@ -7,28 +7,16 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from client import cli
-from cloud import settings as cloud_settings
 from edge.flags import subparsers
-from hybrid_node import settings as hybrid_settings
-from lab import __main__ as lab_main
-from lab import firewall
-from media_node import settings as node_settings
+from tests.unit.test_env_names import PARSERS
 
 ROOT = Path(__file__).resolve().parents[2]
-PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
-    "pinhole": cli._parser,
-    "pinhole-cloud": cloud_settings.parser,
-    "pinhole-media-node": node_settings.parser,
-    "pinhole-hybrid-node": hybrid_settings.build_parser,
-    "pinhole-lab": lab_main._parser,
-    "pinhole-lab firewall": firewall.parser,
-}
 GLOBAL_FLAGS = [a.option_strings[0] for a in cli._parser()._actions
                 if a.option_strings and a.option_strings[0] not in ("-h", "--version")]
 

@@ -15,7 +15,7 @@ import inspect
 import secrets
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
@@ -39,22 +39,16 @@ from cloud.identity import Org, TokenSigner, same_secret
 from cloud.settings import CloudSettings
 from cloud.state import CLOUD, Cloud
 from cloud.store import MAX_CONSOLE_SESSIONS, MemoryStore
+from tests.waiting import FakeClock
 
 TOKEN = secrets.token_urlsafe(32)
 NODE_SECRET = secrets.token_urlsafe(32)
 HYBRID_SECRET = secrets.token_urlsafe(32)
 
 
-@dataclass
-class Clock:
-    now: float = 1_000_000.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def _cloud(token: str = TOKEN) -> tuple[Cloud, Clock]:
-    clock = Clock()
+def _cloud(token: str = TOKEN) -> tuple[Cloud, FakeClock]:
+    clock = FakeClock(1_000_000.0)
     app = make_app(CloudSettings(node_secret=NODE_SECRET, operator_token=token),
                    MemoryStore(clock), {"acme": Org("acme", "acme-key", HYBRID_SECRET)},
                    TokenSigner())
@@ -286,7 +280,7 @@ async def test_require_answers_401_operator_required_to_anyone_else() -> None:
 
 
 async def test_the_memory_store_bounds_and_expires_console_logins() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     store = MemoryStore(clock)
     for n in range(MAX_CONSOLE_SESSIONS + 1):
         await store.put_console_session(f"k{n}", clock.now + 60, 60)

@@ -19,7 +19,6 @@ from wire.ice_lite import (
     UFRAG_MIN,
     CheckAttributes,
     IceLite,
-    build_check,
     candidate_priority,
     new_password,
     new_ufrag,
@@ -32,6 +31,7 @@ from wire.stun import (
     Attr,
     Class,
     Method,
+    build_leg_binding,
     build_leg_binding_response,
     encode_message,
     parse_binding_response,
@@ -191,10 +191,10 @@ def test_a_controlling_peer_is_what_a_lite_agent_expects() -> None:
 def test_check_attributes_read_back_from_a_built_check() -> None:
     """RFC 8445 §7.1, §16.1: PRIORITY (32 bits), USE-CANDIDATE (empty), ICE-CONTROLLING
     (64 bits), as a controlling agent sends them."""
-    request = build_check("node", "cli", b"p" * 22, priority=PEER, use_candidate=True,
+    request = build_leg_binding("node", "cli", b"p" * 22, priority=PEER, use_candidate=True,
                           controlling=2**63 + 5)
     assert read_check_attributes(request) == CheckAttributes(PEER, True, 2**63 + 5, None)
-    assert read_check_attributes(build_check("node", "cli", b"p" * 22)) == NO_ICE_ATTRIBUTES
+    assert read_check_attributes(build_leg_binding("node", "cli", b"p" * 22)) == NO_ICE_ATTRIBUTES
 
 
 def test_attributes_after_message_integrity_do_not_count() -> None:
@@ -210,7 +210,7 @@ def test_attributes_after_message_integrity_do_not_count() -> None:
 
 def test_a_truncated_check_reads_as_no_attributes() -> None:
     """A reader of network bytes never raises."""
-    request = build_check("node", "cli", b"p" * 22, priority=PEER, use_candidate=True)
+    request = build_leg_binding("node", "cli", b"p" * 22, priority=PEER, use_candidate=True)
     for cut in range(len(request)):
         read_check_attributes(request[:cut])
 
@@ -265,7 +265,7 @@ def _ice_party(engine: Engine, name: str, ssrc: int) -> Party:
 
 
 def _check(party: Party, *, nominate: bool) -> bytes:
-    return build_check(party.ice.node_ufrag, party.ice.client_ufrag, party.pwd,
+    return build_leg_binding(party.ice.node_ufrag, party.ice.client_ufrag, party.pwd,
                        priority=PEER, use_candidate=nominate, controlling=12345)
 
 

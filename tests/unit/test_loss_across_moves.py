@@ -10,35 +10,18 @@ across the move; §6.4.1 / §A.3: the cumulative number lost is expected minus r
 
 from __future__ import annotations
 
-import secrets
-
-from pydantic import SecretStr
-
 from client.api import CloudApi
 from client.call import Call, LegRecord
 from client.device import Device
 from client.media import MediaSession
 from client.stats import ReceiveStats
-from wire.models import AssignmentReason, Endpoint, IceCredentials, Joined, NodeInfo, SrtpParams
+from tests.unit.test_call_legs import _joined
+from wire.models import Joined
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
-from wire.transports import RungName, Transport
+from wire.transports import RungName
 
 OTHER_SSRC = 0x5EED
-
-
-def _joined(node_id: str) -> Joined:
-    node = NodeInfo(id=node_id, kind="cloud", region="test", address="192.0.2.1",
-                    endpoints=[Endpoint(rung=RungName.UDP_5004, transport=Transport.UDP,
-                                        port=5004)])
-    return Joined(
-        meeting_id="m", participant_id="p-1", node=node, plan=list(node.endpoints),
-        ice=IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
-                           pwd=SecretStr("x" * 22)),
-        srtp=SrtpParams(profile="AES_CM_128_HMAC_SHA1_80",
-                        client_to_node=SecretStr(SrtpKeys.generate().to_b64()),
-                        node_to_client=SecretStr(SrtpKeys.generate().to_b64())),
-        ssrc=7, reason=AssignmentReason(chosen=node_id, rule="test", candidates=[]))
 
 
 def _from_node(joined: Joined, sequences: range) -> list[bytes]:

@@ -7,30 +7,18 @@ ports, then retried registration for ever). An unknown meeting says how to get o
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from client import cli
 from client.api import ApiError
 from client.failures import Context, translate
-from cloud import settings as cloud_settings
 from edge.boundary import ExitCode, Failure
 from edge.flags import Number, apply_environment, subparsers
-from hybrid_node import settings as hybrid_settings
-from lab import __main__ as lab_main
-from lab import firewall
 from media_node import __main__ as node_main
-from media_node import settings as node_settings
+from tests.unit.test_env_names import PARSERS
 
-PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
-    "pinhole": cli._parser,
-    "pinhole-cloud": cloud_settings.parser,
-    "pinhole-media-node": node_settings.parser,
-    "pinhole-hybrid-node": hybrid_settings.build_parser,
-    "pinhole-lab": lab_main._parser,
-    "pinhole-lab firewall": firewall.parser,
-}
 NOT_NUMBERS = ("nan", "inf", "-inf", "-1", "1e400", "ten")
 
 

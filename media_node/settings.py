@@ -37,7 +37,7 @@ class NodeSettings:
     ca: str = setting("", "CA file for the cloud's certificate")
     node_secret: str = setting("", "the secret presented to the cloud when registering",
                                secret=True)
-    node_id: str = setting("", "stable node id (default: the cloud picks one)")
+    node_id: str = setting("", "stable node id (default: a new node-<10 hex> at each start)")
     kind: str = "cloud"  # "cloud" or "hybrid"
     org: str = ""  # a hybrid node's organisation
     region: str = setting("default", "region name")

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := wire edge cloud client media_node hybrid_node lab bench
 # Debian packages the lab and interop tests use (installed when run as root).
 DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark \
-        libsrtp2-dev gcc docker.io debootstrap libpython3-dev chromium-headless-shell
+        libsrtp2-dev gcc docker.io debootstrap libpython3-dev chromium-headless-shell openssl
 
 .PHONY: demo test check compose-test lint typecheck bench system-deps venv clean mutate fuzz
 

@@ -30,6 +30,8 @@ from wire.models import (
     ReachabilityReport,
     ReassignRequest,
     StoredReachability,
+    WebRtcJoined,
+    WebRtcOffer,
 )
 from wire.tls import check_pins
 
@@ -179,6 +181,11 @@ class CloudApi:
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
         path = f"/v1/meetings/{meeting_id}/participants"
         return await self._send("POST", path, request or JoinRequest(), Joined)
+
+    async def join_webrtc(self, meeting_id: str, offer_sdp: str) -> WebRtcJoined:
+        """Join with a WebRTC endpoint's SDP offer; the answer is for that endpoint."""
+        path = f"/v1/meetings/{meeting_id}/webrtc"
+        return await self._send("POST", path, WebRtcOffer(sdp=offer_sdp), WebRtcJoined)
 
     async def reassign(self, meeting_id: str, participant_id: str, node_id: str) -> Joined:
         """This device's leg to ``node_id`` is silent: ask for an assignment elsewhere."""

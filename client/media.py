@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from client.errors import MediaError as MediaError
 from client.inspection import inspection_message, node_certificate_mismatch
@@ -48,12 +49,13 @@ from wire.leg_client import (
     PinMismatch,
 )
 from wire.models import Joined
+from wire.payload_types import PCMU, SYNTHETIC_VIDEO
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.transports import RungName
 
-AUDIO_PT = 0  # PCMU, 8 kHz: 160 samples per 20 ms packet (50 packets/s)
-VIDEO_PT = 96  # dynamic payload type for the synthetic video stream
+AUDIO_PT: Final = PCMU.payload_type  # 8 kHz: 160 samples per 20 ms packet (50 packets/s)
+VIDEO_PT: Final = SYNTHETIC_VIDEO.payload_type  # the synthetic video load (wire.payload_types)
 CONSENT_S = CONSENT_INTERVAL_S  # basic period of consent checks: 3.2-4.8 s once randomized
 VIDEO_PACKET_BYTES = 1100  # a typical video RTP payload, under a 1200-byte path MTU budget
 

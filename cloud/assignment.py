@@ -142,3 +142,54 @@ def assign(
         plan=transport_plan(chosen, results, profile),
         reason=AssignmentReason(chosen=chosen.id, rule=rule, candidates=scores),
     )
+
+
+def assign_webrtc(
+    *,
+    org: str,
+    nodes: Iterable[NodeInfo],
+    meeting_nodes: frozenset[str],
+) -> Assignment:
+    """Choose a node for a WebRTC endpoint, which sends no discovery probes.
+
+    A page cannot send raw STUN, so there is no RTT to compare: its ICE agent
+    measures the paths once it has the answer (RFC 8445 §6.1.4). Candidates are
+    healthy, non-full nodes visible to ``org`` with a DTLS certificate. The org's
+    hybrid node wins (rule ``hybrid-local``, as for every device: seed, "If all
+    the meeting participants are located on the same network, media is not sent
+    to Cisco Collaboration Cloud"); then a node the meeting already uses (rule
+    ``meeting-node``: no cascade hop); then the least loaded (``lowest-load``).
+    Every candidate's score is its cascade and load cost; ``rtt_ms`` stays empty:
+    nothing was measured. Raises :class:`NoCandidate` when none qualifies.
+    """
+    scores: list[CandidateScore] = []
+    eligible: list[tuple[float, NodeInfo]] = []
+    for node in sorted(nodes, key=lambda n: n.id):
+        if node.kind == "hybrid" and node.org != org:
+            continue
+        excluded: str | None = None
+        if not node.healthy:
+            excluded = "unhealthy"
+        elif node.dtls_fingerprint is None:
+            excluded = "no DTLS certificate"
+        elif node.load >= 1.0:
+            excluded = "full"
+        cascade = 0.0 if not meeting_nodes or node.id in meeting_nodes else CASCADE_COST_MS
+        load = node.load * LOAD_COST_MS
+        total = cascade + load
+        scores.append(CandidateScore(
+            node_id=node.id, rung=None, rtt_ms=None, transport_penalty_ms=0.0,
+            cascade_ms=cascade, load_ms=load, score=None if excluded else total,
+            excluded=excluded))
+        if excluded is None:
+            eligible.append((total, node))
+    if not eligible:
+        raise NoCandidate(
+            AssignmentReason(chosen="none", rule="none", candidates=scores) if scores else None,
+            "no media node can take a WebRTC endpoint now; try again shortly")
+    hybrid = [(s, n) for s, n in eligible if n.kind == "hybrid" and n.org == org]
+    in_meeting = [(s, n) for s, n in eligible if n.id in meeting_nodes]
+    rule = "hybrid-local" if hybrid else "meeting-node" if in_meeting else "lowest-load"
+    _, chosen = min(hybrid or in_meeting or eligible, key=lambda pair: (pair[0], pair[1].id))
+    return Assignment(node=chosen, plan=(), reason=AssignmentReason(
+        chosen=chosen.id, rule=rule, candidates=scores))

@@ -29,6 +29,7 @@ from cloud.identity import Claims
 from cloud.placement import place
 from cloud.state import CLOUD, Cloud
 from cloud.store import MeetingRecord, without_participant
+from cloud.webrtc import offer_from, place_webrtc
 from wire.models import (
     CallMetrics,
     Event,
@@ -38,6 +39,8 @@ from wire.models import (
     MeetingView,
     ParticipantView,
     ReassignRequest,
+    WebRtcJoined,
+    WebRtcOffer,
 )
 from wire.srtp import SrtpProfile
 from wire.transports import DeviceProfile
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-async def _meeting(cloud: Cloud, claims: Claims, meeting_id: str) -> MeetingRecord:
+async def find_meeting(cloud: Cloud, claims: Claims, meeting_id: str) -> MeetingRecord:
     meeting = await cloud.store.get_meeting(meeting_id)
     if meeting is None or meeting.org != claims.org:  # another org's meeting is not there
         raise NotFound(f"no meeting {meeting_id}")
@@ -102,7 +105,7 @@ def _created(meeting: MeetingRecord) -> MeetingCreated:
 @routes.get("/v1/meetings/{meeting_id}")
 async def view(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
-    return json_response(_view(await _meeting(cloud, claims, request.match_info["meeting_id"])))
+    return json_response(_view(await find_meeting(cloud, claims, request.match_info["meeting_id"])))
 
 
 @routes.post("/v1/meetings/{meeting_id}/participants")
@@ -116,7 +119,7 @@ async def join(request: web.Request) -> web.Response:
     # the device's report (none: 428), in that order.
     async with cloud.meeting_lock(meeting_id, claims.device_id):
         device = await cloud.current(claims)
-        meeting = await _meeting(cloud, claims, meeting_id)
+        meeting = await find_meeting(cloud, claims, meeting_id)
         stored = await cloud.store.get_reachability(claims.device_id)
         if stored is None:
             raise ProbeRequired(
@@ -147,12 +150,45 @@ async def join(request: web.Request) -> web.Response:
     return json_response(joined, status=201)
 
 
+@routes.post("/v1/meetings/{meeting_id}/webrtc")
+async def join_webrtc(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    cloud, claims = signed_claims(request)
+    body = await read_body(request, WebRtcOffer)
+    offer = offer_from(body.sdp)
+    meeting_id = request.match_info["meeting_id"]
+    async with cloud.meeting_lock(meeting_id, claims.device_id):
+        device = await cloud.current(claims)
+        meeting = await find_meeting(cloud, claims, meeting_id)
+        try:
+            meeting, participant, chosen, answer = await place_webrtc(
+                cloud, meeting, org=claims.org, device_id=claims.device_id, offer=offer)
+        except (NoCandidate, NodeUnavailable) as exc:
+            cloud.note("refused", f"{device.name} could not join: {exc}",
+                       meeting=meeting_id, device=device.name)
+            raise
+        await cloud.store.put_meeting(meeting)
+        cloud.legs[participant.leg_id] = (meeting_id, participant.id)
+        await cloud.store.publish(
+            (p.device_id for p in meeting.participants if p.id != participant.id),
+            Event(type="participant.joined", meeting_id=meeting_id,
+                  participant_id=participant.id, node_id=participant.node_id),
+        )
+    cloud.metrics.joined("webrtc", time.perf_counter() - started)
+    cloud.note("joined", f"{device.name} joined with WebRTC on {participant.node_id} "
+               f"({chosen.reason.rule})", meeting=meeting_id, participant=participant.id,
+               device=device.name, node=participant.node_id)
+    return json_response(WebRtcJoined(
+        meeting_id=meeting_id, participant_id=participant.id, node=chosen.node,
+        sdp=answer.sdp, reason=chosen.reason), status=201)
+
+
 @routes.delete("/v1/meetings/{meeting_id}/participants/{participant_id}")
 async def leave(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     meeting_id, pid = request.match_info["meeting_id"], request.match_info["participant_id"]
     async with cloud.meeting_lock(meeting_id):
-        meeting = await _meeting(cloud, claims, meeting_id)
+        meeting = await find_meeting(cloud, claims, meeting_id)
         found = [p for p in meeting.participants if p.id == pid]
         if not found or found[0].device_id != claims.device_id:
             raise NotFound(f"no participant {pid} of this device here")
@@ -190,7 +226,7 @@ async def reassign(request: web.Request) -> web.Response:
         raise ProbeRequired("no fresh reachability report for this device; "
                             "probe and PUT /v1/devices/{id}/reachability, then ask again")
     async with cloud.meeting_lock(meeting_id):
-        meeting = await _meeting(cloud, claims, meeting_id)
+        meeting = await find_meeting(cloud, claims, meeting_id)
         found = [p for p in meeting.participants if p.id == pid]
         if not found or found[0].device_id != claims.device_id:
             raise NotFound(f"no participant {pid} of this device here")

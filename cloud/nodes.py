@@ -42,6 +42,7 @@ async def register_node(request: web.Request) -> web.Response:
         id=node_id, kind=body.kind, region=body.region,
         org=body.org if body.kind == "hybrid" else None, address=body.address,
         endpoints=body.endpoints, fingerprint=body.fingerprint, legacy_dc=body.legacy_dc,
+        dtls_fingerprint=body.dtls_fingerprint,
     )
     cloud.registry.register(info, body.capacity)
     await cloud.registry.share(node_id)

@@ -30,6 +30,8 @@ from wire.models import (
     ReachabilityReport,
     ReassignRequest,
     StoredReachability,
+    WebRtcJoined,
+    WebRtcOffer,
 )
 
 
@@ -65,6 +67,10 @@ OPERATIONS: Final = (
     Operation("post", "/v1/meetings/{meeting_id}/participants",
               "Join: assignment, transport plan, ICE credentials, SRTP keys, reason", "device",
               JoinRequest, Joined, 201, (400, 401, 404, 428, 503)),
+    Operation("post", "/v1/meetings/{meeting_id}/webrtc",
+              "Join with a WebRTC endpoint: its SDP offer in, the node's SDP answer out "
+              "(ICE-lite, DTLS-SRTP with the node as server, BUNDLE, rtcp-mux)", "device",
+              WebRtcOffer, WebRtcJoined, 201, (400, 401, 404, 503)),
     Operation("delete", "/v1/meetings/{meeting_id}/participants/{participant_id}", "Leave",
               "device", None, None, 204, (401, 404)),
     Operation("post", "/v1/meetings/{meeting_id}/participants/{participant_id}/reassign",

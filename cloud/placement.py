@@ -9,12 +9,12 @@ be placed is :class:`~cloud.errors.NoCandidate` or
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from pydantic import SecretStr
 
-from cloud.assignment import assign
+from cloud.assignment import Assignment, assign
 from cloud.cascades import open_cascades
 from cloud.errors import NodeUnavailable
 from cloud.state import Cloud
@@ -23,6 +23,7 @@ from wire.models import (
     AllocateLeg,
     IceCredentials,
     Joined,
+    NodeInfo,
     ProbeResult,
     SrtpParams,
 )
@@ -37,6 +38,35 @@ def unique_ssrc(meeting: MeetingRecord) -> int:
         ssrc = secrets.randbits(32)
         if ssrc and ssrc not in taken:
             return ssrc
+
+
+async def seat(
+    cloud: Cloud,
+    meeting: MeetingRecord,
+    *,
+    others: tuple[ParticipantRecord, ...],
+    chosen: Assignment,
+    nodes: Sequence[NodeInfo],
+    participant: ParticipantRecord,
+    command: AllocateLeg,
+) -> MeetingRecord:
+    """Allocate ``participant``'s leg on the chosen node and cascade it into the meeting
+    of ``others``: the meeting as it is with the participant in it."""
+    try:
+        await cloud.registry.allocate(chosen.node.id, command, cloud.settings.allocate_timeout_s)
+    except NodeUnavailable as exc:
+        raise NodeUnavailable(f"{exc}; try joining again") from None
+    if chosen.reason.rule == "hybrid-overflow":
+        full = [c.node_id for c in chosen.reason.candidates if c.excluded == "full"
+                and any(n.id == c.node_id and n.kind == "hybrid" for n in nodes)]
+        cloud.note("overflow", f"{' and '.join(full)} full: {participant.id} overflows to "
+                   f"{chosen.node.id}", meeting=meeting.id, participant=participant.id,
+                   device=participant.device_id, node=full[0] if full else None,
+                   to_node=chosen.node.id)
+    meeting = replace(meeting, participants=others)
+    if others and chosen.node.id not in {p.node_id for p in others}:
+        meeting = await open_cascades(cloud, meeting, chosen.node.id)
+    return replace(meeting, participants=(*meeting.participants, participant))
 
 
 async def place(
@@ -75,20 +105,8 @@ async def place(
         request_id=secrets.token_hex(8), leg_id=participant.leg_id, meeting_id=meeting.id,
         participant_id=participant.id, ssrc=participant.ssrc, ice=ice, srtp=srtp,
     )
-    try:
-        await cloud.registry.allocate(chosen.node.id, command, cloud.settings.allocate_timeout_s)
-    except NodeUnavailable as exc:
-        raise NodeUnavailable(f"{exc}; try joining again") from None
-    if chosen.reason.rule == "hybrid-overflow":
-        full = [c.node_id for c in chosen.reason.candidates if c.excluded == "full"
-                and any(n.id == c.node_id and n.kind == "hybrid" for n in nodes)]
-        cloud.note("overflow", f"{' and '.join(full)} full: {participant.id} overflows to "
-                   f"{chosen.node.id}", meeting=meeting.id, participant=participant.id,
-                   device=device_id, node=full[0] if full else None, to_node=chosen.node.id)
-    meeting = replace(meeting, participants=others)
-    if others and chosen.node.id not in {p.node_id for p in others}:
-        meeting = await open_cascades(cloud, meeting, chosen.node.id)
-    meeting = replace(meeting, participants=(*meeting.participants, participant))
+    meeting = await seat(cloud, meeting, others=others, chosen=chosen, nodes=nodes,
+                         participant=participant, command=command)
     joined = Joined(
         meeting_id=meeting.id, participant_id=participant.id, node=chosen.node,
         plan=list(chosen.plan), ice=ice, srtp=srtp, ssrc=participant.ssrc, reason=chosen.reason,

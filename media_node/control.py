@@ -138,6 +138,8 @@ class ControlChannel:
             id=self.node_id, kind="hybrid" if s.kind == "hybrid" else "cloud",
             region=s.region, org=s.org or None, address=s.advertise, endpoints=self.endpoints,
             capacity=s.capacity, fingerprint=self.fingerprint, legacy_dc=s.legacy_dc,
+            dtls_fingerprint=(None if self.engine.certificate is None
+                              else str(self.engine.certificate.fingerprint)),
         )
         async with http.post(f"{s.cloud}/v1/nodes", data=body.model_dump_json(),
                              headers={**self._headers(), "Content-Type": "application/json"}

@@ -33,6 +33,11 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
 - Unauthenticated STUN is rate-limited per flow under a per-IP ceiling (an
   office behind one NAT address still probes) and its answers are at
   most twice the request's size (no reflection amplification).
+- DTLS (first byte 20-63, RFC 7983 §7) from a WebRTC leg's latched path goes to
+  its DTLS-SRTP server (``wire.dtls``); once the handshake is through, the keys
+  it exported become the leg's SRTP sessions. A meeting with a WebRTC leg is
+  relayed here, not by the data plane: its packets are translated per receiver
+  (payload types, SSRC slots, feedback: ``media_node.webrtc``).
 - Everything else is dropped and counted by reason; nothing raises per packet.
 - The engine is the control plane of a compiled UDP data plane
   (:mod:`media_node.plane`): every change to a meeting is replanned there, and a
@@ -50,17 +55,19 @@ from typing import Any, Final, Literal
 from media_node.legs import Leg, Sink
 from media_node.plane import RelayPlane
 from media_node.ratelimit import SourceLimiter
+from media_node.webrtc import WebRtcLeg
 from wire.address import Address
-from wire.demux import RTCP_PACKET_TYPES, RTP_RTCP, STUN_FIRST
-from wire.errors import SrtpError
+from wire.demux import DTLS, RTCP_PACKET_TYPES, RTP_RTCP, STUN_FIRST
+from wire.dtls import DtlsCertificate, DtlsRole, DtlsSrtp, DtlsState, Fingerprint
+from wire.errors import DtlsError, RtpError, SrtpError
 from wire.ice_lite import (
-    HOST_PREFERENCE,
     NO_ICE_ATTRIBUTES,
     IceLite,
-    candidate_priority,
+    local_priority,
     read_check_attributes,
 )
 from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, OpenCascade
+from wire.rtp import feedback_target, retarget_feedback, split_rtcp
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import (
     Verdict,
@@ -68,27 +75,19 @@ from wire.stun import (
     build_leg_binding_response,
     validate_request,
 )
-from wire.transports import LADDER, RungName
 
 log = logging.getLogger(__name__)
 
 STUN_END: Final = STUN_FIRST.stop
 RTP_START: Final = RTP_RTCP.start
 RTP_END: Final = RTP_RTCP.stop
+DTLS_START: Final = DTLS.start
+DTLS_END: Final = DTLS.stop
 #: Transaction ids remembered per leg: with a keepalive every ~5 s (RFC 7675
 #: §5.1) this covers the last twenty minutes; memory stays bounded per leg.
 SEEN_TRANSACTIONS: Final = 256
 #: a leg's counters that the node also totals
 TOTALS: Final = ("packets_in", "bytes_in", "packets_out", "bytes_out")
-#: RFC 8445 §5.1.2.1: the priority of the node's host candidate on each rung, the
-#: ladder's best rung highest (udp/5004 over udp/33434 over tcp/5004 ...)
-LOCAL_PRIORITY: Final = {rung.name: candidate_priority(HOST_PREFERENCE, 0xFFFF - i)
-                         for i, rung in enumerate(LADDER)}
-
-
-def local_priority(rung: RungName) -> int:
-    """The priority of the node's host candidate on ``rung`` (RFC 8445 §5.1.2.1)."""
-    return LOCAL_PRIORITY[rung]
 
 
 class Engine:
@@ -107,6 +106,7 @@ class Engine:
         stun_ip_rate: float = 1000.0,
         stun_ip_burst: float = 4000.0,
         plane: RelayPlane | None = None,
+        certificate: DtlsCertificate | None = None,
     ) -> None:
         self.node_id: Final = node_id  # known before the listeners start; never renamed
         self.capacity = capacity
@@ -122,6 +122,9 @@ class Engine:
         self._paths: dict[Sink, dict[Any, Leg]] = {}
         self._meetings: dict[str, list[Leg]] = {}
         self.plane = plane if plane is not None else RelayPlane()
+        #: the node's DTLS certificate: WebRTC legs need one (its fingerprint is in the
+        #: node list, and so in every SDP answer for this node)
+        self.certificate = certificate
         self._drops: dict[str, int] = {}
         self.stun_answers: dict[str, int] = {}
         # packets and octets of released legs; the live legs' are summed when read, so a
@@ -181,12 +184,27 @@ class Engine:
             return answer.model_copy(update={"ok": False, "detail": "node is full"})
         if command.ice.node_ufrag in self._by_ufrag:
             return answer.model_copy(update={"ok": False, "detail": "node ufrag already in use"})
+        webrtc: WebRtcLeg | None = None
         try:
-            profile = SrtpProfile(command.srtp.profile)
-            inbound = SrtpReceiver(SrtpKeys.from_b64(
-                profile, command.srtp.client_to_node.get_secret_value()))
-            outbound = SrtpSender(SrtpKeys.from_b64(
-                profile, command.srtp.node_to_client.get_secret_value()))
+            if command.webrtc is not None:
+                if self.certificate is None:
+                    return answer.model_copy(update={
+                        "ok": False, "detail": "this node has no DTLS certificate"})
+                remote = Fingerprint.parse(command.webrtc.fingerprint)
+                webrtc = WebRtcLeg(DtlsSrtp(self.certificate, DtlsRole.SERVER, remote),
+                                   command.webrtc)
+                # no keys before the DTLS handshake: sessions nobody holds the keys of
+                inbound = SrtpReceiver(SrtpKeys.generate())
+                outbound = SrtpSender(SrtpKeys.generate())
+            else:
+                assert command.srtp is not None  # AllocateLeg: srtp or webrtc
+                profile = SrtpProfile(command.srtp.profile)
+                inbound = SrtpReceiver(SrtpKeys.from_b64(
+                    profile, command.srtp.client_to_node.get_secret_value()))
+                outbound = SrtpSender(SrtpKeys.from_b64(
+                    profile, command.srtp.node_to_client.get_secret_value()))
+        except DtlsError as exc:
+            return answer.model_copy(update={"ok": False, "detail": f"bad DTLS fingerprint: {exc}"})
         except (SrtpError, ValueError) as exc:
             return answer.model_copy(update={"ok": False, "detail": f"bad SRTP keys: {exc}"})
         leg = Leg(
@@ -194,7 +212,7 @@ class Engine:
             participant_id=command.participant_id, ssrc=command.ssrc,
             node_ufrag=command.ice.node_ufrag, client_ufrag=command.ice.client_ufrag,
             pwd=command.ice.pwd.get_secret_value().encode(), inbound=inbound,
-            outbound=outbound, created_at=now, cascade=command.cascade,
+            outbound=outbound, created_at=now, cascade=command.cascade, webrtc=webrtc,
         )
         self._add(leg)
         log.info("leg %s allocated (meeting %s, ssrc %d%s)", leg.leg_id, leg.meeting_id,
@@ -254,6 +272,10 @@ class Engine:
         members = self._meetings.get(leg.meeting_id, [])
         if leg in members:
             members.remove(leg)
+        for other in members:  # its streams' slots at WebRTC endpoints are free at once
+            if other.webrtc is not None:
+                for source in (leg.webrtc.ssrcs if leg.webrtc is not None else (leg.ssrc_wire,)):
+                    other.webrtc.forget_source(source)
         self.plane.forget(leg, members)
         if not members:
             self._meetings.pop(leg.meeting_id, None)
@@ -279,9 +301,15 @@ class Engine:
                 del self._paths[sink]
 
     def tick(self, now: float) -> None:
-        """Consent expiry (RFC 7675 §5.1) and leg timeouts; call about once a second."""
+        """Consent expiry (RFC 7675 §5.1), leg timeouts and DTLS retransmissions; call
+        about once a second."""
         self.settle()
         for leg in list(self.legs.values()):
+            if leg.webrtc is not None and leg.sink is not None:
+                timer = leg.webrtc.dtls.timer()
+                if timer is not None and now >= timer:
+                    for datagram in leg.webrtc.dtls.handle_timer(now):
+                        leg.sink.send(datagram, leg.addr)
             last = leg.consent_at if leg.consent_at is not None else leg.created_at
             if now - last > self.leg_timeout_s:
                 self.release(leg.leg_id)
@@ -310,6 +338,8 @@ class Engine:
             self._on_stun(data, sink, addr, now)
         elif RTP_START <= first < RTP_END:
             self._on_srtp(data, sink, addr, now)
+        elif DTLS_START <= first < DTLS_END:
+            self._on_dtls(data, sink, addr, now)
         else:
             self.drop("demux")
 
@@ -404,11 +434,44 @@ class Engine:
         self.emit(LegEvent(leg_id=leg.leg_id, event=event, rung=leg.rung,
                            counters=leg.counters()))
 
+    def _on_dtls(self, data: bytes, sink: Sink, addr: Any, now: float) -> None:
+        """A DTLS record (RFC 7983 §7) on a WebRTC leg's selected pair (RFC 8445 §12.1)."""
+        leg = self._path(sink, addr)
+        if leg is None:
+            self.drop("unlatched")
+            return
+        webrtc = leg.webrtc
+        if webrtc is None:
+            self.drop("dtls_unexpected", leg)
+            return
+        dtls = webrtc.dtls
+        if dtls.state is DtlsState.FAILED:
+            self.drop("dtls_failed", leg)
+            return
+        for datagram in dtls.receive(data, now):
+            sink.send(datagram, addr)
+        state: DtlsState = dtls.state  # receive() moved it
+        if state is DtlsState.CONNECTED and not webrtc.keyed:
+            keys = dtls.keys
+            assert keys is not None  # CONNECTED: exported
+            leg.inbound = SrtpReceiver(keys.remote)
+            leg.outbound = SrtpSender(keys.local)
+            webrtc.keyed = True
+            log.info("leg %s: DTLS-SRTP keys in place (%s)", leg.leg_id, keys.profile.value)
+            self.plane.replan(leg.members)
+        elif state is DtlsState.FAILED:
+            reason = dtls.failure.reason if dtls.failure is not None else "error"
+            self.drop("dtls_" + reason, leg)
+            log.info("leg %s: DTLS failed (%s)", leg.leg_id, dtls.failure)
+
     def _on_srtp(self, data: bytes, sink: Sink, addr: Any, now: float) -> None:
         by_addr = self._paths.get(sink)
         leg = None if by_addr is None else by_addr.get(addr)
         if leg is None:
             self.drop("unlatched")
+            return
+        if leg.webrtc is not None and not leg.webrtc.keyed:
+            self.drop("dtls_pending", leg)
             return
         rtcp = len(data) > 1 and data[1] in RTCP_PACKET_TYPES  # RFC 5761 §4 (demux.is_rtcp)
         inbound = leg.inbound
@@ -424,11 +487,16 @@ class Engine:
                 if _participant_ssrc(members, ssrc):
                     self.drop("ssrc", leg)
                     return
-            elif ssrc != leg.ssrc_wire:
-                self.drop("ssrc", leg)  # SSRCs are assigned by the cloud (docs/design.md "SRTP")
+            elif not leg.sends(ssrc):
+                # SSRCs are assigned by the cloud (docs/design.md "SRTP"), or signalled in a
+                # WebRTC endpoint's offer (RFC 5576)
+                self.drop("ssrc", leg)
                 return
         leg.packets_in += 1
         leg.bytes_in += len(data)
+        if any(m.webrtc is not None for m in members):
+            self._translate(leg, rtcp, now)
+            return
         from_cascade = leg.cascade
         # Each receiver but the last protects a copy of the clear packet; the last one
         # seals it where it lies, so a meeting of 2 copies no clear bytes at all.
@@ -459,6 +527,81 @@ class Engine:
             return
         self._deliver(last, out)
 
+    def _translate(self, leg: Leg, rtcp: bool, now: float) -> None:
+        """Relay in a meeting with a WebRTC leg: each receiver gets the packet in its own
+        payload types and streams (``media_node.webrtc``)."""
+        clear = leg.inbound.opened()
+        if rtcp:
+            if leg.webrtc is not None:
+                self._feedback(leg, clear)
+                return
+            for other in leg.members:  # a Pinhole leg's RTCP: to the other Pinhole legs
+                if self._receives(leg, other) and other.webrtc is None:
+                    self._protect(other, clear, rtcp=True)
+            return
+        if leg.webrtc is not None:
+            meeting = leg.webrtc.to_meeting(clear)
+            if meeting is None:
+                self.drop("codec", leg)
+                return
+            clear = meeting
+        for other in leg.members:
+            if not self._receives(leg, other):
+                continue
+            out = clear
+            if other.webrtc is not None:
+                if not other.webrtc.keyed:
+                    self.drop("dtls_pending", other)
+                    continue
+                translated, reason = other.webrtc.for_endpoint(clear, now)
+                if translated is None:
+                    self.drop(reason, other)
+                    continue
+                out = translated
+            self._protect(other, out, rtcp=False)
+
+    def _receives(self, leg: Leg, other: Leg) -> bool:
+        """Is ``other`` a receiver of ``leg``'s packets now? Counts a lost consent."""
+        if other is leg or other.sink is None or (leg.cascade and other.cascade):
+            return False
+        if other.consent_lost:
+            self.drop("no_consent", other)
+            return False
+        return True
+
+    def _protect(self, other: Leg, clear: bytes, *, rtcp: bool) -> None:
+        try:
+            out = other.outbound.protect_rtcp(clear) if rtcp else other.outbound.protect(clear)
+        except SrtpError as exc:
+            self.drop("protect_" + exc.reason, other)
+        else:
+            self._deliver(other, out)
+
+    def _feedback(self, leg: Leg, clear: bytes) -> None:
+        """A WebRTC endpoint's RTCP: NACK, PLI and FIR about a slot go to the sender of the
+        slot's source, renamed to it (RFC 4585 §6.1, RFC 5104 §4.3.1); the rest ends here."""
+        assert leg.webrtc is not None
+        try:
+            packets = split_rtcp(clear)
+        except RtpError:
+            self.drop("rtcp", leg)
+            return
+        for packet in packets:
+            target = feedback_target(packet)
+            if target is None:
+                continue
+            source = leg.webrtc.source_of(target)
+            if source is None:
+                self.drop("feedback_unknown", leg)
+                continue
+            renamed = retarget_feedback(packet, int.from_bytes(source, "big"))
+            owners = [m for m in leg.members if m is not leg and m.sends(source)]
+            if not owners:  # a source on another node: its cascades carry it there
+                owners = [m for m in leg.members if m.cascade]
+            for owner in owners:
+                if self._receives(leg, owner) and (owner.webrtc is None or owner.webrtc.keyed):
+                    self._protect(owner, renamed, rtcp=True)
+
     @staticmethod
     def _deliver(leg: Leg, out: bytes) -> None:
         assert leg.sink is not None  # only latched legs are given packets
@@ -478,4 +621,4 @@ class Engine:
 
 def _participant_ssrc(members: Iterable[Leg], ssrc: bytes) -> bool:
     """Is ``ssrc`` one of this node's own participants' (not a cascade's)?"""
-    return any(m.ssrc_wire == ssrc and not m.cascade for m in members)
+    return any(m.sends(ssrc) for m in members)

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from media_node.webrtc import WebRtcLeg
 from wire.ice_lite import IceLite
 from wire.models import LegCounters
 from wire.srtp import SrtpReceiver, SrtpSender
@@ -61,6 +62,8 @@ class Leg:
     seen: OrderedDict[bytes, tuple[Sink, Any]] = field(default_factory=OrderedDict, repr=False)
     #: the leg's ICE-lite agent: its valid pairs, their nominations, the selected pair
     ice: IceLite[tuple[Sink, Any]] = field(default_factory=IceLite, repr=False)
+    #: a WebRTC endpoint's DTLS, payload types and send slots (``media_node.webrtc``)
+    webrtc: WebRtcLeg | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.ssrc_wire = self.ssrc.to_bytes(4, "big")
@@ -68,6 +71,12 @@ class Leg:
     @property
     def rung(self) -> RungName | None:
         return None if self.sink is None else self.sink.rung
+
+    def sends(self, ssrc: bytes) -> bool:
+        """Is ``ssrc`` (as on the wire) one of this participant's own streams?"""
+        if self.cascade:
+            return False
+        return ssrc in self.webrtc.ssrcs if self.webrtc is not None else ssrc == self.ssrc_wire
 
     def counters(self) -> LegCounters:
         return LegCounters(packets_in=self.packets_in, bytes_in=self.bytes_in,

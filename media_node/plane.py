@@ -9,6 +9,8 @@ plane:
 - it is latched on a UDP port with no simulated distance (a port that, when it
   attached, gave the plane its sink: :meth:`RelayPlane.attach`), and
   is not a cascade (a cascade's SSRC check needs the meeting: Python does it);
+- no leg of its meeting is a WebRTC endpoint's (its packets are translated
+  per receiver: ``media_node.webrtc``);
 - every other latched leg of its meeting is too (a receiver on TCP/TLS or a
   delayed port gets every packet through Python, so the whole meeting's
   packets from that sender go there).
@@ -132,7 +134,7 @@ class RelayPlane:
     def _plan(self, leg: Leg, members: Sequence[Leg]) -> None:
         fd = self.fast_fd(leg.sink)
         receivers: list[tuple[int, Any, int, int, SrtpSender, bool]] = []
-        if fd is None or leg.cascade:
+        if fd is None or leg.cascade or any(m.webrtc is not None for m in members):
             fd = None
         else:
             for other in members:

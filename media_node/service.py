@@ -33,6 +33,7 @@ from media_node.engine import Engine
 from media_node.listeners import UdpListener, bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
 from media_node.settings import NodeSettings
+from wire.dtls import DtlsCertificate
 from wire.models import Endpoint
 from wire.tls import cert_fingerprint, issue, server_context
 from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434, Rung
@@ -219,7 +220,8 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
                     consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
                     stun_rate=settings.stun_rate, stun_burst=settings.stun_burst,
                     stun_ip_rate=settings.stun_ip_rate, stun_ip_burst=settings.stun_ip_burst,
-                    emit=outbox.put)
+                    emit=outbox.put,
+                    certificate=DtlsCertificate.generate(datetime.datetime.now(datetime.UTC)))
     admission = admission_for(settings)
     workdir = tempfile.TemporaryDirectory(prefix="pinhole-node-")
     try:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 from wire.stun import Attr
+from wire.transports import LADDER, RungName
 
 #: RFC 8839 §5.4: ice-char = ALPHA / DIGIT / "+" / "/"
 ICE_CHARS: Final = string.ascii_letters + string.digits + "+/"
@@ -90,6 +91,18 @@ def candidate_priority(type_preference: int, local_preference: int, component: i
             and 1 <= component <= 256):
         raise ValueError("type preference 0-126, local preference 0-65535, component 1-256")
     return (type_preference << 24) + (local_preference << 8) + (256 - component)
+
+
+#: RFC 8445 §5.1.2.1: the priority of a node's host candidate on each rung, the ladder's
+#: best rung highest (udp/5004 over udp/33434 over tcp/5004 ...); the node's checks and
+#: the candidates of its SDP answers use the same numbers
+LOCAL_PRIORITY: Final = {rung.name: candidate_priority(HOST_PREFERENCE, 0xFFFF - i)
+                         for i, rung in enumerate(LADDER)}
+
+
+def local_priority(rung: RungName) -> int:
+    """The priority of the node's host candidate on ``rung`` (RFC 8445 §5.1.2.1)."""
+    return LOCAL_PRIORITY[rung]
 
 
 def pair_priority(controlling: int, controlled: int) -> int:

@@ -79,6 +79,8 @@ class NodeInfo(Body):
     address: Host
     endpoints: list[Endpoint] = Field(max_length=16)
     fingerprint: str | None = Field(default=None, max_length=128)  # SHA-256 of the TLS cert
+    #: the node's DTLS certificate for WebRTC legs, "sha-256 AB:..." (RFC 8122 §5)
+    dtls_fingerprint: str | None = Field(default=None, max_length=200)
     legacy_dc: bool = False
     healthy: bool = True
     load: float = Field(default=0.0, ge=0.0)
@@ -95,6 +97,7 @@ class NodeRegistration(Body):
     endpoints: list[Endpoint] = Field(min_length=1, max_length=16)
     capacity: int = Field(default=1000, ge=1, le=1_000_000)
     fingerprint: str | None = Field(default=None, max_length=128)
+    dtls_fingerprint: str | None = Field(default=None, max_length=200)
     legacy_dc: bool = False
 
 
@@ -268,7 +271,9 @@ class CandidateScore(Body):
 
 class AssignmentReason(Body):
     chosen: Id
-    rule: str  # "hybrid-local", "hybrid-overflow" (the org's hybrid node is full) or "lowest-score"
+    #: "hybrid-local", "hybrid-overflow" (the org's hybrid node is full) or "lowest-score";
+    #: for a WebRTC endpoint (no probes) "hybrid-local", "meeting-node" or "lowest-load"
+    rule: str
     candidates: list[CandidateScore]
 
 
@@ -387,6 +392,49 @@ class Heartbeat(Body):
     stats: dict[str, LegCounters] = Field(default_factory=dict)
 
 
+class PayloadTypeMap(Body):
+    """One of a WebRTC endpoint's payload types and the meeting's for the same codec
+    (``wire.payload_types``)."""
+
+    leg: int = Field(ge=0, le=127)
+    meeting: int = Field(ge=0, le=127)
+
+
+class SendSlot(Body):
+    """A stream the node sends to a WebRTC endpoint, signalled in its answer (RFC 5576
+    §4.1): one other participant's audio or video at a time, rewritten to ``ssrc``."""
+
+    ssrc: int = Field(ge=1, le=0xFFFFFFFF)
+    kind: Literal["audio", "video"]
+
+
+class WebRtcLegParams(Body):
+    """What a node needs of a WebRTC endpoint's offer to serve its leg."""
+
+    #: the endpoint's DTLS certificate (RFC 8122 §5), checked at the handshake (RFC 8827 §6.5)
+    fingerprint: str = Field(min_length=8, max_length=200)  # sha-512: 8 + 191 characters
+    #: every SSRC its offer signals (RFC 5576): the node accepts these, and only these
+    ssrcs: list[int] = Field(min_length=0, max_length=64)
+    payload_types: list[PayloadTypeMap] = Field(max_length=32)
+    slots: list[SendSlot] = Field(max_length=32)
+
+
+class WebRtcOffer(Body):
+    """``POST /v1/meetings/{id}/webrtc``: a WebRTC endpoint's SDP offer (RFC 8829 §5.2)."""
+
+    sdp: str = Field(min_length=1, max_length=65536)
+
+
+class WebRtcJoined(Body):
+    """The answer to a WebRTC offer: the node chosen and the SDP answer (RFC 8829 §5.3)."""
+
+    meeting_id: Id
+    participant_id: Id
+    node: NodeInfo
+    sdp: str
+    reason: AssignmentReason
+
+
 class AllocateLeg(Body):
     """cloud → node: create a leg the client will authenticate to."""
 
@@ -397,8 +445,17 @@ class AllocateLeg(Body):
     participant_id: Id
     ssrc: int = Field(ge=0, le=0xFFFFFFFF)
     ice: IceCredentials
-    srtp: SrtpParams
+    #: keys of a Pinhole leg (SDES-style); a WebRTC leg has ``webrtc`` instead: its keys
+    #: come from its DTLS handshake with the node (RFC 5764)
+    srtp: SrtpParams | None = None
+    webrtc: WebRtcLegParams | None = None
     cascade: bool = False  # the leg another node will open to this one (``open_cascade``)
+
+    @model_validator(mode="after")
+    def _one_kind_of_keys(self) -> AllocateLeg:
+        if (self.srtp is None) == (self.webrtc is None):
+            raise ValueError("a leg has either srtp keys or webrtc parameters, not both or none")
+        return self
 
 
 class ReleaseLeg(Body):

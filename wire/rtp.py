@@ -170,3 +170,80 @@ def parse_rtcp_receiver_report(data: bytes) -> tuple[int, list[ReceptionReport]]
             cumulative -= 0x1000000
         reports.append(ReceptionReport(s, lost >> 24, cumulative, high, jitter, lsr, dlsr))
     return rtcp_sender_ssrc(data), reports
+
+
+# ---------------------------------------------------------------- rewriting for WebRTC legs
+
+#: RFC 4585 §6.1: transport-layer (RTPFB) and payload-specific (PSFB) feedback
+RTCP_RTPFB: Final = 205
+RTCP_PSFB: Final = 206
+#: RFC 4585 §6.2.1 Generic NACK; §6.3.1 PLI; RFC 5104 §4.3.1 FIR
+FMT_NACK: Final = 1
+FMT_PLI: Final = 1
+FMT_FIR: Final = 4
+#: RFC 4585 §6.1: header, sender SSRC, media source SSRC
+FEEDBACK_HEADER_LENGTH: Final = 12
+
+
+def rewrite_rtp(clear: bytes, *, payload_type: int, ssrc: int) -> bytes:
+    """A copy of a clear RTP packet with its payload type and SSRC replaced (RFC 3550 §5.1).
+
+    The marker bit, sequence number, timestamp and everything after byte 11 are kept:
+    a translator that maps one source onto one stream of the receiver's
+    (RFC 3550 §7.1; a media translator of RFC 7667, rewriting SSRCs).
+    """
+    if len(clear) < RTP_HEADER_LENGTH:
+        raise RtpError("RTP packet shorter than 12 bytes")
+    if not 0 <= payload_type <= 127:
+        raise RtpError(f"payload type {payload_type} is outside 0-127")
+    out = bytearray(clear)
+    out[1] = (out[1] & 0x80) | payload_type
+    _U32.pack_into(out, 8, ssrc & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def split_rtcp(compound: bytes) -> list[bytes]:
+    """The packets of a compound RTCP packet, each checked against its length field
+    (RFC 3550 §6.1, §6.4.1: length in 32-bit words minus one)."""
+    packets: list[bytes] = []
+    offset, n = 0, len(compound)
+    while offset < n:
+        if n - offset < 4:
+            raise RtpError("RTCP packet shorter than its 4-byte header")
+        b0, _, words = _RTCP_COMMON.unpack_from(compound, offset)
+        if b0 >> 6 != RTP_VERSION:
+            raise RtpError(f"RTCP version {b0 >> 6}, expected 2")
+        end = offset + 4 * (words + 1)
+        if end > n:
+            raise RtpError("RTCP packet longer than the datagram")
+        packets.append(compound[offset:end])
+        offset = end
+    return packets
+
+
+def feedback_target(packet: bytes) -> int | None:
+    """The SSRC whose sender a feedback packet is for, or ``None`` if it is not NACK,
+    PLI or FIR: the media source SSRC (RFC 4585 §6.1) or, for FIR, whose media source
+    field is 0, the SSRC of its first FCI entry (RFC 5104 §4.3.1.1)."""
+    if len(packet) < FEEDBACK_HEADER_LENGTH:
+        return None
+    fmt, packet_type = packet[0] & 0x1F, packet[1]
+    if packet_type == RTCP_RTPFB and fmt == FMT_NACK:
+        return int(_U32.unpack_from(packet, 8)[0])
+    if packet_type == RTCP_PSFB and fmt == FMT_PLI:
+        return int(_U32.unpack_from(packet, 8)[0])
+    if packet_type == RTCP_PSFB and fmt == FMT_FIR and len(packet) >= FEEDBACK_HEADER_LENGTH + 8:
+        return int(_U32.unpack_from(packet, FEEDBACK_HEADER_LENGTH)[0])
+    return None
+
+
+def retarget_feedback(packet: bytes, ssrc: int) -> bytes:
+    """A copy of a NACK, PLI or FIR packet that names ``ssrc`` as its media source (and,
+    for FIR, in every FCI entry: RFC 5104 §4.3.1.2), for the sender that owns it."""
+    out = bytearray(packet)
+    if packet[1] == RTCP_PSFB and packet[0] & 0x1F == FMT_FIR:
+        for entry in range(FEEDBACK_HEADER_LENGTH, len(out) - 7, 8):
+            _U32.pack_into(out, entry, ssrc & 0xFFFFFFFF)
+    else:
+        _U32.pack_into(out, 8, ssrc & 0xFFFFFFFF)
+    return bytes(out)

@@ -120,6 +120,12 @@ def _leg(keys: tuple[str, str], profile: str = "AES_CM_128_HMAC_SHA1_80") -> All
                                                         node_to_client=SecretStr(keys[1])))
 
 
+def _keys(command: AllocateLeg) -> SrtpParams:
+    """The SDES keys of a Pinhole leg (a WebRTC leg's come from DTLS instead)."""
+    assert command.srtp is not None
+    return command.srtp
+
+
 def _malformed_cascade(address: str, profile: str, key: str) -> dict[str, Any]:
     peer = {"id": "peer", "kind": "cloud", "region": "r", "address": address,
             "endpoints": [{"rung": "udp/5004", "transport": "udp", "port": 5004}]}
@@ -141,7 +147,7 @@ async def test_a_malformed_open_cascade_is_refused_and_the_node_keeps_its_legs(
                     node=NodeInfo(id="node-x", kind="cloud", region="r", address=address,
                                   endpoints=[Endpoint(rung=RungName.UDP_5004,
                                                       transport=Transport.UDP, port=port)]),
-                    plan=[], ice=allocate.ice, srtp=allocate.srtp, ssrc=1,
+                    plan=[], ice=allocate.ice, srtp=_keys(allocate), ssrc=1,
                     reason=AssignmentReason(chosen="node-x", rule="test", candidates=[]))
     session = MediaSession(joined)
     await session.connect_udp(Address(address, port), RungName.UDP_5004)

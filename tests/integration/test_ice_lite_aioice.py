@@ -19,9 +19,9 @@ from aioice import Candidate, Connection
 from aioice.ice import CandidatePair
 from aioice.stun import Message
 
-from media_node.engine import local_priority
 from tests.integration.node_harness import RunningNode, connect, join, running_node
 from tests.waiting import HANG_S, until
+from wire.ice_lite import local_priority
 from wire.models import Joined
 from wire.rtp import build_rtp
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpSender

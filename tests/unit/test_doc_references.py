@@ -108,7 +108,8 @@ def test_the_checks_can_fail() -> None:
 #: contents gives it (https://www.rfc-editor.org/rfc/rfcNNNN). A new citation fails
 #: ``test_every_cited_rfc_section_is_known`` until its title is added here. The titles of
 #: RFC 8445, 8489 and 8305 were read in the RFC text; those of RFC 7675, 8656, 8839 and 7469
-#: in other implementations' citations of the same sections.
+#: in other implementations' citations of the same sections; those of RFC 8829, 8839,
+#: 3264 and 5764 in the text of the drafts that became them.
 SECTIONS: Final[dict[tuple[int, str], str]] = {
     # RFC 8445, Interactive Connectivity Establishment (ICE)
     (8445, "2.5"): "Lite Implementations",
@@ -134,6 +135,22 @@ SECTIONS: Final[dict[tuple[int, str], str]] = {
     (8656, "3.1"): "Transports",
     # RFC 8839, SDP Offer/Answer Procedures for ICE
     (8839, "5.1"): '"candidate" Attribute',
+    # RFC 8829, JavaScript Session Establishment Protocol (JSEP)
+    (8829, "5.2"): "Constructing an Offer",
+    (8829, "5.3"): "Generating an Answer",
+    (8839, "5.3"): '"ice-lite" and "ice-mismatch" Attributes',
+    # RFC 8842, SDP Offer/Answer Considerations for DTLS and TLS
+    (8842, "5.1"): "General",
+    # RFC 3264, An Offer/Answer Model with SDP
+    (3264, "6.1"): "Unicast Streams",
+    # RFC 8827, WebRTC Security Architecture
+    (8827, "6.5"): "Communications Security",
+    # RFC 5764, DTLS Extension to Establish Keys for SRTP
+    (5764, "4.2"): "Key Derivation",
+    # RFC 4585, Extended RTP Profile for RTCP-Based Feedback (RTP/AVPF)
+    (4585, "6.1"): "Common Packet Format for Feedback Messages",
+    # RFC 5104, Codec Control Messages in the RTP Audio-Visual Profile with Feedback
+    (5104, "4.3.1"): "Full Intra Request (FIR)",
     # RFC 8305, Happy Eyeballs Version 2
     (8305, "5"): "Connection Attempts",
     # RFC 7469, Public Key Pinning Extension for HTTP

@@ -243,9 +243,9 @@ def test_leg_without_consent_is_freed_after_the_timeout(
 
 
 def test_non_stun_non_rtp_is_dropped_by_demux(engine: Engine) -> None:
-    """RFC 7983 §7: bytes outside the STUN and RTP/RTCP ranges are dropped."""
+    """RFC 7983 §7: bytes outside the STUN, DTLS and RTP/RTCP ranges are dropped."""
     sink = FakeSink()
-    for first in (4, 20, 64, 127, 192, 255):
+    for first in (4, 16, 64, 127, 192, 255):
         engine.on_packet(bytes([first]) + bytes(40), sink, A_ADDR, 0.0)
     engine.on_packet(b"", sink, A_ADDR, 0.0)
     assert sink.sent == [] and engine.drops == {"demux": 7}

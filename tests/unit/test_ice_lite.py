@@ -10,7 +10,7 @@ import struct
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from media_node.engine import Engine, local_priority
+from media_node.engine import Engine
 from tests.unit.test_engine import FakeSink, Party
 from wire.ice_lite import (
     ICE_CHARS,
@@ -20,6 +20,7 @@ from wire.ice_lite import (
     CheckAttributes,
     IceLite,
     candidate_priority,
+    local_priority,
     new_password,
     new_ufrag,
     pair_priority,

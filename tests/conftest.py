@@ -19,8 +19,10 @@ import faulthandler
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import aioice.ice
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -96,3 +98,11 @@ def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
         return None
     timer.cancel()
     return True
+
+
+@pytest.fixture
+def loopback_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The test peer's ICE gathers its host candidate on loopback, where the stack is."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses",
+                        lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    yield

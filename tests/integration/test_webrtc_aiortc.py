@@ -9,108 +9,30 @@ RFC 8842 §5.1), and its media meets the others' through the node:
 - with Pinhole's own client: RTP both ways, decrypted and counted on each side;
 - with another aiortc peer: VP8 video (RFC 7741) encoded by one and decoded by
   the other, a keyframe asked for with PLI (RFC 4585 §6.3.1) through the node.
-
-aioice (aiortc's ICE) leaves loopback addresses out of what it gathers; the
-stack lives on 127.0.0.0/8, so its host address is given to it here.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aioice.ice
 import pytest
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from client import CallOptions, Device, Enrollment
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.integration.webrtc_peer import aiortc_peer, selected_remote_port
 from tests.waiting import HANG_S, until_async
 from wire.models import WebRtcJoined
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_host")]
 
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path) as running:
         yield running
-
-
-@pytest.fixture(autouse=True)
-def loopback_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The test peer's ICE gathers its host candidate on loopback, where the stack is."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-    yield
-
-
-class Peer:
-    """One aiortc endpoint registered as a device, with what it receives."""
-
-    def __init__(self, device: Device) -> None:
-        self.device = device
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no outside STUN
-        self.frames: dict[str, int] = {"audio": 0, "video": 0}
-        self.readers: list[asyncio.Task[None]] = []
-        self.joined: WebRtcJoined | None = None
-
-        @self.pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            self.readers.append(asyncio.create_task(self._read(track)))
-
-    async def _read(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                await track.recv()
-            except Exception:  # the track ended (aiortc's MediaStreamError)
-                return
-            self.frames[track.kind] += 1
-
-    async def join(self, meeting_id: str) -> WebRtcJoined:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        self.joined = await self.device.api.join_webrtc(meeting_id,
-                                                        self.pc.localDescription.sdp)
-        await self.pc.setRemoteDescription(RTCSessionDescription(self.joined.sdp, "answer"))
-        return self.joined
-
-    async def inbound(self, kind: str) -> dict[str, Any]:
-        """aiortc's own ``inbound-rtp`` statistics for ``kind`` (packets it decrypted)."""
-        report = await self.pc.getStats()
-        for stat in report.values():
-            if stat.type == "inbound-rtp" and stat.kind == kind:
-                return {"packetsReceived": stat.packetsReceived}
-        return {"packetsReceived": 0}
-
-    async def close(self) -> None:
-        await self.pc.close()
-        for reader in self.readers:
-            reader.cancel()
-        await self.device.close()
-        await self.device.api.close()
-
-
-async def _peer(stack: Stack, name: str) -> Peer:
-    device = Device(stack.api())
-    await device.register(ORG, stack.enrollment_key, name)
-    return Peer(device)
-
-
-def _selected_remote_port(peer: Peer) -> int:
-    """The node port of the pair aiortc's ICE selected (its nominated pair)."""
-    [transceiver] = peer.pc.getTransceivers()[:1]
-    connection = transceiver.sender.transport.transport._connection
-    [pair] = connection._nominated.values()
-    return int(pair.remote_addr[1])
 
 
 class Tone(AudioStreamTrack):
@@ -122,7 +44,7 @@ class Tone(AudioStreamTrack):
 async def test_aiortc_and_pinhole_client_hear_each_other(stack: Stack) -> None:
     """aiortc (opus) and Pinhole's client (PCMU) in one meeting: each side decrypts and
     counts the other's RTP; the node answered with PCMU and opus (RFC 3264 §6.1)."""
-    peer = await _peer(stack, "browser")
+    peer = await aiortc_peer(stack, "browser")
     try:
         await peer.device.api.create_meeting(meeting_id="mixed")
         peer.pc.addTrack(Tone())
@@ -140,7 +62,7 @@ async def test_aiortc_and_pinhole_client_hear_each_other(stack: Stack) -> None:
         assert report.packets_received > 0  # aiortc's opus, relayed, decrypted, counted
         assert (await peer.inbound("audio"))["packetsReceived"] > 0
         assert peer.frames["audio"] > 0  # the client's PCMU, decoded by aiortc
-        assert _selected_remote_port(peer) == _node_port(joined, "udp/5004")
+        assert selected_remote_port(peer) == _node_port(joined, "udp/5004")
     finally:
         await peer.close()
 
@@ -152,7 +74,7 @@ def _node_port(joined: WebRtcJoined, rung: str) -> int:
 async def test_two_aiortc_peers_decode_each_others_video(stack: Stack) -> None:
     """VP8 from each aiortc peer reaches the other through the node, in the slot its
     answer signalled (RFC 5576 §4.1), and is decoded: frames on both sides."""
-    alice, bob = await _peer(stack, "alice"), await _peer(stack, "bob")
+    alice, bob = await aiortc_peer(stack, "alice"), await aiortc_peer(stack, "bob")
     try:
         await alice.device.api.create_meeting(meeting_id="video")
         for peer in (alice, bob):

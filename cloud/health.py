@@ -26,6 +26,7 @@ from cloud.errors import NoCandidate, NodeUnavailable, StoreUnavailable
 from cloud.placement import place
 from cloud.redis_errors import raise_if_cancelling
 from cloud.state import Cloud
+from cloud.store import MeetingRecord, ParticipantRecord, without_participant
 from wire.models import Event
 from wire.srtp import SrtpProfile
 from wire.transports import DeviceProfile
@@ -44,6 +45,10 @@ async def reassign_from(cloud: Cloud, node_id: str) -> int:
             if meeting is None:
                 continue
             for participant in [p for p in meeting.participants if p.node_id == node_id]:
+                if participant.webrtc:
+                    meeting = await _ask_to_reoffer(cloud, meeting, participant, node_id)
+                    moved += 1
+                    continue
                 device = await cloud.store.get_device(participant.device_id)
                 stored = await cloud.store.get_reachability(participant.device_id)
                 if device is None or stored is None:
@@ -81,6 +86,28 @@ async def reassign_from(cloud: Cloud, node_id: str) -> int:
             meeting = await prune_cascades(cloud, meeting)
             await cloud.store.put_meeting(meeting)
     return moved
+
+
+async def _ask_to_reoffer(cloud: Cloud, meeting: MeetingRecord,
+                          participant: ParticipantRecord, node_id: str) -> MeetingRecord:
+    """A WebRTC endpoint on a dead node: its keys came from DTLS with that node, so the
+    cloud cannot move it alone. It leaves the meeting and is told to offer again
+    (``media.reoffer``, RFC 8829 §5.2: a new offer), which places it on another node."""
+    meeting = without_participant(meeting, participant.id)
+    cloud.legs.pop(participant.leg_id, None)
+    await cloud.store.put_meeting(meeting)
+    await cloud.store.publish([participant.device_id], Event(
+        type="media.reoffer", meeting_id=meeting.id, participant_id=participant.id,
+        node_id=node_id))
+    await cloud.store.publish((p.device_id for p in meeting.participants), Event(
+        type="participant.left", meeting_id=meeting.id, participant_id=participant.id))
+    name = await cloud.device_name(participant.device_id)
+    cloud.note("failover", f"{name} must offer again: its node {node_id} is down (WebRTC)",
+               meeting=meeting.id, participant=participant.id, device=name, node=node_id,
+               gap_s=cloud.registry.heartbeat_age(node_id))
+    log.info("WebRTC participant %s on failed node %s asked to offer again", participant.id,
+             node_id)
+    return meeting
 
 
 async def request_probes(cloud: Cloud, node_id: str) -> int:

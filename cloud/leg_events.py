@@ -20,7 +20,7 @@ from cloud.cascades import prune_cascades
 from cloud.errors import StoreUnavailable
 from cloud.redis_errors import raise_if_cancelling
 from cloud.state import Cloud
-from cloud.store import ParticipantRecord, without_participant
+from cloud.store import without_participant
 from wire.models import Event, LegEvent
 
 LIMIT: Final = 1024  # leg events waiting for the cloud; past that, dropped and counted
@@ -102,8 +102,7 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
         if meeting is None:
             return
         updated = tuple(
-            ParticipantRecord(p.id, p.device_id, p.node_id, p.ssrc, p.leg_id, event.rung)
-            if p.id == pid else p
+            replace(p, rung=event.rung) if p.id == pid else p
             for p in meeting.participants
         )
         await cloud.store.put_meeting(replace(meeting, participants=updated))

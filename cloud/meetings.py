@@ -198,7 +198,7 @@ async def leave(request: web.Request) -> web.Response:
         await cloud.store.put_meeting(meeting)
     cloud.legs.pop(found[0].leg_id, None)
     cloud.live.pop(pid, None)
-    name = await _device_name(cloud, found[0].device_id)
+    name = await cloud.device_name(found[0].device_id)
     cloud.note("left", f"{name} left" + ("; the meeting ended" if not meeting.participants
                                           else ""),
                meeting=meeting_id, participant=pid, device=name, node=found[0].node_id)
@@ -246,7 +246,7 @@ async def reassign(request: web.Request) -> web.Response:
     cloud.metrics.reassignments.inc()
     log.info("participant %s asked to leave silent node %s; now on %s", pid, body.node_id,
              placed.node_id)
-    name = await _device_name(cloud, claims.device_id)
+    name = await cloud.device_name(claims.device_id)
     gap = cloud.registry.heartbeat_age(body.node_id)
     cloud.note("failover", f"{name} moved from {body.node_id} to {placed.node_id}: "
                "its leg went silent, the device asked", meeting=meeting_id, participant=pid,
@@ -315,7 +315,3 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _device_name(cloud: Cloud, device_id: str) -> str:
-    """A device's name for the history; its id when the record is gone."""
-    device = await cloud.store.get_device(device_id)
-    return device.name if device is not None else device_id

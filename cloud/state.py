@@ -66,6 +66,11 @@ class Cloud:
         claims = self.signer.verify(token, self.clock())
         return claims, await self.current(claims)
 
+    async def device_name(self, device_id: str) -> str:
+        """A device's name for the history; its id when the record is gone."""
+        device = await self.store.get_device(device_id)
+        return device.name if device is not None else device_id
+
     async def current(self, claims: Claims) -> DeviceRecord:
         """The device of verified ``claims``; ``IdentityError`` when a newer registration
         revoked them."""

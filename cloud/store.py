@@ -39,6 +39,9 @@ class ParticipantRecord:
     ssrc: int
     leg_id: str
     rung: str | None = None
+    #: a WebRTC endpoint's: its keys came from DTLS with its node, so it cannot be moved
+    #: to another node by the cloud alone; it offers again (``media.reoffer``)
+    webrtc: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,7 @@ async def place_webrtc(
     participant = ParticipantRecord(
         id=participant_id, device_id=device_id, node_id=chosen.node.id,
         ssrc=params.ssrcs[0] if params.ssrcs else unique_ssrc(meeting),
-        leg_id="leg-" + secrets.token_hex(6),
+        leg_id="leg-" + secrets.token_hex(6), webrtc=True,
     )
     command = AllocateLeg(
         request_id=secrets.token_hex(8), leg_id=participant.leg_id, meeting_id=meeting.id,

@@ -319,7 +319,10 @@ class MeetingView(Body):
 class Event(Body):
     """One message on ``GET /v1/events``."""
 
-    type: Literal["participant.joined", "participant.left", "media.reassigned", "probe.requested"]
+    #: ``media.reoffer``: the node of this device's WebRTC endpoint is down; it sends a new
+    #: SDP offer, which places it on another node
+    type: Literal["participant.joined", "participant.left", "media.reassigned", "media.reoffer",
+                  "probe.requested"]
     meeting_id: Id | None = None
     participant_id: Id | None = None
     node_id: Id | None = None
@@ -433,6 +436,29 @@ class WebRtcJoined(Body):
     node: NodeInfo
     sdp: str
     reason: AssignmentReason
+
+
+#: a TURN URI (RFC 7065 §3.1): turn:HOST[:PORT][?transport=udp|tcp], or turns: (over TLS)
+TurnUrl = Annotated[str, Field(min_length=6, max_length=300,
+                               pattern=r"^turns?:[^\s?]+(\?transport=(udp|tcp))?$")]
+
+
+class IceServer(Body):
+    """One TURN server and the short-lived credential for it, shaped as a WebRTC
+    ``RTCIceServer`` (W3C webrtc-pc §4.2.4) so that a page passes it on as it is."""
+
+    urls: list[TurnUrl] = Field(min_length=1, max_length=8)
+    #: coturn's REST scheme: "<unix expiry>:<device id>"
+    username: str = Field(min_length=3, max_length=128)
+    credential: Annotated[Secret, Field(max_length=128)]
+
+
+class IceServers(Body):
+    """``GET /v1/turn``: the TURN servers a WebRTC endpoint may relay through (RFC 8656),
+    and how long their credentials last."""
+
+    ice_servers: list[IceServer] = Field(max_length=8)
+    ttl_s: float = Field(gt=0)
 
 
 class AllocateLeg(Body):

@@ -13,6 +13,7 @@ RFC 8842 §5.1), and its media meets the others' through the node:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from client import CallOptions, Device, Enrollment
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
-from tests.integration.webrtc_peer import aiortc_peer, selected_remote_port
-from tests.waiting import HANG_S, until_async
-from wire.models import WebRtcJoined
+from tests.integration.webrtc_peer import Peer, aiortc_peer, selected_remote_port
+from tests.waiting import HANG_S, until, until_async
+from wire.models import Event, WebRtcJoined
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_host")]
 
@@ -91,3 +92,58 @@ async def test_two_aiortc_peers_decode_each_others_video(stack: Stack) -> None:
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_dead_node_asks_its_webrtc_endpoints_to_offer_again(tmp_path: Path) -> None:
+    """Defect it guards against: on a node's death the cloud moved every participant with
+    ``place``, which gives SDES keys; a WebRTC endpoint's keys come from DTLS with the dead
+    node (RFC 5764 §4.2), so it was left with a leg it could not use. Now the cloud removes
+    it and tells it ``media.reoffer``; its new offer (RFC 8829 §5.2) lands on a live node
+    and video is decoded again on both sides."""
+    specs = [NodeSpec("node-a", "eu", 0), NodeSpec("node-b", "eu", 0)]
+    async with running_stack(specs, state_dir=tmp_path) as stack:
+        alice, bob = await aiortc_peer(stack, "alice"), await aiortc_peer(stack, "bob")
+        heard: list[Event] = []
+        listeners = [asyncio.create_task(_listen(p, heard)) for p in (alice, bob)]
+        try:
+            await alice.device.api.create_meeting(meeting_id="reoffer")
+            for peer in (alice, bob):
+                await _offer_video(peer, "reoffer")
+            first = {alice.joined.node.id if alice.joined else "", bob.joined.node.id
+                     if bob.joined else ""}
+            assert len(first) == 1  # rule meeting-node: one node, no cascade
+            [dead] = first
+            await until_async(lambda: _both_decode(alice, bob), "video before the failure")
+
+            await stack.kill(dead)
+            await until(lambda: sum(e.type == "media.reoffer" for e in heard) == 2,
+                        "media.reoffer for both endpoints")
+            assert {e.node_id for e in heard if e.type == "media.reoffer"} == {dead}
+            for peer in (alice, bob):
+                await peer.pc.close()
+                peer.renew()
+                await _offer_video(peer, "reoffer")
+                assert peer.joined is not None and peer.joined.node.id != dead
+            await until_async(lambda: _both_decode(alice, bob), "video after the re-offer")
+            view = await alice.device.api.meeting("reoffer")
+            assert {p.node_id for p in view.participants} == {"node-a", "node-b"} - {dead}
+            assert len(view.participants) == 2  # the dead node's two are gone
+        finally:
+            for task in listeners:
+                task.cancel()
+            await alice.close()
+            await bob.close()
+
+
+async def _offer_video(peer: Peer, meeting: str) -> None:
+    peer.pc.addTrack(VideoStreamTrack())
+    await peer.join(meeting)
+
+
+async def _both_decode(alice: Peer, bob: Peer) -> bool:
+    return alice.frames["video"] > 0 and bob.frames["video"] > 0
+
+
+async def _listen(peer: Peer, heard: list[Event]) -> None:
+    async for event in peer.device.api.events():
+        heard.append(event)

@@ -29,10 +29,21 @@ class Peer:
 
     def __init__(self, device: Device) -> None:
         self.device = device
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no outside STUN
+        self.configuration = RTCConfiguration(iceServers=[])  # no outside STUN
+        self.pc = RTCPeerConnection(self.configuration)
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
         self.readers: list[asyncio.Task[None]] = []
         self.joined: WebRtcJoined | None = None
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self.readers.append(asyncio.create_task(self._read(track)))
+
+    def renew(self) -> None:
+        """A new peer connection with the same configuration (a new offer after its node
+        died); the frames it decodes are counted anew."""
+        self.pc = RTCPeerConnection(self.configuration)
+        self.frames = {"audio": 0, "video": 0}
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

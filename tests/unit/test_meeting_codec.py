@@ -10,7 +10,7 @@ is set here, to values that differ.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from cloud.redis_store import meeting_from_json, meeting_json
 from cloud.store import CascadeRecord, MeetingRecord, ParticipantRecord
@@ -18,7 +18,7 @@ from cloud.store import CascadeRecord, MeetingRecord, ParticipantRecord
 MEETING = MeetingRecord(
     id="m1", org="acme", title="standup", created_at=1.5,
     participants=(ParticipantRecord("p1", "d1", "n1", 11, "leg-1", "udp/5004"),
-                  ParticipantRecord("p2", "d2", "n2", 22, "leg-2", None)),
+                  ParticipantRecord("p2", "d2", "n2", 22, "leg-2", None, webrtc=True)),
     cascades=(CascadeRecord("leg-c", "n1", "n2"),), ended_at=9.5)
 
 
@@ -29,9 +29,18 @@ def test_every_field_comes_back() -> None:
 
 def test_a_participant_is_the_list_of_its_fields_in_order() -> None:
     stored = json.loads(meeting_json(MEETING))
-    assert stored["participants"][0] == ["p1", "d1", "n1", 11, "leg-1", "udp/5004"]
+    assert stored["participants"][0] == ["p1", "d1", "n1", 11, "leg-1", "udp/5004", False]
+    assert stored["participants"][1][-1] is True
     assert len(stored["participants"][0]) == len(fields(ParticipantRecord))
     assert stored["cascades"] == [["leg-c", "n1", "n2"]]
+
+
+def test_a_participant_stored_before_webrtc_legs_reads_as_not_webrtc() -> None:
+    """A meeting written before ``webrtc`` joined the fields (six per participant)."""
+    stored = json.loads(meeting_json(MEETING))
+    stored["participants"] = [p[:6] for p in stored["participants"]]
+    back = meeting_from_json(json.dumps(stored))
+    assert [p.webrtc for p in back.participants] == [False, False]
 
 
 def test_the_older_form_with_named_fields_still_reads() -> None:
@@ -43,4 +52,5 @@ def test_the_older_form_with_named_fields_still_reads() -> None:
                           "leg_id": "leg-2", "rung": None}],
         "cascades": [{"leg_id": "leg-c", "from_node": "n1", "to_node": "n2"}],
         "ended_at": 9.5})
-    assert meeting_from_json(older) == MEETING
+    assert meeting_from_json(older) == replace(MEETING, participants=tuple(
+        replace(p, webrtc=False) for p in MEETING.participants))

@@ -1,4 +1,5 @@
-"""pinhole: the client CLI - register, pin, probe, meeting create, join, call, netcheck.
+"""pinhole: the client CLI - register, pin, probe, meeting create, join, call, join-link,
+netcheck.
 
 The parser (its help: :data:`DESCRIPTION`, :data:`COMMANDS`, the exit codes of
 :data:`EPILOG`, which are :mod:`edge.boundary`'s), the settings from ``--stack`` or
@@ -18,6 +19,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import uvloop
@@ -90,6 +92,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Join a meeting, connect to the node (falling back from UDP to TCP to TLS "
              "until media flows), send and receive SRTP audio for --seconds and print the "
              "transport, packets, loss and jitter. A line a second on stderr shows progress."),
+    "join-link": ("print a link that joins a meeting from a web browser",
+                  "Print the address of the cloud's join page for a meeting, with a device "
+                  "token in its fragment (#token=…, which a browser never sends to a server). "
+                  "Opened in a browser, the page joins over WebRTC with the camera and "
+                  "microphone. The browser is a device of its own, named after --name with "
+                  "' (browser)' and kept in the cache like this one: a new link for the same "
+                  "--name ends the last one's token. Anybody with the link joins as that "
+                  "device until the token expires (a day, unless the cloud says otherwise)."),
     "netcheck": ("check what this network lets out, and what to open",
                  "Check the cloud (DNS, TCP, TLS, TLS inspection, HTTPS, WSS), the proxy and "
                  "every media node on every transport; print each check, a verdict and the "
@@ -158,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
                    "firewall pinhole open)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
+    jl = command("join-link")
+    jl.add_argument("--meeting", metavar="ID", required=True,
+                    help="meeting id (pinhole meeting create)")
+    jl.add_argument("--create", action="store_true",
+                    help="create the meeting with this id first, unless it exists")
     nc = command("netcheck")
     nc.add_argument("--rules", choices=[f.value for f in RuleFormat], default="text",
                     help="how to print the rules to open: text, or ready nft / iptables "
@@ -168,6 +183,17 @@ def _parser() -> argparse.ArgumentParser:
     for each in sub.choices.values():  # "pinhole probe --force-probe" as well
         _global_flags(each, copy=True)
     return p
+
+
+#: what a join link's device adds to --name
+BROWSER = " (browser)"
+
+
+def join_link(cloud: str, meeting_id: str, token: str) -> str:
+    """The join page of ``meeting_id`` on ``cloud`` with ``token`` in its fragment, which a
+    browser keeps to itself (RFC 3986 §3.5: never sent in a request)."""
+    return (f"{cloud.rstrip('/')}/join/{quote(meeting_id, safe='')}"
+            f"#token={quote(token, safe='')}")
 
 
 def _probe_rows(outcomes: list[ProbeOutcome]) -> list[dict[str, Any]]:
@@ -260,7 +286,9 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         credentials=s.proxy_credentials)
     if proxy is not None:
         ctx.proxy = f"http://{proxy.host}:{proxy.port}"
-    key = hashlib.sha256(f"{s.cloud}|{s.org}|{s.name}|{s.profile.value}".encode()
+    # a browser with a join link is a device of its own: a call from here keeps its token
+    name = f"{s.name}{BROWSER}" if args.command == "join-link" else s.name
+    key = hashlib.sha256(f"{s.cloud}|{s.org}|{name}|{s.profile.value}".encode()
                          ).hexdigest()[:16]
     try:
         identity = (IdentitySlot(None, None) if s.no_cache else
@@ -294,8 +322,18 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                 on_discovered=None if progress is None else _still_waiting,
                 on_second=None if s.json else _progress))
             return report.as_dict()
-        reg = await device.register(s.org, s.enrollment_key, s.name, identity.device_id)
+        reg = await device.register(s.org, s.enrollment_key, name, identity.device_id)
         registered(reg)
+        if args.command == "join-link":
+            if args.create:
+                await api.create_meeting(meeting_id=args.meeting)
+            else:
+                await api.meeting(args.meeting)  # a link to no meeting: say so now
+            if not s.json:
+                print(f"pinhole: open it in a browser to join {args.meeting} as '{name}' "
+                      f"(until {reg.expires_at:%Y-%m-%d %H:%M} UTC); keep it private: the "
+                      "token in it is the device's", file=sys.stderr)
+            return {"url": join_link(s.cloud, args.meeting, reg.token.get_secret_value())}
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
@@ -371,6 +409,8 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
         if not result["packets_received"]:
             print("(nothing received: nobody else sent media in this meeting; run a second "
                   "'pinhole call' with the same --meeting)", file=sys.stderr)
+    elif "url" in result:
+        print(result["url"])
     elif "plan" in result:
         print(f"node {result['node']}; plan {' → '.join(result['plan'])}")
         print(_table([{k: c[k] for k in ("node_id", "rung", "rtt_ms", "score", "excluded")}

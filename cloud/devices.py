@@ -1,4 +1,4 @@
-"""Device routes: registration, node list, reachability reports."""
+"""Device routes: registration, node list, reachability reports, TURN credentials."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cloud.http import device_auth, json_response, read_body
 from cloud.identity import Claims, same_secret
 from cloud.state import CLOUD
 from cloud.store import DeviceRecord
+from cloud.turn import turn_credentials
 from wire.models import (
     DeviceRegistered,
     DeviceRegistration,
@@ -87,3 +88,16 @@ async def get_reachability(request: web.Request) -> web.Response:
     if stored is None:
         raise NotFound("no fresh reachability report; probe and report")
     return json_response(stored)
+
+
+@routes.get("/v1/turn")
+async def get_turn(request: web.Request) -> web.Response:
+    """TURN servers and a short-lived credential for this device (``cloud.turn``); 404
+    ``turn_unavailable`` when this cloud has none."""
+    cloud, claims = await device_auth(request)
+    s = cloud.settings
+    servers = turn_credentials(s.turn_secret.encode(), claims.device_id, cloud.clock(),
+                               s.turn_ttl_s, s.turn_url)
+    response = json_response(servers)
+    response.headers["Cache-Control"] = "no-store"  # a credential: no cache keeps it
+    return response

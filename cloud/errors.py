@@ -11,6 +11,7 @@
     ├── Conflict              conflict: an id taken by another org, or state moved on
     ├── ProbeRequired         probe_required: no fresh reachability report to place by
     ├── TooManyStreams        too_many_websockets: a device holds its cap of event streams
+    ├── TurnUnavailable       turn_unavailable: this cloud has no TURN server configured
     ├── UnreadableRequest     invalid_body, too_deep, invalid_json, …: a body it cannot take
     │   └── BodyTooLarge      too_large: a body past the size bound
     └── WrongMediaType        unsupported_media_type, form_expected: a body of the wrong type
@@ -116,6 +117,13 @@ class TooManyStreams(CloudError):
     """The device already holds as many event WebSockets as it may."""
 
     code = "too_many_websockets"
+
+
+class TurnUnavailable(CloudError):
+    """No TURN server (or no secret shared with one) is configured: there is nothing to
+    mint a credential for."""
+
+    code = "turn_unavailable"
 
 
 class UnreadableRequest(CloudError):

@@ -29,6 +29,7 @@ from cloud.errors import (
     ProbeRequired,
     StoreUnavailable,
     TooManyStreams,
+    TurnUnavailable,
     UnreadableRequest,
     WrongMediaType,
 )
@@ -50,6 +51,7 @@ STATUS: Final[Mapping[type[CloudError], int]] = MappingProxyType({
     OperatorRequired: 401,
     Forbidden: 403,
     NotFound: 404,
+    TurnUnavailable: 404,
     Conflict: 409,
     BodyTooLarge: 413,
     WrongMediaType: 415,

@@ -19,6 +19,7 @@ from wire.models import (
     DeviceRegistration,
     ErrorBody,
     Event,
+    IceServers,
     Joined,
     JoinRequest,
     MeetingCreate,
@@ -71,6 +72,10 @@ OPERATIONS: Final = (
               "Join with a WebRTC endpoint: its SDP offer in, the node's SDP answer out "
               "(ICE-lite, DTLS-SRTP with the node as server, BUNDLE, rtcp-mux)", "device",
               WebRtcOffer, WebRtcJoined, 201, (400, 401, 404, 503)),
+    Operation("get", "/v1/turn", "TURN servers for a WebRTC endpoint (RFC 8656) and a "
+              "credential in coturn's shared-secret scheme, good for ttl_s; 404 "
+              "turn_unavailable when none is configured", "device", None, IceServers,
+              errors=(401, 404)),
     Operation("delete", "/v1/meetings/{meeting_id}/participants/{participant_id}", "Leave",
               "device", None, None, 204, (401, 404)),
     Operation("post", "/v1/meetings/{meeting_id}/participants/{participant_id}/reassign",
@@ -93,6 +98,9 @@ OPERATIONS: Final = (
     Operation("get", "/metrics", "Prometheus text", "none", None, None),
     Operation("get", "/", "The operator's console (HTML; without the credential: 401 and "
               "the login form)", "operator", None, None, errors=(401,)),
+    Operation("get", "/join/{meeting_id}", "The browser join page (HTML): the device token "
+              "rides in the URL fragment (#token=...), which is never sent, and the page joins "
+              "with POST /v1/meetings/{meeting_id}/webrtc", "none", None, None),
     Operation("post", "/login", "Log in to the console with the operator token (form field "
               "token): 303 to / with a session cookie", "none", None, None, 303, (401, 415)),
     Operation("post", "/logout", "Log out of the console: 303 to /", "none", None, None, 303,

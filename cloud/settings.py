@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,17 @@ class CloudSettings:
     operator_token: str = setting("", "the operator credential the dashboard and other "
                                   "operator pages require", secret=True)
     store: str = setting("memory", "state store: memory, or redis://host:port/db")
+    # GET /v1/turn: TURN servers for WebRTC endpoints (RFC 8656), credentials in coturn's
+    # shared-secret scheme (cloud.turn); the secret is coturn's static-auth-secret
+    turn_secret: str = setting("", "the secret shared with the TURN server (coturn's "
+                               "static-auth-secret) that TURN credentials are minted with",
+                               secret=True)
+    turn_url: tuple[str, ...] = setting(
+        (), "a TURN server's URL handed to WebRTC endpoints, e.g. "
+        "turns:turn.example:443?transport=tcp (RFC 7065), repeatable (comma-separated in the "
+        "variable); needs the TURN secret", many=True)
+    turn_ttl_s: float = setting(3600.0, "how long a TURN credential is good for",
+                                type=seconds(7 * 86400.0, low=1.0))
     # seed: "The probing data cache expiry is set to 2 hours."
     probe_ttl_s: int = setting(7200, "how long a reachability report is kept",
                                type=count(high=366 * 86400))
@@ -102,6 +114,26 @@ def _is_hex_seed(text: str) -> bool:
         return False
 
 
+#: RFC 7065 §3.1: turn:HOST[:PORT][?transport=udp|tcp], turns: for TLS
+TURN_URL = re.compile(r"turns?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?"
+                      r"(\?transport=(udp|tcp))?")
+
+
+def _check_turn(settings: CloudSettings) -> None:
+    """TURN URLs that parse, and a secret with them (neither is any use alone)."""
+    for url in settings.turn_url:
+        if not TURN_URL.fullmatch(url):
+            raise usage(f"--turn-url {url} is not a TURN URL",
+                        "give turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]"
+                        "?transport=tcp (RFC 7065)")
+    if settings.turn_url and not settings.turn_secret:
+        raise usage("--turn-url needs the secret shared with that TURN server",
+                    "pass --turn-secret-file FILE (mode 0600) or set PINHOLE_TURN_SECRET")
+    if settings.turn_secret and not settings.turn_url:
+        raise usage("a TURN secret is set but no --turn-url",
+                    "give the TURN server's URL with --turn-url, or unset the secret")
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="pinhole-cloud",
@@ -125,6 +157,7 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
     if settings.token_key and not _is_hex_seed(settings.token_key):
         raise usage("--token-key is not 32 bytes of hex (64 characters)",
                     "generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")
+    _check_turn(settings)
     for flag in ("cert", "key", "orgs"):
         if getattr(settings, flag):
             readable_file(f"--{flag}", getattr(settings, flag))

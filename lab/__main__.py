@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,8 +39,12 @@ async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
               file=sys.stderr)
         return 2
     nodes = (*REGIONS, HYBRID) if hybrid else REGIONS
+    turn = shutil.which("turnserver") is not None  # TURN over TLS for browsers (coturn)
+    if not turn:
+        print("no coturn here: browsers get no TURN relay (as root: apt-get install coturn)",
+              flush=True)
     async with running_stack(nodes, state_dir=state_dir, progress=print, prefix=prefix,
-                             store=store, replicas=replicas) as stack:
+                             store=store, replicas=replicas, turn=turn) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
         print(f"operator token (the dashboard and other operator pages): "
               f"{stack.operator_token}", flush=True)

@@ -9,6 +9,12 @@ With ``store="redis"`` the stack starts its own ``redis-server``; with
 ``replicas=N`` it runs N cloud processes on it behind a TCP balancer
 (:mod:`lab.balancer`) that owns the cloud's address, so a replica can be
 killed for real while nodes and clients keep the one URL.
+
+With ``turn=True`` (``pinhole-lab stack`` asks for it) the stack also runs coturn
+(:mod:`lab.turn`): TURN over TLS for WebRTC endpoints, on 443 of its own address of the
+block when it may bind it; the cloud mints its credentials (``GET /v1/turn``) and
+``stack.json`` names its URL (``"turn": {"url": ...}``, null without coturn). Tests that
+need no TURN start none: a stack comes up faster without it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 from client.api import CloudApi
 from lab.net import free_block, free_port, wait_for_port
 from lab.pki import ORG, OTHER_ORG, Pki, private_directory, write_pki, write_secret
+from lab.turn import TurnServer, answers, place, write_turn_files
 from wire.models import DeviceRegistration
 from wire.tls import client_context
 
@@ -85,6 +92,7 @@ class Stack:
     specs: dict[str, NodeSpec] = field(default_factory=dict)
     replica_urls: list[str] = field(default_factory=list)
     store_url: str = "memory"
+    turn: TurnServer | None = None  # coturn, when turnserver is installed (lab.turn)
 
     def signal(self, name: str, sig: int) -> None:
         """Send ``sig`` (SIGKILL, SIGSTOP, SIGCONT …) to the process called ``name``."""
@@ -115,7 +123,9 @@ class Stack:
         """What ``stack.json`` holds: all a client needs to use this stack."""
         described = self.pki.stack_json(self.cloud_url, self.nodes)
         described.update({"store": self.store_url, "replicas": self.replica_urls,
-                          "processes": {name: proc.pid for name, proc in self.named.items()}})
+                          "processes": {name: proc.pid for name, proc in self.named.items()},
+                          # the secret stays in turn-secret: devices get it from GET /v1/turn
+                          "turn": {"url": self.turn.url} if self.turn is not None else None})
         return described
 
     def api(self) -> CloudApi:
@@ -193,17 +203,19 @@ async def start_stack(
     prefix: str | None = None,
     store: str = "memory",
     replicas: int = 1,
+    turn: bool = False,
 ) -> Stack:
     """Start a cloud and ``nodes``; return once every node is registered and healthy.
 
     ``store``: ``memory``, ``redis`` (a redis-server the stack starts) or a
-    ``redis://`` URL; ``replicas``: cloud processes behind the balancer.
+    ``redis://`` URL; ``replicas``: cloud processes behind the balancer; ``turn``:
+    coturn too (``pinhole-lab stack`` asks for it; a missing turnserver is an error).
     """
     private_directory(state_dir)  # it holds stack.json, keys and secrets: 0700
     # the cloud on PREFIX.1, nodes on .2, .3 …: a random loopback block unless given
     stack = Stack(state_dir=state_dir, prefix=prefix or free_block())
     try:
-        await _start(stack, nodes, cloud_args, progress, store, replicas)
+        await _start(stack, nodes, cloud_args, progress, store, replicas, turn)
     except BaseException:
         await stop_stack(stack)
         raise
@@ -212,7 +224,7 @@ async def start_stack(
 
 async def _start(
     stack: Stack, nodes: Sequence[NodeSpec], cloud_args: Sequence[str],
-    progress: Callable[[str], None], store: str, replicas: int,
+    progress: Callable[[str], None], store: str, replicas: int, with_turn: bool,
 ) -> None:
     state = stack.state_dir
     for stale in ("stack.json", "cloud.json", "balancer.json",
@@ -234,12 +246,20 @@ async def _start(
     # secrets go by file, never on the command line where ps shows them
     token_key_file = state / "token-key"
     write_secret(token_key_file, secrets.token_hex(32))  # replicas verify each other's tokens
+    # TURN over TLS for WebRTC endpoints: the cloud mints credentials for the coturn that
+    # starts once the nodes are up (so the cloud and the nodes keep their places in
+    # stack.processes)
+    turn: TurnServer | None = None
+    turn_args: list[str] = []
+    if with_turn:
+        turn = write_turn_files(pki, stack.prefix, *place(stack.prefix))
+        turn_args = ["--turn-secret-file", str(turn.secret_file), "--turn-url", turn.url]
     common = [
         "-m", "cloud", "--listen", cloud_ip, "--cert", str(pki.cert_file),
         "--key", str(pki.key_file), "--orgs", str(pki.orgs_file),
         "--node-secret-file", str(pki.node_secret_file), "--store", stack.store_url,
         "--token-key-file", str(token_key_file),
-        "--operator-token-file", str(pki.operator_token_file),
+        "--operator-token-file", str(pki.operator_token_file), *turn_args,
     ]
     if replicas <= 1:
         progress(f"starting the cloud on {cloud_ip}")
@@ -270,6 +290,8 @@ async def _start(
     await _wait_healthy(stack, {n.id for n in nodes if not n.org})
     for org in {n.org for n in nodes if n.org}:  # a hybrid node is listed to its org only
         await _wait_healthy(stack, {n.id for n in nodes if n.org == org}, org=org)
+    if turn is not None:
+        await _start_turn(stack, turn, progress)
     write_secret(state / "stack.json", json.dumps(stack.describe(), indent=2))
     progress(f"stack ready: {stack.cloud_url}, {len(nodes)} media node(s); "
              f"settings in {state / 'stack.json'}")
@@ -289,6 +311,33 @@ async def _start_redis(stack: Stack, progress: Callable[[str], None]) -> str:
     stack.named["redis"] = proc
     await wait_for_port(host, port)
     return f"redis://{host}:{port}/0"
+
+
+async def _start_turn(stack: Stack, server: TurnServer, progress: Callable[[str], None],
+                      timeout_s: float = 10.0) -> None:
+    """coturn (:mod:`lab.turn`) as ``server`` says; return once it answers TLS."""
+    binary = shutil.which("turnserver")
+    if binary is None:
+        raise StackError("TURN needs coturn's turnserver (Debian package coturn)")
+    address, port = server.address, server.port
+    progress(f"starting coturn (TURN over TLS) on {address}:{port}")
+    proc = await _spawn(stack.state_dir, "turn", server.argv(), program=binary)
+    stack.processes.append(proc)
+    stack.named["turn"] = proc
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            said = last_words(server.log_file)
+            raise StackError(f"coturn exited with code {proc.returncode}"
+                             + (f": {said!r}" if said else "") + f" (its log: {server.log_file})")
+        if await answers(server, stack.ca_file):
+            stack.turn = server
+            return
+        await asyncio.sleep(0.05)
+    said = last_words(server.log_file)
+    raise StackError(f"coturn did not answer TLS on {address}:{port} within {timeout_s:.0f} s"
+                     + (f"; it last said {said!r}" if said else "")
+                     + f" (its log: {server.log_file})")
 
 
 async def _start_balancer(stack: Stack, host: str, backends: list[str],
@@ -390,13 +439,14 @@ async def running_stack(
     prefix: str | None = None,
     store: str = "memory",
     replicas: int = 1,
+    turn: bool = False,
 ) -> Any:
     """``async with running_stack() as stack:`` — a stack stopped on every exit path."""
     with contextlib.ExitStack() as cleanup:
         if state_dir is None:
             state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pinhole-")))
         stack = await start_stack(state_dir, nodes, cloud_args=cloud_args, progress=progress,
-                                  prefix=prefix, store=store, replicas=replicas)
+                                  prefix=prefix, store=store, replicas=replicas, turn=turn)
         try:
             yield stack
         finally:

@@ -17,7 +17,7 @@ import os
 import re
 import signal
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +87,15 @@ async def _call(ws: aiohttp.ClientWebSocketResponse, ids: itertools.count[int], 
 
 
 @contextlib.asynccontextmanager
-async def headless_page(*, trust_spki: str | None = None,
-                        size: tuple[int, int] = (1400, 1000)) -> AsyncIterator[Page]:
-    """A fresh browser profile and one page in it; everything is gone afterwards."""
+async def headless_page(*, trust_spki: str | None = None, size: tuple[int, int] = (1400, 1000),
+                        extra_args: Sequence[str] = ()) -> AsyncIterator[Page]:
+    """A fresh browser profile and one page in it; everything is gone afterwards.
+    ``extra_args``: more Chromium flags (the fake camera and microphone, say)."""
     binary = require_tool("chromium-headless-shell")
     with tempfile.TemporaryDirectory(prefix="pinhole-browser-") as profile:
         args = [binary, "--remote-debugging-port=0", f"--user-data-dir={profile}",
                 "--no-sandbox", "--disable-gpu", "--no-first-run",
-                f"--window-size={size[0]},{size[1]}", "about:blank"]
+                f"--window-size={size[0]},{size[1]}", *extra_args, "about:blank"]
         if trust_spki:
             args.insert(1, f"--ignore-certificate-errors-spki-list={trust_spki}")
         proc = await asyncio.create_subprocess_exec(

@@ -27,9 +27,10 @@ from wire.models import WebRtcJoined
 class Peer:
     """One aiortc endpoint registered as a device, with what it receives."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, configuration: RTCConfiguration | None = None) -> None:
         self.device = device
-        self.configuration = RTCConfiguration(iceServers=[])  # no outside STUN
+        # by default no ICE servers: no outside STUN
+        self.configuration = configuration or RTCConfiguration(iceServers=[])
         self.pc = RTCPeerConnection(self.configuration)
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
         self.readers: list[asyncio.Task[None]] = []
@@ -80,10 +81,11 @@ class Peer:
         await self.device.api.close()
 
 
-async def aiortc_peer(stack: Stack, name: str) -> Peer:
+async def aiortc_peer(stack: Stack, name: str,
+                      configuration: RTCConfiguration | None = None) -> Peer:
     device = Device(stack.api())
     await device.register(ORG, stack.enrollment_key, name)
-    return Peer(device)
+    return Peer(device, configuration)
 
 
 def selected_remote_port(peer: Peer) -> int:

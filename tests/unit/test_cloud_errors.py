@@ -33,7 +33,7 @@ CLOUD = Path(__file__).resolve().parents[2] / "cloud"
 # The modules that serve HTTP: the plumbing, the application (and the package's face,
 # which exports it), the route modules, the HTTP API's description and the listener.
 # Every other module of cloud/ is the core.
-EDGE = frozenset({"http", "app", "__init__", "devices", "meetings", "nodes", "console",
+EDGE = frozenset({"http", "app", "__init__", "devices", "meetings", "nodes", "console", "join",
                   "openapi", "connections", "__main__"})
 RESPONSES = frozenset({"Response", "json_response", "StreamResponse"})
 HTTP_CLASS = re.compile(r"HTTP[A-Z][a-z]")  # HTTPNotFound, HTTPStatus; not HTTP_PROXY

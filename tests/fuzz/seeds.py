@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+from pathlib import Path
 
 from pydantic import SecretStr
 
 from tests.fuzz.targets import KEYS, PWD
+from wire.dtls import DtlsCertificate, DtlsRole, DtlsSrtp
 from wire.framing import encode_frame
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.rtp import ReceptionReport, build_rtcp_receiver_report, build_rtp
@@ -25,7 +28,15 @@ _ALLOCATE = AllocateLeg(
     srtp=SrtpParams(profile="AES_CM_128_HMAC_SHA1_80", client_to_node=SecretStr("a" * 40),
                     node_to_client=SecretStr("b" * 40)))
 
+_VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+_CERTIFICATE = DtlsCertificate.generate(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+#: a browser's first DTLS flight (RFC 6347 §4.2.1: ClientHello with use_srtp)
+_CLIENT_HELLO = DtlsSrtp(_CERTIFICATE, DtlsRole.CLIENT, _CERTIFICATE.fingerprint).start(0.0)[0]
+
 SEEDS: dict[str, list[bytes]] = {
+    "sdp": [(_VECTORS / name).read_bytes() for name in ("chromium_offer.sdp", "aiortc_offer.sdp")],
+    "dtls": [_CLIENT_HELLO, _CLIENT_HELLO + _CLIENT_HELLO[:40]],
+    "webrtc_engine": [_CLIENT_HELLO, _BINDING, _SENDER.protect(_RTP)],
     "stun": [build_discovery_probe(), _BINDING],
     "framing": [encode_frame(build_discovery_probe()) + encode_frame(_RTP)],
     "rtp": [_RTP, _RR],

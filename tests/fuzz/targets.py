@@ -35,9 +35,17 @@ from edge.json_body import decode_json
 from media_node.control import _from_cloud as from_cloud
 from media_node.engine import Engine
 from wire.demux import classify
-from wire.errors import BodyError, FramingError, RtpError, SrtpError, StunError
+from wire.dtls import DATAGRAM_MTU, DtlsCertificate, DtlsRole, DtlsSrtp
+from wire.errors import BodyError, FramingError, RtpError, SdpError, SrtpError, StunError
 from wire.framing import FrameDecoder, encode_frame
-from wire.models import AllocateLeg, IceCredentials, SrtpParams
+from wire.models import (
+    AllocateLeg,
+    IceCredentials,
+    PayloadTypeMap,
+    SendSlot,
+    SrtpParams,
+    WebRtcLegParams,
+)
 from wire.rtp import (
     build_rtp,
     parse_rtcp_receiver_report,
@@ -45,8 +53,9 @@ from wire.rtp import (
     rtcp_sender_ssrc,
     rtp_ssrc,
 )
+from wire.sdp import Candidate, build_answer, parse_offer
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
-from wire.stun import parse_binding_response, validate_request
+from wire.stun import build_leg_binding, parse_binding_response, validate_request
 from wire.tls import issue, server_context
 from wire.tls_stream import ServerTls
 from wire.transports import RungName
@@ -239,6 +248,59 @@ def cache_files(data: bytes) -> None:
     nodes.load("https://c", "o")
 
 
+def sdp(data: bytes) -> None:
+    """wire.sdp: any offer text parses or is an SdpError; a parsed offer is answered or is
+    an SdpError (``unsupported``), never anything else."""
+    try:
+        offer = parse_offer(data.decode("utf-8", "replace"))
+    except SdpError:
+        return
+    with contextlib.suppress(SdpError):
+        answer = build_answer(
+            offer, ice_ufrag="nodeUFRG", ice_pwd="nodePassword0123456789ab",
+            fingerprint=str(_dtls_certificate().fingerprint), session_id=1,
+            candidates=[Candidate(foundation="1", component=1, transport="udp",
+                                  priority=2130706431, ip="192.0.2.1", port=5004,
+                                  type="host", tcptype=None)])
+        assert "a=ice-lite" in answer.sdp
+
+
+@functools.cache
+def _dtls_certificate() -> DtlsCertificate:
+    return DtlsCertificate.generate(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+
+
+def dtls(data: bytes) -> None:
+    """wire.dtls: the node's DTLS server takes any datagrams (the input split in two) without
+    raising; what it sends is whole records in datagrams of at most the MTU."""
+    certificate = _dtls_certificate()
+    server = DtlsSrtp(certificate, DtlsRole.SERVER, certificate.fingerprint)
+    for part in (data[: len(data) // 2], data[len(data) // 2:]):
+        for datagram in server.receive(part, 1.0):
+            assert len(datagram) <= DATAGRAM_MTU
+
+
+def webrtc_engine(data: bytes) -> None:
+    """media_node.engine with a WebRTC leg latched, before its DTLS: any datagram on its
+    path is answered, handed to its DTLS or dropped and counted."""
+    certificate = _dtls_certificate()
+    node = Engine("fuzz-node", stun_rate=0, certificate=certificate)
+    answer = node.allocate(AllocateLeg(
+        request_id="r1", leg_id="leg-1", meeting_id="m1", participant_id="p1", ssrc=1111,
+        ice=IceCredentials(node_ufrag="nodeufrag", client_ufrag="client",
+                           pwd=SecretStr(PWD.decode())),
+        webrtc=WebRtcLegParams(fingerprint=str(certificate.fingerprint), ssrcs=[1111],
+                               payload_types=[PayloadTypeMap(leg=96, meeting=120)],
+                               slots=[SendSlot(ssrc=7, kind="video")])), 0.0)
+    assert answer.ok
+    sink = _Sink()
+    node.on_packet(build_leg_binding("nodeufrag", "client", PWD, use_candidate=True,
+                                     controlling=1), sink, ("192.0.2.1", 4000), 1.0)
+    assert node.legs["leg-1"].sink is sink
+    node.on_packet(data, sink, ("192.0.2.1", 4000), 1.0)
+    node.tick(5.0)
+
+
 TARGETS: Final[dict[str, Target]] = {
     "stun": stun,
     "framing": framing,
@@ -251,4 +313,7 @@ TARGETS: Final[dict[str, Target]] = {
     "tls": tls,
     "stack_json": stack_json,
     "cache_files": cache_files,
+    "sdp": sdp,
+    "dtls": dtls,
+    "webrtc_engine": webrtc_engine,
 }

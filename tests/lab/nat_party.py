@@ -3,13 +3,16 @@
 ``python -m tests.lab.nat_party --stack S --meeting M --role sender|listener …``
 prints one JSON line. The sender talks in phases (payload byte 0 = phase);
 a listener only listens, with or without keepalives, and counts what arrives
-per phase.
+per phase, until a line on its stdin says the speaker is done (or ``--seconds``
+pass); then it counts on until nothing has arrived for a moment, so a busy
+machine does not cut off the speaker's last phase.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -19,6 +22,9 @@ from client.api import CloudApi
 from client.device import Device
 from wire.tls import client_context
 
+#: a listener told the speaker is done counts on until this long passes with nothing new
+QUIET_S = 0.5
+
 
 async def main() -> int:
     p = argparse.ArgumentParser()
@@ -27,7 +33,8 @@ async def main() -> int:
     p.add_argument("--role", choices=["sender", "listener"], required=True)
     p.add_argument("--keepalive-s", type=float, default=0.0, help="0: no keepalives")
     p.add_argument("--phases", default="1:1,0:5,2:2", help="sender: phase:seconds,…")
-    p.add_argument("--seconds", type=float, default=10.0, help="listener: how long")
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help="listener: at most this long, if no line comes on stdin")
     a = p.parse_args()
     stack = json.loads(Path(a.stack).read_text())
     org, creds = next(iter(stack["orgs"].items()))
@@ -39,7 +46,13 @@ async def main() -> int:
     if a.role == "listener":
         if a.keepalive_s > 0:
             session.start_keepalives(a.keepalive_s)
-        await asyncio.sleep(a.seconds)
+        stop = asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop, a.seconds)
+        counted = -1
+        while counted != len(session.payloads):  # until nothing more arrives for QUIET_S
+            counted = len(session.payloads)
+            await asyncio.sleep(QUIET_S)
         phases = Counter(payload[0] for _, _, payload in session.payloads)
         print(json.dumps({"phases": {str(k): v for k, v in phases.items()}}), flush=True)
     else:

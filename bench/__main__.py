@@ -3,8 +3,9 @@
 relay (and SFU fan-out) against the C libsrtp relay, STUN against coturn, joins
 closed loop (throughput, memory vs Redis) and open loop (500/s for 10 s:
 latency), the probe of 3, 30 and 100 nodes, time to media per firewall profile
-and the hybrid node's uplink. ``time_to_media`` and ``uplink`` need root (the
-firewall lab); without it, a note on stderr says so.
+(Pinhole's client, and a browser's join page), and the hybrid node's uplink.
+``time_to_media``, ``browser_time_to_media`` and ``uplink`` need root (the firewall
+lab); without it, a note on stderr says so.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import join, probe, relay, stun, time_to_media, uplink
+from bench import browser_time_to_media, join, probe, relay, stun, time_to_media, uplink
 
 NEEDS_ROOT = "needs root (the firewall lab: network namespaces and nftables)"
 
 
-NAMES = ("relay", "stun", "join", "join_open_loop", "probe", "time_to_media", "uplink")
+NAMES = ("relay", "stun", "join", "join_open_loop", "probe", "time_to_media",
+         "browser_time_to_media", "uplink")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         ("probe", probe.main)]
     root = os.geteuid() == 0
     lab_benches: list[tuple[str, Callable[[list[str]], int]]] = [
-        ("time_to_media", time_to_media.main), ("uplink", uplink.main)]
+        ("time_to_media", time_to_media.main),
+        ("browser_time_to_media", browser_time_to_media.main), ("uplink", uplink.main)]
     if root:
         benches += lab_benches
     else:

@@ -1,7 +1,8 @@
 """The firewall lab: Linux network namespaces, veth pairs, NAT and an nftables profile.
 
     {run}-inet  198.18.0.0/24 (RFC 2544 benchmarking space: never routed outside)
-                cloud .1, media nodes .2 .3 .4 (simulated RTT 10/40/90 ms), gw .254
+                cloud .1, media nodes .2 .3 .4 (simulated RTT 10/40/90 ms), coturn .253
+                (TURN over TLS on 443 beside the cloud's 443), gw .254
         |
     {run}-gw    the enterprise firewall: ip_forward, masquerade towards inet,
                 stateful nftables (lab/profiles/<profile>.nft on lab/profiles/_base.nft),
@@ -43,11 +44,14 @@ from lab.firewall import (
     LabError,
 )
 from lab.firewall import run as _run
+from lab.turn import LAB_TURN_OCTET
 
 __all__ = ["ENT_PREFIX", "GW_WAN", "HYBRID_HOST", "HYBRID_ID", "INET_PREFIX", "PROFILES",
-           "PROXY_HOST", "Lab", "LabError", "lab", "leftovers"]
+           "PROXY_HOST", "TURN_HOST", "Lab", "LabError", "lab", "leftovers"]
 TINYPROXY_CONF = Path(__file__).resolve().parent / "proxy" / "tinyproxy.conf"
 HYBRID_ID = "hybrid-acme"  # the lab's hybrid node (the stack's first org's)
+#: the stack's coturn (lab.turn): an address of its own, so that it has 443 beside the cloud
+TURN_HOST = f"{INET_PREFIX}.{LAB_TURN_OCTET}"
 
 
 @dataclass
@@ -88,7 +92,8 @@ class Lab:
                  "peer", "name", f"{r}b", "netns", self.gw)
             _run("ip", "link", "add", f"{r}c", "netns", self.gw, "type", "veth",
                  "peer", "name", f"{r}d", "netns", self.ent)
-            for octet in (1, 2, 3, 4):  # the cloud, then the three media nodes
+            # the cloud, the three media nodes, coturn
+            for octet in (1, 2, 3, 4, LAB_TURN_OCTET):
                 _run("ip", "-n", self.inet, "addr", "add", f"{INET_PREFIX}.{octet}/24",
                      "dev", f"{r}a")
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_WAN}/24", "dev", f"{r}b")

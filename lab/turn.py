@@ -4,9 +4,9 @@ The loopback stack runs the real TURN server, Debian's ``coturn`` (``turnserver`
 with what WebRTC endpoints need of it and nothing more:
 
 - one listener, TLS, on :data:`TURN_OCTET` of the stack's block (its own address, so
-  that it can have 443 beside the cloud's 443; where that address cannot be bound, as
-  in the firewall lab's namespace, the cloud's address and another port); no plain
-  UDP, TCP or DTLS listener, no telnet CLI, no RFC 5780 discovery;
+  that it can have 443 beside the cloud's 443), else on :data:`LAB_TURN_OCTET` (the
+  firewall lab's, whose gateway holds .254), else on the cloud's address and another
+  port; no plain UDP, TCP or DTLS listener, no telnet CLI, no RFC 5780 discovery;
 - a certificate for that address, issued by the stack's CA (:mod:`lab.pki`), so that
   a client verifies it as it verifies the cloud;
 - coturn's shared-secret scheme (``use-auth-secret``): the cloud mints short-lived
@@ -40,6 +40,8 @@ from wire.tls import CertifiedKey, client_context, issue
 
 #: the TURN server's host number in the stack's ``/24`` (the cloud is .1, nodes .2 …)
 TURN_OCTET: Final = 254
+#: where the firewall lab puts it: its internet namespace holds .253 for it (:mod:`lab.netns`)
+LAB_TURN_OCTET: Final = 253
 REALM: Final = "pinhole"
 #: coturn's relay ports: above Linux's ephemeral range (32768-60999), where the stack's
 #: other processes take their free ports, so an allocation never finds its port taken
@@ -104,14 +106,15 @@ def _can_bind(address: str, port: int) -> bool:
 
 
 def place(prefix: str) -> tuple[str, int]:
-    """Where a stack on ``prefix`` runs coturn: ``prefix.254`` on 443 when this process may
-    bind it, else on a free port; the cloud's address (``prefix.1``) and a free port when
-    ``prefix.254`` is not an address of this host."""
-    own = f"{prefix}.{TURN_OCTET}"
-    if not _can_bind(own, 0):
-        cloud = f"{prefix}.1"
-        return cloud, free_port(cloud)
-    return own, TLS_PORT if _can_bind(own, TLS_PORT) else free_port(own)
+    """Where a stack on ``prefix`` runs coturn: ``prefix.254`` (else ``prefix.253``, the
+    firewall lab's) on 443 when this process may bind it, else on a free port; the cloud's
+    address (``prefix.1``) and a free port when neither is an address of this host."""
+    for octet in (TURN_OCTET, LAB_TURN_OCTET):
+        own = f"{prefix}.{octet}"
+        if _can_bind(own, 0):
+            return own, TLS_PORT if _can_bind(own, TLS_PORT) else free_port(own)
+    cloud = f"{prefix}.1"
+    return cloud, free_port(cloud)
 
 
 def peer_block(prefix: str) -> tuple[str, str]:

@@ -118,8 +118,10 @@ SECTIONS: Final[dict[tuple[int, str], str]] = {
     (8445, "5.1.1.2"): "Server-Reflexive and Relayed Candidates",
     (8445, "5.1.2.1"): "Recommended Formula",
     (8445, "5.1.2.2"): "Guidelines for Choosing Type and Local Preferences",
+    (8445, "6.1.2.3"): "Computing Pair Priority and Ordering Pairs",
     (8445, "7.2.2"): "Forming Credentials",
     (8445, "7.2.4"): "Sending the Request",
+    (8445, "7.2.5.3.1"): "Discovering Peer-Reflexive Candidates",
     (8445, "7.3.1.3"): "Learning Peer-Reflexive Candidates",
     (8445, "8.1.1"): "Nominating Pairs",
     # RFC 8489, Session Traversal Utilities for NAT (STUN); obsoletes RFC 5389

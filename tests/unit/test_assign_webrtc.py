@@ -1,0 +1,89 @@
+"""Placing a WebRTC endpoint, which sends no discovery probes, as a pure function on tables
+(docs/design.md "WebRTC legs", **Placement**): the org's hybrid node first (seed: "If all the
+meeting participants are located on the same network, media is not sent to Cisco
+Collaboration Cloud"), then a node the meeting already uses, then the least loaded; no RTT
+in the reason, since none was measured. And the answer's pieces the cloud builds for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud.assignment import CASCADE_COST_MS, LOAD_COST_MS, assign_webrtc
+from cloud.errors import NoCandidate
+from cloud.webrtc import candidates, send_streams
+from tests.unit.test_assignment import node
+from wire.ice_lite import local_priority
+from wire.sdp import parse_offer
+from wire.transports import RungName
+
+DTLS = {"dtls_fingerprint": "sha-256 " + ":".join(["AB"] * 32)}
+
+
+def web(id: str, **kw: Any) -> Any:
+    return node(id, **{**DTLS, **kw})
+
+
+@pytest.mark.parametrize(("case", "nodes", "meeting", "chosen", "rule"), [
+    ("least loaded", [web("a", load=0.5), web("b", load=0.1)], frozenset(), "b", "lowest-load"),
+    ("the meeting's node, though busier", [web("a", load=0.5), web("b", load=0.1)],
+     frozenset({"a"}), "a", "meeting-node"),
+    ("the org's hybrid node first", [web("a"), web("h", kind="hybrid", org="acme", load=0.9)],
+     frozenset({"a"}), "h", "hybrid-local"),
+    ("another org's hybrid node is not even listed",
+     [web("a"), web("h", kind="hybrid", org="globex")], frozenset(), "a", "lowest-load"),
+    ("a node without a DTLS certificate cannot take it", [node("old"), web("new", load=0.9)],
+     frozenset({"old"}), "new", "lowest-load"),
+    ("a full meeting node: elsewhere", [web("a", load=1.0), web("b")], frozenset({"a"}), "b",
+     "lowest-load"),
+])
+def test_placement_rules(case: str, nodes: list[Any], meeting: frozenset[str], chosen: str,
+                         rule: str) -> None:
+    got = assign_webrtc(org="acme", nodes=nodes, meeting_nodes=meeting)
+    assert (got.node.id, got.reason.rule) == (chosen, rule), case
+    assert got.plan == ()
+    assert all(c.rtt_ms is None and c.rung is None for c in got.reason.candidates)
+
+
+def test_the_reason_scores_cascade_and_load_only() -> None:
+    got = assign_webrtc(org="acme", nodes=[web("a", load=0.2), web("b")],
+                        meeting_nodes=frozenset({"b"}))
+    scores = {c.node_id: c for c in got.reason.candidates}
+    assert scores["a"].score == pytest.approx(CASCADE_COST_MS + 0.2 * LOAD_COST_MS)
+    assert scores["b"].score == 0.0 and got.node.id == "b"
+
+
+def test_no_node_fits() -> None:
+    with pytest.raises(NoCandidate) as raised:
+        assign_webrtc(org="acme", nodes=[node("old"), web("down", healthy=False)],
+                      meeting_nodes=frozenset())
+    assert "no media node can take a WebRTC endpoint now" in str(raised.value)
+    assert raised.value.reason is not None
+    assert {c.excluded for c in raised.value.reason.candidates} == {
+        "no DTLS certificate", "unhealthy"}
+
+
+def test_candidates_follow_the_ladder() -> None:
+    """RFC 8445 §5.1.2.1 priorities, best rung first; TCP as a passive candidate (RFC 6544);
+    TLS 443 is no ICE candidate (a browser reaches it through TURN)."""
+    found = candidates(web("a"))
+    assert [(c.transport, c.port, c.tcptype) for c in found] == [
+        ("udp", 5004, None), ("udp", 33434, None), ("tcp", 5004, "passive")]
+    assert [c.priority for c in found] == [local_priority(RungName.UDP_5004),
+                                            local_priority(RungName.UDP_33434),
+                                            local_priority(RungName.TCP_5004)]
+
+
+def test_send_streams_never_take_the_endpoints_own_ssrcs() -> None:
+    """RFC 5576 §4.1: the slots' SSRCs are new in the session, one per section that can
+    receive; a sendonly section gets none."""
+    offer = parse_offer((Path(__file__).parents[1] / "vectors" / "chromium_offer.sdp")
+                        .read_text())
+    streams = send_streams(offer, "p-1")
+    own = {s for m in offer.media for s in m.ssrcs}
+    assert streams and not own & {s.ssrc for s in streams.values()}
+    receiving = {m.mid for m in offer.media if m.kind in ("audio", "video")
+                 and m.direction in ("sendrecv", "recvonly")}
+    assert set(streams) == receiving

@@ -44,6 +44,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "wire/ice_lite.py": ("tests/unit/test_ice_lite.py",),
     "wire/stun_transactions.py": ("tests/unit/test_stun_transactions.py",),
     "wire/tls_stream.py": ("tests/unit/test_tls_stream.py",),
+    "wire/sdp.py": ("tests/unit/test_sdp.py",),
+    "wire/dtls.py": ("tests/unit/test_dtls.py",),
+    "wire/payload_types.py": ("tests/unit/test_payload_types.py",
+                              "tests/unit/test_webrtc_leg.py"),
+    "media_node/webrtc.py": ("tests/unit/test_webrtc_leg.py",),
     # the compiled plane's control: its routes run only on real sockets
     "media_node/plane.py": ("tests/unit/test_plane_ports.py",
                             "tests/integration/test_data_plane.py"),

@@ -38,8 +38,8 @@ BY_PAYLOAD_TYPE: Final = {c.payload_type: c for c in MEETING_CODECS}
 
 
 def meeting_codec(name: str, clock_rate: int, channels: int | None = None) -> MeetingCodec | None:
-    """The meeting's codec for an SDP ``a=rtpmap`` (names are case-insensitive,
-    RFC 4855 §3; a missing channel count means one, RFC 8866 §6.6)."""
+    """The meeting's codec for an SDP ``a=rtpmap`` (names are media subtypes, case-insensitive:
+    RFC 4855; a missing channel count means one, RFC 8866 §6.6)."""
     for codec in MEETING_CODECS:
         if (codec.name.lower() == name.lower() and codec.clock_rate == clock_rate
                 and (codec.channels or 1) == (channels or 1)):

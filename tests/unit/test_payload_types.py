@@ -1,10 +1,11 @@
 """The meeting's payload types (wire/payload_types.py) and the mutation run's reach.
 
-An SDP ``a=rtpmap`` names a codec by its media subtype, case-insensitively (RFC 4855), with its clock rate and,
-for audio, a channel count that defaults to one (RFC 8866 §6.6); the meeting's codec is
-found by all three, never by the offerer's payload type number (RFC 3264 §6.1: the answer
-keeps those). And the README's promise that ``make mutate`` covers every module of ``wire/``
-with logic in it (all but ``address.py`` and ``errors.py``) is checked here.
+An SDP ``a=rtpmap`` names a codec by its media subtype, case-insensitively (RFC 4855), with
+its clock rate and, for audio, a channel count that defaults to one (RFC 8866 §6.6); the
+meeting's codec is found by all three, never by the offerer's payload type number
+(RFC 3264 §6.1: the answer keeps those). And the README's promise that ``make mutate``
+covers every module of ``wire/`` with logic in it (all but ``address.py`` and
+``errors.py``) is checked here.
 """
 
 from __future__ import annotations

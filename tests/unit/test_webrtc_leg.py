@@ -244,3 +244,41 @@ def test_dtls_only_on_a_webrtc_legs_selected_pair(
     engine.on_packet(hello, sink, A_ADDR, 2.0)
     assert sink.sent == []
     assert engine.drops["unlatched"] == 1 and engine.drops["dtls_unexpected"] == 1
+
+
+def _leg(payload_types: tuple[tuple[int, int], ...] = BROWSER_PTS) -> WebRtcLeg:
+    certificate = DtlsCertificate.generate(NOW)
+    params = Browser(certificate).allocate().webrtc
+    assert params is not None
+    params = params.model_copy(update={"payload_types": [
+        PayloadTypeMap(leg=a, meeting=b) for a, b in payload_types]})
+    return WebRtcLeg(DtlsSrtp(certificate, DtlsRole.SERVER, certificate.fingerprint), params)
+
+
+def test_payload_type_mapping_keeps_the_marker_and_the_rest() -> None:
+    """RFC 3550 §5.1: the marker bit and everything but the 7-bit PT stay; a payload type
+    that is the meeting's already passes as it is; a bare 12-byte header is a packet."""
+    leg = _leg(((97, 120), (111, 111)))
+    marked = build_rtp(payload_type=97, sequence=5, timestamp=9, ssrc=BROWSER_VIDEO,
+                       payload=b"", marker=True)
+    assert len(marked) == 12
+    out = leg.to_meeting(marked)
+    assert out is not None
+    header = parse_rtp_header(out)
+    assert (header.payload_type, header.marker, header.sequence) == (120, True, 5)
+    opus = build_rtp(payload_type=111, sequence=1, timestamp=0, ssrc=BROWSER_AUDIO,
+                     payload=b"\x01")
+    assert leg.to_meeting(opus) == opus
+    assert leg.to_meeting(marked[:11]) is None
+
+
+def test_a_source_that_lost_its_slot_does_not_come_back_into_it() -> None:
+    """RFC 7667's translator gives a stream one source at a time: once B took the idle
+    slot from A, A's packets no longer go out under it while B sends."""
+    leg = _leg()
+    a = build_rtp(payload_type=0, sequence=1, timestamp=0, ssrc=1, payload=b"x")
+    b = build_rtp(payload_type=0, sequence=1, timestamp=0, ssrc=2, payload=b"x")
+    assert leg.for_endpoint(a, 0.0)[0] is not None
+    assert leg.for_endpoint(b, SLOT_IDLE_S)[0] is not None  # A idle: B takes the slot
+    assert leg.for_endpoint(a, SLOT_IDLE_S + 0.1) == (None, "no_slot")
+    assert leg.source_of(SLOT_AUDIO) == (2).to_bytes(4, "big")

@@ -53,7 +53,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "media_node/plane.py": ("tests/unit/test_plane_ports.py",
                             "tests/integration/test_data_plane.py"),
     "media_node/engine.py": ("tests/unit/test_engine.py", "tests/unit/test_engine_guards.py",
-                             "tests/unit/test_engine_amplification.py"),
+                             "tests/unit/test_engine_amplification.py",
+                             "tests/unit/test_webrtc_leg.py"),
     "cloud/assignment.py": ("tests/unit/test_assignment.py",
                             "tests/unit/test_assignment_edges.py"),
     # the operator check: tokens, session cookies, logout and expiry, refusals counted

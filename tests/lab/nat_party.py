@@ -1,7 +1,8 @@
 """One participant for the NAT-pinhole test, run inside the lab's enterprise namespace.
 
 ``python -m tests.lab.nat_party --stack S --meeting M --role sender|listener …``
-prints one JSON line. The sender talks in phases (payload byte 0 = phase);
+prints a JSON line once it is latched, then one with its result. The sender talks
+in phases (payload byte 0 = phase) once a line on its stdin says go;
 a listener only listens, with or without keepalives, and counts what arrives
 per phase, until a line on its stdin says the speaker is done (or ``--seconds``
 pass); then it counts on until nothing has arrived for a moment, so a busy
@@ -56,6 +57,10 @@ async def main() -> int:
         phases = Counter(payload[0] for _, _, payload in session.payloads)
         print(json.dumps({"phases": {str(k): v for k, v in phases.items()}}), flush=True)
     else:
+        # talk once told to (a line on stdin): the test starts the listeners in between;
+        # keepalives hold the speaker's own pinhole and latch while it waits
+        session.start_keepalives(1.0)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         for item in a.phases.split(","):
             phase, seconds = (float(x) for x in item.split(":"))
             for _ in range(int(seconds * 50)):

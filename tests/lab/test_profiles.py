@@ -132,14 +132,22 @@ def test_the_mapped_address_is_the_gateways_public_one(running: Running) -> None
     assert mapped == {GW_WAN}
 
 
+def _ready(proc: subprocess.Popen[str]) -> None:
+    """Wait for a party's first line: it is registered, joined and latched."""
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["ready"]
+
+
 def test_keepalives_keep_the_nat_pinhole_open(running: Running) -> None:
     """Seed: the pinhole "is usually closed after 30 seconds if no packets are sent from
     inside" (here 3 s). Two muted listeners: the one that sends keepalives hears the
     speaker after a 5 s silence; the one that does not, no longer does.
 
-    Defect: the listeners listened for a fixed 11 s from before the speaker started; on a
-    busy machine the speaker's start-up took that long and its last phase arrived after
-    they had stopped (59 of 100 heard). Now they listen until the speaker is done."""
+    Defects, both of a busy machine: the listeners listened for a fixed 11 s from before the
+    speaker started, whose start-up took so long that its last phase came after they had
+    stopped (59 of 100 heard); and the silent listener's 3 s pinhole expired while the
+    speaker was still starting, so it heard nothing at all. Now the speaker is up first and
+    talks once both listeners are latched, and they listen until it is done."""
     fw = running.fw
     fw.load_profile("open")
     fw.set_udp_timeout(3)
@@ -147,18 +155,19 @@ def test_keepalives_keep_the_nat_pinhole_open(running: Running) -> None:
         meeting = _result(running.client("meeting", "create"))["meeting_id"]
         party = [*fw.exec_prefix(fw.ent), sys.executable, "-m", "tests.lab.nat_party",
                  "--stack", str(running.state / "stack.json"), "--meeting", meeting]
-        listeners = {
-            name: subprocess.Popen([*party, "--role", "listener", "--keepalive-s", keep],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                   cwd=ROOT)
-            for name, keep in (("keeps", "1"), ("silent", "0"))
-        }
-        for proc in listeners.values():  # both latched before the speaker starts
-            assert proc.stdout is not None
-            assert json.loads(proc.stdout.readline())["ready"]
-        speaker = subprocess.run([*party, "--role", "sender", "--phases", "1:1,0:5,2:2"],
-                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
-        assert speaker.returncode == 0, speaker.stderr
+        speaker = subprocess.Popen([*party, "--role", "sender", "--phases", "1:1,0:5,2:2"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        _ready(speaker)
+        listeners = {}
+        for name, keep in (("keeps", "1"), ("silent", "0")):  # each latched in turn
+            listeners[name] = subprocess.Popen(
+                [*party, "--role", "listener", "--keepalive-s", keep], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            _ready(listeners[name])
+        # the silent one's pinhole is a moment old when the speaker starts
+        _, errors = speaker.communicate("go\n", timeout=60)
+        assert speaker.returncode == 0, errors
         heard = {}
         for name, proc in listeners.items():
             out, _ = proc.communicate("speaker done\n", timeout=30)

@@ -33,6 +33,7 @@ from wire.dtls import (
     DtlsSrtp,
     DtlsState,
     Fingerprint,
+    _datagrams,
     split_records,
 )
 from wire.errors import DtlsError
@@ -539,3 +540,26 @@ async def test_interop_with_aiortc(role: DtlsRole, profile: SrtpProfile) -> None
     finally:
         pump.cancel()
         pipe.to_aiortc.put_nowait(b"")
+
+
+def _record(length: int, content: int = 22) -> bytes:
+    """A DTLS 1.2 record (RFC 6347 §4.1): type, version, epoch, sequence, length, fragment."""
+    return bytes([content, 0xFE, 0xFD]) + bytes(8) + length.to_bytes(2, "big") + bytes(length)
+
+
+def test_records_are_split_by_their_length_and_a_torn_tail_stays_one_item() -> None:
+    """RFC 6347 §4.1: records lie end to end, each 13 bytes of header and its length."""
+    a, b = _record(5), _record(0)
+    assert split_records(a + b) == [a, b]
+    assert split_records(a + b[:7]) == [a, b[:7]]  # a header cut short
+    assert split_records(a[:10]) == [a[:10]]
+    assert split_records(b"") == []
+
+
+def test_records_are_packed_into_datagrams_of_at_most_the_mtu() -> None:
+    """RFC 6347 §4.1.1: a record never spans datagrams; several share one while they fit."""
+    small, big = _record(100), _record(DATAGRAM_MTU - 13 - 50)
+    packed = _datagrams(small + small + big + small)
+    assert packed == [small + small, big, small]  # 1150 + 113 would pass the 1200
+    fits = _record(DATAGRAM_MTU - 13 - len(small))  # with small: exactly the MTU
+    assert _datagrams(fits + small) == [fits + small]

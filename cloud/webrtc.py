@@ -20,6 +20,8 @@ from __future__ import annotations
 import secrets
 from typing import Final, Literal
 
+from pydantic import ValidationError
+
 from cloud.assignment import Assignment, assign_webrtc
 from cloud.errors import UnreadableRequest
 from cloud.placement import seat, unique_ssrc
@@ -55,6 +57,20 @@ def offer_from(text: str) -> Offer:
         return parse_offer(text)
     except SdpError as exc:
         raise UnreadableRequest(f"the SDP offer: {exc}", code="invalid_sdp") from None
+
+
+def credentials_for(offer: Offer) -> IceCredentials:
+    """The leg's ICE credentials: the node's new, the endpoint's ufrag from its offer. A
+    ufrag RFC 8839 §5.4 allows (up to 256 ice-chars) but the control channel's model does
+    not (64, so a STUN USERNAME stays short) is refused here, not by the node later."""
+    fresh = IceCredentials.generate()
+    try:
+        return IceCredentials(node_ufrag=fresh.node_ufrag, client_ufrag=offer.ice_ufrag,
+                              pwd=fresh.pwd)
+    except ValidationError:
+        raise UnreadableRequest(f"the SDP offer's ice-ufrag is {len(offer.ice_ufrag)} "
+                                "characters; this cloud takes at most 64", code="invalid_sdp"
+                                ) from None
 
 
 def candidates(node: NodeInfo) -> list[Candidate]:
@@ -116,7 +132,7 @@ async def place_webrtc(
     chosen = assign_webrtc(org=org, nodes=nodes,
                            meeting_nodes=frozenset(p.node_id for p in others))
     assert chosen.node.dtls_fingerprint is not None  # assign_webrtc: only such nodes
-    ice = IceCredentials.generate().model_copy(update={"client_ufrag": offer.ice_ufrag})
+    ice = credentials_for(offer)
     participant_id = "p-" + secrets.token_hex(5)
     try:
         answer = build_answer(

@@ -6,14 +6,15 @@ in the reason, since none was measured. And the answer's pieces the cloud builds
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cloud.assignment import CASCADE_COST_MS, LOAD_COST_MS, assign_webrtc
-from cloud.errors import NoCandidate
-from cloud.webrtc import candidates, send_streams
+from cloud.errors import NoCandidate, UnreadableRequest
+from cloud.webrtc import candidates, credentials_for, send_streams
 from tests.unit.test_assignment import node
 from wire.ice_lite import local_priority
 from wire.sdp import parse_offer
@@ -87,3 +88,18 @@ def test_send_streams_never_take_the_endpoints_own_ssrcs() -> None:
     receiving = {m.mid for m in offer.media if m.kind in ("audio", "video")
                  and m.direction in ("sendrecv", "recvonly")}
     assert set(streams) == receiving
+
+
+def test_a_ufrag_the_control_channel_cannot_carry_is_refused_by_the_cloud() -> None:
+    """RFC 8839 §5.4 allows ufrags of 4 to 256 ice-chars; the leg's model carries 64. Defect
+    it guards: the cloud forwarded a longer one and the node refused the command, so the
+    join timed out as a node fault (503) instead of a clear 400."""
+    offer = parse_offer((Path(__file__).parents[1] / "vectors" / "chromium_offer.sdp")
+                        .read_text())
+    assert credentials_for(offer).client_ufrag == offer.ice_ufrag
+    long = dataclasses.replace(offer, ice_ufrag="u" * 65)
+    with pytest.raises(UnreadableRequest) as refused:
+        credentials_for(long)
+    assert refused.value.code == "invalid_sdp"
+    assert str(refused.value) == ("the SDP offer's ice-ufrag is 65 characters; this cloud "
+                                  "takes at most 64")

@@ -103,8 +103,10 @@ def send_streams(offer: Offer, participant_id: str) -> dict[str, SendStream]:
 
 
 def leg_params(offer: Offer, answer: Answer) -> WebRtcLegParams:
-    """What the node needs of the offer and answer to serve the leg."""
-    payload_types: list[PayloadTypeMap] = []
+    """What the node needs of the offer and answer to serve the leg. A payload type means
+    one codec in all BUNDLEd sections (RFC 8843 asks the offerer for that): its
+    mapping is listed once, and an offer that gives one number two codecs is refused."""
+    mapped: dict[int, int] = {}
     ssrcs: list[int] = []
     slots: list[SendSlot] = []
     for media in answer.media:
@@ -112,15 +114,19 @@ def leg_params(offer: Offer, answer: Answer) -> WebRtcLegParams:
             continue
         for codec in media.codecs:
             known = meeting_codec(codec.name, codec.clock_rate, codec.channels)
-            if known is not None:
-                payload_types.append(PayloadTypeMap(leg=codec.payload_type,
-                                                    meeting=known.payload_type))
+            if known is None:
+                continue
+            if mapped.setdefault(codec.payload_type, known.payload_type) != known.payload_type:
+                raise UnreadableRequest(f"the SDP offer gives payload type "
+                                        f"{codec.payload_type} two codecs in one BUNDLE group",
+                                        code="invalid_sdp")
         ssrcs.extend(media.receive_ssrcs)
         kind = SLOT_KINDS.get(media.kind)
         if media.send is not None and kind is not None:
             slots.append(SendSlot(ssrc=media.send.ssrc, kind=kind))
-    return WebRtcLegParams(fingerprint=offer.fingerprint, ssrcs=ssrcs,
-                           payload_types=payload_types, slots=slots)
+    return WebRtcLegParams(fingerprint=offer.fingerprint, ssrcs=ssrcs, slots=slots,
+                           payload_types=[PayloadTypeMap(leg=leg, meeting=meeting)
+                                          for leg, meeting in mapped.items()])
 
 
 async def place_webrtc(

@@ -14,10 +14,10 @@ import pytest
 
 from cloud.assignment import CASCADE_COST_MS, LOAD_COST_MS, assign_webrtc
 from cloud.errors import NoCandidate, UnreadableRequest
-from cloud.webrtc import candidates, credentials_for, send_streams
+from cloud.webrtc import candidates, credentials_for, leg_params, send_streams
 from tests.unit.test_assignment import node
 from wire.ice_lite import local_priority
-from wire.sdp import parse_offer
+from wire.sdp import build_answer, parse_offer
 from wire.transports import RungName
 
 DTLS = {"dtls_fingerprint": "sha-256 " + ":".join(["AB"] * 32)}
@@ -103,3 +103,32 @@ def test_a_ufrag_the_control_channel_cannot_carry_is_refused_by_the_cloud() -> N
     assert refused.value.code == "invalid_sdp"
     assert str(refused.value) == ("the SDP offer's ice-ufrag is 65 characters; this cloud "
                                   "takes at most 64")
+
+
+def _answer_to_chromium() -> tuple[Any, Any]:
+    offer = parse_offer((Path(__file__).parents[1] / "vectors" / "chromium_offer.sdp")
+                        .read_text())
+    answer = build_answer(offer, ice_ufrag="nodeUFRG", ice_pwd="nodePassword0123456789ab",
+                          fingerprint="sha-256 " + ":".join(["AB"] * 32), session_id=1,
+                          candidates=candidates(web("a")),
+                          send_streams=send_streams(offer, "p-1"))
+    return offer, answer
+
+
+def test_a_payload_type_is_mapped_once_for_all_bundled_sections() -> None:
+    """Defect it guards: one entry per section and codec (a page with eight sections gave
+    twelve, sixteen sections could pass the model's 32 and fail the join with a 500). A
+    number means one codec across a BUNDLE group (RFC 8843): each is listed once."""
+    offer, answer = _answer_to_chromium()
+    params = leg_params(offer, answer)
+    legs = [m.leg for m in params.payload_types]
+    assert len(legs) == len(set(legs)) and legs
+    assert {m.meeting for m in params.payload_types} <= {0, 111, 120}
+    video = next(m for m in answer.media if m.accepted and m.kind == "video")
+    audio = next(m for m in answer.media if m.accepted and m.kind == "audio")
+    clash = dataclasses.replace(video, codecs=(dataclasses.replace(
+        video.codecs[0], payload_type=audio.codecs[0].payload_type),))
+    bad = dataclasses.replace(answer, media=tuple(clash if m is video else m
+                                                  for m in answer.media))
+    with pytest.raises(UnreadableRequest, match="two codecs in one BUNDLE group"):
+        leg_params(offer, bad)

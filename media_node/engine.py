@@ -190,6 +190,12 @@ class Engine:
                 if self.certificate is None:
                     return answer.model_copy(update={
                         "ok": False, "detail": "this node has no DTLS certificate"})
+                members = self._meetings.get(command.meeting_id, ())
+                if any(m.sends(s.to_bytes(4, "big")) for m in members
+                       for s in command.webrtc.ssrcs):
+                    # its stream would pass for another participant's (RFC 3550 §8.2)
+                    return answer.model_copy(update={
+                        "ok": False, "detail": "an SSRC of the offer is another participant's"})
                 remote = Fingerprint.parse(command.webrtc.fingerprint)
                 webrtc = WebRtcLeg(DtlsSrtp(self.certificate, DtlsRole.SERVER, remote),
                                    command.webrtc)

@@ -282,3 +282,15 @@ def test_a_source_that_lost_its_slot_does_not_come_back_into_it() -> None:
     assert leg.for_endpoint(b, SLOT_IDLE_S)[0] is not None  # A idle: B takes the slot
     assert leg.for_endpoint(a, SLOT_IDLE_S + 0.1) == (None, "no_slot")
     assert leg.source_of(SLOT_AUDIO) == (2).to_bytes(4, "big")
+
+
+def test_an_offer_with_another_participants_ssrc_gets_no_leg(
+        node_certificate: DtlsCertificate) -> None:
+    """RFC 3550 §8.2: an SSRC names one source in a session. An endpoint whose offer claims a
+    participant's SSRC would have its packets pass for that participant's: refused."""
+    engine = Engine("node-t", certificate=node_certificate)
+    party = Party("a", BROWSER_AUDIO)  # a Pinhole participant already sends this SSRC
+    assert engine.allocate(party.allocate(), 0.0).ok
+    answer = engine.allocate(Browser(node_certificate).allocate(), 0.0)
+    assert not answer.ok and answer.detail == "an SSRC of the offer is another participant's"
+    assert "leg-web" not in engine.legs

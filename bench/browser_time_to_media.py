@@ -93,10 +93,13 @@ def trusted_keys(state_dir: Path) -> str:
                     if p.exists())
 
 
-def join_link(fw: Lab, stack_json: Path, meeting: str, name: str, create: bool = False) -> str:
-    """``pinhole join-link`` in the enterprise namespace, a new device each time."""
+def join_link(fw: Lab, stack_json: Path, meeting: str, name: str, create: bool = False,
+              proxy: str | None = None) -> str:
+    """``pinhole join-link`` in the enterprise namespace, a new device each time (through
+    the HTTP ``proxy``, ``http://host:port``, if given)."""
     argv = [*fw.exec_prefix(fw.ent), sys.executable, "-m", "client", "--stack",
-            str(stack_json), "--no-cache", "--json", "--name", name, "join-link",
+            str(stack_json), "--no-cache", "--json", *(["--proxy", proxy] if proxy else []),
+            "--name", name, "join-link",
             "--meeting", meeting, *(["--create"] if create else [])]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False,
@@ -110,10 +113,14 @@ def join_link(fw: Lab, stack_json: Path, meeting: str, name: str, create: bool =
     return url
 
 
-def browser(fw: Lab, stack_json: Path) -> contextlib.AbstractAsyncContextManager[Page]:
-    """A headless Chromium in the enterprise namespace, with the fake camera."""
-    return headless_page(trust_spki=trusted_keys(stack_json.parent), extra_args=FAKE_MEDIA,
-                         wrapper=fw.exec_prefix(fw.ent))
+def browser(fw: Lab, stack_json: Path,
+            proxy: str | None = None) -> contextlib.AbstractAsyncContextManager[Page]:
+    """A headless Chromium in the enterprise namespace, with the fake camera; with ``proxy``
+    (``http://host:port``) it takes every connection through that HTTP proxy, the page's
+    and WebRTC's TCP and TLS ones (TURN included) alike."""
+    flags = (f"--proxy-server={proxy}",) if proxy else ()
+    return headless_page(trust_spki=trusted_keys(stack_json.parent),
+                         extra_args=(*FAKE_MEDIA, *flags), wrapper=fw.exec_prefix(fw.ent))
 
 
 async def first_frame(page: Page, timeout_s: float = FRAME_TIMEOUT_S) -> dict[str, float]:

@@ -28,7 +28,7 @@ from cloud.http import device_auth, json_response, read_body, signed_claims
 from cloud.identity import Claims
 from cloud.placement import place
 from cloud.state import CLOUD, Cloud
-from cloud.store import MeetingRecord, without_participant
+from cloud.store import MeetingRecord, ParticipantRecord, without_participant
 from cloud.webrtc import offer_from, place_webrtc
 from wire.models import (
     CallMetrics,
@@ -108,6 +108,18 @@ async def view(request: web.Request) -> web.Response:
     return json_response(_view(await find_meeting(cloud, claims, request.match_info["meeting_id"])))
 
 
+async def _seated(cloud: Cloud, meeting: MeetingRecord, participant: ParticipantRecord) -> None:
+    """A placed participant: the meeting stored, its leg known, the others told (on Redis
+    the event goes with the write, when the meeting's lock is released)."""
+    await cloud.store.put_meeting(meeting)
+    cloud.legs[participant.leg_id] = (meeting.id, participant.id)
+    await cloud.store.publish(
+        (p.device_id for p in meeting.participants if p.id != participant.id),
+        Event(type="participant.joined", meeting_id=meeting.id,
+              participant_id=participant.id, node_id=participant.node_id),
+    )
+
+
 @routes.post("/v1/meetings/{meeting_id}/participants")
 async def join(request: web.Request) -> web.Response:
     started = time.perf_counter()
@@ -135,13 +147,7 @@ async def join(request: web.Request) -> web.Response:
             cloud.note("refused", f"{device.name} could not join: {exc}",
                        meeting=meeting_id, device=device.name)
             raise
-        await cloud.store.put_meeting(meeting)
-        cloud.legs[participant.leg_id] = (meeting_id, participant.id)
-        await cloud.store.publish(  # on Redis: with the write, when the lock is released
-            (p.device_id for p in meeting.participants if p.id != participant.id),
-            Event(type="participant.joined", meeting_id=meeting_id,
-                  participant_id=participant.id, node_id=participant.node_id),
-        )
+        await _seated(cloud, meeting, participant)
     cloud.metrics.joined(joined.plan[0].rung if joined.plan else "none",
                          time.perf_counter() - started)
     cloud.note("joined", f"{device.name} joined on {participant.node_id} "
@@ -167,13 +173,7 @@ async def join_webrtc(request: web.Request) -> web.Response:
             cloud.note("refused", f"{device.name} could not join: {exc}",
                        meeting=meeting_id, device=device.name)
             raise
-        await cloud.store.put_meeting(meeting)
-        cloud.legs[participant.leg_id] = (meeting_id, participant.id)
-        await cloud.store.publish(
-            (p.device_id for p in meeting.participants if p.id != participant.id),
-            Event(type="participant.joined", meeting_id=meeting_id,
-                  participant_id=participant.id, node_id=participant.node_id),
-        )
+        await _seated(cloud, meeting, participant)
     cloud.metrics.joined("webrtc", time.perf_counter() - started)
     cloud.note("joined", f"{device.name} joined with WebRTC on {participant.node_id} "
                f"({chosen.reason.rule})", meeting=meeting_id, participant=participant.id,

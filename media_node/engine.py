@@ -121,6 +121,9 @@ class Engine:
         # legs are its table)
         self._paths: dict[Sink, dict[Any, Leg]] = {}
         self._meetings: dict[str, list[Leg]] = {}
+        #: meetings with a WebRTC leg: their packets are translated per receiver (kept at
+        #: set-up, so a packet asks one set, not every member)
+        self._translated: set[str] = set()
         self.plane = plane if plane is not None else RelayPlane()
         #: the node's DTLS certificate: WebRTC legs need one (its fingerprint is in the
         #: node list, and so in every SDP answer for this node)
@@ -232,6 +235,8 @@ class Engine:
             self._by_ufrag[leg.node_ufrag] = leg
         leg.members = self._meetings.setdefault(leg.meeting_id, [])
         leg.members.append(leg)
+        if leg.webrtc is not None:
+            self._translated.add(leg.meeting_id)
 
     def add_outbound_cascade(self, command: OpenCascade, now: float) -> Leg:
         """The leg this node opens to a peer node: it is the peer's client, keys mirrored.
@@ -283,6 +288,8 @@ class Engine:
                 for source in (leg.webrtc.ssrcs if leg.webrtc is not None else (leg.ssrc_wire,)):
                     other.webrtc.forget_source(source)
         self.plane.forget(leg, members)
+        if not any(m.webrtc is not None for m in members):
+            self._translated.discard(leg.meeting_id)
         if not members:
             self._meetings.pop(leg.meeting_id, None)
         log.info("leg %s freed", leg_id)
@@ -500,7 +507,7 @@ class Engine:
                 return
         leg.packets_in += 1
         leg.bytes_in += len(data)
-        if any(m.webrtc is not None for m in members):
+        if leg.meeting_id in self._translated:
             self._translate(leg, rtcp, now)
             return
         from_cascade = leg.cascade

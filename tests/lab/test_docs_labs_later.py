@@ -21,6 +21,3 @@ LATER = [doc for doc in LABS if doc not in FIRST_HALF]
 def test_lab_commands_show_the_documented_output(doc: Path) -> None:
     check_lab(doc)
 
-
-def test_the_two_halves_run_every_lab_once() -> None:
-    assert sorted(FIRST_HALF + LATER) == LABS and not set(FIRST_HALF) & set(LATER)

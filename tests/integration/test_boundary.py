@@ -218,13 +218,13 @@ async def test_failures_against_a_running_cloud(stack: Stack, tmp_path: Path) ->
     rc, _, err = await _run("-m", "client", "--cloud", plain, "--ca", stack.ca_file,
                             "--org", ORG, "--enrollment-key", stack.enrollment_key,
                             "--no-cache", "register")
-    assert rc == 3 and "https://" in _one_line(err)
+    assert (rc, "https://" in _one_line(err)) == (3, True), err
     other_ca = tmp_path / "other-ca.pem"
     other_ca.write_bytes(make_ca(datetime.datetime.now(datetime.UTC)).cert_pem)
     rc, out, err = await _run("-m", "client", "--cloud", stack.cloud_url, "--ca", str(other_ca),
                               "--org", ORG, "--enrollment-key", stack.enrollment_key,
                               "--no-cache", "--json", "register")
-    assert rc == 5 and str(other_ca) in _one_line(err)
+    assert (rc, str(other_ca) in _one_line(err)) == (5, True), err
     assert json.loads(out)["error"]["code"] == "tls_verify"
     # a media node with the wrong secret: exit 2, the last line names the flag
     wrong = tmp_path / "wrong-secret"

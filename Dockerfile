@@ -7,10 +7,10 @@ ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}
 
 # Debian's packages: iproute2/nftables/conntrack/procps (sysctl) for the firewall service and
-# the clients' route, tinyproxy for the enterprise proxy.
+# the clients' route, tinyproxy for the enterprise proxy, coturn for the TURN service.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      iproute2 nftables conntrack procps tinyproxy \
+      iproute2 nftables conntrack procps tinyproxy coturn \
       $(command -v python3 >/dev/null || echo python3 python3-venv) \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --user-group --uid 10001 --home-dir /var/lib/pinhole pinhole \

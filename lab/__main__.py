@@ -25,7 +25,7 @@ import uvloop
 from edge import boundary
 from edge.boundary import ExitCode, Failure, run
 from edge.flags import Number, Parser, add_version, apply_environment, count, seconds
-from lab import compose, demo, firewall, smoke
+from lab import compose, demo, firewall, smoke, turn_service
 from lab.firewall import UDP_TIMEOUT_S
 from lab.netns import HYBRID_HOST, INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
 from lab.pki import read_pki, renew, renewal_reason, write_pki, write_secret
@@ -246,7 +246,8 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--side", default="ent", choices=["ent", "gw", "inet"],
                    help="where 'run' runs the command given after -- (default: enterprise)")
     k = sub.add_parser("pki", help="write a development CA, the cloud's certificate, the "
-                       "org's enrollment key, the node secret and stack.json into a directory")
+                       "org's enrollment key, the node secret, the TURN secret and stack.json "
+                       "into a directory")
     k.add_argument("--out", type=Path, required=True, help="directory (created if missing)")
     k.add_argument("--cloud-url", required=True, help="the cloud URL clients use (stack.json)")
     k.add_argument("--cert-name", "--name", dest="name", action="append", required=True,
@@ -259,6 +260,9 @@ def _parser() -> argparse.ArgumentParser:
                    "renewed when a certificate expires within 7 days or names other names)")
     sub.add_parser("firewall", add_help=False,
                    help="the enterprise firewall service of docker-compose.yml (see --help)")
+    sub.add_parser("turn", add_help=False,
+                   help="the TURN server of docker-compose.yml: coturn on the stack's PKI "
+                   "(see --help)")
     sub.add_parser("smoke", add_help=False,
                    help="the smoke meeting of docker-compose.yml: run a client's call, or wait "
                    "for the clients' results (see --help)")
@@ -303,6 +307,8 @@ def _main(raw: list[str]) -> int:
         return firewall.main(raw[1:])
     if raw[:1] == ["smoke"]:
         return smoke.main(raw[1:])
+    if raw[:1] == ["turn"]:
+        return turn_service.main(raw[1:])
     p = _parser()
     apply_environment(p, os.environ)
     command = raw[raw.index("--") + 1:] if "--" in raw else []  # netns run … -- COMMAND

@@ -12,7 +12,9 @@ so that clients keep trusting it, and for the same key, so that their pins hold)
 Every secret is written 0600 from its first byte in a 0700 directory. ``stack.json``
 carries the cloud's SPKI pins (RFC 7469 §2.4): its key's and a backup key's
 (``cloud-backup.key``, in no certificate yet, §4.3) for a rotation. The operator
-token (``operator-token``) is the credential the cloud's operator pages require.
+token (``operator-token``) is the credential the cloud's operator pages require; the TURN
+secret (``turn-secret``) is the one the cloud mints TURN credentials with and coturn checks
+them with (docker-compose.yml's ``turn`` service, :mod:`lab.turn_service`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ class Pki:
         return self.operator_token_file.read_text().strip()
 
     @property
+    def turn_secret_file(self) -> Path:
+        """The secret shared by the cloud and coturn (``use-auth-secret``), kept like the
+        operator token: made once, never replaced by a renewal."""
+        return self.directory / "turn-secret"
+
+    @property
     def orgs_file(self) -> Path:
         return self.directory / "orgs.json"
 
@@ -114,11 +122,13 @@ def write_secret(path: Path, text: str) -> None:
 
 def _with_pins(pki: Pki) -> Pki:
     """``pki`` with the pins of its certificate's key and its backup key; an older PKI
-    gets its backup key and operator token here."""
+    gets its backup key, operator token and TURN secret here."""
     if not pki.backup_key_file.exists():
         write_secret(pki.backup_key_file, spare_key().decode())
     if not pki.operator_token_file.exists():
         write_secret(pki.operator_token_file, secrets.token_urlsafe(24))
+    if not pki.turn_secret_file.exists():
+        write_secret(pki.turn_secret_file, secrets.token_urlsafe(32))
     pins = (spki_pin(pki.cert_file.read_bytes()), spki_pin_of_key(pki.backup_key_file.read_bytes()))
     return replace(pki, pins=pins)
 

@@ -17,7 +17,9 @@ with what WebRTC endpoints need of it and nothing more:
   denied and the block is allowed back (coturn's allow list wins over its deny list).
 
 The stack (:mod:`lab.stack`) spawns ``turnserver -c FILE``, waits for a TLS handshake
-with :func:`answers` and stops it with the others.
+with :func:`answers` and stops it with the others. docker-compose.yml's ``turn`` service
+(:mod:`lab.turn_service`) writes the same configuration with a UDP listener on
+:data:`UDP_PORT` beside TLS.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ REALM: Final = "pinhole"
 RELAY_PORTS: Final = (61000, 61999)
 #: RFC 8656 §3.1: TURN over TLS on 443 passes firewalls that let only HTTPS out
 TLS_PORT: Final = 443
+#: TURN over UDP's default port (RFC 8656 §3.1); only docker-compose.yml's coturn listens on it
+UDP_PORT: Final = 3478
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +127,17 @@ def peer_block(prefix: str) -> tuple[str, str]:
     return str(network.network_address), str(network.broadcast_address)
 
 
-def config_text(server: TurnServer, prefix: str, secret: str) -> str:
-    """coturn's configuration (``man turnserver``) for ``server`` in the stack ``prefix``."""
+def config_text(server: TurnServer, prefix: str, secret: str,
+                udp_port: int | None = None) -> str:
+    """coturn's configuration (``man turnserver``) for ``server`` in the stack ``prefix``:
+    TLS alone listens, and UDP on ``udp_port`` when one is given."""
     first, last = peer_block(prefix)
+    udp = ["no-udp"] if udp_port is None else [f"listening-port={udp_port}"]
     lines = [
         f"listening-ip={server.address}",
         f"relay-ip={server.address}",
         f"tls-listening-port={server.port}",
-        "no-udp", "no-tcp", "no-dtls",  # TLS alone listens
+        *udp, "no-tcp", "no-dtls",  # no plain TCP, no DTLS listener
         "no-tcp-relay",  # UDP allocations only (RFC 8656): RFC 6062 TCP relays are not needed
         "no-cli", "no-rfc5780", "no-tlsv1", "no-tlsv1_1",
         f"min-port={RELAY_PORTS[0]}", f"max-port={RELAY_PORTS[1]}",
@@ -151,16 +158,22 @@ def config_text(server: TurnServer, prefix: str, secret: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_certificate(server: TurnServer, pki: Pki, now: datetime.datetime) -> None:
+    """coturn's certificate for its address, issued at ``now`` by the CA in ``pki`` (the key
+    0600)."""
+    ca = CertifiedKey(pki.ca_file.read_bytes(), pki.ca_key_file.read_bytes())
+    certified = issue(ca, [server.address], now)
+    write_secret(server.key_file, certified.key_pem.decode())
+    server.cert_file.write_text(certified.cert_pem.decode())
+
+
 def write_turn_files(pki: Pki, prefix: str, address: str, port: int,
                      now: datetime.datetime | None = None) -> TurnServer:
     """coturn's certificate (from the stack's CA), a new shared secret and its
     configuration, in the PKI's directory; the key, the secret and the configuration
     0600."""
     server = TurnServer(pki.directory, address, port)
-    ca = CertifiedKey(pki.ca_file.read_bytes(), pki.ca_key_file.read_bytes())
-    certified = issue(ca, [address], now or datetime.datetime.now(datetime.UTC))
-    write_secret(server.key_file, certified.key_pem.decode())
-    server.cert_file.write_text(certified.cert_pem.decode())
+    write_certificate(server, pki, now or datetime.datetime.now(datetime.UTC))
     secret = secrets.token_urlsafe(32)
     write_secret(server.secret_file, secret)
     write_secret(server.config_file, config_text(server, prefix, secret))

@@ -62,7 +62,9 @@ def debian_mirror() -> str:
                       "to a Debian archive URL")
 
 
-INCLUDE = ("python3-venv",)  # python3 3.11 and ensurepip, as in python:3.11-slim-bookworm
+#: python3 3.11 and ensurepip, as in python:3.11-slim-bookworm; coturn, the turn service's
+#: turnserver (the Dockerfile's apt-get then finds it installed)
+INCLUDE = ("python3-venv", "coturn")
 WHEELHOUSE = ROOT / "docker" / "wheelhouse"
 
 

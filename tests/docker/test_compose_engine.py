@@ -11,8 +11,10 @@ the volume.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -24,12 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioice.stun import TransactionFailed
+from aioice.turn import create_turn_endpoint
 
+from client.api import CloudApi
+from client.device import Device
 from lab.compose import COMPOSE_FILE, files_for
 from lab.firewall import HYBRID_PROFILES
 from lab.net import free_port
+from lab.pki import ORG
+from lab.turn_service import urls
 from tests.docker.engine import ROOT, Engine, EngineError, cache_dir, wheelhouse
 from tests.prereqs import require_root, require_tool
+from wire.models import IceServers
+from wire.tls import client_context
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -47,6 +57,7 @@ PROFILES = [
     ("hybrid", {}, "udp/5004", frozenset({"hybrid-acme"})),
 ]
 CLIENTS = ("client-a", "client-b")
+TURN_HOST = "198.18.0.5"  # docker-compose.yml's turn service, on the internet network
 
 
 @dataclass
@@ -308,6 +319,37 @@ def test_the_image_runs_unprivileged_and_its_default_command_is_the_demo(
     assert "received" in out and "stack stopped" in out, out[-2000:]
 
 
+async def _allocate_with_the_clouds_credential(cloud_url: str, public: Path
+                                               ) -> dict[str, tuple[str, int]]:
+    """``GET /v1/turn`` as a newly registered device, then a TURN Allocate (RFC 8656 §7) with
+    its credential on each URL the cloud named, from this host (the internet network's bridge
+    is one of its interfaces); TLS verified against the stack's CA. The relayed address of
+    each allocation, by transport; a wrong password must be refused first (RFC 8489 §9.2.4)."""
+    doc = json.loads((public / "stack.json").read_text())
+    async with CloudApi(cloud_url, client_context(str(public / "ca.pem")),
+                        pins=doc["pins"]) as api:
+        await Device(api).register(ORG, doc["orgs"][ORG]["enrollment_key"], "turn-check")
+        servers = await api._get("/v1/turn", IceServers)
+    [server] = servers.ice_servers
+    assert server.urls == urls(TURN_HOST), server.urls
+    password = server.credential.get_secret_value()
+    with pytest.raises(TransactionFailed, match="401"):
+        await create_turn_endpoint(asyncio.DatagramProtocol, (TURN_HOST, 3478),
+                                   server.username, password + "x")
+    relayed = {}
+    for url in server.urls:
+        found = re.fullmatch(r"(turns?):([0-9.]+):([0-9]+)\?transport=(udp|tcp)", url)
+        assert found, url
+        scheme, host, port, transport = found.groups()
+        tls = client_context(str(public / "ca.pem")) if scheme == "turns" else None
+        relay, _ = await create_turn_endpoint(asyncio.DatagramProtocol, (host, int(port)),
+                                              server.username, password, ssl=tls,
+                                              transport=transport)
+        relayed[transport] = relay.get_extra_info("sockname")
+        relay.close()
+    return relayed
+
+
 def test_a_detached_stack_stays_up_for_exploring_with_the_operator_token(
         stack: Stack, tmp_path: Path) -> None:
     """Defect pinned down: under ``docker compose`` the console stopped when the smoke test
@@ -315,7 +357,9 @@ def test_a_detached_stack_stays_up_for_exploring_with_the_operator_token(
     README's recipe to explore: ``up -d``; the smoke service ends, the cloud stays up; the
     token comes from ``exec cloud cat /var/lib/pinhole/operator-token``; with it, the
     console's API answers on the published port and its history holds the clients' joins;
-    ``restart client-a client-b`` calls again."""
+    ``restart client-a client-b`` calls again. And TURN works under Compose: a device gets
+    the turn service's URLs and a credential from ``GET /v1/turn`` and coturn grants it an
+    allocation (RFC 8656 §7) over UDP 3478 and over TLS on 443 (§3.1)."""
     project = "pinhole-explore"
     port = free_port()
     try:
@@ -346,6 +390,10 @@ def test_a_detached_stack_stays_up_for_exploring_with_the_operator_token(
 
         joins = [e for e in history() if e["kind"] == "joined"]
         assert len(joins) >= 2, history()
+        relayed = asyncio.run(_allocate_with_the_clouds_credential(
+            f"https://localhost:{port}", tmp_path / "public"))
+        assert set(relayed) == {"udp", "tcp"}, relayed
+        assert all(host == TURN_HOST for host, _ in relayed.values()), relayed
         done = stack.compose(project, "restart", *CLIENTS)
         assert done.returncode == 0, done.stderr[-3000:]
         deadline = time.monotonic() + 120

@@ -22,6 +22,7 @@ from lab import compose
 from lab.firewall import CLOUD, GW_LAN, HYBRID_HOST
 from lab.netns import HYBRID_ID
 from lab.pki import ORG, Pki
+from lab.turn_service import urls
 from tests.prereqs import require_root, require_tool
 
 pytestmark = pytest.mark.lab
@@ -39,10 +40,14 @@ def _config(files: list[Path] | None = None, **env: str) -> dict[str, Any]:
 
 
 def test_compose_validates_the_file_and_it_has_every_service_the_lab_needs() -> None:
+    """… and TURN for WebRTC browsers: coturn (``pinhole-lab turn``) on the internet network
+    with the state volume the cloud's pki step writes the CA and the TURN secret into; the
+    cloud reads that secret's file and hands out the turn service's UDP 3478 and TLS 443
+    URLs (``GET /v1/turn``); the smoke verdict waits for it to answer."""
     config = _config(PINHOLE_FIREWALL_PROFILE="no-udp")
     services = config["services"]
     assert {"redis", "cloud", "node-near", "node-mid", "node-far", "firewall", "proxy",
-            "client-a", "client-b", "smoke"} <= set(services)
+            "client-a", "client-b", "smoke", "turn"} <= set(services)
     pinhole = {n for n, s in services.items() if s.get("image") == "pinhole:latest"}
     assert pinhole == set(services) - {"redis"}  # one image; Redis is its own
     assert services["redis"]["image"] == "redis:7-bookworm"
@@ -56,6 +61,19 @@ def test_compose_validates_the_file_and_it_has_every_service_the_lab_needs() -> 
     for client in ("client-a", "client-b", "proxy"):
         assert set(services[client]["networks"]) == {"enterprise"}
     assert _config()["services"]["firewall"]["environment"]["PINHOLE_FIREWALL_PROFILE"] == "open"
+    turn, cloud = services["turn"], services["cloud"]
+    [(network, listening)] = turn["networks"].items()
+    address = listening["ipv4_address"]
+    assert network == "internet" and turn["command"][:2] == ["pinhole-lab", "turn"]
+    assert turn["command"][turn["command"].index("--listen") + 1] == address
+    assert turn["volumes"] == cloud["volumes"]
+    pki = Pki(Path(turn["command"][turn["command"].index("--state-dir") + 1]), "", "")
+    assert cloud["volumes"][0].split(":")[1] == str(pki.directory)
+    assert cloud["environment"]["PINHOLE_TURN_SECRET_FILE"] == str(pki.turn_secret_file)
+    assert cloud["environment"]["PINHOLE_TURN_URL"].split(",") == urls(address)
+    assert turn["depends_on"]["cloud"] == {"condition": "service_healthy"}
+    assert turn["sysctls"]["net.ipv4.ip_unprivileged_port_start"] == "0"  # 443, unprivileged
+    assert services["smoke"]["depends_on"]["turn"] == {"condition": "service_healthy"}
 
 
 def test_names_resolve_as_composes_dns_does(tmp_path: Path) -> None:
@@ -119,7 +137,7 @@ def test_the_hybrid_node_comes_from_its_own_file() -> None:
 def test_the_compose_file_runs_a_smoke_meeting(profile: str, env: list[str], transport: str,
                                                node: str, tmp_path: Path) -> None:
     require_root()
-    for tool in ("docker-compose", "nft", "redis-server", "tinyproxy"):
+    for tool in ("docker-compose", "nft", "redis-server", "tinyproxy", "turnserver"):
         require_tool(tool)
     done = subprocess.run([sys.executable, "-m", "lab", "compose", "--profile", profile, *env,
                            "--state-dir", str(tmp_path), "--json"], capture_output=True,
@@ -151,7 +169,7 @@ def test_a_failed_client_says_why_in_the_summary(tmp_path: Path) -> None:
     reach the cloud), and each client's summary line ends with the error its call printed
     (before: only in a log file)."""
     require_root()
-    for tool in ("docker-compose", "nft", "redis-server", "tinyproxy"):
+    for tool in ("docker-compose", "nft", "redis-server", "tinyproxy", "turnserver"):
         require_tool(tool)
     done = subprocess.run([sys.executable, "-m", "lab", "compose", "--profile", "proxy-only",
                            "--state-dir", str(tmp_path)], capture_output=True, text=True,

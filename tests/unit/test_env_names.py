@@ -20,7 +20,7 @@ from edge.boundary import Failure
 from edge.flags import apply_environment, env_name, subparsers
 from hybrid_node import settings as hybrid_settings
 from lab import __main__ as lab_main
-from lab import firewall
+from lab import firewall, turn_service
 from media_node import settings as node_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +31,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "pinhole-hybrid-node": hybrid_settings.build_parser,
     "pinhole-lab": lab_main._parser,
     "pinhole-lab firewall": firewall.parser,
+    "pinhole-lab turn": turn_service.parser,
 }
 NAME = re.compile(r"\bPINHOLE_[A-Z0-9]+(?:_[A-Z0-9]+)*\b")
 #: the docs' example of the naming rule, not a variable anything reads

@@ -17,7 +17,7 @@ from cloud import settings as cloud_settings
 from edge.boundary import ExitCode, Failure
 from edge.flags import apply_environment, env_name
 from lab import __main__ as lab_main
-from lab import firewall
+from lab import firewall, turn_service
 from media_node import settings as node_settings
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
@@ -26,6 +26,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "pinhole-media-node": node_settings.parser,
     "pinhole-lab": lab_main._parser,
     "pinhole-lab firewall": firewall.parser,
+    "pinhole-lab turn": turn_service.parser,
 }
 
 

@@ -80,6 +80,9 @@ class CallOptions:
     on_probe: Callable[[int, int, ProbeOutcome], None] | None = None  # done, total, outcome
     on_discovered: Callable[[list[ProbeOutcome], str], None] | None = None  # outcomes, source
     on_second: Callable[[CallSecond], None] | None = None
+    # set while the call talks: it stops talking at once, leaves and reports as at the end
+    # of ``seconds`` (``pinhole call`` sets it on Ctrl-C, as ping prints its summary)
+    hang_up: asyncio.Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,16 +320,19 @@ class Call:
             await self.move(moved)
 
     async def talk(self, seconds: float, *, video: bool = False, mute: bool = False,
-                   every_second: Callable[[int, MediaSession], None] | None = None) -> None:
-        """Send 20 ms audio packets (and video slices) on the current leg for ``seconds``;
-        ``mute``: send nothing, only listen (consent checks still go out);
-        ``every_second`` is called once a second with the current leg."""
+                   every_second: Callable[[int, MediaSession], None] | None = None,
+                   hang_up: asyncio.Event | None = None) -> float:
+        """Send 20 ms audio packets (and video slices) on the current leg for ``seconds``,
+        or until ``hang_up`` is set; ``mute``: send nothing, only listen (consent checks
+        still go out); ``every_second`` is called once a second with the current leg.
+        Returns the seconds it talked."""
         follower = asyncio.create_task(self.device.follow_events(self.on_event))
         watcher = asyncio.create_task(self.watch())
         began = self.clock()
+        i = 0
         try:
-            i = 0
-            while (due := began + i * 0.02) < began + seconds:
+            while (due := began + i * 0.02) < began + seconds and not (
+                    hang_up is not None and hang_up.is_set()):
                 session = self.session
                 if not mute:
                     with contextlib.suppress(MediaError, OSError):
@@ -343,6 +349,7 @@ class Call:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        return min(seconds, i * 0.02)
 
     async def run(self, options: CallOptions) -> LegTotals:
         """The whole call from here: the first leg, ``options.seconds`` of media (a
@@ -381,9 +388,10 @@ class Call:
                 task.add_done_callback(reports.discard)
 
         await self.connect()
+        talked = 0.0
         try:
-            await self.talk(options.seconds, video=options.video, mute=options.mute,
-                            every_second=every_second)
+            talked = await self.talk(options.seconds, video=options.video, mute=options.mute,
+                                     every_second=every_second, hang_up=options.hang_up)
         finally:
             for task in list(reports):
                 task.cancel()
@@ -392,7 +400,7 @@ class Call:
         await api.leave(self.joined.meeting_id, me)
         totals = self.report()
         first_media = self.first_media_at
-        await api.report_call(totals.metrics(options.seconds).model_copy(update={  # every leg
+        await api.report_call(totals.metrics(talked).model_copy(update={  # every leg
             "time_to_media_ms": _ms(self.start, first_media)}))  # the seed's analytics
         return totals
 

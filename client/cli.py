@@ -9,11 +9,13 @@ the flags, and the printing of each command's result; the library does the work.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hashlib
 import json
 import logging
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -91,7 +93,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "call": ("join a meeting and send and receive audio",
              "Join a meeting, connect to the node (falling back from UDP to TCP to TLS "
              "until media flows), send and receive SRTP audio for --seconds and print the "
-             "transport, packets, loss and jitter. A line a second on stderr shows progress."),
+             "transport, packets, loss and jitter. A line a second on stderr shows progress. "
+             "Ctrl-C (or SIGTERM) while media flows hangs up: the call leaves the meeting "
+             "and prints its report, as if --seconds had ended; a second Ctrl-C stops at "
+             "once."),
     "join-link": ("print a link that joins a meeting from a web browser",
                   "Print the address of the cloud's join page for a meeting, with a device "
                   "token in its fragment (#token=…, which a browser never sends to a server). "
@@ -214,6 +219,41 @@ def _progress(second: CallSecond) -> None:
           flush=True)
 
 
+class HangUpOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM while a call talks hangs it up: ``event`` is set, the
+    call leaves and its report is printed, as ping prints its summary. Before the call
+    talks, and at a second signal, they interrupt as they always do (exit 130)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._previous: dict[int, Any] = {}
+
+    def arm(self) -> None:
+        """From now on a signal hangs up (called when the call starts to talk)."""
+        if self._previous:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.getsignal(sig)
+            loop.add_signal_handler(sig, self._received, sig)
+
+    def _received(self, sig: int) -> None:
+        if not self.event.is_set():
+            self.event.set()
+            return
+        self.disarm()  # the second one: what the signal did before
+        signal.raise_signal(sig)
+
+    def disarm(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig, previous in self._previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+
 def _still_waiting(outcomes: list[ProbeOutcome], source: str) -> None:
     """The end of the probe's progress line: the rungs reported before they answered."""
     if source == "probe":
@@ -315,12 +355,22 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     enrollment = Enrollment(s.org, s.enrollment_key, s.name, identity.device_id)
     try:
         if args.command == "call":
-            report = await device.call(args.meeting, CallOptions(
-                enrollment=enrollment, create=args.create, seconds=args.seconds,
-                consent_s=args.consent_s, mute=args.mute, video=args.video,
-                force_probe=s.force_probe, on_registered=registered, on_probe=progress,
-                on_discovered=None if progress is None else _still_waiting,
-                on_second=None if s.json else _progress))
+            hang_up = HangUpOnSignal()
+
+            def second(second: CallSecond) -> None:
+                hang_up.arm()
+                if not s.json:
+                    _progress(second)
+
+            try:
+                report = await device.call(args.meeting, CallOptions(
+                    enrollment=enrollment, create=args.create, seconds=args.seconds,
+                    consent_s=args.consent_s, mute=args.mute, video=args.video,
+                    force_probe=s.force_probe, on_registered=registered, on_probe=progress,
+                    on_discovered=None if progress is None else _still_waiting,
+                    on_second=second, hang_up=hang_up.event))
+            finally:
+                hang_up.disarm()
             return report.as_dict()
         reg = await device.register(s.org, s.enrollment_key, name, identity.device_id)
         registered(reg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from client.cache import ReportCache
 from client.device import Device
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from wire.models import DeviceRegistration
 from wire.tls import client_context
 
 pytestmark = pytest.mark.slow
@@ -122,3 +124,34 @@ async def test_netcheck_reports_what_works_and_what_to_open(stack: Stack, tmp_pa
     assert result["media_transport"] == "udp/5004" and result["rules"] == []
     assert result["verdict"] == {"exit_status": 0, "name": "good",
                                  "text": "all good: media can use UDP, the best path"}
+
+
+async def test_ctrl_c_in_a_call_hangs_up_leaves_and_reports(stack: Stack, tmp_path: Path
+                                                            ) -> None:
+    """Ctrl-C while media flows hangs up as ping stops: the call leaves the meeting, sends
+    its end-of-call report and prints its summary, exit 0. Before, SIGINT printed
+    "interrupted" (exit 130): no report, and the participant stayed until the node's
+    consent timeout removed it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client", "--stack", str(stack.state_dir / "stack.json"),
+        "--cache-dir", str(tmp_path / "cache"), "--name", "caller", "call", "--create",
+        "--meeting", "mtg-ctrl-c", "--seconds", "600",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    seen = b""
+    while b"  0 s  " not in seen:  # the first progress line: the call talks
+        line = await asyncio.wait_for(proc.stderr.readline(), 60)
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, (seen + err).decode()
+    assert "udp/5004" in out.decode() and "Traceback" not in err.decode()
+    api = stack.api()
+    await api.register(DeviceRegistration.model_validate(
+        {"org": ORG, "enrollment_key": stack.enrollment_key, "name": "watcher"}))
+    assert (await api.meeting("mtg-ctrl-c")).participants == []  # it left
+    await api.close()
+    async with aiohttp.ClientSession() as http, http.get(
+            stack.cloud_url + "/metrics", ssl=client_context(stack.ca_file)) as response:
+        assert 'pinhole_calls_total{transport="udp/5004"} 1' in await response.text()

@@ -23,7 +23,7 @@ import datetime
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -110,6 +110,15 @@ def private_directory(directory: Path) -> None:
     os.chmod(directory, 0o700)
 
 
+def flag_safe_token(nbytes: int, token: Callable[[int], str] = secrets.token_urlsafe) -> str:
+    """A random URL-safe secret that never starts with ``-``: one in 64 of
+    ``token_urlsafe``'s does, and ``--enrollment-key -Xy…`` then reads as a missing value
+    (argparse: "expected one argument"), so a key the stack handed out fails as typed."""
+    while (value := token(nbytes)).startswith("-"):
+        pass
+    return value
+
+
 def write_secret(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` with mode 0600 from the first byte (never briefly 0644)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -126,9 +135,9 @@ def _with_pins(pki: Pki) -> Pki:
     if not pki.backup_key_file.exists():
         write_secret(pki.backup_key_file, spare_key().decode())
     if not pki.operator_token_file.exists():
-        write_secret(pki.operator_token_file, secrets.token_urlsafe(24))
+        write_secret(pki.operator_token_file, flag_safe_token(24))
     if not pki.turn_secret_file.exists():
-        write_secret(pki.turn_secret_file, secrets.token_urlsafe(32))
+        write_secret(pki.turn_secret_file, flag_safe_token(32))
     pins = (spki_pin(pki.cert_file.read_bytes()), spki_pin_of_key(pki.backup_key_file.read_bytes()))
     return replace(pki, pins=pins)
 
@@ -147,10 +156,10 @@ def write_pki(directory: Path, cloud_names: Sequence[str],
     private_directory(directory)
     now = now or datetime.datetime.now(datetime.UTC)
     ca = make_ca(now)
-    pki = Pki(directory, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
-              secrets.token_urlsafe(16))
+    pki = Pki(directory, flag_safe_token(16), flag_safe_token(16),
+              flag_safe_token(16))
     _write_certificates(pki, ca, issue(ca, cloud_names, now))
-    hybrid = {ORG: secrets.token_urlsafe(16), OTHER_ORG: secrets.token_urlsafe(16)}
+    hybrid = {ORG: flag_safe_token(16), OTHER_ORG: flag_safe_token(16)}
     write_secret(pki.orgs_file, json.dumps({"orgs": [
         {"id": ORG, "enrollment_key": pki.enrollment_key, "hybrid_node_secret": hybrid[ORG]},
         {"id": OTHER_ORG, "enrollment_key": pki.other_enrollment_key,

@@ -21,7 +21,7 @@ from lab.stack import Stack
 @dataclass
 class Party:
     call: Call
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[float] | None = None
 
     @property
     def node(self) -> str:

@@ -1,9 +1,11 @@
-"""The media node as a process: it stops on SIGTERM even before the cloud ever answered."""
+"""The media node as a process: it stops on SIGTERM even before the cloud ever answered,
+and exits 2 with a line naming the flag to change when it cannot serve."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 
 import pytest
@@ -35,3 +37,43 @@ async def test_help_explains_every_flag() -> None:
     for flag in ("--cloud", "--simulated-rtt-ms", "--stun-rate", "--legacy-dc", "--no-tls",
                  "--metrics-listen", "--log-format"):
         assert flag in text
+
+
+async def _node_fails(*flags: str) -> str:
+    """A node started with ``flags`` that cannot serve: exit 2 and its last line, which
+    names what to change (house rule: every CLI error says what to do next)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "media_node", "--cloud", "https://127.0.0.1:1",
+        "--advertise", "127.0.0.1", *flags,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = err.decode()
+    assert proc.returncode == 2 and "Traceback" not in text, text
+    return text.strip().splitlines()[-1]
+
+
+async def test_a_node_with_every_transport_off_says_so() -> None:
+    last = await _node_fails("--no-udp", "--no-tcp", "--no-tls")
+    assert "leave nothing to serve" in last and "drop one of them" in last
+
+
+async def test_a_port_already_taken_names_the_flags_to_change() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        last = await _node_fails("--listen", "127.0.0.1", "--udp-port", "0",
+                                 "--udp-last-resort-port", "0", "--tcp-port", str(port),
+                                 "--tls-port", "0")
+    assert "cannot listen on 127.0.0.1" in last and "--tcp-port" in last
+
+
+async def test_a_metrics_address_already_taken_names_the_flag() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        last = await _node_fails("--udp-port", "0", "--udp-last-resort-port", "0",
+                                 "--tcp-port", "0", "--tls-port", "0",
+                                 "--metrics-listen", f"127.0.0.1:{port}")
+    assert f"--metrics-listen 127.0.0.1:{port}: cannot listen" in last

@@ -86,6 +86,8 @@ def test_a_send_buffer_that_stays_full_is_dropped_from_and_counted_not_queued_fo
     Caused for real: in a namespace of its own the listener sends through a veth whose
     egress ``tc tbf`` holds to 8 kbit/s, so the queued packets keep the socket's send
     buffer full and the kernel says EAGAIN; 5,000 packets of 172 B would queue 800 kB.
+    Then the shaper goes, as an egress that recovers: the port sends what it queued
+    (when the socket is writable again) and drops nothing more.
     """
     require_root()
     require_tool("ip")
@@ -103,7 +105,8 @@ def test_a_send_buffer_that_stays_full_is_dropped_from_and_counted_not_queued_fo
             subprocess.run(["ip", "netns", "exec", ns, *command.split()], check=True)
         out = subprocess.run(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.integration.full_send_party",
-             "--bind", "10.251.0.1", "--to", "10.251.0.2", "--packets", "5000"],
+             "--bind", "10.251.0.1", "--to", "10.251.0.2", "--packets", "5000",
+             "--lift", "v0"],
             cwd=ROOT, check=True, capture_output=True, text=True, timeout=60).stdout
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
@@ -111,3 +114,4 @@ def test_a_send_buffer_that_stays_full_is_dropped_from_and_counted_not_queued_fo
     # only a send refused with EAGAIN is queued or dropped: the fault is real, not simulated
     assert 0 < result["held_bytes"] <= SEND_QUEUE_LIMIT  # a little queued, never more
     assert result["dropped"] > 0  # the rest dropped and counted
+    assert result["drained"] and result["dropped_after"] == 0

@@ -14,8 +14,9 @@ Defects pinned down (each failed before the fix):
 - ``pinhole call --json`` after a reassignment reported only the last leg's
   packets, named the first node, and sent that undercount to
   ``/v1/metrics/calls``.
-Timings are figures of ``bench/failover.py``; here a call is only long enough
-that a fault detected by the old heartbeat timeout would miss it.
+Timings are figures of ``bench/failover.py``; here the parties talk until the test
+hangs them up (Ctrl-C), and a hung node must be left sooner than the old heartbeat
+timeout would have noticed it.
 """
 
 from __future__ import annotations
@@ -41,15 +42,26 @@ from wire.models import CallMetrics
 pytestmark = pytest.mark.slow
 
 NODES = (NodeSpec("node-a", "eu", 0), NodeSpec("node-b", "us", 20))
+UNTIL_HUNG_UP_S = 600.0  # a party's --seconds when the test hangs it up
 
 
-async def _call(stack: Stack, name: str, meeting: str, seconds: float) -> dict[str, Any]:
+async def _call(stack: Stack, name: str, meeting: str, seconds: float = UNTIL_HUNG_UP_S,
+                hang_up: asyncio.Event | None = None) -> dict[str, Any]:
+    """A ``pinhole call --json`` for ``seconds``, or, given ``hang_up``, until it is set:
+    then Ctrl-C hangs the call up and it reports as at its end."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "client", "--stack", str(stack.state_dir / "stack.json"),
         "--no-cache", "--name", name, "--json", "call", "--meeting", meeting, "--create",
         "--seconds", str(seconds),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), seconds + 60)
+    output = asyncio.ensure_future(proc.communicate())
+    if hang_up is not None:
+        ended = asyncio.ensure_future(hang_up.wait())
+        await asyncio.wait({output, ended}, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        if not output.done():
+            proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(output, seconds + 60)
     assert proc.returncode == 0, err.decode()
     result: dict[str, Any] = json.loads(out)
     return result
@@ -64,7 +76,8 @@ async def _relayed(stack: Stack, node: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def _media_on(stack: Stack, node: str, since: float = 0.0) -> None:
+async def _media_on(stack: Stack, node: str, since: float = 0.0, timeout_s: float = 60
+                    ) -> None:
     """Both parties latched on ``node`` (the node's "latched" event recorded each rung; on
     replicas by whichever replica holds the node's channel), and ``node`` relayed media
     between them: 50 packets more than ``since``, about half a second of both talking."""
@@ -84,20 +97,38 @@ async def _media_on(stack: Stack, node: str, since: float = 0.0) -> None:
             return await _relayed(stack, node) >= since + 50
 
         try:
-            await until_async(latched, f"both parties latched on {node}", timeout_s=60)
+            await until_async(latched, f"both parties latched on {node}",
+                              timeout_s=timeout_s)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last seen (node, rung): {seen}") from None
-        await until_async(relayed, f"{node} relayed media between them", timeout_s=60)
+        await until_async(relayed, f"{node} relayed media between them", timeout_s=timeout_s)
     finally:
         await api.close()
 
 
-async def _meet(stack: Stack, seconds: float) -> list[asyncio.Task[dict[str, Any]]]:
-    """Two parties in one meeting; returns once both have media on node-a."""
-    calls = [asyncio.create_task(_call(stack, name, "faults", seconds))
-             for name in ("alice", "bob")]
+class Meeting:
+    """Two parties in one meeting who talk until :meth:`end` hangs them up."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.hang_up = asyncio.Event()
+        self.calls = [asyncio.create_task(_call(stack, name, "faults", hang_up=self.hang_up))
+                      for name in ("alice", "bob")]
+
+    async def end(self) -> list[dict[str, Any]]:
+        """Hang both up (Ctrl-C) and return their reports."""
+        self.hang_up.set()
+        return list(await asyncio.gather(*self.calls))
+
+
+async def _meet(stack: Stack) -> Meeting:
+    """Two parties in one meeting; returns once both have media on node-a.
+
+    Defect pinned down: the parties called for a fixed few seconds, so on a busy machine
+    one could leave before the other had latched and the meeting never had both on
+    node-a. They now talk until the test has seen what it waits for."""
+    meeting = Meeting(stack)
     await _media_on(stack, "node-a")
-    return calls
+    return meeting
 
 
 async def _reports(stack: Stack) -> list[CallMetrics]:
@@ -135,10 +166,12 @@ async def redis_stack(tmp_path: Path) -> AsyncIterator[Stack]:
 async def test_a_hung_node_is_left_within_the_call(memory_stack: Stack) -> None:
     """SIGSTOP: the socket stays open, only a ping deadline or the client's own silence
     watch notices. Before: 12.5 s of nothing, so this 7 s call stayed on node-a."""
-    calls = await _meet(memory_stack, 7.0)
+    meeting = await _meet(memory_stack)
+    since = await _relayed(memory_stack, "node-b")
     memory_stack.signal("node-a", signal.SIGSTOP)
-    try:
-        results = await asyncio.gather(*calls)
+    try:  # within the 7 s the call once lasted; the heartbeat alone takes 12.5 s
+        await _media_on(memory_stack, "node-b", since, timeout_s=7)
+        results = await meeting.end()
     finally:
         memory_stack.signal("node-a", signal.SIGCONT)
     for result in results:
@@ -151,10 +184,12 @@ async def test_a_silent_leg_moves_though_the_cloud_has_not_noticed(tmp_path: Pat
     their reassignment request can move them. Before: nothing moved them."""
     async with running_stack(NODES, state_dir=tmp_path, cloud_args=[
             "--heartbeat-s", "20", "--heartbeat-misses", "10"]) as stack:
-        calls = await _meet(stack, 9.0)
+        meeting = await _meet(stack)
+        since = await _relayed(stack, "node-b")
         stack.signal("node-a", signal.SIGSTOP)
         try:
-            results = await asyncio.gather(*calls)
+            await _media_on(stack, "node-b", since)
+            results = await meeting.end()
         finally:
             stack.signal("node-a", signal.SIGCONT)
     for result in results:
@@ -165,14 +200,14 @@ async def test_a_silent_leg_moves_though_the_cloud_has_not_noticed(tmp_path: Pat
 async def test_same_node_fails_twice_on_redis_replicas(redis_stack: Stack) -> None:
     """Fail node-a, then node-b, then node-a again within seconds, on two replicas:
     every failure is reassigned (before: the second failure of node-a was not, for 61 s)."""
-    calls = await _meet(redis_stack, 16.0)
+    meeting = await _meet(redis_stack)
     for victim in ("node-a", "node-b", "node-a"):
         survivor = "node-b" if victim == "node-a" else "node-a"
         since = await _relayed(redis_stack, survivor)
         await redis_stack.kill(victim)
         await _media_on(redis_stack, survivor, since)  # reassigned, and media back
         await redis_stack.restart_node(victim)  # returns once the cloud lists it
-    results = await asyncio.gather(*calls)
+    results = await meeting.end()
     for result in results:
         _check_moved(result, ["node-a", "node-b", "node-a", "node-b"])
     calls_reported = await _reports(redis_stack)
@@ -191,7 +226,7 @@ async def test_killing_the_replica_holding_the_node_keeps_media(redis_stack: Sta
     holder = next(name for name in ("cloud-1", "cloud-2")
                   if "node node-a control channel up" in
                   (redis_stack.state_dir / f"{name}.log").read_text())
-    calls = await _meet(redis_stack, 6.0)
+    meeting = await _meet(redis_stack)
     await redis_stack.kill(holder)
     api = await redis_stack.register("watcher")  # through the balancer, to the survivor
     try:
@@ -200,7 +235,7 @@ async def test_killing_the_replica_holding_the_node_keeps_media(redis_stack: Sta
         await api.close()
     assert len(view.participants) == 2
     third = await _call(redis_stack, "carol", "faults", 2.0)
-    results = await asyncio.gather(*calls)
+    results = await meeting.end()
     for result in results:
         assert [leg["node"] for leg in result["legs"]] == ["node-a"]
         assert result["packets_received"] > 0

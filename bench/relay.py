@@ -205,8 +205,9 @@ def run(meetings: list[int], rounds: int, duration: float, window: int,
                          f"core{flag}")
                 fair = not (pair["node"]["generator_saturated"]
                             or pair["c_relay"]["generator_saturated"])
-                c_core = pair["c_relay"]["out_per_core_s"]
-                ratio = pair["node"]["out_per_core_s"] / c_core if fair and c_core else None
+                # a server CPU under one clock tick (10 ms) reads 0: no per-core rate, no ratio
+                c_core, node_core = (pair[c]["out_per_core_s"] for c in ("c_relay", "node"))
+                ratio = node_core / c_core if fair and c_core and node_core else None
                 per_round.append({**pair, "ratio_per_core": None if ratio is None
                                   else round(ratio, 3)})
             ratios = [r["ratio_per_core"] for r in per_round if r["ratio_per_core"] is not None]

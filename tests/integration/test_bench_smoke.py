@@ -40,10 +40,15 @@ def test_relay_benchmark_produces_machine_readable_rounds() -> None:
         [round_] = meeting["rounds"]
         for config in ("node", "c_relay"):
             assert round_[config]["bad"] == 0  # every packet at the sink is a relayed one
-            assert round_[config]["out_rate"] > 0 and round_[config]["server_cpu"] > 0
+            # CPU is counted in clock ticks (10 ms): a 0.5 s run of the C relay on a busy
+            # machine once used less than one, and read 0 (defect pinned down: the test
+            # wanted more than 0)
+            assert round_[config]["out_rate"] > 0 and round_[config]["server_cpu"] >= 0
         assert meeting["receivers"] == int(size) - 1
         ratio = round_["ratio_per_core"]
-        assert ratio is None or ratio > 0  # None: the generator saturated, said so
+        assert ratio is None or ratio > 0  # None: the generator saturated or a CPU read 0
+        if 0 in (round_["node"]["server_cpu"], round_["c_relay"]["server_cpu"]):
+            assert ratio is None
     assert result["ratio_median"] == result["meetings"]["2"]["ratio_per_core_median"]
     assert result["generator_coalesce_us"] == COALESCE_US  # it naps, not woken per packet
 

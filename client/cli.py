@@ -222,7 +222,8 @@ def _progress(second: CallSecond) -> None:
 class HangUpOnSignal:
     """Ctrl-C (SIGINT) or SIGTERM while a call talks hangs it up: ``event`` is set, the
     call leaves and its report is printed, as ping prints its summary. Before the call
-    talks, and at a second signal, they interrupt as they always do (exit 130)."""
+    talks, and at a second signal, they do what they always did (Ctrl-C: "interrupted",
+    exit 130)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

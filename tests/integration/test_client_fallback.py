@@ -33,6 +33,10 @@ async def test_discovery_measures_the_simulated_distance_and_join_picks_the_near
     19.9 ms for a 10 ms node on a busy machine. What it means holds without a wall-clock
     margin: a delay only adds (every RTT is at least the node's setting, less libuv's
     millisecond timer granularity), and the cloud ranks the nodes by what was reported.
+    A second defect of the same kind: a check that node-near won whenever each node's best
+    round trip (over every rung) put it first failed when its UDP rung, the one scored,
+    measured slower than node-mid's on a busy machine; the ranking check above is the
+    rule itself.
     """
     async with running_stack(REGIONS, state_dir=tmp_path) as stack:
         device = Device(stack.api())
@@ -56,8 +60,6 @@ async def test_discovery_measures_the_simulated_distance_and_join_picks_the_near
             assert candidate.rtt_ms is not None and candidate.rtt_ms >= measured[node_id] - 0.01
         assert joined.node.id == min(scored, key=lambda n: scored[n].score or 0.0)
         assert joined.plan[0].rung == "udp/5004"
-        if sorted(measured, key=measured.__getitem__) == ["node-near", "node-mid", "node-far"]:
-            assert joined.node.id == "node-near"
         await device.api.close()
 
 

@@ -4,9 +4,11 @@ and exits 2 with a line naming the flag to change when it cannot serve."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -57,11 +59,17 @@ async def test_a_node_with_every_transport_off_says_so() -> None:
     assert "leave nothing to serve" in last and "drop one of them" in last
 
 
-async def test_a_port_already_taken_names_the_flags_to_change() -> None:
+@contextlib.contextmanager
+def _taken_port() -> Iterator[int]:
+    """A loopback TCP port something else listens on."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield int(taken.getsockname()[1])
+
+
+async def test_a_port_already_taken_names_the_flags_to_change() -> None:
+    with _taken_port() as port:
         last = await _node_fails("--listen", "127.0.0.1", "--udp-port", "0",
                                  "--udp-last-resort-port", "0", "--tcp-port", str(port),
                                  "--tls-port", "0")
@@ -69,10 +77,7 @@ async def test_a_port_already_taken_names_the_flags_to_change() -> None:
 
 
 async def test_a_metrics_address_already_taken_names_the_flag() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with _taken_port() as port:
         last = await _node_fails("--udp-port", "0", "--udp-last-resort-port", "0",
                                  "--tcp-port", "0", "--tls-port", "0",
                                  "--metrics-listen", f"127.0.0.1:{port}")

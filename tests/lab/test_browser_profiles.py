@@ -125,15 +125,19 @@ async def test_tls_only_selects_a_relay_over_turn_tls_443(running: tuple[Lab, Pa
     assert turn == {"url": f"turns:{TURN_HOST}:{TLS_PORT}?transport=tcp"}
     async with _two_in_a_meeting(fw, stack_json) as states:
         for state in states:
-            stats = state["stats"]
-            pair, node = stats["selectedPair"], stats["join"]
-            local = pair["local"]
-            assert (local["type"], local["relayProtocol"], local["address"]) == (
-                "relay", "tls", TURN_HOST), pair
-            assert (pair["remote"]["protocol"], pair["remote"]["address"],
-                    pair["remote"]["port"]) == (
-                "udp", node["address"], _port(stack_json, node["node"], "udp/5004")), pair
-            assert stats["transport"]["relay"] is True
+            _relayed_over_turn_tls(state["stats"], stack_json)
+
+
+def _relayed_over_turn_tls(stats: dict[str, Any], stack_json: Path) -> None:
+    """The browser's selected pair starts at a relayed candidate allocated over TLS on
+    coturn and ends at the node's UDP 5004 (RFC 8656 §3.1)."""
+    pair, node = stats["selectedPair"], stats["join"]
+    local = pair["local"]
+    assert (local["type"], local["relayProtocol"], local["address"]) == (
+        "relay", "tls", TURN_HOST), pair
+    assert (pair["remote"]["protocol"], pair["remote"]["address"], pair["remote"]["port"]) == (
+        "udp", node["address"], _port(stack_json, node["node"], "udp/5004")), pair
+    assert stats["transport"]["relay"] is True
 
 
 @contextlib.contextmanager
@@ -170,14 +174,7 @@ async def test_proxy_only_selects_a_relay_over_turn_tls_through_the_http_proxy(
         async with _two_in_a_meeting(fw, stack_json, proxy) as states:
             for state in states:
                 stats = state["stats"]
-                pair, node = stats["selectedPair"], stats["join"]
-                local = pair["local"]
-                assert (local["type"], local["relayProtocol"], local["address"]) == (
-                    "relay", "tls", TURN_HOST), pair
-                assert (pair["remote"]["protocol"], pair["remote"]["address"],
-                        pair["remote"]["port"]) == (
-                    "udp", node["address"], _port(stack_json, node["node"], "udp/5004")), pair
-                assert stats["transport"]["relay"] is True
+                _relayed_over_turn_tls(stats, stack_json)
                 assert all(p["local"]["type"] == "relay" for p in stats["pairs"]
                            if p["state"] == "succeeded"), stats["pairs"]
         requests = [line.split("): ", 1)[1] for line in

@@ -21,6 +21,7 @@ import pytest
 
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all, media_between
 from tests.prereqs import require_tool
 from tests.waiting import until, until_async
 from wire.tls import make_ca
@@ -308,13 +309,11 @@ async def test_two_processes_sharing_a_cache_do_not_revoke_each_other(
     identity slot, so both calls complete and hear each other."""
     cache = tmp_path / "shared"
     assert (await _pinhole(stack, cache, "register"))[0] == 0  # an identity both would reuse
-    results = await asyncio.gather(*(
-        _pinhole(stack, cache, "call", "--meeting", "shared-cache", "--create",
-                 "--seconds", "3", "--json") for _ in range(2)))
-    calls = []
-    for rc, out, err in results:
-        assert rc == 0, err
-        calls.append(json.loads(out))
+    parties = [await Party.start(stack, "--cache-dir", str(cache), "call", "--meeting",
+                                 "shared-cache", "--create", "--seconds", str(UNTIL_HUNG_UP_S),
+                                 "--json") for _ in range(2)]
+    await media_between(stack, "shared-cache")  # both in, hearing each other: hang up
+    calls = await hang_up_all(parties)
     assert calls[0]["participant_id"] != calls[1]["participant_id"]
     assert all(set(c) == _documented_keys("call") for c in calls)
     assert all(c["packets_received"] > 0 for c in calls)

@@ -17,6 +17,7 @@ from client.cache import ReportCache
 from client.device import Device
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all, media_between
 from wire.models import DeviceRegistration
 from wire.tls import client_context
 
@@ -96,10 +97,12 @@ async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> No
     loopback, the transport used; the end-of-call report reaches the cloud."""
     meeting = (await _pinhole(stack, tmp_path / "c0", "--name", "host", "meeting",
                               "create"))["meeting_id"]
-    calls = await asyncio.gather(*(
-        _pinhole(stack, tmp_path / f"c{n}", "--name", name, "call", "--meeting", meeting,
-                 "--seconds", "2", *(["--video"] if name == "alice" else []))
-        for n, name in enumerate(("alice", "bob"), start=1)))
+    parties = [await Party.start(stack, "--cache-dir", str(tmp_path / f"c{n}"), "--json",
+                                 "--name", name, "call", "--meeting", meeting, "--seconds",
+                                 str(UNTIL_HUNG_UP_S), *(["--video"] if name == "alice" else []))
+               for n, name in enumerate(("alice", "bob"), start=1)]
+    await media_between(stack, meeting)  # both talked through the node: hang up
+    calls = await hang_up_all(parties)
     for call in calls:
         assert call["transport"] == "udp/5004" and call["node"] == "node-a"
         assert call["packets_received"] > 0 and call["loss"] == 0

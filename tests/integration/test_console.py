@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from client.device import Device
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.browser import headless_page
+from tests.integration.calls import UNTIL_HUNG_UP_S, Party, pinhole_argv
+from tests.waiting import until_async
 from wire.models import ProbeResult, ReachabilityReport
 from wire.tls import client_context, spki_pin
 from wire.transports import RungName
@@ -41,14 +42,19 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield s
 
 
-def _cli(stack: Stack, cache: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "client", "--stack", str(stack.state_dir / "stack.json"),
-            "--cache-dir", str(cache), *args]
+def _args(cache: Path, *args: str) -> list[str]:
+    return ["--cache-dir", str(cache), *args]
+
+
+def _until_hung_up(cache: Path, name: str, meeting: str) -> list[str]:
+    """A ``--json`` call that talks until the test hangs it up."""
+    return _args(cache, "--json", "--name", name, "call", "--meeting", meeting,
+                 "--seconds", str(UNTIL_HUNG_UP_S))
 
 
 async def _run(stack: Stack, cache: Path, *args: str) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        *_cli(stack, cache, "--json", *args),
+        *pinhole_argv(stack, *_args(cache, "--json", *args)),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
@@ -90,15 +96,15 @@ async def test_the_console_shows_titles_live_quality_and_forgets_ended_meetings(
     auth = {"Authorization": f"Bearer {stack.operator_token}"}
     meeting = (await _run(stack, tmp_path / "c0", "meeting", "create", "--title",
                           "Weekly <b>sync</b>"))["meeting_id"]
-    call = asyncio.create_task(_run(stack, tmp_path / "alice", "--name", "alice", "call",
-                                    "--meeting", meeting, "--seconds", "5"))
+    call = await Party.start(stack, *_until_hung_up(tmp_path / "alice", "alice", meeting))
     state: dict[str, Any] = {}
-    for _ in range(80):  # an in-call report comes every 2 s
-        state = json.loads((await _get(stack, "/v1/console/state", headers=auth))[1])
+
+    async def reported() -> bool:  # an in-call report comes every 2 s
+        state.update(json.loads((await _get(stack, "/v1/console/state", headers=auth))[1]))
         people = [p for m in state["meetings"] for p in m["participants"]]
-        if people and people[0]["loss"] is not None:
-            break
-        await asyncio.sleep(0.1)
+        return bool(people) and people[0]["loss"] is not None
+
+    await until_async(reported, "alice's first in-call report on the console", poll_s=0.1)
     [shown] = state["meetings"]
     assert shown["title"] == "Weekly <b>sync</b>" and shown["id"] == meeting
     [alice] = shown["participants"]
@@ -108,7 +114,7 @@ async def test_the_console_shows_titles_live_quality_and_forgets_ended_meetings(
     assert node["legs"] >= 1 and node["load"] > 0 and node["control"] == "connected"
     assert node["heartbeat_age_s"] is not None
     assert next(r for r in state["ladder"] if r["rung"] == "udp/5004")["live"] == 1
-    await call
+    await call.report()  # hung up: it leaves
     state = json.loads((await _get(stack, "/v1/console/state", headers=auth))[1])
     assert state["meetings"] == [] and state["ended_meetings"] == 1  # counted, not listed
     assert state["calls"]["udp/5004"]["calls"] == 1
@@ -132,8 +138,7 @@ async def test_a_participant_appears_live_in_a_real_browser(stack: Stack, tmp_pa
         assert await page.evaluate("document.title") == "Pinhole operator console"
         await page.evaluate("window.pinholeMarker = 'still the same page'")
         assert "node-a" in await page.evaluate("document.getElementById('nodes').innerText")
-        call = asyncio.create_task(_run(stack, tmp_path / "bob", "--name", "bob", "call",
-                                        "--meeting", meeting, "--seconds", "6"))
+        call = await Party.start(stack, *_until_hung_up(tmp_path / "bob", "bob", meeting))
         try:
             await page.wait_for("[...document.querySelectorAll('td.participant')]"
                                 ".some((c) => c.textContent === 'bob')")
@@ -150,7 +155,7 @@ async def test_a_participant_appears_live_in_a_real_browser(stack: Stack, tmp_pa
             await page.screenshot(shot)
             assert shot.stat().st_size > 10_000
         finally:
-            await call
+            await call.report()
 
 
 async def _logged_in(page: Any, stack: Stack) -> None:

@@ -21,103 +21,45 @@ timeout would have noticed it.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from cloud.redis_store import RedisStore
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all, media_between, relayed
 from tests.prereqs import require_tool
-from tests.waiting import until_async
 from wire.models import CallMetrics
 
 pytestmark = pytest.mark.slow
 
 NODES = (NodeSpec("node-a", "eu", 0), NodeSpec("node-b", "us", 20))
-UNTIL_HUNG_UP_S = 600.0  # a party's --seconds when the test hangs it up
-
-
-async def _call(stack: Stack, name: str, meeting: str, seconds: float = UNTIL_HUNG_UP_S,
-                hang_up: asyncio.Event | None = None) -> dict[str, Any]:
-    """A ``pinhole call --json`` for ``seconds``, or, given ``hang_up``, until it is set:
-    then Ctrl-C hangs the call up and it reports as at its end."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "client", "--stack", str(stack.state_dir / "stack.json"),
-        "--no-cache", "--name", name, "--json", "call", "--meeting", meeting, "--create",
-        "--seconds", str(seconds),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    output = asyncio.ensure_future(proc.communicate())
-    if hang_up is not None:
-        ended = asyncio.ensure_future(hang_up.wait())
-        await asyncio.wait({output, ended}, return_when=asyncio.FIRST_COMPLETED)
-        ended.cancel()
-        if not output.done():
-            proc.send_signal(signal.SIGINT)
-    out, err = await asyncio.wait_for(output, seconds + 60)
-    assert proc.returncode == 0, err.decode()
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
-async def _relayed(stack: Stack, node: str) -> float:
-    """SRTP packets ``node`` has relayed to participants (its metrics)."""
-    url = next(n["metrics_url"] for n in stack.nodes if n["id"] == node)
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        text = await response.text()
-    match = re.search(r'^pinhole_node_packets_total\{direction="out"\} (\S+)$', text, re.M)
-    return float(match.group(1)) if match else 0.0
-
-
-async def _media_on(stack: Stack, node: str, since: float = 0.0, timeout_s: float = 60
-                    ) -> None:
-    """Both parties latched on ``node`` (the node's "latched" event recorded each rung; on
-    replicas by whichever replica holds the node's channel), and ``node`` relayed media
-    between them: 50 packets more than ``since``, about half a second of both talking."""
-    api = await stack.register("watcher")
-    seen: list[object] = []  # the last view, named if it never comes
-    try:
-        async def latched() -> bool:
-            try:
-                view = await api.meeting("faults")
-            except Exception:  # not created yet
-                return False
-            seen[:] = [[(p.node_id, p.transport) for p in view.participants]]
-            return len(view.participants) == 2 and all(
-                p.node_id == node and p.transport for p in view.participants)
-
-        async def relayed() -> bool:
-            return await _relayed(stack, node) >= since + 50
-
-        try:
-            await until_async(latched, f"both parties latched on {node}",
-                              timeout_s=timeout_s)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last seen (node, rung): {seen}") from None
-        await until_async(relayed, f"{node} relayed media between them", timeout_s=timeout_s)
-    finally:
-        await api.close()
+def _party_args(name: str, seconds: float = UNTIL_HUNG_UP_S) -> list[str]:
+    return ["--no-cache", "--name", name, "--json", "call", "--meeting", "faults", "--create",
+            "--seconds", str(seconds)]
 
 
 class Meeting:
     """Two parties in one meeting who talk until :meth:`end` hangs them up."""
 
-    def __init__(self, stack: Stack) -> None:
-        self.hang_up = asyncio.Event()
-        self.calls = [asyncio.create_task(_call(stack, name, "faults", hang_up=self.hang_up))
-                      for name in ("alice", "bob")]
+    def __init__(self, parties: list[Party]) -> None:
+        self.parties = parties
+
+    @classmethod
+    async def start(cls, stack: Stack) -> Meeting:
+        return cls([await Party.start(stack, *_party_args(name)) for name in ("alice", "bob")])
 
     async def end(self) -> list[dict[str, Any]]:
         """Hang both up (Ctrl-C) and return their reports."""
-        self.hang_up.set()
-        return list(await asyncio.gather(*self.calls))
+        return await hang_up_all(self.parties)
+
+
+async def _media_on(stack: Stack, node: str, since: float = 0.0, timeout_s: float = 60
+                    ) -> None:
+    await media_between(stack, "faults", node=node, since=since, timeout_s=timeout_s)
 
 
 async def _meet(stack: Stack) -> Meeting:
@@ -126,7 +68,7 @@ async def _meet(stack: Stack) -> Meeting:
     Defect pinned down: the parties called for a fixed few seconds, so on a busy machine
     one could leave before the other had latched and the meeting never had both on
     node-a. They now talk until the test has seen what it waits for."""
-    meeting = Meeting(stack)
+    meeting = await Meeting.start(stack)
     await _media_on(stack, "node-a")
     return meeting
 
@@ -167,7 +109,7 @@ async def test_a_hung_node_is_left_within_the_call(memory_stack: Stack) -> None:
     """SIGSTOP: the socket stays open, only a ping deadline or the client's own silence
     watch notices. Before: 12.5 s of nothing, so this 7 s call stayed on node-a."""
     meeting = await _meet(memory_stack)
-    since = await _relayed(memory_stack, "node-b")
+    since = await relayed(memory_stack, "node-b")
     memory_stack.signal("node-a", signal.SIGSTOP)
     try:  # within the 7 s the call once lasted; the heartbeat alone takes 12.5 s
         await _media_on(memory_stack, "node-b", since, timeout_s=7)
@@ -185,7 +127,7 @@ async def test_a_silent_leg_moves_though_the_cloud_has_not_noticed(tmp_path: Pat
     async with running_stack(NODES, state_dir=tmp_path, cloud_args=[
             "--heartbeat-s", "20", "--heartbeat-misses", "10"]) as stack:
         meeting = await _meet(stack)
-        since = await _relayed(stack, "node-b")
+        since = await relayed(stack, "node-b")
         stack.signal("node-a", signal.SIGSTOP)
         try:
             await _media_on(stack, "node-b", since)
@@ -203,7 +145,7 @@ async def test_same_node_fails_twice_on_redis_replicas(redis_stack: Stack) -> No
     meeting = await _meet(redis_stack)
     for victim in ("node-a", "node-b", "node-a"):
         survivor = "node-b" if victim == "node-a" else "node-a"
-        since = await _relayed(redis_stack, survivor)
+        since = await relayed(redis_stack, survivor)
         await redis_stack.kill(victim)
         await _media_on(redis_stack, survivor, since)  # reassigned, and media back
         await redis_stack.restart_node(victim)  # returns once the cloud lists it
@@ -234,7 +176,8 @@ async def test_killing_the_replica_holding_the_node_keeps_media(redis_stack: Sta
     finally:
         await api.close()
     assert len(view.participants) == 2
-    third = await _call(redis_stack, "carol", "faults", 2.0)
+    carol = await Party.start(redis_stack, *_party_args("carol", 2.0))
+    third = await carol.report(hang_up=False)  # its 2 s
     results = await meeting.end()
     for result in results:
         assert [leg["node"] for leg in result["legs"]] == ["node-a"]

@@ -21,6 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all, media_between
 from wire.tls import client_context
 
 pytestmark = pytest.mark.slow
@@ -59,9 +60,11 @@ def _count(family: Metric, **labels: str) -> float:
 async def test_every_series_is_described_and_the_histograms_fill(
         stack: Stack, tmp_path: Path) -> None:
     meeting = str((await _pinhole(stack, tmp_path / "c0", "meeting", "create"))["meeting_id"])
-    await asyncio.gather(*(
-        _pinhole(stack, tmp_path / name, "--name", name, "call", "--meeting", meeting,
-                 "--seconds", "1.5") for name in ("alice", "bob")))
+    parties = [await Party.start(stack, "--cache-dir", str(tmp_path / name), "--json",
+                                 "--name", name, "call", "--meeting", meeting,
+                                 "--seconds", str(UNTIL_HUNG_UP_S)) for name in ("alice", "bob")]
+    await media_between(stack, meeting)  # both talked through the node, then hang up
+    await hang_up_all(parties)
     cloud = await _scrape(stack.cloud_url + "/metrics", stack.ca_file)
     node = await _scrape(str(stack.nodes[0]["metrics_url"]), None)
     for name, family in [*cloud.items(), *node.items()]:

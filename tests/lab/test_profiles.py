@@ -10,6 +10,7 @@ a UDP flow that does not begin with a STUN Binding Request.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from lab.netns import ENT_PREFIX, GW_WAN, HYBRID_HOST, INET_PREFIX, PROXY_HOST, Lab, lab, leftovers
+from tests.lab.legs import latched
 from tests.prereqs import require_root, require_tool
 from tests.waiting import until_sync
 
@@ -88,10 +90,17 @@ def test_profile_ends_on_the_expected_transport_and_media_flows(
     running.fw.load_profile(profile)  # also forgets the flows the last profile admitted
     proxy = ["--proxy", f"http://{PROXY_HOST}:{PROXY_PORT}"] if profile == "proxy-only" else []
     meeting = _result(running.client(*proxy, "meeting", "create"))["meeting_id"]
-    calls = [running.client(*proxy, "--name", name, "call", "--meeting", meeting,
-                            "--seconds", "3")
-             for name in ("alice", "bob")]
-    results = [_result(call) for call in calls]
+    # alice talks until hung up; bob calls once her leg has latched, for 3 s: however
+    # slowly a loaded machine starts them, the two overlap (they once missed each other)
+    before = latched(running.state)
+    alice = running.client(*proxy, "--name", "alice", "call", "--meeting", meeting,
+                           "--seconds", "600")
+    until_sync(lambda: latched(running.state) > before or alice.poll() is not None,
+               "alice's leg latched", timeout_s=60)
+    bob = _result(running.client(*proxy, "--name", "bob", "call", "--meeting", meeting,
+                                 "--seconds", "3"))
+    alice.send_signal(signal.SIGINT)  # Ctrl-C: she hangs up and reports
+    results = [_result(alice), bob]
     transport, node = EXPECTED[profile]
     for result in results:
         if profile == "no-udp":

@@ -18,7 +18,6 @@ no gap among them). They now listen until the speaker is done and then hang up (
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 
 from lab.netns import lab
+from tests.lab.legs import latched
 from tests.prereqs import require_root, require_tool
 from tests.waiting import until_sync
 
@@ -41,12 +41,6 @@ def _pinhole(fw: Any, stack_json: Path, *args: str) -> subprocess.Popen[str]:
         [*fw.exec_prefix(fw.ent), sys.executable, "-m", "client", "--stack", str(stack_json),
          "--no-cache", "--json", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-
-
-def _latched(state: Path) -> int:
-    """Participants' legs latched so far, as the stack's media nodes log them."""
-    return sum(len(re.findall(r"leg (?!cas-)\S+ latched on", log.read_text(errors="replace")))
-               for log in state.glob("node-*.log"))
 
 
 def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
@@ -71,7 +65,7 @@ def test_a_muted_listener_keeps_a_5_s_outbound_refreshed_pinhole() -> None:
             for name, extra in (("default", ()), ("every-15-s", ("--consent-s", "15")))
         }
         # both latched (register, probe, join, connect) before the speaker
-        until_sync(lambda: _latched(Path(tmp)) >= 2, "both listeners latched", timeout_s=60)
+        until_sync(lambda: latched(Path(tmp)) >= 2, "both listeners latched", timeout_s=60)
         speaker = _pinhole(fw, stack_json, "--name", "speaker", "call", "--meeting", meeting,
                            "--seconds", "20")
         spoke = _result(speaker)

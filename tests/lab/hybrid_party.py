@@ -1,10 +1,13 @@
 """One participant of the hybrid-node lab, run in a lab namespace.
 
 ``python -m tests.lab.hybrid_party --stack S --meeting M --name N [--org O] [--proxy URL]
-[--remote] --seconds T`` joins, talks for ``T`` seconds (audio every 20 ms; payload byte 0
-is the participant's number) and prints one JSON line. On ``media.reassigned`` it moves its
-media to the new assignment, and records (wall-clock, comparable across namespaces) when the
-event came and when the first packet from another participant arrived on the new leg.
+[--remote] [--seconds T]`` joins and prints a ``ready`` JSON line, then talks (audio every
+20 ms; payload byte 0 is the participant's number) for ``T`` seconds or, by default, until
+Ctrl-C hangs it up, printing what it has heard so far once a second (a test waits for
+what it needs instead of guessing how long two parties overlap), and last one JSON line
+with the result. On ``media.reassigned`` it moves its media to the new assignment, and
+records (wall-clock, comparable across namespaces) when the event came and when the first
+packet from another participant arrived on the new leg.
 ``--remote``: a device on the internet side (reports only what it reached; nothing special
 otherwise).
 """
@@ -15,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -39,7 +43,7 @@ async def main() -> int:
     p.add_argument("--org", default="")
     p.add_argument("--proxy", default=None)
     p.add_argument("--number", type=int, default=0)
-    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--seconds", type=float, default=600.0, help="at most (Ctrl-C ends it)")
     p.add_argument("--latch-on", default="",
                    help="ADDR: also send this device's leg request to ADDR:5004 (UDP)")
     a = p.parse_args()
@@ -81,9 +85,22 @@ async def main() -> int:
             sessions.append(moved)
             out["moved_to"], out["moved_rung"] = event.assignment.node.id, moved.rung
 
+    def heard_so_far() -> dict[str, int]:
+        heard: Counter[int] = Counter()
+        for session in sessions:
+            heard.update(payload[0] for _, _, payload in session.payloads)
+        return {str(k): v for k, v in heard.items()}
+
+    hung_up = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, hung_up.set)
     follower = asyncio.create_task(device.follow_events(on_event))
     for i in range(int(a.seconds * 50)):
+        if hung_up.is_set():
+            break
         sessions[-1].send_audio(bytes([a.number]) + i.to_bytes(4, "big") + bytes(155))
+        if i % 50 == 0:
+            resumed = len(sessions) > 1 and sessions[-1].first_media_at is not None
+            print(json.dumps({"heard": heard_so_far(), "resumed": resumed}), flush=True)
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.5)
     follower.cancel()
@@ -92,13 +109,11 @@ async def main() -> int:
     if len(sessions) > 1 and sessions[-1].first_media_at is not None:
         # first_media_at is time.monotonic(): convert to wall clock through "now"
         out["resumed_at"] = time.time() - (time.monotonic() - sessions[-1].first_media_at)
-    heard: Counter[int] = Counter()
     seen: set[bytes] = set()
     for session in sessions:
-        heard.update(payload[0] for _, _, payload in session.payloads)
         seen.update(payload[:5] for _, _, payload in session.payloads)
-    out["heard"] = {str(k): v for k, v in heard.items()}
-    out["duplicates"] = sum(heard.values()) - len(seen)  # a packet heard twice
+    out["heard"] = heard_so_far()
+    out["duplicates"] = sum(out["heard"].values()) - len(seen)  # a packet heard twice
     with contextlib.suppress(ApiError):
         await api.leave(a.meeting, sessions_owner.participant_id)
     out["bytes_sent"] = sum(s.counters.bytes_sent for s in sessions)

@@ -30,9 +30,9 @@ pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 PROXY = f"http://{PROXY_HOST}:8888"
 HYBRID_RANGE = range(33434, 33599)
-# How long a party talks where the test needs several at once: longer than a loaded
-# machine takes to start the next (a call is a Python process: join, probe, connect)
-OVERLAP_S = 15
+# Parties talk until the test hangs them up (Ctrl-C), once each has heard what the test
+# needs: a fixed length (6, 10, 12 and 15 s) was once outlasted by a loaded machine's
+# slow start of the next party, which then joined after the first had left.
 
 
 class Running:
@@ -58,13 +58,15 @@ class Running:
         return meeting
 
     def party(self, meeting: str, name: str, number: int, *, where: str = "ent",
-              seconds: float = 4.0, extra: tuple[str, ...] = ()) -> Party:
+              seconds: float | None = None, extra: tuple[str, ...] = ()) -> Party:
+        """A party in ``where``'s namespace; it talks for ``seconds``, or until hung up."""
         ns = self.fw.ent if where == "ent" else self.fw.inet
         proxy = ("--proxy", PROXY) if where == "ent" else ()
         proc = subprocess.Popen(
             [*self.fw.exec_prefix(ns), sys.executable, "-m", "tests.lab.hybrid_party",
              "--stack", self.stack_json, "--meeting", meeting, "--name", name,
-             "--number", str(number), "--seconds", str(seconds), *proxy, *extra],
+             "--number", str(number), *proxy, *extra,
+             *(() if seconds is None else ("--seconds", str(seconds)))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         return Party(proc)
 
@@ -85,11 +87,39 @@ class Party:
         ready: dict[str, Any] = json.loads(line)
         return ready
 
+    def hears(self, others: set[str], at_least: int = 1, *, resumed: bool = False,
+              timeout_s: float = 60) -> None:
+        """Read its once-a-second lines until it has heard ``at_least`` packets from each
+        of ``others`` (and, with ``resumed``, media on a leg it moved to)."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            assert line, self.proc.stderr.read() if self.proc.stderr else ""
+            now: dict[str, Any] = json.loads(line)
+            if all(now["heard"].get(o, 0) >= at_least for o in others) and \
+                    (now["resumed"] or not resumed):
+                return
+        raise AssertionError(f"never heard {at_least} from each of {others}: {line}")
+
+    def hang_up(self) -> dict[str, Any]:
+        """Ctrl-C: it leaves and prints its result."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.result()
+
     def result(self, timeout_s: float = 90) -> dict[str, Any]:
         out, err = self.proc.communicate(timeout=timeout_s)
         assert self.proc.returncode == 0, err
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         return result
+
+
+def _meet(parties: list[Party], at_least: int = 1) -> list[dict[str, Any]]:
+    """Wait until every party has heard ``at_least`` packets from every other, then hang
+    them all up; their results."""
+    for me, party in enumerate(parties):
+        party.hears({str(n) for n in range(len(parties)) if n != me}, at_least)
+    return [party.hang_up() for party in parties]
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +146,11 @@ def test_1_local_meeting_sends_no_media_over_the_uplink(running: Running) -> Non
     over udp/5004, and the gateway counts zero bytes leaving the enterprise meanwhile."""
     running.use("hybrid")
     meeting = running.meeting()
-    parties = [running.party(meeting, f"local{n}", n, seconds=6) for n in range(2)]
+    parties = [running.party(meeting, f"local{n}", n) for n in range(2)]
     ready = [p.ready() for p in parties]
     time.sleep(1.5)  # discovery's proxy tunnels (not media) finish closing
     before = running.uplink_bytes()
-    results = [p.result() for p in parties]
+    results = _meet(parties, at_least=101)
     assert running.uplink_bytes() == before
     for n, (r, res) in enumerate(zip(ready, results, strict=True)):
         assert (r["node"], r["rung"], r["rule"]) == (HYBRID_ID, "udp/5004", "hybrid-local")
@@ -135,13 +165,13 @@ def test_2_remote_participant_is_cascaded_from_the_hybrid_range(running: Running
     three hear each other exactly once."""
     running.use("hybrid")
     meeting = running.meeting()
-    # each party talks long enough to overlap the others however slowly a loaded machine
-    # starts them (5 s did not: the remote one joined after local1 had left)
-    locals_ = [running.party(meeting, f"local{n}", n, seconds=OVERLAP_S) for n in range(2)]
+    # each party talks until all have heard each other (with 5 s each, the remote one
+    # once joined after local1 had left)
+    locals_ = [running.party(meeting, f"local{n}", n) for n in range(2)]
     ready = [p.ready() for p in locals_]
-    remote = running.party(meeting, "remote", 2, where="inet", seconds=OVERLAP_S)
+    remote = running.party(meeting, "remote", 2, where="inet")
     far = remote.ready()
-    results = [p.result() for p in (*locals_, remote)]
+    results = _meet([*locals_, remote])
     assert {r["node"] for r in ready} == {HYBRID_ID}
     assert far["node"].startswith("node-") and far["rung"] == "udp/5004"
     for n, res in enumerate(results):
@@ -163,11 +193,11 @@ def test_3_udp_blocked_from_the_hybrid_host_cascade_takes_tls_443(running: Runni
     running.use("hybrid-tls-only")
     meeting = running.meeting()
     # the ladder waits out UDP 5004 (2 s) and TCP 5004 (its SYN dropped: 3 s) before TLS
-    local = running.party(meeting, "local0", 0, seconds=12)
+    local = running.party(meeting, "local0", 0)
     local.ready()
-    remote = running.party(meeting, "remote", 1, where="inet", seconds=12)
+    remote = running.party(meeting, "remote", 1, where="inet")
     far = remote.ready()
-    results = [local.result(), remote.result()]
+    results = _meet([local, remote])
     for n, res in enumerate(results):
         assert set(res["heard"]) == _others(results, n), (n, res)
     log = (running.state / f"{HYBRID_ID}.log").read_text()
@@ -181,10 +211,10 @@ def test_4_a_full_hybrid_node_overflows_to_the_cloud(running: Running) -> None:
     meeting = running.meeting()
     parties, ready = [], []
     for n in range(3):
-        # the first two still hold the node when the third joins (5 s did not always)
-        parties.append(running.party(meeting, f"local{n}", n, seconds=OVERLAP_S))
+        # the first two still hold the node when the third joins: they talk until hung up
+        parties.append(running.party(meeting, f"local{n}", n))
         ready.append(parties[-1].ready())
-    results = [p.result() for p in parties]
+    results = _meet(parties)
     assert [r["node"] for r in ready[:2]] == [HYBRID_ID, HYBRID_ID]
     assert ready[2]["node"].startswith("node-") and ready[2]["rule"] == "hybrid-overflow"
     assert ready[2]["rung"] == "http-proxy"
@@ -198,13 +228,16 @@ def test_5_hybrid_node_killed_local_participants_resume_on_the_cloud(running: Ru
     first packet on the new leg is printed (measured, not asserted)."""
     running.use("hybrid")
     meeting = running.meeting()
-    parties = [running.party(meeting, f"local{n}", n, seconds=10) for n in range(2)]
+    parties = [running.party(meeting, f"local{n}", n) for n in range(2)]
     ready = [p.ready() for p in parties]
     assert {r["node"] for r in ready} == {HYBRID_ID}
-    time.sleep(2.0)
+    for me, party in enumerate(parties):  # media flows on the hybrid node
+        party.hears({str(1 - me)})
     killed_at = time.time()
     running.fw.stop_hybrid(signal.SIGKILL)
-    results = [p.result() for p in parties]
+    for me, party in enumerate(parties):  # and again on the node each moved to
+        party.hears({str(1 - me)}, resumed=True)
+    results = [party.hang_up() for party in parties]
     for n, res in enumerate(results):
         assert res.get("moved_to", "").startswith("node-"), res
         assert "resumed_at" in res and set(res["heard"]) == _others(results, n), res

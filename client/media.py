@@ -34,7 +34,6 @@ from edge.leg_transport import (
     open_udp,
 )
 from wire.address import Address
-from wire.demux import PacketKind, classify, is_rtcp
 from wire.errors import SrtpError
 from wire.leg_client import (
     CONSENT_INTERVAL_S,
@@ -49,6 +48,7 @@ from wire.leg_client import (
     PinMismatch,
 )
 from wire.models import Joined
+from wire.multiplex import PacketKind, classify, is_rtcp
 from wire.payload_types import PCMU, SYNTHETIC_VIDEO
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender

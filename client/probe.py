@@ -27,8 +27,8 @@ from client.errors import ProxyError
 from client.proxy import ProxyConfig, open_tunnel
 from wire.address import Address
 from wire.errors import StunError
-from wire.framing import FrameDecoder, encode_frame
 from wire.models import NodeInfo, ProbeResult
+from wire.multiplex import FrameDecoder, encode_frame
 from wire.stun import parse_binding_response
 from wire.stun_transactions import Answer, TransactionTable
 from wire.tls import check_pins, unverified_client_context

@@ -7,7 +7,6 @@ the outside, and the services (``cloud``, ``media_node``, ``client``) share it:
 - :mod:`edge.flags`: its command line and ``PINHOLE_*`` variables, one settings layer;
 - :mod:`edge.boundary`: its one error boundary (a line on stderr and an exit code);
 - :mod:`edge.admission`: the caps on its open connections;
-- :mod:`edge.json_body`: untrusted JSON bodies, bounded;
 - :mod:`edge.files`: the files it reads back (``stack.json``, caches);
 - :mod:`edge.heap`: its memory once started;
 - :mod:`edge.leg_transport`: asyncio UDP, TCP, TLS and proxy-tunnel legs, for a

@@ -24,8 +24,8 @@ from typing import Any, cast
 
 from wire.address import Address
 from wire.errors import FramingError
-from wire.framing import FrameDecoder, encode_frame
 from wire.leg_client import Latched, LatchFailed, LegClient, LegDriver, LegEvent
+from wire.multiplex import FrameDecoder, encode_frame
 from wire.tls import unverified_client_context
 from wire.transports import RungName
 

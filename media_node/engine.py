@@ -57,7 +57,6 @@ from media_node.plane import RelayPlane
 from media_node.ratelimit import SourceLimiter
 from media_node.webrtc import WebRtcLeg
 from wire.address import Address
-from wire.demux import DTLS, RTCP_PACKET_TYPES, RTP_RTCP, STUN_FIRST
 from wire.dtls import DtlsCertificate, DtlsRole, DtlsSrtp, DtlsState, Fingerprint
 from wire.errors import DtlsError, RtpError, SrtpError
 from wire.ice_lite import (
@@ -67,6 +66,7 @@ from wire.ice_lite import (
     read_check_attributes,
 )
 from wire.models import AllocateLeg, LegAllocated, LegCounters, LegEvent, OpenCascade
+from wire.multiplex import DTLS, RTCP_PACKET_TYPES, RTP_RTCP, STUN_FIRST
 from wire.rtp import feedback_target, retarget_feedback, split_rtcp
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import (
@@ -486,7 +486,7 @@ class Engine:
         if leg.webrtc is not None and not leg.webrtc.keyed:
             self.drop("dtls_pending", leg)
             return
-        rtcp = len(data) > 1 and data[1] in RTCP_PACKET_TYPES  # RFC 5761 §4 (demux.is_rtcp)
+        rtcp = len(data) > 1 and data[1] in RTCP_PACKET_TYPES  # RFC 5761 §4 (multiplex.is_rtcp)
         inbound = leg.inbound
         try:  # the clear packet stays in the inbound session's buffer (wire.srtp: open/seal)
             inbound.open_rtcp(data) if rtcp else inbound.open(data)

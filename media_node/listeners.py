@@ -21,7 +21,7 @@ from media_node import _plane
 from media_node.engine import Engine
 from media_node.metrics import RelayTiming
 from wire.errors import FramingError
-from wire.framing import FrameDecoder, encode_frame
+from wire.multiplex import FrameDecoder, encode_frame
 from wire.tls_stream import ServerTls
 from wire.transports import RungName
 

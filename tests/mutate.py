@@ -31,15 +31,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Each mutated module and the unit tests that are meant to catch changes to it.
 TARGETS: dict[str, tuple[str, ...]] = {
-    "wire/stun.py": ("tests/unit/test_stun.py", "tests/unit/test_stun_edges.py"),
-    "wire/framing.py": ("tests/unit/test_framing.py",),
-    "wire/demux.py": ("tests/unit/test_demux.py",),
+    "wire/stun.py": ("tests/unit/test_stun.py", "tests/unit/test_stun_edges.py",
+                     "tests/unit/test_stun_fast_path.py"),
+    "wire/multiplex.py": ("tests/unit/test_demux.py", "tests/unit/test_framing.py"),
     "wire/rtp.py": ("tests/unit/test_rtp.py", "tests/unit/test_wire_edges.py"),
     "wire/srtp.py": ("tests/unit/test_srtp.py", "tests/unit/test_wire_edges.py"),
     "wire/transports.py": ("tests/unit/test_transports.py", "tests/unit/test_assignment.py"),
     "wire/tls.py": ("tests/unit/test_tls.py",),
     "wire/models.py": ("tests/unit/test_models.py",),
-    "wire/stun_fast.py": ("tests/unit/test_stun_fast_path.py", "tests/unit/test_stun.py"),
     "wire/leg_client.py": ("tests/unit/test_leg_client.py", "tests/unit/test_call_legs.py"),
     "wire/ice_lite.py": ("tests/unit/test_ice_lite.py",),
     "wire/stun_transactions.py": ("tests/unit/test_stun_transactions.py",),

@@ -10,8 +10,8 @@ from pydantic import SecretStr
 
 from tests.fuzz.targets import KEYS, PWD
 from wire.dtls import DtlsCertificate, DtlsRole, DtlsSrtp
-from wire.framing import encode_frame
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
+from wire.multiplex import encode_frame
 from wire.rtp import ReceptionReport, build_rtcp_receiver_report, build_rtp
 from wire.srtp import SrtpProfile, SrtpSender
 from wire.stun import build_discovery_probe, build_leg_binding

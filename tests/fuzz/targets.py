@@ -28,16 +28,14 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from client.cache import NodeListCache
 from client.cache import _read_model as read_model
+from cloud.http import decode_json
 from cloud.openapi import OPERATIONS
 from cloud.registry import _from_node as from_node
 from edge.files import IdentityFile, ReportFile, StackFile
-from edge.json_body import decode_json
 from media_node.control import _from_cloud as from_cloud
 from media_node.engine import Engine
-from wire.demux import classify
 from wire.dtls import DATAGRAM_MTU, DtlsCertificate, DtlsRole, DtlsSrtp
 from wire.errors import BodyError, FramingError, RtpError, SdpError, SrtpError, StunError
-from wire.framing import FrameDecoder, encode_frame
 from wire.models import (
     AllocateLeg,
     IceCredentials,
@@ -46,6 +44,7 @@ from wire.models import (
     SrtpParams,
     WebRtcLegParams,
 )
+from wire.multiplex import FrameDecoder, classify, encode_frame
 from wire.rtp import (
     build_rtp,
     parse_rtcp_receiver_report,
@@ -93,7 +92,7 @@ def _frames(chunks: list[bytes]) -> tuple[list[bytes], int] | None:
 
 
 def framing(data: bytes) -> None:
-    """wire.framing (RFC 4571): any split of the stream gives the same frames (or error)."""
+    """RFC 4571 framing (wire.multiplex): any split gives the same frames (or error)."""
     cut = data[0] % (len(data) + 1) if data else 0
     whole = _frames([data])
     assert _frames([data[:cut], data[cut:]]) == whole, "the split changed the frames"

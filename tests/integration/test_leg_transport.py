@@ -91,7 +91,7 @@ async def test_a_re_signed_certificate_in_the_tunnel_is_named() -> None:
 
 
 async def test_a_stream_that_is_not_framing_is_closed_and_counted() -> None:
-    """A frame longer than any media packet (``wire.framing``'s limit) is not
+    """A frame longer than any media packet (``wire.multiplex``'s limit) is not
     framing: the path counts it and closes, it never waits for 65535 bytes."""
     counted: list[str] = []
     closed = asyncio.Event()

@@ -18,7 +18,7 @@ from client.media import MediaSession
 from media_node.cascade import CascadeLink
 from tests.integration.node_harness import RunningNode, cascade, connect, join, running_node
 from tests.waiting import HANG_S, FakeClock, until
-from wire.framing import FrameDecoder, encode_frame
+from wire.multiplex import FrameDecoder, encode_frame
 from wire.rtp import build_rtp
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpSender
 from wire.stun import (

@@ -28,7 +28,7 @@ from media_node.service import admission_for
 from media_node.settings import NODE_LIMITS, NodeSettings
 from tests.integration.node_harness import RunningNode, running_node
 from tests.waiting import until
-from wire.framing import encode_frame
+from wire.multiplex import encode_frame
 from wire.stun import build_discovery_probe
 
 FAST = {"first_message_s": 0.5, "idle_s": 0.8, "handshake_s": 0.5}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wire.demux import (
+from wire.multiplex import (
     DTLS,
     RTP_RTCP,
     STUN_FIRST,

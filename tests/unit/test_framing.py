@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wire.errors import FramingError
-from wire.framing import DEFAULT_FRAME_LIMIT, MAX_FRAME_LENGTH, FrameDecoder, encode_frame
+from wire.multiplex import DEFAULT_FRAME_LIMIT, MAX_FRAME_LENGTH, FrameDecoder, encode_frame
 
 frames_st = st.lists(st.binary(min_size=1, max_size=300), max_size=12)
 

@@ -1,4 +1,4 @@
-"""The STUN fast path (``wire.stun_fast``) agrees with the full validator and with aioice.
+"""The byte-level STUN fast path of ``wire.stun`` agrees with the full validator and aioice.
 
 The node accepts its two common requests byte by byte (a discovery probe; a
 leg request of USERNAME, MESSAGE-INTEGRITY, FINGERPRINT) and builds its two
@@ -19,7 +19,7 @@ from aioice import stun as aioice_stun
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wire import stun, stun_fast
+from wire import stun
 from wire.address import Address
 from wire.stun import (
     Attr,
@@ -66,7 +66,7 @@ def test_leg_requests_agree_with_the_full_validator(
              "unknown": {}}[which]
     result = _agree(request, table)
     if which == "right":
-        assert stun_fast.match_leg(request) is not None
+        assert stun.match_leg(request) is not None
         assert (result.verdict, result.message) == (Verdict.AUTHENTICATED, None)
         assert aioice_stun.parse_message(request).check_message_integrity(pwd)
     else:
@@ -138,7 +138,7 @@ def test_leg_response_equals_the_generic_encoder(txid: bytes, mapped: tuple[str,
 @given(txids, ipv4 | st.text(max_size=20), st.integers(0, 0xFFFF))
 def test_ipv4_fast_path_equals_aioice(txid: bytes, host: str, port: int) -> None:
     """``ipv4_packed`` takes exactly the canonical dotted quads, as ``ipaddress`` does."""
-    packed = stun_fast.ipv4_packed(host)
+    packed = stun.ipv4_packed(host)
     try:
         parsed = ipaddress.ip_address(host)
     except ValueError:
@@ -155,7 +155,7 @@ def test_ipv4_fast_path_equals_aioice(txid: bytes, host: str, port: int) -> None
 def test_an_ipv4_mapped_address_made_once_serves_every_transaction(
         first: bytes, second: bytes, host: str, port: int) -> None:
     """RFC 5389 §15.2: an IPv4 X-Address is XORed with the magic cookie alone, so the
-    attribute ``stun_fast.xor_mapped_ipv4`` keeps per source is right for any transaction
+    attribute ``stun.xor_mapped_ipv4`` keeps per source is right for any transaction
     (aioice, the reference, is given each one)."""
     for txid in (first, second):
         assert xor_address_value((host, port), txid) == aioice_stun.pack_xor_address(
@@ -164,5 +164,5 @@ def test_an_ipv4_mapped_address_made_once_serves_every_transaction(
 
 @given(pwds, st.binary(max_size=600))
 def test_cached_hmac_equals_hmac_digest(key: bytes, message: bytes) -> None:
-    assert stun_fast.hmac_sha1(key, message) == hmac.digest(key, message, "sha1")
-    assert stun_fast.hmac_sha1(key, message) == hmac.digest(key, message, "sha1")  # cached
+    assert stun.hmac_sha1(key, message) == hmac.digest(key, message, "sha1")
+    assert stun.hmac_sha1(key, message) == hmac.digest(key, message, "sha1")  # cached

@@ -1,4 +1,4 @@
-"""edge.json_body: the one decoder for untrusted JSON bodies.
+"""cloud.http.decode_json: the one decoder for untrusted JSON bodies.
 
 Pins down the defects of the cloud's old body reader: ``json.loads`` raised
 ``RecursionError`` on ``[`` × 1000 and ``{"a":`` × 5000, accepted ``NaN``
@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.json_body import MAX_DEPTH, decode_json, nesting_depth
+from cloud.http import JSON_DEPTH, decode_json, nesting_depth
 from wire.errors import BodyError
 
 LIMIT = 256 * 1024
 
 
-def _reason(raw: bytes, max_depth: int = MAX_DEPTH) -> str:
+def _reason(raw: bytes, max_depth: int = JSON_DEPTH) -> str:
     with pytest.raises(BodyError) as info:
         decode_json(raw, max_bytes=LIMIT, max_depth=max_depth)
     return info.value.reason

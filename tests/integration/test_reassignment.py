@@ -60,13 +60,14 @@ async def test_participants_of_a_failed_node_are_reassigned(stack: Stack) -> Non
         queues.append(queue)
     meeting = (await devices[0].api.create_meeting()).id
     first = [await d.join(meeting) for d in devices]
-    assert {j.node.id for j in first} == {"node-a"}  # the nearer node
+    # one node for the meeting: the nearer as the probes measured it (node-b is only 20 ms
+    # farther, which a loaded machine once measured out of order: the test kills whichever)
+    [failed] = {j.node.id for j in first}
+    other = "node-b" if failed == "node-a" else "node-a"
 
-    node_a = stack.processes[1]
-    node_a.kill()
-    await node_a.wait()
+    await stack.kill(failed)
     moved = [(await _next(q, "media.reassigned")).assignment for q in queues]
-    assert all(m is not None and m.node.id == "node-b" for m in moved)
+    assert all(m is not None and m.node.id == other for m in moved)
     assert [m.ssrc for m in moved if m] == [j.ssrc for j in first]  # same participants
     assert [m.participant_id for m in moved if m] == [j.participant_id for j in first]
     # ... and a new leg: new ICE credentials and new SRTP keys in both directions, so
@@ -90,7 +91,7 @@ async def test_participants_of_a_failed_node_are_reassigned(stack: Stack) -> Non
     assert Counter(s for s, _, _ in sessions[0].payloads) == {first[1].ssrc: 20}
     assert Counter(s for s, _, _ in sessions[1].payloads) == {first[0].ssrc: 20}
     nodes = {n.id: n.healthy for n in (await devices[0].api.nodes()).nodes}
-    assert "node-a" not in nodes or nodes["node-a"] is False
+    assert failed not in nodes or nodes[failed] is False
     for session in sessions:
         session.close()
     for task in tasks:

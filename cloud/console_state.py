@@ -59,12 +59,13 @@ def _nodes(cloud: Cloud, history: list[HistoryEvent],
                     drops[reason] = drops.get(reason, 0) + n
         legs = state.legs if state is not None and not down else None
         capacity = state.capacity if state is not None else None
+        plane = state.plane if state is not None else None
         nodes.append({
             "id": info.id, "kind": info.kind, "region": info.region, "org": info.org,
             "address": info.address, "endpoints": [f"{e.rung}:{e.port}" for e in info.endpoints],
             "healthy": info.healthy, "status": "down" if down else "up", "control": control,
             "heartbeat_age_s": _round(registry.heartbeat_age(info.id), 1),
-            "legs": legs, "capacity": capacity,
+            "legs": legs, "capacity": capacity, "plane": plane,
             "load": _round(legs / capacity, 4) if legs is not None and capacity else None,
             "moved": moved.get(info.id, []) if down else [],
             "drops": dict(sorted(drops.items())), "packets_in": packets[0],

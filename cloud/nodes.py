@@ -44,7 +44,7 @@ async def register_node(request: web.Request) -> web.Response:
         endpoints=body.endpoints, fingerprint=body.fingerprint, legacy_dc=body.legacy_dc,
         dtls_fingerprint=body.dtls_fingerprint,
     )
-    cloud.registry.register(info, body.capacity)
+    cloud.registry.register(info, body.capacity, body.plane)
     await cloud.registry.share(node_id)
     answer = NodeRegistered(
         node_id=node_id, control_path=f"/v1/nodes/{node_id}/control",

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, get_args
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -32,6 +32,7 @@ from wire.models import (
     LegEvent,
     NodeInfo,
     NodeToCloud,
+    PlaneKind,
     ReleaseLeg,
 )
 
@@ -52,6 +53,7 @@ class NodeState:
     info: NodeInfo
     capacity: int
     last_seen: float
+    plane: PlaneKind | None = None  # the data plane it said it relays on
     ws: web.WebSocketResponse | None = None
     pending: dict[str, asyncio.Future[LegAllocated]] = field(default_factory=dict)
     legs: int = 0
@@ -79,9 +81,9 @@ class NodeRegistry:
         self._forwarders: dict[str, asyncio.Task[None]] = {}
         self.synced = False  # learned the other replicas' nodes at least once (with a bus)
 
-    def register(self, info: NodeInfo, capacity: int) -> None:
+    def register(self, info: NodeInfo, capacity: int, plane: PlaneKind | None = None) -> None:
         old = self._nodes.get(info.id)
-        state = NodeState(info=info, capacity=capacity, last_seen=self._clock())
+        state = NodeState(info=info, capacity=capacity, last_seen=self._clock(), plane=plane)
         if old is not None:
             state.ws, state.pending = old.ws, old.pending
         self._nodes[info.id] = state
@@ -100,7 +102,8 @@ class NodeRegistry:
         state = self._nodes[node_id]
         if self.bus is not None:
             await self.bus.remember(node_id, {"info": state.info.model_dump(mode="json"),
-                                              "capacity": state.capacity})
+                                              "capacity": state.capacity,
+                                              "plane": state.plane})
 
     async def find(self, node_id: str) -> NodeState | None:
         """A node registered here or, with a bus, with any replica (behind a balancer
@@ -109,7 +112,9 @@ class NodeRegistry:
         if state is None and self.bus is not None:
             shared = await self.bus.recall(node_id)
             if shared is not None:
-                self.register(NodeInfo.model_validate(shared["info"]), int(shared["capacity"]))
+                plane = shared.get("plane")
+                self.register(NodeInfo.model_validate(shared["info"]), int(shared["capacity"]),
+                              plane if plane in get_args(PlaneKind) else None)
                 state = self._nodes.get(node_id)
         return state
 

@@ -9,17 +9,22 @@
  * sessions and the same checks in the same order:
  *
  *   recvfrom; RTP (first byte 128-191, RFC 7983 §7) but not RTCP (RFC 5761 §4);
- *   source latched here; srtp_unprotect with the sender's session (tag and
- *   replay window, RFC 3711 §3.3); SSRC is the sender's (assigned by the cloud);
- *   for each receiver: consent (RFC 7675 §5.1) or drop, protect a copy (the last
- *   one protects in place), sendto.
+ *   source latched here; SSRC is the sender's (assigned by the cloud), read
+ *   before decryption, so libsrtp never makes a stream for another SSRC;
+ *   srtp_unprotect with the sender's session (tag and replay window, RFC 3711
+ *   §3.3); for each receiver: consent (RFC 7675 §5.1) or drop, protect a copy
+ *   (the last one protects in place), sendto.
  *
  * Everything else (STUN, SRTCP, unknown sources, cascades, stream sinks, a
- * simulated distance) is handed back to Python, untouched, in arrival order
- * per source. libsrtp is called through the function pointers of the copy
- * pylibsrtp carries (the sessions are pylibsrtp's), so there is one libsrtp in
- * the process. No Python code runs while it relays: the garbage collector (whose
- * finalizers could change routes under it) is held off for a drain and a take.
+ * simulated distance) is handed back to Python, untouched. Arrival order holds
+ * on a port: a routed packet read after one handed back in the same drain is
+ * held, and the next drain of that port relays it first (by the routes as they
+ * are then), once Python has handled what came before it. libsrtp is called
+ * through the function pointers of the copy pylibsrtp carries (the sessions are
+ * pylibsrtp's; media_node/plane.py checks their cffi type before it makes a
+ * plane), so there is one libsrtp in the process. No Python code runs while it
+ * relays: the garbage collector (whose finalizers could change routes under it)
+ * is held off for a drain and a take. A plane is initialised once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -81,6 +86,14 @@ typedef struct route {
     receiver_t *receivers;
 } route_t;
 
+/* a routed datagram read after one handed back: relayed first by the port's next drain */
+typedef struct {
+    int fd; /* -1: none */
+    int len;
+    struct sockaddr_storage src;
+    uint8_t data[MAX_DATAGRAM];
+} held_t;
+
 typedef struct {
     PyObject_HEAD
     srtp_call unprotect, protect;
@@ -98,6 +111,7 @@ typedef struct {
     double bounds[MAX_BUCKETS];
     unsigned long long bucket_counts[MAX_BUCKETS + 1];
     double timed_sum;
+    held_t held[MAX_PORTS];
     uint8_t in[MAX_DATAGRAM + ROOM];
     uint8_t out[MAX_DATAGRAM + ROOM];
 } Plane;
@@ -386,14 +400,18 @@ static int hand_back_send(PyObject **sends, const receiver_t *x, const uint8_t *
 /* Relay one routed SRTP packet of `len` bytes in self->in. -1: a Python error. */
 static int relay(Plane *self, route_t *r, int len, PyObject **sends) {
     counters_t *in = &self->counters[r->slot];
+    /* the sender's SSRC before libsrtp sees the packet: a session that takes any SSRC
+     * keeps a stream for each one it authenticates, for ever (the header is
+     * authenticated, never encrypted: a packet that passes here and fails the tag is
+     * dropped by unprotect) */
+    if (memcmp(self->in + 8, r->ssrc, 4) != 0) {
+        in->drops[D_SSRC]++;
+        return 0;
+    }
     int clear = len;
     int status = len > self->in_limit ? -1 : self->unprotect(r->ctx, self->in, &clear);
     if (status) {
         in->drops[status < 0 ? D_ERROR : unprotect_reason(status)]++;
-        return 0;
-    }
-    if (memcmp(self->in + 8, r->ssrc, 4) != 0) { /* authenticated header: never encrypted */
-        in->drops[D_SSRC]++;
         return 0;
     }
     in->packets_in++;
@@ -457,54 +475,108 @@ static int append_packet(PyObject **packets, const uint8_t *data, ssize_t len,
     return failed;
 }
 
-/* drain(fd, budget) -> (packets, sends): read `fd` until it would block (at most `budget`
- * datagrams). packets: [(data, address)] for the engine, in arrival order; sends:
- * [(fd, data, address)] the sockets refused for now. Either is None when empty. */
+static held_t *held_of(Plane *self, int fd) {
+    for (int i = 0; i < MAX_PORTS; i++)
+        if (self->held[i].fd == fd) return &self->held[i];
+    return NULL;
+}
+
+/* The routed SRTP packet of `n` bytes in self->in from `src`, or NULL. */
+static route_t *route_of(Plane *self, int fd, ssize_t n, const struct sockaddr_storage *src) {
+    if (n < 12 || self->in[0] < 128 || self->in[0] >= 192 ||
+        (self->in[1] >= 192 && self->in[1] < 224)) /* SRTP, not SRTCP */
+        return NULL;
+    key_t_ key;
+    return key_from_sockaddr(fd, src, &key) == 0 ? *find(self, &key) : NULL;
+}
+
+static int relay_timed(Plane *self, route_t *r, int len, PyObject **sends) {
+    struct timespec started, done;
+    int timed = self->every > 0 && --self->untimed <= 0;
+    if (timed) {
+        self->untimed = self->every;
+        clock_gettime(CLOCK_MONOTONIC, &started);
+    }
+    if (relay(self, r, len, sends) < 0) return -1;
+    if (timed) {
+        clock_gettime(CLOCK_MONOTONIC, &done);
+        observe(self, seconds(&started, &done));
+    }
+    return 0;
+}
+
+/* drain(fd, budget) -> (packets, sends, held): read `fd` until it would block (at most
+ * `budget` datagrams). packets: [(data, address)] for the engine, in arrival order; sends:
+ * [(fd, data, address)] the sockets refused for now (either None when empty); held: a
+ * routed packet that came after packets is held for the next drain of `fd`, which
+ * relays it first: call it again once packets are handled. None: nothing for Python. */
 static PyObject *Plane_drain(Plane *self, PyObject *args) {
     int fd, budget;
     if (!ready(self) || !PyArg_ParseTuple(args, "ii", &fd, &budget)) return NULL;
     PyObject *packets = NULL, *sends = NULL;
+    int holding = 0;
     int gc = PyGC_Disable(); /* a collection runs finalizers: Python code that may route */
+    held_t *held = fd >= 0 ? held_of(self, fd) : NULL;
     for (int i = 0; i < budget; i++) {
         struct sockaddr_storage src;
-        socklen_t sl = sizeof src;
-        ssize_t n = recvfrom(fd, self->in, MAX_DATAGRAM, 0, (struct sockaddr *)&src, &sl);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) self->udp_errors++;
-            break;
+        ssize_t n;
+        if (held != NULL) { /* what the last drain held: first, by today's routes */
+            memcpy(self->in, held->data, (size_t)held->len);
+            n = held->len;
+            src = held->src;
+            held->fd = -1;
+            held = NULL;
+        } else {
+            socklen_t sl = sizeof src;
+            n = recvfrom(fd, self->in, MAX_DATAGRAM, 0, (struct sockaddr *)&src, &sl);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK) self->udp_errors++;
+                break;
+            }
         }
-        route_t *r = NULL; /* SRTP, not SRTCP, from a routed source */
-        if (n >= 12 && self->in[0] >= 128 && self->in[0] < 192 &&
-            !(self->in[1] >= 192 && self->in[1] < 224)) {
-            key_t_ key;
-            if (key_from_sockaddr(fd, &src, &key) == 0) r = *find(self, &key);
-        }
+        route_t *r = route_of(self, fd, n, &src);
         if (r == NULL) {
             if (append_packet(&packets, self->in, n, &src) < 0) goto fail;
             continue;
         }
-        struct timespec started, done;
-        int timed = self->every > 0 && --self->untimed <= 0;
-        if (timed) {
-            self->untimed = self->every;
-            clock_gettime(CLOCK_MONOTONIC, &started);
+        if (packets != NULL) { /* it must not overtake them: held for the next drain */
+            held_t *slot = held_of(self, -1);
+            if (slot != NULL) {
+                slot->fd = fd;
+                slot->len = (int)n;
+                slot->src = src;
+                memcpy(slot->data, self->in, (size_t)n);
+                holding = 1;
+                break;
+            }
+            /* no free slot (more ports held than a plane serves): relayed now */
         }
-        if (relay(self, r, (int)n, &sends) < 0) goto fail;
-        if (timed) {
-            clock_gettime(CLOCK_MONOTONIC, &done);
-            observe(self, seconds(&started, &done));
-        }
+        if (relay_timed(self, r, (int)n, &sends) < 0) goto fail;
     }
     if (gc) PyGC_Enable();
     if (packets == NULL && sends == NULL) Py_RETURN_NONE;
-    return Py_BuildValue("(NN)", packets ? packets : Py_NewRef(Py_None),
-                         sends ? sends : Py_NewRef(Py_None));
+    return Py_BuildValue("(NNO)", packets ? packets : Py_NewRef(Py_None),
+                         sends ? sends : Py_NewRef(Py_None), holding ? Py_True : Py_False);
 fail:
     if (gc) PyGC_Enable();
     Py_XDECREF(packets);
     Py_XDECREF(sends);
     return NULL;
+}
+
+/* open_port(sock): a port the plane reads from now on (by its descriptor: nothing kept). */
+static PyObject *Plane_open_port(Plane *self, PyObject *sock) {
+    Py_RETURN_NONE;
+}
+
+/* forget_port(fd): the port closes; a datagram held for it is dropped with it. */
+static PyObject *Plane_forget_port(Plane *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    held_t *held = held_of(self, fd);
+    if (fd >= 0 && held != NULL) held->fd = -1;
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -580,20 +652,25 @@ static PyObject *Plane_get_relayed(Plane *self, void *closure) {
 
 /* ------------------------------------------------------------------ the type */
 
+/* Every argument is checked before any is kept, and a plane is initialised once: a second
+ * __init__ (whatever its arguments) is refused, so the function pointers a route is
+ * relayed with are the ones the plane was made with. */
 static int Plane_init(Plane *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"unprotect", "protect", "in_limit", "out_limit", "every",
                             "bounds", NULL};
+    if (self->table != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a Plane is initialised once");
+        return -1;
+    }
     PyObject *unprotect, *protect, *bounds;
+    int in_limit, out_limit;
+    long every;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOiilO", names, &unprotect, &protect,
-                                     &self->in_limit, &self->out_limit, &self->every,
-                                     &bounds))
+                                     &in_limit, &out_limit, &every, &bounds))
         return -1;
     void *un, *pro;
     if (pointer_of(unprotect, &un) < 0 || pointer_of(protect, &pro) < 0) return -1;
-    self->unprotect = (srtp_call)un;
-    self->protect = (srtp_call)pro;
-    if (self->in_limit <= 0 || self->in_limit > MAX_DATAGRAM || self->out_limit <= 0 ||
-        self->out_limit > self->in_limit) {
+    if (in_limit <= 0 || in_limit > MAX_DATAGRAM || out_limit <= 0 || out_limit > in_limit) {
         PyErr_SetString(PyExc_ValueError, "limits must be within a datagram");
         return -1;
     }
@@ -605,19 +682,26 @@ static int Plane_init(Plane *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_ValueError, "too many buckets");
         return -1;
     }
-    for (Py_ssize_t i = 0; i < n; i++) self->bounds[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+    double values[MAX_BUCKETS];
+    for (Py_ssize_t i = 0; i < n; i++) values[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
     Py_DECREF(seq);
     if (PyErr_Occurred()) return -1;
-    self->n_bounds = (int)n;
-    self->untimed = self->every;
-    if (self->table == NULL) {
-        self->buckets = 64;
-        self->table = PyMem_Calloc(self->buckets, sizeof *self->table);
-        if (self->table == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
+    route_t **table = PyMem_Calloc(64, sizeof *table);
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
+    self->unprotect = (srtp_call)un;
+    self->protect = (srtp_call)pro;
+    self->in_limit = in_limit;
+    self->out_limit = out_limit;
+    self->every = every;
+    memcpy(self->bounds, values, (size_t)n * sizeof *values);
+    self->n_bounds = (int)n;
+    self->untimed = every;
+    for (int i = 0; i < MAX_PORTS; i++) self->held[i].fd = -1;
+    self->buckets = 64;
+    self->table = table;
     return 0;
 }
 
@@ -641,6 +725,9 @@ static PyMethodDef Plane_methods[] = {
     {"backlog", (PyCFunction)Plane_backlog, METH_VARARGS,
      "Mark a socket whose sends Python queues (True) or not (False)."},
     {"drain", (PyCFunction)Plane_drain, METH_VARARGS, "Read a socket until it would block."},
+    {"open_port", (PyCFunction)Plane_open_port, METH_O, "A port the plane reads."},
+    {"forget_port", (PyCFunction)Plane_forget_port, METH_VARARGS,
+     "A port closes: drop what is held for it."},
     {"take", (PyCFunction)Plane_take, METH_NOARGS, "Counters per slot since the last take."},
     {"take_udp_errors", (PyCFunction)Plane_take_udp_errors, METH_NOARGS,
      "Send and receive errors since the last take."},

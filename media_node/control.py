@@ -138,6 +138,7 @@ class ControlChannel:
             id=self.node_id, kind="hybrid" if s.kind == "hybrid" else "cloud",
             region=s.region, org=s.org or None, address=s.advertise, endpoints=self.endpoints,
             capacity=s.capacity, fingerprint=self.fingerprint, legacy_dc=s.legacy_dc,
+            plane=self.engine.plane.kind.value,
             dtls_fingerprint=(None if self.engine.certificate is None
                               else str(self.engine.certificate.fingerprint)),
         )

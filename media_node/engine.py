@@ -14,10 +14,12 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   (USE-CANDIDATE) a check on another pair is answered but moves nothing; before
   that, the latest authenticated check latches. Nothing else ever moves a
   latch (docs/design.md "Media leg").
-- SRTP/SRTCP (first byte 128-191) from a latched path is authenticated and
-  decrypted with the sender leg's inbound context (RFC 3711 §3.3: a packet
-  whose tag fails is discarded), then re-protected with every other leg's
-  outbound context and sent where that leg is latched: symmetric media.
+- SRTP/SRTCP (first byte 128-191) from a latched path, its SSRC the sender leg's
+  (checked before decryption, so the leg's libsrtp session keeps streams for its
+  own SSRCs only), is authenticated and decrypted with the sender leg's inbound
+  context (RFC 3711 §3.3: a packet whose tag fails is discarded), then re-protected
+  with every other leg's outbound context and sent where that leg is latched:
+  symmetric media.
 - Cascade legs join two nodes of one meeting (docs/design.md: "cascade legs").
   A packet from a local participant goes to every other leg, cascades
   included; a packet that arrived over a cascade goes to local participants
@@ -39,9 +41,9 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   relayed here, not by the data plane: its packets are translated per receiver
   (payload types, SSRC slots, feedback: ``media_node.webrtc``).
 - Everything else is dropped and counted by reason; nothing raises per packet.
-- The engine is the control plane of a compiled UDP data plane
-  (:mod:`media_node.plane`): every change to a meeting is replanned there, and a
-  sender whose meeting is all on UDP is relayed by the plane with the same
+- The engine is the control plane of a UDP data plane (:mod:`media_node.plane`:
+  compiled, or its Python twin): every change to a meeting is replanned there, and
+  a sender whose meeting is all on UDP is relayed by the plane with the same
   sessions and checks as :meth:`Engine.on_packet`; its counts are settled into
   the legs before anything reads them.
 """
@@ -53,7 +55,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal
 
 from media_node.legs import Leg, Sink
-from media_node.plane import RelayPlane
+from media_node.plane import Plane, load_plane
 from media_node.ratelimit import SourceLimiter
 from media_node.webrtc import WebRtcLeg
 from wire.address import Address
@@ -88,6 +90,11 @@ DTLS_END: Final = DTLS.stop
 SEEN_TRANSACTIONS: Final = 256
 #: a leg's counters that the node also totals
 TOTALS: Final = ("packets_in", "bytes_in", "packets_out", "bytes_out")
+#: SSRCs besides its own that a leg's SRTCP may come from, learnt as they authenticate:
+#: an endpoint's receive-only sections report from SSRCs its offer need not list (RFC
+#: 3550 §6.4.2). Past them, an SRTCP packet from another SSRC is dropped before libsrtp
+#: would keep a stream for it.
+RTCP_SSRCS: Final = 16
 
 
 class Engine:
@@ -105,7 +112,7 @@ class Engine:
         stun_burst: float = 40.0,
         stun_ip_rate: float = 1000.0,
         stun_ip_burst: float = 4000.0,
-        plane: RelayPlane | None = None,
+        plane: Plane | None = None,
         certificate: DtlsCertificate | None = None,
     ) -> None:
         self.node_id: Final = node_id  # known before the listeners start; never renamed
@@ -124,7 +131,8 @@ class Engine:
         #: meetings with a WebRTC leg: their packets are translated per receiver (kept at
         #: set-up, so a packet asks one set, not every member)
         self._translated: set[str] = set()
-        self.plane = plane if plane is not None else RelayPlane()
+        #: the data plane: compiled or Python (``media_node.plane.load_plane``)
+        self.plane: Plane = plane if plane is not None else load_plane()
         #: the node's DTLS certificate: WebRTC legs need one (its fingerprint is in the
         #: node list, and so in every SDP answer for this node)
         self.certificate = certificate
@@ -487,15 +495,22 @@ class Engine:
             self.drop("dtls_pending", leg)
             return
         rtcp = len(data) > 1 and data[1] in RTCP_PACKET_TYPES  # RFC 5761 §4 (multiplex.is_rtcp)
-        inbound = leg.inbound
-        try:  # the clear packet stays in the inbound session's buffer (wire.srtp: open/seal)
-            inbound.open_rtcp(data) if rtcp else inbound.open(data)
-        except SrtpError as exc:
-            self.drop(exc.reason, leg)
-            return
         members = leg.members
-        if not rtcp:
-            ssrc = data[8:12]  # the header is authenticated, never encrypted (RFC 3711 §3.1)
+        # The SSRC before libsrtp sees the packet: a session that takes any SSRC keeps a
+        # stream for each one it authenticates, for ever, so a participant with keys could
+        # grow it without bound. The header is authenticated, never encrypted (RFC 3711
+        # §3.1): one that passes here and fails the tag is dropped below. (Shorter than a
+        # header: libsrtp refuses it, ``error``.)
+        learnt = b""
+        if rtcp and len(data) >= 8:
+            ssrc = data[4:8]  # the first packet's sender (RFC 3550 §6.4.1; RFC 3711 §3.4)
+            if not leg.cascade and not leg.sends(ssrc) and ssrc not in leg.rtcp_ssrcs:
+                if len(leg.rtcp_ssrcs) >= RTCP_SSRCS:
+                    self.drop("ssrc", leg)
+                    return
+                learnt = ssrc
+        elif not rtcp and len(data) >= 12:
+            ssrc = data[8:12]
             if leg.cascade:  # many SSRCs, but never one of this node's own participants
                 if _participant_ssrc(members, ssrc):
                     self.drop("ssrc", leg)
@@ -505,6 +520,14 @@ class Engine:
                 # WebRTC endpoint's offer (RFC 5576)
                 self.drop("ssrc", leg)
                 return
+        inbound = leg.inbound
+        try:  # the clear packet stays in the inbound session's buffer (wire.srtp: open/seal)
+            inbound.open_rtcp(data) if rtcp else inbound.open(data)
+        except SrtpError as exc:
+            self.drop(exc.reason, leg)
+            return
+        if learnt:
+            leg.rtcp_ssrcs.add(learnt)
         leg.packets_in += 1
         leg.bytes_in += len(data)
         if leg.meeting_id in self._translated:

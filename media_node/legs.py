@@ -58,6 +58,9 @@ class Leg:
     ssrc_wire: bytes = field(init=False, repr=False)
     #: every leg of its meeting on this node, itself included (the engine's own list)
     members: list[Leg] = field(default_factory=list, repr=False)
+    #: SSRCs besides its own its SRTCP came from and authenticated (bounded: the engine's
+    #: ``RTCP_SSRCS``)
+    rtcp_ssrcs: set[bytes] = field(default_factory=set, repr=False)
     #: recent Binding transaction ids of this leg → the path each came from
     seen: OrderedDict[bytes, tuple[Sink, Any]] = field(default_factory=OrderedDict, repr=False)
     #: the leg's ICE-lite agent: its valid pairs, their nominations, the selected pair

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from edge.admission import Admission, ConnectionLimits
-from media_node import _plane
 from media_node.engine import Engine
 from media_node.metrics import RelayTiming
+from media_node.plane import MAX_DATAGRAM as MAX_DATAGRAM
 from wire.errors import FramingError
 from wire.multiplex import FrameDecoder, encode_frame
 from wire.tls_stream import ServerTls
@@ -27,7 +27,6 @@ from wire.transports import RungName
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = _plane.MAX_DATAGRAM  # docs/design.md: 2048, not recvfrom(262144)
 # What a port may hold to send while its socket's send buffer stays full (an egress slower
 # than the media, a shaper): about 380 packets of 172 B, half a second of one 1 Mbit/s
 # video stream. Beyond it a packet is dropped and counted: media late is media lost.
@@ -37,10 +36,12 @@ READ_BUDGET = 64
 
 
 class UdpListener:
-    """One UDP port. The engine's data plane reads it (:mod:`media_node.plane`).
+    """One UDP port. The engine's data plane reads it (:mod:`media_node.plane`), in
+    reads of at most ``MAX_DATAGRAM`` bytes.
 
     The plane relays routed SRTP itself and hands every other datagram back, in
-    arrival order, for :meth:`Engine.on_packet` with its source address. Python
+    arrival order, for :meth:`Engine.on_packet` with its source address (a routed
+    packet that came after them waits in the plane until they are handled). Python
     sends (STUN answers, SRTCP, media the plane does not route) leave by
     ``sendto`` on the port's socket. When the socket's send buffer is full a
     packet waits in the port's queue, the plane's refused sends with it (and the
@@ -75,7 +76,7 @@ class UdpListener:
         self.send: Callable[[bytes, Any], None] = (
             self._send_later if delay_s else self._send_now)
         # the plane sends on this port itself unless a simulated distance delays every send
-        self._plane.attach(self._fd, self._enqueue, None if delay_s else self)
+        self._plane.attach(sock, self._enqueue, None if delay_s else self)
         self._loop.add_reader(self._fd, self._readable)
 
     @property
@@ -97,6 +98,8 @@ class UdpListener:
         self._socket.close()
 
     def _readable(self) -> None:
+        if self._closed:  # a read scheduled for a held packet, after the port closed
+            return
         try:
             got = self._drain(self._fd, READ_BUDGET)
         except MemoryError:
@@ -104,9 +107,11 @@ class UdpListener:
             return
         if got is None:
             return
-        packets, sends = got
+        packets, sends, held = got
         if sends is not None:
             self._plane.hand_back(sends)
+        if held:  # a routed packet came after these: the next read relays it, after them
+            self._loop.call_soon(self._readable)
         if packets is None:
             return
         on_packet = self._on_packet

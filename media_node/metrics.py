@@ -34,7 +34,7 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 class RelayTiming(Collector):
     """A sampled histogram of the relay's handling time per packet: the data plane's
-    timed packets (:meth:`RelayPlane.timing`) and those the listeners time around
+    timed packets (:meth:`Plane.timing`) and those the listeners time around
     :meth:`Engine.on_packet`, one series."""
 
     def __init__(self, registry: CollectorRegistry, every: int = TIMED_EVERY,
@@ -104,6 +104,16 @@ class EngineCollector(Collector):
         octets.add_metric(["in"], e.bytes_in)
         octets.add_metric(["out"], e.bytes_out)
         yield octets
+        plane = e.plane
+        info = GaugeMetricFamily("pinhole_node_plane_info",
+                                 "The data plane relaying UDP media (compiled or python) and "
+                                 "why it is that one.", labels=["plane", "reason"])
+        info.add_metric([plane.kind.value, plane.reason.value], 1)
+        yield info
+        yield CounterMetricFamily("pinhole_node_plane_relayed",
+                                  "SRTP packets the data plane relayed (counted in "
+                                  "pinhole_node_packets too; the engine relayed the rest).",
+                                  value=plane.relayed)
         yield GaugeMetricFamily("pinhole_node_legs", "Legs allocated on this node.",
                                 value=len(e.legs))
         yield GaugeMetricFamily("pinhole_node_latched_legs", "Legs latched to a path.",

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import signal
 import ssl
 import tempfile
@@ -32,6 +33,7 @@ from media_node.control import ControlChannel, EventOutbox, RegistrationRefused,
 from media_node.engine import Engine
 from media_node.listeners import UdpListener, bind_stream, bind_udp
 from media_node.metrics import EngineCollector, RelayTiming, make_app
+from media_node.plane import load_plane
 from media_node.settings import NodeSettings
 from wire.dtls import DtlsCertificate
 from wire.models import Endpoint
@@ -216,11 +218,13 @@ async def start_node(settings: NodeSettings, dial: Dialler | None = None) -> Run
         raise usage("--no-udp, --no-tcp and --no-tls leave nothing to serve",
                     "drop one of them")
     outbox = EventOutbox()
+    plane = load_plane(os.environ)  # warns when it must fall back to Python
+    log.info("data plane: %s (%s)", plane.kind, plane.reason)
     engine = Engine(settings.node_id or new_node_id(), capacity=settings.capacity,
                     consent_s=settings.consent_s, leg_timeout_s=settings.leg_timeout_s,
                     stun_rate=settings.stun_rate, stun_burst=settings.stun_burst,
                     stun_ip_rate=settings.stun_ip_rate, stun_ip_burst=settings.stun_ip_burst,
-                    emit=outbox.put,
+                    emit=outbox.put, plane=plane,
                     certificate=DtlsCertificate.generate(datetime.datetime.now(datetime.UTC)))
     admission = admission_for(settings)
     workdir = tempfile.TemporaryDirectory(prefix="pinhole-node-")

@@ -49,8 +49,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
                               "tests/unit/test_webrtc_leg.py"),
     "media_node/webrtc.py": ("tests/unit/test_webrtc_leg.py",),
     # the compiled plane's control: its routes run only on real sockets
-    "media_node/plane.py": ("tests/unit/test_plane_ports.py",
+    "media_node/plane.py": ("tests/unit/test_plane_ports.py", "tests/unit/test_plane_choice.py",
                             "tests/integration/test_data_plane.py"),
+    # the compiled plane's Python twin: the same contract tests, on real sockets
+    "media_node/python_plane.py": ("tests/integration/test_data_plane.py",
+                                   "tests/integration/test_plane_contract.py"),
     "media_node/engine.py": ("tests/unit/test_engine.py", "tests/unit/test_engine_guards.py",
                              "tests/unit/test_engine_amplification.py",
                              "tests/unit/test_webrtc_leg.py"),

@@ -40,6 +40,8 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 ProfileName = Literal["desktop", "mobile", "room", "board"]
 SrtpProfileName = Literal["AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"]
 NodeKind = Literal["cloud", "hybrid"]
+#: the data plane a node relays on (``media_node.plane``): its C accelerator or the Python twin
+PlaneKind = Literal["compiled", "python"]
 
 
 class Body(BaseModel):
@@ -99,6 +101,8 @@ class NodeRegistration(Body):
     fingerprint: str | None = Field(default=None, max_length=128)
     dtls_fingerprint: str | None = Field(default=None, max_length=200)
     legacy_dc: bool = False
+    #: for the operator's console; None from a node that does not say
+    plane: PlaneKind | None = None
 
 
 class NodeRegistered(Body):

@@ -87,8 +87,12 @@ async def test_the_console_needs_the_operator_credential(stack: Stack) -> None:
     assert stack.operator_token not in cookie
     status, body, _ = await _get(stack, "/v1/console/state",
                                  headers={"Authorization": f"Bearer {stack.operator_token}"})
-    assert status == 200 and {n["id"] for n in json.loads(body)["nodes"]} == {"node-a",
-                                                                              "node-b"}
+    nodes = json.loads(body)["nodes"]
+    assert status == 200 and {n["id"] for n in nodes} == {"node-a", "node-b"}
+    for node in nodes:  # the data plane each node said it relays on, as its metrics say
+        url = next(n["metrics_url"] for n in stack.nodes if n["id"] == node["id"])
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert f'pinhole_node_plane_info{{plane="{node["plane"]}"' in await response.text()
 
 
 async def test_the_console_shows_titles_live_quality_and_forgets_ended_meetings(

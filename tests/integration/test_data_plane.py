@@ -1,4 +1,6 @@
-"""The node's compiled UDP data plane (``media_node/_plane.c``, ``media_node/plane.py``).
+"""The node's UDP data plane (``media_node/plane.py``): compiled (``media_node/_plane.c``)
+and its Python twin (``media_node/python_plane.py``), each test that states the contract
+run on both (``make_plane``).
 
 Real UDP sockets on loopback, one event loop. What the plane relays must be
 what the engine's own path relays (``Engine._on_srtp``): the same bytes, the
@@ -26,10 +28,10 @@ from typing import Any
 
 import pytest
 
-from media_node._plane import MAX_PORTS, Plane
 from media_node.engine import Engine
-from media_node.listeners import MAX_DATAGRAM, UdpListener, bind_udp
-from media_node.plane import RELAY_BUCKETS, RelayPlane, _context
+from media_node.listeners import UdpListener, bind_udp
+from media_node.plane import MAX_DATAGRAM, MAX_PORTS, RELAY_BUCKETS, _context
+from tests.integration.planes import MakePlane, compiled, make_plane
 from tests.unit.test_engine import FakeSink, Party
 from tests.waiting import HANG_S, until
 from wire.rtp import build_rtcp_receiver_report, build_rtp, parse_rtp_header
@@ -81,9 +83,13 @@ class Client:
         self.sock.close()
 
 
+__all__ = ["make_plane"]  # the fixture: every test that takes ``node`` runs on both planes
+
+
 @pytest.fixture
-async def node() -> AsyncIterator[tuple[Engine, UdpListener]]:
-    engine = Engine("plane-test", consent_s=CONSENT_S, leg_timeout_s=90, stun_rate=0)
+async def node(make_plane: MakePlane) -> AsyncIterator[tuple[Engine, UdpListener]]:
+    engine = Engine("plane-test", consent_s=CONSENT_S, leg_timeout_s=90, stun_rate=0,
+                    plane=make_plane())
     listener = await bind_udp(engine, "127.0.0.1", 0, RungName.UDP_5004, 0.0)
     yield engine, listener
     listener.close()
@@ -113,6 +119,11 @@ async def pair(node: tuple[Engine, UdpListener]) -> AsyncIterator[Pair]:
     clients = await _meeting(engine, listener, 2)
     yield engine, listener, clients[0], clients[1]
     _close(clients)
+
+
+def _compiled_core() -> Any:
+    """The compiled plane's own type, for what only C can get wrong (references, memory)."""
+    return compiled().core
 
 
 def _close(clients: list[Client]) -> None:
@@ -147,7 +158,7 @@ async def test_a_meeting_on_udp_is_relayed_by_the_plane_with_the_engines_bytes(
                 assert got == expected and to == receiver.addr
                 clear = receiver.party.receiver.unprotect(got)
                 assert parse_rtp_header(clear).ssrc == a.party.ssrc
-        assert engine.plane.plane.relayed == 20  # the plane did it, not the engine's path
+        assert engine.plane.relayed == 20  # the plane did it, not the engine's path
         stats = engine.stats()
         assert (stats["leg-a"].packets_in, stats["leg-a"].bytes_in) == (20, 20 * 182)
         assert stats["leg-b"].packets_out == stats["leg-c"].packets_out == 20
@@ -179,13 +190,14 @@ async def test_bad_packets_are_dropped_for_the_reasons_the_engine_gives(
     report = a.party.sender.protect_rtcp(build_rtcp_receiver_report(ssrc=a.party.ssrc))
     a.send(report, listener.port)
     assert b.party.receiver.unprotect_rtcp(await b.recv())  # relayed by the engine
-    assert engine.plane.plane.relayed == 1
+    assert engine.plane.relayed == 1
 
 
 async def test_hostile_datagrams_from_a_latched_source_never_stop_the_relay(
         pair: Pair) -> None:
     """Bad input from the network is dropped and counted (house rule), whatever its size:
-    empty, shorter than an RTP header, RTP-looking noise, the largest datagram read."""
+    empty, shorter than an RTP header, RTP-looking noise (its SSRC not the sender's:
+    ``ssrc``, before decryption), the largest datagram read."""
     engine, listener, a, b = pair
     noise = [b"", b"\x80", b"\x80" * 11, b"\x80" + os.urandom(40), b"\xbf" * 600,
              b"\x80\x00" + os.urandom(MAX_DATAGRAM - 2),
@@ -199,7 +211,7 @@ async def test_hostile_datagrams_from_a_latched_source_never_stop_the_relay(
     assert clear.endswith(b"after")
     drops = engine.drops
     assert sum(drops.values()) == len(noise) * 20
-    assert set(drops) <= {"demux", "auth", "error", "replay"}
+    assert set(drops) <= {"demux", "auth", "error", "replay", "ssrc"}
     assert engine.stats()["leg-a"].packets_in == 1
 
 
@@ -215,7 +227,7 @@ async def test_the_plane_follows_consent_lost_and_regained(
     assert engine.drops == {"no_consent": 1}
     await b.bind_leg(listener.port)  # consent refreshed on the same path
     await _heard(a, b, listener.port, b"back")
-    assert engine.plane.plane.relayed == 2
+    assert engine.plane.relayed == 2
 
 
 async def test_a_receiver_on_a_stream_sends_the_meeting_through_the_engine(
@@ -233,11 +245,11 @@ async def test_a_receiver_on_a_stream_sends_the_meeting_through_the_engine(
     await _heard(a, b, listener.port, b"to-all")
     [(data, _)] = tcp.sent
     assert stream.receiver.unprotect(data).endswith(b"to-all")
-    assert engine.plane.plane.relayed == 0
+    assert engine.plane.relayed == 0
     engine.release(stream.leg_id)
     assert engine.plane.routes == 2
     await _heard(a, b, listener.port, b"plane")
-    assert engine.plane.plane.relayed == 1
+    assert engine.plane.relayed == 1
 
 
 async def test_a_relatched_leg_is_routed_from_its_new_address_only(
@@ -299,18 +311,19 @@ async def test_relayed_packets_are_timed_in_the_relay_histogram(
     assert 0 < total < 1
 
 
-def test_the_plane_refuses_bad_routes_with_an_error_not_a_crash() -> None:
+def test_the_plane_refuses_bad_routes_with_an_error_not_a_crash(make_plane: MakePlane) -> None:
     """The control plane's arguments are checked: an address that is not IP, a port out
     of range, a null session, a slot out of range are ValueErrors."""
-    plane = RelayPlane().plane
-    owner = object()
+    plane = make_plane().core
+    keys = SrtpKeys.generate()
+    inbound, outbound = SrtpReceiver(keys), SrtpSender(keys)
     bad: list[tuple[Any, ...]] = [
-        (3, ("not-an-ip", 1), 0, 1, owner, 1, []),
-        (3, ("127.0.0.1", 70000), 0, 1, owner, 1, []),
-        (3, ("127.0.0.1", 1), 0, 0, owner, 1, []),
-        (3, ("127.0.0.1", 1), -1, 1, owner, 1, []),
-        (3, ("127.0.0.1", 1), 0, 1, owner, 1, [(4, ("::1", 1), 1 << 30, 1, owner, False)]),
-        (3, "127.0.0.1", 0, 1, owner, 1, []),
+        (3, ("not-an-ip", 1), 0, 1, inbound, 1, []),
+        (3, ("127.0.0.1", 70000), 0, 1, inbound, 1, []),
+        (3, ("127.0.0.1", 1), 0, 0, inbound, 1, []),
+        (3, ("127.0.0.1", 1), -1, 1, inbound, 1, []),
+        (3, ("127.0.0.1", 1), 0, 1, inbound, 1, [(4, ("::1", 1), 1 << 30, 1, outbound, False)]),
+        (3, "127.0.0.1", 0, 1, inbound, 1, []),
     ]
     for args in bad:
         with pytest.raises(ValueError):
@@ -321,7 +334,7 @@ def test_the_plane_refuses_bad_routes_with_an_error_not_a_crash() -> None:
 def test_routes_replaced_or_removed_keep_no_reference() -> None:
     """A route holds its sessions alive and lets them go when replaced or removed: memory
     stays flat however often meetings change."""
-    plane = RelayPlane().plane
+    plane = _compiled_core()
     owner = object()
     receivers = [(4, ("::1", 5000, 0, 0), 1, 1, owner, False)]
     before = sys.getrefcount(owner)
@@ -335,7 +348,8 @@ def test_routes_replaced_or_removed_keep_no_reference() -> None:
 
 def test_an_uninitialised_plane_is_an_error_not_a_crash() -> None:
     """Found by review: ``Plane.__new__`` without ``__init__`` dereferenced a null table."""
-    bare = Plane.__new__(Plane)
+    kind: Any = type(_compiled_core())
+    bare = kind.__new__(kind)
     with pytest.raises(RuntimeError):
         bare.unroute(3, ("127.0.0.1", 1))
     with pytest.raises(RuntimeError):
@@ -345,7 +359,7 @@ def test_an_uninitialised_plane_is_an_error_not_a_crash() -> None:
 def test_receivers_changed_while_a_route_is_read_are_a_copy() -> None:
     """Found by review (AddressSanitizer): parsing a receiver runs Python (``__bool__``
     of its consent flag); a list emptied from there freed the tuple being parsed."""
-    plane = RelayPlane().plane
+    plane = _compiled_core()
     receivers: list[tuple[int, Any, int, int, object, Any]] = []
 
     class Emptying:
@@ -362,7 +376,7 @@ def test_receivers_changed_while_a_route_is_read_are_a_copy() -> None:
 def finalizer_during_drain() -> tuple[int, list[int]]:
     """One packet relayed to 32 receivers while a finalizer that replaces its route
     waits in the collector: (sends handed back, packets out the finalizer saw)."""
-    plane = RelayPlane().plane
+    plane = _compiled_core()
     node = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     node.bind(("127.0.0.1", 0))
     node.setblocking(False)
@@ -423,14 +437,19 @@ def test_a_finalizer_that_changes_routes_waits_for_the_drain() -> None:
     assert json.loads(run.stdout) == [32, [32]]
 
 
-def test_a_plane_refuses_more_ports_than_it_can_mark_queued() -> None:
+def test_a_plane_refuses_more_ports_than_it_can_mark_queued(make_plane: MakePlane) -> None:
     """The plane marks a port whose sends wait in its queue in a fixed table; a port past
     it is refused when it is attached (set-up), never at the moment a send is refused."""
-    plane = RelayPlane()
-    for fd in range(100, 100 + MAX_PORTS):
-        plane.attach(fd, lambda data, addr: None)
-    plane.attach(100, lambda data, addr: None)  # the same port again: still one
-    with pytest.raises(ValueError, match="at most"):
-        plane.attach(99, lambda data, addr: None)
-    for fd in range(100, 100 + MAX_PORTS):
-        plane.backlog(fd, True)  # every attached port can be marked
+    plane = make_plane()
+    ports = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(MAX_PORTS + 1)]
+    try:
+        for port in ports[:MAX_PORTS]:
+            plane.attach(port, lambda data, addr: None)
+        plane.attach(ports[0], lambda data, addr: None)  # the same port again: still one
+        with pytest.raises(ValueError, match="at most"):
+            plane.attach(ports[MAX_PORTS], lambda data, addr: None)
+        for port in ports[:MAX_PORTS]:
+            plane.backlog(port.fileno(), True)  # every attached port can be marked
+    finally:
+        for port in ports:
+            port.close()

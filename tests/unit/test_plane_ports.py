@@ -9,9 +9,13 @@ sends), and :meth:`RelayPlane.detach` forgets it.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from typing import Any
 
-from media_node.plane import RelayPlane
+import pytest
+
+from media_node.plane import python_plane
 from wire.transports import RungName
 
 
@@ -25,21 +29,28 @@ class Port:
         pass
 
 
-def test_a_port_is_fast_from_attach_to_detach() -> None:
-    plane = RelayPlane()
+@pytest.fixture
+def udp() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    yield sock
+    sock.close()
+
+
+def test_a_port_is_fast_from_attach_to_detach(udp: socket.socket) -> None:
+    plane = python_plane()  # the routes' bookkeeping is one class over either plane
     port = Port()
-    plane.attach(100, lambda data, addr: None, port)
-    assert plane.fast_fd(port) == 100
-    plane.detach(100)
+    plane.attach(udp, lambda data, addr: None, port)
+    assert plane.fast_fd(port) == udp.fileno()
+    plane.detach(udp.fileno())
     assert plane.fast_fd(port) is None
 
 
-def test_an_attribute_alone_earns_no_route() -> None:
+def test_an_attribute_alone_earns_no_route(udp: socket.socket) -> None:
     """A sink that never attached as fast (a delayed port, a TCP connection, a cascade)
     is relayed through Python, whatever attributes it has."""
-    plane = RelayPlane()
+    plane = python_plane()
     delayed = Port()
-    plane.attach(101, lambda data, addr: None)  # a simulated distance: no sink given
+    plane.attach(udp, lambda data, addr: None)  # a simulated distance: no sink given
     assert plane.fast_fd(delayed) is None
     assert plane.fast_fd(Port(fast_fd=7)) is None
     assert plane.fast_fd(None) is None

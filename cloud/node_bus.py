@@ -31,10 +31,12 @@ from typing import Any, Final, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from cloud.redis_errors import translated
+from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling, translated
 
 PREFIX = "pinhole:"
 MAX_AGE_S: Final = 30.0  # a sealed message older than this (or from the future) is refused
+RESUBSCRIBE_FIRST_S: Final = 0.05  # a lost subscription is made again after this, then 2×
+RESUBSCRIBE_MAX_S: Final = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +141,27 @@ class RedisNodeBus:
         return await self._publish(f"{PREFIX}nodecmd:{node_id}", text) > 0
 
     async def commands(self, node_id: str) -> AsyncIterator[str]:
-        async for text in self._listen(f"{PREFIX}nodecmd:{node_id}"):
-            yield text
+        """Commands other replicas publish for ``node_id``, until cancelled.
+
+        A subscription lost with the store (its primary killed, failed over or
+        restarted) is made again, on whatever primary there is then, waiting twice as
+        long after each failure (up to ``RESUBSCRIBE_MAX_S``). Before, the forwarding
+        task ended with the lost connection: every command other replicas sent the
+        node went unanswered, and every join placed on it through them failed.
+        """
+        channel, wait = f"{PREFIX}nodecmd:{node_id}", RESUBSCRIBE_FIRST_S
+        while True:
+            try:
+                async for text in self._listen(channel):
+                    wait = RESUBSCRIBE_FIRST_S
+                    yield text
+            except REDIS_FAILURES as exc:
+                raise_if_cancelling()
+                if wait == RESUBSCRIBE_FIRST_S:  # one line per outage, not per attempt
+                    log.warning("subscription to %s lost (%s); subscribing again until "
+                                "the store answers", channel, exc or type(exc).__name__)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RESUBSCRIBE_MAX_S)
 
     async def _listen(self, channel: str) -> AsyncIterator[str]:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)

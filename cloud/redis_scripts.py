@@ -19,6 +19,10 @@ unasked call it).
   command connects again.
 - A server that says ``NOSCRIPT`` (a new or flushed server) gets the script
   (``SCRIPT LOAD``) and the command again.
+- With Sentinel the runner is given ``locate``, which names the current primary
+  each time it connects; a server that says ``READONLY`` (a primary demoted
+  since) fails the command and drops the connection, so the next command
+  connects to the primary the Sentinels name then.
 """
 
 from __future__ import annotations
@@ -27,12 +31,17 @@ import asyncio
 import collections
 import hashlib
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+
+from wire.address import Address
+
+Locate = Callable[[], Awaitable[Address]]
 
 
 def pack(command: tuple[str | int, ...]) -> bytes:
@@ -104,6 +113,10 @@ class _Pipe(asyncio.Protocol):
                 continue
             if isinstance(answer, hiredis.ReplyError):
                 text = str(answer)
+                if text.startswith("READONLY"):  # a demoted primary: connect again
+                    future.set_exception(ReadOnlyError(text))
+                    self.close()
+                    return
                 future.set_exception(NoScriptError(text) if text.startswith("NOSCRIPT")
                                      else ResponseError(text))
             else:
@@ -125,10 +138,13 @@ class _Pipe(asyncio.Protocol):
 
 class ScriptRunner:
     """Runs scripts on a pipelined connection to the store's Redis (same URL: host and
-    port, a Unix socket, TLS with ``rediss://``, a password and a database)."""
+    port, a Unix socket, TLS with ``rediss://``, a password and a database); with
+    ``locate``, on the host and port it names at each connection (the primary the
+    Sentinels name)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, locate: Locate | None = None) -> None:
         self._options: dict[str, Any] = dict(parse_url(url))
+        self._locate = locate
         self._pipe: _Pipe | None = None
         self._connecting = asyncio.Lock()
 
@@ -159,9 +175,11 @@ class ScriptRunner:
             if kind is UnixDomainSocketConnection:
                 _, pipe = await loop.create_unix_connection(_Pipe, o["path"])
             else:
+                host, port = o.get("host", "localhost"), o.get("port", 6379)
+                if self._locate is not None:
+                    host, port = await self._locate()
                 context = ssl.create_default_context() if kind is SSLConnection else None
-                _, pipe = await loop.create_connection(
-                    _Pipe, o.get("host", "localhost"), o.get("port", 6379), ssl=context)
+                _, pipe = await loop.create_connection(_Pipe, host, port, ssl=context)
         except OSError as exc:
             raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
         hello: list[asyncio.Future[Any]] = []

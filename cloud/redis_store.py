@@ -47,16 +47,19 @@ import json
 import operator
 import secrets
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from cloud import redis_sentinel
 from cloud.errors import StoreUnavailable
 from cloud.node_bus import RedisNodeBus, close_pubsub
 from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling, translated
 from cloud.redis_scripts import Script, ScriptRunner
+from cloud.redis_sentinel import SentinelClient
 from cloud.store import (
     DEFAULT_RETENTION,
     CallTotals,
@@ -169,14 +172,25 @@ class RedisStore:
                  max_connections: int = MAX_CONNECTIONS) -> None:
         self.url = url
         self._retention = retention
-        # A blocking pool: under a burst, a request waits for a free connection
-        # (redis-py's default pool raises "Too many connections": a 500 per join).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=CONNECTION_WAIT_S,
-            decode_responses=True)
-        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
-        # a join's two scripts skip redis-py's command path (cloud.redis_scripts)
-        self._scripts = ScriptRunner(url)
+        self._sentinel: SentinelClient | None = None
+        if url.startswith(redis_sentinel.SCHEME):  # the primary the Sentinels name
+            target = redis_sentinel.parse(url)
+            self._sentinel = SentinelClient(target, max_connections, CONNECTION_WAIT_S)
+            self._redis: aioredis.Redis = self._sentinel.redis
+            secret = f":{urllib.parse.quote(target.password, safe='')}@" \
+                if target.password else ""
+            # host and port come from the Sentinels at each connection
+            self._scripts = ScriptRunner(f"redis://{secret}primary/{target.db}",
+                                         locate=self._sentinel.primary)
+        else:
+            # A blocking pool: under a burst, a request waits for a free connection
+            # (redis-py's default pool raises "Too many connections": a 500 per join).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=CONNECTION_WAIT_S,
+                decode_responses=True)
+            self._redis = aioredis.Redis(connection_pool=pool)
+            # a join's two scripts skip redis-py's command path (cloud.redis_scripts)
+            self._scripts = ScriptRunner(url)
         self._acquire, self._commit = Script(_ACQUIRE), Script(_COMMIT)
         self._release = self._redis.register_script(_RELEASE)
         self._publish = self._redis.register_script(_PUBLISH)
@@ -430,4 +444,7 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._scripts.close()
-        await self._redis.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.close()
+        else:
+            await self._redis.aclose()

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cloud import redis_sentinel
 from edge.admission import ConnectionLimits
 from edge.boundary import readable_file, usage
 from edge.flags import (
@@ -50,7 +51,9 @@ class CloudSettings:
     # the credential operator pages (the dashboard) require
     operator_token: str = setting("", "the operator credential the dashboard and other "
                                   "operator pages require", secret=True)
-    store: str = setting("memory", "state store: memory, or redis://host:port/db")
+    store: str = setting("memory", "state store: memory, redis://host:port/db, or "
+                         "redis+sentinel://host:port,host:port,host:port/service/db (the "
+                         "primary the Sentinels name)")
     # GET /v1/turn: TURN servers for WebRTC endpoints (RFC 8656), credentials in coturn's
     # shared-secret scheme (cloud.turn); the secret is coturn's static-auth-secret
     turn_secret: str = setting("", "the secret shared with the TURN server (coturn's "
@@ -104,7 +107,7 @@ class CloudSettings:
         return masked(self)
 
 
-STORES = ("memory", "redis://", "rediss://", "unix://")
+STORES = ("memory", "redis://", "rediss://", "unix://", "redis+sentinel://")
 
 
 def _is_hex_seed(text: str) -> bool:
@@ -153,7 +156,14 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
     settings = settings_from(CloudSettings, p.parse_args(argv))
     if settings.store != "memory" and not settings.store.startswith(STORES[1:]):
         raise usage(f"--store {settings.store} is not a store Pinhole knows",
-                    "use memory, or redis://HOST:PORT/DB")
+                    "use memory, redis://HOST:PORT/DB or "
+                    "redis+sentinel://HOST:PORT,HOST:PORT,HOST:PORT/SERVICE/DB")
+    if settings.store.startswith("redis+sentinel://"):
+        try:
+            redis_sentinel.parse(settings.store)
+        except ValueError as exc:
+            raise usage(f"--store: {exc}",
+                        "give redis+sentinel://HOST:PORT,HOST:PORT,HOST:PORT/SERVICE/DB") from None
     if settings.token_key and not _is_hex_seed(settings.token_key):
         raise usage("--token-key is not 32 bytes of hex (64 characters)",
                     "generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")

@@ -33,10 +33,14 @@ from lab.stack import HYBRID, REGIONS, StackError, running_stack
 
 
 async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
-                 hybrid: bool = False) -> int:
+                 hybrid: bool = False, sentinel: bool = False) -> int:
     if replicas > 1 and store == "memory":
         print("pinhole-lab stack: --replicas needs a shared store: add --store redis",
               file=sys.stderr)
+        return 2
+    if sentinel and store != "redis":
+        print("pinhole-lab stack: --sentinel runs the stack's own Redis with a replica and "
+              "three Sentinels: add --store redis", file=sys.stderr)
         return 2
     nodes = (*REGIONS, HYBRID) if hybrid else REGIONS
     turn = shutil.which("turnserver") is not None  # TURN over TLS for browsers (coturn)
@@ -44,7 +48,8 @@ async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
         print("no coturn here: browsers get no TURN relay (as root: apt-get install coturn)",
               flush=True)
     async with running_stack(nodes, state_dir=state_dir, progress=print, prefix=prefix,
-                             store=store, replicas=replicas, turn=turn) as stack:
+                             store=store, replicas=replicas, turn=turn,
+                             sentinel=sentinel) as stack:
         print(json.dumps(stack.describe(), indent=2), flush=True)
         print(f"operator token (the dashboard and other operator pages): "
               f"{stack.operator_token}", flush=True)
@@ -214,9 +219,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--store", default="memory",
                    help="memory (default), redis (a redis-server the stack starts) or a "
                    "redis://host:port/db URL")
+    s.add_argument("--sentinel", action="store_true",
+                   help="with --store redis: also a Redis replica and three Sentinels; the "
+                   "cloud finds the primary through them and survives its loss")
     s.add_argument("--replicas", type=count(high=16), default=1,
-                   help="cloud processes on the shared store, behind a TCP balancer that "
-                   "owns the cloud's address (needs --store redis)")
+                   help="cloud processes on the shared store, behind HAProxy (TLS passed "
+                   "through, /readyz checked) that owns the cloud's address (needs --store "
+                   "redis)")
     d = sub.add_parser("demo", help="stack + a scripted two-party meeting, narrated")
     d.add_argument("--seconds", type=Number(float, 0, 3600, above=True), default=3.0,
                    help="how long the parties talk")
@@ -322,7 +331,7 @@ def _main(raw: list[str]) -> int:
         return _compose(args)
     if args.command == "stack":
         return uvloop.run(_stack(args.state_dir, args.prefix, args.store, args.replicas,
-                                 args.hybrid))
+                                 args.hybrid, args.sentinel))
     return uvloop.run(demo.run(args.seconds, as_json=args.json, state_dir=args.state_dir))
 
 

@@ -6,9 +6,13 @@ needs root; a process that may not bind below 1024 takes the documented high
 port and the node list carries what is really in use.
 
 With ``store="redis"`` the stack starts its own ``redis-server``; with
-``replicas=N`` it runs N cloud processes on it behind a TCP balancer
-(:mod:`lab.balancer`) that owns the cloud's address, so a replica can be
-killed for real while nodes and clients keep the one URL.
+``sentinel=True`` also a replica of it and three Sentinels (:mod:`lab.sentinel`),
+and the cloud finds the primary through them (a ``redis+sentinel://`` store URL),
+so the primary can be killed for real and the replica takes over. With
+``replicas=N`` it runs N cloud processes on the store behind HAProxy
+(:mod:`lab.haproxy`: TLS passed through, ``/readyz`` checked, a replica that is
+not ready drained) that owns the cloud's address, so a replica can be killed or
+hung for real while nodes and clients keep the one URL.
 
 With ``turn=True`` (``pinhole-lab stack`` asks for it) the stack also runs coturn
 (:mod:`lab.turn`): TURN over TLS for WebRTC endpoints, on 443 of its own address of the
@@ -35,9 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from client.api import CloudApi
+from lab import haproxy, sentinel
 from lab.net import free_block, free_port, wait_for_port
 from lab.pki import ORG, OTHER_ORG, Pki, private_directory, write_pki, write_secret
 from lab.turn import TurnServer, answers, place, write_turn_files
+from wire.address import Address
 from wire.models import DeviceRegistration
 from wire.tls import client_context
 
@@ -87,12 +93,15 @@ class Stack:
     pins: tuple[str, ...] = ()  # the cloud's SPKI pins, primary and backup (stack.json)
     nodes: list[dict[str, Any]] = field(default_factory=list)
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
-    # by name: "cloud" (or "cloud-1" … with replicas), "redis", "balancer", each node id
+    # by name: "cloud" (or "cloud-1" … with replicas), "redis" (with Sentinel also
+    # "redis-replica", "sentinel-1" … "sentinel-3"), "balancer" (HAProxy), each node id
     named: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     specs: dict[str, NodeSpec] = field(default_factory=dict)
     replica_urls: list[str] = field(default_factory=list)
     store_url: str = "memory"
     turn: TurnServer | None = None  # coturn, when turnserver is installed (lab.turn)
+    balancer_stats: Address | None = None  # HAProxy's statistics (lab.haproxy.server_states)
+    sentinels: list[Address] = field(default_factory=list)  # with sentinel=True
 
     def signal(self, name: str, sig: int) -> None:
         """Send ``sig`` (SIGKILL, SIGSTOP, SIGCONT …) to the process called ``name``."""
@@ -123,6 +132,7 @@ class Stack:
         """What ``stack.json`` holds: all a client needs to use this stack."""
         described = self.pki.stack_json(self.cloud_url, self.nodes)
         described.update({"store": self.store_url, "replicas": self.replica_urls,
+                          "sentinels": [str(s) for s in self.sentinels],
                           "processes": {name: proc.pid for name, proc in self.named.items()},
                           # the secret stays in turn-secret: devices get it from GET /v1/turn
                           "turn": {"url": self.turn.url} if self.turn is not None else None})
@@ -204,18 +214,22 @@ async def start_stack(
     store: str = "memory",
     replicas: int = 1,
     turn: bool = False,
+    sentinel: bool = False,
 ) -> Stack:
     """Start a cloud and ``nodes``; return once every node is registered and healthy.
 
     ``store``: ``memory``, ``redis`` (a redis-server the stack starts) or a
-    ``redis://`` URL; ``replicas``: cloud processes behind the balancer; ``turn``:
-    coturn too (``pinhole-lab stack`` asks for it; a missing turnserver is an error).
+    ``redis://`` URL; ``sentinel`` (with ``store="redis"``): a replica and three
+    Sentinels too; ``replicas``: cloud processes behind HAProxy; ``turn``: coturn too
+    (``pinhole-lab stack`` asks for it; a missing turnserver is an error).
     """
+    if sentinel and store != "redis":
+        raise StackError("Sentinel needs the stack's own Redis: --store redis --sentinel")
     private_directory(state_dir)  # it holds stack.json, keys and secrets: 0700
     # the cloud on PREFIX.1, nodes on .2, .3 …: a random loopback block unless given
     stack = Stack(state_dir=state_dir, prefix=prefix or free_block())
     try:
-        await _start(stack, nodes, cloud_args, progress, store, replicas, turn)
+        await _start(stack, nodes, cloud_args, progress, store, replicas, turn, sentinel)
     except BaseException:
         await stop_stack(stack)
         raise
@@ -225,9 +239,10 @@ async def start_stack(
 async def _start(
     stack: Stack, nodes: Sequence[NodeSpec], cloud_args: Sequence[str],
     progress: Callable[[str], None], store: str, replicas: int, with_turn: bool,
+    with_sentinel: bool = False,
 ) -> None:
     state = stack.state_dir
-    for stale in ("stack.json", "cloud.json", "balancer.json",
+    for stale in ("stack.json", "cloud.json",
                   *(f"cloud-{i}.json" for i in range(1, replicas + 1)),
                   *(f"{spec.id}.json" for spec in nodes)):
         (state / stale).unlink(missing_ok=True)  # a reused state dir: wait for the new ones
@@ -237,7 +252,9 @@ async def _start(
     stack.enrollment_key, stack.node_secret = pki.enrollment_key, pki.node_secret
     stack.other_enrollment_key = pki.other_enrollment_key
     stack.operator_token, stack.pins = pki.operator_token, pki.pins
-    if store == "redis":
+    if store == "redis" and with_sentinel:
+        stack.store_url = await _start_sentinel(stack, progress)
+    elif store == "redis":
         stack.store_url = await _start_redis(stack, progress)
     elif store != "memory":
         stack.store_url = store
@@ -271,7 +288,7 @@ async def _start(
         stack.cloud_url = (await _wait_for_file(state / "cloud.json", cloud, "the cloud"))["url"]
         stack.replica_urls = [stack.cloud_url]
     else:
-        backends = []
+        backends: list[haproxy.Replica] = []
         for i in range(1, replicas + 1):
             port = free_port(cloud_ip)
             progress(f"starting cloud replica {i} of {replicas} on {cloud_ip}:{port}")
@@ -283,7 +300,7 @@ async def _start(
             stack.named[name] = proc
             url = (await _wait_for_file(state / f"{name}.json", proc, f"cloud replica {i}"))["url"]
             stack.replica_urls.append(url)
-            backends.append(f"{cloud_ip}:{port}")
+            backends.append(haproxy.Replica(name, Address(cloud_ip, port)))
         stack.cloud_url = await _start_balancer(stack, cloud_ip, backends, progress)
     for spec in nodes:
         await _start_node(stack, spec, progress)
@@ -340,25 +357,92 @@ async def _start_turn(stack: Stack, server: TurnServer, progress: Callable[[str]
                      + f" (its log: {server.log_file})")
 
 
-async def _start_balancer(stack: Stack, host: str, backends: list[str],
-                          progress: Callable[[str], None]) -> str:
+async def _start_sentinel(stack: Stack, progress: Callable[[str], None],
+                          timeout_s: float = 30.0) -> str:
+    """A primary (``redis``), its replica (``redis-replica``) and three Sentinels
+    (``sentinel-1`` …); return the cloud's ``redis+sentinel://`` store URL once the
+    Sentinels could fail the primary over."""
+    server = shutil.which("redis-server")
+    watcher = shutil.which("redis-sentinel")
+    if server is None or watcher is None:
+        raise StackError("--store redis --sentinel needs redis-server and redis-sentinel "
+                         "(Debian packages redis-server and redis-sentinel)")
+    host, state = stack.prefix + ".1", stack.state_dir
+    primary, replica = Address(host, free_port(host)), Address(host, free_port(host))
+    for name, listen, of in (("redis", primary, None), ("redis-replica", replica, primary)):
+        progress(f"starting {name} on {listen}" + (f", a replica of {of}" if of else ""))
+        proc = await _spawn(state, name, sentinel.server_args(listen, str(state), name, of),
+                            program=server)
+        stack.processes.append(proc)
+        stack.named[name] = proc
+        await wait_for_port(host, listen.port)
+    for i in range(1, 4):
+        listen = Address(host, free_port(host))
+        conf = state / f"sentinel-{i}.conf"
+        conf.write_text(sentinel.sentinel_config(listen, primary, str(state)))
+        progress(f"starting sentinel-{i} on {listen}")
+        proc = await _spawn(state, f"sentinel-{i}", [str(conf)], program=watcher)
+        stack.processes.append(proc)
+        stack.named[f"sentinel-{i}"] = proc
+        stack.sentinels.append(listen)
+        await wait_for_port(host, listen.port)
+    deadline = time.monotonic() + timeout_s
+    while missing := await sentinel.whole(stack.sentinels, replica):
+        if time.monotonic() > deadline:
+            raise StackError(f"Redis with Sentinel did not come up within {timeout_s:.0f} s: "
+                             f"{missing} (logs: {state}/sentinel-*.log, redis*.log)")
+        await asyncio.sleep(0.1)
+    return sentinel.store_url(stack.sentinels)
+
+
+async def _start_balancer(stack: Stack, host: str, backends: list[haproxy.Replica],
+                          progress: Callable[[str], None], timeout_s: float = 10.0) -> str:
+    """HAProxy (:mod:`lab.haproxy`) on ``host``:443 (8443 where it may not bind 443) in
+    front of ``backends``; return the cloud URL once it accepts connections."""
+    binary = shutil.which("haproxy")
+    if binary is None:
+        raise StackError("cloud replicas need HAProxy in front (Debian package haproxy)")
     state = stack.state_dir
-    port = 443
-    while True:
-        progress(f"starting the balancer on {host}:{port} in front of {', '.join(backends)}")
-        proc = await _spawn(state, "balancer", [
-            "-m", "lab.balancer", f"{host}:{port}", *backends,
-            "--state-file", str(state / "balancer.json")])
+    stats = Address(host, free_port(host))
+    for port in (443, 8443):  # may not bind below 1024 here: the documented high port
+        conf = state / "haproxy.cfg"
+        conf.write_text(haproxy.config(Address(host, port), backends, stats))
+        progress(f"starting HAProxy on {host}:{port} in front of "
+                 f"{', '.join(str(b.address) for b in backends)}")
+        proc = await _spawn(state, "balancer", haproxy.argv(str(conf)), program=binary)
         try:
-            await _wait_for_file(state / "balancer.json", proc, "the balancer", 10.0)
+            await _wait_listening(proc, Address(host, port), timeout_s)
         except StackError:
             if port != 443:
-                raise
-            port = 8443  # may not bind below 1024 here: the documented high port
+                said = last_words(state / "balancer.log")
+                raise StackError("HAProxy did not start" + (f": {said!r}" if said else "")
+                                 + f" (its log: {state / 'balancer.log'})") from None
             continue
         stack.processes.append(proc)
         stack.named["balancer"] = proc
+        stack.balancer_stats = stats
         return f"https://{host}:{port}"
+    raise AssertionError("unreachable")
+
+
+async def _wait_listening(proc: asyncio.subprocess.Process, address: Address,
+                          timeout_s: float) -> None:
+    """Return once ``proc`` accepts connections on ``address``; StackError if it exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise StackError(f"exited with code {proc.returncode}")
+        try:
+            _, writer = await asyncio.open_connection(*address)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()
+    raise StackError(f"did not listen on {address} within {timeout_s:.0f} s")
 
 
 async def _start_node(stack: Stack, spec: NodeSpec,
@@ -440,13 +524,15 @@ async def running_stack(
     store: str = "memory",
     replicas: int = 1,
     turn: bool = False,
+    sentinel: bool = False,
 ) -> Any:
     """``async with running_stack() as stack:`` — a stack stopped on every exit path."""
     with contextlib.ExitStack() as cleanup:
         if state_dir is None:
             state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pinhole-")))
         stack = await start_stack(state_dir, nodes, cloud_args=cloud_args, progress=progress,
-                                  prefix=prefix, store=store, replicas=replicas, turn=turn)
+                                  prefix=prefix, store=store, replicas=replicas, turn=turn,
+                                  sentinel=sentinel)
         try:
             yield stack
         finally:

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PACKAGES := wire edge cloud client media_node hybrid_node lab bench
 # Debian packages the lab and interop tests use (installed when run as root).
-DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server docker-compose tshark \
+DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server redis-sentinel haproxy docker-compose tshark \
         libsrtp2-dev gcc docker.io debootstrap libpython3-dev chromium-headless-shell openssl
 
 .PHONY: demo test check compose-test lint typecheck bench system-deps venv clean mutate fuzz
@@ -25,7 +25,7 @@ demo: venv
 
 # Everything, on every core, with branch coverage of the whole suite (subprocesses
 # included) and per-package floors; the 20 slowest tests are listed at the end.
-test: venv system-deps lint typecheck
+test: system-deps venv lint typecheck
 	rm -f .coverage .coverage.*
 	@# every process measures itself (coverage's .pth hook): pytest, its workers, the
 	@# services the tests start
@@ -59,7 +59,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 typecheck: venv
-	$(VENV)/bin/mypy --strict $(PACKAGES) tests
+	$(VENV)/bin/mypy --strict $(PACKAGES) tests examples
 
 bench: venv
 	$(PY) -m bench
@@ -68,7 +68,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt setup.py media_node/_plane.c
 	@echo "==> preparing $(VENV) (Python packages of pyproject.toml; the media node's data plane is compiled)"
-	@command -v cc >/dev/null || { echo "==> no C compiler: the media node's data plane (media_node/_plane.c) needs one; run 'make system-deps' as root (or apt-get install gcc libpython3-dev), then make again"; exit 1; }
+	@command -v cc >/dev/null || echo "==> no C compiler: the media node will relay on its Python plane (slower); for the compiled one run 'make system-deps' as root (or apt-get install gcc libpython3-dev), then 'make clean venv'"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# setuptools' editable install prints an informational banner (folders named like a

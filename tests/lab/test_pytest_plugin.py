@@ -55,21 +55,25 @@ def folder() -> Iterator[Path]:
         shutil.rmtree(made, ignore_errors=True)
 
 
-def _environment(**extra: str) -> dict[str, str]:
-    """This process's, less the CI switch and this pytest run's own variables."""
+def _environment(*, measured: bool = False, **extra: str) -> dict[str, str]:
+    """This process's, less the CI switch and this pytest run's own variables; ``measured``
+    keeps the suite's coverage measurement (a run from the repository's root, as root:
+    coverage records files relative to where it runs and writes beside the repository)."""
+    coverage = set() if measured else {"COVERAGE_PROCESS_START", "COVERAGE_FILE"}
     env = {k: v for k, v in os.environ.items()
-           if k not in {"CI", "COVERAGE_PROCESS_START", "COVERAGE_FILE", "PYTEST_CURRENT_TEST",
-                        "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+           if k not in {"CI", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS", "PYTEST_PLUGINS",
+                        "PYTEST_DISABLE_PLUGIN_AUTOLOAD", *coverage}
            and not k.startswith("PYTEST_XDIST")}
     env.update(extra)
     return env
 
 
 def _pytest(args: list[str], cwd: Path, *, prefix: tuple[str, ...] = (),
-            timeout_s: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+            timeout_s: float = 600, measured: bool = False, **env: str
+            ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*prefix, sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                           *args], cwd=cwd, env=_environment(**env), capture_output=True,
-                          text=True, timeout=timeout_s, check=False)
+                           *args], cwd=cwd, env=_environment(measured=measured, **env),
+                          capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
 def _outcomes(report: Path) -> dict[str, str]:
@@ -98,7 +102,8 @@ def test_the_examples_pass_as_root_over_the_four_profiles(folder: Path) -> None:
     for tool in ("ip", "nft", "tinyproxy", "turnserver"):
         require_tool(tool)
     report = folder / "examples.xml"
-    run = _pytest([str(ROOT / "examples"), "-q", "--junitxml", str(report)], ROOT)
+    run = _pytest([str(ROOT / "examples"), "-q", "--junitxml", str(report)], ROOT,
+                  measured=True)
     assert report.exists(), run.stdout[-3000:] + run.stderr[-3000:]
     outcomes = _outcomes(report)
     assert set(outcomes) == _example_ids(), outcomes
@@ -128,7 +133,7 @@ def test_without_root_the_examples_skip_with_the_reason_and_fail_under_ci(
     for ci in ("", "true"):
         report = folder / f"without-root{ci}.xml"
         run = _pytest([str(ROOT / "examples"), "-q", "--junitxml", str(report)], ROOT,
-                      prefix=prefix, timeout_s=300, **({"CI": ci} if ci else {}))
+                      prefix=prefix, timeout_s=300, CI=ci)
         assert report.exists(), run.stdout[-3000:] + run.stderr[-3000:]
         outcomes[ci] = _outcomes(report)
         assert set(outcomes[ci]) == _example_ids(), outcomes[ci]
@@ -234,10 +239,12 @@ def test_a_test_interrupted_with_ctrl_c_leaves_nothing_behind(folder: Path) -> N
     record = folder / "record.json"
     log = folder / "pytest.log"
     with log.open("wb") as out:
+        # -X faulthandler: a SIGABRT prints every thread's stack, should it ever hang
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-             "test_interrupted.py"], cwd=folder, env=_environment(RECORD_FILE=str(record)),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider",
+             "-q", "test_interrupted.py"], cwd=folder,
+            env=_environment(RECORD_FILE=str(record)), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while not Path(f"{record}.ready").exists():
@@ -245,7 +252,14 @@ def test_a_test_interrupted_with_ctrl_c_leaves_nothing_behind(folder: Path) -> N
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=120) == 2, log.read_text()[-3000:]  # pytest: interrupted
+        try:
+            returncode = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # where it hangs, into the log
+            proc.wait(timeout=30)
+            raise AssertionError("pytest did not end after Ctrl-C:\n"
+                                 + log.read_text()[-8000:]) from None
+        assert returncode == 2, log.read_text()[-3000:]  # pytest: interrupted
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -254,8 +254,10 @@ class Pinhole:
 
     def wait_for_media(self, meeting_id: str, parties: int = 2, *, packets: int = 50,
                        timeout_s: float = 60.0) -> MeetingView:
-        """Wait until ``parties`` participants' legs latched (the cloud's view) and, with
-        two or more, their node relayed ``packets`` more; the meeting view then."""
+        """Wait until ``parties`` participants' legs latched (the cloud's view) and media
+        flows: with two or more, their node relayed ``packets`` more; with one, the node
+        received ``packets`` more from it (its client talks: a ``pinhole call`` hangs up on
+        Ctrl-C from then on). The meeting view then."""
         deadline = time.monotonic() + timeout_s
         view = self.meeting(meeting_id)
         while not (len(view.participants) >= parties
@@ -266,14 +268,14 @@ class Pinhole:
                                    f"in {timeout_s:.0f} s; seen (device, node, rung): {seen}")
             time.sleep(0.1)
             view = self.meeting(meeting_id)
-        if parties < 2:
-            return view
         node = view.participants[0].node_id
-        key = 'pinhole_node_packets_total{direction="out"}'
+        direction = "in" if parties < 2 else "out"
+        key = f'pinhole_node_packets_total{{direction="{direction}"}}'
         start = self.node_counters(node).get(key, 0.0)
         while self.node_counters(node).get(key, 0.0) < start + packets:
             if time.monotonic() > deadline:
-                raise FixtureError(f"{node} relayed fewer than {packets} packets in "
+                did = "received" if parties < 2 else "relayed"
+                raise FixtureError(f"{node} {did} fewer than {packets} packets in "
                                    f"{meeting_id} within {timeout_s:.0f} s")
             time.sleep(0.1)
         return self.meeting(meeting_id)

@@ -204,6 +204,7 @@ class Engine:
         while True:
             with contextlib.suppress(EngineError):
                 self.docker("version", "--format", "{{.Server.Version}}", timeout=10)
+                self._clear()
                 return
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = (self.exec_root / "dockerd.log").read_text(errors="replace")[-2000:]
@@ -211,17 +212,24 @@ class Engine:
                 raise EngineError(f"dockerd did not start: {tail}")
             time.sleep(0.3)
 
+    def _clear(self) -> None:
+        """Remove every container, network and named volume: the data root is this engine's
+        alone (locked), and what is in it was left by a run killed before its teardown
+        (defect pinned down: a killed run's ``pinhole-again`` volume kept its PKI, and the
+        next run's first ``up`` read "pki: kept" where it had to create one)."""
+        ids = self.docker("ps", "-aq", timeout=30).split()
+        if ids:
+            self.docker("rm", "-f", "-v", *ids, timeout=120)
+        self.docker("network", "prune", "-f", timeout=60)
+        self.docker("volume", "prune", "--all", "-f", timeout=60)
+
     def stop(self) -> list[str]:
         """Remove every container, network and volume; stop dockerd. Returns what is left
         (mounts under the engine's roots, a daemon still running): empty when clean."""
         left: list[str] = []
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(EngineError):
-                ids = self.docker("ps", "-aq", timeout=30).split()
-                if ids:
-                    self.docker("rm", "-f", "-v", *ids, timeout=120)
-                self.docker("network", "prune", "-f", timeout=60)
-                self.docker("volume", "prune", "-f", timeout=60)
+                self._clear()
                 self.docker("image", "prune", "-f", timeout=120)  # the cache stays bounded
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -204,13 +204,17 @@ class Engine:
         while True:
             with contextlib.suppress(EngineError):
                 self.docker("version", "--format", "{{.Server.Version}}", timeout=10)
-                self._clear()
-                return
+                break
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = (self.exec_root / "dockerd.log").read_text(errors="replace")[-2000:]
                 self.stop()
                 raise EngineError(f"dockerd did not start: {tail}")
             time.sleep(0.3)
+        try:
+            self._clear()
+        except EngineError:
+            self.stop()
+            raise
 
     def _clear(self) -> None:
         """Remove every container, network and named volume: the data root is this engine's
@@ -221,7 +225,11 @@ class Engine:
         if ids:
             self.docker("rm", "-f", "-v", *ids, timeout=120)
         self.docker("network", "prune", "-f", timeout=60)
-        self.docker("volume", "prune", "--all", "-f", timeout=60)
+        # named volumes by name: `volume prune` spares them on a daemon with API >= 1.42, and
+        # its --all is refused by an older one (Debian's dockerd 20.10)
+        volumes = self.docker("volume", "ls", "-q", timeout=30).split()
+        if volumes:
+            self.docker("volume", "rm", "-f", *volumes, timeout=60)
 
     def stop(self) -> list[str]:
         """Remove every container, network and volume; stop dockerd. Returns what is left

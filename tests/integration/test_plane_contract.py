@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pylibsrtp
 import pytest
 
 from media_node.engine import Engine
@@ -26,6 +25,7 @@ from media_node.listeners import UdpListener, bind_udp
 from media_node.plane import RelayPlane, _context
 from tests.integration.planes import MakePlane, compiled, make_plane
 from tests.integration.test_data_plane import CONSENT_S, Client, _close, _meeting
+from tests.srtp_streams import kept_streams
 from tests.waiting import HANG_S, until
 from wire.multiplex import STUN_FIRST
 from wire.rtp import build_rtp
@@ -50,19 +50,6 @@ async def pair(make_plane: MakePlane) -> AsyncIterator[tuple[Engine, UdpListener
     yield engine, listener, clients[0], clients[1]
     _close(clients)
     listener.close()
-
-
-def _streams(session: SrtpReceiver, ssrcs: range | list[int]) -> int:
-    """How many of ``ssrcs`` the libsrtp session keeps a stream for: libsrtp removes a
-    stream it has (``srtp_remove_stream``) and refuses one it has not."""
-    kept = 0
-    for ssrc in ssrcs:
-        try:
-            session.session.remove_stream(ssrc)
-        except pylibsrtp.Error:
-            continue
-        kept += 1
-    return kept
 
 
 async def test_a_stun_check_before_media_in_one_read_is_handled_first(
@@ -114,14 +101,14 @@ async def test_foreign_ssrcs_with_valid_keys_leave_no_libsrtp_streams(
                     f"{sent} foreign packets dropped")
     assert engine.drops == {"ssrc": FOREIGN}
     inbound = engine.legs["leg-a"].inbound
-    assert _streams(inbound, range(base, base + FOREIGN)) == 0
+    assert kept_streams(inbound, range(base, base + FOREIGN)) == 0
     forged = bytearray(a.party.sender.protect(build_rtp(
         payload_type=0, sequence=a.party.seq + 1, timestamp=0, ssrc=base, payload=b"x")))
     forged[-1] ^= 1  # a bad tag too: the SSRC is read first
     a.send(bytes(forged), listener.port)
     await _heard_marker(a, b, listener)
     assert engine.drops == {"ssrc": FOREIGN + 1}  # not ``auth``: libsrtp never saw it
-    assert _streams(inbound, [a.party.ssrc]) == 1  # the probe sees the leg's own stream
+    assert kept_streams(inbound, [a.party.ssrc]) == 1  # the probe sees the leg's own stream
 
 
 async def _heard_marker(a: Client, b: Client, listener: UdpListener) -> None:

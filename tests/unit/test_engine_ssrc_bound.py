@@ -14,28 +14,13 @@ foreign SSRC; now none (and ``RTCP_SSRCS`` at most for SRTCP).
 
 from __future__ import annotations
 
-import pylibsrtp
-
 from media_node.engine import RTCP_SSRCS, Engine
 from media_node.plane import python_plane
+from tests.srtp_streams import kept_streams
 from tests.unit.test_engine import A_ADDR, FakeSink, Party
 from wire.rtp import build_rtcp_receiver_report, build_rtp
-from wire.srtp import SrtpReceiver
 
 FOREIGN = 5000
-
-
-def _streams(session: SrtpReceiver, ssrcs: range | list[int]) -> int:
-    """How many of ``ssrcs`` the libsrtp session keeps a stream for (libsrtp removes a
-    stream it has and refuses one it has not)."""
-    kept = 0
-    for ssrc in ssrcs:
-        try:
-            session.session.remove_stream(ssrc)
-        except pylibsrtp.Error:
-            continue
-        kept += 1
-    return kept
 
 
 def _pair() -> tuple[Engine, Party, Party, FakeSink]:
@@ -60,7 +45,7 @@ def test_rtp_from_ssrcs_the_leg_was_not_given_leaves_no_stream() -> None:
     for ssrc in range(base, base + FOREIGN):  # each with a valid tag under a's keys
         engine.on_packet(_foreign_rtp(a, ssrc), sink, A_ADDR, 2.0)
     assert engine.drops == {"ssrc": FOREIGN} and not sink.sent
-    assert _streams(engine.legs["leg-a"].inbound, range(base, base + FOREIGN)) == 0
+    assert kept_streams(engine.legs["leg-a"].inbound, range(base, base + FOREIGN)) == 0
     engine.on_packet(a.rtp(b"own"), sink, A_ADDR, 2.0)
     assert len(sink.sent) == 1  # its own SSRC still relays
 
@@ -85,7 +70,7 @@ def test_srtcp_from_more_than_a_few_other_ssrcs_is_dropped_before_libsrtp() -> N
                          A_ADDR, 2.0)
     assert len(sink.sent) == RTCP_SSRCS
     assert engine.drops == {"ssrc": 200 - RTCP_SSRCS}
-    assert _streams(engine.legs["leg-a"].inbound, range(base, base + 200)) == RTCP_SSRCS
+    assert kept_streams(engine.legs["leg-a"].inbound, range(base, base + 200)) == RTCP_SSRCS
     own = a.sender.protect_rtcp(build_rtcp_receiver_report(ssrc=a.ssrc))
     engine.on_packet(own, sink, A_ADDR, 2.0)
     assert len(sink.sent) == RTCP_SSRCS + 1  # the leg's own SSRC: always

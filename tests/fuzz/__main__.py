@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,11 +58,14 @@ def run(target: str, count: int, corpus: Path, crashes: Path, max_len: int) -> R
     crashes.mkdir(parents=True, exist_ok=True)
     before = set(crashes.iterdir())
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.atheris_run", target, f"-runs={count}",
-         f"-max_len={max_len}", f"-artifact_prefix={crashes}/{target}-", "-print_final_stats=1",
-         "-timeout=10", "-rss_limit_mb=1024", str(directory)],
-        capture_output=True, text=True, check=False)
+    # The target's scratch files go to a TMPDIR of its own, removed here: libFuzzer ends
+    # the process without Python's exit handlers.
+    with tempfile.TemporaryDirectory(prefix="pinhole-fuzz-") as scratch:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.fuzz.atheris_run", target, f"-runs={count}",
+             f"-max_len={max_len}", f"-artifact_prefix={crashes}/{target}-",
+             "-print_final_stats=1", "-timeout=10", "-rss_limit_mb=1024", str(directory)],
+            capture_output=True, text=True, check=False, env={**os.environ, "TMPDIR": scratch})
     seconds = time.monotonic() - start
     done = _DONE.search(proc.stderr)
     stats = re.search(r"stat::number_of_executed_units:\s*(\d+)", proc.stderr)

@@ -14,10 +14,12 @@ and by the replay of the saved corpus and of past crashes in the test suite.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import functools
 import json
+import shutil
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -222,7 +224,15 @@ def tls(data: bytes) -> None:
     server.data_to_send()
 
 
-_FILES: Final = Path(tempfile.mkdtemp(prefix="pinhole-fuzz-files-"))
+@functools.cache
+def _files() -> Path:
+    """cache_files' scratch folder: made on first use (not at import: every process that
+    imports the targets left one behind) and removed at exit. libFuzzer ends a run without
+    Python's exit handlers, so ``python -m tests.fuzz`` also runs each target with its own
+    TMPDIR, which it removes."""
+    path = Path(tempfile.mkdtemp(prefix="pinhole-fuzz-files-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def stack_json(data: bytes) -> None:
@@ -236,13 +246,13 @@ def cache_files(data: bytes) -> None:
     """The client's caches (identity, probe report, node list) as read from disk: any bytes
     give the model or None, never an exception; a corrupt identity or report file is set
     aside (renamed ``*.corrupt``) so that it is rebuilt."""
-    identity, report = _FILES / "identity.json", _FILES / "report.json"
+    identity, report = _files() / "identity.json", _files() / "report.json"
     identity.write_bytes(data)
     report.write_bytes(data)
     for path, loaded in ((identity, read_model(identity, IdentityFile)),
                          (report, read_model(report, ReportFile))):
         assert loaded is not None or not path.exists(), "a corrupt cache file stayed in place"
-    nodes = NodeListCache(_FILES, clock=lambda: 0.0)
+    nodes = NodeListCache(_files(), clock=lambda: 0.0)
     nodes._path("https://c", "o").write_bytes(data)
     nodes.load("https://c", "o")
 

@@ -21,6 +21,8 @@ from wire.models import (
     DeviceRegistration,
     ErrorBody,
     Event,
+    FloorRequest,
+    FloorView,
     Joined,
     JoinRequest,
     MeetingCreate,
@@ -172,10 +174,12 @@ class CloudApi:
     async def get_reachability(self) -> StoredReachability:
         return await self._get(f"/v1/devices/{self.device_id}/reachability", StoredReachability)
 
-    async def create_meeting(self, title: str = "", meeting_id: str | None = None
-                             ) -> MeetingCreated:
-        """A new meeting; with ``meeting_id``, that meeting (created by whoever asks first)."""
-        return await self._send("POST", "/v1/meetings", MeetingCreate(title=title, id=meeting_id),
+    async def create_meeting(self, title: str = "", meeting_id: str | None = None, *,
+                             private: bool = False) -> MeetingCreated:
+        """A new meeting; with ``meeting_id``, that meeting (created by whoever asks first);
+        ``private``: all its media on the org's clusters."""
+        return await self._send("POST", "/v1/meetings",
+                                MeetingCreate(title=title, id=meeting_id, private=private),
                                 MeetingCreated)
 
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
@@ -191,6 +195,28 @@ class CloudApi:
         """This device's leg to ``node_id`` is silent: ask for an assignment elsewhere."""
         path = f"/v1/meetings/{meeting_id}/participants/{participant_id}/reassign"
         return await self._send("POST", path, ReassignRequest(node_id=node_id), Joined)
+
+    async def take_floor(self, meeting_id: str, participant_id: str, *,
+                         take_over: bool = False) -> FloorView:
+        """Present: the content floor (409 ``floor_held`` names the presenter)."""
+        return await self._send("POST", f"/v1/meetings/{meeting_id}/floor",
+                                FloorRequest(participant_id=participant_id,
+                                             take_over=take_over), FloorView)
+
+    async def release_floor(self, meeting_id: str) -> FloorView:
+        """Stop presenting (409 ``not_presenter`` when this device does not present)."""
+        answer = await self._call("DELETE", f"/v1/meetings/{meeting_id}/floor", None,
+                                  FloorView)
+        assert answer is not None
+        return answer
+
+    async def open_content(self, meeting_id: str, participant_id: str) -> Joined:
+        """A content (screen sharing) leg on the participant's node."""
+        answer = await self._call(
+            "POST", f"/v1/meetings/{meeting_id}/participants/{participant_id}/content", None,
+            Joined)
+        assert answer is not None
+        return answer
 
     async def leave(self, meeting_id: str, participant_id: str) -> None:
         await self._call("DELETE", f"/v1/meetings/{meeting_id}/participants/{participant_id}",

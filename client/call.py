@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 
 from client.api import CloudApi
+from client.content import Content, ContentReport
 from client.errors import ApiError, MediaError
 from client.liveness import LegHealth, SilencePolicy
 from client.media import CONSENT_S, MediaSession
@@ -74,6 +75,10 @@ class CallOptions:
     consent_s: float = CONSENT_INTERVAL_S  # RFC 7675 §5.1, randomized 0.8-1.2×
     mute: bool = False  # send nothing, only listen (consent checks still go out)
     video: bool = False  # also video-sized packets
+    #: present: take the content floor and send synthetic screen-sharing frames on a content
+    #: leg (client.content); ``take_over``: even while another participant presents
+    share: bool = False
+    take_over: bool = False
     force_probe: bool = False  # probe even when a cached report is young enough
     live_reports: bool = True  # an in-call quality report every 2 s (the operator's console)
     on_registered: Callable[[DeviceRegistered], None] | None = None
@@ -132,6 +137,7 @@ class CallReport:
     asked_reassignment: int  # moves this device asked for (its leg went silent)
     attempts: tuple[RungAttempt, ...]
     timings: CallTimings
+    content: ContentReport | None = None  # screen sharing: presented, received, or neither
 
     @property
     def reassigned(self) -> int:
@@ -152,6 +158,7 @@ class CallReport:
             "bytes_sent": self.bytes_sent,
             "attempts": [asdict(a) for a in self.attempts],
             "timings": asdict(self.timings),
+            "content": self.content.as_dict() if self.content is not None else None,
         }
 
 log = logging.getLogger(__name__)
@@ -229,6 +236,7 @@ class Call:
     silence: SilencePolicy = field(default_factory=SilencePolicy)
     clock: Callable[[], float] = time.monotonic
     on_other_event: Callable[[Event], None] | None = None  # every event, for the caller
+    content: Content | None = None  # screen sharing: presenting or receiving
     legs: list[LegRecord] = field(default_factory=list)
     asked: int = 0
     _target: Joined | None = None  # the latest assignment, connected or not
@@ -275,6 +283,8 @@ class Call:
         """``media.reassigned`` for this participant: move the media."""
         if self.on_other_event is not None:
             self.on_other_event(event)
+        if self.content is not None:
+            await self.content.on_event(event)
         if (event.type == "media.reassigned" and event.assignment is not None
                 and event.participant_id == self.joined.participant_id):
             await self.move(event.assignment)
@@ -389,13 +399,18 @@ class Call:
 
         await self.connect()
         talked = 0.0
+        sharing: asyncio.Task[None] | None = None
         try:
+            if self.content is not None:
+                await self.content.begin()
+                sharing = asyncio.create_task(self.content.run(options.hang_up))
             talked = await self.talk(options.seconds, video=options.video, mute=options.mute,
                                      every_second=every_second, hang_up=options.hang_up)
         finally:
-            for task in list(reports):
+            for task in [*reports, *([sharing] if sharing is not None else [])]:
                 task.cancel()
-            await asyncio.gather(*reports, return_exceptions=True)
+            await asyncio.gather(*reports, *([sharing] if sharing else []),
+                                 return_exceptions=True)
             self.close()
         await api.leave(self.joined.meeting_id, me)
         totals = self.report()
@@ -411,6 +426,8 @@ class Call:
                      if leg.session.first_media_at is not None), None)
 
     def close(self) -> None:
+        if self.content is not None:
+            self.content.close()
         if self.legs and self.legs[-1].ended is None:
             self.legs[-1].ended = self.clock()
         for leg in self.legs:

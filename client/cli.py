@@ -151,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--id", dest="meeting_id", default=None,
                    help="a meeting id of your choice (creating it again answers the same one)")
     m.add_argument("--title", default="", help="the meeting's title")
+    m.add_argument("--private", action="store_true",
+                   help="keep all media on the organisation's hybrid clusters, never the cloud: "
+                   "a participant who reaches none of their nodes is refused")
     j = command("join")
     j.add_argument("--meeting", metavar="ID", required=True,
                    help="meeting id (pinhole meeting create)")
@@ -173,6 +176,14 @@ def _parser() -> argparse.ArgumentParser:
                    "firewall pinhole open)")
     c.add_argument("--video", action="store_true",
                    help="also send video-sized packets (1100 B payload, 25 per second)")
+    c.add_argument("--share", action="store_true",
+                   help="present: take the content floor and share a synthetic screen (2 "
+                   "frames a second of 30 packets) on TCP 5004, then TCP 33434, TLS 443, the "
+                   "proxy; the report's content section says how it went (a UDP-only device "
+                   "profile cannot share: content.refused says why)")
+    c.add_argument("--take-over", action="store_true",
+                   help="with --share: take the floor even while another participant "
+                   "presents (they are told and stop)")
     jl = command("join-link")
     jl.add_argument("--meeting", metavar="ID", required=True,
                     help="meeting id (pinhole meeting create)")
@@ -367,6 +378,7 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                 report = await device.call(args.meeting, CallOptions(
                     enrollment=enrollment, create=args.create, seconds=args.seconds,
                     consent_s=args.consent_s, mute=args.mute, video=args.video,
+                    share=args.share or args.take_over, take_over=args.take_over,
                     force_probe=s.force_probe, on_registered=registered, on_probe=progress,
                     on_discovered=None if progress is None else _still_waiting,
                     on_second=second, hang_up=hang_up.event))
@@ -388,8 +400,9 @@ async def _run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         if args.command == "register":
             return {"device_id": reg.device_id, "nodes": [n.model_dump() for n in reg.nodes]}
         if args.command == "meeting":
-            meeting = await api.create_meeting(args.title, args.meeting_id)
-            return {"meeting_id": meeting.id}
+            meeting = await api.create_meeting(args.title, args.meeting_id,
+                                               private=args.private)
+            return {"meeting_id": meeting.id, "private": meeting.private}
         await device.discover(progress, force=s.force_probe)
         if progress is not None:
             _still_waiting(device.outcomes, device.source)
@@ -460,6 +473,15 @@ def _print(args: argparse.Namespace, result: dict[str, Any]) -> None:
         if not result["packets_received"]:
             print("(nothing received: nobody else sent media in this meeting; run a second "
                   "'pinhole call' with the same --meeting)", file=sys.stderr)
+        content = result.get("content") or {}
+        if content.get("role") == "presenter":
+            print(f"presented on {content['transport']}: {content['frames_sent']} frames"
+                  + (" (the floor was taken over)" if content["lost_floor"] else ""))
+        elif content.get("role") == "receiver":
+            print(f"received {content['frames_received']} content frames from "
+                  f"{content['presenter'] or 'the presenter'} on {content['transport']}")
+        if content.get("refused"):
+            print(f"pinhole: no screen sharing: {content['refused']}", file=sys.stderr)
     elif "url" in result:
         print(result["url"])
     elif "plan" in result:

@@ -22,6 +22,7 @@ from websockets.exceptions import WebSocketException
 from client.api import CloudApi
 from client.cache import ReportCache, local_address_towards
 from client.call import Call, CallOptions, CallReport, CallTimings, RungAttempt
+from client.content import Content
 from client.errors import ApiError, InspectionError, MediaError, ProxyError
 from client.inspection import inspected_nodes, inspection_message
 from client.media import MediaSession
@@ -38,7 +39,14 @@ from wire.models import (
     NodeInfo,
     ReachabilityReport,
 )
-from wire.transports import PROFILES, RUNGS_BY_NAME, DeviceProfile, Transport, check_media
+from wire.transports import (
+    PROFILES,
+    RUNGS_BY_NAME,
+    DeviceProfile,
+    RungName,
+    Transport,
+    check_media,
+)
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +261,9 @@ class Device:
         join_sent = time.monotonic()
         joined = await self.join(meeting)
         join_ms = _ms_since(join_sent, time.monotonic())
-        call = Call(self, joined, start=join_sent, consent_s=options.consent_s)
+        content = Content(self, joined, start=join_sent, share=options.share,
+                          take_over=options.take_over, consent_s=options.consent_s)
+        call = Call(self, joined, start=join_sent, consent_s=options.consent_s, content=content)
         totals = await call.run(options)
         first_media = call.first_media_at
         last = call.session.counters
@@ -268,6 +278,7 @@ class Device:
             loss=totals.loss, packets_lost=totals.lost, packets_expected=totals.expected,
             jitter_ms=totals.jitter_ms, rtt_ms=totals.rtt_ms, legs=totals.legs,
             asked_reassignment=totals.asked, attempts=tuple(self.attempts),
+            content=content.report(),
             timings=CallTimings(
                 join_ms=join_ms,
                 connect_ms=_ms_since(join_sent, call.legs[0].session.latched_at),
@@ -278,7 +289,8 @@ class Device:
                 else round(time.time() - (time.monotonic() - first_media), 3)))
 
     async def connect(self, joined: Joined, *, timeout_s: float = 2.0,
-                      stagger_s: float = 0.2) -> MediaSession:
+                      stagger_s: float = 0.2,
+                      attempts: list[RungAttempt] | None = None) -> MediaSession:
         """Race the join's transport plan, Happy-Eyeballs style (RFC 8305 §5).
 
         The plan's rungs start in its order (the ones this device reached
@@ -289,12 +301,14 @@ class Device:
         leg to authenticate wins and every other attempt is closed. So a report
         that still says UDP after the firewall changed costs one stagger, not
         one per dead rung (a stale report: media within about 1 RTT + 300 ms).
-        Each rung's outcome and time is kept in :attr:`attempts`. A rung the
+        Each rung's outcome and time is kept in :attr:`attempts` (or ``attempts``: a
+        content leg keeps its own). A rung the
         device profile forbids is a clear :class:`~wire.errors.ProfileRefused`,
         never a silent skip.
         """
         for endpoint in joined.plan:
             check_media(self.profile, Transport(endpoint.transport))
+        record = self.attempts if attempts is None else attempts
         loop = asyncio.get_running_loop()
         host = joined.node.address
         winner: asyncio.Future[MediaSession] = loop.create_future()
@@ -307,18 +321,18 @@ class Device:
             try:
                 await _open(session, endpoint, host, timeout_s, self.proxy)
             except asyncio.CancelledError:
-                self.attempts.append(RungAttempt(endpoint.rung, False,
+                record.append(RungAttempt(endpoint.rung, False,
                                                  (loop.time() - started) * 1000,
                                                  "abandoned: another rung authenticated first"))
                 raise
             except (MediaError, OSError, TimeoutError) as exc:
                 session.close()
-                self.attempts.append(RungAttempt(endpoint.rung, False,
+                record.append(RungAttempt(endpoint.rung, False,
                                                  (loop.time() - started) * 1000, str(exc)))
                 errors.append(f"{endpoint.rung}: {exc}")
                 failed.set()
                 return
-            self.attempts.append(RungAttempt(endpoint.rung, True,
+            record.append(RungAttempt(endpoint.rung, True,
                                              (loop.time() - started) * 1000))
             if winner.done():
                 session.close()  # a slower rung also made it: the first one wins
@@ -413,7 +427,11 @@ def _waves(plan: Sequence[Endpoint], stagger_s: float) -> list[_Wave]:
             waves.append(_Wave([endpoint], step))
             udp_run += 1
         elif waves and waves[-1][0].transport is not Transport.UDP:
-            waves[-1].delay_s = stream_step  # consecutive stream rungs: a short step apart
+            # consecutive stream rungs: a short step apart; but TCP 33434 (content's second
+            # rung) a whole stagger after TCP 5004: "uses port 33434 only when 5004 is
+            # blocked" (FNR), so a slow TCP 5004 is not beaten by 33434 on a busy machine
+            waves[-1].delay_s = (stagger_s if endpoint.rung is RungName.TCP_33434
+                                 else stream_step)
             waves.append(_Wave([endpoint], stagger_s))
         else:
             if udp_run:  # the last UDP rung waits out the rest of the stagger

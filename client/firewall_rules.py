@@ -98,6 +98,10 @@ MEDIA_RULES: Final[dict[RungName, MediaRule]] = {
         "UDP port {port} is a last resort only: it is the traceroute port and some ISPs "
         "throttle it. It is not recommended to open it for media.", to_nodes=False,
         recommended=False),
+    RungName.TCP_33434: MediaRule(
+        "TCP port {port} carries screen sharing only when TCP 5004 is blocked (the seeds' "
+        "'Screen Sharing (in app) TCP 5004* 33434'): open TCP 5004 to the media nodes "
+        "({nodes}) instead.", to_nodes=True, recommended=False),
 }
 
 #: The IP protocol a firewall matches for each media transport (TLS runs over TCP).

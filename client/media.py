@@ -68,6 +68,10 @@ class MediaCounters:
     bytes_received: int = 0
     drops: dict[str, int] = field(default_factory=dict)
     keepalive_rtt_ms: float | None = None
+    #: RTP packets received with the marker bit: for video (and content), the last
+    #: packet of a frame (RFC 3550 §5.1; RFC 3551 §4.1)
+    frames_received: int = 0
+    frames_sent: int = 0
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -107,6 +111,8 @@ class MediaSession:
         # from another participant that decrypted (None until then)
         self.latched_at: float | None = None
         self.first_media_at: float | None = None
+        self.first_frame_at: float | None = None  # the first packet with the marker bit
+        self.first_sent_at: float | None = None  # the first frame sent (send_frame)
         self.consent_lost: ConsentExpired | None = None
         self.last_media_at: float | None = None
         # time.monotonic() of the last packet from the node that proved the leg alive: an
@@ -259,6 +265,19 @@ class MediaSession:
         """
         self._send_rtp(VIDEO_PT, bytes(size), ts_step=0, marker=marker)
 
+    def send_frame(self, number: int, packets: int, size: int = VIDEO_PACKET_BYTES, *,
+                   ts_step: int = 45000) -> None:
+        """One synthetic content frame: a burst of ``packets`` video-sized RTP packets of one
+        timestamp, the last one marked (RFC 3550 §5.1: the marker bit ends a frame); the
+        timestamp then moves ``ts_step`` on the 90 kHz clock (45000: 2 frames a second)."""
+        for i in range(packets):
+            payload = number.to_bytes(4, "big") + i.to_bytes(2, "big") + bytes(max(0, size - 6))
+            self._send_rtp(VIDEO_PT, payload, ts_step=0, marker=i == packets - 1)
+        self._ts += ts_step
+        self.counters.frames_sent += 1
+        if self.first_sent_at is None:
+            self.first_sent_at = time.monotonic()
+
     def _send_rtp(self, payload_type: int, payload: bytes, *, ts_step: int,
                   marker: bool = False) -> None:
         if self._send is None:
@@ -307,6 +326,10 @@ class MediaSession:
         self.last_media_at = self.heard_at = now
         self.counters.packets_received += 1
         self.counters.bytes_received += len(data)
+        if header.marker:
+            self.counters.frames_received += 1
+            if self.first_frame_at is None:
+                self.first_frame_at = now
         stats = self.sources.get(header.ssrc)
         if stats is None:
             stats = self.sources[header.ssrc] = ReceiveStats()

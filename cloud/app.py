@@ -10,7 +10,7 @@ from typing import Any
 import prometheus_client
 from aiohttp import web
 
-from cloud import console, devices, health, join, meetings, nodes, openapi, retention
+from cloud import console, content, devices, health, join, meetings, nodes, openapi, retention
 from cloud.history import open_history
 from cloud.http import MAX_BODY, MAX_DEPTH, count_middleware, errors_middleware
 from cloud.identity import Org, TokenSigner
@@ -91,6 +91,7 @@ def make_app(
     app[READINESS] = watch
     app.add_routes(devices.routes)
     app.add_routes(meetings.routes)
+    app.add_routes(content.routes)
     app.add_routes(nodes.routes)
     app.add_routes(ops)
     app.add_routes(console.routes)

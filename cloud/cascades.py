@@ -6,7 +6,11 @@ exactly once (docs/decisions.md, "Cascades"). The cloud first allocates
 the leg on the peer (``allocate_leg`` with ``cascade: true``) and waits for
 it, then tells the initiator to ``open_cascade`` with the same credentials.
 A hybrid node only ever connects out, so it is always the initiator;
-otherwise the node that just joined the meeting is.
+otherwise the node that just joined the meeting is. Two nodes of one hybrid
+cluster (the meeting's node full, the next participants on another node of
+the cluster) are joined node to node inside the premises, never through the
+cloud: the node already in the meeting dials the new one (each takes its
+clients' media inbound on the premises' network anyway).
 """
 
 from __future__ import annotations
@@ -20,18 +24,29 @@ from pydantic import SecretStr
 from cloud.errors import NodeUnavailable
 from cloud.state import Cloud
 from cloud.store import CascadeRecord, MeetingRecord
-from wire.models import AllocateLeg, CloseCascade, IceCredentials, OpenCascade, SrtpParams
+from wire.models import (
+    AllocateLeg,
+    CloseCascade,
+    IceCredentials,
+    NodeInfo,
+    OpenCascade,
+    SrtpParams,
+)
 from wire.srtp import DEFAULT_PROFILE, SrtpKeys
 
 log = logging.getLogger(__name__)
 
 
-def _roles(cloud: Cloud, new_node: str, other: str) -> tuple[str, str]:
-    """(initiator, peer): a hybrid node initiates; else the node new to the meeting does."""
-    other_info = cloud.registry.info(other)
-    if other_info is not None and other_info.kind == "hybrid":
-        return other, new_node
-    return new_node, other
+def roles(new: NodeInfo | None, other: NodeInfo | None, new_node: str,
+          other_node: str) -> tuple[str, str]:
+    """(initiator, peer) of the cascade between ``new_node``, new to the meeting, and
+    ``other_node``: a hybrid node initiates (it only connects out); of two hybrid nodes
+    (an intra-cluster cascade), the one already in the meeting; else the new node."""
+    if other is not None and other.kind == "hybrid":
+        return other_node, new_node
+    if new is not None and new.kind == "hybrid":
+        return new_node, other_node
+    return new_node, other_node
 
 
 def _linked(meeting: MeetingRecord, a: str, b: str) -> bool:
@@ -43,7 +58,8 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
     for other in sorted(meeting.node_ids() - {new_node}):
         if _linked(meeting, new_node, other):
             continue
-        initiator, peer = _roles(cloud, new_node, other)
+        initiator, peer = roles(cloud.registry.info(new_node), cloud.registry.info(other),
+                                new_node, other)
         peer_info = cloud.registry.info(peer)
         if peer_info is None:
             continue

@@ -40,7 +40,8 @@ def _nodes(cloud: Cloud, history: list[HistoryEvent],
     registry = cloud.registry
     moved = moved_legs(history)
     nodes = []
-    for info in sorted(registry.nodes(), key=lambda n: (n.kind, n.region, n.id)):
+    for info in sorted(registry.nodes(), key=lambda n: (n.kind, n.region, n.cluster or "",
+                                                        n.id)):
         state = registry.get(info.id)
         drops: dict[str, int] = {}
         packets = [0, 0]
@@ -62,6 +63,7 @@ def _nodes(cloud: Cloud, history: list[HistoryEvent],
         plane = state.plane if state is not None else None
         nodes.append({
             "id": info.id, "kind": info.kind, "region": info.region, "org": info.org,
+            "cluster": info.cluster,
             "address": info.address, "endpoints": [f"{e.rung}:{e.port}" for e in info.endpoints],
             "healthy": info.healthy, "status": "down" if down else "up", "control": control,
             "heartbeat_age_s": _round(registry.heartbeat_age(info.id), 1),
@@ -97,13 +99,20 @@ async def snapshot(cloud: Cloud) -> dict[str, Any]:
                 live_rungs[p.rung] = live_rungs.get(p.rung, 0) + 1
             people.append({
                 "id": p.id, "device": names[p.device_id], "node": p.node_id, "rung": p.rung,
+                "content_rung": p.content_rung,
                 "loss": _round(reported.loss, 4) if reported else None,
                 "jitter_ms": _round(reported.jitter_ms) if reported else None,
                 "rtt_ms": _round(reported.rtt_ms) if reported else None,
                 **leg_stats.get(p.leg_id, {}),
             })
+        presenter = next((p for p in people if meeting.floor is not None
+                          and p["id"] == meeting.floor.presenter), None)
         meetings.append({"id": meeting.id, "title": meeting.title, "org": meeting.org,
                          "created_at": meeting.created_at, "participants": people,
+                         # who shares content, and on which rung its content leg latched
+                         "presenter": None if presenter is None else {
+                             "id": presenter["id"], "device": presenter["device"],
+                             "rung": presenter["content_rung"]},
                          "cascades": [f"{c.from_node} → {c.to_node}" for c in meeting.cascades]})
     quality = cloud.metrics.quality
     return {

@@ -3,6 +3,8 @@
     CloudError                root: every refusal or failure the cloud's core raises
     ├── StoreUnavailable      store_unavailable: the store does not answer
     ├── NoCandidate           no_media_node: no node can take this device
+    │   └── PrivateMeetingUnreachable  private_meeting_unreachable: a private meeting, and
+    │                         the device reached no node of the org's clusters with room
     ├── NodeUnavailable       node_unavailable: the node has no control channel, or is silent
     ├── IdentityError         unauthorized: a token missing, malformed, expired or revoked
     ├── OperatorRequired      operator_required: the console without the operator credential
@@ -68,6 +70,13 @@ class NoCandidate(CloudError):
     def __init__(self, reason: AssignmentReason | None, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class PrivateMeetingUnreachable(NoCandidate):
+    """A private meeting keeps all media on its org's clusters: a device that reached no
+    node of them with room is refused, never placed on the cloud."""
+
+    code = "private_meeting_unreachable"
 
 
 class NodeUnavailable(CloudError):

@@ -25,6 +25,7 @@ from cloud.cascades import prune_cascades
 from cloud.errors import NoCandidate, NodeUnavailable, StoreUnavailable
 from cloud.placement import place
 from cloud.redis_errors import raise_if_cancelling
+from cloud.sharing import after_leaving
 from cloud.state import Cloud
 from cloud.store import MeetingRecord, ParticipantRecord, without_participant
 from wire.models import Event
@@ -93,9 +94,10 @@ async def _ask_to_reoffer(cloud: Cloud, meeting: MeetingRecord,
     """A WebRTC endpoint on a dead node: its keys came from DTLS with that node, so the
     cloud cannot move it alone. It leaves the meeting and is told to offer again
     (``media.reoffer``, RFC 8829 §5.2: a new offer), which places it on another node."""
-    meeting = without_participant(meeting, participant.id)
+    before, meeting = meeting, without_participant(meeting, participant.id)
     cloud.legs.pop(participant.leg_id, None)
     await cloud.store.put_meeting(meeting)
+    await after_leaving(cloud, before, meeting, participant, node_alive=False)
     await cloud.store.publish([participant.device_id], Event(
         type="media.reoffer", meeting_id=meeting.id, participant_id=participant.id,
         node_id=node_id))

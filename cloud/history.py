@@ -32,7 +32,7 @@ HISTORY_KEY: Final = "pinhole:history"
 RETRY_S: Final = 1.0  # after a failed flush
 
 Kind = Literal["joined", "left", "failover", "overflow", "consent_lost", "refused",
-               "node_down", "node_up"]
+               "node_down", "node_up", "floor"]
 KINDS: Final = frozenset(get_args(Kind))
 
 

@@ -19,6 +19,7 @@ from typing import Final
 from cloud.cascades import prune_cascades
 from cloud.errors import StoreUnavailable
 from cloud.redis_errors import raise_if_cancelling
+from cloud.sharing import after_leaving
 from cloud.state import Cloud
 from cloud.store import without_participant
 from wire.models import Event, LegEvent
@@ -85,7 +86,8 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
     where = cloud.legs.get(event.leg_id)
     if where is None:
         where = next(((m.id, p.id) for m in await cloud.store.list_meetings()
-                      for p in m.participants if p.leg_id == event.leg_id), None)
+                      for p in m.participants
+                      if event.leg_id in (p.leg_id, p.content_leg_id)), None)
     if where is None:
         return
     if event.event == "consent_expired":  # RFC 7675 §5.1: the node stops sending to it
@@ -101,8 +103,9 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
         meeting = await cloud.store.get_meeting(meeting_id)
         if meeting is None:
             return
-        updated = tuple(
-            replace(p, rung=event.rung) if p.id == pid else p
+        updated = tuple(  # a content leg's rung is the participant's content_rung
+            (replace(p, content_rung=event.rung) if p.content_leg_id == event.leg_id
+             else replace(p, rung=event.rung)) if p.id == pid else p
             for p in meeting.participants
         )
         await cloud.store.put_meeting(replace(meeting, participants=updated))
@@ -115,9 +118,11 @@ async def _drop_gone(cloud: Cloud, node_id: str, leg_id: str, meeting_id: str, p
     away never says so): without this its meeting would never end, nor be forgotten."""
     async with cloud.meeting_lock(meeting_id):
         meeting = await cloud.store.get_meeting(meeting_id)
-        if meeting is None or not any(p.id == pid and p.leg_id == leg_id
-                                      for p in meeting.participants):
+        gone = next((p for p in meeting.participants if p.id == pid and p.leg_id == leg_id),
+                    None) if meeting is not None else None
+        if meeting is None or gone is None:
             return
+        before = meeting
         meeting = await prune_cascades(cloud, without_participant(meeting, pid))
         if not meeting.participants:
             meeting = replace(meeting, ended_at=cloud.clock())
@@ -131,3 +136,4 @@ async def _drop_gone(cloud: Cloud, node_id: str, leg_id: str, meeting_id: str, p
         (p.device_id for p in meeting.participants),
         Event(type="participant.left", meeting_id=meeting_id, participant_id=pid),
     )
+    await after_leaving(cloud, before, meeting, gone)  # its content leg; a freed floor

@@ -15,18 +15,21 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from cloud.assignment import Rule
 from cloud.cascades import prune_cascades
 from cloud.errors import (
     Conflict,
     NoCandidate,
     NodeUnavailable,
     NotFound,
+    PrivateMeetingUnreachable,
     ProbeRequired,
     TooManyStreams,
 )
 from cloud.http import device_auth, json_response, read_body, signed_claims
 from cloud.identity import Claims
 from cloud.placement import place
+from cloud.sharing import after_leaving
 from cloud.state import CLOUD, Cloud
 from cloud.store import MeetingRecord, ParticipantRecord, without_participant
 from cloud.webrtc import offer_from, place_webrtc
@@ -67,12 +70,13 @@ def _view(meeting: MeetingRecord) -> MeetingView:
             "participants": [
                 ParticipantView.model_validate(
                     {"id": p.id, "device_id": p.device_id, "node_id": p.node_id,
-                     "ssrc": p.ssrc, "transport": p.rung}
+                     "ssrc": p.ssrc, "transport": p.rung, "content_transport": p.content_rung}
                 )
                 for p in meeting.participants
             ],
             "cascades": [{"from_node": c.from_node, "to_node": c.to_node}
                          for c in meeting.cascades],
+            "presenter": meeting.floor.presenter if meeting.floor is not None else None,
         }
     )
 
@@ -83,7 +87,7 @@ async def create(request: web.Request) -> web.Response:
     body = await read_body(request, MeetingCreate, empty_ok=True)
     if body.id is None:
         meeting = MeetingRecord("mtg-" + secrets.token_hex(6), claims.org, body.title,
-                                cloud.clock())
+                                cloud.clock(), private=body.private)
         await cloud.store.put_meeting(meeting)
         return json_response(_created(meeting), status=201)
     async with cloud.meeting_lock(body.id):  # two devices creating "standup" get one meeting
@@ -92,14 +96,16 @@ async def create(request: web.Request) -> web.Response:
             if existing.org != claims.org:
                 raise Conflict(f"meeting id {body.id} is taken; choose another id")
             return json_response(_created(existing), status=200)
-        meeting = MeetingRecord(body.id, claims.org, body.title, cloud.clock())
+        meeting = MeetingRecord(body.id, claims.org, body.title, cloud.clock(),
+                                private=body.private)
         await cloud.store.put_meeting(meeting)
     return json_response(_created(meeting), status=201)
 
 
 def _created(meeting: MeetingRecord) -> MeetingCreated:
     return MeetingCreated(id=meeting.id, org=meeting.org, title=meeting.title,
-                          created_at=datetime.fromtimestamp(meeting.created_at, UTC))
+                          created_at=datetime.fromtimestamp(meeting.created_at, UTC),
+                          private=meeting.private)
 
 
 @routes.get("/v1/meetings/{meeting_id}")
@@ -170,6 +176,8 @@ async def join_webrtc(request: web.Request) -> web.Response:
             meeting, participant, chosen, answer = await place_webrtc(
                 cloud, meeting, org=claims.org, device_id=claims.device_id, offer=offer)
         except (NoCandidate, NodeUnavailable) as exc:
+            if isinstance(exc, PrivateMeetingUnreachable):
+                cloud.metrics.placements.labels(Rule.PRIVATE_REFUSED).inc()
             cloud.note("refused", f"{device.name} could not join: {exc}",
                        meeting=meeting_id, device=device.name)
             raise
@@ -192,6 +200,7 @@ async def leave(request: web.Request) -> web.Response:
         found = [p for p in meeting.participants if p.id == pid]
         if not found or found[0].device_id != claims.device_id:
             raise NotFound(f"no participant {pid} of this device here")
+        before = meeting
         meeting = await prune_cascades(cloud, without_participant(meeting, pid))
         if not meeting.participants:  # ended: forgotten after the meeting retention
             meeting = replace(meeting, ended_at=cloud.clock())
@@ -207,6 +216,7 @@ async def leave(request: web.Request) -> web.Response:
         (p.device_id for p in meeting.participants),
         Event(type="participant.left", meeting_id=meeting_id, participant_id=pid),
     )
+    await after_leaving(cloud, before, meeting, found[0])  # its content leg; a freed floor
     return web.Response(status=204)
 
 

@@ -66,6 +66,16 @@ class CloudMetrics:
         self.reassignments = Counter("pinhole_reassignments",
                                      "Participants placed again after their node failed.",
                                      registry=r)
+        self.floor_changes = Counter(
+            "pinhole_floor_changes",
+            "Content floor changes: granted, taken_over, released, freed (its presenter left).",
+            ["kind"], registry=r)
+        self.placements = Counter(
+            "pinhole_placements",
+            "Participants placed (joins, moves), by the assignment's rule: hybrid-local, "
+            "intra-cluster, hybrid-overflow (capacity), overflow-delay, guest, lowest-score, "
+            "meeting-node, lowest-load; private-refused counts refusals.",
+            ["rule"], registry=r)
         self.join_latency = Histogram(
             "pinhole_join_latency_seconds",
             "Join request to answer: assignment and the leg allocated on the node.",

@@ -33,16 +33,22 @@ async def register_node(request: web.Request) -> web.Response:
     body = await read_body(request, NodeRegistration)
     if body.kind == "hybrid" and not body.org:
         raise UnreadableRequest("org: a hybrid node must name its organisation")
+    if body.kind == "cloud" and body.cluster:
+        raise UnreadableRequest("cluster: only a hybrid node belongs to a cluster")
     _check_secret(cloud, secret, body.kind, body.org)
     node_id = body.id or "node-" + secrets.token_hex(5)
     existing = cloud.registry.get(node_id)
     if existing is not None and (existing.info.kind, existing.info.org) != (body.kind, body.org):
         raise Conflict(f"node id {node_id} is registered as another node")
+    hybrid = body.kind == "hybrid"
     info = NodeInfo(
         id=node_id, kind=body.kind, region=body.region,
-        org=body.org if body.kind == "hybrid" else None, address=body.address,
+        org=body.org if hybrid else None, address=body.address,
         endpoints=body.endpoints, fingerprint=body.fingerprint, legacy_dc=body.legacy_dc,
         dtls_fingerprint=body.dtls_fingerprint,
+        # a hybrid node named no cluster: a cluster of its own (one node, as before)
+        cluster=(body.cluster or node_id) if hybrid else None,
+        overflow_rtt_ms=body.overflow_rtt_ms if hybrid else None,
     )
     cloud.registry.register(info, body.capacity, body.plane)
     await cloud.registry.share(node_id)

@@ -19,6 +19,8 @@ from wire.models import (
     DeviceRegistration,
     ErrorBody,
     Event,
+    FloorRequest,
+    FloorView,
     IceServers,
     Joined,
     JoinRequest,
@@ -66,12 +68,14 @@ OPERATIONS: Final = (
     Operation("get", "/v1/meetings/{meeting_id}", "Participants, nodes, transports, cascades",
               "device", None, MeetingView, errors=(401, 404)),
     Operation("post", "/v1/meetings/{meeting_id}/participants",
-              "Join: assignment, transport plan, ICE credentials, SRTP keys, reason", "device",
-              JoinRequest, Joined, 201, (400, 401, 404, 428, 503)),
+              "Join: assignment, transport plan, ICE credentials, SRTP keys, reason; 409 "
+              "private_meeting_unreachable: a private meeting, and no node of the org's "
+              "clusters reached with room", "device",
+              JoinRequest, Joined, 201, (400, 401, 404, 409, 428, 503)),
     Operation("post", "/v1/meetings/{meeting_id}/webrtc",
               "Join with a WebRTC endpoint: its SDP offer in, the node's SDP answer out "
               "(ICE-lite, DTLS-SRTP with the node as server, BUNDLE, rtcp-mux)", "device",
-              WebRtcOffer, WebRtcJoined, 201, (400, 401, 404, 503)),
+              WebRtcOffer, WebRtcJoined, 201, (400, 401, 404, 409, 503)),
     Operation("get", "/v1/turn", "TURN servers for a WebRTC endpoint (RFC 8656) and a "
               "credential in coturn's shared-secret scheme, good for ttl_s; 404 "
               "turn_unavailable when none is configured", "device", None, IceServers,
@@ -82,6 +86,18 @@ OPERATIONS: Final = (
               "The device's leg to node_id went silent: a new assignment elsewhere (also sent "
               "as media.reassigned); 409 when the participant is no longer on node_id",
               "device", ReassignRequest, Joined, 200, (400, 401, 404, 409, 503)),
+    Operation("post", "/v1/meetings/{meeting_id}/floor",
+              "Present: take the content floor (take_over: even from another presenter, who "
+              "is told); 409 floor_held names the presenter; 403 content_unsupported for a "
+              "device profile without TCP", "device", FloorRequest, FloorView, 200,
+              (400, 401, 403, 404, 409, 413)),
+    Operation("delete", "/v1/meetings/{meeting_id}/floor",
+              "Stop presenting: the presenter gives the floor back (409 not_presenter)",
+              "device", None, FloorView, 200, (401, 404, 409)),
+    Operation("post", "/v1/meetings/{meeting_id}/participants/{participant_id}/content",
+              "A content (screen sharing) leg on the participant's node: credentials, keys, "
+              "SSRC and a plan of stream rungs only (tcp/5004, tcp/33434, tls/443, "
+              "http-proxy)", "device", None, Joined, 201, (401, 403, 404, 503)),
     Operation("get", "/v1/events", "WebSocket of events for this device (text frames: Event)",
               "device", None, Event, 101, (401, 429), websocket=True),
     Operation("post", "/v1/metrics/calls", "End-of-call quality report", "device",

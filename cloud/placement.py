@@ -14,9 +14,9 @@ from dataclasses import replace
 
 from pydantic import SecretStr
 
-from cloud.assignment import Assignment, assign
+from cloud.assignment import Assignment, Rule, Scope, assign, cluster_of
 from cloud.cascades import open_cascades
-from cloud.errors import NodeUnavailable
+from cloud.errors import NodeUnavailable, PrivateMeetingUnreachable
 from cloud.state import Cloud
 from cloud.store import MeetingRecord, ParticipantRecord
 from wire.models import (
@@ -29,6 +29,36 @@ from wire.models import (
 )
 from wire.srtp import SrtpKeys, SrtpProfile
 from wire.transports import DeviceProfile
+
+
+def scope_of(cloud: Cloud, meeting: MeetingRecord) -> Scope:
+    """What ``meeting`` asks of every placement in it (its org, private, guests)."""
+    return Scope(meeting_org=meeting.org, private=meeting.private,
+                 guests_on_clusters=cloud.settings.guests_on_clusters)
+
+
+def _note_overflow(cloud: Cloud, meeting: MeetingRecord, chosen: Assignment,
+                   nodes: Sequence[NodeInfo], participant: ParticipantRecord) -> None:
+    """The console's history: why this participant left its cluster, or took another node
+    of it."""
+    rule = chosen.reason.rule
+    if rule not in (Rule.HYBRID_OVERFLOW, Rule.OVERFLOW_DELAY, Rule.INTRA_CLUSTER):
+        return
+    hybrid = {n.id for n in nodes if n.kind == "hybrid" and (
+        rule != Rule.INTRA_CLUSTER or cluster_of(n) == cluster_of(chosen.node))}
+    left = [c.node_id for c in chosen.reason.candidates if c.node_id in hybrid and (
+        c.excluded == "full" or (c.excluded or "").startswith("overflow by delay"))]
+    names = " and ".join(left) or "its cluster"
+    to = chosen.node.id
+    text = {
+        Rule.HYBRID_OVERFLOW: f"{names} full: {participant.id} overflows to {to}",
+        Rule.OVERFLOW_DELAY: f"{participant.id} too far from {names}: overflows to {to}",
+        Rule.INTRA_CLUSTER: f"{participant.id} on {to}, another node of the meeting's "
+                            "cluster" + (f" ({names} full)" if left else ""),
+    }[Rule(rule)]
+    cloud.note("overflow", text, meeting=meeting.id, participant=participant.id,
+               device=participant.device_id, node=left[0] if left else None,
+               to_node=chosen.node.id)
 
 
 def unique_ssrc(meeting: MeetingRecord) -> int:
@@ -56,13 +86,8 @@ async def seat(
         await cloud.registry.allocate(chosen.node.id, command, cloud.settings.allocate_timeout_s)
     except NodeUnavailable as exc:
         raise NodeUnavailable(f"{exc}; try joining again") from None
-    if chosen.reason.rule == "hybrid-overflow":
-        full = [c.node_id for c in chosen.reason.candidates if c.excluded == "full"
-                and any(n.id == c.node_id and n.kind == "hybrid" for n in nodes)]
-        cloud.note("overflow", f"{' and '.join(full)} full: {participant.id} overflows to "
-                   f"{chosen.node.id}", meeting=meeting.id, participant=participant.id,
-                   device=participant.device_id, node=full[0] if full else None,
-                   to_node=chosen.node.id)
+    cloud.metrics.placements.labels(chosen.reason.rule).inc()
+    _note_overflow(cloud, meeting, chosen, nodes, participant)
     meeting = replace(meeting, participants=others)
     if others and chosen.node.id not in {p.node_id for p in others}:
         meeting = await open_cascades(cloud, meeting, chosen.node.id)
@@ -88,9 +113,16 @@ async def place(
     when no node fits, ``NodeUnavailable`` when the chosen one does not take the leg.
     """
     others = tuple(p for p in meeting.participants if existing is None or p.id != existing.id)
-    nodes = [n for n in cloud.visible_nodes(org, healthy_only=False) if n.id not in exclude]
-    chosen = assign(org=org, profile=profile, nodes=nodes, results=list(results),
-                    meeting_nodes=frozenset(p.node_id for p in others))
+    # the meeting's org's view: its clusters serve it, a guest's own org's do not
+    nodes = [n for n in cloud.visible_nodes(meeting.org, healthy_only=False)
+             if n.id not in exclude]
+    try:
+        chosen = assign(org=org, profile=profile, nodes=nodes, results=list(results),
+                        meeting_nodes=frozenset(p.node_id for p in others),
+                        scope=scope_of(cloud, meeting))
+    except PrivateMeetingUnreachable:
+        cloud.metrics.placements.labels(Rule.PRIVATE_REFUSED).inc()
+        raise
     ice = IceCredentials.generate()
     srtp = SrtpParams(profile=srtp_profile.value,
                       client_to_node=SecretStr(SrtpKeys.generate(srtp_profile).to_b64()),

@@ -56,6 +56,7 @@ import redis.asyncio as aioredis
 
 from cloud import redis_sentinel
 from cloud.errors import StoreUnavailable
+from cloud.floor import Floor
 from cloud.node_bus import RedisNodeBus, close_pubsub
 from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling, translated
 from cloud.redis_scripts import Script, ScriptRunner
@@ -119,7 +120,9 @@ def meeting_json(meeting: MeetingRecord) -> str:
         "id": m.id, "org": m.org, "title": m.title, "created_at": m.created_at,
         "participants": [_participant_fields(p) for p in m.participants],
         "cascades": [_cascade_fields(c) for c in m.cascades],
-        "ended_at": m.ended_at})
+        "ended_at": m.ended_at,
+        "floor": None if m.floor is None else [m.floor.presenter, m.floor.since],
+        "private": m.private})
 
 
 def meeting_from_json(raw: str | bytes) -> MeetingRecord:
@@ -132,6 +135,8 @@ def meeting_from_json(raw: str | bytes) -> MeetingRecord:
         cascades=tuple(CascadeRecord(*c) if isinstance(c, list) else CascadeRecord(**c)
                        for c in data.get("cascades", ())),
         ended_at=data.get("ended_at"),
+        floor=None if data.get("floor") is None else Floor(*data["floor"]),
+        private=bool(data.get("private", False)),
     )
 
 

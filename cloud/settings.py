@@ -101,6 +101,9 @@ class CloudSettings:
     # an ended (empty) meeting is forgotten after this
     meeting_retention_s: float = setting(3600.0, "forget a meeting this long after its last "
                                          "participant left", type=seconds(zero=True))
+    # a device of another org joining an org's meeting: on the cloud unless this is set
+    guests_on_clusters: bool = setting(False, "let guests (devices of another org) use the "
+                                       "meeting org's hybrid clusters; default: the cloud")
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
+from cloud import floor as floor_rules
+from cloud.floor import Floor
 from cloud.node_bus import NodeBus
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
@@ -42,6 +44,9 @@ class ParticipantRecord:
     #: a WebRTC endpoint's: its keys came from DTLS with its node, so it cannot be moved
     #: to another node by the cloud alone; it offers again (``media.reoffer``)
     webrtc: bool = False
+    #: its content (screen sharing) leg on ``node_id``, once it opened one, and its rung
+    content_leg_id: str | None = None
+    content_rung: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,8 @@ class MeetingRecord:
     participants: tuple[ParticipantRecord, ...] = field(default=())
     cascades: tuple[CascadeRecord, ...] = field(default=())
     ended_at: float | None = None  # when its last participant left
+    floor: Floor | None = None  # who presents content (cloud.floor)
+    private: bool = False  # all media on the org's clusters (cloud.assignment.Scope)
 
     def node_ids(self) -> set[str]:
         return {p.node_id for p in self.participants}
@@ -285,5 +292,8 @@ def with_participant(meeting: MeetingRecord, participant: ParticipantRecord) -> 
 
 
 def without_participant(meeting: MeetingRecord, participant_id: str) -> MeetingRecord:
+    """The meeting without the participant; the floor freed if it presented (its callers
+    announce ``floor.freed``: :func:`cloud.sharing.after_leaving`)."""
     kept = tuple(p for p in meeting.participants if p.id != participant_id)
-    return replace(meeting, participants=kept)
+    return replace(meeting, participants=kept,
+                   floor=floor_rules.leave(meeting.floor, participant_id).floor)

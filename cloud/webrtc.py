@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from cloud.assignment import Assignment, assign_webrtc
 from cloud.errors import UnreadableRequest
-from cloud.placement import seat, unique_ssrc
+from cloud.placement import scope_of, seat, unique_ssrc
 from cloud.state import Cloud
 from cloud.store import MeetingRecord, ParticipantRecord
 from wire.errors import SdpError
@@ -134,8 +134,8 @@ async def place_webrtc(
 ) -> tuple[MeetingRecord, ParticipantRecord, Assignment, Answer]:
     """Choose a node, answer the offer for it, allocate the leg there, cascade it in."""
     others = tuple(meeting.participants)
-    nodes = cloud.visible_nodes(org, healthy_only=False)
-    chosen = assign_webrtc(org=org, nodes=nodes,
+    nodes = cloud.visible_nodes(meeting.org, healthy_only=False)
+    chosen = assign_webrtc(org=org, nodes=nodes, scope=scope_of(cloud, meeting),
                            meeting_nodes=frozenset(p.node_id for p in others))
     assert chosen.node.dtls_fingerprint is not None  # assign_webrtc: only such nodes
     ice = credentials_for(offer)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from edge.boundary import usage
-from edge.flags import add_settings, apply_environment, setting, settings_from
+from edge.flags import Number, add_settings, apply_environment, setting, settings_from
 from hybrid_node.dial import HYBRID_PORTS
 from media_node.settings import NodeSettings, from_args, parser
 
 PROG = "pinhole-hybrid-node"
+#: the cloud's ``Id`` (``wire.models``): what a cluster may be called
+CLUSTER_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def port_span(ports: range) -> str:
@@ -48,6 +52,19 @@ class PortRange:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class ClusterName:
+    """An argparse ``type``: a cluster name as the cloud takes it (an id: letters, digits,
+    ``_ . : -``, at most 64); empty, the default, is a cluster of the node's own."""
+
+    __name__ = "cluster name"
+
+    def __call__(self, text: str) -> str:
+        if text and not CLUSTER_NAME.fullmatch(text):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a cluster name: 1-64 letters, digits, '_', '.', ':' or '-'")
+        return text
+
+
 @dataclass(frozen=True, slots=True)
 class HybridFlags:
     """What a hybrid node's command adds to the media node's flags; its settings are one
@@ -58,6 +75,13 @@ class HybridFlags:
     cascade_ports: range = setting(HYBRID_PORTS, "UDP source ports of cascades to the cloud "
                                    "(the standard 33434-33598; the older 8000-8100 also works)",
                                    type=PortRange(), show=port_span)
+    cluster: str = setting("", "the cluster of the org's nodes this one belongs to (one site's "
+                           "nodes): a meeting overflows from a full node to another node of "
+                           "its cluster, and to the cloud only when the whole cluster is full "
+                           "(default: a cluster of its own)", type=ClusterName())
+    overflow_rtt_ms: float = setting(250.0, "a device whose STUN round trip to this cluster "
+                                     "is at least this many ms is placed on the cloud",
+                                     type=Number(float, 0, 60_000, above=True))
 
 
 #: a hybrid node's defaults: it runs on the organisation's premises
@@ -69,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Pinhole hybrid media node: a media node for one organisation, installed inside its "
         "network (even behind NAT). It only connects outward: registration and its control "
         "WebSocket to the cloud over HTTPS/WSS 443, and every cascade to a cloud node from a "
-        "UDP source port in --cascade-ports to UDP 5004, then TCP 5004, then TLS 443. Every "
+        "UDP source port in --cascade-ports to UDP 5004, then TCP 5004, then TLS 443 (a "
+        "cascade to another node of its --cluster stays on the premises). Every "
         "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_ORG, "
         "PINHOLE_NODE_SECRET_FILE).\n\nExit codes: 0 stopped, 1 other failure, 2 usage (a "
         "flag or a file it names), 3 cannot reach the cloud, 5 the cloud's certificate did "
@@ -90,7 +115,8 @@ def parse(argv: Sequence[str] | None = None) -> NodeSettings:
         raise usage("--org ORG is required: a hybrid node serves one organisation",
                     "pass --org ORG (or set PINHOLE_ORG)")
     settings = from_args(a, p, prog=PROG, kind="hybrid", org=hybrid.org,
-                         cascade_ports=hybrid.cascade_ports)
+                         cascade_ports=hybrid.cascade_ports, cluster=hybrid.cluster,
+                         overflow_rtt_ms=hybrid.overflow_rtt_ms)
     if not settings.node_secret:
         raise usage("the org's hybrid node secret is missing",
                     "pass --node-secret-file FILE (or set PINHOLE_NODE_SECRET_FILE)")

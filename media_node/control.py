@@ -139,6 +139,8 @@ class ControlChannel:
             region=s.region, org=s.org or None, address=s.advertise, endpoints=self.endpoints,
             capacity=s.capacity, fingerprint=self.fingerprint, legacy_dc=s.legacy_dc,
             plane=self.engine.plane.kind.value,
+            cluster=(s.cluster or None) if s.kind == "hybrid" else None,
+            overflow_rtt_ms=s.overflow_rtt_ms,
             dtls_fingerprint=(None if self.engine.certificate is None
                               else str(self.engine.certificate.fingerprint)),
         )

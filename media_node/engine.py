@@ -40,6 +40,9 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   it exported become the leg's SRTP sessions. A meeting with a WebRTC leg is
   relayed here, not by the data plane: its packets are translated per receiver
   (payload types, SSRC slots, feedback: ``media_node.webrtc``).
+- Content (screen sharing) legs are allocated with ``content``: a meeting's content
+  legs relay among themselves (:attr:`Leg.group`), never into its audio/video legs,
+  with the same latch, consent, SSRC and SRTP checks as any leg.
 - Everything else is dropped and counted by reason; nothing raises per packet.
 - The engine is the control plane of a UDP data plane (:mod:`media_node.plane`:
   compiled, or its Python twin): every change to a meeting is replanned there, and
@@ -141,6 +144,7 @@ class Engine:
         # packets and octets of released legs; the live legs' are summed when read, so a
         # packet updates its legs' counters only
         self._retired = dict.fromkeys(TOTALS, 0)
+        self._retired_content = dict.fromkeys(TOTALS, 0)  # of released content legs
 
     def settle(self) -> None:
         """Move what the data plane counted into the legs and the node's drops."""
@@ -167,6 +171,12 @@ class Engine:
         self.settle()
         live: int = sum(getattr(leg, name) for leg in self.legs.values())
         return self._retired[name] + live
+
+    def content_total(self, name: str) -> int:
+        """A total of content legs only (``bytes_in``, ``bytes_out`` …): screen sharing."""
+        self.settle()
+        live: int = sum(getattr(leg, name) for leg in self.legs.values() if leg.content)
+        return self._retired_content[name] + live
 
     @property
     def packets_in(self) -> int:
@@ -230,10 +240,11 @@ class Engine:
             node_ufrag=command.ice.node_ufrag, client_ufrag=command.ice.client_ufrag,
             pwd=command.ice.pwd.get_secret_value().encode(), inbound=inbound,
             outbound=outbound, created_at=now, cascade=command.cascade, webrtc=webrtc,
+            content=command.content,
         )
         self._add(leg)
         log.info("leg %s allocated (meeting %s, ssrc %d%s)", leg.leg_id, leg.meeting_id,
-                 leg.ssrc, ", cascade" if leg.cascade else "")
+                 leg.ssrc, ", cascade" if leg.cascade else ", content" if leg.content else "")
         return answer
 
     def _add(self, leg: Leg) -> None:
@@ -241,10 +252,10 @@ class Engine:
         self.legs[leg.leg_id] = leg
         if leg.node_ufrag:
             self._by_ufrag[leg.node_ufrag] = leg
-        leg.members = self._meetings.setdefault(leg.meeting_id, [])
+        leg.members = self._meetings.setdefault(leg.group, [])
         leg.members.append(leg)
         if leg.webrtc is not None:
-            self._translated.add(leg.meeting_id)
+            self._translated.add(leg.group)
 
     def add_outbound_cascade(self, command: OpenCascade, now: float) -> Leg:
         """The leg this node opens to a peer node: it is the peer's client, keys mirrored.
@@ -288,7 +299,9 @@ class Engine:
             self._unpath(leg.sink, leg.addr)
         for name in TOTALS:
             self._retired[name] += getattr(leg, name)
-        members = self._meetings.get(leg.meeting_id, [])
+            if leg.content:
+                self._retired_content[name] += getattr(leg, name)
+        members = self._meetings.get(leg.group, [])
         if leg in members:
             members.remove(leg)
         for other in members:  # its streams' slots at WebRTC endpoints are free at once
@@ -297,9 +310,9 @@ class Engine:
                     other.webrtc.forget_source(source)
         self.plane.forget(leg, members)
         if not any(m.webrtc is not None for m in members):
-            self._translated.discard(leg.meeting_id)
+            self._translated.discard(leg.group)
         if not members:
-            self._meetings.pop(leg.meeting_id, None)
+            self._meetings.pop(leg.group, None)
         log.info("leg %s freed", leg_id)
         return leg
 
@@ -530,7 +543,7 @@ class Engine:
             leg.rtcp_ssrcs.add(learnt)
         leg.packets_in += 1
         leg.bytes_in += len(data)
-        if leg.meeting_id in self._translated:
+        if leg.group in self._translated:
             self._translate(leg, rtcp, now)
             return
         from_cascade = leg.cascade

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from media_node.webrtc import WebRtcLeg
 from wire.ice_lite import IceLite
 from wire.models import LegCounters
 from wire.srtp import SrtpReceiver, SrtpSender
 from wire.transports import RungName
+
+#: the suffix of a meeting's content group (no meeting id holds a space)
+CONTENT_GROUP: Final = " content"
 
 
 class Sink(Protocol):
@@ -45,6 +48,8 @@ class Leg:
     outbound: SrtpSender = field(repr=False)
     created_at: float
     cascade: bool = False  # a leg to or from another node, carrying many SSRCs
+    #: a content (screen sharing) leg: relayed among its meeting's content legs only
+    content: bool = False
     sink: Sink | None = None
     addr: Any = None
     consent_at: float | None = None
@@ -56,6 +61,8 @@ class Leg:
     drops: dict[str, int] = field(default_factory=dict)
     #: ``ssrc`` as it is on the wire (RFC 3550 §5.1), compared per packet without a parse
     ssrc_wire: bytes = field(init=False, repr=False)
+    #: the legs that relay among themselves: its meeting's media legs, or its content legs
+    group: str = field(init=False, repr=False)
     #: every leg of its meeting on this node, itself included (the engine's own list)
     members: list[Leg] = field(default_factory=list, repr=False)
     #: SSRCs besides its own its SRTCP came from and authenticated (bounded: the engine's
@@ -70,6 +77,7 @@ class Leg:
 
     def __post_init__(self) -> None:
         self.ssrc_wire = self.ssrc.to_bytes(4, "big")
+        self.group = self.meeting_id + CONTENT_GROUP if self.content else self.meeting_id
 
     @property
     def rung(self) -> RungName | None:

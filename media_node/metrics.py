@@ -104,6 +104,13 @@ class EngineCollector(Collector):
         octets.add_metric(["in"], e.bytes_in)
         octets.add_metric(["out"], e.bytes_out)
         yield octets
+        content = CounterMetricFamily("pinhole_node_content_bytes",
+                                      "SRTP/SRTCP bytes of content (screen sharing) legs, by "
+                                      "direction (also in pinhole_node_bytes).",
+                                      labels=["direction"])
+        content.add_metric(["in"], e.content_total("bytes_in"))
+        content.add_metric(["out"], e.content_total("bytes_out"))
+        yield content
         plane = e.plane
         info = GaugeMetricFamily("pinhole_node_plane_info",
                                  "The data plane relaying UDP media (compiled or python) and "

@@ -38,7 +38,15 @@ from media_node.settings import NodeSettings
 from wire.dtls import DtlsCertificate
 from wire.models import Endpoint
 from wire.tls import cert_fingerprint, issue, server_context
-from wire.transports import TCP_5004, TLS_443, UDP_5004, UDP_9000, UDP_33434, Rung
+from wire.transports import (
+    TCP_5004,
+    TCP_33434,
+    TLS_443,
+    UDP_5004,
+    UDP_9000,
+    UDP_33434,
+    Rung,
+)
 
 log = logging.getLogger("media_node")
 _T = TypeVar("_T")
@@ -98,6 +106,16 @@ async def start_listeners(
                                          timing=timing, clock=clock)
         closers.append(server)
         endpoints.append(_endpoint(TCP_5004, real))
+        try:  # content's second rung: a node without it still serves TCP 5004 and TLS
+            server, real = await bind_stream(engine, host, settings.tcp_last_resort_port,
+                                             TCP_33434.name, delay, None, admission,
+                                             settings.limits, timing=timing, clock=clock)
+        except OSError as exc:
+            log.warning("cannot listen on TCP %s:%d (%s): content falls back to TLS",
+                        host, settings.tcp_last_resort_port, exc.strerror or exc)
+        else:
+            closers.append(server)
+            endpoints.append(_endpoint(TCP_33434, real))
     if settings.tls:
         context, fingerprint = _tls_context(settings, workdir)
 

@@ -52,6 +52,10 @@ class NodeSettings:
     legacy_port: int = setting(9000, "legacy UDP port", type=PORT)
     # seed: "TCP port 5004 ... if UDP is blocked"
     tcp_port: int = setting(5004, "TCP media port, RFC 4571 framing", type=PORT)
+    # seed (FNR ports table): "Screen Sharing (in app) TCP 5004* 33434": content's second rung
+    tcp_last_resort_port: int = setting(
+        33434, "last-resort TCP port for content (screen sharing), RFC 4571 framing; a node "
+        "that cannot bind it serves content on TCP 5004 and TLS only", type=PORT)
     # seed: "TLS port 443"; 8443 when this process may not bind below 1024
     tls_port: int = setting(443, "TLS media port (8443 when it may not bind below 1024)",
                             type=PORT)
@@ -97,6 +101,8 @@ class NodeSettings:
                               choices=("text", "json"))
     prog: str = "pinhole-media-node"  # the command's name, for its messages
     cascade_ports: range | None = None  # a hybrid node's cascade source ports (None: any)
+    cluster: str = ""  # a hybrid node's cluster in its org ("": a cluster of its own)
+    overflow_rtt_ms: float = 250.0  # a hybrid node's cluster: devices this far go to the cloud
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
@@ -133,7 +139,8 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
 
 
 def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, kind: str,
-              org: str, cascade_ports: range | None = None) -> NodeSettings:
+              org: str, cascade_ports: range | None = None, cluster: str = "",
+              overflow_rtt_ms: float = 250.0) -> NodeSettings:
     """The settings from parsed flags (a hybrid node's parser adds its own flags first)."""
     if not a.cloud:
         raise usage("--cloud URL is required", "pass --cloud https://HOST[:PORT] "
@@ -145,4 +152,5 @@ def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, k
         if getattr(a, flag):
             readable_file(f"--{flag}", getattr(a, flag))
     return settings_from(NodeSettings, a, cloud=a.cloud.rstrip("/"), kind=kind, org=org,
-                         prog=prog, cascade_ports=cascade_ports)
+                         prog=prog, cascade_ports=cascade_ports, cluster=cluster,
+                         overflow_rtt_ms=overflow_rtt_ms)

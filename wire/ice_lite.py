@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 from wire.stun import Attr
-from wire.transports import LADDER, RungName
+from wire.transports import NODE_RUNGS, RungName
 
 #: RFC 8839 §5.4: ice-char = ALPHA / DIGIT / "+" / "/"
 ICE_CHARS: Final = string.ascii_letters + string.digits + "+/"
@@ -95,9 +95,10 @@ def candidate_priority(type_preference: int, local_preference: int, component: i
 
 #: RFC 8445 §5.1.2.1: the priority of a node's host candidate on each rung, the ladder's
 #: best rung highest (udp/5004 over udp/33434 over tcp/5004 ...); the node's checks and
-#: the candidates of its SDP answers use the same numbers
+#: the candidates of its SDP answers use the same numbers. Every rung a node serves has
+#: one (``NODE_RUNGS``: content's tcp/33434 too), or a check on it would find none.
 LOCAL_PRIORITY: Final = {rung.name: candidate_priority(HOST_PREFERENCE, 0xFFFF - i)
-                         for i, rung in enumerate(LADDER)}
+                         for i, rung in enumerate(NODE_RUNGS)}
 
 
 def local_priority(rung: RungName) -> int:

@@ -86,6 +86,10 @@ class NodeInfo(Body):
     legacy_dc: bool = False
     healthy: bool = True
     load: float = Field(default=0.0, ge=0.0)
+    #: a hybrid node's cluster in its org (a node registered without one is its own)
+    cluster: Id | None = None
+    #: a hybrid node's overflow by delay: a device this far from its cluster goes to the cloud
+    overflow_rtt_ms: float | None = Field(default=None, gt=0.0, le=60_000.0)
 
 
 class NodeRegistration(Body):
@@ -103,6 +107,10 @@ class NodeRegistration(Body):
     legacy_dc: bool = False
     #: for the operator's console; None from a node that does not say
     plane: PlaneKind | None = None
+    #: a hybrid node's cluster in its org (none: a cluster of its own)
+    cluster: Id | None = None
+    #: a hybrid node's cluster sends a device at least this far (STUN RTT) to the cloud
+    overflow_rtt_ms: float = Field(default=250.0, gt=0.0, le=60_000.0)
 
 
 class NodeRegistered(Body):
@@ -188,6 +196,9 @@ class MeetingCreate(Body):
 
     title: str = Field(default="", max_length=256)
     id: Id | None = None
+    #: all media on the org's clusters, never a cascade to the cloud; a participant who
+    #: reaches none of their nodes is refused (409 private_meeting_unreachable)
+    private: bool = False
 
 
 class MeetingCreated(Body):
@@ -195,6 +206,7 @@ class MeetingCreated(Body):
     org: Id
     title: str
     created_at: datetime
+    private: bool = False
 
 
 class JoinRequest(Body):
@@ -275,8 +287,10 @@ class CandidateScore(Body):
 
 class AssignmentReason(Body):
     chosen: Id
-    #: "hybrid-local", "hybrid-overflow" (the org's hybrid node is full) or "lowest-score";
-    #: for a WebRTC endpoint (no probes) "hybrid-local", "meeting-node" or "lowest-load"
+    #: "hybrid-local", "intra-cluster" (the meeting's node of the cluster is full: another
+    #: node of it), "hybrid-overflow" (the whole cluster is full), "overflow-delay" (the
+    #: cluster is too far), "guest" (another org's device, on the cloud) or "lowest-score";
+    #: for a WebRTC endpoint (no probes) also "meeting-node" or "lowest-load"
     rule: str
     candidates: list[CandidateScore]
 
@@ -300,6 +314,8 @@ class ParticipantView(Body):
     node_id: Id
     ssrc: int
     transport: RungName | None = None
+    #: the rung its content (screen sharing) leg latched on, once it has one
+    content_transport: RungName | None = None
 
 
 class CascadeLink(Body):
@@ -315,6 +331,7 @@ class MeetingView(Body):
     title: str
     participants: list[ParticipantView]
     cascades: list[CascadeLink]
+    presenter: Id | None = None  # who holds the content floor
 
 
 # ---------------------------------------------------------------- events
@@ -325,12 +342,17 @@ class Event(Body):
 
     #: ``media.reoffer``: the node of this device's WebRTC endpoint is down; it sends a new
     #: SDP offer, which places it on another node
+    #: ``floor.granted``, ``floor.taken_over``, ``floor.released``, ``floor.freed``: the
+    #: meeting's content floor changed hands (``participant_id``: who presents now, or who
+    #: stopped; ``previous_participant_id``: the presenter a take-over displaced)
     type: Literal["participant.joined", "participant.left", "media.reassigned", "media.reoffer",
-                  "probe.requested"]
+                  "probe.requested", "floor.granted", "floor.taken_over", "floor.released",
+                  "floor.freed"]
     meeting_id: Id | None = None
     participant_id: Id | None = None
     node_id: Id | None = None
     assignment: Joined | None = None  # for media.reassigned
+    previous_participant_id: Id | None = None  # for floor.taken_over
 
 
 # ---------------------------------------------------------------- call metrics
@@ -371,6 +393,24 @@ class CallMetrics(Body):
     #: only final reports are counted as calls
     final: bool = True
     legs: list[CallLeg] = Field(default_factory=list, max_length=256)
+
+
+class FloorRequest(Body):
+    """``POST /v1/meetings/{id}/floor``: ``participant_id`` (this device's) asks to present;
+    ``take_over``: even while another participant presents (it is told)."""
+
+    participant_id: Id
+    take_over: bool = False
+
+
+class FloorView(Body):
+    """The meeting's content floor: who presents (``None``: nobody) and what just changed
+    (``granted``, ``taken_over``, ``released``, or ``None`` when nothing did)."""
+
+    meeting_id: Id
+    presenter: Id | None = None
+    previous: Id | None = None  # the presenter a take-over displaced
+    change: Literal["granted", "taken_over", "released"] | None = None
 
 
 class ReassignRequest(Body):
@@ -480,6 +520,8 @@ class AllocateLeg(Body):
     srtp: SrtpParams | None = None
     webrtc: WebRtcLegParams | None = None
     cascade: bool = False  # the leg another node will open to this one (``open_cascade``)
+    #: a content (screen sharing) leg: relayed among the meeting's content legs only
+    content: bool = False
 
     @model_validator(mode="after")
     def _one_kind_of_keys(self) -> AllocateLeg:

@@ -32,6 +32,7 @@ class RungName(enum.StrEnum):
     UDP_9000 = "udp/9000"
     UDP_33434 = "udp/33434"
     TCP_5004 = "tcp/5004"
+    TCP_33434 = "tcp/33434"
     TLS_443 = "tls/443"
     HTTP_PROXY = "http-proxy"
 
@@ -86,6 +87,15 @@ TCP_5004: Final = Rung(
     False,
     "WP: 'it can fall back to traverse a firewall using TCP port 5004 and TLS port 443'",
 )
+TCP_33434: Final = Rung(
+    RungName.TCP_33434,
+    Transport.TCP,
+    33434,
+    False,
+    "FNR ports table: 'Screen Sharing (in app) TCP 5004* 33434' ('*Preferred port.'); "
+    "'The Cisco Spark app uses port 33434 only when 5004 is blocked'",
+    extra_penalty_ms=20.0,  # FNR: "traffic through port 33434 may experience throttling"
+)
 TLS_443: Final = Rung(
     RungName.TLS_443,
     Transport.TLS,
@@ -104,7 +114,19 @@ HTTP_PROXY_443: Final = Rung(
 
 #: The client's transport ladder, best first (docs/design.md, "Ports").
 LADDER: Final[tuple[Rung, ...]] = (UDP_5004, UDP_9000, UDP_33434, TCP_5004, TLS_443, HTTP_PROXY_443)
-RUNGS_BY_NAME: Final[dict[RungName, Rung]] = {rung.name: rung for rung in LADDER}
+#: The content (screen sharing) ladder, best first: stream rungs only, even when audio and
+#: video are on UDP. FNR: "Cisco Spark uses TCP for messaging, file transfer, and screen
+#: sharing and UDP as the preferred method for audio and video"; its ports table gives
+#: "Screen Sharing (in app) TCP 5004* 33434"; and "If TCP traffic is also blocked, then
+#: Cisco Spark for Windows and Mac attempts to route traffic through your organization's
+#: HTTP Proxy for all services, including: ... screen sharing". TLS 443 sits between them
+#: as it does on the media ladder (WP: "TCP port 5004 and TLS port 443").
+CONTENT_LADDER: Final[tuple[Rung, ...]] = (TCP_5004, TCP_33434, TLS_443, HTTP_PROXY_443)
+#: Every rung a node serves, best first: the media ladder, content's tcp/33434 after
+#: tcp/5004 (the node's ICE-lite priorities follow this order: ``wire.ice_lite``).
+NODE_RUNGS: Final[tuple[Rung, ...]] = (
+    UDP_5004, UDP_9000, UDP_33434, TCP_5004, TCP_33434, TLS_443, HTTP_PROXY_443)
+RUNGS_BY_NAME: Final[dict[RungName, Rung]] = {rung.name: rung for rung in NODE_RUNGS}
 
 #: Extra milliseconds the assignment charges a transport: UDP has the lowest
 #: latency (WP: "UDP is the preferred protocol for interactive media, because
@@ -277,6 +299,45 @@ def plan(
         raise ProfileRefused(
             f"{_plural(profile)} can use none of the node's transports ({offered_text});"
             f" {_plural(profile)} need {needed}"
+        )
+    return chosen
+
+
+def check_content(profile: DeviceProfile) -> None:
+    """Raise :class:`ProfileRefused` when ``profile`` can neither present nor receive content.
+
+    Content travels on stream rungs only (:data:`CONTENT_LADDER`); a profile whose media
+    may not use TCP, TLS or a proxy (rooms and boards: UDP only) has no content ladder.
+    """
+    media = PROFILES[profile].media
+    if any(r.transport in media for r in CONTENT_LADDER):
+        return
+    raise ProfileRefused(
+        f"{_plural(profile)} cannot present or receive shared content: content travels over"
+        f" TCP, TLS or an HTTP proxy, and {_plural(profile)} send media over UDP only;"
+        " share from a desktop or mobile client"
+    )
+
+
+def content_plan(profile: DeviceProfile, offered: Iterable[str]) -> tuple[Rung, ...]:
+    """The content ladder's rungs a node offers that ``profile`` may use, best first.
+
+    ``http-proxy`` is offered implicitly by every node with a ``tls/443`` rung. Raises
+    :class:`ProfileRefused` when the profile has no content ladder, or the node offers
+    none of its rungs.
+    """
+    check_content(profile)
+    names = set(offered)
+    if TLS_443.name in names:
+        names.add(HTTP_PROXY_443.name)
+    media = PROFILES[profile].media
+    chosen = tuple(r for r in CONTENT_LADDER if r.transport in media and r.name in names)
+    if not chosen:
+        offered_text = ", ".join(sorted(names)) or "nothing"
+        raise ProfileRefused(
+            f"the node offers no content transport {_plural(profile)} may use"
+            f" ({offered_text}); content needs one of "
+            + ", ".join(r.name for r in CONTENT_LADDER)
         )
     return chosen
 

@@ -129,7 +129,7 @@ async def test_netcheck_reports_what_works_and_what_to_open(stack: Stack, tmp_pa
     assert rows["HTTPS"] == rows["WSS"] == rows["TLS"] == rows["TCP"] == "ok"
     assert rows["TLS inspection"] == "ok"
     assert {k.split()[1] for k in rows if k.startswith("node-a ")} == {
-        "udp/5004", "udp/33434", "tcp/5004", "tls/443"}
+        "udp/5004", "udp/33434", "tcp/5004", "tcp/33434", "tls/443"}  # 33434: content's
     assert all(v == "ok" for k, v in rows.items() if k.startswith("node-a "))
     assert result["media_transport"] == "udp/5004" and result["rules"] == []
     assert result["verdict"] == {"exit_status": 0, "name": "good",

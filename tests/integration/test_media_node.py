@@ -469,10 +469,12 @@ async def test_cascade_falls_back_to_tls_443() -> None:
 
 async def test_hybrid_cascade_takes_tcp_5004_when_udp_gets_no_answer() -> None:
     """Seed: the hybrid node "uses the same ports and protocols as the Cisco Spark app when it
-    talks to the cloud": UDP 5004, then TCP 5004 (then TLS 443)."""
+    talks to the cloud": UDP 5004, then TCP 5004 (then TLS 443). The ladder is raced
+    (tests/integration/test_cascade_race.py): the peer has no TLS either, so that TCP is
+    its one working rung and the verdict no race between TCP and TLS."""
     from hybrid_node.dial import hybrid_dialler
 
-    async with running_node("hyb") as a, running_node("cloud-b", udp=False) as b:
+    async with running_node("hyb") as a, running_node("cloud-b", udp=False, tls=False) as b:
         link = hybrid_dialler(local_host=a.info.address)(a.engine, cascade(a, b, "m1"))
         assert isinstance(link, CascadeLink)
         link.udp_timeout_s = 0.5

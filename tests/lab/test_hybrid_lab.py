@@ -192,7 +192,8 @@ def test_3_udp_blocked_from_the_hybrid_host_cascade_takes_tls_443(running: Runni
     checked against its published fingerprint) and media still crosses."""
     running.use("hybrid-tls-only")
     meeting = running.meeting()
-    # the ladder waits out UDP 5004 (2 s) and TCP 5004 (its SYN dropped: 3 s) before TLS
+    # the cascade races its ladder: TLS 443 starts 220 ms after UDP 5004, whose answer and
+    # TCP 5004's SYN are dropped
     local = running.party(meeting, "local0", 0)
     local.ready()
     remote = running.party(meeting, "remote", 1, where="inet")

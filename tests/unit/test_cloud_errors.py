@@ -22,6 +22,8 @@ from cloud import errors
 from cloud.errors import (
     BodyTooLarge,
     CloudError,
+    Conflict,
+    Forbidden,
     NoCandidate,
     StoreUnavailable,
     UnreadableRequest,
@@ -34,7 +36,7 @@ CLOUD = Path(__file__).resolve().parents[2] / "cloud"
 # which exports it), the route modules, the HTTP API's description and the listener.
 # Every other module of cloud/ is the core.
 EDGE = frozenset({"http", "app", "__init__", "devices", "meetings", "nodes", "console", "join",
-                  "openapi", "connections", "__main__"})
+                  "openapi", "connections", "__main__", "content"})
 RESPONSES = frozenset({"Response", "json_response", "StreamResponse"})
 HTTP_CLASS = re.compile(r"HTTP[A-Z][a-z]")  # HTTPNotFound, HTTPStatus; not HTTP_PROXY
 
@@ -44,9 +46,9 @@ ANSWERS = {
     "invalid_body": 400, "invalid_json": 400, "invalid_utf8": 400, "too_deep": 400,
     "invalid_unicode": 400, "bad_form": 400,
     "unauthorized": 401, "operator_required": 401,
-    "forbidden": 403,
+    "forbidden": 403, "content_unsupported": 403,
     "not_found": 404,
-    "conflict": 409,
+    "conflict": 409, "private_meeting_unreachable": 409, "floor_held": 409, "not_presenter": 409,
     "too_large": 413,
     "unsupported_media_type": 415, "form_expected": 415,
     "probe_required": 428,
@@ -61,8 +63,8 @@ def _domain_errors() -> list[type[CloudError]]:
 
 
 def _raise(cls: type[CloudError], code: str | None = None) -> CloudError:
-    if cls is NoCandidate:
-        return NoCandidate(None, "no media node is reachable")
+    if issubclass(cls, NoCandidate):
+        return cls(None, "no media node is reachable")
     return cls("what went wrong", code=code)
 
 
@@ -81,7 +83,9 @@ def test_each_code_keeps_its_status(code: str, status: int) -> None:
     owners = [c for c in _domain_errors() if c.code == code]
     family = {"invalid_json": UnreadableRequest, "invalid_utf8": UnreadableRequest,
               "too_deep": UnreadableRequest, "invalid_unicode": UnreadableRequest,
-              "bad_form": UnreadableRequest, "form_expected": WrongMediaType}
+              "bad_form": UnreadableRequest, "form_expected": WrongMediaType,
+              "content_unsupported": Forbidden, "floor_held": Conflict,
+              "not_presenter": Conflict}
     cls = owners[0] if owners else family[code]
     assert status_of(_raise(cls, code)) == status
 

@@ -63,3 +63,32 @@ def test_the_secret_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PINHOLE_NODE_SECRET", raising=False)
     with pytest.raises(Failure, match="hybrid node secret is missing"):
         parse(["--cloud", "https://cloud.example", "--org", "acme"])
+
+
+def test_cluster_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clusters: "pinhole-hybrid-node --cluster NAME (org-scoped)"; overflow by delay
+    "configurable per cluster", from a flag or ``PINHOLE_*`` like every other."""
+    base = ["--cloud", "https://cloud.example", "--org", "acme", "--node-secret-file",
+            secret(tmp_path)]
+    s = parse([*base, "--cluster", "hq-floor.2", "--overflow-rtt-ms", "120"])
+    assert (s.cluster, s.overflow_rtt_ms) == ("hq-floor.2", 120.0)
+    default = parse(base)
+    assert (default.cluster, default.overflow_rtt_ms) == ("", 250.0)  # a cluster of its own
+    monkeypatch.setenv("PINHOLE_CLUSTER", "branch")
+    monkeypatch.setenv("PINHOLE_OVERFLOW_RTT_MS", "80.5")
+    s = parse(base)
+    assert (s.cluster, s.overflow_rtt_ms) == ("branch", 80.5)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--cluster", "head office"], "is not a cluster name"),
+    (["--cluster", "x" * 65], "is not a cluster name"),
+    (["--overflow-rtt-ms", "0"], "above 0"),
+    (["--overflow-rtt-ms", "nan"], "overflow-rtt-ms"),
+])
+def test_bad_cluster_flags_say_what_to_do(tmp_path: Path, argv: list[str],
+                                          message: str) -> None:
+    """Refused at the flag, before the cloud would refuse the registration."""
+    with pytest.raises(Failure, match=message):
+        parse(["--cloud", "https://cloud.example", "--org", "acme", "--node-secret-file",
+               secret(tmp_path), *argv])

@@ -37,7 +37,7 @@ from wire.stun import (
     encode_message,
     parse_binding_response,
 )
-from wire.transports import LADDER, RungName
+from wire.transports import LADDER, NODE_RUNGS, RungName
 
 HIGH = local_priority(RungName.UDP_5004)
 LOW = local_priority(RungName.UDP_33434)
@@ -69,7 +69,17 @@ def test_the_nodes_candidates_follow_the_ladder() -> None:
     the ladder's order; every rung a node can listen on has one."""
     ladder = [local_priority(r.name) for r in LADDER]
     assert ladder == sorted(ladder, reverse=True) and len(set(ladder)) == len(ladder)
-    assert {local_priority(r) for r in RungName} == set(ladder)
+    every = [local_priority(r.name) for r in NODE_RUNGS]
+    assert every == sorted(every, reverse=True) and len(set(every)) == len(every)
+    assert {r.name for r in NODE_RUNGS} == set(RungName) and set(ladder) <= set(every)
+
+
+def test_a_check_on_the_content_rung_has_a_priority() -> None:
+    """Defect pinned down: before, the node's priorities covered the media ladder only, and
+    an authenticated check on its TCP 33434 listener (content's second rung) raised
+    KeyError in the engine; now tcp/33434 ranks between tcp/5004 and tls/443."""
+    assert local_priority(RungName.TCP_5004) > local_priority(RungName.TCP_33434) > \
+        local_priority(RungName.TLS_443)
 
 
 # ----------------------------------------------------------------------------- nomination

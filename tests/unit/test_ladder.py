@@ -67,3 +67,12 @@ def test_reached_stream_rungs_first_start_at_once() -> None:
     assert _starts(plan, 0.2) == pytest.approx({
         "tcp/5004": 0.0, "tls/443": 0.02, "udp/5004": 0.22, "udp/33434": 0.27,
         "http-proxy": 0.42})
+
+
+def test_content_tries_tcp_33434_only_when_tcp_5004_did_not_answer_in_a_stagger() -> None:
+    """The content ladder (FNR: "The Cisco Spark app uses port 33434 only when 5004 is
+    blocked"): TCP 33434 starts a whole stagger after TCP 5004 (earlier when 5004 fails
+    at once, like every wave), then TLS and the proxy a short step apart."""
+    plan = _plan("tcp/5004", "tcp/33434", "tls/443", "http-proxy")
+    assert _starts(plan, 0.2) == pytest.approx({
+        "tcp/5004": 0.0, "tcp/33434": 0.2, "tls/443": 0.22, "http-proxy": 0.24})

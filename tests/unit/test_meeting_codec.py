@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import fields, replace
 
+from cloud.floor import Floor
 from cloud.redis_store import meeting_from_json, meeting_json
 from cloud.store import CascadeRecord, MeetingRecord, ParticipantRecord
 
 MEETING = MeetingRecord(
     id="m1", org="acme", title="standup", created_at=1.5,
-    participants=(ParticipantRecord("p1", "d1", "n1", 11, "leg-1", "udp/5004"),
+    participants=(ParticipantRecord("p1", "d1", "n1", 11, "leg-1", "udp/5004",
+                                    content_leg_id="leg-c1", content_rung="tcp/5004"),
                   ParticipantRecord("p2", "d2", "n2", 22, "leg-2", None, webrtc=True)),
-    cascades=(CascadeRecord("leg-c", "n1", "n2"),), ended_at=9.5)
+    cascades=(CascadeRecord("leg-c", "n1", "n2"),), ended_at=9.5, floor=Floor("p1", 3.5))
 
 
 def test_every_field_comes_back() -> None:
@@ -29,8 +31,9 @@ def test_every_field_comes_back() -> None:
 
 def test_a_participant_is_the_list_of_its_fields_in_order() -> None:
     stored = json.loads(meeting_json(MEETING))
-    assert stored["participants"][0] == ["p1", "d1", "n1", 11, "leg-1", "udp/5004", False]
-    assert stored["participants"][1][-1] is True
+    assert stored["participants"][0] == ["p1", "d1", "n1", 11, "leg-1", "udp/5004", False,
+                                         "leg-c1", "tcp/5004"]
+    assert stored["participants"][1][6] is True
     assert len(stored["participants"][0]) == len(fields(ParticipantRecord))
     assert stored["cascades"] == [["leg-c", "n1", "n2"]]
 
@@ -52,5 +55,6 @@ def test_the_older_form_with_named_fields_still_reads() -> None:
                           "leg_id": "leg-2", "rung": None}],
         "cascades": [{"leg_id": "leg-c", "from_node": "n1", "to_node": "n2"}],
         "ended_at": 9.5})
-    assert meeting_from_json(older) == replace(MEETING, participants=tuple(
-        replace(p, webrtc=False) for p in MEETING.participants))
+    assert meeting_from_json(older) == replace(MEETING, floor=None, participants=tuple(
+        replace(p, webrtc=False, content_leg_id=None, content_rung=None)
+        for p in MEETING.participants))

@@ -1,0 +1,171 @@
+"""Screen sharing end to end on a loopback stack: ``pinhole call --share`` parties.
+
+Seed (FNR): "Cisco Spark uses TCP for messaging, file transfer, and screen sharing and
+UDP as the preferred method for audio and video"; ports table "Screen Sharing (in app)
+TCP 5004*". Each party is a real ``pinhole call`` process that talks until the test has
+seen what it waits for (tests/integration/calls.py), then hangs up (Ctrl-C) and prints
+its ``--json`` report with its ``content`` section.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from client.api import CloudApi
+from lab.stack import NodeSpec, Stack, running_stack
+from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all
+from tests.waiting import until_async
+from wire.tls import client_context
+
+pytestmark = pytest.mark.slow
+
+#: two frames of 30 packets: enough bytes that the node relayed a frame or more
+FRAMES_OF_BYTES = 2 * 30 * 1100
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack",
+                             cloud_args=["--probe-ttl-s", "600"]) as running:
+        yield running
+
+
+async def _call(stack: Stack, tmp_path: Path, name: str, meeting: str, *args: str,
+                profile: str = "desktop", seconds: float = UNTIL_HUNG_UP_S) -> Party:
+    return await Party.start(stack, "--cache-dir", str(tmp_path / name), "--json",
+                             "--name", name, "--profile", profile, "call", "--meeting",
+                             meeting, "--create", "--seconds", str(seconds), *args)
+
+
+async def _metric(url: str, name: str, **labels: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        text = await response.text()
+    label = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    match = re.search(rf"^{name}\{{{label}\}} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def _cloud_metric(stack: Stack, kind: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(
+            stack.cloud_url + "/metrics", ssl=client_context(stack.ca_file)) as response:
+        text = await response.text()
+    match = re.search(rf'^pinhole_floor_changes_total\{{kind="{kind}"\}} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def _presenting(stack: Stack, watcher: CloudApi, meeting: str, parties: int) -> str:
+    """``parties`` participants in ``meeting``, one presenting, every content leg latched
+    and the node relaying content: the presenter's id."""
+    node = stack.nodes[0]["metrics_url"]
+    seen: list[Any] = []
+
+    async def sharing() -> bool:
+        try:
+            view = await watcher.meeting(meeting)
+        except Exception:  # not created yet
+            return False
+        seen[:] = [view.presenter, [(p.transport, p.content_transport)
+                                    for p in view.participants]]
+        return (len(view.participants) == parties and view.presenter is not None
+                and all(p.content_transport for p in view.participants)
+                and await _metric(node, "pinhole_node_content_bytes_total",
+                                  direction="out") >= FRAMES_OF_BYTES)
+
+    try:
+        await until_async(sharing, "content relayed to every participant", timeout_s=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen: {seen}") from None
+    presenter = (await watcher.meeting(meeting)).presenter
+    assert presenter is not None
+    return presenter
+
+
+async def test_content_on_tcp_5004_while_audio_is_on_udp_5004(
+        stack: Stack, tmp_path: Path) -> None:
+    watcher = await stack.register("watcher")
+    try:
+        parties = [await _call(stack, tmp_path, "alice", "share", "--share"),
+                   await _call(stack, tmp_path, "bob", "share")]
+        presenter = await _presenting(stack, watcher, "share", 2)
+        view = await watcher.meeting("share")  # the node's latched events, each to its leg
+        assert [(p.transport, p.content_transport) for p in view.participants] == [
+            ("udp/5004", "tcp/5004")] * 2
+    finally:
+        await watcher.close()
+    bob = await parties[1].report()  # first: the presenter leaving would free the floor
+    alice = await parties[0].report()
+    assert presenter == alice["participant_id"]
+    for call in (alice, bob):  # audio on UDP, content on TCP, in the same call
+        assert call["transport"] == "udp/5004" and call["packets_received"] > 0
+        assert call["content"]["transport"] == "tcp/5004"
+    shared, seen = alice["content"], bob["content"]
+    assert shared["role"] == "presenter" and shared["frames_sent"] > 0
+    assert shared["packets_sent"] >= 30 * shared["frames_sent"]  # bursts of tens of packets
+    assert shared["refused"] is None and not shared["lost_floor"]
+    assert seen["role"] == "receiver" and seen["presenter"] == presenter
+    assert 0 < seen["frames_received"] <= shared["frames_sent"]
+    assert seen["packets_received"] >= 30 * seen["frames_received"] - 30
+    assert shared["time_to_first_frame_ms"] > 0 and seen["time_to_first_frame_ms"] > 0
+    assert await _cloud_metric(stack, "granted") == 1
+
+
+async def test_two_presenters_race_and_exactly_one_holds_the_floor(
+        stack: Stack, tmp_path: Path) -> None:
+    watcher = await stack.register("watcher")
+    try:
+        parties = [await _call(stack, tmp_path, name, "race", "--share")
+                   for name in ("alice", "bob")]
+        presenter = await _presenting(stack, watcher, "race", 2)
+    finally:
+        await watcher.close()
+    calls = await hang_up_all(parties)
+    roles = sorted(call["content"]["role"] for call in calls)
+    assert roles == ["presenter", "receiver"]
+    loser = next(call["content"] for call in calls if call["content"]["role"] == "receiver")
+    assert loser["refused"].startswith("floor_held: ") and presenter in loser["refused"]
+    assert loser["frames_received"] > 0  # the loser watches the winner's screen
+    assert await _cloud_metric(stack, "granted") == 1
+
+
+async def test_the_presenter_hanging_up_frees_the_floor_and_it_is_announced(
+        stack: Stack, tmp_path: Path) -> None:
+    watcher = await stack.register("watcher")
+    try:
+        alice = await _call(stack, tmp_path, "alice", "freed", "--share")
+        bob = await _call(stack, tmp_path, "bob", "freed")
+        await _presenting(stack, watcher, "freed", 2)
+        assert (await alice.report())["content"]["role"] == "presenter"
+
+        async def free() -> bool:
+            return (await watcher.meeting("freed")).presenter is None
+
+        await until_async(free, "the floor freed when its presenter left", timeout_s=30)
+        await until_async(lambda: _cloud_metric_is(stack, "freed", 1), "floor.freed counted")
+    finally:
+        await watcher.close()
+    [seen] = await hang_up_all([bob])
+    # bob heard floor.freed on its events: it knows of no presenter any more
+    assert seen["content"]["presenter"] is None and seen["content"]["frames_received"] > 0
+
+
+async def _cloud_metric_is(stack: Stack, kind: str, value: float) -> bool:
+    return await _cloud_metric(stack, kind) == value
+
+
+async def test_a_room_device_cannot_share_and_says_why(stack: Stack, tmp_path: Path) -> None:
+    """FNR limitations: rooms send media over UDP only; content needs TCP. The call goes on
+    with audio and exits 0; its report says why there was no screen sharing."""
+    room = await _call(stack, tmp_path, "room", "room", "--share", profile="room", seconds=2)
+    call = await room.report(hang_up=False)
+    assert call["transport"] == "udp/5004"
+    assert call["content"]["role"] == "none"
+    assert call["content"]["refused"] == (
+        "room devices cannot present or receive shared content: content travels over TCP, TLS"
+        " or an HTTP proxy, and room devices send media over UDP only; share from a desktop"
+        " or mobile client")

@@ -250,6 +250,8 @@ def assign(
             refused, "this meeting is private: its media stays on the org's clusters, and "
             + ("every node of them this device reached is full; try again when a "
                "participant leaves" if full_clusters else
+               f"this device, of another organisation ({org}), reaches no node of them: "
+               "a private meeting takes no guests from outside its network" if guest else
                "this device reached no node of them; join from the organisation's network "
                "(or its VPN), probe again, then join"))
     if not eligible:

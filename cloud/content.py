@@ -33,9 +33,9 @@ from cloud.errors import Conflict, Forbidden, NodeUnavailable, NotFound
 from cloud.floor import FloorChange, FloorDecision
 from cloud.http import device_auth, json_response, read_body
 from cloud.identity import Claims
+from cloud.meeting_access import find_meeting
 from cloud.placement import unique_ssrc
 from cloud.sharing import announce
-from cloud.state import Cloud
 from cloud.store import MeetingRecord, ParticipantRecord
 from wire.errors import ProfileRefused
 from wire.models import (
@@ -55,13 +55,6 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CONTENT_RULE = "content"  # the reason's rule of a content leg: the participant's own node
-
-
-async def _meeting(cloud: Cloud, claims: Claims, meeting_id: str) -> MeetingRecord:
-    meeting = await cloud.store.get_meeting(meeting_id)
-    if meeting is None or meeting.org != claims.org:
-        raise NotFound(f"no meeting {meeting_id}")
-    return meeting
 
 
 def _own(meeting: MeetingRecord, claims: Claims, pid: str) -> ParticipantRecord:
@@ -102,7 +95,7 @@ async def take(request: web.Request) -> web.Response:
     _may_share(claims)
     meeting_id = request.match_info["meeting_id"]
     async with cloud.meeting_lock(meeting_id):
-        meeting = await _meeting(cloud, claims, meeting_id)
+        meeting = await find_meeting(cloud, claims, meeting_id)
         _own(meeting, claims, body.participant_id)
         try:
             decision = rules.take(meeting.floor, body.participant_id,
@@ -123,7 +116,7 @@ async def release(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     meeting_id = request.match_info["meeting_id"]
     async with cloud.meeting_lock(meeting_id):
-        meeting = await _meeting(cloud, claims, meeting_id)
+        meeting = await find_meeting(cloud, claims, meeting_id)
         presenter = meeting.floor.presenter if meeting.floor is not None else None
         ours = any(p.id == presenter and p.device_id == claims.device_id
                    for p in meeting.participants)
@@ -145,7 +138,7 @@ async def open_content(request: web.Request) -> web.Response:
     profile = _may_share(claims)
     meeting_id, pid = request.match_info["meeting_id"], request.match_info["participant_id"]
     async with cloud.meeting_lock(meeting_id):
-        meeting = await _meeting(cloud, claims, meeting_id)
+        meeting = await find_meeting(cloud, claims, meeting_id)
         participant = _own(meeting, claims, pid)
         node = cloud.registry.info(participant.node_id)
         if node is None:

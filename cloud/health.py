@@ -58,7 +58,7 @@ async def reassign_from(cloud: Cloud, node_id: str) -> int:
                     continue
                 try:
                     meeting, placed, joined = await place(
-                        cloud, meeting, org=meeting.org, device_id=device.device_id,
+                        cloud, meeting, org=device.org, device_id=device.device_id,
                         profile=DeviceProfile(device.profile), results=stored.report.results,
                         srtp_profile=SrtpProfile.AES_CM_128_HMAC_SHA1_80,
                         existing=participant, exclude=frozenset({node_id}),

@@ -27,7 +27,7 @@ from cloud.errors import (
     TooManyStreams,
 )
 from cloud.http import device_auth, json_response, read_body, signed_claims
-from cloud.identity import Claims
+from cloud.meeting_access import find_meeting
 from cloud.placement import place
 from cloud.sharing import after_leaving
 from cloud.state import CLOUD, Cloud
@@ -52,13 +52,6 @@ CLEANUP_TIMEOUT_S = 2.0  # how long an ended events WebSocket waits for its subs
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-
-async def find_meeting(cloud: Cloud, claims: Claims, meeting_id: str) -> MeetingRecord:
-    meeting = await cloud.store.get_meeting(meeting_id)
-    if meeting is None or meeting.org != claims.org:  # another org's meeting is not there
-        raise NotFound(f"no meeting {meeting_id}")
-    return meeting
 
 
 def _view(meeting: MeetingRecord) -> MeetingView:
@@ -137,7 +130,7 @@ async def join(request: web.Request) -> web.Response:
     # the device's report (none: 428), in that order.
     async with cloud.meeting_lock(meeting_id, claims.device_id):
         device = await cloud.current(claims)
-        meeting = await find_meeting(cloud, claims, meeting_id)
+        meeting = await find_meeting(cloud, claims, meeting_id, joining=True)
         stored = await cloud.store.get_reachability(claims.device_id)
         if stored is None:
             raise ProbeRequired(
@@ -171,7 +164,7 @@ async def join_webrtc(request: web.Request) -> web.Response:
     meeting_id = request.match_info["meeting_id"]
     async with cloud.meeting_lock(meeting_id, claims.device_id):
         device = await cloud.current(claims)
-        meeting = await find_meeting(cloud, claims, meeting_id)
+        meeting = await find_meeting(cloud, claims, meeting_id, joining=True)
         try:
             meeting, participant, chosen, answer = await place_webrtc(
                 cloud, meeting, org=claims.org, device_id=claims.device_id, offer=offer)
@@ -275,7 +268,7 @@ async def call_metrics(request: web.Request) -> web.Response:
     metrics = await read_body(request, CallMetrics)
     if not metrics.final:  # in-call quality, for the console: only for a participant present
         meeting = await cloud.store.get_meeting(metrics.meeting_id)
-        if meeting is None or meeting.org != claims.org or not any(
+        if meeting is None or not any(  # a guest's too: its own participant
                 p.id == metrics.participant_id and p.device_id == claims.device_id
                 for p in meeting.participants):
             raise NotFound("no such participant of this device in a meeting")

@@ -68,9 +68,10 @@ OPERATIONS: Final = (
     Operation("get", "/v1/meetings/{meeting_id}", "Participants, nodes, transports, cascades",
               "device", None, MeetingView, errors=(401, 404)),
     Operation("post", "/v1/meetings/{meeting_id}/participants",
-              "Join: assignment, transport plan, ICE credentials, SRTP keys, reason; 409 "
-              "private_meeting_unreachable: a private meeting, and no node of the org's "
-              "clusters reached with room", "device",
+              "Join: assignment, transport plan, ICE credentials, SRTP keys, reason; a "
+              "device of another org holding the meeting's id joins as a guest (on the "
+              "cloud); 409 private_meeting_unreachable: a private meeting, and no node of "
+              "the org's clusters reached with room", "device",
               JoinRequest, Joined, 201, (400, 401, 404, 409, 428, 503)),
     Operation("post", "/v1/meetings/{meeting_id}/webrtc",
               "Join with a WebRTC endpoint: its SDP offer in, the node's SDP answer out "

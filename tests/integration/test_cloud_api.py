@@ -219,8 +219,6 @@ async def test_meeting_lifecycle_and_org_isolation(api: Api) -> None:
     status, meeting = await api.call("POST", "/v1/meetings", {"title": "t"}, alice["token"])
     assert status == 201
     mpath = f"/v1/meetings/{meeting['id']}"
-    assert (await api.call("GET", mpath, token=eve["token"]))[0] == 404
-    assert (await api.call("POST", mpath + "/participants", {}, eve["token"]))[0] == 404
     status, joined = await api.call("POST", mpath + "/participants", {}, alice["token"])
     assert status == 201 and joined["node"]["id"] == "n1"
     assert joined["reason"]["chosen"] == "n1" and joined["plan"][0]["rung"] == "udp/5004"
@@ -238,6 +236,67 @@ async def test_meeting_lifecycle_and_org_isolation(api: Api) -> None:
                          alice["token"])
     assert bad[0] == 400
     node.cancel()
+
+
+async def test_a_guest_joins_by_the_meeting_id_on_the_cloud(api: Api) -> None:
+    """Task: "Devices of another org joining an org's meeting are placed on the cloud by
+    default, and the cascade links them." The meeting's id is its link: eve of globex
+    holding it sees the meeting and joins it as a guest, on the cloud (rule ``guest``),
+    cascaded from acme's node; neither her own org's hybrid node nor acme's serves her,
+    and she can act only on her own participant."""
+    nodes = [await _scripted_node(api, "n1"),
+             await _scripted_node(api, "h1", kind="hybrid", org="acme", secret="acme-hybrid"),
+             await _scripted_node(api, "g1", kind="hybrid", org="globex",
+                                  secret="globex-hybrid")]
+    alice, eve = await api.device(name="alice"), await api.device("globex", name="eve")
+    await api.report(alice, "n1", "h1")
+    await api.report(eve, "n1", "g1")  # her own org's node, nearer (rtt ties: 10 ms each)
+    _, eve_nodes = await api.call("GET", "/v1/nodes", token=eve["token"])
+    assert {n["id"] for n in eve_nodes["nodes"]} == {"n1", "g1"}  # acme's node: not hers
+    _, meeting = await api.call("POST", "/v1/meetings", {"title": "review"}, alice["token"])
+    mpath = f"/v1/meetings/{meeting['id']}"
+    status, host = await api.call("POST", mpath + "/participants", {}, alice["token"])
+    assert status == 201 and (host["node"]["id"], host["reason"]["rule"]) == (
+        "h1", "hybrid-local")
+    status, view = await api.call("GET", mpath, token=eve["token"])
+    assert status == 200 and view["org"] == "acme"
+    status, guest = await api.call("POST", mpath + "/participants", {}, eve["token"])
+    assert status == 201, guest
+    assert (guest["node"]["id"], guest["reason"]["rule"]) == ("n1", "guest")
+    excluded = {c["node_id"]: c["excluded"] for c in guest["reason"]["candidates"]}
+    assert "g1" not in excluded  # her own org's node: not even a candidate
+    assert excluded["h1"] == "not reached on a transport this profile allows"  # not listed
+    _, view = await api.call("GET", mpath, token=alice["token"])
+    assert [(c["from_node"], c["to_node"]) for c in view["cascades"]] == [("h1", "n1")]
+    mine, hers = (f"{mpath}/participants/{p['participant_id']}" for p in (host, guest))
+    assert (await api.call("DELETE", mine, token=eve["token"]))[0] == 404  # not hers
+    assert (await api.call("DELETE", hers, token=eve["token"]))[0] == 204
+    for task in nodes:
+        task.cancel()
+
+
+async def test_a_private_meeting_is_not_shared_with_another_org(api: Api) -> None:
+    """Task: a private meeting keeps "all media on the org's clusters"; "a participant
+    who cannot reach any node of the org's clusters is refused at join with a clear
+    reason and a documented status". Its id is no guest link: another org's device does
+    not see it (404, as an unknown id), and its join is the documented 409 saying why."""
+    nodes = [await _scripted_node(api, "n1"),
+             await _scripted_node(api, "h1", kind="hybrid", org="acme", secret="acme-hybrid")]
+    alice, eve = await api.device(name="alice"), await api.device("globex", name="eve")
+    await api.report(alice, "n1", "h1")
+    await api.report(eve, "n1")
+    _, meeting = await api.call("POST", "/v1/meetings", {"private": True}, alice["token"])
+    mpath = f"/v1/meetings/{meeting['id']}"
+    assert (await api.call("POST", mpath + "/participants", {}, alice["token"]))[0] == 201
+    status, body = await api.call("GET", mpath, token=eve["token"])
+    assert (status, body["error"]) == (404, "not_found")
+    status, body = await api.call("POST", mpath + "/participants", {}, eve["token"])
+    assert (status, body["error"]) == (409, "private_meeting_unreachable")
+    assert "of another organisation (globex)" in body["detail"]
+    _, view = await api.call("GET", mpath, token=alice["token"])
+    assert len(view["participants"]) == 1 and view["cascades"] == []
+    for task in nodes:
+        task.cancel()
 
 
 async def test_a_meeting_id_chosen_in_advance_is_created_once_per_org(api: Api) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from client.device import Device
 from client.errors import ApiError
-from lab.pki import ORG
+from lab.pki import ORG, OTHER_ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.integration.test_hybrid_node import close, heard, local, logged, node_packets_in, talk
 from tests.waiting import until
@@ -147,3 +147,26 @@ async def test_a_private_meeting_refuses_an_outside_device(tmp_path: Path) -> No
         assert view.cascades == []
         assert placements(await cloud_get(stack, "/metrics"))["private-refused"] == 1.0
         await close([inside, outside])
+
+
+async def test_a_guest_of_another_org_is_on_the_cloud_and_the_cascade_links_it(
+        tmp_path: Path) -> None:
+    """Task: "Devices of another org joining an org's meeting are placed on the cloud by
+    default, and the cascade links them." Eve of globex holds the meeting's id (its link)
+    and joins acme's meeting: on the cloud node (rule ``guest``), the meeting's node of the
+    cluster dials the cascade out to it, and alice and eve hear each other exactly once."""
+    async with cluster(tmp_path) as stack:
+        alice, eve = await local(stack, "alice"), await local(stack, "eve", OTHER_ORG)
+        meeting = (await alice.api.create_meeting()).id
+        host, guest = await alice.join(meeting), await eve.join(meeting)
+        assert host.node.kind == "hybrid" and host.reason.rule == "hybrid-local"
+        assert (guest.node.id, guest.reason.rule) == (CLOUD_NODE.id, "guest")
+        assert all(c.excluded for c in guest.reason.candidates if c.node_id != CLOUD_NODE.id)
+        view = await eve.api.meeting(meeting)
+        assert [(c.from_node, c.to_node) for c in view.cascades] == [
+            (host.node.id, CLOUD_NODE.id)]
+        sessions = [await alice.connect(host), await eve.connect(guest)]
+        await talk(sessions)
+        assert heard(sessions[0]) == {guest.ssrc: 20} and heard(sessions[1]) == {host.ssrc: 20}
+        assert placements(await cloud_get(stack, "/metrics"))["guest"] == 1.0
+        await close([alice, eve], sessions)

@@ -78,7 +78,7 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
             continue
         command = OpenCascade(meeting_id=meeting.id, peer=peer_info, leg_id=leg_id,
                               ice=ice, srtp=srtp)
-        if not await cloud.registry.send(initiator, command):
+        if not await cloud.registry.open_cascade(initiator, command):
             await cloud.registry.release(peer, leg_id)
             log.warning("meeting %s: node %s has no control channel; no cascade to %s",
                         meeting.id, initiator, peer)
@@ -98,8 +98,8 @@ async def prune_cascades(cloud: Cloud, meeting: MeetingRecord) -> MeetingRecord:
         if cascade.from_node in nodes and cascade.to_node in nodes:
             kept.append(cascade)
             continue
-        await cloud.registry.send(cascade.from_node,
-                                  CloseCascade(meeting_id=meeting.id, leg_id=cascade.leg_id))
+        await cloud.registry.close_cascade(
+            cascade.from_node, CloseCascade(meeting_id=meeting.id, leg_id=cascade.leg_id))
         await cloud.registry.release(cascade.to_node, cascade.leg_id)
         log.info("meeting %s: cascade %s closed", meeting.id, cascade.leg_id)
     return replace(meeting, cascades=tuple(kept))

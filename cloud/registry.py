@@ -25,6 +25,7 @@ from cloud.node_bus import NodeBus
 from cloud.redis_errors import raise_if_cancelling
 from wire.models import (
     AllocateLeg,
+    CloseCascade,
     ControlRefused,
     Heartbeat,
     LegAllocated,
@@ -32,6 +33,7 @@ from wire.models import (
     LegEvent,
     NodeInfo,
     NodeToCloud,
+    OpenCascade,
     PlaneKind,
     ReleaseLeg,
 )
@@ -302,6 +304,22 @@ class NodeRegistry:
     async def release(self, node_id: str, leg_id: str) -> None:
         state = self._nodes.get(node_id)
         if await self.send(node_id, ReleaseLeg(leg_id=leg_id)) and state is not None:
+            state.legs = max(0, state.legs - 1)
+
+    async def open_cascade(self, node_id: str, command: OpenCascade) -> bool:
+        """Tell ``node_id`` to dial a cascade; its outbound leg counts against the node's
+        capacity from now on, as a leg it allocates does (docs/design.md "Assignment"):
+        False if not sent."""
+        state = self._nodes.get(node_id)
+        sent = await self.send(node_id, command)
+        if sent and state is not None:
+            state.legs += 1
+        return sent
+
+    async def close_cascade(self, node_id: str, command: CloseCascade) -> None:
+        """Tell ``node_id`` to close a cascade it dialled; its leg no longer counts."""
+        state = self._nodes.get(node_id)
+        if await self.send(node_id, command) and state is not None:
             state.legs = max(0, state.legs - 1)
 
     async def send(self, node_id: str, command: BaseModel) -> bool:

@@ -73,9 +73,11 @@ class Api:
 
 
 async def _scripted_node(api: Api, node_id: str, *, kind: str = "cloud",
-                         org: str | None = None, secret: str = NODE_SECRET) -> asyncio.Task[None]:
+                         org: str | None = None, secret: str = NODE_SECRET,
+                         capacity: int = 1000) -> asyncio.Task[None]:
     body = {"id": node_id, "kind": kind, "region": "test", "address": "192.0.2.7",
-            "endpoints": [{"rung": "udp/5004", "transport": "udp", "port": 5004}]}
+            "endpoints": [{"rung": "udp/5004", "transport": "udp", "port": 5004}],
+            "capacity": capacity}
     if org:
         body["org"] = org
     status, answer = await api.call("POST", "/v1/nodes", body, secret)
@@ -271,6 +273,43 @@ async def test_a_guest_joins_by_the_meeting_id_on_the_cloud(api: Api) -> None:
     mine, hers = (f"{mpath}/participants/{p['participant_id']}" for p in (host, guest))
     assert (await api.call("DELETE", mine, token=eve["token"]))[0] == 404  # not hers
     assert (await api.call("DELETE", hers, token=eve["token"]))[0] == 204
+    for task in nodes:
+        task.cancel()
+
+
+async def test_a_cascade_leg_counts_against_its_nodes_capacity_at_once(api: Api) -> None:
+    """Task: "A cascade leg must count against a node's capacity." Acme's node h1 takes
+    two legs. Alice on it, eve (a guest) on the cloud node: h1 dials the cascade, its
+    second leg, counted the moment the cloud asks for it (the scripted node never sends
+    another heartbeat), so bob finds h1 full and overflows (``hybrid-overflow``). When
+    eve and bob have left the cascade is closed and its leg freed: carol is on h1."""
+    nodes = [await _scripted_node(api, "n1"),
+             await _scripted_node(api, "h1", kind="hybrid", org="acme", secret="acme-hybrid",
+                                  capacity=2)]
+    acme = [await api.device(name=name) for name in ("alice", "bob", "carol")]
+    eve = await api.device("globex", name="eve")
+    for device in acme:
+        await api.report(device, "n1", "h1")
+    await api.report(eve, "n1")
+    _, meeting = await api.call("POST", "/v1/meetings", {}, acme[0]["token"])
+    mpath = f"/v1/meetings/{meeting['id']}"
+
+    async def join(device: dict[str, Any]) -> tuple[str, str, str]:
+        status, joined = await api.call("POST", mpath + "/participants", {}, device["token"])
+        assert status == 201, joined
+        return joined["node"]["id"], joined["reason"]["rule"], joined["participant_id"]
+
+    assert (await join(acme[0]))[:2] == ("h1", "hybrid-local")
+    guest = await join(eve)
+    assert guest[:2] == ("n1", "guest")
+    bob = await join(acme[1])
+    assert bob[:2] == ("n1", "hybrid-overflow")
+    for device, (_, _, pid) in ((eve, guest), (acme[1], bob)):
+        assert (await api.call("DELETE", f"{mpath}/participants/{pid}",
+                               token=device["token"]))[0] == 204
+    _, view = await api.call("GET", mpath, token=acme[0]["token"])
+    assert view["cascades"] == []
+    assert (await join(acme[2]))[:2] == ("h1", "hybrid-local")
     for task in nodes:
         task.cancel()
 

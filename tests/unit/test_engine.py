@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from media_node.engine import SEEN_TRANSACTIONS, Engine
 from wire.address import Address
-from wire.models import AllocateLeg, IceCredentials, LegEvent, SrtpParams
+from wire.models import AllocateLeg, IceCredentials, LegEvent, NodeInfo, OpenCascade, SrtpParams
 from wire.rtp import build_rtcp_receiver_report, build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender
 from wire.stun import build_discovery_probe, build_leg_binding, parse_binding_response
@@ -256,6 +256,35 @@ def test_a_full_node_refuses_legs(events: list[LegEvent]) -> None:
     assert engine.allocate(Party("a", 1).allocate(), 0.0).ok
     refused = engine.allocate(Party("b", 2).allocate(), 0.0)
     assert not refused.ok and refused.detail == "node is full"
+
+
+def test_cascade_legs_count_against_capacity_on_both_ends() -> None:
+    """Task: "A cascade leg must count against a node's capacity." A cascade's leg on the
+    peer (``allocate_leg`` with ``cascade``) and the one this node dials out
+    (``open_cascade``) are legs: they fill the node, its heartbeat's load says so, and a
+    participant finds it full. A full node still dials its meeting's cascade: without it a
+    full node's meeting could never spread to another node."""
+    peer = Engine("peer", capacity=2)
+    inbound = Party("cascade", 0).allocate().model_copy(update={"cascade": True})
+    assert peer.allocate(Party("a", 1).allocate(), 0.0).ok
+    assert peer.allocate(inbound, 0.0).ok
+    assert peer.load() == 1.0
+    assert peer.allocate(Party("b", 2).allocate(), 0.0).detail == "node is full"
+    dialler = Engine("dialler", capacity=2)
+    assert dialler.allocate(Party("c", 3).allocate(), 0.0).ok
+    assert dialler.allocate(Party("d", 4).allocate(), 0.0).ok
+    up, down = SrtpKeys.generate(PROFILE), SrtpKeys.generate(PROFILE)
+    dialler.add_outbound_cascade(OpenCascade(
+        meeting_id="m1", peer=NodeInfo(id="peer", kind="hybrid", region="r",
+                                       address="192.0.2.99", endpoints=[]),
+        leg_id="cas-1", ice=IceCredentials(node_ufrag="peerxx", client_ufrag="selfyy",
+                                           pwd=SecretStr("cascade+password+0123456789")),
+        srtp=SrtpParams(profile=PROFILE.value, client_to_node=SecretStr(up.to_b64()),
+                        node_to_client=SecretStr(down.to_b64()))), 0.0)
+    assert len(dialler.legs) == 3 and dialler.load() == 1.0
+    dialler.release("leg-c")
+    dialler.release("leg-d")
+    assert dialler.load() == 0.5  # the cascade's leg still counts
 
 
 def test_keys_never_in_leg_repr(engine: Engine) -> None:

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from hybrid_node.dial import hybrid_dialler
+from hybrid_node.reflector import main as reflector_main
 from hybrid_node.settings import PROG, parse
 from media_node.__main__ import main as node_main
 from media_node.cascade import Dialler
@@ -20,7 +21,12 @@ def dialler(settings: NodeSettings) -> Dialler:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return node_main(argv, prog=PROG, parse_settings=parse, dialler=dialler)
+    """The node; ``reflector ...``: the checks before enrolling one
+    (:mod:`hybrid_node.reflector`)."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["reflector"]:
+        return reflector_main(raw[1:])
+    return node_main(raw, prog=PROG, parse_settings=parse, dialler=dialler)
 
 
 if __name__ == "__main__":

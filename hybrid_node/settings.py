@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "flag also reads PINHOLE_<FLAG> from the environment (e.g. PINHOLE_ORG, "
         "PINHOLE_NODE_SECRET_FILE).\n\nExit codes: 0 stopped, 1 other failure, 2 usage (a "
         "flag or a file it names), 3 cannot reach the cloud, 5 the cloud's certificate did "
-        "not verify."), defaults=DEFAULTS)
+        "not verify.\n\nBefore enrolling a node, check its network from where it will live: "
+        f"'{PROG} reflector --help'."), defaults=DEFAULTS)
     add_settings(p, HybridFlags)
     for action in p._actions:  # here the secret is the org's hybrid node secret
         if action.dest == "node_secret_file":

@@ -18,6 +18,7 @@ from client import cli
 from cloud import settings as cloud_settings
 from edge.boundary import Failure
 from edge.flags import apply_environment, env_name, subparsers
+from hybrid_node import reflector
 from hybrid_node import settings as hybrid_settings
 from lab import __main__ as lab_main
 from lab import firewall, turn_service
@@ -29,6 +30,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "pinhole-cloud": cloud_settings.parser,
     "pinhole-media-node": node_settings.parser,
     "pinhole-hybrid-node": hybrid_settings.build_parser,
+    "pinhole-hybrid-node reflector": reflector.build_parser,
     "pinhole-lab": lab_main._parser,
     "pinhole-lab firewall": firewall.parser,
     "pinhole-lab turn": turn_service.parser,

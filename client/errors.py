@@ -17,6 +17,8 @@ exit codes of :mod:`edge.boundary`.
 
 from __future__ import annotations
 
+from edge import http_proxy
+
 
 class ClientError(Exception):
     """Root of every error the client library raises itself."""
@@ -52,7 +54,7 @@ class MediaError(ClientError):
     """A media leg could not be established."""
 
 
-class ProxyError(ClientError):
+class ProxyError(ClientError, http_proxy.ProxyError):
     """The proxy refused or could not be used; the message says what to do."""
 
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from client.cache import default_directory
 from client.errors import PinsError, ProxyError
 from client.pins import Pins, PinStore, in_effect
-from client.proxy import ProxyConfig
+from client.proxy import proxy_config
 from edge import boundary
 from edge.files import StackFile, first_problem
 from edge.flags import masked, setting, settings_from
@@ -146,7 +146,7 @@ def from_args(args: argparse.Namespace) -> ClientSettings:
             raise boundary.usage(f"--pin {pin} is not an SPKI pin", PINS_HINT)
     if args.proxy:
         try:
-            ProxyConfig.from_url(args.proxy)
+            proxy_config(args.proxy)
         except ProxyError:
             raise boundary.usage(f"--proxy {args.proxy} is not a proxy URL",
                                  "give http://[user:password@]HOST:PORT") from None

@@ -187,10 +187,12 @@ async def probe_udp(target: Address, *, source: tuple[str, int] | None = None,
         transport.close()
 
 
-async def probe_tcp(target: Address, *, timeout_s: float = PROBE_TIMEOUT_S) -> Address:
+async def probe_tcp(target: Address, *, source: str | None = None,
+                    timeout_s: float = PROBE_TIMEOUT_S) -> Address:
     """The same over TCP, RFC 4571 framing; OSError or TimeoutError."""
     async with asyncio.timeout(timeout_s):
-        reader, writer = await asyncio.open_connection(target.host, target.port)
+        reader, writer = await asyncio.open_connection(
+            target.host, target.port, local_addr=None if source is None else (source, 0))
         try:
             request = build_discovery_probe()
             writer.write(encode_frame(request))
@@ -265,9 +267,9 @@ async def check_cascade_udp(reflector: Address, ports: range, local: str) -> Che
                        f"{_why(first)}")
 
 
-async def check_tcp(check: Check, target: Address) -> CheckResult:
+async def check_tcp(check: Check, target: Address, source: str | None = None) -> CheckResult:
     try:
-        mapped = await probe_tcp(target)
+        mapped = await probe_tcp(target, source=source)
     except (OSError, TimeoutError) as exc:
         return CheckResult(check, Verdict.FAIL, f"{target.host}:{target.port}: {_why(exc)}")
     return CheckResult(check, Verdict.PASS,
@@ -355,6 +357,7 @@ class ProbeFlags:
 
     reflector: str = setting("", "the reflector's address: the cloud side's 'reflector "
                              "serve' (check), or the node's host (probe)")
+    listen: str = setting("", "address to bind (default: the system's choice)")
     udp_port: int = _udp_port()
     tcp_port: int = _tcp_port()
     json: bool = _json()
@@ -400,7 +403,8 @@ async def run_check(s: CheckFlags, progress: Callable[[str], None]) -> list[Chec
         progress(f"UDP from {span(s.cascade_ports)} and TCP to {s.reflector}")
         results.append(await check_cascade_udp(Address(s.reflector, s.udp_port),
                                                s.cascade_ports, local))
-        results.append(await check_tcp(Check.CASCADE_TCP, Address(s.reflector, s.tcp_port)))
+        results.append(await check_tcp(Check.CASCADE_TCP, Address(s.reflector, s.tcp_port),
+                                       s.advertise or None))
     else:
         results += [CheckResult(c, Verdict.SKIPPED, "no --reflector")
                     for c in (Check.CASCADE_UDP, Check.CASCADE_TCP)]
@@ -428,14 +432,15 @@ async def run_check(s: CheckFlags, progress: Callable[[str], None]) -> list[Chec
 async def run_probe(s: ProbeFlags) -> list[CheckResult]:
     udp: CheckResult
     target = Address(s.reflector, s.udp_port)
+    source = s.listen or None
     try:
-        mapped = await probe_udp(target)
+        mapped = await probe_udp(target, source=None if source is None else (source, 0))
         udp = CheckResult(Check.CLIENTS_UDP, Verdict.PASS,
                           f"{target.host}:{target.port} answered (seen from {mapped.host})")
     except (OSError, TimeoutError) as exc:
         udp = CheckResult(Check.CLIENTS_UDP, Verdict.FAIL,
                           f"{target.host}:{target.port}: {_why(exc)}")
-    return [udp, await check_tcp(Check.CLIENTS_TCP, Address(s.reflector, s.tcp_port))]
+    return [udp, await check_tcp(Check.CLIENTS_TCP, Address(s.reflector, s.tcp_port), source)]
 
 
 async def serve(s: ServeFlags, out: Callable[[str], None]) -> int:

@@ -16,6 +16,7 @@ from typing import Final
 
 from edge.boundary import usage
 from edge.flags import Number, add_settings, apply_environment, setting, settings_from
+from edge.http_proxy import ProxyConfig, ProxyError
 from hybrid_node.dial import HYBRID_PORTS
 from media_node.settings import NodeSettings, from_args, parser
 
@@ -82,6 +83,10 @@ class HybridFlags:
     overflow_rtt_ms: float = setting(250.0, "a device whose STUN round trip to this cluster "
                                      "is at least this many ms is placed on the cloud",
                                      type=Number(float, 0, 60_000, above=True))
+    proxy: str = setting("", "HTTP proxy for the node's signalling to the cloud (registration "
+                         "and control channel), http://[user:password@]host:port: Basic, "
+                         "Digest, NTLM or Negotiate, as the proxy asks; media never goes "
+                         "through it", masked=True)
 
 
 #: a hybrid node's defaults: it runs on the organisation's premises
@@ -115,9 +120,14 @@ def parse(argv: Sequence[str] | None = None) -> NodeSettings:
     if not hybrid.org:
         raise usage("--org ORG is required: a hybrid node serves one organisation",
                     "pass --org ORG (or set PINHOLE_ORG)")
+    try:
+        proxy = ProxyConfig.from_url(hybrid.proxy) if hybrid.proxy else None
+    except ProxyError as exc:
+        raise usage(f"--proxy: {exc}", "give --proxy http://[user:password@]host:port "
+                    "(or set PINHOLE_PROXY)") from None
     settings = from_args(a, p, prog=PROG, kind="hybrid", org=hybrid.org,
                          cascade_ports=hybrid.cascade_ports, cluster=hybrid.cluster,
-                         overflow_rtt_ms=hybrid.overflow_rtt_ms)
+                         overflow_rtt_ms=hybrid.overflow_rtt_ms, proxy=proxy)
     if not settings.node_secret:
         raise usage("the org's hybrid node secret is missing",
                     "pass --node-secret-file FILE (or set PINHOLE_NODE_SECRET_FILE)")

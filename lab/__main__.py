@@ -27,7 +27,16 @@ from edge.boundary import ExitCode, Failure, run
 from edge.flags import Number, Parser, add_version, apply_environment, count, seconds
 from lab import compose, demo, firewall, smoke, turn_service
 from lab.firewall import UDP_TIMEOUT_S
-from lab.netns import HYBRID_HOST, INET_PREFIX, PROFILES, PROXY_HOST, Lab, LabError
+from lab.netns import (
+    HYBRID_HOST,
+    HYBRID_HOST_2,
+    HYBRID_ID,
+    INET_PREFIX,
+    PROFILES,
+    PROXY_HOST,
+    Lab,
+    LabError,
+)
 from lab.pki import read_pki, renew, renewal_reason, write_pki, write_secret
 from lab.stack import HYBRID, REGIONS, StackError, running_stack
 
@@ -62,6 +71,10 @@ async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
     return 0
 
 
+#: ``netns up --hybrid-cluster``'s nodes (without it: the first alone)
+CLUSTER_HOSTS = ((HYBRID_ID, HYBRID_HOST), (HYBRID_ID + "-2", HYBRID_HOST_2))
+
+
 def _say(line: str) -> None:
     """Progress goes to stderr; stdout stays one JSON document."""
     print(line, file=sys.stderr, flush=True)
@@ -84,9 +97,18 @@ def _netns(args: argparse.Namespace) -> int:
             if args.stack:
                 state = (args.state_dir or Path("run") / f"lab-{fw.run_id}").resolve()
                 up["stack_json"] = str(fw.start_stack(state, _say))
-                if fw.profile.startswith("hybrid"):  # the profile's in-house node
-                    info = fw.start_hybrid(state, progress=_say)
-                    up["hybrid_node"] = {"id": info["node_id"], "address": HYBRID_HOST}
+                if fw.profile.startswith("hybrid"):  # the profile's in-house node(s)
+                    hosts = CLUSTER_HOSTS if args.hybrid_cluster else CLUSTER_HOSTS[:1]
+                    extra = ("--cluster", "hq", "--capacity", "2") if args.hybrid_cluster \
+                        else ()
+                    nodes = []
+                    for node_id, host in hosts:
+                        info = fw.start_hybrid(state, *extra, progress=_say, node_id=node_id,
+                                               host=host)
+                        nodes.append({"id": info["node_id"], "address": host})
+                    up["hybrid_node"] = nodes[0]
+                    if args.hybrid_cluster:
+                        up["hybrid_nodes"] = nodes
             if args.proxy:
                 fw.start_proxy()
                 up["proxy"] = f"http://{PROXY_HOST}:8888"
@@ -248,6 +270,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="up: also start the cloud and three media nodes in the internet "
                    "namespace (stack.json in --state-dir); with a hybrid profile also the "
                    "hybrid node on the enterprise's hybrid host")
+    n.add_argument("--hybrid-cluster", action="store_true",
+                   help="up --stack with a hybrid profile: a cluster of two small hybrid nodes "
+                   "instead (hybrid-acme on 10.99.0.4, hybrid-acme-2 on 10.99.0.5, cluster "
+                   "hq, 2 legs each: a full node's meeting goes on on the other)")
     n.add_argument("--state-dir", type=Path, default=None,
                    help="up --stack: where stack.json and the logs go (default run/lab-RUNID)")
     n.add_argument("--with-proxy", "--proxy", dest="proxy", action="store_true",

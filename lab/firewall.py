@@ -27,7 +27,8 @@ from edge.flags import Number, Parser, apply_environment
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
-            "whitelist", "stun-inspection", "hybrid", "hybrid-tls-only")
+            "whitelist", "stun-inspection", "hybrid", "hybrid-tls-only",
+            "hybrid-no-cascade-udp", "hybrid-legacy-ports")
 INET_PREFIX = "198.18.0"
 CLOUD = INET_PREFIX + ".1"
 GW_WAN = INET_PREFIX + ".254"
@@ -37,9 +38,11 @@ GW_LAN = ENT_PREFIX + ".1"
 CLIENT = ENT_PREFIX + ".2"
 PROXY_HOST = ENT_PREFIX + ".3"  # the enterprise's HTTP proxy (proxy-only profile)
 HYBRID_HOST = ENT_PREFIX + ".4"  # the in-house hybrid media node (hybrid profile)
+HYBRID_HOST_2 = ENT_PREFIX + ".5"  # a second node of its cluster (the hybrid profiles)
+HYBRID_HOSTS = (HYBRID_HOST, HYBRID_HOST_2)
 WHITELIST_RANGE = INET_PREFIX + ".4/31"  # node-far only
 #: Profiles that send the clients' media to the in-house hybrid node: without one, nothing.
-HYBRID_PROFILES = ("hybrid", "hybrid-tls-only")
+HYBRID_PROFILES = ("hybrid", "hybrid-tls-only", "hybrid-no-cascade-udp", "hybrid-legacy-ports")
 #: the gateway's conntrack UDP timeout, in whole seconds (the kernel's unit)
 UDP_TIMEOUT_S = Number(int, 1, 86400)
 UDP_TIMEOUT_KEYS = ("net.netfilter.nf_conntrack_udp_timeout",
@@ -66,7 +69,8 @@ def ruleset(profile: str, lan: str, wan: str) -> str:
         raise LabError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     defines = (f'define LAN = "{lan}"\ndefine WAN = "{wan}"\n'
                f"define MEDIA_RANGE = {WHITELIST_RANGE}\ndefine PROXY_HOST = {PROXY_HOST}\n"
-               f"define HYBRID_HOST = {HYBRID_HOST}\ndefine CLOUD = {CLOUD}\n")
+               f"define HYBRID_HOSTS = {{ {', '.join(HYBRID_HOSTS)} }}\n"
+               f"define CLOUD = {CLOUD}\n")
     return (defines + (PROFILES_DIR / "_base.nft").read_text()
             + (PROFILES_DIR / f"{profile}.nft").read_text())
 

@@ -9,6 +9,7 @@
                 net.netfilter.nf_conntrack_udp_timeout (30 s, as the seed's pinholes)
         |
     {run}-ent   10.99.0.0/24: clients .2, the HTTP proxy host .3, the hybrid node's host .4
+                (and .5, a second node of its cluster)
                 (default route via the gw, 10.99.0.1); :meth:`Lab.start_hybrid` runs
                 ``pinhole-hybrid-node`` there
 
@@ -38,6 +39,7 @@ from lab.firewall import (
     GW_LAN,
     GW_WAN,
     HYBRID_HOST,
+    HYBRID_HOST_2,
     INET_PREFIX,
     PROFILES,
     PROXY_HOST,
@@ -46,7 +48,8 @@ from lab.firewall import (
 from lab.firewall import run as _run
 from lab.turn import LAB_TURN_OCTET
 
-__all__ = ["ENT_PREFIX", "GW_WAN", "HYBRID_HOST", "HYBRID_ID", "INET_PREFIX", "PROFILES",
+__all__ = ["ENT_PREFIX", "GW_WAN", "HYBRID_HOST", "HYBRID_HOST_2", "HYBRID_ID", "INET_PREFIX",
+           "PROFILES",
            "PROXY_HOST", "TURN_HOST", "Lab", "LabError", "lab", "leftovers"]
 TINYPROXY_CONF = Path(__file__).resolve().parent / "proxy" / "tinyproxy.conf"
 HYBRID_ID = "hybrid-acme"  # the lab's hybrid node (the stack's first org's)
@@ -59,7 +62,8 @@ class Lab:
     profile: str = "open"
     run_id: str = field(default_factory=lambda: "ph" + secrets.token_hex(3))
     udp_timeout_s: int = 30
-    hybrid: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: the hybrid nodes running in the enterprise, by node id
+    hybrids: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @property
     def inet(self) -> str:
@@ -98,7 +102,7 @@ class Lab:
                      "dev", f"{r}a")
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_WAN}/24", "dev", f"{r}b")
             _run("ip", "-n", self.gw, "addr", "add", f"{GW_LAN}/24", "dev", f"{r}c")
-            for host in (CLIENT, PROXY_HOST, HYBRID_HOST):
+            for host in (CLIENT, PROXY_HOST, HYBRID_HOST, HYBRID_HOST_2):
                 _run("ip", "-n", self.ent, "addr", "add", f"{host}/24", "dev", f"{r}d")
             for ns, dev in ((self.inet, f"{r}a"), (self.gw, f"{r}b"), (self.gw, f"{r}c"),
                             (self.ent, f"{r}d")):
@@ -137,47 +141,51 @@ class Lab:
 
     def start_hybrid(self, state_dir: Path, *extra_args: str,
                      progress: Callable[[str], None] = lambda _: None,
-                     timeout_s: float = 30.0) -> dict[str, object]:
-        """``pinhole-hybrid-node`` on the enterprise's hybrid host (behind the gateway's NAT),
-        for the org of the stack in ``state_dir``; return its state file once registered.
-        Seed: "You can install this image anywhere in your network, even behind Network
-        Address Translation (NAT)"."""
+                     timeout_s: float = 30.0, node_id: str = HYBRID_ID,
+                     host: str = HYBRID_HOST) -> dict[str, object]:
+        """``pinhole-hybrid-node`` on an enterprise host (``host``: the hybrid host .4, or
+        .5 for a second node of a cluster), behind the gateway's NAT, for the org of the
+        stack in ``state_dir``; return its state file once registered. Seed: "You can
+        install this image anywhere in your network, even behind Network Address
+        Translation (NAT)"."""
         stack = json.loads((state_dir / "stack.json").read_text())
         org = next(iter(stack["orgs"]))
-        state_file = state_dir / f"{HYBRID_ID}.json"
+        state_file = state_dir / f"{node_id}.json"
         state_file.unlink(missing_ok=True)
-        self.stop_hybrid()
-        with (state_dir / f"{HYBRID_ID}.log").open("ab") as log:
-            self.hybrid = subprocess.Popen(
+        self.stop_hybrid(node_id=node_id)
+        with (state_dir / f"{node_id}.log").open("ab") as log:
+            proc = self.hybrids[node_id] = subprocess.Popen(
                 [*self.exec_prefix(self.ent), sys.executable, "-m", "hybrid_node",
                  "--cloud", stack["cloud"], "--ca", stack["ca"], "--org", org,
                  "--node-secret-file", str(state_dir / f"hybrid-secret-{org}"),
-                 "--node-id", HYBRID_ID, "--advertise", HYBRID_HOST,
-                 "--metrics-listen", f"{HYBRID_HOST}:9100", "--state-file", str(state_file),
+                 "--node-id", node_id, "--advertise", host,
+                 "--metrics-listen", f"{host}:9100", "--state-file", str(state_file),
                  *extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        progress(f"starting hybrid node {HYBRID_ID} of {org} on {HYBRID_HOST} in {self.ent}")
+        progress(f"starting hybrid node {node_id} of {org} on {host} in {self.ent}")
         deadline = time.monotonic() + timeout_s
         while not state_file.exists():
-            if self.hybrid.poll() is not None:
-                raise LabError(f"the hybrid node exited with code {self.hybrid.returncode}; "
-                               f"see {state_dir}/{HYBRID_ID}.log")
+            if proc.poll() is not None:
+                raise LabError(f"the hybrid node exited with code {proc.returncode}; "
+                               f"see {state_dir}/{node_id}.log")
             if time.monotonic() > deadline:
                 raise LabError(f"the hybrid node did not register in {timeout_s:.0f} s; "
-                               f"see {state_dir}/{HYBRID_ID}.log")
+                               f"see {state_dir}/{node_id}.log")
             time.sleep(0.1)
         time.sleep(0.5)  # registered: its control channel follows at once
         info: dict[str, object] = json.loads(state_file.read_text())
-        progress(f"hybrid node {HYBRID_ID} registered")
+        progress(f"hybrid node {node_id} registered")
         return info
 
-    def stop_hybrid(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the hybrid node (``SIGKILL``: it fails mid-meeting)."""
-        if self.hybrid is not None and self.hybrid.poll() is None:
-            self.hybrid.send_signal(sig)
-            self.hybrid.wait(timeout=10)
-        self.hybrid = None
+    def stop_hybrid(self, sig: int = signal.SIGTERM, *, node_id: str | None = None) -> None:
+        """Stop a hybrid node (``node_id``; None: every one; ``SIGKILL``: it fails
+        mid-meeting)."""
+        for each in [node_id] if node_id is not None else list(self.hybrids):
+            proc = self.hybrids.pop(each, None)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(sig)
+                proc.wait(timeout=10)
 
     def start_stack(self, state_dir: Path, progress: Callable[[str], None] = lambda _: None,
                     timeout_s: float = 60.0) -> Path:

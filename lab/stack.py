@@ -119,8 +119,8 @@ class Stack:
     async def restart_node(self, node_id: str) -> None:
         """Kill node ``node_id`` if it runs, start it again, wait until the cloud lists it."""
         await self.kill(node_id)
-        await _start_node(self, self.specs[node_id])
-        await _wait_healthy(self, {node_id}, org=self.specs[node_id].org or ORG)
+        await start_node(self, self.specs[node_id])
+        await wait_healthy(self, {node_id}, org=self.specs[node_id].org or ORG)
 
     @property
     def pki(self) -> Pki:
@@ -303,10 +303,10 @@ async def _start(
             backends.append(haproxy.Replica(name, Address(cloud_ip, port)))
         stack.cloud_url = await _start_balancer(stack, cloud_ip, backends, progress)
     for spec in nodes:
-        await _start_node(stack, spec, progress)
-    await _wait_healthy(stack, {n.id for n in nodes if not n.org})
+        await start_node(stack, spec, progress)
+    await wait_healthy(stack, {n.id for n in nodes if not n.org})
     for org in {n.org for n in nodes if n.org}:  # a hybrid node is listed to its org only
-        await _wait_healthy(stack, {n.id for n in nodes if n.org == org}, org=org)
+        await wait_healthy(stack, {n.id for n in nodes if n.org == org}, org=org)
     if turn is not None:
         await _start_turn(stack, turn, progress)
     write_secret(state / "stack.json", json.dumps(stack.describe(), indent=2))
@@ -445,7 +445,7 @@ async def _wait_listening(proc: asyncio.subprocess.Process, address: Address,
     raise StackError(f"did not listen on {address} within {timeout_s:.0f} s")
 
 
-async def _start_node(stack: Stack, spec: NodeSpec,
+async def start_node(stack: Stack, spec: NodeSpec,
                       progress: Callable[[str], None] = lambda _: None) -> None:
     state = stack.state_dir
     index = list(stack.specs).index(spec.id) if spec.id in stack.specs else len(stack.specs)
@@ -480,7 +480,7 @@ async def _start_node(stack: Stack, spec: NodeSpec,
     stack.nodes = [n for n in stack.nodes if n["id"] != spec.id] + [entry]
 
 
-async def _wait_healthy(stack: Stack, ids: set[str], timeout_s: float = 20.0,
+async def wait_healthy(stack: Stack, ids: set[str], timeout_s: float = 20.0,
                         org: str = ORG) -> None:
     api = await stack.register("stack-check", org=org)
     try:

@@ -29,6 +29,7 @@ from pydantic import TypeAdapter, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from edge.http_proxy import LocalTunnelProxy
 from media_node.cascade import Cascade, Dialler
 from media_node.engine import Engine
 from media_node.settings import NodeSettings
@@ -114,6 +115,8 @@ class ControlChannel:
         self.connects = 0
         self.malformed = 0
         self.cascades: dict[str, Cascade] = {}
+        #: the loopback shim to the enterprise proxy (``settings.proxy``), once started
+        self.shim: LocalTunnelProxy | None = None
 
     @property
     def node_id(self) -> str:
@@ -128,6 +131,12 @@ class ControlChannel:
         while self.cascades:
             _, link = self.cascades.popitem()
             await link.close()
+
+    @property
+    def proxy_url(self) -> str | None:
+        """The loopback shim's URL while the signalling goes through a proxy (aiohttp and
+        ``websockets`` speak Basic at most; the shim speaks what the proxy asks)."""
+        return self.shim.url if self.shim is not None else None
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.node_secret}"}
@@ -145,8 +154,8 @@ class ControlChannel:
                               else str(self.engine.certificate.fingerprint)),
         )
         async with http.post(f"{s.cloud}/v1/nodes", data=body.model_dump_json(),
-                             headers={**self._headers(), "Content-Type": "application/json"}
-                             ) as response:
+                             headers={**self._headers(), "Content-Type": "application/json"},
+                             proxy=self.proxy_url) as response:
             text = await response.text()
             if response.status in (400, 401, 403, 409):
                 raise RegistrationRefused(f"the cloud refused registration ({response.status}): "
@@ -167,23 +176,29 @@ class ControlChannel:
         backoff = 0.5
         ssl_context = client_context(self.settings.ca or None)
         connector = aiohttp.TCPConnector(ssl=ssl_context)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            while True:
-                try:
-                    registered = await self.register(http)
-                    if registered_once is not None:
-                        registered_once.set()
-                    await self._serve(http, registered)
-                    backoff = 0.5
-                except RegistrationRefused:
-                    raise
-                except (aiohttp.ClientError, WebSocketException, OSError, TimeoutError,
-                        ValidationError) as exc:
-                    log.warning("control channel to %s: %s; retrying in %.1f s",
-                                self.settings.cloud, why(exc), backoff)
-                self.connected = False
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # jitter: no herds
-                backoff = min(backoff * 2, 10.0)
+        if self.settings.proxy is not None:  # the signalling through the enterprise's proxy
+            self.shim = await LocalTunnelProxy(self.settings.proxy).start()
+        try:
+            async with aiohttp.ClientSession(connector=connector) as http:
+                while True:
+                    try:
+                        registered = await self.register(http)
+                        if registered_once is not None:
+                            registered_once.set()
+                        await self._serve(http, registered)
+                        backoff = 0.5
+                    except RegistrationRefused:
+                        raise
+                    except (aiohttp.ClientError, WebSocketException, OSError, TimeoutError,
+                            ValidationError) as exc:
+                        log.warning("control channel to %s: %s; retrying in %.1f s",
+                                    self.settings.cloud, why(exc), backoff)
+                    self.connected = False
+                    await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # jitter: no herds
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            if self.shim is not None:
+                await self.shim.close()
 
     async def _serve(self, http: aiohttp.ClientSession, registered: NodeRegistered) -> None:
         url = self.settings.cloud.replace("https://", "wss://", 1).replace(
@@ -191,7 +206,7 @@ class ControlChannel:
         beat = registered.heartbeat_s
         ssl_context = client_context(self.settings.ca or None) if url.startswith("wss") else None
         async with connect(url, ssl=ssl_context, additional_headers=self._headers(),
-                           proxy=None, compression=None, open_timeout=5.0,
+                           proxy=self.proxy_url, compression=None, open_timeout=5.0,
                            ping_interval=beat * 2, ping_timeout=beat,
                            close_timeout=beat) as ws:
             self.connected = True

@@ -25,6 +25,7 @@ from edge.flags import (
     setting,
     settings_from,
 )
+from edge.http_proxy import ProxyConfig
 
 #: a media node's TCP/TLS connection limits: the type's own defaults
 NODE_LIMITS = ConnectionLimits()
@@ -103,6 +104,8 @@ class NodeSettings:
     cascade_ports: range | None = None  # a hybrid node's cascade source ports (None: any)
     cluster: str = ""  # a hybrid node's cluster in its org ("": a cluster of its own)
     overflow_rtt_ms: float = 250.0  # a hybrid node's cluster: devices this far go to the cloud
+    #: a hybrid node's explicit HTTP proxy for its signalling (None: direct); never media
+    proxy: ProxyConfig | None = None
 
     def masked(self) -> dict[str, object]:
         """The settings for the start-up log, secrets masked."""
@@ -140,7 +143,8 @@ def parse(argv: Sequence[str] | None = None, *, prog: str = "pinhole-media-node"
 
 def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, kind: str,
               org: str, cascade_ports: range | None = None, cluster: str = "",
-              overflow_rtt_ms: float = 250.0) -> NodeSettings:
+              overflow_rtt_ms: float = 250.0, proxy: ProxyConfig | None = None
+              ) -> NodeSettings:
     """The settings from parsed flags (a hybrid node's parser adds its own flags first)."""
     if not a.cloud:
         raise usage("--cloud URL is required", "pass --cloud https://HOST[:PORT] "
@@ -153,4 +157,4 @@ def from_args(a: argparse.Namespace, p: argparse.ArgumentParser, *, prog: str, k
             readable_file(f"--{flag}", getattr(a, flag))
     return settings_from(NodeSettings, a, cloud=a.cloud.rstrip("/"), kind=kind, org=org,
                          prog=prog, cascade_ports=cascade_ports, cluster=cluster,
-                         overflow_rtt_ms=overflow_rtt_ms)
+                         overflow_rtt_ms=overflow_rtt_ms, proxy=proxy)

@@ -9,6 +9,7 @@ framing inside.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -26,11 +27,11 @@ from client.media import MediaError
 from client.proxy import LocalTunnelProxy, ProxyConfig
 from lab.net import free_port, wait_for_port
 from lab.pki import ORG
-from lab.stack import NodeSpec, Stack, running_stack
+from lab.stack import NodeSpec, Stack, running_stack, start_node, wait_healthy
 from tests.exchange import exchange
 from tests.prereqs import require_tool
 from tests.waiting import until
-from wire.models import Endpoint
+from wire.models import Endpoint, ProbeResult, ReachabilityReport
 from wire.tls import client_context
 from wire.transports import RungName, Transport
 
@@ -289,3 +290,54 @@ async def test_a_proxy_that_refuses_the_cloud_port_is_named_with_the_port(
         assert rc == 3 and rows["CONNECT"]["status"] == "blocked", rows["CONNECT"]
         assert f":{cloud_port}" in rows["CONNECT"]["detail"], rows["CONNECT"]
         assert "403" in rows["CONNECT"]["detail"], rows["CONNECT"]
+
+
+@pytest.mark.parametrize("scheme", ["basic", "digest", "ntlm"])
+async def test_a_hybrid_nodes_signalling_crosses_the_proxy_and_its_media_does_not(
+        stack: Stack, tmp_path: Path, scheme: str) -> None:
+    """Task: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
+    through the enterprise proxy (Basic/Digest/NTLM, as the client does), media still
+    direct." ``pinhole-hybrid-node --proxy`` registers and holds its control channel
+    through tinyproxy (Basic) or squid (Digest, NTLM), the client's own CONNECT code
+    (``edge.http_proxy``) answering the challenge; a device on it and one on the cloud
+    node hear each other over the cascade, which no proxy carries; the node's log never
+    shows the password."""
+    with tempfile.TemporaryDirectory(prefix="pinhole-proxy-") as tmp:
+        workdir = Path(tmp)
+        async with contextlib.AsyncExitStack() as proxies:
+            if scheme == "basic":
+                port, log = await proxies.enter_async_context(
+                    tinyproxy(workdir, "pinhole", "s3cret", tls_ports(stack)))
+            else:
+                port = await proxies.enter_async_context(
+                    squid(workdir, scheme, "pinhole", "s3cret", tls_ports(stack)))
+                log = workdir / "access.log"
+            spec = NodeSpec("hq-1", "on-prem", 0, org=ORG, extra_args=(
+                "--proxy", f"http://pinhole:s3cret@127.0.0.1:{port}"))
+            await start_node(stack, spec)
+            await wait_healthy(stack, {spec.id})
+            alice, bob = Device(stack.api()), Device(stack.api())
+            await alice.register(ORG, stack.enrollment_key, "alice")
+            await alice.discover()
+            await bob.register(ORG, stack.enrollment_key, "bob")
+            await bob.api.put_reachability(ReachabilityReport(results=[ProbeResult(
+                node_id="node-a", rung=RungName.UDP_5004, reachable=True, rtt_ms=5.0)]))
+            meeting = (await alice.api.create_meeting()).id
+            here, there = await alice.join(meeting), await bob.join(meeting)
+            assert (here.node.id, there.node.id) == ("hq-1", "node-a")
+            sessions = [await alice.connect(here), await bob.connect(there)]
+            await exchange(sessions[0], sessions[1])
+            for session in sessions:
+                session.close()
+            for device in (alice, bob):
+                await device.api.close()
+            await stack.kill(spec.id)  # its tunnels end: squid logs a tunnel when it ends
+            cloud = stack.cloud_url.split("//")[1]
+
+            def crossed() -> bool:
+                return log.exists() and f"CONNECT {cloud}" in log.read_text()
+
+            await until(crossed, f"the proxy logged the node's tunnel to {cloud}")
+            node_a = next(n["address"] for n in stack.nodes if n["id"] == "node-a")
+            assert f"CONNECT {node_a}" not in log.read_text()  # the cascade went direct
+        assert "s3cret" not in (stack.state_dir / "hq-1.log").read_text()

@@ -28,7 +28,7 @@ from edge.flags import Number, Parser, apply_environment
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
             "whitelist", "stun-inspection", "hybrid", "hybrid-tls-only",
-            "hybrid-no-cascade-udp", "hybrid-legacy-ports")
+            "hybrid-no-cascade-udp", "hybrid-legacy-ports", "hybrid-proxy-signalling")
 INET_PREFIX = "198.18.0"
 CLOUD = INET_PREFIX + ".1"
 GW_WAN = INET_PREFIX + ".254"
@@ -42,7 +42,8 @@ HYBRID_HOST_2 = ENT_PREFIX + ".5"  # a second node of its cluster (the hybrid pr
 HYBRID_HOSTS = (HYBRID_HOST, HYBRID_HOST_2)
 WHITELIST_RANGE = INET_PREFIX + ".4/31"  # node-far only
 #: Profiles that send the clients' media to the in-house hybrid node: without one, nothing.
-HYBRID_PROFILES = ("hybrid", "hybrid-tls-only", "hybrid-no-cascade-udp", "hybrid-legacy-ports")
+HYBRID_PROFILES = ("hybrid", "hybrid-tls-only", "hybrid-no-cascade-udp", "hybrid-legacy-ports",
+                   "hybrid-proxy-signalling")
 #: the gateway's conntrack UDP timeout, in whole seconds (the kernel's unit)
 UDP_TIMEOUT_S = Number(int, 1, 86400)
 UDP_TIMEOUT_KEYS = ("net.netfilter.nf_conntrack_udp_timeout",

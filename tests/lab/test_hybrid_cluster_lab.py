@@ -18,13 +18,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lab.firewall import CLIENT, CLOUD
 from lab.netns import HYBRID_HOST, HYBRID_HOST_2, lab
-from tests.lab.test_hybrid_lab import PROXY, Party, Running, _meet, _others
+from tests.lab.test_hybrid_lab import PROXY, Running, _meet, _others
 from tests.prereqs import require_root, require_tool
 
 pytestmark = pytest.mark.lab
@@ -92,12 +91,6 @@ def reflector(running: Cluster) -> Iterator[None]:
     proc.wait(timeout=10)
 
 
-def _uplink_quiet(running: Cluster, parties: list[Party]) -> list[dict[str, Any]]:
-    ready = [p.ready() for p in parties]
-    time.sleep(1.5)  # discovery's proxy tunnels (not media) finish closing
-    return ready
-
-
 def test_1_a_full_node_hands_over_inside_and_no_media_leaves(running: Cluster) -> None:
     """Task: "when that node is full, another node of the same cluster takes the next
     participants and the two are joined by an intra-cluster cascade that runs node to node
@@ -108,8 +101,11 @@ def test_1_a_full_node_hands_over_inside_and_no_media_leaves(running: Cluster) -
     other exactly once, and ``uplink_media`` does not move."""
     running.start()
     meeting = running.meeting()
-    parties = [running.party(meeting, f"local{n}", n) for n in range(3)]
-    ready = _uplink_quiet(running, parties)
+    parties, ready = [], []
+    for n in range(3):  # one after another: the third joins a full node's meeting
+        parties.append(running.party(meeting, f"local{n}", n))
+        ready.append(parties[-1].ready())
+    time.sleep(1.5)  # discovery's proxy tunnels (not media) finish closing
     before = running.uplink_bytes()
     results = _meet(parties, at_least=51)
     assert running.uplink_bytes() == before  # not one byte of media left the enterprise
@@ -165,7 +161,8 @@ def test_3_a_private_meeting_refuses_an_outside_device_and_nothing_leaves(
     assert created.returncode == 0, created.stderr
     meeting = json.loads(created.stdout)["meeting_id"]
     inside = running.party(meeting, "inside", 0)
-    ready = _uplink_quiet(running, [inside])[0]
+    ready = inside.ready()
+    time.sleep(1.5)  # discovery's proxy tunnels (not media) finish closing
     assert ready["node"] in NODES and ready["rule"] == "hybrid-local"
     before = running.uplink_bytes()
     outside = running.client("join", "--meeting", meeting, where="inet")
@@ -276,3 +273,26 @@ def test_7_the_older_cascade_range_through_a_rule_that_allows_only_it(
         rf"to {far['node']} up on udp/5004 from source port (\d+)", running.log("hq-1"))]
     assert used and all(8000 <= p <= 8100 for p in used), running.log("hq-1")[-2000:]
     assert running.fw.counter("legacy_cascades") > allowed
+
+
+def test_8_the_node_signals_through_the_proxy_and_its_media_goes_direct(
+        running: Cluster) -> None:
+    """Task: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
+    through the enterprise proxy ..., media still direct." The ``hybrid-proxy-signalling``
+    profile drops the hybrid hosts' HTTPS to the cloud (counted); ``--proxy`` sends the
+    node's registration and control channel through the lab's tinyproxy, so it registers
+    with nothing counted there; a local and a remote participant hear each other over a
+    cascade that leaves the hybrid host directly on udp/5004."""
+    dropped = 0
+    running.start("hybrid-proxy-signalling", "--proxy", PROXY, nodes=("hq-1",))
+    assert running.fw.counter("node_signalling_direct") == dropped  # never tried direct
+    meeting = running.meeting()
+    local = running.party(meeting, "local0", 0)
+    assert local.ready()["node"] == "hq-1"
+    remote = running.party(meeting, "remote", 1, where="inet")
+    far = remote.ready()
+    results = _meet([local, remote])
+    for n, res in enumerate(results):
+        assert set(res["heard"]) == _others(results, n), (n, res)
+    assert re.search(rf"to {far['node']} up on udp/5004 from source port", running.log("hq-1"))
+    assert running.fw.counter("node_signalling_direct") == dropped

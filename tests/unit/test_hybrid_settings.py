@@ -92,3 +92,20 @@ def test_bad_cluster_flags_say_what_to_do(tmp_path: Path, argv: list[str],
     with pytest.raises(Failure, match=message):
         parse(["--cloud", "https://cloud.example", "--org", "acme", "--node-secret-file",
                secret(tmp_path), *argv])
+
+
+def test_the_proxy_for_the_nodes_signalling(tmp_path: Path) -> None:
+    """Task: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
+    through the enterprise proxy": ``--proxy`` (or PINHOLE_PROXY) is the client's proxy
+    URL; its password never reaches the start-up log; a bad URL is a usage error."""
+    base = ["--cloud", "https://cloud.example", "--org", "acme", "--node-secret-file",
+            secret(tmp_path)]
+    assert parse(base).proxy is None  # direct by default
+    s = parse([*base, "--proxy", "http://ops:pr0xy-pw@10.99.0.3:8888"])
+    assert s.proxy is not None
+    assert (s.proxy.host, s.proxy.port, s.proxy.username, s.proxy.password) == (
+        "10.99.0.3", 8888, "ops", "pr0xy-pw")
+    assert "pr0xy-pw" not in str(s.masked())
+    with pytest.raises(Failure, match=r"--proxy: .*use http://") as bad:
+        parse([*base, "--proxy", "socks5://10.99.0.3:1080"])
+    assert bad.value.exit_code == 2

@@ -13,6 +13,7 @@ placements by rule"; the console shows each node's cluster.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -26,9 +27,17 @@ from client.device import Device
 from client.errors import ApiError
 from lab.pki import ORG, OTHER_ORG
 from lab.stack import NodeSpec, Stack, running_stack
-from tests.integration.test_hybrid_node import close, heard, local, logged, node_packets_in, talk
-from tests.waiting import until
-from wire.models import ProbeResult, ReachabilityReport
+from tests.integration.test_hybrid_node import (
+    _events,
+    close,
+    heard,
+    local,
+    logged,
+    node_packets_in,
+    talk,
+)
+from tests.waiting import HANG_S, until
+from wire.models import Event, Joined, ProbeResult, ReachabilityReport
 from wire.tls import client_context
 from wire.transports import RungName
 
@@ -170,3 +179,50 @@ async def test_a_guest_of_another_org_is_on_the_cloud_and_the_cascade_links_it(
         assert heard(sessions[0]) == {guest.ssrc: 20} and heard(sessions[1]) == {host.ssrc: 20}
         assert placements(await cloud_get(stack, "/metrics"))["guest"] == 1.0
         await close([alice, eve], sessions)
+
+
+async def test_a_killed_node_hands_its_participants_to_the_other_node_of_its_cluster(
+        tmp_path: Path) -> None:
+    """Task: "kill one node of the cluster mid-call: its participants back with media on
+    the other node (not the cloud)". Two devices on one node of cluster hq, that node
+    SIGKILLed: both get ``media.reassigned`` to the cluster's other node (rule
+    ``intra-cluster``: the meeting's node is down), reconnect and hear each other; the
+    cloud node relays nothing. (The lab proves the < 3 s through the real firewall,
+    tests/lab/test_hybrid_cluster_lab.py.)"""
+    async with running_stack([CLOUD_NODE, H1, H2], state_dir=tmp_path, cloud_args=[
+            "--heartbeat-s", "0.5", "--heartbeat-misses", "2"]) as stack:
+        devices = [await local(stack, "alice"), await local(stack, "bob")]
+        queues: list[asyncio.Queue[Event]] = [asyncio.Queue(), asyncio.Queue()]
+        tasks = [asyncio.create_task(_events(d, q)) for d, q in zip(devices, queues,
+                                                                    strict=True)]
+        meeting = (await devices[0].api.create_meeting()).id
+        joined = [await d.join(meeting) for d in devices]
+        victim = joined[0].node.id
+        survivor = H2.id if victim == H1.id else H1.id
+        assert {j.node.id for j in joined} == {victim}
+        first = [await d.connect(j) for d, j in zip(devices, joined, strict=True)]
+        await talk(first, 5)
+        proc = stack.process_of(victim)
+        proc.kill()
+        await proc.wait()
+        moved: list[Joined] = []
+        for queue in queues:
+            async with asyncio.timeout(HANG_S):
+                while (event := await queue.get()).type != "media.reassigned":
+                    pass
+            assert event.assignment is not None
+            moved.append(event.assignment)
+        assert [(m.node.id, m.reason.rule) for m in moved] == [
+            (survivor, "intra-cluster"), (survivor, "intra-cluster")]
+        for session in first:
+            session.close()
+        sessions = [await d.connect(m) for d, m in zip(devices, moved, strict=True)]
+        await talk(sessions)
+        assert heard(sessions[0]) == {joined[1].ssrc: 20}
+        assert heard(sessions[1]) == {joined[0].ssrc: 20}
+        assert await node_packets_in(stack, CLOUD_NODE.id) == 0
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await close(devices, sessions)

@@ -18,6 +18,14 @@ Two more cases per profile, the ones users meet:
   loaded and they join on the cached report (younger than the 2-hour TTL, so
   it still says UDP); target: first media within 1 RTT + 300 ms of the join.
 
+And screen sharing's: the speaker also presents (``--share``: a synthetic screen, 2 frames
+a second of 30 packets, on the content ladder, TCP 5004 first), so each timed call is also a
+receiver of content; ``content`` gives, per profile, the rung its content leg took and the
+time from its join request to the first whole frame it received (``pinhole call --json``:
+``content.time_to_first_frame_ms``). Content goes on TCP even where audio and video go on
+UDP (the seed's "Screen Sharing (in app) TCP 5004* 33434"), so the two times differ by more
+than the race: the content leg opens once the floor is known, and waits for the next frame.
+
 RTT is the call's own keepalive RTT. JSON on stdout (median, min and max per
 profile and case, each with its target and whether every run met it),
 progress on stderr. With a ``hybrid`` profile the lab also runs
@@ -55,6 +63,9 @@ WARM_UP_TRIES = 10
 CALL_TIMEOUT_S = 60.0
 STALE_MARGIN_MS = 300.0  # stale report: first media within 1 RTT + this
 COLD_RTTS = 3  # cold start: within the probe timeout + this many RTTs
+#: a timed call's length: the presenter's frames come twice a second, and the content leg
+#: opens after the media leg, so a one-second call could end before its first frame
+CALL_S = 3
 
 
 class BenchError(Exception):
@@ -89,18 +100,19 @@ def _run(argv: list[str], name: str) -> dict[str, Any]:
 
 def _call(fw: Lab, stack_json: Path, profile: str, meeting: str, name: str,
           cache: Path | None = None) -> dict[str, Any]:
-    """One one-second call; its ``pinhole call --json`` result."""
+    """One short call; its ``pinhole call --json`` result."""
     argv = _client(fw, stack_json, profile, "--name", name, "call", "--meeting", meeting,
-                   "--create", "--seconds", "1", cache=cache)
+                   "--create", "--seconds", str(CALL_S), cache=cache)
     return _run(argv, name)
 
 
 @contextlib.contextmanager
 def _speaker(fw: Lab, stack_json: Path, profile: str, meeting: str,
              log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The participant everyone hears, in the meeting until the block ends."""
+    """The participant everyone hears and whose screen everyone sees, in the meeting until
+    the block ends."""
     argv = _client(fw, stack_json, profile, "--name", "speaker", "call", "--meeting", meeting,
-                   "--create", "--seconds", str(SPEAKER_S))
+                   "--create", "--share", "--seconds", str(SPEAKER_S))
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=ROOT)
@@ -160,6 +172,34 @@ def _case(samples: list[float], targets: list[float], failures: list[str]) -> di
             "failures": failures}
 
 
+class _Content:
+    """The timed calls' content legs: where each went, when its first frame came."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.where: Counter[str] = Counter()
+        self.failures: list[str] = []
+
+    def add(self, name: str, content: dict[str, Any]) -> None:
+        first = content["time_to_first_frame_ms"]
+        if content["role"] != "receiver" or first is None:
+            why = content["refused"] or f"no frame received on {content['transport']}"
+            self.failures.append(f"{name}: {why}")
+            _say(f"  {name}: no content: {why}")
+            return
+        self.samples.append(first)
+        self.where[content["transport"]] += 1
+        _say(f"  {name}: content on {content['transport']}, first frame {first:.1f} ms "
+             "after the join request")
+
+    def summary(self) -> dict[str, Any]:
+        return {"transport": self.where.most_common(1)[0][0] if self.where else None,
+                "transports": dict(self.where),
+                "median_ms": _ms(self.samples, statistics.median),
+                "min_ms": _ms(self.samples, min), "max_ms": _ms(self.samples, max),
+                "samples_ms": self.samples, "failures": self.failures}
+
+
 def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) -> dict[str, Any]:
     """Stale devices probed on ``open``; then the speaker, the warm-up, and the timed calls."""
     stale_caches = _stale_devices(fw, stack_json, state, profile, runs)
@@ -180,6 +220,7 @@ def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) ->
     stale_targets: list[float] = []
     stale_failures: list[str] = []
     where: Counter[tuple[str, str]] = Counter()
+    content = _Content()
     with _speaker(fw, stack_json, profile, meeting, log) as speaker:
         _warm_up(fw, stack_json, profile, meeting, speaker, log)
         for i in range(1, runs + 1):
@@ -194,6 +235,7 @@ def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) ->
                 failures.append(f"listener-{i}: heard nothing")
                 _say(f"  run {i}: heard nothing on {result['transport']}")
                 continue
+            content.add(f"listener-{i}", result["content"])
             first.append(timings["first_media_ms"])
             connect.append(timings["connect_ms"])
             join.append(timings["join_ms"])
@@ -228,7 +270,8 @@ def _measure(fw: Lab, stack_json: Path, profile: str, runs: int, state: Path) ->
             "connect_median_ms": _ms(connect, statistics.median),
             "samples_ms": first, "failures": failures,
             "cold_start": _case(cold, cold_targets, failures),
-            "stale_report": _case(stale, stale_targets, stale_failures)}
+            "stale_report": _case(stale, stale_targets, stale_failures),
+            "content": content.summary()}
 
 
 def run(profiles: list[str], runs: int) -> dict[str, Any]:
@@ -256,7 +299,8 @@ def run(profiles: list[str], runs: int) -> dict[str, Any]:
                     "the lab (median of the runs; join and latch medians too); cold_start: "
                     "from registration on (target probe timeout + 3 RTT); stale_report: a "
                     "report probed while UDP worked, cached, then the profile loaded (target "
-                    "1 RTT + 300 ms)",
+                    "1 RTT + 300 ms); content: ms from the same join request to the first "
+                    "whole frame of the speaker's shared screen, and the content leg's rung",
             "runs": runs, "profiles": results}
 
 

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Final, Literal, Protocol
 
 import aiohttp
@@ -92,6 +92,8 @@ class ContentReport:
     presenter: str | None  # the last presenter this device knew of
     lost_floor: bool  # another participant took the floor over from this one
     refused: str | None  # why this device did not present, or could not receive
+    #: the content ladder's race, each rung's outcome (``rung``, ``ok``, ``ms``, ``error``)
+    attempts: tuple[dict[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"role": self.role, "transport": self.transport, "node": self.node,
@@ -101,7 +103,7 @@ class ContentReport:
                 "bytes_received": self.bytes_received,
                 "time_to_first_frame_ms": self.time_to_first_frame_ms,
                 "presenter": self.presenter, "lost_floor": self.lost_floor,
-                "refused": self.refused}
+                "refused": self.refused, "attempts": list(self.attempts)}
 
 
 @dataclass
@@ -277,4 +279,6 @@ class Content:
             bytes_received=total("bytes_received"),
             time_to_first_frame_ms=None if first is None
             else round(max(0.0, first - self.start) * 1000, 2),
-            presenter=self.presenter, lost_floor=self.lost_floor, refused=self.refused)
+            presenter=self.presenter, lost_floor=self.lost_floor, refused=self.refused,
+            attempts=tuple(asdict(a) for a in self.attempts
+                           if is_dataclass(a) and not isinstance(a, type)))

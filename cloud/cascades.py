@@ -11,6 +11,13 @@ cluster (the meeting's node full, the next participants on another node of
 the cluster) are joined node to node inside the premises, never through the
 cloud: the node already in the meeting dials the new one (each takes its
 clients' media inbound on the premises' network anyway).
+
+Content (screen sharing) has cascades of its own, opened the same way between two nodes
+that both carry a content leg of the meeting (``content: true`` on both ends): each
+node's content legs and content cascades relay among themselves only, as its audio and
+video legs and their cascades do, so a presenter on one node reaches receivers on the
+others, and audio never enters a content leg. A meeting whose participants share no
+screen opens none.
 """
 
 from __future__ import annotations
@@ -49,14 +56,23 @@ def roles(new: NodeInfo | None, other: NodeInfo | None, new_node: str,
     return new_node, other_node
 
 
-def _linked(meeting: MeetingRecord, a: str, b: str) -> bool:
-    return any({c.from_node, c.to_node} == {a, b} for c in meeting.cascades)
+def _linked(meeting: MeetingRecord, a: str, b: str, content: bool) -> bool:
+    return any({c.from_node, c.to_node} == {a, b} and c.content == content
+               for c in meeting.cascades)
 
 
-async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> MeetingRecord:
-    """Cascade ``new_node`` with every other node of the meeting not yet linked to it."""
-    for other in sorted(meeting.node_ids() - {new_node}):
-        if _linked(meeting, new_node, other):
+def content_nodes(meeting: MeetingRecord) -> set[str]:
+    """The nodes that carry a content leg of the meeting."""
+    return {p.node_id for p in meeting.participants if p.content_leg_id is not None}
+
+
+async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str, *,
+                        content: bool = False) -> MeetingRecord:
+    """Cascade ``new_node`` with every other node of the meeting not yet linked to it
+    (``content``: of the meeting's content legs, with every other node that carries one)."""
+    nodes = content_nodes(meeting) if content else meeting.node_ids()
+    for other in sorted(nodes - {new_node}):
+        if _linked(meeting, new_node, other, content):
             continue
         initiator, peer = roles(cloud.registry.info(new_node), cloud.registry.info(other),
                                 new_node, other)
@@ -72,30 +88,33 @@ async def open_cascades(cloud: Cloud, meeting: MeetingRecord, new_node: str) -> 
             await cloud.registry.allocate(peer, AllocateLeg(
                 request_id=secrets.token_hex(8), leg_id=leg_id, meeting_id=meeting.id,
                 participant_id=f"cascade.{initiator}", ssrc=0, ice=ice, srtp=srtp,
-                cascade=True), cloud.settings.cascade_timeout_s)
+                cascade=True, content=content), cloud.settings.cascade_timeout_s)
         except NodeUnavailable as exc:
             log.warning("meeting %s: no cascade %s → %s: %s", meeting.id, initiator, peer, exc)
             continue
         command = OpenCascade(meeting_id=meeting.id, peer=peer_info, leg_id=leg_id,
-                              ice=ice, srtp=srtp)
+                              ice=ice, srtp=srtp, content=content)
         if not await cloud.registry.open_cascade(initiator, command):
             await cloud.registry.release(peer, leg_id)
             log.warning("meeting %s: node %s has no control channel; no cascade to %s",
                         meeting.id, initiator, peer)
             continue
-        log.info("meeting %s: cascade %s → %s (%s)", meeting.id, initiator, peer, leg_id)
+        log.info("meeting %s: %scascade %s → %s (%s)", meeting.id,
+                 "content " if content else "", initiator, peer, leg_id)
         cloud.metrics.cascades_opened.inc()
         meeting = replace(meeting, cascades=(*meeting.cascades,
-                                             CascadeRecord(leg_id, initiator, peer)))
+                                             CascadeRecord(leg_id, initiator, peer, content)))
     return meeting
 
 
 async def prune_cascades(cloud: Cloud, meeting: MeetingRecord) -> MeetingRecord:
-    """Close the cascades of nodes that no longer carry a participant of the meeting."""
-    nodes = meeting.node_ids()
+    """Close the cascades of nodes that no longer carry a participant of the meeting (a
+    content cascade: a content leg of it)."""
+    nodes, sharing = meeting.node_ids(), content_nodes(meeting)
     kept: list[CascadeRecord] = []
     for cascade in meeting.cascades:
-        if cascade.from_node in nodes and cascade.to_node in nodes:
+        ends = sharing if cascade.content else nodes
+        if cascade.from_node in ends and cascade.to_node in ends:
             kept.append(cascade)
             continue
         await cloud.registry.close_cascade(

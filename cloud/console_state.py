@@ -113,7 +113,9 @@ async def snapshot(cloud: Cloud) -> dict[str, Any]:
                          "presenter": None if presenter is None else {
                              "id": presenter["id"], "device": presenter["device"],
                              "rung": presenter["content_rung"]},
-                         "cascades": [f"{c.from_node} → {c.to_node}" for c in meeting.cascades]})
+                         "cascades": [f"{c.from_node} → {c.to_node}"
+                                      + (" (content)" if c.content else "")
+                                      for c in meeting.cascades]})
     quality = cloud.metrics.quality
     return {
         "nodes": nodes,

@@ -29,13 +29,14 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from cloud import floor as rules
+from cloud.cascades import open_cascades
 from cloud.errors import Conflict, Forbidden, NodeUnavailable, NotFound
 from cloud.floor import FloorChange, FloorDecision
 from cloud.http import device_auth, json_response, read_body
 from cloud.identity import Claims
 from cloud.meeting_access import find_meeting
 from cloud.placement import unique_ssrc
-from cloud.sharing import announce
+from cloud.sharing import announce, tell_nodes
 from cloud.store import MeetingRecord, ParticipantRecord
 from wire.errors import ProfileRefused
 from wire.models import (
@@ -161,6 +162,7 @@ async def open_content(request: web.Request) -> web.Response:
             client_to_node=SecretStr(SrtpKeys.generate(srtp_profile).to_b64()),
             node_to_client=SecretStr(SrtpKeys.generate(srtp_profile).to_b64()))
         leg_id, ssrc = "leg-" + secrets.token_hex(6), unique_ssrc(meeting)
+        await tell_nodes(cloud, meeting, [node.id])  # the floor, before the leg
         await cloud.registry.allocate(node.id, AllocateLeg(
             request_id=secrets.token_hex(8), leg_id=leg_id, meeting_id=meeting_id,
             participant_id=pid, ssrc=ssrc, ice=ice, srtp=srtp, content=True),
@@ -169,8 +171,10 @@ async def open_content(request: web.Request) -> web.Response:
         meeting = replace(meeting, participants=tuple(
             replace(p, content_leg_id=leg_id, content_rung=None) if p.id == pid else p
             for p in meeting.participants))
-        await cloud.store.put_meeting(meeting)
         cloud.legs[leg_id] = (meeting_id, pid)  # its node's leg events find it at once
+        # the content crosses to the meeting's other nodes with a content leg
+        meeting = await open_cascades(cloud, meeting, node.id, content=True)
+        await cloud.store.put_meeting(meeting)
     if old is not None:
         cloud.legs.pop(old, None)
         with contextlib.suppress(OSError):

@@ -5,7 +5,10 @@ A node reports what happens to a leg over its control channel (``latched``,
 a :class:`LegEventQueue` it is given at construction; :func:`follow`, a
 background task of the cloud, applies each to its meeting: the rung a
 participant latched on (``GET /v1/meetings/{id}``), a participant gone when
-its node freed the leg, consent lost in the console's history.
+its node freed the leg, consent lost in the console's history; and a presenter whose
+leg lost consent frees the meeting's floor (docs/design.md "Content"): a device killed
+while presenting gives the floor back within the consent timeout (RFC 7675 §5.1: 30 s),
+not the leg timeout.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Final
 from cloud.cascades import prune_cascades
 from cloud.errors import StoreUnavailable
 from cloud.redis_errors import raise_if_cancelling
-from cloud.sharing import after_leaving
+from cloud.sharing import after_leaving, free_floor_of
 from cloud.state import Cloud
 from cloud.store import without_participant
 from wire.models import Event, LegEvent
@@ -94,6 +97,7 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
         cloud.note("consent_lost", f"{where[1]}'s leg on {node_id} lost consent over "
                    f"{event.rung or 'its transport'}: the device stopped answering",
                    meeting=where[0], participant=where[1], node=node_id)
+        await free_floor_of(cloud, *where)
         return
     if event.event == "freed":  # the node timed it out: no consent for the leg timeout
         await _drop_gone(cloud, node_id, event.leg_id, *where)

@@ -67,8 +67,8 @@ def _view(meeting: MeetingRecord) -> MeetingView:
                 )
                 for p in meeting.participants
             ],
-            "cascades": [{"from_node": c.from_node, "to_node": c.to_node}
-                         for c in meeting.cascades],
+            "cascades": [{"from_node": c.from_node, "to_node": c.to_node,
+                          "content": c.content} for c in meeting.cascades],
             "presenter": meeting.floor.presenter if meeting.floor is not None else None,
         }
     )

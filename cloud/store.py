@@ -56,6 +56,9 @@ class CascadeRecord:
     leg_id: str
     from_node: str
     to_node: str
+    #: it carries the meeting's content (screen sharing) between the two nodes' content
+    #: legs, not its audio and video
+    content: bool = False
 
 
 @dataclass(frozen=True, slots=True)

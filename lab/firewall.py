@@ -28,7 +28,8 @@ from edge.flags import Number, Parser, apply_environment
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("open", "udp-5004", "udp-33434", "no-udp", "tls-only", "proxy-only",
             "whitelist", "stun-inspection", "hybrid", "hybrid-tls-only",
-            "hybrid-no-cascade-udp", "hybrid-legacy-ports", "hybrid-proxy-signalling")
+            "hybrid-no-cascade-udp", "hybrid-legacy-ports", "hybrid-proxy-signalling",
+            "no-tcp-5004")
 INET_PREFIX = "198.18.0"
 CLOUD = INET_PREFIX + ".1"
 GW_WAN = INET_PREFIX + ".254"

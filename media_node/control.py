@@ -46,13 +46,14 @@ from wire.models import (
     NodeRegistration,
     OpenCascade,
     ReleaseLeg,
+    SetFloor,
     validation_detail,
 )
 from wire.tls import client_context
 
 log = logging.getLogger(__name__)
-_from_cloud: TypeAdapter[AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade] = TypeAdapter(
-    CloudToNode)
+_from_cloud: TypeAdapter[
+    AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade | SetFloor] = TypeAdapter(CloudToNode)
 
 
 def why(exc: BaseException) -> str:
@@ -252,8 +253,9 @@ class ControlChannel:
         log.warning("control message %s refused (%d so far): %s", kind, self.malformed, detail)
         return ControlRefused(command=kind, request_id=request_id, detail=detail)
 
-    async def _dispatch(self, ws: ClientConnection,
-                        command: AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade) -> None:
+    async def _dispatch(
+            self, ws: ClientConnection,
+            command: AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade | SetFloor) -> None:
         if isinstance(command, AllocateLeg):
             answer = self.engine.allocate(command, self.clock())
             await ws.send(answer.model_dump_json())
@@ -262,6 +264,9 @@ class ControlChannel:
             if leg is not None:
                 self.send_event(LegEvent(leg_id=leg.leg_id, event="freed",
                                          counters=leg.counters()))
+        elif isinstance(command, SetFloor):
+            if not self.engine.set_floor(command.meeting_id, command.presenter):
+                log.debug("floor of %s ignored: no leg of it here", command.meeting_id)
         elif isinstance(command, OpenCascade):
             old = self.cascades.pop(command.leg_id, None)
             if old is not None:

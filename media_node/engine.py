@@ -42,7 +42,10 @@ and forwards SRTP through the sinks. It never reads a clock: the caller passes
   (payload types, SSRC slots, feedback: ``media_node.webrtc``).
 - Content (screen sharing) legs are allocated with ``content``: a meeting's content
   legs relay among themselves (:attr:`Leg.group`), never into its audio/video legs,
-  with the same latch, consent, SSRC and SRTP checks as any leg.
+  with the same latch, consent, SSRC and SRTP checks as any leg. The node enforces
+  the floor: a content leg's RTP is relayed only from the participant the cloud
+  said holds it (:meth:`Engine.set_floor`); anyone else's is dropped and counted,
+  ``not_presenter`` (its RTCP, a receiver's reports, still passes).
 - Everything else is dropped and counted by reason; nothing raises per packet.
 - The engine is the control plane of a UDP data plane (:mod:`media_node.plane`:
   compiled, or its Python twin): every change to a meeting is replanned there, and
@@ -57,7 +60,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal
 
-from media_node.legs import Leg, Sink
+from media_node.legs import CONTENT_GROUP, Leg, Sink
 from media_node.plane import Plane, load_plane
 from media_node.ratelimit import SourceLimiter
 from media_node.webrtc import WebRtcLeg
@@ -145,6 +148,9 @@ class Engine:
         # packet updates its legs' counters only
         self._retired = dict.fromkeys(TOTALS, 0)
         self._retired_content = dict.fromkeys(TOTALS, 0)  # of released content legs
+        #: who presents in each meeting that has legs here, as the cloud said
+        #: (``set_floor``): a content leg's RTP is relayed from that participant only
+        self._floors: dict[str, str] = {}
 
     def settle(self) -> None:
         """Move what the data plane counted into the legs and the node's drops."""
@@ -257,6 +263,25 @@ class Engine:
         if leg.webrtc is not None:
             self._translated.add(leg.group)
 
+    def set_floor(self, meeting_id: str, presenter: str | None) -> bool:
+        """The cloud says who holds ``meeting_id``'s content floor (``None``: nobody).
+
+        Kept while the meeting has legs here (the cloud says it again before each
+        content leg it allocates), so a node never holds floors of meetings it does not
+        carry; False, and nothing kept, for a meeting without legs here.
+        """
+        if presenter is None:
+            self._floors.pop(meeting_id, None)
+            return True
+        if meeting_id not in self._meetings and meeting_id + CONTENT_GROUP not in self._meetings:
+            return False
+        self._floors[meeting_id] = presenter
+        return True
+
+    def presenter(self, meeting_id: str) -> str | None:
+        """Who this node relays content from in ``meeting_id``."""
+        return self._floors.get(meeting_id)
+
     def add_outbound_cascade(self, command: OpenCascade, now: float) -> Leg:
         """The leg this node opens to a peer node: it is the peer's client, keys mirrored.
 
@@ -278,7 +303,7 @@ class Engine:
                 profile, command.srtp.node_to_client.get_secret_value())),
             outbound=SrtpSender(SrtpKeys.from_b64(
                 profile, command.srtp.client_to_node.get_secret_value())),
-            created_at=now, cascade=True,
+            created_at=now, cascade=True, content=command.content,
         )
         self.release(leg.leg_id)
         self._add(leg)
@@ -313,6 +338,9 @@ class Engine:
             self._translated.discard(leg.group)
         if not members:
             self._meetings.pop(leg.group, None)
+            if (leg.meeting_id not in self._meetings
+                    and leg.meeting_id + CONTENT_GROUP not in self._meetings):
+                self._floors.pop(leg.meeting_id, None)  # the meeting's last leg here
         log.info("leg %s freed", leg_id)
         return leg
 
@@ -532,6 +560,11 @@ class Engine:
                 # SSRCs are assigned by the cloud (docs/design.md "SRTP"), or signalled in a
                 # WebRTC endpoint's offer (RFC 5576)
                 self.drop("ssrc", leg)
+                return
+            elif leg.content and self._floors.get(leg.meeting_id) != leg.participant_id:
+                # one presenter at a time, as the cloud holds the floor (docs/design.md
+                # "Content"): a participant who lost it, or never had it, is not relayed
+                self.drop("not_presenter", leg)
                 return
         inbound = leg.inbound
         try:  # the clear packet stays in the inbound session's buffer (wire.srtp: open/seal)

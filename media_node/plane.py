@@ -244,7 +244,10 @@ class RelayPlane:
     def _plan(self, leg: Leg, members: Sequence[Leg]) -> None:
         fd = self.fast_fd(leg.sink)
         receivers: list[tuple[int, Any, int, int, SrtpSender, bool]] = []
-        if fd is None or leg.cascade or any(m.webrtc is not None for m in members):
+        # content is the engine's (it checks the floor per packet); so are cascades and
+        # WebRTC legs
+        if fd is None or leg.cascade or leg.content or any(m.webrtc is not None
+                                                          for m in members):
             fd = None
         else:
             for other in members:

@@ -321,6 +321,7 @@ class ParticipantView(Body):
 class CascadeLink(Body):
     from_node: Id
     to_node: Id
+    content: bool = False  # it carries the meeting's content (screen sharing)
 
 
 class MeetingView(Body):
@@ -544,12 +545,23 @@ class OpenCascade(Body):
     leg_id: Id
     ice: IceCredentials
     srtp: SrtpParams
+    #: the cascade of the meeting's content (screen sharing) legs, not its audio/video
+    content: bool = False
 
 
 class CloseCascade(Body):
     type: Literal["close_cascade"] = "close_cascade"
     meeting_id: Id
     leg_id: Id
+
+
+class SetFloor(Body):
+    """cloud → node: who holds ``meeting_id``'s content floor now (``None``: nobody). The
+    node relays a content leg's RTP from the presenter only (docs/design.md "Content")."""
+
+    type: Literal["set_floor"] = "set_floor"
+    meeting_id: Id
+    presenter: Id | None = None
 
 
 class LegAllocated(Body):
@@ -585,7 +597,7 @@ class LegEvent(Body):
 NodeToCloud = Annotated[Heartbeat | LegAllocated | LegEvent | ControlRefused,
                         Field(discriminator="type")]
 CloudToNode = Annotated[
-    AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade, Field(discriminator="type")
+    AllocateLeg | ReleaseLeg | OpenCascade | CloseCascade | SetFloor, Field(discriminator="type")
 ]
 
 

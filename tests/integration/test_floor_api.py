@@ -129,13 +129,15 @@ class Party:
                 return event
 
 
-async def _meeting(api: Api, *names: str, profile: str = "desktop") -> list[Party]:
-    """Devices joined to one new meeting, each listening to its events."""
+async def _meeting(api: Api, *names: str, profile: str = "desktop",
+                   nodes: tuple[str, ...] = ()) -> list[Party]:
+    """Devices joined to one new meeting, each listening to its events (each reaching the
+    node of ``nodes`` at its place, or n1)."""
     parties = []
     meeting: dict[str, Any] | None = None
-    for name in names:
+    for index, name in enumerate(names):
         device = await api.device(name=name, profile=profile if name == "room" else "desktop")
-        await api.report(device, "n1")
+        await api.report(device, nodes[index] if nodes else "n1")
         if meeting is None:
             meeting = (await api.call("POST", "/v1/meetings", {}, device["token"]))[1]
         assert meeting is not None
@@ -259,4 +261,93 @@ async def test_a_udp_only_device_cannot_present_or_receive_and_is_told_why(api: 
     path = f"/v1/meetings/{room.joined['meeting_id']}/participants/{room.pid}/content"
     status, body = await api.call("POST", path, None, room.token)
     assert status == 403 and body["error"] == "content_unsupported"
+    node.stop()
+
+
+async def _told(node: Node, what: str, check: Any) -> dict[str, Any]:
+    """The first command the node got for which ``check`` holds (the node reads its
+    channel in a task of its own)."""
+    for _ in range(200):
+        found = next((c for c in node.commands if check(c)), None)
+        if found is not None:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the node was never told {what}; it got {node.commands}")
+
+
+async def test_the_node_is_told_who_presents_on_every_change_and_before_a_content_leg(
+        api: Api) -> None:
+    """The node enforces the floor (docs/design.md "Content"): the cloud says who holds it
+    (``set_floor``) on every change, and again just before it allocates a content leg, so
+    a node that has just got its first content leg of the meeting knows the floor."""
+    node = await Node().start(api)
+    a, b = await _meeting(api, "a", "b")
+
+    def floor_is(presenter: str | None) -> Any:
+        return lambda c: c["type"] == "set_floor" and c["presenter"] == presenter
+
+    assert (await a.floor())[0] == 200
+    assert (await _told(node, "a presents", floor_is(a.pid)))["meeting_id"] == \
+        a.joined["meeting_id"]
+    assert (await b.floor(take_over=True))[0] == 200
+    await _told(node, "b took the floor over", floor_is(b.pid))
+    assert (await b.release())[0] == 200
+    await _told(node, "the floor is free", floor_is(None))
+    path = f"/v1/meetings/{a.joined['meeting_id']}/participants/{a.pid}/content"
+    count = len(node.commands)
+    assert (await api.call("POST", path, None, a.token))[0] == 201
+    new = node.commands[count:]
+    kinds = [(c["type"], c.get("content")) for c in new]
+    assert kinds[:2] == [("set_floor", None), ("allocate_leg", True)], kinds
+    node.stop()
+
+
+async def test_content_legs_on_two_nodes_get_a_content_cascade(api: Api) -> None:
+    """docs/design.md "Content": two nodes that both carry a content leg of the meeting are
+    joined by a content cascade (``content: true`` on both ends) beside the audio/video
+    one; it closes when one of them no longer carries content."""
+    n1, n2 = await Node().start(api, "n1"), await Node().start(api, "n2")
+    a, b = await _meeting(api, "a", "b", nodes=("n1", "n2"))
+    meeting = a.joined["meeting_id"]
+    for party in (a, b):
+        path = f"/v1/meetings/{meeting}/participants/{party.pid}/content"
+        assert (await api.call("POST", path, None, party.token))[0] == 201
+    # both cloud nodes: the node new to the meeting (b's, n2) dials the other
+    allocated = await _told(n1, "a content cascade leg",
+                            lambda c: c["type"] == "allocate_leg" and c["cascade"]
+                            and c["content"])
+    opened = await _told(n2, "to open the content cascade",
+                         lambda c: c["type"] == "open_cascade" and c["content"])
+    assert opened["leg_id"] == allocated["leg_id"] and opened["peer"]["id"] == "n1"
+    _, view = await api.call("GET", f"/v1/meetings/{meeting}", token=a.token)
+    assert sorted((c["from_node"], c["to_node"], c["content"]) for c in view["cascades"]) == [
+        ("n2", "n1", False), ("n2", "n1", True)]
+    status, _ = await api.call("DELETE", f"/v1/meetings/{meeting}/participants/{b.pid}",
+                               None, b.token)
+    assert status == 204
+    await _told(n2, "to close the content cascade",
+                lambda c: c["type"] == "close_cascade" and c["leg_id"] == allocated["leg_id"])
+    _, view = await api.call("GET", f"/v1/meetings/{meeting}", token=a.token)
+    assert view["cascades"] == []
+    n1.stop()
+    n2.stop()
+
+
+async def test_a_presenter_whose_leg_lost_consent_frees_the_floor(api: Api) -> None:
+    """A presenter killed stops answering consent checks (RFC 7675 §5.1): at the node's
+    ``consent_expired`` the floor is freed and announced, long before the leg timeout
+    removes the participant; another participant's lost consent changes nothing."""
+    node = await Node().start(api)
+    a, b = await _meeting(api, "a", "b")
+    assert (await a.floor())[0] == 200
+    assert node.ws is not None
+    await node.ws.send_str(json.dumps({"type": "leg_event", "leg_id": node.leg_of(b.pid),
+                                       "event": "consent_expired", "rung": "udp/5004"}))
+    await node.ws.send_str(json.dumps({"type": "leg_event", "leg_id": node.leg_of(a.pid),
+                                       "event": "consent_expired", "rung": "udp/5004"}))
+    assert (await b.event("floor.freed"))["participant_id"] == a.pid
+    _, view = await api.call("GET", f"/v1/meetings/{a.joined['meeting_id']}", token=a.token)
+    assert view["presenter"] is None
+    assert a.pid in {p["id"] for p in view["participants"]}  # still in: not left
+    assert await _metric(api, "freed") == 1
     node.stop()

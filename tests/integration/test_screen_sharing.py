@@ -169,3 +169,38 @@ async def test_a_room_device_cannot_share_and_says_why(stack: Stack, tmp_path: P
         "room devices cannot present or receive shared content: content travels over TCP, TLS"
         " or an HTTP proxy, and room devices send media over UDP only; share from a desktop"
         " or mobile client")
+
+
+async def test_the_presenter_killed_frees_the_floor_within_the_consent_timeout(
+        tmp_path: Path) -> None:
+    """A presenter that crashes never says so. Its legs stop answering the node's consent
+    (RFC 7675 §5.1, here shortened to 3 s, the parties checking every second): the node
+    reports ``consent_expired`` and the cloud frees the floor and announces it, while the
+    participant is still in the meeting (its leg is freed only after the leg timeout,
+    90 s): nobody waits for that to present."""
+    async with running_stack([NodeSpec("node-a", "eu", 0, ("--consent-s", "3"))],
+                             state_dir=tmp_path / "stack",
+                             cloud_args=["--probe-ttl-s", "600"]) as stack:
+        watcher = await stack.register("watcher")
+        try:
+            # consent checks every second (0.8-1.2 s), well inside the node's 3 s
+            alice = await _call(stack, tmp_path, "alice", "killed", "--share",
+                                "--keepalive-s", "1")
+            bob = await _call(stack, tmp_path, "bob", "killed", "--keepalive-s", "1")
+            presenter = await _presenting(stack, watcher, "killed", 2)
+            alice.proc.kill()  # SIGKILL: no leave, no release
+
+            async def freed() -> bool:
+                return (await watcher.meeting("killed")).presenter is None
+
+            await until_async(freed, "the floor freed after the presenter's consent expired",
+                              timeout_s=60)
+            view = await watcher.meeting("killed")
+            assert presenter in {p.id for p in view.participants}  # not left: consent lost
+            await until_async(lambda: _cloud_metric_is(stack, "freed", 1), "floor.freed counted")
+        finally:
+            await watcher.close()
+        [seen] = await hang_up_all([bob])
+        assert seen["content"]["presenter"] is None  # bob heard floor.freed
+        assert seen["content"]["frames_received"] > 0
+        await alice.ended()

@@ -38,6 +38,7 @@ EXPECTED = {  # docs/design.md, "The firewall lab"
     "proxy-only": ("http-proxy", "node-near"),  # through tinyproxy on the proxy host
     "whitelist": ("udp/5004", "node-far"),  # the in-range node, though farther
     "stun-inspection": ("udp/5004", "node-near"),
+    "no-tcp-5004": ("udp/5004", "node-near"),  # content's TCP 5004 dropped, not media's UDP
 }
 
 

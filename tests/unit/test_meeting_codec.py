@@ -21,7 +21,8 @@ MEETING = MeetingRecord(
     participants=(ParticipantRecord("p1", "d1", "n1", 11, "leg-1", "udp/5004",
                                     content_leg_id="leg-c1", content_rung="tcp/5004"),
                   ParticipantRecord("p2", "d2", "n2", 22, "leg-2", None, webrtc=True)),
-    cascades=(CascadeRecord("leg-c", "n1", "n2"),), ended_at=9.5, floor=Floor("p1", 3.5))
+    cascades=(CascadeRecord("leg-c", "n1", "n2"), CascadeRecord("leg-s", "n2", "n1", True)),
+    ended_at=9.5, floor=Floor("p1", 3.5))
 
 
 def test_every_field_comes_back() -> None:
@@ -35,7 +36,15 @@ def test_a_participant_is_the_list_of_its_fields_in_order() -> None:
                                          "leg-c1", "tcp/5004"]
     assert stored["participants"][1][6] is True
     assert len(stored["participants"][0]) == len(fields(ParticipantRecord))
-    assert stored["cascades"] == [["leg-c", "n1", "n2"]]
+    assert stored["cascades"] == [["leg-c", "n1", "n2", False], ["leg-s", "n2", "n1", True]]
+
+
+def test_a_cascade_stored_before_content_cascades_reads_as_audio_and_video() -> None:
+    """A meeting written before ``content`` joined a cascade's fields (three per cascade)."""
+    stored = json.loads(meeting_json(MEETING))
+    stored["cascades"] = [c[:3] for c in stored["cascades"]]
+    back = meeting_from_json(json.dumps(stored))
+    assert [c.content for c in back.cascades] == [False, False]
 
 
 def test_a_participant_stored_before_webrtc_legs_reads_as_not_webrtc() -> None:
@@ -55,6 +64,7 @@ def test_the_older_form_with_named_fields_still_reads() -> None:
                           "leg_id": "leg-2", "rung": None}],
         "cascades": [{"leg_id": "leg-c", "from_node": "n1", "to_node": "n2"}],
         "ended_at": 9.5})
-    assert meeting_from_json(older) == replace(MEETING, floor=None, participants=tuple(
-        replace(p, webrtc=False, content_leg_id=None, content_rung=None)
-        for p in MEETING.participants))
+    assert meeting_from_json(older) == replace(
+        MEETING, floor=None, cascades=MEETING.cascades[:1], participants=tuple(
+            replace(p, webrtc=False, content_leg_id=None, content_rung=None)
+            for p in MEETING.participants))

@@ -66,11 +66,10 @@ async def tinyproxy(workdir: Path, user: str, password: str,
         proc = await asyncio.create_subprocess_exec(binary, "-d", "-c", str(conf),
                                                     stdout=out, stderr=out)
     try:
-        await wait_for_port("127.0.0.1", port)
+        await _listening(proc, port, log)
         yield port, log
     finally:
-        proc.terminate()
-        await proc.wait()
+        await _stopped(proc)
 
 
 @pytest.fixture
@@ -155,11 +154,31 @@ shutdown_lifetime 1 seconds
                                                 stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
-        await wait_for_port("127.0.0.1", port, timeout_s=20)
+        await _listening(proc, port, workdir / "cache.log")
         yield port
     finally:
+        await _stopped(proc)
+
+
+async def _listening(proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+    """Wait until the proxy listens on ``port``; if it exits first, fail with its log's
+    end at once (a squid that could not start used to cost a 20 s wait and a
+    ProcessLookupError from ``terminate``)."""
+    listening = asyncio.ensure_future(wait_for_port("127.0.0.1", port, timeout_s=20))
+    exited = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({listening, exited}, return_when=asyncio.FIRST_COMPLETED)
+    if not listening.done():
+        listening.cancel()
+        said = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+        pytest.fail(f"the proxy exited {proc.returncode} before listening on {port}:\n{said}")
+    exited.cancel()
+    listening.result()
+
+
+async def _stopped(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
         proc.terminate()
-        await proc.wait()
+    await proc.wait()
 
 
 @pytest.mark.parametrize("scheme", ["digest", "ntlm"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -121,7 +122,10 @@ async def squid(workdir: Path, scheme: str, user: str, password: str,
                 connect_ports: list[int]) -> AsyncIterator[int]:
     """Debian's squid, CONNECT to the HTTPS ports only (:func:`tls_ports`), with Digest
     (digest_file_auth) or NTLM (ntlm_fake_auth: any NTLM exchange that completes is
-    accepted) authentication."""
+    accepted) authentication. Each squid has a service name of its own (``-n``): squid
+    names its shared memory after it (/dev/shm/<name>-cf__metadata.shm), and a second squid
+    of the same name, from this file's re-run without root beside it, exited 1 with
+    "shm_open(/squid-cf__metadata.shm): (17) File exists"."""
     binary = require_tool("squid")
     helper = Path("/usr/lib/squid") / ("digest_file_auth" if scheme == "digest"
                                        else "ntlm_fake_auth")
@@ -150,7 +154,8 @@ cache_log {workdir / "cache.log"}
 coredump_dir {workdir}
 shutdown_lifetime 1 seconds
 """)
-    proc = await asyncio.create_subprocess_exec(binary, "-N", "-f", str(conf),
+    proc = await asyncio.create_subprocess_exec(binary, "-N", "-n", squid_name(),
+                                                "-f", str(conf),
                                                 stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
@@ -158,6 +163,11 @@ shutdown_lifetime 1 seconds
         yield port
     finally:
         await _stopped(proc)
+
+
+def squid_name() -> str:
+    """A service name for one squid (letters and digits, as squid wants)."""
+    return "pinhole" + secrets.token_hex(4)
 
 
 async def _listening(proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
@@ -308,3 +318,14 @@ async def test_a_proxy_that_refuses_the_cloud_port_is_named_with_the_port(
         assert rc == 3 and rows["CONNECT"]["status"] == "blocked", rows["CONNECT"]
         assert f":{cloud_port}" in rows["CONNECT"]["detail"], rows["CONNECT"]
         assert "403" in rows["CONNECT"]["detail"], rows["CONNECT"]
+
+
+async def test_two_squids_at_once_keep_their_own_shared_memory(stack: Stack) -> None:
+    """The defect in :func:`squid`'s docstring: two squids at once each name their shared
+    memory after their own service name, so neither finds the other's segments."""
+    with tempfile.TemporaryDirectory(prefix="pinhole-squid-") as one, \
+            tempfile.TemporaryDirectory(prefix="pinhole-squid-") as two:
+        async with squid(Path(one), "digest", "pinhole", "s3cret", tls_ports(stack)), \
+                squid(Path(two), "digest", "pinhole", "s3cret", tls_ports(stack)):
+            names = {p.name.split("-cf__")[0] for p in Path("/dev/shm").glob("*-cf__*.shm")}
+            assert len(names) >= 2, names

@@ -16,9 +16,10 @@ DEBS := nftables iproute2 conntrack coturn tinyproxy squid redis-server redis-se
 # with a busy loop on every core beside it (make test JOBS=1 runs in one process). The
 # tests of one file run on one worker: a file's expensive fixtures (the private Docker
 # engine and its images) are made once, and tests that share one machine-wide thing live
-# in one file.
+# in one file. Files are handed out heaviest first (tests/conftest.py orders them): xdist's
+# own order, most tests first, left the few-test lab and Docker files for the end.
 JOBS ?= $(shell echo $$(( 2 * $$(nproc) )))
-PYTEST_PARALLEL := -n $(JOBS) --dist loadfile
+PYTEST_PARALLEL := -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 demo: venv
 	$(PY) -m lab demo

@@ -8,7 +8,12 @@ non-zero when media failed (with Compose v1 too, where any exiting container end
 - ``smoke client --out FILE -- COMMAND…`` removes FILE (a result from an earlier ``up``
   never counts), runs COMMAND (``pinhole … call --json``) passing its output through, writes
   FILE: the JSON the call printed, its ``exit_code`` and, when it failed, the ``error`` it
-  printed. Then it stays up until stopped: a client that is done is healthy, not gone.
+  printed, and which process wrote it. Then it stays up until stopped: a client that is
+  done is healthy, not gone.
+- ``smoke ready --out FILE`` (the client's healthcheck) exits 0 when FILE holds a result
+  written by a ``smoke client`` that is still running. A result an earlier ``up`` left in
+  the volume never makes a client healthy, even in the moment before its new ``smoke
+  client`` has removed it: the smoke meeting would read it and end ``up`` on it.
 - ``smoke wait --results DIR --client NAME…`` waits for each ``DIR/NAME.json``, prints one
   line per client (how its media got through, or why it failed) and the verdict, and exits
   0 when every client received media, 1 when one did not.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -56,6 +62,33 @@ def verdict(results: Mapping[str, Mapping[str, Any]]) -> bool:
     return bool(results) and all(media_ok(r) for r in results.values())
 
 
+def _started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None when there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # proc(5): field 22 is starttime; the fields after the name (field 2, in parentheses)
+    # start at field 3
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def writer() -> dict[str, int | None]:
+    """This process, as a result names the process that wrote it."""
+    return {"pid": os.getpid(), "started": _started(os.getpid())}
+
+
+def written_by_a_live_client(out: Path) -> bool:
+    """``out`` holds a result whose writer is still running (not one from an earlier up:
+    that process is gone, and a process with its pid started at another time)."""
+    try:
+        result = json.loads(out.read_text())
+        pid, started = result["writer"]["pid"], result["writer"]["started"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return isinstance(pid, int) and started is not None and _started(pid) == started
+
+
 def run_client(out: Path, argv: Sequence[str]) -> dict[str, Any]:
     """Run one client's call; write and return its result."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +105,7 @@ def run_client(out: Path, argv: Sequence[str]) -> dict[str, Any]:
     except ValueError:
         printed = {"unparsed": stdout[-ERROR_TAIL:]}
     result: dict[str, Any] = {**(printed if isinstance(printed, dict) else {}),
-                              "exit_code": code}
+                              "exit_code": code, "writer": writer()}
     if code:  # the one line the call printed on stderr, else its --json error document
         said = printed.get("error") if isinstance(printed, dict) else None
         message = said.get("message") if isinstance(said, dict) else None
@@ -126,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--out", type=Path, required=True, help="the result file (JSON)")
     c.add_argument("--exit", action="store_true",
                    help="exit with the call's code instead of staying up until stopped")
+    r = sub.add_parser("ready", help="exit 0 when --out holds a result a running client wrote "
+                       "(the client's healthcheck)")
+    r.add_argument("--out", type=Path, required=True, help="the client's result file")
     w = sub.add_parser("wait", help="wait for the clients' results; exit 1 if media failed")
     w.add_argument("--results", type=Path, required=True, help="where the clients write")
     w.add_argument("--client", action="append", required=True, help="a client; repeatable")
@@ -140,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.exit:
             _stay_up()
         return int(result["exit_code"])
+    if args.action == "ready":
+        return 0 if written_by_a_live_client(args.out) else 1
     results = wait(args.results, args.client, args.timeout_s)
     ok = verdict(results)
     if args.json:
@@ -149,3 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line(name, result))
         print("smoke meeting: " + ("ok" if ok else "FAILED"))
     return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import re
+import secrets
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -67,11 +68,10 @@ async def tinyproxy(workdir: Path, user: str, password: str,
         proc = await asyncio.create_subprocess_exec(binary, "-d", "-c", str(conf),
                                                     stdout=out, stderr=out)
     try:
-        await wait_for_port("127.0.0.1", port)
+        await _listening(proc, port, log)
         yield port, log
     finally:
-        proc.terminate()
-        await proc.wait()
+        await _stopped(proc)
 
 
 @pytest.fixture
@@ -120,10 +120,13 @@ async def test_signaling_and_media_cross_tinyproxy_with_basic_auth(
 
 @asynccontextmanager
 async def squid(workdir: Path, scheme: str, user: str, password: str,
-                connect_ports: list[int]) -> AsyncIterator[int]:
+                connect_ports: list[int], name: str | None = None) -> AsyncIterator[int]:
     """Debian's squid, CONNECT to the HTTPS ports only (:func:`tls_ports`), with Digest
     (digest_file_auth) or NTLM (ntlm_fake_auth: any NTLM exchange that completes is
-    accepted) authentication."""
+    accepted) authentication. Each squid has a service name of its own (``-n``): squid
+    names its shared memory after it (/dev/shm/<name>-cf__metadata.shm), and a second squid
+    of the same name, from this file's re-run without root beside it, exited 1 with
+    "shm_open(/squid-cf__metadata.shm): (17) File exists"."""
     binary = require_tool("squid")
     helper = Path("/usr/lib/squid") / ("digest_file_auth" if scheme == "digest"
                                        else "ntlm_fake_auth")
@@ -152,15 +155,41 @@ cache_log {workdir / "cache.log"}
 coredump_dir {workdir}
 shutdown_lifetime 1 seconds
 """)
-    proc = await asyncio.create_subprocess_exec(binary, "-N", "-f", str(conf),
+    proc = await asyncio.create_subprocess_exec(binary, "-N", "-n", name or squid_name(),
+                                                "-f", str(conf),
                                                 stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
-        await wait_for_port("127.0.0.1", port, timeout_s=20)
+        await _listening(proc, port, workdir / "cache.log")
         yield port
     finally:
+        await _stopped(proc)
+
+
+def squid_name() -> str:
+    """A service name for one squid (letters and digits, as squid wants)."""
+    return "pinhole" + secrets.token_hex(4)
+
+
+async def _listening(proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+    """Wait until the proxy listens on ``port``; if it exits first, fail with its log's
+    end at once (a squid that could not start used to cost a 20 s wait and a
+    ProcessLookupError from ``terminate``)."""
+    listening = asyncio.ensure_future(wait_for_port("127.0.0.1", port, timeout_s=20))
+    exited = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({listening, exited}, return_when=asyncio.FIRST_COMPLETED)
+    if not listening.done():
+        listening.cancel()
+        said = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+        pytest.fail(f"the proxy exited {proc.returncode} before listening on {port}:\n{said}")
+    exited.cancel()
+    listening.result()
+
+
+async def _stopped(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
         proc.terminate()
-        await proc.wait()
+    await proc.wait()
 
 
 @pytest.mark.parametrize("scheme", ["digest", "ntlm"])
@@ -341,3 +370,17 @@ async def test_a_hybrid_nodes_signalling_crosses_the_proxy_and_its_media_does_no
             node_a = next(n["address"] for n in stack.nodes if n["id"] == "node-a")
             assert f"CONNECT {node_a}" not in log.read_text()  # the cascade went direct
         assert "s3cret" not in (stack.state_dir / "hq-1.log").read_text()
+
+
+async def test_two_squids_at_once_keep_their_own_shared_memory(stack: Stack) -> None:
+    """The defect in :func:`squid`'s docstring: two squids at once each name their shared
+    memory after their own service name, so neither finds the other's segments. Each is
+    looked for by its own name: other squids of the suite may run beside them."""
+    first, second = squid_name(), squid_name()
+    assert first != second
+    with tempfile.TemporaryDirectory(prefix="pinhole-squid-") as one, \
+            tempfile.TemporaryDirectory(prefix="pinhole-squid-") as two:
+        async with squid(Path(one), "digest", "pinhole", "s3cret", tls_ports(stack), first), \
+                squid(Path(two), "digest", "pinhole", "s3cret", tls_ports(stack), second):
+            names = {p.name.split("-cf__")[0] for p in Path("/dev/shm").glob("*-cf__*.shm")}
+            assert {first, second} <= names, names

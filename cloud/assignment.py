@@ -170,6 +170,7 @@ def assign(
     results: Sequence[ProbeResult],
     meeting_nodes: frozenset[str],
     scope: Scope = OWN_MEETING,
+    exclude: frozenset[str] = frozenset(),
 ) -> Assignment:
     """Choose a node for a device of ``org`` with ``profile`` given its probe ``results``.
 
@@ -191,6 +192,10 @@ def assign(
     device that reached no node of them with room raises
     :class:`PrivateMeetingUnreachable` (rule ``private-refused``). Otherwise raises
     :class:`NoCandidate` with every node's exclusion when none qualifies.
+
+    A node in ``exclude`` (the one a participant is moving away from) is no candidate,
+    but still counts as one of the meeting's nodes: when it was the meeting's node of a
+    cluster, the move to another node of that cluster is ``intra-cluster``.
     """
     home = scope.meeting_org or org
     guest = home != org
@@ -209,7 +214,9 @@ def assign(
         best = _best_rung(node, results, profile)
         cluster = cluster_of(node) if node.kind == "hybrid" else None
         scoped = _scope_exclusion(node, scope, guest)
-        if not node.healthy:
+        if node.id in exclude:
+            excluded = "the node this participant moves away from"
+        elif not node.healthy:
             excluded = "unhealthy"
         elif best is None:
             excluded = "not reached on a transport this profile allows"

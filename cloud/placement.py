@@ -114,12 +114,11 @@ async def place(
     """
     others = tuple(p for p in meeting.participants if existing is None or p.id != existing.id)
     # the meeting's org's view: its clusters serve it, a guest's own org's do not
-    nodes = [n for n in cloud.visible_nodes(meeting.org, healthy_only=False)
-             if n.id not in exclude]
+    nodes = cloud.visible_nodes(meeting.org, healthy_only=False)
     try:
         chosen = assign(org=org, profile=profile, nodes=nodes, results=list(results),
                         meeting_nodes=frozenset(p.node_id for p in others),
-                        scope=scope_of(cloud, meeting))
+                        scope=scope_of(cloud, meeting), exclude=exclude)
     except PrivateMeetingUnreachable:
         cloud.metrics.placements.labels(Rule.PRIVATE_REFUSED).inc()
         raise

@@ -185,8 +185,9 @@ async def test_a_killed_node_hands_its_participants_to_the_other_node_of_its_clu
         tmp_path: Path) -> None:
     """Task: "kill one node of the cluster mid-call: its participants back with media on
     the other node (not the cloud)". Two devices on one node of cluster hq, that node
-    SIGKILLed: both get ``media.reassigned`` to the cluster's other node (rule
-    ``intra-cluster``: the meeting's node is down), reconnect and hear each other; the
+    SIGKILLed: both get ``media.reassigned`` to the cluster's other node (the first
+    ``intra-cluster``: the meeting's node is down; the second ``hybrid-local``: the meeting
+    is on that node now), reconnect and hear each other; the
     cloud node relays nothing. (The lab proves the < 3 s through the real firewall,
     tests/lab/test_hybrid_cluster_lab.py.)"""
     async with running_stack([CLOUD_NODE, H1, H2], state_dir=tmp_path, cloud_args=[
@@ -212,8 +213,10 @@ async def test_a_killed_node_hands_its_participants_to_the_other_node_of_its_clu
                     pass
             assert event.assignment is not None
             moved.append(event.assignment)
+        # the first moved leaves the meeting's node of the cluster for another of it; the
+        # second then joins the meeting where it now is
         assert [(m.node.id, m.reason.rule) for m in moved] == [
-            (survivor, "intra-cluster"), (survivor, "intra-cluster")]
+            (survivor, "intra-cluster"), (survivor, "hybrid-local")]
         for session in first:
             session.close()
         sessions = [await d.connect(m) for d, m in zip(devices, moved, strict=True)]

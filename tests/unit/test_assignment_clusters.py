@@ -90,6 +90,22 @@ def test_cluster_table(case: str, nodes: list[NodeInfo], results: list[ProbeResu
     assert place(nodes, results, meeting) == (chosen, rule), case
 
 
+def test_moving_away_from_the_meetings_node_of_a_cluster_is_intra_cluster() -> None:
+    """(1) A participant moved away from the meeting's node of the cluster (it died, or the
+    device hears nothing from it) lands on another node of the same cluster, rule
+    ``intra-cluster``, and the node it left is named as such. Defect: the node moved away
+    from was left out of the nodes given to the assignment, so the cluster no longer carried
+    the meeting and the move read ``hybrid-local``."""
+    nodes = [CLOUD, hybrid("h1"), hybrid("h2")]
+    a = assign(org="acme", profile=DeviceProfile.DESKTOP, nodes=nodes,
+               results=[seen("cloud-1", 5), seen("h1", 2), seen("h2", 3)],
+               meeting_nodes=frozenset({"h1"}), scope=Scope(meeting_org="acme"),
+               exclude=frozenset({"h1"}))
+    assert (a.node.id, a.reason.rule) == ("h2", Rule.INTRA_CLUSTER)
+    assert {c.node_id: c.excluded for c in a.reason.candidates}["h1"] == (
+        "the node this participant moves away from")
+
+
 def test_a_node_registered_without_a_cluster_is_a_cluster_of_its_own() -> None:
     """Today's single hybrid node behaves as before: full, its join overflows to the cloud
     (the rule the lab proved, ``hybrid-overflow``), never onto another lone node."""

@@ -54,7 +54,7 @@ PROFILES = [
     ("open", {}, "udp/5004", CLOUD_NODES),
     ("no-udp", {}, "tcp/5004", CLOUD_NODES),
     ("proxy-only", {"PINHOLE_CLIENT_PROXY": "http://proxy:8888"}, "http-proxy", CLOUD_NODES),
-    ("hybrid", {}, "udp/5004", frozenset({"hybrid-acme"})),
+    ("hybrid", {}, "udp/5004", frozenset({"hybrid-acme", "hybrid-acme-2"})),
 ]
 CLIENTS = ("client-a", "client-b")
 TURN_HOST = "198.18.0.5"  # docker-compose.yml's turn service, on the internet network
@@ -175,6 +175,13 @@ def test_compose_up_ends_with_each_clients_media(stack: Stack, profile: str,
             assert logged and all(x.startswith("{") for x in logged), logged[-20:]  # json
             said = [json.loads(x)["msg"] for x in logged]
             assert "control channel up as hybrid-acme" in said, said[-20:]
+            # a cluster of two: the second node of cluster hq is up too, and the meeting is
+            # on one node of it (rule hybrid-local: the second client joins where it is)
+            second = subprocess.run(["docker", "logs", stack.container(project, "hybrid-node-2")],
+                                    capture_output=True, text=True, check=False,
+                                    env={**os.environ, **stack.engine.env}).stderr
+            assert "control channel up as hybrid-acme-2" in second, second[-3000:]
+            assert len(set(nodes.values())) == 1, nodes
         print(json.dumps({"profile": profile, "nodes": nodes, "up_s": round(elapsed, 1),
                           "up_to_first_media_s": round(min(first_media), 1),
                           **{k: round(v, 1) for k, v in stack.timings.items()}}))

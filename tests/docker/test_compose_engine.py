@@ -136,6 +136,22 @@ def _client_output(stack: Stack, project: str, service: str) -> dict[str, Any]:
     return result
 
 
+def _why(stack: Stack, project: str, done: subprocess.CompletedProcess[str]) -> str:
+    """Why ``up`` did not end with the smoke meeting ok: the smoke verdict's lines and each
+    client's last lines (its one-line error), then the tail of up's own output."""
+    said = []
+    for service in ("smoke", *CLIENTS):
+        try:
+            logs = subprocess.run(["docker", "logs", "--tail", "20",
+                                   stack.container(project, service)],
+                                  capture_output=True, text=True, timeout=60, check=False,
+                                  env={**os.environ, **stack.engine.env})
+            said.append(f"--- {service}:\n{logs.stdout}{logs.stderr}")
+        except Exception as exc:  # a diagnosis never hides the failure it explains
+            said.append(f"--- {service}: no logs ({exc})")
+    return "\n".join([*said, "--- up:", done.stdout[-2000:], done.stderr[-1000:]])
+
+
 @pytest.mark.parametrize(("profile", "env", "transport", "on_nodes"), PROFILES)
 def test_compose_up_ends_with_each_clients_media(stack: Stack, profile: str,
                                                  env: dict[str, str], transport: str,
@@ -152,7 +168,7 @@ def test_compose_up_ends_with_each_clients_media(stack: Stack, profile: str,
                              env={"PINHOLE_FIREWALL_PROFILE": profile,
                                   "PINHOLE_HTTPS_PORT": str(free_port()), **env})
         elapsed = time.time() - started
-        assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-2000:])
+        assert done.returncode == 0, _why(stack, project, done)
         smoke = stack.engine.docker("logs", stack.container(project, "smoke"))
         assert "smoke meeting: ok" in smoke, smoke
         first_media, nodes = [], {}
@@ -201,7 +217,7 @@ def test_a_second_up_keeps_the_pki_and_counts_only_its_own_results(
         for run in range(2):
             done = stack.compose(project, "up", "--no-build", "--exit-code-from", "smoke",
                                  env=env)
-            assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-2000:])
+            assert done.returncode == 0, _why(stack, project, done)
             cloud = stack.container(project, "cloud")
             stack.engine.docker("cp", f"{cloud}:/var/lib/pinhole/ca.pem",
                                 str(tmp_path / f"ca-{run}.pem"))

@@ -114,10 +114,12 @@ def test_the_reflector_answers_a_probe_with_where_it_came_from() -> None:
     assert parsed.software in (None, SOFTWARE)
 
 
+# named: a leg's check carries a random transaction id, and pytest-xdist's workers must
+# each collect the same test names
 @pytest.mark.parametrize("data", [
     b"", b"\x80" + bytes(40), bytes(20),
     build_leg_binding("nodexxxx", "clientxx", b"p" * 24),  # a leg's check: not a probe
-])
+], ids=["empty", "not-stun", "zeros", "a-legs-check"])
 def test_anything_but_a_bare_probe_is_dropped_and_counted(data: bytes) -> None:
     reflector = Reflector()
     assert reflector.answer(data, Address("192.0.2.1", 1)) is None

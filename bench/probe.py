@@ -63,7 +63,7 @@ async def run(sizes: list[int], repeat: int) -> dict[str, Any]:
         await asyncio.wait_for(server.wait(), 10)
     return {"benchmark": "probe",
             "what": "wall time to STUN-probe every endpoint (udp/5004, udp/33434, tcp/5004, "
-                    "tls/443) of N loopback nodes, 32 probes in flight",
+                    "tcp/33434, tls/443) of N loopback nodes, 32 probes in flight",
             "sizes": results}
 
 

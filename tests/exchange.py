@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from client.media import MediaSession
+from tests.waiting import until
 
 
 async def exchange(a: MediaSession, b: MediaSession, count: int = 10) -> None:
@@ -13,5 +14,8 @@ async def exchange(a: MediaSession, b: MediaSession, count: int = 10) -> None:
         a.send_audio(i.to_bytes(2, "big") + bytes(158))
         b.send_audio(i.to_bytes(2, "big") + bytes(158))
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.5)
+    # waits for the packets, not for a time (a fixed 0.5 s once came up short on a busy
+    # machine); more than ``count`` would be a duplicate
+    await until(lambda: min(a.counters.packets_received, b.counters.packets_received) >= count,
+                f"{count} packets each way")
     assert a.counters.packets_received == count and b.counters.packets_received == count

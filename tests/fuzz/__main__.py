@@ -10,7 +10,8 @@ every input that reaches new code. An input that crashes a target is saved
 as ``tests/fuzz/crashes/<target>-<sha1>``; the test suite replays every saved
 crash and the whole corpus (``tests/unit/test_fuzz_corpus.py``), so a crash,
 once fixed, stays a regression test. Progress goes to stderr; the summary
-(inputs run per target, seconds, corpus size, crashes) to stdout.
+(inputs run per target, seconds, inputs per second, the code edges reached, corpus
+size, crashes) to stdout.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tests.fuzz.targets import TARGETS
 
 HERE = Path(__file__).resolve().parent
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
+_COVERAGE = re.compile(r"\bcov: (\d+) ft: (\d+)")
 
 
 @dataclass
@@ -42,6 +44,12 @@ class Result:
     corpus: int
     crashed: bool
     crash_files: list[str]
+    coverage: int | None = None  # libFuzzer's "cov": code edges the inputs reached
+    features: int | None = None  # its "ft": edges with hit counts, what keeps an input
+
+    @property
+    def per_second(self) -> float:
+        return round(self.runs / self.seconds) if self.seconds else 0.0
 
 
 def seed(corpus: Path, target: str) -> Path:
@@ -74,7 +82,10 @@ def run(target: str, count: int, corpus: Path, crashes: Path, max_len: int) -> R
     crashed = proc.returncode != 0
     if crashed:
         print(proc.stderr[-4000:], file=sys.stderr)
-    return Result(target, runs, round(seconds, 1), len(list(directory.iterdir())), crashed, new)
+    reached = _COVERAGE.findall(proc.stderr)  # the last status line: where it ended
+    cov, ft = (int(reached[-1][0]), int(reached[-1][1])) if reached else (None, None)
+    return Result(target, runs, round(seconds, 1), len(list(directory.iterdir())), crashed, new,
+                  cov, ft)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
               + (f", CRASH: {result.crash_files}" if result.crashed else ""), file=sys.stderr)
         results.append(result)
     if a.json:
-        print(json.dumps([asdict(r) for r in results], indent=2))
+        print(json.dumps([{**asdict(r), "per_second": r.per_second} for r in results],
+                         indent=2))
     else:
         for r in results:
-            print(f"{r.target:20} {r.runs:>10} inputs {r.seconds:>8} s  corpus {r.corpus:>5}"
+            print(f"{r.target:20} {r.runs:>10} inputs {r.seconds:>8} s {r.per_second:>7}/s"
+                  f"  cov {r.coverage if r.coverage is not None else '-':>5}"
+                  f"  corpus {r.corpus:>5}"
                   f"  {'CRASH ' + ' '.join(r.crash_files) if r.crashed else 'ok'}")
     return 1 if any(r.crashed for r in results) else 0
 

@@ -7,7 +7,7 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["wire", "media_node", "cloud"]):
+with atheris.instrument_imports(include=["wire", "edge", "media_node", "cloud", "client"]):
     from tests.fuzz.targets import TARGETS
 
 

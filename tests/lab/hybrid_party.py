@@ -47,6 +47,11 @@ async def main() -> int:
     p.add_argument("--latch-on", default="",
                    help="ADDR: also send this device's leg request to ADDR:5004 (UDP)")
     a = p.parse_args()
+    # Ctrl-C hangs up from the start: a test may send it the moment it reads the ready line
+    # (defect: installed after that line, a SIGINT sent at once was lost and the party talked
+    # on until the test gave up on it)
+    hung_up = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, hung_up.set)
     stack = json.loads(Path(a.stack).read_text())
     org = a.org or next(iter(stack["orgs"]))
     proxy, _ = await discover_proxy(stack["cloud"], DeviceProfile.DESKTOP, explicit=a.proxy,
@@ -91,8 +96,6 @@ async def main() -> int:
             heard.update(payload[0] for _, _, payload in session.payloads)
         return {str(k): v for k, v in heard.items()}
 
-    hung_up = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, hung_up.set)
     follower = asyncio.create_task(device.follow_events(on_event))
     for i in range(int(a.seconds * 50)):
         if hung_up.is_set():

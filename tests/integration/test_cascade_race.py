@@ -1,4 +1,4 @@
-"""A cascade races its ladder, on real sockets (the task: "Where UDP from the node is
+"""A cascade races its ladder, on real sockets (the requirement: "Where UDP from the node is
 blocked, the cascade reached TLS 443 only after ≈ 5 s (UDP 2 s, then TCP 5004 3 s, one
 after the other), while the client races its ladder. The cascade too should have media
 within 1 RTT + 300 ms of the first working rung.").

@@ -241,7 +241,7 @@ async def test_meeting_lifecycle_and_org_isolation(api: Api) -> None:
 
 
 async def test_a_guest_joins_by_the_meeting_id_on_the_cloud(api: Api) -> None:
-    """Task: "Devices of another org joining an org's meeting are placed on the cloud by
+    """Need: "Devices of another org joining an org's meeting are placed on the cloud by
     default, and the cascade links them." The meeting's id is its link: eve of globex
     holding it sees the meeting and joins it as a guest, on the cloud (rule ``guest``),
     cascaded from acme's node; neither her own org's hybrid node nor acme's serves her,
@@ -278,7 +278,7 @@ async def test_a_guest_joins_by_the_meeting_id_on_the_cloud(api: Api) -> None:
 
 
 async def test_a_cascade_leg_counts_against_its_nodes_capacity_at_once(api: Api) -> None:
-    """Task: "A cascade leg must count against a node's capacity." Acme's node h1 takes
+    """Need: "A cascade leg must count against a node's capacity." Acme's node h1 takes
     two legs. Alice on it, eve (a guest) on the cloud node: h1 dials the cascade, its
     second leg, counted the moment the cloud asks for it (the scripted node never sends
     another heartbeat), so bob finds h1 full and overflows (``hybrid-overflow``). When
@@ -315,7 +315,7 @@ async def test_a_cascade_leg_counts_against_its_nodes_capacity_at_once(api: Api)
 
 
 async def test_a_private_meeting_is_not_shared_with_another_org(api: Api) -> None:
-    """Task: a private meeting keeps "all media on the org's clusters"; "a participant
+    """Need: a private meeting keeps "all media on the org's clusters"; "a participant
     who cannot reach any node of the org's clusters is refused at join with a clear
     reason and a documented status". Its id is no guest link: another org's device does
     not see it (404, as an unknown id), and its join is the documented 409 saying why."""

@@ -1,7 +1,7 @@
 """A cluster of two hybrid nodes on the loopback stack, no root: real processes (a cloud, a
 cloud media node, two ``python -m hybrid_node --cluster hq``).
 
-The task's sentences each test proves: "when that node is full, another node of the same
+The sentences of the requirement each test proves: "when that node is full, another node of the same
 cluster takes the next participants and the two are joined by an intra-cluster cascade
 that runs node to node inside the premises, never through the cloud. Cloud overflow
 happens only when the whole cluster is full"; "A device whose STUN round-trip to its
@@ -160,7 +160,7 @@ async def test_a_private_meeting_refuses_an_outside_device(tmp_path: Path) -> No
 
 async def test_a_guest_of_another_org_is_on_the_cloud_and_the_cascade_links_it(
         tmp_path: Path) -> None:
-    """Task: "Devices of another org joining an org's meeting are placed on the cloud by
+    """Need: "Devices of another org joining an org's meeting are placed on the cloud by
     default, and the cascade links them." Eve of globex holds the meeting's id (its link)
     and joins acme's meeting: on the cloud node (rule ``guest``), the meeting's node of the
     cluster dials the cascade out to it, and alice and eve hear each other exactly once."""
@@ -187,7 +187,7 @@ async def test_a_guest_of_another_org_is_on_the_cloud_and_the_cascade_links_it(
 
 async def test_a_killed_node_hands_its_participants_to_the_other_node_of_its_cluster(
         tmp_path: Path) -> None:
-    """Task: "kill one node of the cluster mid-call: its participants back with media on
+    """Need: "kill one node of the cluster mid-call: its participants back with media on
     the other node (not the cloud)". Two devices on one node of cluster hq, that node
     SIGKILLed: both get ``media.reassigned`` to the cluster's other node (the first
     ``intra-cluster``: the meeting's node is down; the second ``hybrid-local``: the meeting

@@ -324,7 +324,7 @@ async def test_a_proxy_that_refuses_the_cloud_port_is_named_with_the_port(
 @pytest.mark.parametrize("scheme", ["basic", "digest", "ntlm"])
 async def test_a_hybrid_nodes_signalling_crosses_the_proxy_and_its_media_does_not(
         stack: Stack, tmp_path: Path, scheme: str) -> None:
-    """Task: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
+    """Need: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
     through the enterprise proxy (Basic/Digest/NTLM, as the client does), media still
     direct." ``pinhole-hybrid-node --proxy`` registers and holds its control channel
     through tinyproxy (Basic) or squid (Digest, NTLM), the client's own CONNECT code

@@ -4,7 +4,7 @@ The lab's enterprise as in ``test_hybrid_lab``, with a second hybrid host: ``hq-
 10.99.0.4 and ``hq-2`` on 10.99.0.5, both ``pinhole-hybrid-node --cluster hq --capacity
 2``. The ``hybrid`` profile lets only the hybrid hosts (and the proxy, to 443) out; the
 gateway counts every byte leaving the enterprise that is not signaling to the cloud
-(``uplink_media``). What each test proves is the task's sentence it quotes.
+(``uplink_media``). What each test proves is the requirement it quotes.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NODES = {"hq-1": HYBRID_HOST, "hq-2": HYBRID_HOST_2}
 CLUSTER = ("--cluster", "hq", "--capacity", "2")
 REFLECTOR = [sys.executable, "-m", "hybrid_node", "reflector"]
-#: the task: "kill one node of the cluster mid-call: its participants back with media on
+#: the requirement: "kill one node of the cluster mid-call: its participants back with media on
 #: the other node (not the cloud) in < 3 s"
 RESUME_BOUND_S = 3.0
 
@@ -92,7 +92,7 @@ def reflector(running: Cluster) -> Iterator[None]:
 
 
 def test_1_a_full_node_hands_over_inside_and_no_media_leaves(running: Cluster) -> None:
-    """Task: "when that node is full, another node of the same cluster takes the next
+    """Need: "when that node is full, another node of the same cluster takes the next
     participants and the two are joined by an intra-cluster cascade that runs node to node
     inside the premises, never through the cloud", proven by "0 media bytes on the uplink
     counted by the firewall's own counters". Three enterprise clients (the proxy
@@ -125,7 +125,7 @@ def test_1_a_full_node_hands_over_inside_and_no_media_leaves(running: Cluster) -
 
 def test_2_a_node_killed_mid_call_its_participants_resume_on_the_other(
         running: Cluster) -> None:
-    """Task: "kill one node of the cluster mid-call: its participants back with media on
+    """Need: "kill one node of the cluster mid-call: its participants back with media on
     the other node (not the cloud) in < 3 s". Two clients on one node, the node SIGKILLed:
     each is moved (``media.reassigned``) to the other node of the cluster and hears the
     other again; the kill to the first packet on the new leg is under 3 s."""
@@ -152,7 +152,7 @@ def test_2_a_node_killed_mid_call_its_participants_resume_on_the_other(
 
 def test_3_a_private_meeting_refuses_an_outside_device_and_nothing_leaves(
         running: Cluster) -> None:
-    """Task: "private meeting: outside participant refused, nothing cascades out". Created
+    """Need: "private meeting: outside participant refused, nothing cascades out". Created
     private, the meeting takes an enterprise client on the cluster; a device on the
     internet side (it reaches no node of the cluster) is refused with 409
     ``private_meeting_unreachable``; the uplink counter does not move."""
@@ -180,7 +180,7 @@ def test_3_a_private_meeting_refuses_an_outside_device_and_nothing_leaves(
 ])
 def test_4_a_far_device_overflows_by_delay(running: Cluster, rtt_ms: int, node: str,
                                            rule: str) -> None:
-    """Task: "delay overflow (a branch >= 250 ms lands on the cloud, one at 40 ms stays)".
+    """Need: "delay overflow (a branch >= 250 ms lands on the cloud, one at 40 ms stays)".
     The delay is the nodes' ``--simulated-rtt-ms`` (every STUN answer and forwarded packet
     waits that long, as the loopback stack simulates distance): tc netem is not available
     on this machine, and tbf/htb shape rate, not a fixed delay. What is real: the client
@@ -195,7 +195,7 @@ def test_4_a_far_device_overflows_by_delay(running: Cluster, rtt_ms: int, node: 
 
 def test_5_the_reflector_passes_in_the_hybrid_profile(running: Cluster,
                                                       reflector: None) -> None:
-    """Task: "reflector passes in the hybrid profile". Before enrolling: the nodes are
+    """Need: "reflector passes in the hybrid profile". Before enrolling: the nodes are
     stopped; from the hybrid host, HTTPS to the cloud, UDP from 33434-33598 and TCP 5004 to
     the reflector, and an enterprise client's probe of the host's media ports: every row
     passes, nothing to add, exit 0."""
@@ -222,7 +222,7 @@ def test_5_the_reflector_passes_in_the_hybrid_profile(running: Cluster,
 
 def test_6_the_reflector_names_the_rule_when_the_cascade_ports_are_blocked(
         running: Cluster, reflector: None) -> None:
-    """Task: "with UDP 33434-33598 blocked, names the rule to add". The
+    """Need: "with UDP 33434-33598 blocked, names the rule to add". The
     ``hybrid-no-cascade-udp`` profile drops the hybrid hosts' UDP from that range (its own
     counter counts it): ``cascade-udp`` fails, TCP 5004 passes, exit 6 (degraded: cascades
     fall back), and the rule to add is that range to UDP 5004."""
@@ -277,7 +277,7 @@ def test_7_the_older_cascade_range_through_a_rule_that_allows_only_it(
 
 def test_8_the_node_signals_through_the_proxy_and_its_media_goes_direct(
         running: Cluster) -> None:
-    """Task: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
+    """Need: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
     through the enterprise proxy ..., media still direct." The ``hybrid-proxy-signalling``
     profile drops the hybrid hosts' HTTPS to the cloud (counted); ``--proxy`` sends the
     node's registration and control channel through the lab's tinyproxy, so it registers

@@ -1,6 +1,6 @@
 """Hybrid clusters as pure assignment rules, on tables (docs/design.md "Assignment").
 
-The task's sentences each test cites: (1) "The cloud places a meeting on one node of
+The sentences of the requirement each test cites: (1) "The cloud places a meeting on one node of
 the cluster the participants reached; when that node is full, another node of the same
 cluster takes the next participants and the two are joined by an intra-cluster
 cascade ... Cloud overflow happens only when the whole cluster is full or unreachable."

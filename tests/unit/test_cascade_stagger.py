@@ -1,4 +1,4 @@
-"""A cascade races its ladder with the client's stagger (the task: "Where UDP from the node
+"""A cascade races its ladder with the client's stagger (the requirement: "Where UDP from the node
 is blocked, the cascade reached TLS 443 only after ≈ 5 s (UDP 2 s, then TCP 5004 3 s, one
 after the other), while the client races its ladder. The cascade too should have media
 within 1 RTT + 300 ms of the first working rung."): the schedule as a pure function,
@@ -41,5 +41,5 @@ def test_the_same_stagger_as_the_clients_race(ladder: tuple[Rung, ...]) -> None:
 
 def test_the_last_working_rung_of_the_hybrid_ladder_starts_within_300_ms() -> None:
     """TLS 443, the last rung, starts 220 ms after the dial whatever the rungs before it
-    do: within the 300 ms the task allows, before its own round trips."""
+    do: within the 300 ms the requirement allows, before its own round trips."""
     assert sum(stagger_delays(HYBRID_LADDER)[:-1]) == pytest.approx(0.22)

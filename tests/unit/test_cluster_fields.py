@@ -1,6 +1,6 @@
 """What clusters and private meetings add to the wire and the store: a hybrid node's
 cluster and delay threshold at registration, a meeting's ``private``, kept by the Redis
-codec, and ``/metrics`` counting placements by rule (the task: "``/metrics`` counts
+codec, and ``/metrics`` counting placements by rule (the requirement: "``/metrics`` counts
 placements by rule (local, intra-cluster, overflow-capacity, overflow-delay, guest,
 private-refused)")."""
 

@@ -259,7 +259,7 @@ def test_a_full_node_refuses_legs(events: list[LegEvent]) -> None:
 
 
 def test_cascade_legs_count_against_capacity_on_both_ends() -> None:
-    """Task: "A cascade leg must count against a node's capacity." A cascade's leg on the
+    """Need: "A cascade leg must count against a node's capacity." A cascade's leg on the
     peer (``allocate_leg`` with ``cascade``) and the one this node dials out
     (``open_cascade``) are legs: they fill the node, its heartbeat's load says so, and a
     participant finds it full. A full node still dials its meeting's cascade: without it a

@@ -95,7 +95,7 @@ def test_bad_cluster_flags_say_what_to_do(tmp_path: Path, argv: list[str],
 
 
 def test_the_proxy_for_the_nodes_signalling(tmp_path: Path) -> None:
-    """Task: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
+    """Need: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
     through the enterprise proxy": ``--proxy`` (or PINHOLE_PROXY) is the client's proxy
     URL; its password never reaches the start-up log; a bad URL is a usage error."""
     base = ["--cloud", "https://cloud.example", "--org", "acme", "--node-secret-file",

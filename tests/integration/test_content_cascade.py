@@ -15,12 +15,10 @@ are counts (frames received, packets the node dropped), never times.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from client.device import Device
@@ -28,6 +26,7 @@ from client.media import MediaSession
 from lab.pki import ORG
 from lab.stack import HYBRID, NodeSpec, Stack, running_stack
 from tests.integration.test_hybrid_node import local
+from tests.metrics import metric
 from tests.waiting import until_async
 from wire.models import Joined, ProbeResult, ReachabilityReport
 from wire.transports import RungName
@@ -49,20 +48,12 @@ async def _reaching(stack: Stack, name: str, reachable: str, nodes: tuple[str, .
     return device
 
 
-async def _metric(url: str, name: str, **labels: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        text = await response.text()
-    label = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    match = re.search(rf"^{name}\{{{label}\}} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
-
-
 def _dropped(stack: Stack, node: str) -> Callable[[], Awaitable[float]]:
     """The content packets ``node`` dropped because their sender did not hold the floor."""
     url = next(n["metrics_url"] for n in stack.nodes if n["id"] == node)
 
     async def count() -> float:
-        return await _metric(url, "pinhole_node_drops_total", reason="not_presenter")
+        return await metric(url, "pinhole_node_drops_total", reason="not_presenter")
 
     return count
 

@@ -13,7 +13,6 @@ placements by rule"; the console shows each node's cluster.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -28,7 +27,7 @@ from client.errors import ApiError
 from lab.pki import ORG, OTHER_ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.integration.test_hybrid_node import (
-    _events,
+    Reassignments,
     close,
     heard,
     local,
@@ -36,8 +35,8 @@ from tests.integration.test_hybrid_node import (
     node_packets_in,
     talk,
 )
-from tests.waiting import HANG_S, until
-from wire.models import Event, Joined, ProbeResult, ReachabilityReport
+from tests.waiting import until
+from wire.models import ProbeResult, ReachabilityReport
 from wire.tls import client_context
 from wire.transports import RungName
 
@@ -197,9 +196,7 @@ async def test_a_killed_node_hands_its_participants_to_the_other_node_of_its_clu
     async with running_stack([CLOUD_NODE, H1, H2], state_dir=tmp_path, cloud_args=[
             "--heartbeat-s", "0.5", "--heartbeat-misses", "2"]) as stack:
         devices = [await local(stack, "alice"), await local(stack, "bob")]
-        queues: list[asyncio.Queue[Event]] = [asyncio.Queue(), asyncio.Queue()]
-        tasks = [asyncio.create_task(_events(d, q)) for d, q in zip(devices, queues,
-                                                                    strict=True)]
+        reassignments = Reassignments(devices)
         meeting = (await devices[0].api.create_meeting()).id
         joined = [await d.join(meeting) for d in devices]
         victim = joined[0].node.id
@@ -210,13 +207,7 @@ async def test_a_killed_node_hands_its_participants_to_the_other_node_of_its_clu
         proc = stack.process_of(victim)
         proc.kill()
         await proc.wait()
-        moved: list[Joined] = []
-        for queue in queues:
-            async with asyncio.timeout(HANG_S):
-                while (event := await queue.get()).type != "media.reassigned":
-                    pass
-            assert event.assignment is not None
-            moved.append(event.assignment)
+        moved = await reassignments.next()
         # the first moved leaves the meeting's node of the cluster for another of it; the
         # second then joins the meeting where it now is
         assert [(m.node.id, m.reason.rule) for m in moved] == [
@@ -228,8 +219,5 @@ async def test_a_killed_node_hands_its_participants_to_the_other_node_of_its_clu
         assert heard(sessions[0]) == {joined[1].ssrc: 20}
         assert heard(sessions[1]) == {joined[0].ssrc: 20}
         assert await node_packets_in(stack, CLOUD_NODE.id) == 0
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await reassignments.close()
         await close(devices, sessions)

@@ -196,9 +196,35 @@ async def test_another_org_never_sees_it_and_cannot_latch_on_it(tmp_path: Path) 
         await close([mallory])
 
 
-async def _events(device: Device, into: asyncio.Queue[Event]) -> None:
-    async for event in device.api.events():
-        into.put_nowait(event)
+class Reassignments:
+    """Each device's events, followed from construction on; :meth:`next` is the
+    ``media.reassigned`` assignment each device gets next, in the devices' order."""
+
+    def __init__(self, devices: Sequence[Device]) -> None:
+        self.queues: list[asyncio.Queue[Event]] = [asyncio.Queue() for _ in devices]
+        self.tasks = [asyncio.create_task(self._follow(d, q))
+                      for d, q in zip(devices, self.queues, strict=True)]
+
+    @staticmethod
+    async def _follow(device: Device, into: asyncio.Queue[Event]) -> None:
+        async for event in device.api.events():
+            into.put_nowait(event)
+
+    async def next(self, timeout_s: float = HANG_S) -> list[Joined]:
+        moved = []
+        for queue in self.queues:
+            async with asyncio.timeout(timeout_s):
+                while (event := await queue.get()).type != "media.reassigned":
+                    pass
+            assert event.assignment is not None
+            moved.append(event.assignment)
+        return moved
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def test_hybrid_node_killed_local_participants_move_to_the_cloud(tmp_path: Path) -> None:
@@ -206,9 +232,7 @@ async def test_hybrid_node_killed_local_participants_move_to_the_cloud(tmp_path:
     node, reconnect and hear each other again."""
     async with stack_with(tmp_path) as stack:
         devices = [await local(stack, "alice"), await local(stack, "bob")]
-        queues: list[asyncio.Queue[Event]] = [asyncio.Queue(), asyncio.Queue()]
-        tasks = [asyncio.create_task(_events(d, q)) for d, q in zip(devices, queues,
-                                                                    strict=True)]
+        reassignments = Reassignments(devices)
         meeting = (await devices[0].api.create_meeting()).id
         joined = [await d.join(meeting) for d in devices]
         assert {j.node.id for j in joined} == {HYBRID.id}
@@ -217,13 +241,7 @@ async def test_hybrid_node_killed_local_participants_move_to_the_cloud(tmp_path:
         proc = stack.process_of(HYBRID.id)
         proc.kill()
         await proc.wait()
-        moved: list[Joined] = []
-        for queue in queues:
-            async with asyncio.timeout(10):
-                while (event := await queue.get()).type != "media.reassigned":
-                    pass
-            assert event.assignment is not None
-            moved.append(event.assignment)
+        moved = await reassignments.next()
         assert [m.node.id for m in moved] == [CLOUD_NODE.id, CLOUD_NODE.id]
         for session in first:
             session.close()
@@ -231,8 +249,5 @@ async def test_hybrid_node_killed_local_participants_move_to_the_cloud(tmp_path:
         await talk(sessions)
         assert heard(sessions[0]) == {joined[1].ssrc: 20}
         assert heard(sessions[1]) == {joined[0].ssrc: 20}
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await reassignments.close()
         await close(devices, sessions)

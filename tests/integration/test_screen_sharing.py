@@ -9,17 +9,16 @@ its ``--json`` report with its ``content`` section.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from client.api import CloudApi
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all
+from tests.metrics import metric
 from tests.waiting import until_async
 from wire.tls import client_context
 
@@ -43,20 +42,9 @@ async def _call(stack: Stack, tmp_path: Path, name: str, meeting: str, *args: st
                              meeting, "--create", "--seconds", str(seconds), *args)
 
 
-async def _metric(url: str, name: str, **labels: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        text = await response.text()
-    label = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    match = re.search(rf"^{name}\{{{label}\}} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
-
-
 async def _cloud_metric(stack: Stack, kind: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(
-            stack.cloud_url + "/metrics", ssl=client_context(stack.ca_file)) as response:
-        text = await response.text()
-    match = re.search(rf'^pinhole_floor_changes_total\{{kind="{kind}"\}} (\S+)$', text, re.M)
-    return float(match.group(1)) if match else 0.0
+    return await metric(stack.cloud_url + "/metrics", "pinhole_floor_changes_total",
+                        context=client_context(stack.ca_file), kind=kind)
 
 
 async def _presenting(stack: Stack, watcher: CloudApi, meeting: str, parties: int) -> str:
@@ -74,7 +62,7 @@ async def _presenting(stack: Stack, watcher: CloudApi, meeting: str, parties: in
                                     for p in view.participants]]
         return (len(view.participants) == parties and view.presenter is not None
                 and all(p.content_transport for p in view.participants)
-                and await _metric(node, "pinhole_node_content_bytes_total",
+                and await metric(node, "pinhole_node_content_bytes_total",
                                   direction="out") >= FRAMES_OF_BYTES)
 
     try:

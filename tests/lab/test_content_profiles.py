@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 
-from lab.netns import PROXY_HOST, Lab, lab
+from lab.netns import PROXY_HOST, lab
 from tests.lab.legs import latched
+from tests.lab.test_profiles import Running as ProfileRunning
+from tests.lab.test_profiles import _result
 from tests.prereqs import require_root, require_tool
 from tests.waiting import until_sync
 
@@ -42,15 +44,8 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
-class Running:
-    def __init__(self, fw: Lab, state: Path) -> None:
-        self.fw, self.state = fw, state
-
-    def client(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [*self.fw.exec_prefix(self.fw.ent), sys.executable, "-m", "client", "--stack",
-             str(self.state / "stack.json"), "--no-cache", "--json", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Running(ProfileRunning):
+    """The profile tests' runner (``client``), and what the nodes relayed to content legs."""
 
     def content_bytes_out(self) -> float:
         """What the three nodes relayed to content legs so far (their /metrics)."""
@@ -68,13 +63,6 @@ class Running:
              *(n["metrics_url"] for n in nodes)],
             capture_output=True, text=True, timeout=30, check=True)
         return float(done.stdout.strip())
-
-
-def _result(proc: subprocess.Popen[str], timeout_s: float = 90) -> dict[str, Any]:
-    out, err = proc.communicate(timeout=timeout_s)
-    assert proc.returncode == 0, err
-    result: dict[str, Any] = json.loads(out)
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,87 @@
+"""A UDP rung is ranked by the lowest of several samples (``client.probe.UDP_SAMPLES``).
+
+The defect it pins down: the probe took one sample per UDP rung. With the machine busy,
+node-near's one answer once waited longer for a core than the 30 ms between node-near
+(10 ms) and node-mid (40 ms), and the cloud placed a lab's call on node-mid. Each rung is
+now asked again when it answers, and its lowest RTT stands.
+
+Real sockets on loopback (a media node's own STUN responder); the RTTs come from an
+injected clock, so the verdict rests on no margin of real time: every wait is a second or
+more longer than an answer on loopback needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import cast
+
+from client.probe import ProbeTarget, probe
+from media_node.engine import Engine
+from media_node.listeners import bind_udp
+from tests.waiting import HANG_S
+from wire.address import Address
+from wire.stun import build_discovery_response, transaction_id_of
+from wire.transports import RungName, Transport
+
+
+def _clock(readings: list[float]) -> Iterator[float]:
+    """Each send and each answer reads the clock once, in turn; the last reading repeats."""
+    yield from readings
+    while True:
+        yield readings[-1]
+
+
+async def test_a_slow_first_answer_does_not_rank_the_node() -> None:
+    listener = await bind_udp(Engine("samples-test"), "127.0.0.1", 0, RungName.UDP_5004, 0.0)
+    # sample 1 waits 1,000 ms for a core, samples 2 and 3 take 8 and 12 ms
+    ticks = _clock([10.0, 11.0, 11.0, 11.008, 11.008, 11.020])
+    target = ProbeTarget("node-near", RungName.UDP_5004, Transport.UDP,
+                         Address("127.0.0.1", listener.port))
+    try:
+        [outcome] = await probe([target], timeout_ms=9000, tries=3, clock=lambda: next(ticks))
+    finally:
+        listener.close()
+    assert outcome.error is None and outcome.mapped is not None
+    assert outcome.rtt_ms is not None and round(outcome.rtt_ms, 3) == 8.0
+
+
+class _AnswersOnce(asyncio.DatagramProtocol):
+    """A STUN responder that answers the first request only: a later sample is lost."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.requests += 1
+        if self.requests == 1 and self.transport is not None:
+            host, port = str(addr[0]), int(addr[1])
+            answer = build_discovery_response(transaction_id_of(data), (host, port))
+            assert answer is not None
+            self.transport.sendto(answer, addr)
+
+
+async def test_a_lost_later_sample_keeps_the_answered_one() -> None:
+    """A sample after the first that gets no answer ends the rung with what it has,
+    waiting at most twice the first RTT plus 20 ms (``client.probe.quiet_at``), never
+    the whole probe timeout nor another try."""
+    loop = asyncio.get_running_loop()
+    transport, responder = await loop.create_datagram_endpoint(
+        _AnswersOnce, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    target = ProbeTarget("node-a", RungName.UDP_5004, Transport.UDP, Address("127.0.0.1", port))
+    # a first RTT of 1 s on the clock: the lost sample is waited for 2.02 s of real time, a
+    # loopback answer's need by far, and a 60 s probe timeout shows a retry if one came
+    ticks = _clock([0.0, 1.0, 1.0])
+    try:
+        [outcome] = await asyncio.wait_for(
+            probe([target], timeout_ms=60_000, tries=3, clock=lambda: next(ticks)), HANG_S)
+    finally:
+        transport.close()
+    assert outcome.error is None and outcome.rtt_ms is not None
+    assert round(outcome.rtt_ms) == 1000
+    assert responder.requests == 2  # the answered sample and the lost one, no retry

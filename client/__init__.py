@@ -18,8 +18,7 @@ from client.errors import (
     ProxyError,
 )
 from client.media import MediaSession
-from client.settings import ClientSettings
 
 __all__ = ["ApiError", "CallOptions", "CallReport", "CallSecond", "ClientError",
-           "ClientSettings", "CloudApi", "Device", "Enrollment", "InspectionError",
-           "MediaError", "MediaSession", "PinError", "PinsError", "ProxyError", "RungAttempt"]
+           "CloudApi", "Device", "Enrollment", "InspectionError", "MediaError",
+           "MediaSession", "PinError", "PinsError", "ProxyError", "RungAttempt"]

@@ -33,8 +33,7 @@ from cloud.cascades import open_cascades
 from cloud.errors import Conflict, Forbidden, NodeUnavailable, NotFound
 from cloud.floor import FloorChange, FloorDecision
 from cloud.http import device_auth, json_response, read_body
-from cloud.identity import Claims
-from cloud.meeting_access import find_meeting
+from cloud.identity import Claims, find_meeting
 from cloud.placement import unique_ssrc
 from cloud.sharing import announce, tell_nodes
 from cloud.store import MeetingRecord, ParticipantRecord
@@ -95,8 +94,8 @@ async def take(request: web.Request) -> web.Response:
     body = await read_body(request, FloorRequest)
     _may_share(claims)
     meeting_id = request.match_info["meeting_id"]
-    async with cloud.meeting_lock(meeting_id):
-        meeting = await find_meeting(cloud, claims, meeting_id)
+    async with cloud.store.meeting_lock(meeting_id):
+        meeting = await find_meeting(cloud.store, claims, meeting_id)
         _own(meeting, claims, body.participant_id)
         try:
             decision = rules.take(meeting.floor, body.participant_id,
@@ -116,8 +115,8 @@ async def take(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     meeting_id = request.match_info["meeting_id"]
-    async with cloud.meeting_lock(meeting_id):
-        meeting = await find_meeting(cloud, claims, meeting_id)
+    async with cloud.store.meeting_lock(meeting_id):
+        meeting = await find_meeting(cloud.store, claims, meeting_id)
         presenter = meeting.floor.presenter if meeting.floor is not None else None
         ours = any(p.id == presenter and p.device_id == claims.device_id
                    for p in meeting.participants)
@@ -138,8 +137,8 @@ async def open_content(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     profile = _may_share(claims)
     meeting_id, pid = request.match_info["meeting_id"], request.match_info["participant_id"]
-    async with cloud.meeting_lock(meeting_id):
-        meeting = await find_meeting(cloud, claims, meeting_id)
+    async with cloud.store.meeting_lock(meeting_id):
+        meeting = await find_meeting(cloud.store, claims, meeting_id)
         participant = _own(meeting, claims, pid)
         node = cloud.registry.info(participant.node_id)
         if node is None:

@@ -53,7 +53,7 @@ async def register(request: web.Request) -> web.Response:
             "org": org.id,
             "token": token,
             "expires_at": datetime.fromtimestamp(expires, UTC),
-            "nodes": cloud.visible_nodes(org.id),
+            "nodes": cloud.registry.visible(org.id),
             "probe_policy": ProbePolicy(
                 ttl_s=s.probe_ttl_s, interval_s=s.probe_interval_s, timeout_ms=s.probe_timeout_ms
             ),
@@ -65,7 +65,7 @@ async def register(request: web.Request) -> web.Response:
 @routes.get("/v1/nodes")
 async def list_nodes(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
-    return json_response(NodeList(nodes=cloud.visible_nodes(claims.org)))
+    return json_response(NodeList(nodes=cloud.registry.visible(claims.org)))
 
 
 @routes.put("/v1/devices/{device_id}/reachability")

@@ -41,7 +41,7 @@ async def reassign_from(cloud: Cloud, node_id: str) -> int:
     for listed in await cloud.store.list_meetings():
         if node_id not in listed.node_ids():
             continue
-        async with cloud.meeting_lock(listed.id):
+        async with cloud.store.meeting_lock(listed.id):
             meeting = await cloud.store.get_meeting(listed.id)
             if meeting is None:
                 continue
@@ -66,9 +66,10 @@ async def reassign_from(cloud: Cloud, node_id: str) -> int:
                 except (NoCandidate, NodeUnavailable) as exc:
                     log.warning("participant %s stays on failed node %s: %s", participant.id,
                                 node_id, exc)
-                    cloud.note("refused", f"{device.name} could not leave failed node "
-                               f"{node_id}: {exc}", meeting=meeting.id,
-                               participant=participant.id, device=device.name, node=node_id)
+                    cloud.history.note(
+                        "refused", f"{device.name} could not leave failed node {node_id}: "
+                        f"{exc}", meeting=meeting.id, participant=participant.id,
+                        device=device.name, node=node_id)
                     continue
                 cloud.legs.pop(participant.leg_id, None)
                 cloud.legs[placed.leg_id] = (meeting.id, placed.id)
@@ -77,10 +78,11 @@ async def reassign_from(cloud: Cloud, node_id: str) -> int:
                     type="media.reassigned", meeting_id=meeting.id, participant_id=placed.id,
                     node_id=placed.node_id, assignment=joined))
                 cloud.metrics.reassignments.inc()
-                cloud.note("failover", f"{device.name} moved from {node_id} to "
-                           f"{placed.node_id}: the node is down", meeting=meeting.id,
-                           participant=placed.id, device=device.name, node=node_id,
-                           to_node=placed.node_id, gap_s=cloud.registry.heartbeat_age(node_id))
+                cloud.history.note(
+                    "failover", f"{device.name} moved from {node_id} to {placed.node_id}: "
+                    "the node is down", meeting=meeting.id, participant=placed.id,
+                    device=device.name, node=node_id, to_node=placed.node_id,
+                    gap_s=cloud.registry.heartbeat_age(node_id))
                 moved += 1
                 log.info("participant %s moved from %s to %s", placed.id, node_id,
                          placed.node_id)
@@ -104,9 +106,10 @@ async def _ask_to_reoffer(cloud: Cloud, meeting: MeetingRecord,
     await cloud.store.publish((p.device_id for p in meeting.participants), Event(
         type="participant.left", meeting_id=meeting.id, participant_id=participant.id))
     name = await cloud.device_name(participant.device_id)
-    cloud.note("failover", f"{name} must offer again: its node {node_id} is down (WebRTC)",
-               meeting=meeting.id, participant=participant.id, device=name, node=node_id,
-               gap_s=cloud.registry.heartbeat_age(node_id))
+    cloud.history.note(
+        "failover", f"{name} must offer again: its node {node_id} is down (WebRTC)",
+        meeting=meeting.id, participant=participant.id, device=name, node=node_id,
+        gap_s=cloud.registry.heartbeat_age(node_id))
     log.info("WebRTC participant %s on failed node %s asked to offer again", participant.id,
              node_id)
     return meeting
@@ -161,7 +164,7 @@ async def _pass(cloud: Cloud, healthy: set[str], stuck_until: dict[str, float],
     for node_id in sorted(healthy - now):
         bus = cloud.registry.bus
         if bus is None or await bus.claim(f"down:{node_id}", 5):  # one replica says it
-            cloud.note("node_down", f"node {node_id} is down", node=node_id)
+            cloud.history.note("node_down", f"node {node_id} is down", node=node_id)
     # a replica that has not yet read the others' nodes would take them all for failed
     if cloud.registry.bus is None or cloud.registry.synced:
         in_use = set().union(*(m.node_ids() for m in await cloud.store.list_meetings()))
@@ -187,6 +190,6 @@ async def _pass(cloud: Cloud, healthy: set[str], stuck_until: dict[str, float],
         if bus is not None and not await bus.claim(f"probe:{node_id}", 5):
             continue
         log.info("node %s is healthy", node_id)
-        cloud.note("node_up", f"node {node_id} is up", node=node_id)
+        cloud.history.note("node_up", f"node {node_id} is up", node=node_id)
         await request_probes(cloud, node_id)
     return now

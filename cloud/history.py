@@ -3,8 +3,8 @@
 Joins, leaves, failovers (with the gap: how long the cloud had not heard from
 the failed node when its legs moved), overflows from a full hybrid node,
 consent losses, refused joins, and nodes going down and coming back. A
-route records with :meth:`History.record`, which never waits and never
-raises: the join's hot path pays an append.
+route writes a line with :meth:`History.note` (stamped with the history's
+clock), which never waits and never raises: the join's hot path pays an append.
 
 One history per cloud, not per replica: with the Redis store every replica
 pushes to one bounded Redis list (``LPUSH`` + ``LTRIM`` in one pipeline, from
@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Final, Literal, Protocol, get_args
 
@@ -67,8 +69,20 @@ class HistoryEvent:
 
 
 class History(Protocol):
+    clock: Callable[[], float]  # Unix time, for the events it notes
+
     def record(self, event: HistoryEvent) -> None:
         """Keep ``event``; never waits, never raises."""
+
+    def note(self, kind: Kind, text: str, *, meeting: str | None = None,
+             participant: str | None = None, device: str | None = None,
+             node: str | None = None, to_node: str | None = None,
+             gap_s: float | None = None) -> None:
+        """One line, stamped now (never waits, never raises)."""
+        self.record(HistoryEvent(
+            at=self.clock(), kind=kind, text=text, meeting=meeting, participant=participant,
+            device=device, node=node, to_node=to_node,
+            gap_s=None if gap_s is None else round(gap_s, 2)))
 
     async def recent(self) -> list[HistoryEvent]:
         """The events kept, newest first."""
@@ -79,10 +93,12 @@ class History(Protocol):
     async def close(self) -> None: ...
 
 
-class MemoryHistory:
+class MemoryHistory(History):
     """The ring in this process (one replica)."""
 
-    def __init__(self, size: int = HISTORY_SIZE) -> None:
+    def __init__(self, size: int = HISTORY_SIZE, clock: Callable[[], float] = time.time
+                 ) -> None:
+        self.clock = clock
         self._ring: deque[HistoryEvent] = deque(maxlen=size)
 
     def record(self, event: HistoryEvent) -> None:
@@ -98,7 +114,7 @@ class MemoryHistory:
         return None
 
 
-class RedisHistory:
+class RedisHistory(History):
     """One ring for every replica: a Redis list trimmed to ``size``.
 
     Events wait in a bounded local queue until the flusher pushes them (a Redis
@@ -107,7 +123,8 @@ class RedisHistory:
     """
 
     def __init__(self, redis: aioredis.Redis, size: int = HISTORY_SIZE,
-                 key: str = HISTORY_KEY) -> None:
+                 key: str = HISTORY_KEY, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self._redis = redis
         self._size = size
         self._key = key
@@ -174,10 +191,11 @@ class RedisHistory:
         await self._redis.aclose()
 
 
-def open_history(store_url: str, size: int = HISTORY_SIZE) -> History:
+def open_history(store_url: str, size: int = HISTORY_SIZE,
+                 clock: Callable[[], float] = time.time) -> History:
     """The history for a cloud over ``store_url``: shared in Redis, else in memory."""
     if store_url.startswith(("redis://", "rediss://", "unix://")):
         pool = aioredis.BlockingConnectionPool.from_url(
             store_url, max_connections=4, timeout=10.0, decode_responses=True)
-        return RedisHistory(aioredis.Redis(connection_pool=pool), size)
-    return MemoryHistory(size)
+        return RedisHistory(aioredis.Redis(connection_pool=pool), size, clock=clock)
+    return MemoryHistory(size, clock)

@@ -45,7 +45,7 @@ from cloud.errors import (
     UnreadableRequest,
     WrongMediaType,
 )
-from cloud.identity import Claims
+from cloud.identity import Claims, current
 from cloud.state import CLOUD, Cloud
 from wire.errors import BodyError
 from wire.models import ErrorBody
@@ -231,13 +231,13 @@ MAX_DEPTH: web.AppKey[int] = web.AppKey("max_depth", int)
 async def device_auth(request: web.Request) -> tuple[Cloud, Claims]:
     """The cloud and the caller's claims; 401 for a bad, expired or revoked token."""
     cloud, claims = signed_claims(request)
-    await cloud.current(claims)
+    await current(cloud.store, claims)
     return cloud, claims
 
 
 def signed_claims(request: web.Request) -> tuple[Cloud, Claims]:
     """The bearer token's claims, signature and expiry checked, not yet revocation
-    (``Cloud.current``): a join checks that with its meeting's lock, which reads
+    (:func:`cloud.identity.current`): a join checks that with its meeting's lock, which reads
     the device's record in the same round trip on Redis."""
     cloud = request.app[CLOUD]
     return cloud, cloud.signer.verify(bearer(request), cloud.clock())

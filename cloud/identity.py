@@ -1,4 +1,4 @@
-"""Organisations, device tokens and node secrets.
+"""Organisations, device tokens, node secrets, and who may use a meeting.
 
 Organisations come from a JSON file::
 
@@ -6,7 +6,20 @@ Organisations come from a JSON file::
 
 Device tokens are ``base64url(claims).base64url(Ed25519 signature)``; the
 claims carry a *generation*: re-registering a device bumps it in the store,
-which revokes every earlier token of that device.
+which revokes every earlier token of that device (:func:`current`).
+
+A meeting is for its organisation's devices, and for guests who hold its id. A
+meeting's id is its link, as a meetings service's join link is: a device of another
+organisation that holds it joins as a *guest* (placed on the cloud unless the cloud lets
+guests onto the meeting org's clusters, :class:`cloud.assignment.Scope`), and may then do
+in the meeting what any participant does with its own participant (leave, move, present,
+report its quality). The guest's own org's hybrid nodes never serve it there, and the
+meeting org's are never in its node list (``GET /v1/nodes`` is its own org's view).
+
+A *private* meeting is not shared that way: another org's device that is not one of its
+participants does not see it (``404``, as for an unknown id: an outsider learns nothing
+of it), and its join is refused as every join that reaches none of the org's clusters
+is (``409 private_meeting_unreachable``, :func:`cloud.assignment.assign`).
 """
 
 from __future__ import annotations
@@ -21,7 +34,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.errors import IdentityError
+from cloud.errors import IdentityError, NotFound
+from cloud.store import DeviceRecord, MeetingRecord, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +99,7 @@ class TokenSigner:
     A token's signature is checked once: the claims of the last
     ``cache_size`` good tokens are kept (an Ed25519 verify is most of an
     authenticated request's cost). Expiry is checked on every use; revocation
-    is the caller's (``Cloud.authenticate`` compares the generation).
+    is the caller's (:func:`current` compares the generation).
     """
 
     def __init__(self, seed_hex: str = "", cache_size: int = VERIFIED_CACHE) -> None:
@@ -136,3 +150,35 @@ class TokenSigner:
         except (ValueError, KeyError, TypeError, InvalidSignature) as exc:
             raise IdentityError("invalid token") from exc
         return claims
+
+
+async def current(store: Store, claims: Claims) -> DeviceRecord:
+    """The device of verified ``claims``; ``IdentityError`` when a newer registration
+    revoked them."""
+    device = await store.get_device(claims.device_id)
+    if device is None or device.generation != claims.generation:
+        raise IdentityError("token revoked by a newer registration; register again")
+    return device
+
+
+def is_guest(claims: Claims, meeting: MeetingRecord) -> bool:
+    """The device is of another organisation than the meeting's."""
+    return claims.org != meeting.org
+
+
+def visible(claims: Claims, meeting: MeetingRecord, *, joining: bool = False) -> bool:
+    """May this device see ``meeting``: its org's always; a guest a meeting that is not
+    private, or one it is in; a guest's join of a private meeting reaches the assignment,
+    whose refusal says why (``joining``)."""
+    if not is_guest(claims, meeting) or not meeting.private or joining:
+        return True
+    return any(p.device_id == claims.device_id for p in meeting.participants)
+
+
+async def find_meeting(store: Store, claims: Claims, meeting_id: str, *,
+                       joining: bool = False) -> MeetingRecord:
+    """The meeting this device may use, or :class:`NotFound` (unknown, or hidden)."""
+    meeting = await store.get_meeting(meeting_id)
+    if meeting is None or not visible(claims, meeting, joining=joining):
+        raise NotFound(f"no meeting {meeting_id}")
+    return meeting

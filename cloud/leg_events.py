@@ -94,16 +94,17 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
     if where is None:
         return
     if event.event == "consent_expired":  # RFC 7675 §5.1: the node stops sending to it
-        cloud.note("consent_lost", f"{where[1]}'s leg on {node_id} lost consent over "
-                   f"{event.rung or 'its transport'}: the device stopped answering",
-                   meeting=where[0], participant=where[1], node=node_id)
+        cloud.history.note(
+            "consent_lost", f"{where[1]}'s leg on {node_id} lost consent over "
+            f"{event.rung or 'its transport'}: the device stopped answering",
+            meeting=where[0], participant=where[1], node=node_id)
         await free_floor_of(cloud, *where)
         return
     if event.event == "freed":  # the node timed it out: no consent for the leg timeout
         await _drop_gone(cloud, node_id, event.leg_id, *where)
         return
     meeting_id, pid = where
-    async with cloud.meeting_lock(meeting_id):
+    async with cloud.store.meeting_lock(meeting_id):
         meeting = await cloud.store.get_meeting(meeting_id)
         if meeting is None:
             return
@@ -120,7 +121,7 @@ async def record_leg_event(cloud: Cloud, node_id: str, event: LegEvent) -> None:
 async def _drop_gone(cloud: Cloud, node_id: str, leg_id: str, meeting_id: str, pid: str) -> None:
     """A participant whose leg the node freed has left (a client that crashed or went
     away never says so): without this its meeting would never end, nor be forgotten."""
-    async with cloud.meeting_lock(meeting_id):
+    async with cloud.store.meeting_lock(meeting_id):
         meeting = await cloud.store.get_meeting(meeting_id)
         gone = next((p for p in meeting.participants if p.id == pid and p.leg_id == leg_id),
                     None) if meeting is not None else None
@@ -134,8 +135,9 @@ async def _drop_gone(cloud: Cloud, node_id: str, leg_id: str, meeting_id: str, p
     cloud.legs.pop(leg_id, None)
     log.info("participant %s left meeting %s: node %s freed its leg (no consent)", pid,
              meeting_id, node_id)
-    cloud.note("left", f"{pid} left: {node_id} freed its leg (no consent for the leg timeout)",
-               meeting=meeting_id, participant=pid, node=node_id)
+    cloud.history.note(
+        "left", f"{pid} left: {node_id} freed its leg (no consent for the leg timeout)",
+        meeting=meeting_id, participant=pid, node=node_id)
     await cloud.store.publish(
         (p.device_id for p in meeting.participants),
         Event(type="participant.left", meeting_id=meeting_id, participant_id=pid),

@@ -27,7 +27,7 @@ from cloud.errors import (
     TooManyStreams,
 )
 from cloud.http import device_auth, json_response, read_body, signed_claims
-from cloud.meeting_access import find_meeting
+from cloud.identity import current, find_meeting
 from cloud.placement import place
 from cloud.sharing import after_leaving
 from cloud.state import CLOUD, Cloud
@@ -83,7 +83,7 @@ async def create(request: web.Request) -> web.Response:
                                 cloud.clock(), private=body.private)
         await cloud.store.put_meeting(meeting)
         return json_response(_created(meeting), status=201)
-    async with cloud.meeting_lock(body.id):  # two devices creating "standup" get one meeting
+    async with cloud.store.meeting_lock(body.id):  # two devices creating "standup" get one meeting
         existing = await cloud.store.get_meeting(body.id)
         if existing is not None:
             if existing.org != claims.org:
@@ -104,7 +104,8 @@ def _created(meeting: MeetingRecord) -> MeetingCreated:
 @routes.get("/v1/meetings/{meeting_id}")
 async def view(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
-    return json_response(_view(await find_meeting(cloud, claims, request.match_info["meeting_id"])))
+    meeting = await find_meeting(cloud.store, claims, request.match_info["meeting_id"])
+    return json_response(_view(meeting))
 
 
 async def _seated(cloud: Cloud, meeting: MeetingRecord, participant: ParticipantRecord) -> None:
@@ -128,9 +129,9 @@ async def join(request: web.Request) -> web.Response:
     # The lock comes with everything placement reads (on Redis in the lock's own round
     # trip): the device's record (a revoked token is a 401), the meeting (unknown: 404),
     # the device's report (none: 428), in that order.
-    async with cloud.meeting_lock(meeting_id, claims.device_id):
-        device = await cloud.current(claims)
-        meeting = await find_meeting(cloud, claims, meeting_id, joining=True)
+    async with cloud.store.meeting_lock(meeting_id, claims.device_id):
+        device = await current(cloud.store, claims)
+        meeting = await find_meeting(cloud.store, claims, meeting_id, joining=True)
         stored = await cloud.store.get_reachability(claims.device_id)
         if stored is None:
             raise ProbeRequired(
@@ -143,15 +144,16 @@ async def join(request: web.Request) -> web.Response:
                 srtp_profile=SrtpProfile(body.srtp_profile),
             )
         except (NoCandidate, NodeUnavailable) as exc:
-            cloud.note("refused", f"{device.name} could not join: {exc}",
-                       meeting=meeting_id, device=device.name)
+            cloud.history.note("refused", f"{device.name} could not join: {exc}",
+                               meeting=meeting_id, device=device.name)
             raise
         await _seated(cloud, meeting, participant)
     cloud.metrics.joined(joined.plan[0].rung if joined.plan else "none",
                          time.perf_counter() - started)
-    cloud.note("joined", f"{device.name} joined on {participant.node_id} "
-               f"({joined.reason.rule})", meeting=meeting_id, participant=participant.id,
-               device=device.name, node=participant.node_id)
+    cloud.history.note(
+        "joined", f"{device.name} joined on {participant.node_id} ({joined.reason.rule})",
+        meeting=meeting_id, participant=participant.id, device=device.name,
+        node=participant.node_id)
     return json_response(joined, status=201)
 
 
@@ -162,23 +164,24 @@ async def join_webrtc(request: web.Request) -> web.Response:
     body = await read_body(request, WebRtcOffer)
     offer = offer_from(body.sdp)
     meeting_id = request.match_info["meeting_id"]
-    async with cloud.meeting_lock(meeting_id, claims.device_id):
-        device = await cloud.current(claims)
-        meeting = await find_meeting(cloud, claims, meeting_id, joining=True)
+    async with cloud.store.meeting_lock(meeting_id, claims.device_id):
+        device = await current(cloud.store, claims)
+        meeting = await find_meeting(cloud.store, claims, meeting_id, joining=True)
         try:
             meeting, participant, chosen, answer = await place_webrtc(
                 cloud, meeting, org=claims.org, device_id=claims.device_id, offer=offer)
         except (NoCandidate, NodeUnavailable) as exc:
             if isinstance(exc, PrivateMeetingUnreachable):
                 cloud.metrics.placements.labels(Rule.PRIVATE_REFUSED).inc()
-            cloud.note("refused", f"{device.name} could not join: {exc}",
-                       meeting=meeting_id, device=device.name)
+            cloud.history.note("refused", f"{device.name} could not join: {exc}",
+                               meeting=meeting_id, device=device.name)
             raise
         await _seated(cloud, meeting, participant)
     cloud.metrics.joined("webrtc", time.perf_counter() - started)
-    cloud.note("joined", f"{device.name} joined with WebRTC on {participant.node_id} "
-               f"({chosen.reason.rule})", meeting=meeting_id, participant=participant.id,
-               device=device.name, node=participant.node_id)
+    cloud.history.note(
+        "joined", f"{device.name} joined with WebRTC on {participant.node_id} "
+        f"({chosen.reason.rule})", meeting=meeting_id, participant=participant.id,
+        device=device.name, node=participant.node_id)
     return json_response(WebRtcJoined(
         meeting_id=meeting_id, participant_id=participant.id, node=chosen.node,
         sdp=answer.sdp, reason=chosen.reason), status=201)
@@ -188,8 +191,8 @@ async def join_webrtc(request: web.Request) -> web.Response:
 async def leave(request: web.Request) -> web.Response:
     cloud, claims = await device_auth(request)
     meeting_id, pid = request.match_info["meeting_id"], request.match_info["participant_id"]
-    async with cloud.meeting_lock(meeting_id):
-        meeting = await find_meeting(cloud, claims, meeting_id)
+    async with cloud.store.meeting_lock(meeting_id):
+        meeting = await find_meeting(cloud.store, claims, meeting_id)
         found = [p for p in meeting.participants if p.id == pid]
         if not found or found[0].device_id != claims.device_id:
             raise NotFound(f"no participant {pid} of this device here")
@@ -201,9 +204,9 @@ async def leave(request: web.Request) -> web.Response:
     cloud.legs.pop(found[0].leg_id, None)
     cloud.live.pop(pid, None)
     name = await cloud.device_name(found[0].device_id)
-    cloud.note("left", f"{name} left" + ("; the meeting ended" if not meeting.participants
-                                          else ""),
-               meeting=meeting_id, participant=pid, device=name, node=found[0].node_id)
+    cloud.history.note(
+        "left", f"{name} left" + ("; the meeting ended" if not meeting.participants else ""),
+        meeting=meeting_id, participant=pid, device=name, node=found[0].node_id)
     await cloud.registry.release(found[0].node_id, found[0].leg_id)
     await cloud.store.publish(
         (p.device_id for p in meeting.participants),
@@ -228,8 +231,8 @@ async def reassign(request: web.Request) -> web.Response:
     if stored is None:
         raise ProbeRequired("no fresh reachability report for this device; "
                             "probe and PUT /v1/devices/{id}/reachability, then ask again")
-    async with cloud.meeting_lock(meeting_id):
-        meeting = await find_meeting(cloud, claims, meeting_id)
+    async with cloud.store.meeting_lock(meeting_id):
+        meeting = await find_meeting(cloud.store, claims, meeting_id)
         found = [p for p in meeting.participants if p.id == pid]
         if not found or found[0].device_id != claims.device_id:
             raise NotFound(f"no participant {pid} of this device here")
@@ -251,9 +254,10 @@ async def reassign(request: web.Request) -> web.Response:
              placed.node_id)
     name = await cloud.device_name(claims.device_id)
     gap = cloud.registry.heartbeat_age(body.node_id)
-    cloud.note("failover", f"{name} moved from {body.node_id} to {placed.node_id}: "
-               "its leg went silent, the device asked", meeting=meeting_id, participant=pid,
-               device=name, node=body.node_id, to_node=placed.node_id, gap_s=gap)
+    cloud.history.note(
+        "failover", f"{name} moved from {body.node_id} to {placed.node_id}: "
+        "its leg went silent, the device asked", meeting=meeting_id, participant=pid,
+        device=name, node=body.node_id, to_node=placed.node_id, gap_s=gap)
     with contextlib.suppress(OSError):  # the silent node may well be gone
         await cloud.registry.release(body.node_id, found[0].leg_id)
     await cloud.store.publish([claims.device_id], Event(
@@ -286,7 +290,8 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     token = request.query.get("token", "")
     if not token:
         _, _, token = request.headers.get("Authorization", "").partition(" ")
-    claims, _ = await cloud.authenticate(token.strip())
+    claims = cloud.signer.verify(token.strip(), cloud.clock())
+    await current(cloud.store, claims)
     device = claims.device_id
     if cloud.events_open[device] >= cloud.settings.max_events_per_device:
         cloud.metrics.refusals["events_per_device_cap"] += 1

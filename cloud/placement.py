@@ -56,9 +56,9 @@ def _note_overflow(cloud: Cloud, meeting: MeetingRecord, chosen: Assignment,
         Rule.INTRA_CLUSTER: f"{participant.id} on {to}, another node of the meeting's "
                             "cluster" + (f" ({names} full)" if left else ""),
     }[Rule(rule)]
-    cloud.note("overflow", text, meeting=meeting.id, participant=participant.id,
-               device=participant.device_id, node=left[0] if left else None,
-               to_node=chosen.node.id)
+    cloud.history.note("overflow", text, meeting=meeting.id, participant=participant.id,
+                       device=participant.device_id, node=left[0] if left else None,
+                       to_node=chosen.node.id)
 
 
 def unique_ssrc(meeting: MeetingRecord) -> int:
@@ -114,7 +114,7 @@ async def place(
     """
     others = tuple(p for p in meeting.participants if existing is None or p.id != existing.id)
     # the meeting's org's view: its clusters serve it, a guest's own org's do not
-    nodes = cloud.visible_nodes(meeting.org, healthy_only=False)
+    nodes = cloud.registry.visible(meeting.org, healthy_only=False)
     try:
         chosen = assign(org=org, profile=profile, nodes=nodes, results=list(results),
                         meeting_nodes=frozenset(p.node_id for p in others),

@@ -145,6 +145,12 @@ class NodeRegistry:
         elsewhere = {n.id for n in remote}
         return [n for n in local if n.healthy or n.id not in elsewhere] + remote
 
+    def visible(self, org: str, *, healthy_only: bool = True) -> list[NodeInfo]:
+        """What ``org`` sees: all cloud nodes and its own hybrid nodes (docs/design.md
+        "Cloud API": GET /v1/nodes)."""
+        return [n for n in self.nodes()
+                if (n.kind == "cloud" or n.org == org) and (n.healthy or not healthy_only)]
+
     async def sync(self) -> None:
         """Announce this replica's connected nodes; learn the others' (with a bus)."""
         if self.bus is None:

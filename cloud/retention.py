@@ -29,7 +29,7 @@ async def forget_ended_meetings(cloud: Cloud, now: float) -> int:
     for listed in await cloud.store.list_meetings():
         if not _expired(listed.idle_since(), now, retention_s):
             continue
-        async with cloud.meeting_lock(listed.id):
+        async with cloud.store.meeting_lock(listed.id):
             meeting = await cloud.store.get_meeting(listed.id)  # someone may have joined
             if meeting is None or not _expired(meeting.idle_since(), now, retention_s):
                 continue

@@ -58,13 +58,13 @@ async def announce(cloud: Cloud, meeting: MeetingRecord, decision: FloorDecision
             FloorChange.RELEASED: f"{who} stopped presenting",
             FloorChange.FREED: f"{who} left (or stopped answering) while presenting: "
                                   "the floor is free"}[change]
-    cloud.note("floor", text, meeting=meeting.id, participant=who)
+    cloud.history.note("floor", text, meeting=meeting.id, participant=who)
 
 
 async def free_floor_of(cloud: Cloud, meeting_id: str, participant_id: str) -> None:
     """``participant_id`` no longer answers (a leg of it lost consent): if it presents, the
     floor is freed and announced, as if it had left (``floor.freed``)."""
-    async with cloud.meeting_lock(meeting_id):
+    async with cloud.store.meeting_lock(meeting_id):
         meeting = await cloud.store.get_meeting(meeting_id)
         if meeting is None:
             return

@@ -134,7 +134,7 @@ async def place_webrtc(
 ) -> tuple[MeetingRecord, ParticipantRecord, Assignment, Answer]:
     """Choose a node, answer the offer for it, allocate the leg there, cascade it in."""
     others = tuple(meeting.participants)
-    nodes = cloud.visible_nodes(meeting.org, healthy_only=False)
+    nodes = cloud.registry.visible(meeting.org, healthy_only=False)
     chosen = assign_webrtc(org=org, nodes=nodes, scope=scope_of(cloud, meeting),
                            meeting_nodes=frozenset(p.node_id for p in others))
     assert chosen.node.dtls_fingerprint is not None  # assign_webrtc: only such nodes

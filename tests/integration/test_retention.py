@@ -121,7 +121,7 @@ async def test_ended_meetings_and_their_ids_are_forgotten(store: Store) -> None:
         ended = MeetingRecord("ended", "acme", "", created_at=0.0, ended_at=cloud.clock())
         for meeting in (busy, ended):
             await store.put_meeting(meeting)
-        async with cloud.meeting_lock("ended"):
+        async with cloud.store.meeting_lock("ended"):
             pass
         now = cloud.clock()
         assert await forget_ended_meetings(cloud, now + 3599) == 0

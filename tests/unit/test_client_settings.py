@@ -4,7 +4,7 @@ Defect: ``pinhole`` carried its settings as a ``dict[str, str]`` built inside th
 CLI (pins comma-joined, the CA ``""`` or missing), and the proxy, cache and
 profile flags were read from the argparse namespace wherever they were needed;
 the services each had one frozen settings object (``cloud/settings.py``,
-``media_node/settings.py``). Now ``client.settings.from_args`` builds a frozen
+``media_node/settings.py``). Now ``client.cli.from_args`` builds a frozen
 ``ClientSettings`` once.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from client import ClientSettings, cli, settings
+from client import cli
+from client.cli import ClientSettings
 from edge.boundary import ExitCode, Failure
 from edge.flags import apply_environment
 from wire.transports import DeviceProfile
@@ -29,7 +30,7 @@ def _settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
               ) -> ClientSettings:
     parser = cli._parser()
     apply_environment(parser, environ or {})
-    return settings.from_args(parser.parse_args(list(argv)))
+    return cli.from_args(parser.parse_args(list(argv)))
 
 
 def test_flags_make_one_frozen_object() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from client import cli
-from client.settings import ClientSettings
+from client.cli import ClientSettings
 from cloud import settings as cloud_settings
 from cloud.settings import CLOUD_LIMITS, CloudSettings
 from edge.admission import ConnectionLimits

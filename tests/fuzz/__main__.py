@@ -67,13 +67,16 @@ def run(target: str, count: int, corpus: Path, crashes: Path, max_len: int) -> R
     before = set(crashes.iterdir())
     start = time.monotonic()
     # The target's scratch files go to a TMPDIR of its own, removed here: libFuzzer ends
-    # the process without Python's exit handlers.
+    # the process without Python's exit handlers. For the same reason coverage (which the
+    # suite turns on in every process it starts) never saves a target's data: measuring one
+    # only doubled its time (300 inputs: 4.4 s against 2.1 s), so a target runs without it.
+    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_START"}
     with tempfile.TemporaryDirectory(prefix="pinhole-fuzz-") as scratch:
         proc = subprocess.run(
             [sys.executable, "-m", "tests.fuzz.atheris_run", target, f"-runs={count}",
              f"-max_len={max_len}", f"-artifact_prefix={crashes}/{target}-",
              "-print_final_stats=1", "-timeout=10", "-rss_limit_mb=1024", str(directory)],
-            capture_output=True, text=True, check=False, env={**os.environ, "TMPDIR": scratch})
+            capture_output=True, text=True, check=False, env={**env, "TMPDIR": scratch})
     seconds = time.monotonic() - start
     done = _DONE.search(proc.stderr)
     stats = re.search(r"stat::number_of_executed_units:\s*(\d+)", proc.stderr)

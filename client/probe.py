@@ -109,12 +109,16 @@ class _UdpProber(asyncio.DatagramProtocol):
 #: is answered, and ranked by its lowest RTT: one sample that waited for a core (or behind
 #: a burst on the path) once put a node 10 ms away behind one 40 ms away. A sample after
 #: the first waits at most :func:`quiet_at` of the first's RTT, so a lost one costs little.
+#: The first answer is passed on at once (``first``): the rung is reachable, and whether
+#: the probe may report early is judged by when each rung first answered.
 UDP_SAMPLES: Final = 3
+#: Told a UDP rung's first answer (its one sample so far) before its samples end.
+FirstAnswer = Callable[["ProbeOutcome"], None]
 
 
 async def _udp(
     prober: _UdpProber, target: ProbeTarget, timeout_s: float, tries: int,
-    samples: int = UDP_SAMPLES,
+    samples: int = UDP_SAMPLES, first: FirstAnswer | None = None,
 ) -> ProbeOutcome:
     loop = asyncio.get_running_loop()
     assert prober.transport is not None
@@ -141,6 +145,8 @@ async def _udp(
             return ProbeOutcome(target, None, None, str(exc))
         rtts.append(rtt_ms)
         mapped = parsed.mapped
+        if len(rtts) == 1 and first is not None:
+            first(ProbeOutcome(target, rtt_ms, mapped, None))
     if not rtts:
         return ProbeOutcome(target, None, None, "no answer")
     return ProbeOutcome(target, min(rtts), mapped, None)
@@ -211,8 +217,10 @@ async def probe(
     progress: Callable[[int, int, ProbeOutcome], None] | None = None,
     proxy: ProxyConfig | None = None,
     clock: Clock = time.monotonic,
+    first: FirstAnswer | None = None,
 ) -> list[ProbeOutcome]:
-    """Probe every target concurrently (at most ``concurrency`` at once), in input order."""
+    """Probe every target concurrently (at most ``concurrency`` at once), in input order;
+    ``first`` is told a UDP rung's first answer while its samples go on."""
     loop = asyncio.get_running_loop()
     transport, prober = await loop.create_datagram_endpoint(lambda: _UdpProber(clock),
                                                             local_addr=("0.0.0.0", 0))
@@ -223,7 +231,7 @@ async def probe(
         nonlocal done
         async with limit:
             if target.transport is Transport.UDP:
-                outcome = await _udp(prober, target, timeout_ms / 1000, tries)
+                outcome = await _udp(prober, target, timeout_ms / 1000, tries, first=first)
             else:
                 tunnelled = target.transport is Transport.HTTP_PROXY
                 outcome = await _stream(target, timeout_ms / 1000 * (3 if tunnelled else 1),
@@ -276,8 +284,11 @@ class QuietWatch:
         self._last_answer: dict[str, float] = {}  # node id -> its last answer, from the start
 
     def seen(self, outcome: ProbeOutcome, now: float) -> None:
+        """A rung's outcome, or its first answer while its samples go on
+        (:data:`UDP_SAMPLES`): a node's waves are timed by each rung's first answer."""
+        again = outcome.target in self.answered
         self.answered[outcome.target] = outcome
-        if outcome.rtt_ms is not None:
+        if outcome.rtt_ms is not None and not again:
             self._last_answer[outcome.target.node_id] = now - self.started
 
     def report_at(self) -> float | None:
@@ -324,8 +335,13 @@ async def probe_until_quiet(
         if progress is not None and not early:
             progress(done, total, outcome)
 
+    def answered(outcome: ProbeOutcome) -> None:
+        watch.seen(outcome, clock())
+        news.set()
+
     running = asyncio.ensure_future(
-        probe(all_targets, timeout_ms=timeout_ms, progress=seen, proxy=proxy, clock=clock))
+        probe(all_targets, timeout_ms=timeout_ms, progress=seen, proxy=proxy, clock=clock,
+              first=answered))
     try:
         while not running.done():
             news.clear()

@@ -13,12 +13,14 @@ more longer than an answer on loopback needs.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from typing import cast
 
-from client.probe import ProbeTarget, probe
+from client.probe import NOT_YET, ProbeTarget, probe, probe_until_quiet
+from edge.admission import Admission, ConnectionLimits
 from media_node.engine import Engine
-from media_node.listeners import bind_udp
+from media_node.listeners import bind_stream, bind_udp
 from tests.waiting import HANG_S
 from wire.address import Address
 from wire.stun import build_discovery_response, transaction_id_of
@@ -85,3 +87,38 @@ async def test_a_lost_later_sample_keeps_the_answered_one() -> None:
     assert outcome.error is None and outcome.rtt_ms is not None
     assert round(outcome.rtt_ms) == 1000
     assert responder.requests == 2  # the answered sample and the lost one, no retry
+
+
+async def test_a_far_nodes_samples_do_not_leave_it_waiting_in_an_early_report() -> None:
+    """The defect it pins down (lab 01, "probed 13/15, 2 still waiting"): a sampled UDP
+    rung told the quiet watch of its answer only when its samples ended, so the node's
+    TCP answer set its quiet time while its UDP samples went on, and the early report
+    (made because a third rung stays silent) had the UDP rung as not yet answered.
+
+    The node sits 1 s away: UDP answers first at 1 s and its samples end at 3 s; TCP
+    answers at 1 s, so the node is quiet at 2 x 1 s + 20 ms. Every margin is a second."""
+    engine = Engine("samples-test")
+    udp = await bind_udp(engine, "127.0.0.1", 0, RungName.UDP_5004, 1.0)
+    tcp, tcp_port = await bind_stream(engine, "127.0.0.1", 0, RungName.TCP_5004, 1.0, None,
+                                      Admission(16, 16), ConnectionLimits())
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    rungs = [ProbeTarget("node-far", RungName.UDP_5004, Transport.UDP,
+                         Address("127.0.0.1", udp.port)),
+             ProbeTarget("node-far", RungName.TCP_5004, Transport.TCP,
+                         Address("127.0.0.1", tcp_port)),
+             ProbeTarget("node-far", RungName.UDP_33434, Transport.UDP,
+                         Address("127.0.0.1", silent.getsockname()[1]))]
+    running = None
+    try:
+        early, running = await asyncio.wait_for(
+            probe_until_quiet(rungs, timeout_ms=30_000), HANG_S)
+        assert running is not None and not running.done()  # early: the silent rung waits
+        assert [o.rtt_ms is not None for o in early] == [True, True, False]
+        assert early[2].error == NOT_YET
+    finally:
+        if running is not None:
+            running.cancel()
+        silent.close()
+        udp.close()
+        tcp.close()

@@ -58,3 +58,17 @@ def test_everything_in_is_not_an_early_report() -> None:
     watch = QuietWatch([NEAR_UDP], started=0.0, timeout_ms=1000)
     watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=0.010)
     assert watch.report_at() is None
+
+
+def test_a_node_is_timed_by_each_rungs_first_answer_not_its_later_samples() -> None:
+    """The defect it pins down: with a UDP rung sampled three times (``UDP_SAMPLES``), its
+    outcome came at 3 RTT and the watch took that for the node's latest wave, so node-far's
+    UDP rungs (90 ms) were still waiting when its quicker TCP rungs set the quiet time and
+    lab 01 reported "probed 13/15, 2 still waiting". The first answer is the wave; the
+    samples after it refine the RTT and move no quiet time."""
+    watch = QuietWatch([NEAR_UDP, NEAR_TLS], started=0.0, timeout_ms=1000)
+    watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=0.010)  # first answer
+    watch.seen(ProbeOutcome(NEAR_UDP, 9.0, None, None), now=0.030)  # its samples' end
+    at = watch.report_at()
+    assert at is not None and abs(at - (2 * 0.010 + QUIET_MARGIN_S)) < 1e-9
+    assert watch.early()[0].rtt_ms == 9.0  # the lowest sample stands

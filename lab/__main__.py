@@ -25,7 +25,7 @@ import uvloop
 from edge import boundary
 from edge.boundary import ExitCode, Failure, run
 from edge.flags import Number, Parser, add_version, apply_environment, count, seconds
-from lab import compose, demo, firewall, smoke, turn_service
+from lab import firewall
 from lab.firewall import UDP_TIMEOUT_S
 from lab.netns import (
     HYBRID_HOST,
@@ -37,8 +37,11 @@ from lab.netns import (
     Lab,
     LabError,
 )
-from lab.pki import read_pki, renew, renewal_reason, write_pki, write_secret
-from lab.stack import HYBRID, REGIONS, StackError, running_stack
+from lab.pki import ORG, read_pki, renew, renewal_reason, write_pki, write_secret
+
+# The stack, compose, the smoke meeting and the demo are imported by the commands that
+# run them: they bring the client, aiohttp and pydantic, which 'netns run' (a wrapper
+# around every command a lab's reader types) and 'firewall' never need.
 
 
 async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
@@ -51,6 +54,8 @@ async def _stack(state_dir: Path, prefix: str | None, store: str, replicas: int,
         print("pinhole-lab stack: --sentinel runs the stack's own Redis with a replica and "
               "three Sentinels: add --store redis", file=sys.stderr)
         return 2
+    from lab.stack import HYBRID, REGIONS, running_stack
+
     nodes = (*REGIONS, HYBRID) if hybrid else REGIONS
     turn = shutil.which("turnserver") is not None  # TURN over TLS for browsers (coturn)
     if not turn:
@@ -173,6 +178,8 @@ def _pki(args: argparse.Namespace) -> int:
 
 
 def _compose(args: argparse.Namespace) -> int:
+    from lab import compose, smoke
+
     env = {"PINHOLE_FIREWALL_PROFILE": args.profile}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -237,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="first three octets for the cloud (.1) and nodes (.2-.4), e.g. "
                    "198.18.0 inside the firewall lab (default: a free 127.x.y block)")
     s.add_argument("--hybrid", action="store_true",
-                   help=f"also run {HYBRID.id}, a hybrid media node of org {HYBRID.org} (.5)")
+                   help=f"also run {HYBRID_ID}, a hybrid media node of org {ORG} (.5)")
     s.add_argument("--store", default="memory",
                    help="memory (default), redis (a redis-server the stack starts) or a "
                    "redis://host:port/db URL")
@@ -332,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _translate(exc: BaseException) -> Failure | None:
+    from lab.stack import StackError
+
     if isinstance(exc, (LabError, StackError)):
         return Failure(ExitCode.USAGE, "lab", str(exc), "the log files it names say more")
     return None
@@ -341,8 +350,12 @@ def _main(raw: list[str]) -> int:
     if raw[:1] == ["firewall"]:
         return firewall.main(raw[1:])
     if raw[:1] == ["smoke"]:
+        from lab import smoke
+
         return smoke.main(raw[1:])
     if raw[:1] == ["turn"]:
+        from lab import turn_service
+
         return turn_service.main(raw[1:])
     p = _parser()
     apply_environment(p, os.environ)
@@ -358,6 +371,8 @@ def _main(raw: list[str]) -> int:
     if args.command == "stack":
         return uvloop.run(_stack(args.state_dir, args.prefix, args.store, args.replicas,
                                  args.hybrid, args.sentinel))
+    from lab import demo
+
     return uvloop.run(demo.run(args.seconds, as_json=args.json, state_dir=args.state_dir))
 
 

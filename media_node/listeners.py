@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 SEND_QUEUE_LIMIT = 64 * 1024
 # Datagrams read per wake-up at most, so one busy port does not starve the loop's others.
 READ_BUDGET = 64
+# What a port with a simulated distance holds on its way (sent, not yet due): 0.5 s of
+# 4 Mbit/s. Beyond it a packet is dropped and counted (``udp_send_full``), so a flood into
+# a delayed port cannot grow the node's memory without bound.
+DELAY_LINE_LIMIT = 256 * 1024
 
 
 class UdpListener:
@@ -49,6 +53,12 @@ class UdpListener:
     holds), up to ``SEND_QUEUE_LIMIT`` bytes; past that it is dropped and
     counted (``udp_send_full``), so a send buffer that stays full cannot grow
     the node's memory without bound.
+
+    A port with a simulated distance (``delay_s``) still lets the plane relay for the
+    legs latched on it: the plane holds the port backlogged, so each packet it protects
+    for this port comes back, and the port sends it ``delay_s`` later, as it sends its
+    own (STUN answers, media the engine relays): in order, through one delay line
+    bounded by ``DELAY_LINE_LIMIT`` bytes.
     """
 
     def __init__(self, engine: Engine, rung: RungName, delay_s: float, sock: socket.socket,
@@ -70,19 +80,23 @@ class UdpListener:
         self._untimed = timing.every if timing is not None else -1  # packets until one is timed
         self._queue: deque[tuple[bytes, Any]] = deque()
         self.queued = 0  # bytes in the queue
+        self.delayed = 0  # bytes on the simulated distance, not yet due
         self._closed = False
         #: what the engine calls per packet: the send itself when there is no simulated
         #: distance (no call in between)
         self.send: Callable[[bytes, Any], None] = (
             self._send_later if delay_s else self._send_now)
-        # the plane sends on this port itself unless a simulated distance delays every send
-        self._plane.attach(sock, self._enqueue, None if delay_s else self)
+        # the plane relays for legs latched here; across a simulated distance it hands
+        # every send back (backlogged for good) and the port sends it when it is due
+        self._plane.attach(sock, self.send if delay_s else self._enqueue, self)
+        if delay_s:
+            self._plane.backlog(self._fd, True)
         self._loop.add_reader(self._fd, self._readable)
 
     @property
     def fast_fd(self) -> int | None:
-        """The descriptor the data plane sends on for this port; None: every send goes
-        through :meth:`send` (a simulated distance delays them; closed)."""
+        """The descriptor the data plane relays for this port (across a simulated
+        distance it hands the sends back to :meth:`send`); None once closed."""
         return self._plane.fast_fd(self)
 
     def close(self) -> None:
@@ -129,7 +143,17 @@ class UdpListener:
             timing.observe(started)
 
     def _send_later(self, data: bytes, addr: Any) -> None:
-        self._loop.call_later(self.delay_s, self._send_now, data, addr)
+        if self._closed:
+            return
+        if self.delayed + len(data) > DELAY_LINE_LIMIT:
+            self.engine.drop("udp_send_full")
+            return
+        self.delayed += len(data)
+        self._loop.call_later(self.delay_s, self._due, data, addr)
+
+    def _due(self, data: bytes, addr: Any) -> None:
+        self.delayed -= len(data)
+        self._send_now(data, addr)
 
     def _send_now(self, data: bytes, addr: Any) -> None:
         if self._queue:
@@ -169,7 +193,8 @@ class UdpListener:
             queue.popleft()
             self.queued -= len(data)
         self._loop.remove_writer(self._fd)
-        self._plane.backlog(self._fd, False)
+        if not self.delay_s:  # across a simulated distance the plane's sends always come back
+            self._plane.backlog(self._fd, False)
 
 
 class StreamConnection(asyncio.Protocol):

@@ -5,14 +5,14 @@ latches, moves, loses or regains consent, is released, or its connection
 closes) the engine calls :meth:`Plane.replan` with the meeting's legs, and
 each leg that can be relayed without the engine gets a route in the plane:
 
-- it is latched on a UDP port with no simulated distance (a port that, when it
-  attached, gave the plane its sink: :meth:`Plane.attach`), and
+- it is latched on a UDP port (a port that, when it attached, gave the plane its
+  sink: :meth:`Plane.attach`; a port at a simulated distance holds itself
+  backlogged, so what the plane protects for it comes back and leaves when due), and
   is not a cascade (a cascade's SSRC check needs the meeting: Python does it);
 - no leg of its meeting is a WebRTC endpoint's (its packets are translated
   per receiver: ``media_node.webrtc``);
-- every other latched leg of its meeting is too (a receiver on TCP/TLS or a
-  delayed port gets every packet through Python, so the whole meeting's
-  packets from that sender go there).
+- every other latched leg of its meeting is too (a receiver on TCP/TLS gets every
+  packet through Python, so the whole meeting's packets from that sender go there).
 
 A route holds the libsrtp sessions the engine made (``wire.srtp``), so a
 source is relayed by one of the two paths at a time and the replay windows
@@ -188,8 +188,8 @@ class RelayPlane:
     def attach(self, sock: socket.socket, enqueue: Callable[[bytes, Any], None],
                sink: Sink | None = None) -> None:
         """A UDP port the plane reads; ``enqueue`` takes the sends its socket refuses.
-        ``sink``: the port's, when the plane may send on it for legs latched on it
-        (``None``: every send goes through the port, e.g. a simulated distance delays them).
+        ``sink``: the port's, when the plane may relay for legs latched on it (every UDP
+        listener gives it; ``None``: the plane relays nothing to or from this port).
 
         Raises ValueError past ``MAX_PORTS`` ports (a node has two or three).
         """

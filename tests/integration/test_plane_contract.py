@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from media_node.engine import Engine
-from media_node.listeners import UdpListener, bind_udp
+from media_node.listeners import DELAY_LINE_LIMIT, UdpListener, bind_udp
 from media_node.plane import RelayPlane, _context
 from tests.integration.planes import MakePlane, compiled, make_plane
 from tests.integration.test_data_plane import CONSENT_S, Client, _close, _meeting
 from tests.srtp_streams import kept_streams
+from tests.unit.test_engine import Party
 from tests.waiting import HANG_S, until
 from wire.multiplex import STUN_FIRST
 from wire.rtp import build_rtp
@@ -197,3 +198,54 @@ def test_a_packet_held_for_a_closed_port_is_dropped_with_it(make_plane: MakePlan
     finally:
         node.close()
         client.close()
+
+
+#: a simulated distance; the client waits for the node's answers longer than that by seconds
+DELAY_S: float = 0.3
+#: how early a loop's timer may fire (uvloop's are kept to the millisecond)
+TIMER_GRAIN_S: float = 0.002
+
+
+async def test_a_port_at_a_simulated_distance_is_relayed_by_the_plane_after_its_delay(
+        make_plane: MakePlane) -> None:
+    """Defect pinned down: a port with a simulated distance gave the plane no sink, so no
+    meeting of the loopback stack or the lab (every cloud node there sits at a simulated
+    distance) was relayed by the plane: each packet went through the engine in Python.
+    Now the plane relays it (the SSRC check, unprotect, a protected copy per receiver) and
+    hands the copy back, and the port sends it when it is due: never before the delay."""
+    engine = Engine("contract", consent_s=CONSENT_S, leg_timeout_s=90, stun_rate=0,
+                    plane=make_plane())
+    listener = await bind_udp(engine, "127.0.0.1", 0, RungName.UDP_5004, DELAY_S)
+    clients: list[Client] = []
+    try:
+        clients = [Client(Party(name, ssrc)) for name, ssrc in (("a", 1000), ("b", 1001))]
+        for c in clients:
+            assert engine.allocate(c.party.allocate(), 0.0).ok
+            c.send(c.party.binding(), listener.port)
+            await c.recv(wait_s=HANG_S)  # the answer, itself across the distance
+        a, b = clients
+        sent = time.monotonic()
+        a.send(a.party.rtp(b"far away"), listener.port)
+        heard = await b.recv(wait_s=HANG_S)
+        assert time.monotonic() - sent >= DELAY_S - TIMER_GRAIN_S
+        assert b.party.receiver.unprotect(heard).endswith(b"far away")
+        assert engine.plane.relayed == 1  # the plane, not the engine, relayed it
+        assert listener.delayed == 0  # nothing left on its way
+    finally:
+        _close(clients)
+        listener.close()
+
+
+async def test_the_delay_line_of_a_port_is_bounded(make_plane: MakePlane) -> None:
+    """What a port at a simulated distance holds on its way is bounded
+    (``DELAY_LINE_LIMIT`` bytes): past it a send is dropped and counted
+    (``udp_send_full``), so a flood into a delayed port cannot grow the node's memory."""
+    engine = Engine("contract", stun_rate=0, plane=make_plane())
+    listener = await bind_udp(engine, "127.0.0.1", 0, RungName.UDP_5004, 3600.0)
+    try:
+        for _ in range(DELAY_LINE_LIMIT // 1000 + 5):
+            listener.send(b"x" * 1000, ("127.0.0.1", 9))
+        assert listener.delayed == DELAY_LINE_LIMIT // 1000 * 1000
+        assert engine.drops.get("udp_send_full") == 5
+    finally:
+        listener.close()

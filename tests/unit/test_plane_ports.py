@@ -3,8 +3,7 @@
 Defect: the plane asked every leg's sink ``getattr(sink, "fast_fd", None)``: any
 object with that attribute was relayed on its descriptor, and a closing port
 had to null the attribute before the engine replanned. Now a UDP port passes
-its sink to :meth:`RelayPlane.attach` (not when a simulated distance delays its
-sends), and :meth:`RelayPlane.detach` forgets it.
+its sink to :meth:`RelayPlane.attach`, and :meth:`RelayPlane.detach` forgets it.
 """
 
 from __future__ import annotations
@@ -46,11 +45,11 @@ def test_a_port_is_fast_from_attach_to_detach(udp: socket.socket) -> None:
 
 
 def test_an_attribute_alone_earns_no_route(udp: socket.socket) -> None:
-    """A sink that never attached as fast (a delayed port, a TCP connection, a cascade)
-    is relayed through Python, whatever attributes it has."""
+    """A sink that never attached as fast (a port that gave no sink, a TCP connection, a
+    cascade) is relayed through Python, whatever attributes it has."""
     plane = python_plane()
-    delayed = Port()
-    plane.attach(udp, lambda data, addr: None)  # a simulated distance: no sink given
-    assert plane.fast_fd(delayed) is None
+    unattached = Port()
+    plane.attach(udp, lambda data, addr: None)  # no sink given
+    assert plane.fast_fd(unattached) is None
     assert plane.fast_fd(Port(fast_fd=7)) is None
     assert plane.fast_fd(None) is None

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -139,7 +138,17 @@ def _netns(args: argparse.Namespace) -> int:
     if not command:
         print("pinhole-lab: 'netns run' needs a command after --", file=sys.stderr)
         return 2
-    return subprocess.run([*fw.exec_prefix(side), *command], check=False).returncode
+    # exec, not a child: the command is this process, so a signal (Ctrl-C, ``kill -INT``
+    # of a background job) reaches it alone and it hangs up as it would outside the lab
+    argv = [*fw.exec_prefix(side), *command]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        print(f"pinhole-lab: cannot run {argv[0]}: {exc.strerror or exc} (the lab needs "
+              "iproute2)", file=sys.stderr)
+        return 2
 
 
 def _pki(args: argparse.Namespace) -> int:

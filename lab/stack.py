@@ -48,6 +48,10 @@ from wire.models import DeviceRegistration
 from wire.tls import client_context
 
 METRICS_PORT = 9100
+#: A node whose port is held on every address is started again, this many times in all,
+#: this far apart (:func:`start_node`).
+BIND_ATTEMPTS = 10
+BIND_PAUSE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,20 +463,33 @@ async def start_node(stack: Stack, spec: NodeSpec,
     who = (["-m", "hybrid_node", "--org", spec.org,
             "--node-secret-file", str(stack.pki.hybrid_secret_file(spec.org))] if spec.org
            else ["-m", "media_node", "--node-secret-file", str(stack.pki.node_secret_file)])
-    proc = await _spawn(state, spec.id, [
-        *who, "--cloud", stack.cloud_url, "--ca", stack.ca_file,
-        "--node-id", spec.id, "--region", spec.region,
-        "--advertise", address, "--simulated-rtt-ms", str(spec.simulated_rtt_ms),
-        "--metrics-listen", f"{address}:{METRICS_PORT}",
-        "--state-file", str(state / f"{spec.id}.json"), *spec.extra_args,
-    ])
-    old = stack.named.get(spec.id)
-    if old is not None and old in stack.processes:
-        stack.processes[stack.processes.index(old)] = proc
-    else:
-        stack.processes.append(proc)
-    stack.named[spec.id] = proc
-    info = await _wait_for_file(state / f"{spec.id}.json", proc, f"media node {spec.id}")
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        proc = await _spawn(state, spec.id, [
+            *who, "--cloud", stack.cloud_url, "--ca", stack.ca_file,
+            "--node-id", spec.id, "--region", spec.region,
+            "--advertise", address, "--simulated-rtt-ms", str(spec.simulated_rtt_ms),
+            "--metrics-listen", f"{address}:{METRICS_PORT}",
+            "--state-file", str(state / f"{spec.id}.json"), *spec.extra_args,
+        ])
+        old = stack.named.get(spec.id)
+        if old is not None and old in stack.processes:
+            stack.processes[stack.processes.index(old)] = proc
+        else:
+            stack.processes.append(proc)
+        stack.named[spec.id] = proc
+        try:
+            info = await _wait_for_file(state / f"{spec.id}.json", proc,
+                                        f"media node {spec.id}")
+            break
+        except StackError as exc:
+            # UDP 33434 lies in the kernel's ephemeral range: another program's socket bound
+            # to every address (0.0.0.0) may hold it for a moment, and then no address
+            # can have it. Such a socket is short-lived (a probe, a call): try again.
+            if "address already in use" not in str(exc) or attempt == BIND_ATTEMPTS:
+                raise
+            progress(f"media node {spec.id}: {last_words(state / f'{spec.id}.log')}; "
+                     f"trying again ({attempt}/{BIND_ATTEMPTS - 1})")
+            await asyncio.sleep(BIND_PAUSE_S)
     entry = {"id": spec.id, "kind": spec.kind, "org": spec.org or None,
              "region": spec.region, "address": address,
              "endpoints": info.get("endpoints", []),

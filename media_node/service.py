@@ -97,7 +97,10 @@ async def start_listeners(
             udp.append((UDP_9000, settings.legacy_port))
         udp.append((UDP_33434, settings.udp_last_resort_port))
         for rung, port in udp:
-            listener = await bind_udp(engine, host, port, rung.name, delay, timing, clock)
+            try:
+                listener = await bind_udp(engine, host, port, rung.name, delay, timing, clock)
+            except OSError as exc:  # which port: one held on every address is not this one's
+                raise OSError(exc.errno, f"{rung.name} (port {port}): {exc.strerror}") from exc
             closers.append(listener)
             endpoints.append(_endpoint(rung, listener.port))
     if settings.tcp:

@@ -144,7 +144,7 @@ async def _udp(
         except StunError as exc:
             return ProbeOutcome(target, None, None, str(exc))
         rtts.append(rtt_ms)
-        mapped = parsed.mapped
+        mapped = parsed.mapped or mapped  # a later answer without one (an error) keeps it
         if len(rtts) == 1 and first is not None:
             first(ProbeOutcome(target, rtt_ms, mapped, None))
     if not rtts:

@@ -23,7 +23,7 @@ from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
 from tests.waiting import HANG_S
 from wire.address import Address
-from wire.stun import build_discovery_response, transaction_id_of
+from wire.stun import build_discovery_response, build_error_response, transaction_id_of
 from wire.transports import RungName, Transport
 
 
@@ -122,3 +122,33 @@ async def test_a_far_nodes_samples_do_not_leave_it_waiting_in_an_early_report() 
         silent.close()
         udp.close()
         tcp.close()
+
+
+class _ErrsSecond(_AnswersOnce):
+    """Answers the first request with a success, the second with a 400 error response."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        super().datagram_received(data, addr)
+        if self.requests == 2 and self.transport is not None:
+            self.transport.sendto(build_error_response(transaction_id_of(data), 400,
+                                                       "Bad Request"), addr)
+
+
+async def test_a_later_error_answer_keeps_the_mapped_address() -> None:
+    """A later sample answered with a Binding error (RFC 8489 §6.3.4: no XOR-MAPPED-ADDRESS)
+    still times the round trip, but leaves the address the first answer mapped: before,
+    it set the rung's mapped address to none."""
+    loop = asyncio.get_running_loop()
+    transport, responder = await loop.create_datagram_endpoint(
+        _ErrsSecond, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    target = ProbeTarget("node-a", RungName.UDP_5004, Transport.UDP, Address("127.0.0.1", port))
+    ticks = _clock([0.0, 1.0, 1.0, 1.5])
+    try:
+        [outcome] = await asyncio.wait_for(
+            probe([target], timeout_ms=60_000, tries=3, clock=lambda: next(ticks)), HANG_S)
+    finally:
+        transport.close()
+    assert outcome.error is None and outcome.mapped is not None
+    assert outcome.rtt_ms is not None and round(outcome.rtt_ms) == 500
+    assert responder.requests >= 2

@@ -47,7 +47,7 @@ PlaneKind = Literal["compiled", "python"]
 class Body(BaseModel):
     """Base of every model: unknown fields are refused, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # ---------------------------------------------------------------- errors

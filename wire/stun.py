@@ -42,8 +42,6 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, Final, NamedTuple
 
-from aioice import stun as aioice_stun
-
 from wire.address import Address
 from wire.errors import StunError
 
@@ -109,11 +107,23 @@ _REASONS: Final = {
     ErrorCode.UNKNOWN_ATTRIBUTE: "Unknown Attribute",
 }
 
-#: Comprehension-required attributes (type < 0x8000) this validator understands: aioice's
-#: table plus UNKNOWN-ATTRIBUTES. Any other one in a request earns a 420 (RFC 5389 §7.3.1).
-KNOWN_REQUIRED: Final = frozenset(
-    {t for t in aioice_stun.ATTRIBUTES_BY_TYPE if t < 0x8000} | {Attr.UNKNOWN_ATTRIBUTES}
-)
+
+@functools.cache
+def _aioice_stun() -> Any:
+    """aioice's STUN codec, imported when first needed: importing aioice brings its ICE
+    agent and dnspython, about 0.1 s of CPU, which a process that answers only the fast
+    path's requests (a node), or never meets STUN (the cloud), does not need."""
+    from aioice import stun
+
+    return stun
+
+
+@functools.cache
+def known_required() -> frozenset[int]:
+    """Comprehension-required attributes (type < 0x8000) this validator understands: aioice's
+    table plus UNKNOWN-ATTRIBUTES. Any other one in a request earns a 420 (RFC 5389 §7.3.1)."""
+    table = _aioice_stun().ATTRIBUTES_BY_TYPE
+    return frozenset({t for t in table if t < 0x8000} | {Attr.UNKNOWN_ATTRIBUTES})
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -137,7 +147,7 @@ def _xor_attribute(host: str, port: int, transaction_id: bytes) -> bytes:
     depend on the transaction), any other address by aioice."""
     attribute = xor_mapped_ipv4(host, port) if type(port) is int else None
     if attribute is None:
-        value: bytes = aioice_stun.pack_xor_address((host, port), transaction_id)
+        value: bytes = _aioice_stun().pack_xor_address((host, port), transaction_id)
         return struct.pack("!HH", Attr.XOR_MAPPED_ADDRESS, len(value)) + value  # no padding
     return attribute
 
@@ -650,12 +660,12 @@ def _validate_fully(
         return Validation(Verdict.IGNORED, "bad_fingerprint", txid)  # §7.3: discard silently
     if message_type & 0x3EEF != Method.BINDING:
         return _reject(data, ErrorCode.BAD_REQUEST, "malformed", "Unsupported method", software)
-    unknown = [t for t in dict.fromkeys(walk.types) if t < 0x8000 and t not in KNOWN_REQUIRED]
+    unknown = [t for t in dict.fromkeys(walk.types) if t < 0x8000 and t not in known_required()]
     if unknown:  # §7.3.1
         return _reject(data, ErrorCode.UNKNOWN_ATTRIBUTE, "unknown_attribute", "", software,
                        unknown=unknown)
     try:
-        message = aioice_stun.parse_message(bytes(data))
+        message = _aioice_stun().parse_message(bytes(data))
     except (ValueError, struct.error, IndexError) as exc:
         return _reject(data, ErrorCode.BAD_REQUEST, "malformed", f"Bad Request: {exc}",
                        software)
@@ -712,7 +722,7 @@ def parse_binding_response(data: bytes, *, pwd: bytes | None = None) -> BindingR
     if not walk.fingerprint_ok:
         raise StunError("STUN response FINGERPRINT does not match")
     try:
-        message = aioice_stun.parse_message(bytes(data))
+        message = _aioice_stun().parse_message(bytes(data))
     except (ValueError, struct.error, IndexError) as exc:
         raise StunError(f"malformed STUN response: {exc}") from None
     attributes = message.attributes

@@ -46,4 +46,9 @@ def test_pinhole_cli_ends_on_the_transport_the_profile_leaves(pinhole_lab: Pinho
     for report in reports:
         node_side = "tls/443" if report["transport"] == "http-proxy" else report["transport"]
         assert seen[report["participant_id"]] == node_side, (seen, report["participant_id"])
-    assert len({p.node_id for p in view.participants}) == 1
+    # on one node, or on two that a cascade joins: the second party's best node is another
+    # when it is nearer by more than a cascade costs (30 ms, docs/design.md "Assignment"),
+    # as round trips measured on a busy machine can make it
+    nodes = {p.node_id for p in view.participants}
+    cascaded = {frozenset((link.from_node, link.to_node)) for link in view.cascades}
+    assert len(nodes) == 1 or frozenset(nodes) in cascaded, (nodes, view.cascades)

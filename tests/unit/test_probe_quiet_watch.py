@@ -67,8 +67,25 @@ def test_a_node_is_timed_by_each_rungs_first_answer_not_its_later_samples() -> N
     lab 01 reported "probed 13/15, 2 still waiting". The first answer is the wave; the
     samples after it refine the RTT and move no quiet time."""
     watch = QuietWatch([NEAR_UDP, NEAR_TLS], started=0.0, timeout_ms=1000)
-    watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=0.010)  # first answer
+    watch.seen(ProbeOutcome(NEAR_UDP, 10.0, None, None), now=0.010, sampling=True)  # first
     watch.seen(ProbeOutcome(NEAR_UDP, 9.0, None, None), now=0.030)  # its samples' end
     at = watch.report_at()
     assert at is not None and abs(at - (2 * 0.010 + QUIET_MARGIN_S)) < 1e-9
     assert watch.early()[0].rtt_ms == 9.0  # the lowest sample stands
+
+
+def test_an_early_report_waits_for_an_answered_rungs_samples() -> None:
+    """The defect it pins down (lab 02 with a busy loop on every core): the early report
+    carried a UDP rung's first sample, 164 ms for node-far (90 ms away) where its later
+    samples were quicker, so node-near over TLS (15 + 120 ms) outscored it and the lab's
+    whitelist step joined node-near. While an answered rung samples, no early report; when
+    its samples end, the report is due at once (its quiet time has passed) and carries the
+    lowest sample."""
+    watch = QuietWatch([FAR_UDP, NEAR_TLS, NEAR_UDP], started=0.0, timeout_ms=1000)
+    watch.seen(ProbeOutcome(NEAR_TLS, 15.0, None, None), now=0.015)
+    watch.seen(ProbeOutcome(FAR_UDP, 164.0, None, None), now=0.164, sampling=True)
+    assert watch.report_at() is None  # node-far's samples go on
+    watch.seen(ProbeOutcome(FAR_UDP, 91.0, None, None), now=0.420)  # samples 2, 3 ended
+    at = watch.report_at()
+    assert at is not None and at <= 0.420  # node-near's UDP went quiet long ago: due now
+    assert [o.rtt_ms for o in watch.early()] == [91.0, 15.0, None]

@@ -104,6 +104,10 @@ async def test_packets_lost_in_a_failover_count_as_loss(stack: Stack) -> None:
         assert me["loss"] == pytest.approx(lost / expected, abs=0.001)  # printed rounded
         assert expected <= other["packets_sent"]  # no more expected than was sent
         assert me["packets_received"] < other["packets_sent"]
-    # the end-of-call reports, as the console shows ended calls: a mean loss above 0
-    ended = (await _state(stack))["calls"]["udp/5004"]
-    assert ended["calls"] == 2 and ended["loss"] > 0
+    # the end-of-call reports, as the console shows ended calls (by the rung each call ended
+    # on: both on udp/5004 on a quiet machine, but with every core busy udp/5004 once held
+    # one of the two, and a move may end on another rung): each rung's mean loss above 0
+    ended = (await _state(stack))["calls"]
+    assert sorted(ended) == sorted({r["transport"] for r in results}), (ended, results)
+    assert sum(q["calls"] for q in ended.values()) == 2, ended
+    assert all(q["loss"] > 0 for q in ended.values()), ended

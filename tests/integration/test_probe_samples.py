@@ -17,7 +17,7 @@ import socket
 from collections.abc import Iterator
 from typing import cast
 
-from client.probe import NOT_YET, ProbeTarget, probe, probe_until_quiet
+from client.probe import NOT_YET, ProbeOutcome, ProbeTarget, probe, probe_until_quiet
 from edge.admission import Admission, ConnectionLimits
 from media_node.engine import Engine
 from media_node.listeners import bind_stream, bind_udp
@@ -67,23 +67,31 @@ class _AnswersOnce(asyncio.DatagramProtocol):
             self.transport.sendto(answer, addr)
 
 
-async def test_a_lost_later_sample_keeps_the_answered_one() -> None:
-    """A sample after the first that gets no answer ends the rung with what it has,
-    waiting at most twice the first RTT plus 20 ms (``client.probe.quiet_at``), never
-    the whole probe timeout nor another try."""
+async def _probe_one(responder: _AnswersOnce, readings: list[float]
+                     ) -> tuple[ProbeOutcome, _AnswersOnce]:
+    """Probe one UDP rung answered by ``responder`` on loopback, the clock reading
+    ``readings`` (a 60 s probe timeout: a retry, if one came, would show)."""
     loop = asyncio.get_running_loop()
-    transport, responder = await loop.create_datagram_endpoint(
-        _AnswersOnce, local_addr=("127.0.0.1", 0))
+    transport, _ = await loop.create_datagram_endpoint(lambda: responder,
+                                                       local_addr=("127.0.0.1", 0))
     port = transport.get_extra_info("sockname")[1]
     target = ProbeTarget("node-a", RungName.UDP_5004, Transport.UDP, Address("127.0.0.1", port))
-    # a first RTT of 1 s on the clock: the lost sample is waited for 2.02 s of real time, a
-    # loopback answer's need by far, and a 60 s probe timeout shows a retry if one came
-    ticks = _clock([0.0, 1.0, 1.0])
+    ticks = _clock(readings)
     try:
         [outcome] = await asyncio.wait_for(
             probe([target], timeout_ms=60_000, tries=3, clock=lambda: next(ticks)), HANG_S)
     finally:
         transport.close()
+    return outcome, responder
+
+
+async def test_a_lost_later_sample_keeps_the_answered_one() -> None:
+    """A sample after the first that gets no answer ends the rung with what it has,
+    waiting at most twice the first RTT plus 20 ms (``client.probe.quiet_at``), never
+    the whole probe timeout nor another try."""
+    # a first RTT of 1 s on the clock: the lost sample is waited for 2.02 s of real time, a
+    # loopback answer's need by far, and a 60 s probe timeout shows a retry if one came
+    outcome, responder = await _probe_one(_AnswersOnce(), [0.0, 1.0, 1.0])
     assert outcome.error is None and outcome.rtt_ms is not None
     assert round(outcome.rtt_ms) == 1000
     assert responder.requests == 2  # the answered sample and the lost one, no retry
@@ -138,17 +146,7 @@ async def test_a_later_error_answer_keeps_the_mapped_address() -> None:
     """A later sample answered with a Binding error (RFC 8489 §6.3.4: no XOR-MAPPED-ADDRESS)
     still times the round trip, but leaves the address the first answer mapped: before,
     it set the rung's mapped address to none."""
-    loop = asyncio.get_running_loop()
-    transport, responder = await loop.create_datagram_endpoint(
-        _ErrsSecond, local_addr=("127.0.0.1", 0))
-    port = transport.get_extra_info("sockname")[1]
-    target = ProbeTarget("node-a", RungName.UDP_5004, Transport.UDP, Address("127.0.0.1", port))
-    ticks = _clock([0.0, 1.0, 1.0, 1.5])
-    try:
-        [outcome] = await asyncio.wait_for(
-            probe([target], timeout_ms=60_000, tries=3, clock=lambda: next(ticks)), HANG_S)
-    finally:
-        transport.close()
+    outcome, responder = await _probe_one(_ErrsSecond(), [0.0, 1.0, 1.0, 1.5])
     assert outcome.error is None and outcome.mapped is not None
     assert outcome.rtt_ms is not None and round(outcome.rtt_ms) == 500
     assert responder.requests >= 2

@@ -51,6 +51,12 @@ from wire.transports import (
 log = logging.getLogger(__name__)
 
 
+#: Pauses before each new try of a join the cloud answered ``503 node_unavailable``: a
+#: node reconnects its control channel at once, and one that stays silent is unhealthy
+#: after three missed heartbeats (1.5 s by default); 3.5 s in all.
+JOIN_RETRY_PAUSES_S = (0.5, 1.0, 2.0)
+
+
 async def _noop(event: Event) -> None:
     return None
 
@@ -67,6 +73,8 @@ class Device:
     source: str = ""  # where the last discovery came from: "probe" or "cache"
     events_seen: int = 0
     reconnects: int = 0
+    #: how the device waits between tries of a join (a fake clock's in tests)
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
     _relatches: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     #: the node list of the registration, until the first probe after it uses it
     _registered_nodes: list[NodeInfo] | None = field(default=None, repr=False)
@@ -212,19 +220,31 @@ class Device:
     async def join(self, meeting_id: str, request: JoinRequest | None = None) -> Joined:
         """Join; a ``428 probe_required`` answer probes and retries once, by itself.
 
+        A ``503 node_unavailable`` answer (the node the cloud chose did not take the leg:
+        its control channel was reconnecting, or it did not answer in time) is what the
+        cloud's own message says to do about it: join again, after each pause of
+        :data:`JOIN_RETRY_PAUSES_S`. Nothing of the meeting was written for the failed
+        join (docs/design.md "Assignment"), and a node that stays silent is no longer
+        healthy by the next try, so the cloud chooses another.
+
         When no node is left (``503 no_media_node``) because the probes saw media
         nodes' TLS re-signed, the error says so: TLS inspection, not a closed port.
         """
-        try:
-            return await self.api.join(meeting_id, request)
-        except ApiError as exc:
-            if exc.status != 428:
-                raise self._explained(exc) from None
-        await self.discover(force=True)  # the cloud has no fresh report: probe now
-        try:
-            return await self.api.join(meeting_id, request)
-        except ApiError as exc:
-            raise self._explained(exc) from None
+        probed = False
+        pauses = iter(JOIN_RETRY_PAUSES_S)
+        while True:
+            try:
+                return await self.api.join(meeting_id, request)
+            except ApiError as exc:
+                if exc.status == 428 and not probed:
+                    probed = True
+                    await self.discover(force=True)  # the cloud has no fresh report
+                    continue
+                pause = next(pauses, None) if exc.code == "node_unavailable" else None
+                if pause is None:
+                    raise self._explained(exc) from None
+                log.info("join: %s; joining again in %.1f s", exc.detail, pause)
+                await self.sleep(pause)
 
     def _explained(self, exc: ApiError) -> ApiError:
         inspected = inspected_nodes(self.outcomes)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from tests.fuzz.targets import KEYS, PWD
+from tests.fuzz.targets import PWD
+from tests.fuzz.targets.srtp import KEYS
 from wire.dtls import DtlsCertificate, DtlsRole, DtlsSrtp
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.multiplex import encode_frame

@@ -21,11 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Final, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Final, Literal, Protocol, get_args
 
-import redis.asyncio as aioredis
+from cloud.redis_errors import raise_if_cancelling, redis_failures
 
-from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class RedisHistory(History):
             self._wake.clear()
             try:
                 await self.flush()
-            except REDIS_FAILURES as exc:
+            except redis_failures() as exc:
                 raise_if_cancelling()
                 if not paused:
                     log.warning("event history paused: %s", exc or type(exc).__name__)
@@ -186,7 +187,7 @@ class RedisHistory(History):
     async def close(self) -> None:
         try:
             await self.flush()
-        except REDIS_FAILURES:
+        except redis_failures():
             raise_if_cancelling()
         await self._redis.aclose()
 
@@ -195,6 +196,8 @@ def open_history(store_url: str, size: int = HISTORY_SIZE,
                  clock: Callable[[], float] = time.time) -> History:
     """The history for a cloud over ``store_url``: shared in Redis, else in memory."""
     if store_url.startswith(("redis://", "rediss://", "unix://")):
+        import redis.asyncio as aioredis  # only here: the memory store's cloud never needs it
+
         pool = aioredis.BlockingConnectionPool.from_url(
             store_url, max_connections=4, timeout=10.0, decode_responses=True)
         return RedisHistory(aioredis.Redis(connection_pool=pool), size, clock=clock)

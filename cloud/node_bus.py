@@ -26,12 +26,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
+from cloud.redis_errors import raise_if_cancelling, redis_failures, translated
 
-from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling, translated
+if TYPE_CHECKING:  # redis is imported by the Redis store, the only maker of a RedisNodeBus
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import PubSub
 
 PREFIX = "pinhole:"
 MAX_AGE_S: Final = 30.0  # a sealed message older than this (or from the future) is refused
@@ -72,10 +73,10 @@ async def close_pubsub(pubsub: PubSub, timeout_s: float = 1.0) -> None:
     """Unsubscribe and close, bounded and quiet: at shutdown the connection may already be
     gone (the store closed, or cut mid-read by a cancellation), and a cleanup that waits or
     raises there held the server's shutdown and printed tracebacks."""
-    with contextlib.suppress(aioredis.RedisError, OSError, TimeoutError):
+    with contextlib.suppress(*redis_failures(), TimeoutError):
         async with asyncio.timeout(timeout_s):
             await pubsub.unsubscribe()
-    with contextlib.suppress(aioredis.RedisError, OSError, TimeoutError):
+    with contextlib.suppress(*redis_failures(), TimeoutError):
         async with asyncio.timeout(timeout_s):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -155,7 +156,7 @@ class RedisNodeBus:
                 async for text in self._listen(channel):
                     wait = RESUBSCRIBE_FIRST_S
                     yield text
-            except REDIS_FAILURES as exc:
+            except redis_failures() as exc:
                 raise_if_cancelling()
                 if wait == RESUBSCRIBE_FIRST_S:  # one line per outage, not per attempt
                     log.warning("subscription to %s lost (%s); subscribing again until "

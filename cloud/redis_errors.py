@@ -2,6 +2,11 @@
 
 The routes then answer 503 ``store_unavailable`` (no traceback), and the
 readiness watch (:mod:`cloud.readiness`) reports the store down.
+
+This module imports redis in :func:`redis_failures` only, when an ``except`` first matches
+against it: a cloud on the memory store (the default) never imports redis (README "Tests": a
+service imports only what its start needs); one on a Redis store imported it to build the
+store.
 """
 
 from __future__ import annotations
@@ -11,13 +16,20 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-import redis.asyncio as aioredis
-
 from cloud.errors import StoreUnavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")
-REDIS_FAILURES: tuple[type[Exception], ...] = (aioredis.RedisError, OSError)
+
+
+@functools.cache
+def redis_failures() -> tuple[type[Exception], ...]:
+    """What a store call raises when Redis does not answer: Redis's errors and socket
+    errors. An ``except redis_failures():`` clause calls this only when it meets an
+    exception."""
+    import redis
+
+    return (redis.RedisError, OSError)
 
 
 def raise_if_cancelling() -> None:
@@ -42,7 +54,7 @@ def translated(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any,
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
-        except REDIS_FAILURES as exc:
+        except redis_failures() as exc:
             raise_if_cancelling()
             raise StoreUnavailable(f"the store does not answer ({exc})") from exc
 

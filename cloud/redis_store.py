@@ -58,7 +58,7 @@ from cloud import redis_sentinel
 from cloud.errors import StoreUnavailable
 from cloud.floor import Floor
 from cloud.node_bus import RedisNodeBus, close_pubsub
-from cloud.redis_errors import REDIS_FAILURES, raise_if_cancelling, translated
+from cloud.redis_errors import raise_if_cancelling, redis_failures, translated
 from cloud.redis_scripts import Script, ScriptRunner
 from cloud.redis_sentinel import SentinelClient
 from cloud.store import (
@@ -317,7 +317,7 @@ class RedisStore:
                     acquire = self._acquire
                     while not (taken := await self._scripts.run(acquire, keys, [token, ttl_ms]))[0]:  # noqa: ASYNC110
                         await asyncio.sleep(LOCK_POLL_S)  # another replica holds it: short-lived
-                except REDIS_FAILURES as exc:
+                except redis_failures() as exc:
                     raise StoreUnavailable(f"the store does not answer ({exc})") from exc
                 values = [v or None for v in taken[1:]] + [None, None, None]
                 held = self._held[meeting_id] = _Held(values[0], device_id, *values[1:3])
@@ -336,7 +336,7 @@ class RedisStore:
                     else:
                         # release only our own lock (it may have expired and been taken
                         # since); a store gone meanwhile lets it expire by itself
-                        with contextlib.suppress(*REDIS_FAILURES):
+                        with contextlib.suppress(*redis_failures()):
                             await self._release(keys=[key], args=[token])
         finally:
             queue.users -= 1
@@ -353,7 +353,7 @@ class RedisStore:
             args += [text, len(channels)]
         try:
             ours = await self._scripts.run(self._commit, keys, args)
-        except REDIS_FAILURES as exc:
+        except redis_failures() as exc:
             raise StoreUnavailable(f"the store does not answer ({exc})") from exc
         if not ours:
             raise StoreUnavailable(f"the lock of meeting {meeting_id} expired before its "

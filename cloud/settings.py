@@ -8,7 +8,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cloud import redis_sentinel
 from edge.admission import ConnectionLimits
 from edge.boundary import readable_file, usage
 from edge.flags import (
@@ -162,6 +161,8 @@ def parse(argv: Sequence[str] | None = None) -> CloudSettings:
                     "use memory, redis://HOST:PORT/DB or "
                     "redis+sentinel://HOST:PORT,HOST:PORT,HOST:PORT/SERVICE/DB")
     if settings.store.startswith("redis+sentinel://"):
+        from cloud import redis_sentinel  # imports redis, which only a Redis store needs
+
         try:
             redis_sentinel.parse(settings.store)
         except ValueError as exc:

@@ -58,6 +58,11 @@ its last flight again (RFC 6347 §4.2.4, "Read retransmit" in FINISHED).
 
 No HelloVerifyRequest cookie (RFC 6347 §4.2.1): the node answers DTLS only on
 a path that ICE has already checked.
+
+pyOpenSSL is imported by the methods that drive OpenSSL, when the first
+association is made: a node makes its certificate and publishes its
+fingerprint at start (``cryptography`` alone), but only a WebRTC leg needs
+OpenSSL (README "Tests": a service imports only what its start needs).
 """
 
 from __future__ import annotations
@@ -71,15 +76,17 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from OpenSSL import SSL
 
 from wire.errors import DtlsError
 from wire.srtp import SrtpKeys, SrtpProfile
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
 
 #: RFC 6347 §4.2.4.1: "an initial timer value of 1 second", doubled at each
 #: retransmission up to "at least 60 seconds".
@@ -219,6 +226,8 @@ class DtlsCertificate:
 
     def context(self, profiles: Sequence[SrtpProfile]) -> SSL.Context:
         """An OpenSSL DTLS context presenting this certificate and offering ``profiles``."""
+        from OpenSSL import SSL
+
         ctx = SSL.Context(SSL.DTLS_METHOD)
         ctx.set_min_proto_version(_DTLS1_2_VERSION)
         ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU | SSL.OP_NO_RENEGOTIATION)
@@ -303,6 +312,8 @@ class DtlsSrtp:
 
     def __init__(self, certificate: DtlsCertificate, role: DtlsRole, remote: Fingerprint,
                  profiles: Sequence[SrtpProfile] = DEFAULT_PROFILES) -> None:
+        from OpenSSL import SSL
+
         if not profiles:
             raise DtlsError("error", "no SRTP profile to offer")
         self.role = role
@@ -376,6 +387,8 @@ class DtlsSrtp:
         if (self._deadline is None or now < self._deadline
                 or self._conn.DTLSv1_get_timeout() is None):
             return []
+        from OpenSSL import SSL
+
         try:
             self._conn.DTLSv1_handle_timeout()  # retransmits only if OpenSSL's clock agrees
         except SSL.Error as exc:
@@ -398,12 +411,16 @@ class DtlsSrtp:
         self.state = DtlsState.CLOSED
         if not started:
             return []
+        from OpenSSL import SSL
+
         # SSL.Error: a close before the handshake got far enough to send an alert
         with contextlib.suppress(SSL.Error):
             self._conn.shutdown()
         return self._drain()
 
     def _handshake(self, now: float) -> list[bytes]:
+        from OpenSSL import SSL
+
         try:
             self._conn.do_handshake()
         except SSL.WantReadError:
@@ -457,6 +474,8 @@ class DtlsSrtp:
         discards as a replay, this object resends its own copy, at most
         :data:`FINAL_RESENDS_MAX` times.
         """
+        from OpenSSL import SSL
+
         handshake = any(record[:1] == _HANDSHAKE for record in split_records(data))
         while True:
             try:
@@ -482,6 +501,8 @@ class DtlsSrtp:
         return out
 
     def _drain(self) -> list[bytes]:
+        from OpenSSL import SSL
+
         chunks: list[bytes] = []
         while True:
             try:

@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import re
+import secrets
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -18,15 +19,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
-from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all, media_between
+from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all, media_between, relayed
 from tests.prereqs import require_tool
 from tests.waiting import until, until_async
 from wire.tls import make_ca
 
-pytestmark = pytest.mark.slow
+# one stack for the tests against a stack (:func:`stack`): every test runs on the module's
+# event loop
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
 async def _run(*argv: str, env: dict[str, str] | None = None, timeout_s: float = 60
@@ -201,10 +205,19 @@ async def test_an_unreachable_store_is_not_ready_and_never_claims_to_listen(
 # ------------------------------------------------------------------- against a stack
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack") as s:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the tests against a stack: each has its own cache, devices and meeting
+    (:func:`_meeting`), reads the node's counters before and after, and none changes the
+    cloud or its node (the media node with a wrong secret is refused and never listed)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("boundary") / "stack") as s:
         yield s
+
+
+def _meeting(name: str) -> str:
+    """A meeting id of this test's own on the module's stack."""
+    return f"{name}-{secrets.token_hex(4)}"
 
 
 async def _pinhole(stack: Stack, cache: Path, *argv: str) -> tuple[int, str, str]:
@@ -284,7 +297,7 @@ async def test_each_command_has_its_documented_json_shape(stack: Stack, tmp_path
     outputs = {}
     for command, argv in (("register", ["register"]), ("probe", ["probe"]),
                           ("meeting create", ["meeting", "create"]),
-                          ("join", ["join", "--meeting", "shape", "--create"])):
+                          ("join", ["join", "--meeting", _meeting("shape"), "--create"])):
         rc, out, err = await _pinhole(stack, cache, *argv, "--json")
         assert rc == 0, err
         outputs[command] = json.loads(out)
@@ -307,12 +320,13 @@ async def test_two_processes_sharing_a_cache_do_not_revoke_each_other(
     """Before: both re-registered the cached device id; the second registration revoked the
     first's token and its call failed (401). Each running process now holds its own
     identity slot, so both calls complete and hear each other."""
-    cache = tmp_path / "shared"
+    cache, meeting = tmp_path / "shared", _meeting("shared-cache")
     assert (await _pinhole(stack, cache, "register"))[0] == 0  # an identity both would reuse
+    before = await relayed(stack, "node-a")  # the module's earlier calls relayed some too
     parties = [await Party.start(stack, "--cache-dir", str(cache), "call", "--meeting",
-                                 "shared-cache", "--create", "--seconds", str(UNTIL_HUNG_UP_S),
+                                 meeting, "--create", "--seconds", str(UNTIL_HUNG_UP_S),
                                  "--json") for _ in range(2)]
-    await media_between(stack, "shared-cache")  # both in, hearing each other: hang up
+    await media_between(stack, meeting, since=before)  # both in, hearing each other: hang up
     calls = await hang_up_all(parties)
     assert calls[0]["participant_id"] != calls[1]["participant_id"]
     assert all(set(c) == _documented_keys("call") for c in calls)
@@ -323,7 +337,7 @@ async def test_two_processes_sharing_a_cache_do_not_revoke_each_other(
 
 async def test_a_call_shows_progress_and_says_when_nobody_else_is_there(
         stack: Stack, tmp_path: Path) -> None:
-    rc, out, err = await _pinhole(stack, tmp_path / "c", "call", "--meeting", "alone",
+    rc, out, err = await _pinhole(stack, tmp_path / "c", "call", "--meeting", _meeting("alone"),
                                   "--create", "--seconds", "2.2")
     assert rc == 0, err
     progress = [line for line in err.splitlines() if " s  udp/5004  sent " in line]

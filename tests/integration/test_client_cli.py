@@ -4,31 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
+import pytest_asyncio
 
 from client.cache import ReportCache
 from client.device import Device
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
-from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all, media_between
+from tests.integration.calls import UNTIL_HUNG_UP_S, Party, hang_up_all, media_between, relayed
+from tests.metrics import metric
 from wire.models import DeviceRegistration
 from wire.tls import client_context
 
-pytestmark = pytest.mark.slow
+# one stack for the module (:func:`stack`): every test runs on the module's event loop
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack",
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each has its own cache, devices and meeting, reads
+    the counters before and after, and none changes the cloud or its node (the test of
+    another probe TTL starts its own stack)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("client-cli") / "stack",
                              cloud_args=["--probe-ttl-s", "600"]) as running:
         yield running
+
+
+async def _calls(stack: Stack) -> float:
+    """Calls on UDP 5004 whose end-of-call report reached the cloud (its metrics)."""
+    return await metric(stack.cloud_url + "/metrics", "pinhole_calls_total",
+                        context=client_context(stack.ca_file), transport="udp/5004")
 
 
 async def _pinhole(stack: Stack, cache: Path, *args: str) -> dict[str, Any]:
@@ -95,13 +108,14 @@ async def test_a_changed_network_identity_probes_again(stack: Stack, tmp_path: P
 async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> None:
     """Issue 5: `pinhole call --json` between two clients: packets received, loss 0 on
     loopback, the transport used; the end-of-call report reaches the cloud."""
+    calls_before, relayed_before = await _calls(stack), await relayed(stack, "node-a")
     meeting = (await _pinhole(stack, tmp_path / "c0", "--name", "host", "meeting",
                               "create"))["meeting_id"]
     parties = [await Party.start(stack, "--cache-dir", str(tmp_path / f"c{n}"), "--json",
                                  "--name", name, "call", "--meeting", meeting, "--seconds",
                                  str(UNTIL_HUNG_UP_S), *(["--video"] if name == "alice" else []))
                for n, name in enumerate(("alice", "bob"), start=1)]
-    await media_between(stack, meeting)  # both talked through the node: hang up
+    await media_between(stack, meeting, since=relayed_before)  # both talked: hang up
     calls = await hang_up_all(parties)
     for call in calls:
         assert call["transport"] == "udp/5004" and call["node"] == "node-a"
@@ -115,10 +129,7 @@ async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> No
     # alice sent video-sized packets too (per packet, not in all: the two talked until hung
     # up, and a loaded machine once started alice's talk well after bob's)
     assert alice["bytes_sent"] / alice["packets_sent"] > bob["bytes_sent"] / bob["packets_sent"]
-    async with aiohttp.ClientSession() as http, http.get(
-            stack.cloud_url + "/metrics", ssl=client_context(stack.ca_file)) as response:
-        text = await response.text()
-    assert 'pinhole_calls_total{transport="udp/5004"} 2' in text
+    assert await _calls(stack) == calls_before + 2
 
 
 async def test_netcheck_reports_what_works_and_what_to_open(stack: Stack, tmp_path: Path) -> None:
@@ -142,10 +153,11 @@ async def test_ctrl_c_in_a_call_hangs_up_leaves_and_reports(stack: Stack, tmp_pa
     its end-of-call report and prints its summary, exit 0. Before, SIGINT printed
     "interrupted" (exit 130): no report, and the participant stayed until the node's
     consent timeout removed it."""
+    calls_before, meeting = await _calls(stack), f"mtg-ctrl-c-{secrets.token_hex(4)}"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "client", "--stack", str(stack.state_dir / "stack.json"),
         "--cache-dir", str(tmp_path / "cache"), "--name", "caller", "call", "--create",
-        "--meeting", "mtg-ctrl-c", "--seconds", "600",
+        "--meeting", meeting, "--seconds", "600",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stderr is not None
     seen = b""
@@ -160,8 +172,6 @@ async def test_ctrl_c_in_a_call_hangs_up_leaves_and_reports(stack: Stack, tmp_pa
     api = stack.api()
     await api.register(DeviceRegistration.model_validate(
         {"org": ORG, "enrollment_key": stack.enrollment_key, "name": "watcher"}))
-    assert (await api.meeting("mtg-ctrl-c")).participants == []  # it left
+    assert (await api.meeting(meeting)).participants == []  # it left
     await api.close()
-    async with aiohttp.ClientSession() as http, http.get(
-            stack.cloud_url + "/metrics", ssl=client_context(stack.ca_file)) as response:
-        assert 'pinhole_calls_total{transport="udp/5004"} 1' in await response.text()
+    assert await _calls(stack) == calls_before + 1

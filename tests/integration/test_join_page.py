@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -23,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aiortc.mediastreams import VideoStreamTrack
 
 from client import Device
@@ -33,7 +35,9 @@ from tests.integration.webrtc_peer import aiortc_peer
 from tests.waiting import HANG_S, until_async
 from wire.tls import client_context, spki_pin
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_host")]
+# one stack for the module (:func:`stack`): every test runs on the module's event loop
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_host"),
+              pytest.mark.asyncio(loop_scope="module")]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("PINHOLE_ARTIFACTS", ROOT / "run" / "artifacts"))
 #: Chromium's fake camera (a moving pattern) and microphone (beeps), allowed without a prompt
@@ -43,10 +47,19 @@ CSP = ("default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline
        "connect-src 'self'")
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path) as running:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each has its own devices, cache and meeting
+    (:func:`_meeting`), and none changes the cloud or its node (the test that kills a node
+    starts its own stack)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("join-page")) as running:
         yield running
+
+
+def _meeting(name: str) -> str:
+    """A meeting id of this test's own on the module's stack."""
+    return f"{name}-{secrets.token_hex(4)}"
 
 
 def _pin(stack: Stack) -> str:
@@ -90,14 +103,14 @@ async def test_chromium_and_aiortc_see_each_others_video(stack: Stack) -> None:
     both decoded; the pair Chromium nominated as the controlling agent (RFC 8445 §8.1.1)
     ends at the node's highest-priority candidate, UDP 5004; the page shows that pair, the
     node and the rule, loads nothing from elsewhere, and ``window.pinhole`` is read-only."""
-    peer = await aiortc_peer(stack, "aiortc")
+    peer, meeting = await aiortc_peer(stack, "aiortc"), _meeting("browser")
     try:
-        await peer.device.api.create_meeting(meeting_id="browser")
+        await peer.device.api.create_meeting(meeting_id=meeting)
         peer.pc.addTrack(VideoStreamTrack())
-        await peer.join("browser")
+        await peer.join(meeting)
         token = await _token(stack, "chromium")
         async with headless_page(trust_spki=_pin(stack), extra_args=FAKE_MEDIA) as page:
-            await page.goto(f"{stack.cloud_url}/join/browser#token={token}")
+            await page.goto(f"{stack.cloud_url}/join/{meeting}#token={token}")
             await page.wait_for("window.pinhole.stats && window.pinhole.stats.framesDecoded > 0 "
                                 "&& window.pinhole.stats.bitrate.inboundKbps > 0",
                                 timeout_s=HANG_S)
@@ -140,14 +153,15 @@ async def test_chromium_and_aiortc_see_each_others_video(stack: Stack) -> None:
 async def test_the_page_says_why_it_cannot_join(stack: Stack) -> None:
     """Defect it pins: a page that fails silently. Without a token the page says so and
     does not call the API; with a forged one it shows the API's own error (401)."""
+    standup, review = _meeting("standup"), _meeting("review")
     async with headless_page(trust_spki=_pin(stack), extra_args=FAKE_MEDIA) as page:
-        await page.goto(f"{stack.cloud_url}/join/standup")
+        await page.goto(f"{stack.cloud_url}/join/{standup}")
         assert await _alert(page) == (
             "This link has no device token (the address must end in #token=…). Ask for a "
-            "link with: pinhole join-link --meeting standup")
+            f"link with: pinhole join-link --meeting {standup}")
         assert (await _pinhole(page))["state"] == "no-token"
         assert await page.evaluate("performance.getEntriesByType('resource').length") == 0
-        await page.goto(f"{stack.cloud_url}/join/review#token=forged.token")
+        await page.goto(f"{stack.cloud_url}/join/{review}#token=forged.token")
         assert await _alert(page) == ("Could not join this meeting: invalid token "
                                       "(unauthorized, HTTP 401)")
         assert (await _pinhole(page))["state"] == "error"
@@ -173,15 +187,16 @@ async def test_join_link_prints_a_link_that_works(stack: Stack, tmp_path: Path) 
     browser keeps to itself (RFC 3986 §3.5); opened (with the drawn test pattern instead of a
     camera) it joins and sends video. A second link of the same device ends the first one's
     token; a link to a meeting that does not exist is refused before it is printed."""
-    status, out, err = await _cli(stack, tmp_path, "join-link", "--meeting", "nobody-here")
-    assert status == 2 and "the cloud has no meeting nobody-here" in err, err
-    status, out, err = await _cli(stack, tmp_path, "--json", "join-link", "--meeting", "demo",
+    nobody, demo = _meeting("nobody-here"), _meeting("demo")
+    status, out, err = await _cli(stack, tmp_path, "join-link", "--meeting", nobody)
+    assert status == 2 and f"the cloud has no meeting {nobody}" in err, err
+    status, out, err = await _cli(stack, tmp_path, "--json", "join-link", "--meeting", demo,
                                   "--create")
     assert status == 0, err
     first = json.loads(out)["url"]
-    assert first.startswith(f"{stack.cloud_url}/join/demo#token=")
-    status, out, err = await _cli(stack, tmp_path, "join-link", "--meeting", "demo")
-    assert status == 0 and "open it in a browser to join demo as 'cli (browser)'" in err, err
+    assert first.startswith(f"{stack.cloud_url}/join/{demo}#token=")
+    status, out, err = await _cli(stack, tmp_path, "join-link", "--meeting", demo)
+    assert status == 0 and f"open it in a browser to join {demo} as 'cli (browser)'" in err, err
     url = out.strip()
     assert url != first and out == url + "\n"
     async with aiohttp.ClientSession() as http:

@@ -18,16 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from lab.net import free_port
 from lab.stack import NodeSpec, Stack, running_stack
 from wire.tls import issue, make_ca
 
 pytestmark = pytest.mark.slow
+#: the tests on the module's stack run on the module's event loop, where it runs
+ON_THE_MODULE_STACK = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each has its own cache, and none changes the cloud
+    or its node (the test that stops the cloud has a stack of its own)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("netcheck") / "stack") as s:
+        yield s
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def own_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A stack for one test that stops its cloud."""
     async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack") as s:
         yield s
 
@@ -48,6 +61,7 @@ def _rows(result: dict[str, Any]) -> dict[str, str]:
     return {c["check"]: c["status"] for c in result["checks"]}
 
 
+@ON_THE_MODULE_STACK
 async def test_progress_on_stderr_and_the_table_on_stdout(stack: Stack, tmp_path: Path) -> None:
     status, out, err = await _netcheck(stack, tmp_path / "c", "netcheck")
     assert status == 0, err
@@ -60,10 +74,10 @@ async def test_progress_on_stderr_and_the_table_on_stdout(stack: Stack, tmp_path
 
 
 async def test_no_signaling_still_probes_the_nodes_of_the_last_registration(
-        stack: Stack, tmp_path: Path) -> None:
+        own_stack: Stack, tmp_path: Path) -> None:
     """Signaling blocked (nothing listens where the cloud should be): exit 3, and the nodes
     from the cached node list are probed all the same."""
-    cache = tmp_path / "c"
+    stack, cache = own_stack, tmp_path / "c"
     assert (await _netcheck(stack, cache, "netcheck"))[0] == 0  # registers: caches the list
     cloud = stack.processes[0]  # the cloud goes away; its nodes keep answering STUN
     cloud.terminate()
@@ -77,6 +91,7 @@ async def test_no_signaling_still_probes_the_nodes_of_the_last_registration(
     assert result["rules"][0]["for"] == "signaling"
 
 
+@ON_THE_MODULE_STACK
 async def test_no_signaling_and_no_cached_node_list(stack: Stack, tmp_path: Path) -> None:
     host = stack.cloud_url.split("//")[1].rsplit(":", 1)[0]
     dead = f"https://{host}:{free_port(host)}"
@@ -85,6 +100,7 @@ async def test_no_signaling_and_no_cached_node_list(stack: Stack, tmp_path: Path
     assert status == 3 and _rows(result)["node list"] == "skipped"
 
 
+@ON_THE_MODULE_STACK
 async def test_a_re_signed_certificate_is_named_tls_inspection(
         stack: Stack, tmp_path: Path) -> None:
     """A box that terminates TLS with its own CA (an inspecting proxy) in front of the cloud:

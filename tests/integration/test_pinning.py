@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from client.api import CloudApi, PinError
 from client.device import Device
@@ -40,7 +41,8 @@ from wire.models import Endpoint
 from wire.tls import issue, make_ca, server_context, spki_pin, unverified_client_context
 from wire.transports import RungName, Transport
 
-pytestmark = pytest.mark.slow
+# one stack for the module (:func:`stack`): every test runs on the module's event loop
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
 @asynccontextmanager
@@ -96,9 +98,13 @@ async def cutting_box(port: int) -> AsyncIterator[Address]:
         server.close()
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "s") as s:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each brings its own devices, cache, meetings and
+    boxes (on addresses of their own), and none changes the cloud, its settings or its node
+    (the test that needs a node of its own starts its own stack)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("pinning") / "s") as s:
         yield s
 
 

@@ -9,11 +9,13 @@ its ``--json`` report with its ``content`` section.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from client.api import CloudApi
 from lab.stack import NodeSpec, Stack, running_stack
@@ -22,17 +24,27 @@ from tests.metrics import metric
 from tests.waiting import until_async
 from wire.tls import client_context
 
-pytestmark = pytest.mark.slow
+# one stack for the module (:func:`stack`): every test runs on the module's event loop
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 #: two frames of 30 packets: enough bytes that the node relayed a frame or more
 FRAMES_OF_BYTES = 2 * 30 * 1100
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack",
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each has its own meeting (:func:`_meeting`) and
+    parties, reads the counters before and after, and none changes the cloud or its node
+    (the test whose node has a short consent timeout starts its own stack)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("screen-sharing") / "stack",
                              cloud_args=["--probe-ttl-s", "600"]) as running:
         yield running
+
+
+def _meeting(name: str) -> str:
+    """A meeting id of this test's own on the module's stack."""
+    return f"{name}-{secrets.token_hex(4)}"
 
 
 async def _call(stack: Stack, tmp_path: Path, name: str, meeting: str, *args: str,
@@ -47,10 +59,17 @@ async def _cloud_metric(stack: Stack, kind: str) -> float:
                         context=client_context(stack.ca_file), kind=kind)
 
 
-async def _presenting(stack: Stack, watcher: CloudApi, meeting: str, parties: int) -> str:
+async def _content_out(stack: Stack) -> float:
+    """Content bytes the stack's node has relayed to participants (its metrics)."""
+    return await metric(stack.nodes[0]["metrics_url"], "pinhole_node_content_bytes_total",
+                        direction="out")
+
+
+async def _presenting(stack: Stack, watcher: CloudApi, meeting: str, parties: int,
+                      since: float = 0.0) -> str:
     """``parties`` participants in ``meeting``, one presenting, every content leg latched
-    and the node relaying content: the presenter's id."""
-    node = stack.nodes[0]["metrics_url"]
+    and the node relaying content (``FRAMES_OF_BYTES`` more than ``since``, its count before
+    the parties started): the presenter's id."""
     seen: list[Any] = []
 
     async def sharing() -> bool:
@@ -62,8 +81,7 @@ async def _presenting(stack: Stack, watcher: CloudApi, meeting: str, parties: in
                                     for p in view.participants]]
         return (len(view.participants) == parties and view.presenter is not None
                 and all(p.content_transport for p in view.participants)
-                and await metric(node, "pinhole_node_content_bytes_total",
-                                  direction="out") >= FRAMES_OF_BYTES)
+                and await _content_out(stack) >= since + FRAMES_OF_BYTES)
 
     try:
         await until_async(sharing, "content relayed to every participant", timeout_s=60)
@@ -76,12 +94,13 @@ async def _presenting(stack: Stack, watcher: CloudApi, meeting: str, parties: in
 
 async def test_content_on_tcp_5004_while_audio_is_on_udp_5004(
         stack: Stack, tmp_path: Path) -> None:
-    watcher = await stack.register("watcher")
+    meeting, watcher = _meeting("share"), await stack.register("watcher")
+    granted, content = await _cloud_metric(stack, "granted"), await _content_out(stack)
     try:
-        parties = [await _call(stack, tmp_path, "alice", "share", "--share"),
-                   await _call(stack, tmp_path, "bob", "share")]
-        presenter = await _presenting(stack, watcher, "share", 2)
-        view = await watcher.meeting("share")  # the node's latched events, each to its leg
+        parties = [await _call(stack, tmp_path, "alice", meeting, "--share"),
+                   await _call(stack, tmp_path, "bob", meeting)]
+        presenter = await _presenting(stack, watcher, meeting, 2, content)
+        view = await watcher.meeting(meeting)  # the node's latched events, each to its leg
         assert [(p.transport, p.content_transport) for p in view.participants] == [
             ("udp/5004", "tcp/5004")] * 2
     finally:
@@ -100,16 +119,17 @@ async def test_content_on_tcp_5004_while_audio_is_on_udp_5004(
     assert 0 < seen["frames_received"] <= shared["frames_sent"]
     assert seen["packets_received"] >= 30 * seen["frames_received"] - 30
     assert shared["time_to_first_frame_ms"] > 0 and seen["time_to_first_frame_ms"] > 0
-    assert await _cloud_metric(stack, "granted") == 1
+    assert await _cloud_metric(stack, "granted") == granted + 1
 
 
 async def test_two_presenters_race_and_exactly_one_holds_the_floor(
         stack: Stack, tmp_path: Path) -> None:
-    watcher = await stack.register("watcher")
+    meeting, watcher = _meeting("race"), await stack.register("watcher")
+    granted, content = await _cloud_metric(stack, "granted"), await _content_out(stack)
     try:
-        parties = [await _call(stack, tmp_path, name, "race", "--share")
+        parties = [await _call(stack, tmp_path, name, meeting, "--share")
                    for name in ("alice", "bob")]
-        presenter = await _presenting(stack, watcher, "race", 2)
+        presenter = await _presenting(stack, watcher, meeting, 2, content)
     finally:
         await watcher.close()
     calls = await hang_up_all(parties)
@@ -118,23 +138,25 @@ async def test_two_presenters_race_and_exactly_one_holds_the_floor(
     loser = next(call["content"] for call in calls if call["content"]["role"] == "receiver")
     assert loser["refused"].startswith("floor_held: ") and presenter in loser["refused"]
     assert loser["frames_received"] > 0  # the loser watches the winner's screen
-    assert await _cloud_metric(stack, "granted") == 1
+    assert await _cloud_metric(stack, "granted") == granted + 1
 
 
 async def test_the_presenter_hanging_up_frees_the_floor_and_it_is_announced(
         stack: Stack, tmp_path: Path) -> None:
-    watcher = await stack.register("watcher")
+    meeting, watcher = _meeting("freed"), await stack.register("watcher")
+    freed, content = await _cloud_metric(stack, "freed"), await _content_out(stack)
     try:
-        alice = await _call(stack, tmp_path, "alice", "freed", "--share")
-        bob = await _call(stack, tmp_path, "bob", "freed")
-        await _presenting(stack, watcher, "freed", 2)
+        alice = await _call(stack, tmp_path, "alice", meeting, "--share")
+        bob = await _call(stack, tmp_path, "bob", meeting)
+        await _presenting(stack, watcher, meeting, 2, content)
         assert (await alice.report())["content"]["role"] == "presenter"
 
         async def free() -> bool:
-            return (await watcher.meeting("freed")).presenter is None
+            return (await watcher.meeting(meeting)).presenter is None
 
         await until_async(free, "the floor freed when its presenter left", timeout_s=30)
-        await until_async(lambda: _cloud_metric_is(stack, "freed", 1), "floor.freed counted")
+        await until_async(lambda: _cloud_metric_is(stack, "freed", freed + 1),
+                          "floor.freed counted")
     finally:
         await watcher.close()
     [seen] = await hang_up_all([bob])
@@ -149,7 +171,8 @@ async def _cloud_metric_is(stack: Stack, kind: str, value: float) -> bool:
 async def test_a_room_device_cannot_share_and_says_why(stack: Stack, tmp_path: Path) -> None:
     """FNR limitations: rooms send media over UDP only; content needs TCP. The call goes on
     with audio and exits 0; its report says why there was no screen sharing."""
-    room = await _call(stack, tmp_path, "room", "room", "--share", profile="room", seconds=2)
+    room = await _call(stack, tmp_path, "room", _meeting("room"), "--share", profile="room",
+                       seconds=2)
     call = await room.report(hang_up=False)
     assert call["transport"] == "udp/5004"
     assert call["content"]["role"] == "none"

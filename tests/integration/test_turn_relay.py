@@ -33,16 +33,19 @@ import hmac
 import logging
 import os
 import re
+import secrets
 import socket
 import ssl
 import stat
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestServer
 from aioice import stun
 from aioice.ice import CandidatePair
@@ -66,15 +69,33 @@ from tests.waiting import HANG_S, FakeClock, until, until_async
 from wire.models import IceServers
 
 pytestmark = pytest.mark.slow
+#: the tests on the module's stack run on the module's event loop, where it runs
+ON_THE_MODULE_STACK = pytest.mark.asyncio(loop_scope="module")
+
+
+@asynccontextmanager
+async def _stack_with_coturn(state_dir: Path) -> AsyncIterator[Stack]:
+    """A stack with coturn (under CI=true a missing turnserver fails, never skips)."""
+    require_tool("turnserver")
+    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=state_dir,
+                             turn=True) as running:
+        assert running.turn is not None, "the stack did not start coturn"
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack with coturn for the module's tests: each has its own devices, meeting and
+    allocations, and none changes the cloud, coturn or the node."""
+    async with _stack_with_coturn(tmp_path_factory.mktemp("turn-relay")) as running:
+        yield running
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """A stack with coturn (under CI=true a missing turnserver fails, never skips)."""
-    require_tool("turnserver")
-    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path,
-                             turn=True) as running:
-        assert running.turn is not None, "the stack did not start coturn"
+async def own_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A stack with coturn for one test: what coturn holds must be its start-up alone (no
+    relayed socket of another test's allocation)."""
+    async with _stack_with_coturn(tmp_path) as running:
         yield running
 
 
@@ -129,6 +150,7 @@ def _selected_pair(peer: Peer) -> CandidatePair:
 
 
 @pytest.mark.usefixtures("loopback_host", "trust_stack_ca")
+@ON_THE_MODULE_STACK
 async def test_a_relay_only_peer_and_a_direct_one_decode_each_others_video(
         stack: Stack) -> None:
     """RFC 8656 §3.1 and RFC 8445 §5.1.1.2: a peer allowed only relayed candidates reaches
@@ -144,11 +166,12 @@ async def test_a_relay_only_peer_and_a_direct_one_decode_each_others_video(
         iceTransportPolicy=RTCIceTransportPolicy.RELAY))
     direct = await aiortc_peer(stack, "direct")
     try:
-        await relayed.device.api.create_meeting(meeting_id="relayed")
+        meeting = f"relayed-{secrets.token_hex(4)}"
+        await relayed.device.api.create_meeting(meeting_id=meeting)
         for peer in (relayed, direct):
             peer.pc.addTrack(VideoStreamTrack())
-        await relayed.join("relayed")
-        await direct.join("relayed")
+        await relayed.join(meeting)
+        await direct.join(meeting)
 
         async def decoded() -> bool:
             return relayed.frames["video"] > 0 and direct.frames["video"] > 0
@@ -181,6 +204,7 @@ async def test_a_relay_only_peer_and_a_direct_one_decode_each_others_video(
 
 
 @pytest.mark.usefixtures("trust_stack_ca")
+@ON_THE_MODULE_STACK
 async def test_coturn_takes_fresh_credentials_only(stack: Stack) -> None:
     """coturn recomputes the password from the username and refuses an expiry in the past
     or another secret's HMAC with 401 (RFC 8489 §9.2.4); the credential the cloud mints
@@ -212,6 +236,7 @@ async def test_coturn_takes_fresh_credentials_only(stack: Stack) -> None:
 
 
 @pytest.mark.usefixtures("trust_stack_ca")
+@ON_THE_MODULE_STACK
 async def test_coturn_relays_to_the_stacks_block_only(stack: Stack) -> None:
     """RFC 8656 §12.2: coturn refuses a channel to a peer outside the stack's /24 with
     403 (loopback included: it is allowed back for the block alone), and grants one for
@@ -234,6 +259,7 @@ async def test_coturn_relays_to_the_stacks_block_only(stack: Stack) -> None:
         await device.api.close()
 
 
+@ON_THE_MODULE_STACK
 async def test_aioice_refuses_coturn_without_the_stack_ca(
         stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """The trust the relay tests give is the only change: without the stack's CA in its
@@ -266,10 +292,11 @@ def _listening(pid: int) -> set[tuple[str, int]]:
 
 
 async def test_coturn_listens_on_tls_alone_and_keeps_its_secret_off_the_command_line(
-        stack: Stack) -> None:
+        own_stack: Stack) -> None:
     """One TLS listener (443 when this process may bind it), no plain UDP/TCP/DTLS
     listener and no CLI port; the shared secret is in 0600 files, never in ``ps``; the
     stack's stack.json names coturn's URL and not the secret."""
+    stack = own_stack
     turn = stack.turn
     assert turn is not None
     pid = stack.named["turn"].pid

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
 from client.api import CloudApi
@@ -37,6 +38,8 @@ from wire.tls import client_context
 from wire.transports import RungName, Transport
 
 pytestmark = pytest.mark.interop
+#: the tests on the module's stack run on the module's event loop, where it runs
+ON_THE_MODULE_STACK = pytest.mark.asyncio(loop_scope="module")
 
 
 def tls_ports(stack: Stack) -> list[int]:
@@ -74,12 +77,23 @@ async def tinyproxy(workdir: Path, user: str, password: str,
         await _stopped(proc)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each has its own proxy, devices and meetings, and
+    none changes the cloud or its node list (a test that adds a node has its own stack)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("proxies") / "s") as s:
+        yield s
+
+
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def own_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A stack for one test that adds a node to it and kills that node."""
     async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "s") as s:
         yield s
 
 
+@ON_THE_MODULE_STACK
 async def test_signaling_and_media_cross_tinyproxy_with_basic_auth(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -193,6 +207,7 @@ async def _stopped(proc: asyncio.subprocess.Process) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["digest", "ntlm"])
+@ON_THE_MODULE_STACK
 async def test_media_crosses_squid_with_digest_or_ntlm(stack: Stack, scheme: str) -> None:
     """RFC 7616 Digest, or NTLM (three legs on one connection), answered to squid's
     challenge; media on the http-proxy rung."""
@@ -249,6 +264,7 @@ async def _cli(stack: Stack, *args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+@ON_THE_MODULE_STACK
 async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Path) -> None:
     """Seed: the desktop app finds its proxy by PAC; mobile devices must set it by hand."""
     async with tinyproxy(tmp_path, "pinhole", "s3cret", tls_ports(stack)) as (port, log):
@@ -281,6 +297,7 @@ async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Pa
             await runner.cleanup()
 
 
+@ON_THE_MODULE_STACK
 async def test_netcheck_names_the_proxy_and_its_authentication(
         stack: Stack, tmp_path: Path) -> None:
     """netcheck's proxy rows (issue 14: "proxy discovery and auth"): with the right Basic
@@ -302,6 +319,7 @@ async def test_netcheck_names_the_proxy_and_its_authentication(
         assert "proxy authentication failed" in rows["CONNECT"]["detail"]
 
 
+@ON_THE_MODULE_STACK
 async def test_a_proxy_that_refuses_the_cloud_port_is_named_with_the_port(
         stack: Stack, tmp_path: Path) -> None:
     """Seed: the proxy "must allow CONNECT to port 443". A proxy whose policy leaves out the
@@ -323,7 +341,7 @@ async def test_a_proxy_that_refuses_the_cloud_port_is_named_with_the_port(
 
 @pytest.mark.parametrize("scheme", ["basic", "digest", "ntlm"])
 async def test_a_hybrid_nodes_signalling_crosses_the_proxy_and_its_media_does_not(
-        stack: Stack, tmp_path: Path, scheme: str) -> None:
+        own_stack: Stack, scheme: str) -> None:
     """Need: "Behind an explicit HTTP proxy: the hybrid node's signalling to the cloud
     through the enterprise proxy (Basic/Digest/NTLM, as the client does), media still
     direct." ``pinhole-hybrid-node --proxy`` registers and holds its control channel
@@ -331,6 +349,7 @@ async def test_a_hybrid_nodes_signalling_crosses_the_proxy_and_its_media_does_no
     (``edge.http_proxy``) answering the challenge; a device on it and one on the cloud
     node hear each other over the cascade, which no proxy carries; the node's log never
     shows the password."""
+    stack = own_stack
     with tempfile.TemporaryDirectory(prefix="pinhole-proxy-") as tmp:
         workdir = Path(tmp)
         async with contextlib.AsyncExitStack() as proxies:
@@ -378,6 +397,7 @@ async def test_a_hybrid_nodes_signalling_crosses_the_proxy_and_its_media_does_no
         assert "s3cret" not in (stack.state_dir / "hq-1.log").read_text()
 
 
+@ON_THE_MODULE_STACK
 async def test_two_squids_at_once_keep_their_own_shared_memory(stack: Stack) -> None:
     """The defect in :func:`squid`'s docstring: two squids at once each name their shared
     memory after their own service name, so neither finds the other's segments. Each is

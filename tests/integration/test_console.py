@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from client.device import Device
 from lab.pki import ORG
@@ -31,14 +32,26 @@ from wire.tls import client_context, spki_pin
 from wire.transports import RungName
 
 pytestmark = pytest.mark.slow
+#: the tests on the module's stack run on the module's event loop, where it runs
+ON_THE_MODULE_STACK = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("PINHOLE_ARTIFACTS", ROOT / "run" / "artifacts"))
+NODES = [NodeSpec("node-a", "eu-west", 0), NodeSpec("node-b", "us-east", 0)]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each has its own caches, devices and meeting, reads
+    the cloud's counters before and after, and none changes the cloud or its nodes (the
+    test that kills a node has a stack of its own)."""
+    async with running_stack(NODES, state_dir=tmp_path_factory.mktemp("console") / "stack") as s:
+        yield s
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack([NodeSpec("node-a", "eu-west", 0), NodeSpec("node-b", "us-east", 0)],
-                             state_dir=tmp_path / "stack") as s:
+async def own_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A stack for one test that kills a node."""
+    async with running_stack(NODES, state_dir=tmp_path / "stack") as s:
         yield s
 
 
@@ -69,6 +82,7 @@ async def _get(stack: Stack, path: str, **kwargs: Any) -> tuple[int, str, aiohtt
         return response.status, await response.text(), response
 
 
+@ON_THE_MODULE_STACK
 async def test_the_console_needs_the_operator_credential(stack: Stack) -> None:
     status, body, _ = await _get(stack, "/")
     assert status == 401 and "<form" in body and "Operator token" in body
@@ -95,9 +109,11 @@ async def test_the_console_needs_the_operator_credential(stack: Stack) -> None:
             assert f'pinhole_node_plane_info{{plane="{node["plane"]}"' in await response.text()
 
 
+@ON_THE_MODULE_STACK
 async def test_the_console_shows_titles_live_quality_and_forgets_ended_meetings(
         stack: Stack, tmp_path: Path) -> None:
     auth = {"Authorization": f"Bearer {stack.operator_token}"}
+    before = await _counts(stack)  # the module's earlier calls and meetings
     meeting = (await _run(stack, tmp_path / "c0", "meeting", "create", "--title",
                           "Weekly <b>sync</b>"))["meeting_id"]
     call = await Party.start(stack, *_until_hung_up(tmp_path / "alice", "alice", meeting))
@@ -105,11 +121,11 @@ async def test_the_console_shows_titles_live_quality_and_forgets_ended_meetings(
 
     async def reported() -> bool:  # an in-call report comes every 2 s
         state.update(json.loads((await _get(stack, "/v1/console/state", headers=auth))[1]))
-        people = [p for m in state["meetings"] for p in m["participants"]]
+        people = [p for m in state["meetings"] if m["id"] == meeting for p in m["participants"]]
         return bool(people) and people[0]["loss"] is not None
 
     await until_async(reported, "alice's first in-call report on the console", poll_s=0.1)
-    [shown] = state["meetings"]
+    [shown] = [m for m in state["meetings"] if m["id"] == meeting]
     assert shown["title"] == "Weekly <b>sync</b>" and shown["id"] == meeting
     [alice] = shown["participants"]
     assert alice["device"] == "alice" and alice["rung"] == "udp/5004"
@@ -117,14 +133,31 @@ async def test_the_console_shows_titles_live_quality_and_forgets_ended_meetings(
     node = next(n for n in state["nodes"] if n["id"] == alice["node"])
     assert node["legs"] >= 1 and node["load"] > 0 and node["control"] == "connected"
     assert node["heartbeat_age_s"] is not None
-    assert next(r for r in state["ladder"] if r["rung"] == "udp/5004")["live"] == 1
+    assert _udp(state)["live"] == before["live"] + 1
     await call.report()  # hung up: it leaves
     state = json.loads((await _get(stack, "/v1/console/state", headers=auth))[1])
-    assert state["meetings"] == [] and state["ended_meetings"] == 1  # counted, not listed
-    assert state["calls"]["udp/5004"]["calls"] == 1
-    assert next(r for r in state["ladder"] if r["rung"] == "udp/5004")["ended"] == 1
+    assert meeting not in {m["id"] for m in state["meetings"]}  # counted, not listed
+    assert await _counts(stack) == {"ended_meetings": before["ended_meetings"] + 1,
+                                    "calls": before["calls"] + 1, "live": before["live"],
+                                    "ended": before["ended"] + 1}
 
 
+def _udp(state: dict[str, Any]) -> dict[str, Any]:
+    """The console's ladder row of UDP 5004."""
+    return next(r for r in state["ladder"] if r["rung"] == "udp/5004")
+
+
+async def _counts(stack: Stack) -> dict[str, int]:
+    """What the console counts: meetings ended, finished calls on UDP 5004 (its quality
+    table and its ladder row), and participants live on it."""
+    auth = {"Authorization": f"Bearer {stack.operator_token}"}
+    state = json.loads((await _get(stack, "/v1/console/state", headers=auth))[1])
+    return {"ended_meetings": state["ended_meetings"],
+            "calls": state["calls"].get("udp/5004", {}).get("calls", 0),
+            "live": _udp(state)["live"], "ended": _udp(state)["ended"]}
+
+
+@ON_THE_MODULE_STACK
 async def test_a_participant_appears_live_in_a_real_browser(stack: Stack, tmp_path: Path) -> None:
     """Log in through the form, keep the page open, start a call: the participant shows up
     without a reload (a marker set on the page survives), from the page's own origin only."""
@@ -171,9 +204,10 @@ async def _logged_in(page: Any, stack: Stack) -> None:
                         "document.getElementById('live').textContent === 'live'")
 
 
-async def test_the_history_and_a_down_node_render_in_a_real_browser(stack: Stack) -> None:
+async def test_the_history_and_a_down_node_render_in_a_real_browser(own_stack: Stack) -> None:
     """A join shows in the event history; node-a killed under it shows as DOWN with its leg
     moved to node-b, and the failover with its gap, without a reload."""
+    stack = own_stack
     pin = spki_pin((stack.state_dir / "cloud.pem").read_bytes()).removeprefix("sha256/")
     device = Device(stack.api())
     await device.register(ORG, stack.enrollment_key, "frank")

@@ -12,29 +12,39 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from client import CallOptions, CallReport, CallSecond, Device, Enrollment
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.integration.test_boundary import _documented_keys
 
-pytestmark = pytest.mark.slow
+# one stack for the module (:func:`stack`): every test runs on the module's event loop
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path) as running:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each has its own devices and meeting
+    (:func:`_meeting`), and none changes the cloud or its node."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("device-call")) as running:
         yield running
 
 
-async def _call(stack: Stack, name: str, seconds: list[CallSecond]) -> CallReport:
+def _meeting(name: str) -> str:
+    """A meeting id of this test's own on the module's stack."""
+    return f"{name}-{secrets.token_hex(4)}"
+
+
+async def _call(stack: Stack, meeting: str, name: str, seconds: list[CallSecond]) -> CallReport:
     device = Device(stack.api())
     try:
-        return await device.call("standup", CallOptions(
+        return await device.call(meeting, CallOptions(
             enrollment=Enrollment(ORG, stack.enrollment_key, name), create=True,
             seconds=1.0, on_second=seconds.append))
     finally:
@@ -44,10 +54,11 @@ async def _call(stack: Stack, name: str, seconds: list[CallSecond]) -> CallRepor
 
 async def test_two_devices_call_through_the_library(stack: Stack) -> None:
     seconds: list[CallSecond] = []
-    alice, bob = await asyncio.gather(_call(stack, "alice", seconds),
-                                      _call(stack, "bob", []))
+    meeting = _meeting("standup")
+    alice, bob = await asyncio.gather(_call(stack, meeting, "alice", seconds),
+                                      _call(stack, meeting, "bob", []))
     for report in (alice, bob):
-        assert report.meeting_id == "standup" and report.node == report.joined_node == "node-a"
+        assert report.meeting_id == meeting and report.node == report.joined_node == "node-a"
         assert report.transport == "udp/5004" and report.plan[0] == "udp/5004"
         assert report.packets_sent > 0 and report.bytes_sent > report.packets_sent
         assert [leg.node for leg in report.legs] == ["node-a"]
@@ -69,7 +80,7 @@ async def test_a_registered_device_calls_without_enrolling_again(stack: Stack) -
     device = Device(stack.api())
     try:
         registered = await device.register(ORG, stack.enrollment_key, "carol")
-        report = await device.call("retro", CallOptions(create=True, seconds=0.5,
+        report = await device.call(_meeting("retro"), CallOptions(create=True, seconds=0.5,
                                                         live_reports=False))
     finally:
         await device.close()
@@ -83,6 +94,6 @@ async def test_calling_before_registering_says_so(stack: Stack) -> None:
     device = Device(stack.api())
     try:
         with pytest.raises(RuntimeError, match="register first"):
-            await device.call("standup")
+            await device.call(_meeting("standup"))
     finally:
         await device.api.close()

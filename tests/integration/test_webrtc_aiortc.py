@@ -14,10 +14,12 @@ RFC 8842 §5.1), and its media meets the others' through the node:
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from client import CallOptions, Device, Enrollment
@@ -27,13 +29,24 @@ from tests.integration.webrtc_peer import Peer, aiortc_peer, selected_remote_por
 from tests.waiting import HANG_S, until, until_async
 from wire.models import Event, WebRtcJoined
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_host")]
+# one stack for the module (:func:`stack`): every test runs on the module's event loop
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_host"),
+              pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path) as running:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for the module's tests: each has its own peers, devices and meeting
+    (:func:`_meeting`), and none changes the cloud or its node (the test that kills a node
+    starts its own stack)."""
+    async with running_stack([NodeSpec("node-a", "eu", 0)],
+                             state_dir=tmp_path_factory.mktemp("webrtc-aiortc")) as running:
         yield running
+
+
+def _meeting(name: str) -> str:
+    """A meeting id of this test's own on the module's stack."""
+    return f"{name}-{secrets.token_hex(4)}"
 
 
 class Tone(AudioStreamTrack):
@@ -45,17 +58,17 @@ class Tone(AudioStreamTrack):
 async def test_aiortc_and_pinhole_client_hear_each_other(stack: Stack) -> None:
     """aiortc (opus) and Pinhole's client (PCMU) in one meeting: each side decrypts and
     counts the other's RTP; the node answered with PCMU and opus (RFC 3264 §6.1)."""
-    peer = await aiortc_peer(stack, "browser")
+    peer, meeting = await aiortc_peer(stack, "browser"), _meeting("mixed")
     try:
-        await peer.device.api.create_meeting(meeting_id="mixed")
+        await peer.device.api.create_meeting(meeting_id=meeting)
         peer.pc.addTrack(Tone())
-        joined = await peer.join("mixed")
+        joined = await peer.join(meeting)
         assert joined.node.id == "node-a" and joined.reason.rule == "lowest-load"
         assert "a=ice-lite" in joined.sdp and "a=setup:passive" in joined.sdp
 
         client = Device(stack.api())
         try:
-            report = await client.call("mixed", CallOptions(
+            report = await client.call(meeting, CallOptions(
                 enrollment=Enrollment(ORG, stack.enrollment_key, "desk"), seconds=4.0))
         finally:
             await client.close()
@@ -76,12 +89,13 @@ async def test_two_aiortc_peers_decode_each_others_video(stack: Stack) -> None:
     """VP8 from each aiortc peer reaches the other through the node, in the slot its
     answer signalled (RFC 5576 §4.1), and is decoded: frames on both sides."""
     alice, bob = await aiortc_peer(stack, "alice"), await aiortc_peer(stack, "bob")
+    meeting = _meeting("video")
     try:
-        await alice.device.api.create_meeting(meeting_id="video")
+        await alice.device.api.create_meeting(meeting_id=meeting)
         for peer in (alice, bob):
             peer.pc.addTrack(VideoStreamTrack())
-        await alice.join("video")
-        await bob.join("video")
+        await alice.join(meeting)
+        await bob.join(meeting)
 
         async def decoded() -> bool:
             return alice.frames["video"] > 0 and bob.frames["video"] > 0

@@ -57,6 +57,10 @@ RUN set -e; \
     apt-get clean; rm -rf /var/lib/apt/lists/* build *.egg-info; \
     python3 -P -c 'import media_node._plane'  # the installed one, without the build tools
 
+# Where a healthcheck (lab/health.py) keeps its previous answer, so that the next one is
+# held while the service stays healthy: /dev/shm, a tmpfs of the container's own that each
+# start makes afresh. pinhole-lab compose runs the same checks on the host, without it.
+ENV PINHOLE_HEALTH_DIR=/dev/shm
 # Services run as pinhole unless they need the network (the firewall, the proxy and the
 # clients set their routes: docker-compose.yml runs those as root with NET_ADMIN).
 USER pinhole

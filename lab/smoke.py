@@ -14,6 +14,9 @@ non-zero when media failed (with Compose v1 too, where any exiting container end
   written by a ``smoke client`` that is still running. A result an earlier ``up`` left in
   the volume never makes a client healthy, even in the moment before its new ``smoke
   client`` has removed it: the smoke meeting would read it and end ``up`` on it.
+  In the image (``PINHOLE_HEALTH_DIR``), ``--wait-s S`` makes a check wait up to S seconds
+  for that result, and ``--hold-s S`` holds a check that follows a healthy one while the
+  result stays there (lab.health.held).
 - ``smoke wait --results DIR --client NAME…`` waits for each ``DIR/NAME.json``, prints one
   line per client (how its media got through, or why it failed) and the verdict, and exits
   0 when every client received media, 1 when one did not.
@@ -162,6 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = sub.add_parser("ready", help="exit 0 when --out holds a result a running client wrote "
                        "(the client's healthcheck)")
     r.add_argument("--out", type=Path, required=True, help="the client's result file")
+    r.add_argument("--wait-s", type=float, default=0.0,
+                   help="with PINHOLE_HEALTH_DIR, wait up to this long for the result")
+    r.add_argument("--hold-s", type=float, default=0.0,
+                   help="with PINHOLE_HEALTH_DIR, hold a check that follows a healthy one "
+                   "for up to this long while the result stays there")
     w = sub.add_parser("wait", help="wait for the clients' results; exit 1 if media failed")
     w.add_argument("--results", type=Path, required=True, help="where the clients write")
     w.add_argument("--client", action="append", required=True, help="a client; repeatable")
@@ -177,7 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _stay_up()
         return int(result["exit_code"])
     if args.action == "ready":
-        return 0 if written_by_a_live_client(args.out) else 1
+        from lab.health import held, marker
+
+        problem = held(lambda: None if written_by_a_live_client(args.out) else "no result",
+                       marker(f"smoke ready {args.out}"), args.hold_s, args.wait_s)
+        return 0 if problem is None else 1
     results = wait(args.results, args.client, args.timeout_s)
     ok = verdict(results)
     if args.json:

@@ -1,6 +1,6 @@
 """The device's view of its call: silence judged from times, totals over every leg.
 
-Issue 12: "`pinhole call --json` after a reassignment reports only the last leg's
+"`pinhole call --json` after a reassignment reports only the last leg's
 packets and names the old node, and sends that undercount to /v1/metrics/calls";
 and "a client that asks for reassignment itself when its leg goes silent ... (no
 media and no answer to consent checks for ~1.5 s)".
@@ -8,39 +8,13 @@ media and no answer to consent checks for ~1.5 s)".
 
 from __future__ import annotations
 
-import secrets
-
-from pydantic import SecretStr
-
 from client.api import CloudApi
 from client.call import Call, LegRecord
 from client.device import Device
 from client.liveness import LegHealth, SilencePolicy
 from client.media import MediaSession
-from wire.models import (
-    AssignmentReason,
-    Endpoint,
-    IceCredentials,
-    Joined,
-    NodeInfo,
-    SrtpParams,
-)
-from wire.srtp import SrtpKeys
-from wire.transports import RungName, Transport
-
-
-def _joined(node_id: str) -> Joined:
-    node = NodeInfo(id=node_id, kind="cloud", region="test", address="192.0.2.1",
-                    endpoints=[Endpoint(rung=RungName.UDP_5004, transport=Transport.UDP,
-                                        port=5004)])
-    return Joined(
-        meeting_id="m", participant_id="p-1", node=node, plan=list(node.endpoints),
-        ice=IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
-                           pwd=SecretStr("x" * 22)),
-        srtp=SrtpParams(profile="AES_CM_128_HMAC_SHA1_80",
-                        client_to_node=SecretStr(SrtpKeys.generate().to_b64()),
-                        node_to_client=SecretStr(SrtpKeys.generate().to_b64())),
-        ssrc=7, reason=AssignmentReason(chosen=node_id, rule="test", candidates=[]))
+from tests.joins import joined as joined_to
+from wire.transports import RungName
 
 
 def test_silence_is_judged_from_the_last_packet_heard() -> None:
@@ -52,7 +26,7 @@ def test_silence_is_judged_from_the_last_packet_heard() -> None:
 
 
 def test_the_report_totals_every_leg_and_lists_each() -> None:
-    first, second = _joined("node-a"), _joined("node-b")
+    first, second = joined_to("node-a"), joined_to("node-b")
     call = Call(Device(CloudApi("https://192.0.2.9", None)), first, start=100.0,
                 clock=lambda: 110.0)
     for joined, sent, received, began, ended in ((first, 120, 100, 100.5, 103.0),

@@ -8,44 +8,27 @@ presenter whose floor is taken over stops and is told; a UDP-only profile is ref
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import SecretStr
 
 from client.content import Content
 from client.errors import ApiError
 from client.media import MediaSession
+from tests.joins import joined
 from wire.models import (
-    AssignmentReason,
-    Endpoint,
     Event,
     FloorView,
-    IceCredentials,
     Joined,
     MeetingView,
-    NodeInfo,
-    SrtpParams,
 )
-from wire.srtp import SrtpKeys
 from wire.transports import DeviceProfile, RungName, Transport
 
 ME, OTHER = "p-me", "p-other"
 
 
 def _joined(participant: str = ME) -> Joined:
-    node = NodeInfo(id="n1", kind="cloud", region="test", address="192.0.2.1",
-                    endpoints=[Endpoint(rung=RungName.TCP_5004, transport=Transport.TCP,
-                                        port=5004)])
-    return Joined(
-        meeting_id="m", participant_id=participant, node=node, plan=list(node.endpoints),
-        ice=IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
-                           pwd=SecretStr("x" * 22)),
-        srtp=SrtpParams(profile="AES_CM_128_HMAC_SHA1_80",
-                        client_to_node=SecretStr(SrtpKeys.generate().to_b64()),
-                        node_to_client=SecretStr(SrtpKeys.generate().to_b64())),
-        ssrc=7, reason=AssignmentReason(chosen="n1", rule="content", candidates=[]))
+    return joined(participant=participant, rung=RungName.TCP_5004, transport=Transport.TCP,
+                  rule="content")
 
 
 @dataclass

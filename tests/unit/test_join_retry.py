@@ -8,39 +8,13 @@ retries run on a fake clock: no verdict waits on real time.
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
-from pydantic import SecretStr
 
 from client.api import CloudApi
 from client.device import JOIN_RETRY_PAUSES_S, Device
 from client.errors import ApiError
-from wire.models import (
-    AssignmentReason,
-    Endpoint,
-    IceCredentials,
-    Joined,
-    JoinRequest,
-    NodeInfo,
-    SrtpParams,
-)
-from wire.srtp import SrtpKeys
-from wire.transports import RungName, Transport
-
-
-def _joined() -> Joined:
-    node = NodeInfo(id="n1", kind="cloud", region="test", address="192.0.2.1",
-                    endpoints=[Endpoint(rung=RungName.UDP_5004, transport=Transport.UDP,
-                                        port=5004)])
-    return Joined(
-        meeting_id="m", participant_id="p-1", node=node, plan=list(node.endpoints),
-        ice=IceCredentials(node_ufrag=secrets.token_hex(4), client_ufrag=secrets.token_hex(4),
-                           pwd=SecretStr("x" * 22)),
-        srtp=SrtpParams(profile="AES_CM_128_HMAC_SHA1_80",
-                        client_to_node=SecretStr(SrtpKeys.generate().to_b64()),
-                        node_to_client=SecretStr(SrtpKeys.generate().to_b64())),
-        ssrc=7, reason=AssignmentReason(chosen="n1", rule="lowest-score", candidates=[]))
+from tests.joins import joined
+from wire.models import Joined, JoinRequest
 
 
 class ScriptedJoins(CloudApi):
@@ -55,7 +29,7 @@ class ScriptedJoins(CloudApi):
         self.joins += 1
         if self.errors:
             raise self.errors.pop(0)
-        return _joined()
+        return joined(rule="lowest-score")
 
 
 class FakeClock:

@@ -112,7 +112,7 @@ async def test_a_proxy_that_is_not_running_names_its_address() -> None:
 
 
 async def test_json_errors_are_json_on_stdout(tmp_path: Path) -> None:
-    """Issue: errors as JSON too, wherever --json is typed (here after the command)."""
+    """Errors as JSON too, wherever --json is typed (here after the command)."""
     stack = tmp_path / "stack.json"
     stack.write_text("[]")
     rc, out, err = await _run("-m", "client", "--stack", str(stack), "probe", "--json")
@@ -292,7 +292,7 @@ def _documented_keys(command: str) -> set[str]:
 
 
 async def test_each_command_has_its_documented_json_shape(stack: Stack, tmp_path: Path) -> None:
-    """One documented --json shape per command (the issue: documented, rounded)."""
+    """One documented --json shape per command (documented, rounded)."""
     cache = tmp_path / "cache"
     outputs = {}
     for command, argv in (("register", ["register"]), ("probe", ["probe"]),

@@ -56,7 +56,7 @@ async def _pinhole(stack: Stack, cache: Path, *args: str) -> dict[str, Any]:
 
 
 async def test_probe_report_is_cached_for_the_ttl(stack: Stack, tmp_path: Path) -> None:
-    """Issue 5: a second run inside the TTL does not probe; --force-probe does.
+    """A second run inside the TTL does not probe; --force-probe does.
 
     Defect pinned down: with a 2 s TTL the second run read "probe" on a loaded machine (a
     process start took longer than the TTL). Inside the TTL is now ten minutes; expiry has
@@ -72,7 +72,7 @@ async def test_probe_report_is_cached_for_the_ttl(stack: Stack, tmp_path: Path) 
 
 
 async def test_a_probe_report_older_than_the_ttl_is_probed_again(tmp_path: Path) -> None:
-    """Issue 5: a (short) TTL expires the cached report: once it has passed, the next run
+    """A (short) TTL expires the cached report: once it has passed, the next run
     probes (a later run can only be later, so no margin is read)."""
     async with running_stack([NodeSpec("node-a", "eu", 0)], state_dir=tmp_path / "stack",
                              cloud_args=["--probe-ttl-s", "1"]) as short:
@@ -106,7 +106,7 @@ async def test_a_changed_network_identity_probes_again(stack: Stack, tmp_path: P
 
 
 async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> None:
-    """Issue 5: `pinhole call --json` between two clients: packets received, loss 0 on
+    """`pinhole call --json` between two clients: packets received, loss 0 on
     loopback, the transport used; the end-of-call report reaches the cloud."""
     calls_before, relayed_before = await _calls(stack), await relayed(stack, "node-a")
     meeting = (await _pinhole(stack, tmp_path / "c0", "--name", "host", "meeting",
@@ -133,7 +133,7 @@ async def test_two_cli_calls_meet_and_report(stack: Stack, tmp_path: Path) -> No
 
 
 async def test_netcheck_reports_what_works_and_what_to_open(stack: Stack, tmp_path: Path) -> None:
-    """Issue 5: netcheck checks HTTPS and WSS, probes every node on every transport, and
+    """Netcheck checks HTTPS and WSS, probes every node on every transport, and
     names the media transport; on an open network there is nothing to open (exit 0)."""
     result = (await _pinhole(stack, tmp_path / "nc", "netcheck"))["netcheck"]
     rows = {c["check"]: c["status"] for c in result["checks"]}

@@ -1,6 +1,6 @@
 """The client's events WebSocket survives a cloud restart and acts on probe.requested.
 
-Issue 5: "Registration and signaling over HTTPS and the events WebSocket, with
+"Registration and signaling over HTTPS and the events WebSocket, with
 reconnect (jittered backoff) and resubscription"; "Re-probe ... on
 probe.requested".
 """

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 async def test_discovery_measures_the_simulated_distance_and_join_picks_the_nearest(
     tmp_path: Path,
 ) -> None:
-    """Issue 5: nodes at 10/40/90 ms; each node's delay is applied to what discovery
+    """Nodes at 10/40/90 ms; each node's delay is applied to what discovery
     measures, and the join picks the node the measurements put first (on a quiet machine,
     node-near).
 
@@ -96,7 +96,7 @@ async def _leave(devices: list[Device], sessions: list[MediaSession]) -> None:
 async def test_a_node_without_udp_is_planned_on_tcp_or_tls(
     tmp_path: Path, node_args: list[str], expected: str
 ) -> None:
-    """Issue 5 (planning, not fallback): a node that advertises no UDP is planned on
+    """Planning, not fallback: a node that advertises no UDP is planned on
     tcp/5004, or on tls/443 with only TLS; the client never tries UDP; media flows."""
 
     def planned(_name: str, joined: Joined) -> Joined:

@@ -125,7 +125,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
 
 
 async def test_openapi_document_is_valid_and_lists_every_route(api: Api) -> None:
-    """Issue 4: OpenAPI 3 at /v1/openapi.json, generated from the models."""
+    """OpenAPI 3 at /v1/openapi.json, generated from the models."""
     status, document = await api.call("GET", "/v1/openapi.json")
     assert status == 200
     validate(document)
@@ -192,7 +192,7 @@ async def test_hybrid_nodes_are_visible_to_their_own_org_only(api: Api) -> None:
 
 @pytest.mark.probe_ttl(3)
 async def test_reachability_is_private_and_expires(api: Api) -> None:
-    """Issue 4: stored with expiry = probe TTL; expired reports are gone; 428 on join."""
+    """Stored with expiry = probe TTL; expired reports are gone; 428 on join."""
     a, b = await api.device(name="a"), await api.device(name="b")
     path = f"/v1/devices/{a['device_id']}/reachability"
     assert (await api.call("GET", path, token=a["token"]))[0] == 404
@@ -366,7 +366,7 @@ async def test_join_without_a_reachable_node_is_503(api: Api) -> None:
 
 
 async def test_call_metrics_are_counted_by_transport(api: Api) -> None:
-    """Issue 4: POST /v1/metrics/calls stored and counted by transport (the seed's analytics)."""
+    """POST /v1/metrics/calls stored and counted by transport (the seed's analytics)."""
     alice = await api.device()
     metrics = {"meeting_id": "m", "participant_id": "p", "transport": "tcp/5004",
                "duration_s": 10, "packets_sent": 500, "packets_received": 498, "loss": 0.004,
@@ -414,7 +414,7 @@ BODIES = st.one_of(JSON, st.dictionaries(FIELDS, JSON, max_size=6),
 
 
 async def test_fuzzed_bodies_never_produce_a_500(api: Api) -> None:
-    """Issue 4: malformed input gets a 4xx with {"error","detail"}, never a 500."""
+    """Malformed input gets a 4xx with {"error","detail"}, never a 500."""
     alice = await api.device()
     _, meeting = await api.call("POST", "/v1/meetings", {}, alice["token"])
     targets = [(op.method.upper(), op.path.replace("{device_id}", alice["device_id"])
@@ -443,7 +443,7 @@ async def test_fuzzed_bodies_never_produce_a_500(api: Api) -> None:
 
 
 async def test_a_new_or_returning_node_asks_devices_to_probe_it(api: Api) -> None:
-    """Issue 4: a node's return "sends probe.requested to devices that have never probed it".
+    """A node's return "sends probe.requested to devices that have never probed it".
 
     Pins down a race: with the fixture's 1 s probe TTL, bob's report could expire while
     the node registered (slow on Redis), and bob was then rightly asked to probe too

@@ -1,6 +1,6 @@
 """The device's events WebSocket client (the ``websockets`` package) against a peer that
 misbehaves: a malformed event is dropped and counted, the stream goes on; a peer that
-stops answering pings is left (issue 12: "a hung cloud is detected", "ping/pong deadlines").
+stops answering pings is left ("a hung cloud is detected", "ping/pong deadlines").
 """
 
 from __future__ import annotations

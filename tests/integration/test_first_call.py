@@ -113,7 +113,7 @@ def _rtp(ssrc: int, seq: int) -> bytes:
 
 
 async def test_established_legs_keep_relaying_while_the_cloud_is_gone(stack: Stack) -> None:
-    """Issue 3: "while the cloud is unreachable, established legs keep relaying"; the node
+    """"while the cloud is unreachable, established legs keep relaying"; the node
     notices (its control channel is down) and keeps trying to reconnect."""
     alice, a_joined, a, meeting = await _party(stack, "alice", None)
     bob, _, b, _ = await _party(stack, "bob", meeting)

@@ -161,7 +161,7 @@ async def test_stun_conformance_on_every_transport(rung: str) -> None:
 
 
 async def test_unauthenticated_stun_is_rate_limited_per_source() -> None:
-    """Issue: unauthenticated requests rate-limited per source address (token bucket).
+    """Unauthenticated requests rate-limited per source address (token bucket).
     The node's clock stands still, so no token comes back between the six requests."""
     async with running_node(stun_rate=1.0, stun_burst=3.0, clock=FakeClock()) as node:
         async with RawPath(node, "udp/5004") as path:
@@ -194,7 +194,7 @@ def _received_from(session: MediaSession, ssrc: int) -> list[bytes]:
 
 
 async def test_three_participants_on_udp_tcp_and_tls_hear_each_other() -> None:
-    """Issue: three participants on UDP, TCP and TLS in one meeting all receive each other's
+    """Three participants on UDP, TCP and TLS in one meeting all receive each other's
     media, decrypted intact; a wrong-key stream is dropped and counted; an unauthenticated
     packet from another address redirects nobody."""
     async with running_node() as node:
@@ -313,7 +313,7 @@ async def _mesh(nodes: list[RunningNode], meeting: str) -> list[CascadeLink]:
 
 @pytest.mark.parametrize("count", [2, 3])
 async def test_cascaded_meeting_delivers_every_packet_exactly_once(count: int) -> None:
-    """Issue: a meeting split over two nodes, and over three, delivers every packet to every
+    """A meeting split over two nodes, and over three, delivers every packet to every
     other participant exactly once (no loops, no duplicates)."""
     async with contextlib.AsyncExitStack() as stack:
         nodes = [await stack.enter_async_context(running_node(f"node-{i}"))
@@ -364,7 +364,7 @@ def _fuzz_settings() -> Callable[[Callable[..., object]], Callable[..., object]]
 
 @pytest.mark.parametrize("rung", RUNGS)
 async def test_garbage_on_every_entry_point_leaves_the_node_serving(rung: str) -> None:
-    """Issue: random and mutated bytes on UDP, TCP and TLS; the node answers the next probe."""
+    """Random and mutated bytes on UDP, TCP and TLS; the node answers the next probe."""
     async with running_node(stun_rate=0) as node:
         address = node.endpoint(rung)
         samples: list[bytes] = []
@@ -404,7 +404,7 @@ async def test_garbage_on_every_entry_point_leaves_the_node_serving(rung: str) -
 
 
 async def test_control_messages_that_are_garbage_are_counted() -> None:
-    """Issue: fuzzed control messages: dropped and counted, the channel goes on."""
+    """Fuzzed control messages: dropped and counted, the channel goes on."""
     from media_node.cascade import cloud_dialler
     from media_node.control import ControlChannel, EventOutbox
     from media_node.settings import NodeSettings
@@ -460,7 +460,7 @@ async def _meet_across(link: CascadeLink, a: RunningNode, b: RunningNode,
 
 
 async def test_cascade_falls_back_to_tls_443() -> None:
-    """Issue 3: a cascade leg is UDP 5004 "with fallback to TLS 443" (here the peer has no
+    """A cascade leg is UDP 5004 "with fallback to TLS 443" (here the peer has no
     UDP at all); the peer's certificate is checked against its published fingerprint."""
     async with running_node("node-a") as a, running_node("node-b", udp=False) as b:
         link = CascadeLink(a.engine, cascade(a, b, "m1"), udp_timeout_s=0.5)

@@ -1,6 +1,6 @@
 """Prometheus metrics of the cloud and a node, scraped after a real two-party call.
 
-Pins down issue 14: the cloud's series had no HELP, and there were no histograms for join
+Pins down: the cloud's series had no HELP, and there were no histograms for join
 latency, time to media (as clients report it) or the relay's latency. Parsed with
 prometheus_client's own parser, as a Prometheus server would read them; the series names
 that dashboards and older tests use (``pinhole_calls_total``, ``pinhole_node_drops_total``)

@@ -1,7 +1,7 @@
 """``pinhole netcheck`` on loopback: the exit status, progress, and what it still reports
 when signaling fails.
 
-Pins down issue 14's netcheck defects that loopback can show: nothing was printed while it
+Pins down the netcheck defects that loopback can show: nothing was printed while it
 waited, a failed signaling check ended the run before any node was probed (Webex's and
 LiveKit's connection tests keep reporting), and a TLS-inspecting box was not named.
 """

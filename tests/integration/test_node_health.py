@@ -1,6 +1,6 @@
 """Health by missed heartbeats: a node that stays connected but stops heartbeating.
 
-Issue 4: "Missed heartbeats (heartbeat_s × heartbeat_misses) make a node unhealthy:
+"Missed heartbeats (heartbeat_s × heartbeat_misses) make a node unhealthy:
 it leaves node lists and assignment". Pins down a surviving mutant: removing the
 heartbeat-miss check from the cloud's health was caught by nothing, because only the
 closed-control-channel path was tested. Here the node's control WebSocket stays open

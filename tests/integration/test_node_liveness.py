@@ -1,6 +1,6 @@
 """A node leaves a hung cloud by its control channel's ping deadline, then registers again.
 
-Issue 12: "control channels with ping/pong deadlines (a hung node or a hung cloud is
+"control channels with ping/pong deadlines (a hung node or a hung cloud is
 detected in ≤ 2 s)". This cloud registers the node and accepts its control WebSocket,
 then answers no ping (``autoping=False``), as a SIGSTOPped replica would not. The
 node's channel (the ``websockets`` client: ping every 2 × heartbeat, pong due within

@@ -1,6 +1,6 @@
 """``POST /v1/meetings/{id}/participants/{pid}/reassign``: a device whose leg went silent.
 
-Issue 12: "a client that asks for reassignment itself when its leg goes silent while
+"a client that asks for reassignment itself when its leg goes silent while
 the meeting is live (no media and no answer to consent checks for ~1.5 s)". The cloud
 may still think the node healthy (a broken path, a node hung for less than its
 deadline): the device's word moves it, once, and only away from the node it names.

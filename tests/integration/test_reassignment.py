@@ -1,6 +1,6 @@
 """A node fails during a meeting: its participants get ``media.reassigned`` to a healthy node.
 
-Issue 4: "Missed heartbeats ... mark a node unhealthy: it leaves node lists and
+"Missed heartbeats ... mark a node unhealthy: it leaves node lists and
 assignment, and every participant on it gets a media.reassigned event with a
 fresh assignment." Here the node process is killed outright; its control
 channel drops and the cloud moves both participants, who meet again on the

@@ -1,6 +1,6 @@
 """Two cloud replicas on one real redis-server behave as one cloud.
 
-Issue 4: "two cloud replicas on one Redis — register on one, join on the other,
+"two cloud replicas on one Redis — register on one, join on the other,
 and an event raised on one reaches a WebSocket client of the other." The node
 holds its control channel to replica A; a join on replica B allocates its leg
 through Redis (the command is published on the node's channel, A forwards it

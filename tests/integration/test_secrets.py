@@ -1,6 +1,6 @@
 """Secrets stay secret in a real loopback stack: file modes, ``ps``, logs and ``--json``.
 
-Issue: ``stack.json`` (the enrollment key) was written 0644 in a 0755 directory;
+Defect pinned down: ``stack.json`` (the enrollment key) was written 0644 in a 0755 directory;
 the node secret was passed as ``--node-secret=...`` and every user saw it in
 ``ps``. docs/design.md "SRTP": "Keys never appear in logs." One stack (a node logging
 JSON lines, the cloud logging text), one full call by the library (whose keys,

@@ -300,7 +300,7 @@ async def test_pac_file_names_the_proxy_for_signaling(stack: Stack, tmp_path: Pa
 @ON_THE_MODULE_STACK
 async def test_netcheck_names_the_proxy_and_its_authentication(
         stack: Stack, tmp_path: Path) -> None:
-    """netcheck's proxy rows (issue 14: "proxy discovery and auth"): with the right Basic
+    """netcheck's proxy rows ("proxy discovery and auth"): with the right Basic
     credentials the CONNECT row is ok and signaling crosses; with a wrong password the row
     says the proxy refused the authentication and the verdict is no signaling (exit 3)."""
     async with tinyproxy(tmp_path, "pinhole", "s3cret", tls_ports(stack)) as (port, _):

@@ -1,6 +1,6 @@
 """docker-compose.yml, validated by Compose itself and run for real without a Docker engine.
 
-Issue 6: one image; services for Redis, the cloud on the Redis store, three regional media
+One image; services for Redis, the cloud on the Redis store, three regional media
 nodes, a NET_ADMIN firewall applying the profile an environment variable names, an HTTP
 proxy, and two clients on an enterprise network behind the firewall. ``pinhole-lab
 compose`` runs each service's own command and environment in its own namespace with
@@ -98,7 +98,7 @@ def test_names_resolve_as_composes_dns_does(tmp_path: Path) -> None:
 
 
 def test_the_hybrid_node_comes_from_its_own_file() -> None:
-    """docker-compose.hybrid.yml adds ``hybrid-node`` (issue 10: "docker-compose.yml gets a
+    """docker-compose.hybrid.yml adds ``hybrid-node`` ("docker-compose.yml gets a
     `hybrid-node` service on the enterprise network") as the seeds describe it: inside the
     enterprise at the lab's hybrid host, nothing published ("always initiates any needed
     connections"), routed out through the firewall, registered for org acme with the secret

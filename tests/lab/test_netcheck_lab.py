@@ -1,6 +1,6 @@
 """``pinhole netcheck`` behind the lab's real firewall: the verdict and exit status per profile.
 
-Pins down issue 14's defects: in the proxy-only lab netcheck printed nothing for 16.5 s, no
+Pins down the defects: in the proxy-only lab netcheck printed nothing for 16.5 s, no
 table, and exited 1 with a message that said to run netcheck; with every UDP rung blocked it
 exited 0. Exit statuses: 0 all good, 1 degraded (media on a fallback rung), 2 no media path,
 3 no signaling. A hang guard bounds each run (a subprocess timeout), never a speed assertion.

@@ -136,7 +136,7 @@ def test_stun_inspection_drops_a_udp_flow_that_does_not_start_with_stun(
 
 
 def test_a_lab_leaves_nothing_behind() -> None:
-    """Issue 6: a run leaves no namespace (and so no veth, nftables table) behind."""
+    """A run leaves no namespace (and so no veth, nftables table) behind."""
     require_root()
     require_tool("nft")
     with lab("no-udp") as fw:
@@ -236,7 +236,7 @@ def test_hybrid_profile_lets_only_the_hybrid_host_reach_cloud_media(running: Run
 
 
 def test_teardown_kills_what_runs_inside_the_lab() -> None:
-    """Issue 6: no process outlives its lab (``ip netns del`` alone would leave it running)."""
+    """No process outlives its lab (``ip netns del`` alone would leave it running)."""
     require_root()
     with lab("open") as fw:
         sleeper = subprocess.Popen([*fw.exec_prefix(fw.ent), "sleep", "600"])

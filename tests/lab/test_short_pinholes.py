@@ -1,6 +1,6 @@
 """A firewall that forgets a UDP flow 5 s after the last packet from inside.
 
-Issue 12: "with a stateful firewall whose UDP idle timeout is shorter than 15 s
+"with a stateful firewall whose UDP idle timeout is shorter than 15 s
 and refreshed only by outbound packets, a muted participant loses 40 % of
 incoming media"; the seeds: the pinhole is closed "if no packets are sent from
 inside". Here the gateway's conntrack UDP timeout is 5 s and a dynamic set
@@ -84,7 +84,7 @@ def test_a_muted_listener_keeps_a_5_s_outbound_refreshed_pinhole() -> None:
 
 
 def test_netcheck_measures_a_short_udp_idle_timeout() -> None:
-    """Issue 12: "netcheck reports when a firewall's UDP idle timeout looks short". With
+    """"netcheck reports when a firewall's UDP idle timeout looks short". With
     pinholes that close 3 s after the last packet from inside, the listener leg of
     ``pinhole netcheck --udp-idle-s`` hears the talker for about 3 s, and the report
     says it is shorter than the consent schedule can hold."""

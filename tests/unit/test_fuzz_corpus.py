@@ -46,7 +46,7 @@ def test_the_corpus_and_the_seeds_replay_cleanly(target: str) -> None:
 
 
 def test_the_old_body_reader_crashes_on_the_saved_inputs() -> None:
-    """The crashes are real: ``json.loads`` (the old reader) fails on them as the issue said."""
+    """The crashes are real: ``json.loads`` (the old reader) failed on them."""
     import json
 
     for name, error in (("api_body-deep-object", RecursionError),

@@ -1,4 +1,4 @@
-"""``pinhole-hybrid-node`` settings: the issue's flags, each also from ``PINHOLE_*``."""
+"""``pinhole-hybrid-node`` settings: its flags, each also from ``PINHOLE_*``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The default liveness settings fit the 3 s budget for media to come back.
 
-Issue 12: "a hung node (SIGSTOP) is noticed only by the heartbeat timeout: 12.5-12.8 s
+"a hung node (SIGSTOP) is noticed only by the heartbeat timeout: 12.5-12.8 s
 without media" with the old defaults (heartbeat 5 s × 3 misses; WebSocket ping every
 10 s); "a hung node or a hung cloud is detected in ≤ 2 s".
 """

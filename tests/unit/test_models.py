@@ -62,7 +62,7 @@ def _open_cascade(profile: str, up: str, down: str) -> dict[str, object]:
 ])
 def test_srtp_keys_are_checked_per_profile_at_the_model(profile: str, up: str,
                                                         message: str) -> None:
-    """Issue: an open_cascade with bad base64, a wrong length, or a GCM profile with a 30-byte
+    """Defect: an open_cascade with bad base64, a wrong length, or a GCM profile with a 30-byte
     key raised from the engine and the node exited. RFC 3711 §8.2 (30 bytes), RFC 7714 §12
     (28 bytes): the model refuses it, so it never reaches the engine."""
     down = KEY28 if profile == "AEAD_AES_128_GCM" else KEY30

@@ -12,7 +12,7 @@ from media_node.settings import parse as parse_node
 
 
 def test_a_secret_on_the_command_line_is_refused() -> None:
-    """Issue: "--node-secret=..." was visible in ps for the cloud and every node. A value on
+    """Defect: "--node-secret=..." was visible in ps for the cloud and every node. A value on
     argv is a usage failure (exit 2) saying what to do instead; the secret is not echoed."""
     for parse, argv in ((parse_cloud, ["--node-secret=s3cr3t-value"]),
                         (parse_cloud, ["--operator-token", "s3cr3t-value"]),

@@ -1,4 +1,4 @@
-"""netcheck's UDP idle finding from a listener's times (issue 12: "netcheck reports when a
+"""netcheck's UDP idle finding from a listener's times ("netcheck reports when a
 firewall's UDP idle timeout looks short"; seed: the pinhole "is usually closed after 30
 seconds if no packets are sent from inside")."""
 

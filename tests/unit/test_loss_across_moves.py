@@ -15,7 +15,7 @@ from client.call import Call, LegRecord
 from client.device import Device
 from client.media import MediaSession
 from client.stats import ReceiveStats
-from tests.unit.test_call_legs import _joined
+from tests.joins import joined as _joined
 from wire.models import Joined
 from wire.rtp import build_rtp, parse_rtp_header
 from wire.srtp import SrtpKeys, SrtpProfile, SrtpReceiver, SrtpSender

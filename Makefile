@@ -28,8 +28,8 @@ demo: venv
 # included) and per-package floors; the 20 slowest tests are listed at the end.
 test: system-deps venv lint typecheck bytecode
 	rm -f .coverage .coverage.*
-	@# every process measures itself (coverage's .pth hook): pytest, its workers, the
-	@# services the tests start
+	@# every process measures itself: pytest and its workers from start-up (coverage's
+	@# .pth hook), the services the tests start from their entry point on (edge/measure.py)
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/.coverage \
 	  $(PY) -m pytest $(PYTEST_PARALLEL) --durations=20
 	$(PY) -m coverage combine -q

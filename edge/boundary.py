@@ -15,7 +15,8 @@ Exit codes, the same for ``pinhole``, ``pinhole-cloud``, ``pinhole-media-node``,
 
 A command raises :class:`Failure` where it knows the flag, file or address at
 fault; :func:`run` turns anything else into the most honest line it can.
-Nothing here does I/O of its own: the streams are passed in.
+Nothing here does I/O of its own (the streams are passed in), but for the test
+suite's coverage measurement of the process (:mod:`edge.measure`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import traceback
 from collections.abc import Callable, Mapping
 from enum import IntEnum
 from typing import TextIO
+
+from edge import measure
 
 
 class ExitCode(IntEnum):
@@ -138,8 +141,10 @@ def run(
 
     ``translate`` maps the exceptions of the command's own libraries (aiohttp,
     redis …) to failures that name the address; ``as_json`` is asked only
-    when something failed (the flags may not have been parsed yet).
+    when something failed (the flags may not have been parsed yet). Under the
+    test suite the process starts measuring its coverage here (:mod:`edge.measure`).
     """
+    measure.start_if_asked(os.environ)
     try:
         return body()
     except KeyboardInterrupt:

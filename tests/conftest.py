@@ -26,6 +26,7 @@ import aioice.ice
 import pytest
 from hypothesis import HealthCheck, settings
 
+from edge import measure
 from tests.prereqs import IN_CI
 
 _MACHINE_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -53,6 +54,19 @@ def timeout_for(item: pytest.Item) -> int:
         if item.get_closest_marker(marker) is not None:
             return seconds
     return DEFAULT_TIMEOUT
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``make test`` sets coverage.py's start-up variable: each pytest process measures itself
+    from interpreter start-up. In a process that runs tests it becomes
+    :data:`edge.measure.VARIABLE`, so that the services the tests start measure themselves
+    from their entry point on, past their imports (:mod:`edge.measure` says why). xdist's
+    controller runs no test: it keeps the variable for the workers it starts."""
+    controller = not hasattr(config, "workerinput") and bool(
+        config.getoption("numprocesses", None))
+    start = None if controller else os.environ.pop("COVERAGE_PROCESS_START", None)
+    if start:
+        os.environ[measure.VARIABLE] = start
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

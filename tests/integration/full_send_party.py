@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 
+from edge import measure
 from media_node.engine import Engine
 from media_node.listeners import bind_udp
 from tests.waiting import until
@@ -51,4 +53,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    measure.start_if_asked(os.environ)  # under make test, as a Pinhole command does
     sys.exit(asyncio.run(main()))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from edge import measure
 from tests.prereqs import require, require_tool
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
@@ -55,7 +56,7 @@ def test_interop_tests_pass_or_skip_as_a_user_without_root(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items()
            # an ordinary user's run: no CI (a root-only test skips, with its reason), and
            # no coverage files written into a tree this user may not own
-           if k not in {"CI", "COVERAGE_PROCESS_START", "COVERAGE_FILE"}
+           if k not in {"CI", "COVERAGE_PROCESS_START", "COVERAGE_FILE", measure.VARIABLE}
            and not k.startswith("PYTEST_XDIST") and k != "PYTEST_CURRENT_TEST"}
     run = subprocess.run(
         [unshare, "--user", "--map-user", UNPRIVILEGED, "--map-group", UNPRIVILEGED, "--",

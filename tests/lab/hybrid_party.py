@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -29,6 +30,7 @@ from client.api import ApiError, CloudApi
 from client.device import Device
 from client.media import MediaError, MediaSession
 from client.proxy import LocalTunnelProxy, discover_proxy
+from edge import measure
 from wire.address import Address
 from wire.models import Event
 from wire.tls import client_context
@@ -130,4 +132,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    measure.start_if_asked(os.environ)  # under make test, as a Pinhole command does
     sys.exit(asyncio.run(main()))

@@ -15,12 +15,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
 
 from client.api import CloudApi
 from client.device import Device
+from edge import measure
 from wire.tls import client_context
 
 #: a listener told the speaker is done counts on until this long passes with nothing new
@@ -74,4 +76,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    measure.start_if_asked(os.environ)  # under make test, as a Pinhole command does
     sys.exit(asyncio.run(main()))

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from edge import measure
 from lab.netns import leftovers
 from tests.installs import FreshVenv, source_tree
 from tests.prereqs import require, require_root, require_tool
@@ -59,11 +60,14 @@ def _environment(*, measured: bool = False, **extra: str) -> dict[str, str]:
     """This process's, less the CI switch and this pytest run's own variables; ``measured``
     keeps the suite's coverage measurement (a run from the repository's root, as root:
     coverage records files relative to where it runs and writes beside the repository)."""
-    coverage = set() if measured else {"COVERAGE_PROCESS_START", "COVERAGE_FILE"}
+    coverage = {"COVERAGE_PROCESS_START", "COVERAGE_FILE", measure.VARIABLE}
     env = {k: v for k, v in os.environ.items()
            if k not in {"CI", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS", "PYTEST_PLUGINS",
                         "PYTEST_DISABLE_PLUGIN_AUTOLOAD", *coverage}
            and not k.startswith("PYTEST_XDIST")}
+    if measured and os.environ.get(measure.VARIABLE):  # that pytest measures itself
+        env.update(COVERAGE_PROCESS_START=os.environ[measure.VARIABLE],
+                   COVERAGE_FILE=os.environ["COVERAGE_FILE"])
     env.update(extra)
     return env
 

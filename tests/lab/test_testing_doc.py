@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from edge import measure
 from tests.lab.test_docs_labs import Step, parse, screen, unmatched
 from tests.prereqs import require_root, require_tool
 
@@ -69,7 +70,8 @@ def _environment() -> dict[str, str]:
     """The reader's: the venv first on PATH, no CI (a command sets it itself), nothing of
     this pytest run's."""
     env = {k: v for k, v in os.environ.items()
-           if k not in {"CI", "COVERAGE_PROCESS_START", "PYTEST_CURRENT_TEST"}
+           if k not in {"CI", "COVERAGE_PROCESS_START", measure.VARIABLE,
+                         "PYTEST_CURRENT_TEST"}
            and not k.startswith("PYTEST_XDIST")}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env

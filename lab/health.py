@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge import measure
+
 if TYPE_CHECKING:
     import ssl
 
@@ -162,6 +164,7 @@ def held(probe: Callable[[], str | None], healthy_before: Path | None, hold_s: f
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    measure.start_if_asked(os.environ)  # under make test (edge/measure.py)
     raw = list(sys.argv[1:] if argv is None else argv)
     command = raw[raw.index("--") + 1:] if "--" in raw else []
     p = argparse.ArgumentParser(prog="python -m lab.health", description=__doc__,

@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 
 import aioice
+
+from edge import measure
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -62,6 +65,7 @@ async def gather(args: argparse.Namespace) -> list[aioice.Candidate]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    measure.start_if_asked(os.environ)  # under make test (edge/measure.py)
     args = _parser().parse_args(argv)
     servers = [f"{kind} {s[0]}:{s[1]}" for kind, s in (("STUN", args.stun), ("TURN", args.turn))
                if s is not None]

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from edge import measure
 from edge.flags import seconds
 
 ERROR_TAIL = 500  # characters of a failed call's stderr kept in its result
@@ -153,6 +154,7 @@ def _stay_up() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    measure.start_if_asked(os.environ)  # under make test (edge/measure.py)
     raw = list(sys.argv[1:] if argv is None else argv)
     command = raw[raw.index("--") + 1:] if "--" in raw else []
     p = argparse.ArgumentParser(prog="pinhole-lab smoke", description=__doc__,

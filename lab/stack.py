@@ -106,6 +106,8 @@ class Stack:
     turn: TurnServer | None = None  # coturn, when turnserver is installed (lab.turn)
     balancer_stats: Address | None = None  # HAProxy's statistics (lab.haproxy.server_states)
     sentinels: list[Address] = field(default_factory=list)  # with sentinel=True
+    # how each named process was started, (program, arguments): what restart() runs again
+    commands: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def signal(self, name: str, sig: int) -> None:
         """Send ``sig`` (SIGKILL, SIGSTOP, SIGCONT …) to the process called ``name``."""
@@ -119,6 +121,19 @@ class Stack:
                 proc.send_signal(signal.SIGKILL)
                 proc.send_signal(signal.SIGCONT)
         await proc.wait()
+
+    async def restart(self, name: str, args: Sequence[str] | None = None,
+                      ) -> asyncio.subprocess.Process:
+        """Kill the process called ``name`` if it runs and start it again as it was started,
+        or with ``args`` in its place (kept for the next restart); return the new process
+        without waiting for it to be ready (a media node: :meth:`restart_node`)."""
+        program, started = self.commands[name]
+        await self.kill(name)
+        old = self.named[name]
+        proc = await _spawn(self, name, started if args is None else args, program=program)
+        self.processes[self.processes.index(old)] = proc
+        self.named[name] = proc
+        return proc
 
     async def restart_node(self, node_id: str) -> None:
         """Kill node ``node_id`` if it runs, start it again, wait until the cloud lists it."""
@@ -196,9 +211,10 @@ async def _wait_for_file(path: Path, proc: asyncio.subprocess.Process, what: str
                      + (f"; it last said {said!r}" if said else "") + f" (its log: {log})")
 
 
-async def _spawn(state: Path, name: str, args: Sequence[str],
+async def _spawn(stack: Stack, name: str, args: Sequence[str],
                  program: str = sys.executable) -> asyncio.subprocess.Process:
-    log = (state / f"{name}.log").open("ab")
+    stack.commands[name] = (program, tuple(args))
+    log = (stack.state_dir / f"{name}.log").open("ab")
     try:
         return await asyncio.create_subprocess_exec(
             program, *args, stdout=log, stderr=asyncio.subprocess.STDOUT,
@@ -284,7 +300,7 @@ async def _start(
     ]
     if replicas <= 1:
         progress(f"starting the cloud on {cloud_ip}")
-        cloud = await _spawn(state, "cloud", [*common, "--port", "443",
+        cloud = await _spawn(stack, "cloud", [*common, "--port", "443",
                                               "--state-file", str(state / "cloud.json"),
                                               *cloud_args])
         stack.processes.append(cloud)
@@ -297,7 +313,7 @@ async def _start(
             port = free_port(cloud_ip)
             progress(f"starting cloud replica {i} of {replicas} on {cloud_ip}:{port}")
             name = f"cloud-{i}"
-            proc = await _spawn(state, name, [*common, "--port", str(port),
+            proc = await _spawn(stack, name, [*common, "--port", str(port),
                                               "--state-file", str(state / f"{name}.json"),
                                               *cloud_args])
             stack.processes.append(proc)
@@ -325,7 +341,7 @@ async def _start_redis(stack: Stack, progress: Callable[[str], None]) -> str:
     host = stack.prefix + ".1"
     port = free_port(host)
     progress(f"starting redis-server on {host}:{port}")
-    proc = await _spawn(stack.state_dir, "redis", [
+    proc = await _spawn(stack, "redis", [
         "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
         "--dir", str(stack.state_dir)], program=binary)
     stack.processes.append(proc)
@@ -342,7 +358,7 @@ async def _start_turn(stack: Stack, server: TurnServer, progress: Callable[[str]
         raise StackError("TURN needs coturn's turnserver (Debian package coturn)")
     address, port = server.address, server.port
     progress(f"starting coturn (TURN over TLS) on {address}:{port}")
-    proc = await _spawn(stack.state_dir, "turn", server.argv(), program=binary)
+    proc = await _spawn(stack, "turn", server.argv(), program=binary)
     stack.processes.append(proc)
     stack.named["turn"] = proc
     deadline = time.monotonic() + timeout_s
@@ -375,7 +391,7 @@ async def _start_sentinel(stack: Stack, progress: Callable[[str], None],
     primary, replica = Address(host, free_port(host)), Address(host, free_port(host))
     for name, listen, of in (("redis", primary, None), ("redis-replica", replica, primary)):
         progress(f"starting {name} on {listen}" + (f", a replica of {of}" if of else ""))
-        proc = await _spawn(state, name, sentinel.server_args(listen, str(state), name, of),
+        proc = await _spawn(stack, name, sentinel.server_args(listen, str(state), name, of),
                             program=server)
         stack.processes.append(proc)
         stack.named[name] = proc
@@ -385,7 +401,7 @@ async def _start_sentinel(stack: Stack, progress: Callable[[str], None],
         conf = state / f"sentinel-{i}.conf"
         conf.write_text(sentinel.sentinel_config(listen, primary, str(state)))
         progress(f"starting sentinel-{i} on {listen}")
-        proc = await _spawn(state, f"sentinel-{i}", [str(conf)], program=watcher)
+        proc = await _spawn(stack, f"sentinel-{i}", [str(conf)], program=watcher)
         stack.processes.append(proc)
         stack.named[f"sentinel-{i}"] = proc
         stack.sentinels.append(listen)
@@ -413,7 +429,7 @@ async def _start_balancer(stack: Stack, host: str, backends: list[haproxy.Replic
         conf.write_text(haproxy.config(Address(host, port), backends, stats))
         progress(f"starting HAProxy on {host}:{port} in front of "
                  f"{', '.join(str(b.address) for b in backends)}")
-        proc = await _spawn(state, "balancer", haproxy.argv(str(conf)), program=binary)
+        proc = await _spawn(stack, "balancer", haproxy.argv(str(conf)), program=binary)
         try:
             await _wait_listening(proc, Address(host, port), timeout_s)
         except StackError:
@@ -464,7 +480,7 @@ async def start_node(stack: Stack, spec: NodeSpec,
             "--node-secret-file", str(stack.pki.hybrid_secret_file(spec.org))] if spec.org
            else ["-m", "media_node", "--node-secret-file", str(stack.pki.node_secret_file)])
     for attempt in range(1, BIND_ATTEMPTS + 1):
-        proc = await _spawn(state, spec.id, [
+        proc = await _spawn(stack, spec.id, [
             *who, "--cloud", stack.cloud_url, "--ca", stack.ca_file,
             "--node-id", spec.id, "--region", spec.region,
             "--advertise", address, "--simulated-rtt-ms", str(spec.simulated_rtt_ms),

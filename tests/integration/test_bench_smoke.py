@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench.chaos import GAP_S, plan
 from bench.relay import COALESCE_US
 from tests.prereqs import require, require_tool
 
@@ -104,12 +106,64 @@ def test_failover_benchmark_times_media_back_for_both_parties() -> None:
     assert run["victim"] not in run["to"]  # both parties ended on another node
 
 
-def test_chaos_benchmark_reports_every_call() -> None:
-    out = _bench(
-        [sys.executable, "-m", "bench.chaos", "--calls", "1", "--duration", "8",
-         "--every", "3"],
-        timeout=180,
-    )
-    result = json.loads(out)
+def _soak(args: list[str]) -> dict[str, Any]:
+    """bench.chaos with ``args``; what holds of every soak checked on its JSON."""
+    result: dict[str, Any] = json.loads(_bench(
+        [sys.executable, "-m", "bench.chaos", "--calls", "1", *args], timeout=180))
+    kinds = [f["kind"] for f in result["faults"]]
+    # the seed alone plans the faults: the same kinds again, in the same order
+    assert kinds == [k for k, _ in plan(result["seed"], result["kinds"], len(kinds))]
+    for fault in result["faults"]:
+        assert fault["recovered"] and fault["target"], fault
+        assert fault["recovery_s"] >= 0 and fault["at_s"] > 0
     [call] = result["per_call"]
-    assert result["faults"] and call["packets_sent"] > 0 and call["stuck"] == []
+    assert call["packets_sent"] > 0 and call["stuck"] == []
+    assert 0 <= call["lost_outside_gaps"] <= call["packets_lost"]
+    gaps = [g["s"] for g in call["gaps"]]
+    assert all(s > GAP_S for s in gaps)
+    if gaps:
+        assert call["gap_p50_s"] <= call["gap_p99_s"] <= call["gap_max_s"] == max(gaps)
+    else:
+        assert call["gap_p50_s"] is call["gap_p99_s"] is call["gap_max_s"] is None
+    totals = result["totals"]
+    assert totals["gaps"] == len(gaps) and totals["gap_max_s"] == call["gap_max_s"]
+    assert totals["stuck_calls"] == 0 and totals["faults"] == len(kinds)
+    p99 = totals["gap_p99_s"]
+    assert result["goals"] == {"gap_p99_lt_3s": p99 is None or p99 < 3.0, "stuck_0": True}
+    first, last = result["rss"]["samples"][0], result["rss"]["samples"][-1]
+    assert first["at_s"] == 0 and last["at_s"] == result["ended_s"]
+    assert set(first["kb"]) == set(last["kb"]) >= {"node-a", "node-b", "node-c"}
+    assert all(kb > 0 for kb in first["kb"].values())
+    assert set(result["rss"]["change"]) == set(last["kb"])
+    return result
+
+
+def test_chaos_benchmark_reports_every_call() -> None:
+    """A seeded soak on the memory store: a node hung, then a node killed, each the one
+    carrying the call; both come back, the call's gaps are listed and it ends with media."""
+    result = _soak(["--duration", "7.5", "--every", "2.5", "--hang", "2", "--seed", "5",
+                    "--victims", "busy"])
+    assert result["kinds"] == ["node-kill", "node-stop"]  # all a one-cloud stack can take
+    assert [f["kind"] for f in result["faults"]] == ["node-stop", "node-kill"]
+    # the call's node hung for 2 s: its media stopped for longer than a gap's 100 ms
+    assert result["per_call"][0]["gaps"]
+    assert "cloud" in result["rss"]["samples"][0]["kb"]
+
+
+@pytest.mark.redis
+def test_chaos_benchmark_hits_cloud_replicas_and_the_redis_primary() -> None:
+    """Two cloud replicas on Redis with Sentinel: a replica hung, then the Redis primary
+    killed; the Sentinels promote the replica, the killed server comes back as its
+    replica, and the call never stops."""
+    require_tool("redis-server")
+    require_tool("redis-sentinel")
+    require_tool("haproxy")
+    result = _soak(["--duration", "3", "--every", "1", "--hang", "1", "--seed", "12",
+                    "--store", "redis", "--replicas", "2", "--sentinel",
+                    "--faults", "replica-kill,replica-stop,redis-kill"])
+    hung, killed = result["faults"]
+    assert (hung["kind"], killed["kind"]) == ("replica-stop", "redis-kill")
+    assert hung["target"] in ("cloud-1", "cloud-2")
+    assert killed["target"] == "redis"  # the first primary
+    assert killed["failover_s"] <= killed["in_sync_s"] <= killed["recovery_s"]
+    assert {"cloud-1", "cloud-2"} <= set(result["rss"]["samples"][0]["kb"])

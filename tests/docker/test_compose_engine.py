@@ -78,7 +78,11 @@ class Stack:
                  "PINHOLE_REDIS_IMAGE": self.images["redis"], **(env or {})})
 
     def container(self, project: str, service: str) -> str:
-        return self.compose(project, "ps", "-a", "-q", service).stdout.strip()
+        """The id of ``service``'s container, by the labels Compose gives it (what
+        ``docker-compose ps -a -q SERVICE`` answers, without starting Compose's Python)."""
+        return self.engine.docker(
+            "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}",
+            "--filter", f"label=com.docker.compose.service={service}").strip()
 
     def down(self, project: str) -> None:
         done = self.compose(project, "down", "-v", "--remove-orphans", "-t", "5")

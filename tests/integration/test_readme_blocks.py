@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from edge import measure
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -39,8 +41,10 @@ def running_it() -> list[str]:
 
 
 def environment(tmp: Path) -> dict[str, str]:
-    """The reader's, with no PINHOLE_* or proxy setting, and a cache of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINHOLE_")
+    """The reader's, with no PINHOLE_* or proxy setting, and a cache of its own (the
+    suite's coverage measurement stays: edge/measure.py)."""
+    env = {k: v for k, v in os.environ.items()
+           if (k == measure.VARIABLE or not k.startswith("PINHOLE_"))
            and k.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}}
     env["XDG_CACHE_HOME"] = str(tmp / "cache")
     return env

@@ -62,6 +62,10 @@ async def metrics(request: web.Request) -> web.Response:
     # control integrity: pub/sub commands ignored for a bad HMAC; commands nodes refused
     m.bus_forged_messages.set(cloud.registry.bus.forged if cloud.registry.bus else 0)
     m.node_refused_commands.set(cloud.registry.refused())
+    # device events across lost store subscriptions (cloud.redis_store.subscribe)
+    m.event_subscriptions_lost.set(cloud.store.subscriptions_lost)
+    m.events_replayed.set(cloud.store.events_replayed)
+    m.event_gaps.set(cloud.store.event_gaps)
     m.nodes.labels("healthy").set(sum(n.healthy for n in all_nodes))
     m.nodes.labels("unhealthy").set(sum(not n.healthy for n in all_nodes))
     return web.Response(body=m.render(),

@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from cloud.assignment import Rule
 from cloud.cascades import prune_cascades
@@ -304,8 +304,17 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         await ws.prepare(request)
 
         async def pump() -> None:
-            async for event in cloud.store.subscribe(device):
-                await ws.send_str(event.model_dump_json())
+            # A subscription lost with the store is made again inside subscribe(); should
+            # the events stop anyway, the WebSocket is closed, never left open and silent:
+            # the device connects again and is subscribed again.
+            try:
+                async for event in cloud.store.subscribe(device):
+                    await ws.send_str(event.model_dump_json())
+            except ConnectionError:  # the device went away meanwhile
+                return
+            except Exception:
+                log.exception("events of device %s stopped; closing its WebSocket", device)
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"events stopped")
 
         task = asyncio.create_task(pump())
         try:

@@ -103,6 +103,17 @@ class CloudMetrics:
         self.bus_forged_messages = Gauge(
             "pinhole_bus_forged_messages",
             "Pub/sub commands between replicas ignored for a bad HMAC.", registry=r)
+        self.event_subscriptions_lost = Gauge(
+            "pinhole_event_subscriptions_lost",
+            "Device event subscriptions to the store lost (each is made again).", registry=r)
+        self.events_replayed = Gauge(
+            "pinhole_events_replayed",
+            "Device events read from the device's event log in the store: published while "
+            "its subscription was not in place.", registry=r)
+        self.event_gaps = Gauge(
+            "pinhole_event_gaps",
+            "Subscriptions made again after the device's event log had dropped events not "
+            "yet delivered.", registry=r)
         self.node_refused_commands = Gauge(
             "pinhole_node_refused_commands",
             "Commands this replica's nodes answered with control_refused.", registry=r)

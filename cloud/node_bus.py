@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from cloud.redis_errors import raise_if_cancelling, redis_failures, translated
 
@@ -40,6 +40,7 @@ RESUBSCRIBE_FIRST_S: Final = 0.05  # a lost subscription is made again after thi
 RESUBSCRIBE_MAX_S: Final = 1.0
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def bus_key(node_secret: str) -> bytes:
@@ -79,6 +80,58 @@ async def close_pubsub(pubsub: PubSub, timeout_s: float = 1.0) -> None:
     with contextlib.suppress(*redis_failures(), TimeoutError):
         async with asyncio.timeout(timeout_s):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def messages(redis: aioredis.Redis, channel: str) -> AsyncIterator[str | None]:
+    """``None`` once Redis confirms the subscription to ``channel`` (what was published
+    before then was not heard here), then the data of each message published on it;
+    a lost connection raises (one of :func:`redis_failures`)."""
+    pubsub = redis.pubsub()
+    try:
+        await pubsub.subscribe(channel)
+        async for message in pubsub.listen():
+            kind = message.get("type")
+            if kind == "subscribe":
+                yield None
+            elif kind == "message":
+                yield str(message["data"])
+    finally:
+        await close_pubsub(pubsub)
+
+
+async def resubscribing(listen: Callable[[Callable[[], None]], AsyncIterator[T]], what: str,
+                        lost: Callable[[], None] = lambda: None) -> AsyncIterator[T]:
+    """What ``listen(ready)`` yields, until cancelled; ``listen`` subscribes and calls
+    ``ready()`` once its subscription is in place.
+
+    A subscription lost with the store (its primary killed, failed over or restarted,
+    or the connection cut) is made again, on whatever primary there is then, waiting
+    twice as long after each failure (from ``RESUBSCRIBE_FIRST_S`` up to
+    ``RESUBSCRIBE_MAX_S``); ``lost()`` is called for each subscription that was in place
+    and is lost, and one warning is logged per outage, not per attempt. Before, the
+    tasks forwarding a node's commands and a device's events ended with the lost
+    connection, while the node's and the device's WebSockets stayed open.
+    """
+    wait, up = RESUBSCRIBE_FIRST_S, False
+
+    def ready() -> None:
+        nonlocal wait, up
+        wait, up = RESUBSCRIBE_FIRST_S, True
+
+    while True:
+        try:
+            async for item in listen(ready):
+                yield item
+        except redis_failures() as exc:
+            raise_if_cancelling()
+            if up:
+                lost()
+            if wait == RESUBSCRIBE_FIRST_S:
+                log.warning("%s lost (%s); subscribing again until the store answers",
+                            what, exc or type(exc).__name__)
+        up = False
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, RESUBSCRIBE_MAX_S)
 
 
 class NodeBus(Protocol):
@@ -142,39 +195,21 @@ class RedisNodeBus:
         return await self._publish(f"{PREFIX}nodecmd:{node_id}", text) > 0
 
     async def commands(self, node_id: str) -> AsyncIterator[str]:
-        """Commands other replicas publish for ``node_id``, until cancelled.
+        """Commands other replicas publish for ``node_id``, until cancelled; a lost
+        subscription is made again (:func:`resubscribing`). Before, every command other
+        replicas sent the node after a failover went unanswered, and every join placed
+        on it through them failed."""
+        channel = f"{PREFIX}nodecmd:{node_id}"
 
-        A subscription lost with the store (its primary killed, failed over or
-        restarted) is made again, on whatever primary there is then, waiting twice as
-        long after each failure (up to ``RESUBSCRIBE_MAX_S``). Before, the forwarding
-        task ended with the lost connection: every command other replicas sent the
-        node went unanswered, and every join placed on it through them failed.
-        """
-        channel, wait = f"{PREFIX}nodecmd:{node_id}", RESUBSCRIBE_FIRST_S
-        while True:
-            try:
-                async for text in self._listen(channel):
-                    wait = RESUBSCRIBE_FIRST_S
+        async def listen(ready: Callable[[], None]) -> AsyncIterator[str]:
+            async for data in messages(self._redis, channel):
+                if data is None:
+                    ready()
+                elif (text := self._open(channel, data)) is not None:
                     yield text
-            except redis_failures() as exc:
-                raise_if_cancelling()
-                if wait == RESUBSCRIBE_FIRST_S:  # one line per outage, not per attempt
-                    log.warning("subscription to %s lost (%s); subscribing again until "
-                                "the store answers", channel, exc or type(exc).__name__)
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, RESUBSCRIBE_MAX_S)
 
-    async def _listen(self, channel: str) -> AsyncIterator[str]:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(channel)
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    text = self._open(channel, message["data"])
-                    if text is not None:
-                        yield text
-        finally:
-            await close_pubsub(pubsub)
+        async for text in resubscribing(listen, f"subscription to {channel}"):
+            yield text
 
     @translated
     async def request(self, node_id: str, text: str, request_id: str,

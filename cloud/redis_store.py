@@ -7,7 +7,12 @@
   logging out deletes it, so a replayed cookie is refused by every replica.
 - Events go out with ``PUBLISH pinhole:events:<device>``; every replica's
   ``/v1/events`` WebSocket subscribes to its device's channel, so an event
-  raised on one replica reaches a client connected to another.
+  raised on one replica reaches a client connected to another. Pub/sub keeps
+  nothing for a subscriber that is not there, so each event also goes into
+  the device's event log, a stream under the channel's name (its last
+  ``EVENT_LOG_LEN`` entries, kept ``EVENT_LOG_TTL_S`` after the last one),
+  and the message carries the entry's id: a subscription lost with the store
+  is made again and first reads from the log what it missed (``subscribe``).
 - Meeting updates take a short Redis lock (``SET NX PX``, with a read of the
   meeting in the same script) so two replicas never interleave a join. While
   this replica holds a meeting's lock nobody else can change the meeting,
@@ -44,11 +49,12 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import logging
 import operator
 import secrets
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 
@@ -57,12 +63,13 @@ import redis.asyncio as aioredis
 from cloud import redis_sentinel
 from cloud.errors import StoreUnavailable
 from cloud.floor import Floor
-from cloud.node_bus import RedisNodeBus, close_pubsub
+from cloud.node_bus import RedisNodeBus, messages, resubscribing
 from cloud.redis_errors import raise_if_cancelling, redis_failures, translated
 from cloud.redis_scripts import Script, ScriptRunner
 from cloud.redis_sentinel import SentinelClient
 from cloud.store import (
     DEFAULT_RETENTION,
+    EVENT_BACKLOG,
     CallTotals,
     CascadeRecord,
     DeviceRecord,
@@ -73,6 +80,11 @@ from cloud.store import (
 from wire.models import CallMetrics, Event, ReachabilityReport, StoredReachability
 
 PREFIX = "pinhole:"
+#: A device's event log keeps its newest events this long after the last one: far more
+#: than a subscription is down while the store answers (a failover's resubscription
+#: comes within ``cloud.node_bus.RESUBSCRIBE_MAX_S`` of the new primary)
+EVENT_LOG_TTL_S = 60
+EVENT_LOG_LEN = EVENT_BACKLOG  # and at least this many of them (``MAXLEN ~``)
 MAX_CONNECTIONS = 100  # to Redis per replica; more requests than that wait for one
 CONNECTION_WAIT_S = 10.0
 LOCK_POLL_S = 0.005  # while another replica holds a meeting's lock
@@ -85,10 +97,20 @@ _ACQUIRE = ("if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) the
 # Delete the lock only if it is still ours: it may have expired and been taken since.
 _RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
             "return redis.call('del', KEYS[1]) else return 0 end")
+# One event (``text``) to one device (``key``: its channel, and its log of the same name):
+# appended to the log, which is trimmed and kept EVENT_LOG_TTL_S from now, and published
+# as "<its log id> <text>".
+_SEND = f"""
+local function send(key, text)
+  local id = redis.call('xadd', key, 'MAXLEN', '~', {EVENT_LOG_LEN}, '*', 'e', text)
+  redis.call('pexpire', key, {EVENT_LOG_TTL_S * 1000})
+  redis.call('publish', key, id .. ' ' .. text)
+end
+"""
 # Only if the lock is still ours: write the meeting (ARGV[2] == "1": ARGV[3] under
-# KEYS[2], its id ARGV[4] into the set KEYS[3]), publish each event (ARGV[i], to the
-# next ARGV[i + 1] channels of KEYS[4...]), release: 1; or 0, and nothing done.
-_COMMIT = """
+# KEYS[2], its id ARGV[4] into the set KEYS[3]), send each event (ARGV[i], to the
+# next ARGV[i + 1] devices of KEYS[4...]), release: 1; or 0, and nothing done.
+_COMMIT = _SEND + """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '1' then
   redis.call('set', KEYS[2], ARGV[3])
@@ -97,20 +119,44 @@ end
 local k = 4
 for i = 5, #ARGV, 2 do
   for _ = 1, tonumber(ARGV[i + 1]) do
-    redis.call('publish', KEYS[k], ARGV[i])
+    send(KEYS[k], ARGV[i])
     k = k + 1
   end
 end
 redis.call('del', KEYS[1])
 return 1
 """
-# One event to many devices' channels in one command (a pipeline of N PUBLISH costs N).
-_PUBLISH = "for _, channel in ipairs(KEYS) do redis.call('publish', channel, ARGV[1]) end"
+# One event to many devices in one command (a pipeline of N commands costs N).
+_PUBLISH = _SEND + "for _, key in ipairs(KEYS) do send(key, ARGV[1]) end"
 # A participant (and a cascade) is stored as the list of its fields, in field order:
 # no key per field to write and parse (a meeting of ten: 17 µs to read as objects of
 # named fields, 6 as lists).
 _participant_fields = operator.attrgetter(*(f.name for f in fields(ParticipantRecord)))
 _cascade_fields = operator.attrgetter(*(f.name for f in fields(CascadeRecord)))
+
+log = logging.getLogger(__name__)
+
+
+def _entry_id(text: str) -> tuple[int, int]:
+    """A stream entry's id, ``<ms>-<seq>``, as numbers that compare in its order."""
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq)
+
+
+def _log(raw: Iterable[tuple[object, object]] | None) -> list[tuple[tuple[int, int], str]]:
+    """Entries of a device's log, as its ids and the texts of its events."""
+    return [(_entry_id(str(entry)), str(values.get("e", "")) if isinstance(values, dict)
+             else "") for entry, values in raw or ()]
+
+
+def _event(device_id: str, text: str | None) -> Event | None:
+    """The event in a message or log entry; a malformed one is logged and skipped (it is
+    not the store's: whoever can write to Redis may publish anything)."""
+    try:
+        return Event.model_validate_json(text or "")
+    except ValueError:  # pydantic's ValidationError is one
+        log.warning("ignored a malformed event for device %s", device_id)
+        return None
 
 
 def meeting_json(meeting: MeetingRecord) -> str:
@@ -202,6 +248,9 @@ class RedisStore:
         self._queues: dict[str, _Queue] = {}
         self._held: dict[str, _Held] = {}  # meetings whose lock we hold
         self._acting: dict[str, _Held] = {}  # device id -> the lock that read its records
+        self.subscriptions_lost = 0
+        self.events_replayed = 0
+        self.event_gaps = 0
 
     async def ping(self) -> bool:
         try:
@@ -419,14 +468,60 @@ class RedisStore:
         await self._publish(keys=channels, args=[event.model_dump_json()])
 
     async def subscribe(self, device_id: str) -> AsyncIterator[Event]:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(f"{PREFIX}events:{device_id}")
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    yield Event.model_validate_json(message["data"])
-        finally:
-            await close_pubsub(pubsub)
+        """The device's events from now on, in order, each once, until cancelled.
+
+        Before its first subscription the reader notes where the device's log ends;
+        each time its subscription is in place (the first time, and again after one
+        lost with the store: ``cloud.node_bus.resubscribing``) it reads the log past
+        the last event it delivered, then the messages, skipping those it has just read
+        from the log. So an event published while the subscription was down (the
+        connection cut; a failover, between the new primary taking writes and this
+        replica subscribing on it) still arrives. The log drops its oldest entries only
+        past ``EVENT_LOG_LEN``: a replay that long may have missed some, and is logged
+        and counted (``event_gaps``).
+        """
+        key = f"{PREFIX}events:{device_id}"
+        last: tuple[int, int] | None = None  # the log id of the last event delivered
+
+        async def listen(ready: Callable[[], None]) -> AsyncIterator[Event]:
+            nonlocal last
+            if last is None:
+                newest = _log(await self._redis.xrevrange(key, count=1))
+                last = newest[0][0] if newest else (0, 0)
+            replayed = (0, 0)  # messages up to this id were read from the log just now
+            async for data in messages(self._redis, key):
+                if data is None:  # subscribed: what the log has past ``last`` first
+                    ready()
+                    missed = _log(await self._redis.xrange(
+                        key, min=f"({last[0]}-{last[1]}", max="+"))
+                    if len(missed) >= EVENT_LOG_LEN:  # it keeps at least that many
+                        self.event_gaps += 1
+                        log.warning("device %s: %d events came while its subscription "
+                                    "was down, as many as its log keeps; older ones may be "
+                                    "lost", device_id, len(missed))
+                    for entry, text in missed:
+                        last = replayed = entry
+                        if (event := _event(device_id, text)) is not None:
+                            self.events_replayed += 1
+                            yield event
+                    continue
+                stamp, _, text = data.partition(" ")
+                try:
+                    position = _entry_id(stamp)
+                except ValueError:
+                    position = None
+                if position is None or (event := _event(device_id, text)) is None:
+                    continue
+                if position > replayed:
+                    last = position
+                    yield event
+
+        def lost() -> None:
+            self.subscriptions_lost += 1
+
+        async for event in resubscribing(listen, f"event subscription of device {device_id}",
+                                         lost):
+            yield event
 
     # ----------------------------------------------------------------- console logins
 

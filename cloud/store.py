@@ -115,6 +115,13 @@ DEFAULT_RETENTION: Final = Retention()
 class Store(Protocol):
     """What the cloud keeps; one instance per replica, shared state behind it."""
 
+    #: device event subscriptions lost with the store (each made again), events delivered
+    #: from a device's event log after a subscription was (again) in place, and the
+    #: times a log had already dropped events its reader had not delivered (Redis only)
+    subscriptions_lost: int
+    events_replayed: int
+    event_gaps: int
+
     async def ping(self) -> bool: ...
     async def put_device(self, device: DeviceRecord) -> None: ...
     async def get_device(self, device_id: str) -> DeviceRecord | None: ...
@@ -178,6 +185,7 @@ class MemoryStore:
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._sessions: dict[str, tuple[float, float]] = {}  # key -> ends at, dropped at
+        self.subscriptions_lost = self.events_replayed = self.event_gaps = 0  # none here
 
     def meeting_lock(self, meeting_id: str, device_id: str | None = None) -> asyncio.Lock:
         """Joins, leaves and reassignments of one meeting run one at a time."""

@@ -7,10 +7,11 @@ ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}
 
 # Debian's packages: iproute2/nftables/conntrack/procps (sysctl) for the firewall service and
-# the clients' route, tinyproxy for the enterprise proxy, coturn for the TURN service.
+# the clients' route, tinyproxy for the enterprise proxy, coturn for the TURN service, haproxy
+# for the balancer in front of the cloud replicas (docker-compose.scale.yml).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      iproute2 nftables conntrack procps tinyproxy coturn \
+      iproute2 nftables conntrack procps tinyproxy coturn haproxy \
       $(command -v python3 >/dev/null || echo python3 python3-venv) \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --user-group --uid 10001 --home-dir /var/lib/pinhole pinhole \

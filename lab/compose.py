@@ -55,6 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 #: The hybrid node's service, added to COMPOSE_FILE for the hybrid profiles.
 HYBRID_FILE = ROOT / "docker-compose.hybrid.yml"
+#: The scaled deployment: three cloud replicas behind HAProxy, Redis with Sentinel.
+SCALE_FILE = ROOT / "docker-compose.scale.yml"
 SMOKE_LABEL = "pinhole.smoke"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
 

@@ -19,17 +19,31 @@ connections until ``rise`` checks have passed again.
 HAProxy runs in the foreground (``-db``) as the stack's process ``balancer``; its
 statistics (``show stat``) answer on a loopback TCP port at level ``user`` (read
 only): :func:`server_states`.
+
+``python -m lab.haproxy`` is the same configuration for docker-compose.scale.yml, whose
+``cloud`` service is HAProxy: ``run`` writes the file and becomes HAProxy, ``config``
+prints the file, ``states`` prints what HAProxy says of each replica (JSON)::
+
+    python -m lab.haproxy run --config /var/lib/pinhole/haproxy.cfg --listen 0.0.0.0:443
+        --stats 127.0.0.1:9999 --health-host cloud --replica cloud-1=198.18.0.11:443 ...
+    python -m lab.haproxy states --stats 127.0.0.1:9999
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import io
+import json
+import os
+import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from edge import measure
 from wire.address import Address
 
 BACKEND: Final = "replicas"
@@ -143,3 +157,83 @@ async def server_states(stats: Address, timeout_s: float = 2.0) -> dict[str, str
         finally:
             writer.close()
     return parse_stat(text)
+
+
+def _address(text: str) -> Address:
+    """``HOST:PORT`` (argparse type)."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"want HOST:PORT, not {text!r}")
+    return Address(host.strip("[]"), int(port))
+
+
+def _replica(text: str) -> Replica:
+    """``NAME=HOST:PORT`` (argparse type)."""
+    name, equals, address = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"want NAME=HOST:PORT, not {text!r}")
+    return Replica(name, _address(address))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lab.haproxy", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    writers = {
+        "config": sub.add_parser("config", help="print haproxy.cfg (or write it: --config)"),
+        "run": sub.add_parser("run", help="write haproxy.cfg to --config, then exec HAProxy "
+                              "on it in the foreground"),
+    }
+    for name, w in writers.items():
+        w.add_argument("--config", required=name == "run", default=None,
+                       help="the configuration file to write")
+        w.add_argument("--listen", type=_address, required=True,
+                       help="HOST:PORT the cloud's clients connect to")
+        w.add_argument("--replica", type=_replica, action="append", required=True,
+                       help="NAME=HOST:PORT of a cloud replica; repeatable")
+        w.add_argument("--stats", type=_address, required=True,
+                       help="HOST:PORT of the statistics socket (read only)")
+        w.add_argument("--health-host", default="",
+                       help="the Host header of the /readyz checks (default: --listen's host)")
+    s = sub.add_parser("states", help="print what HAProxy says of each replica (JSON)")
+    s.add_argument("--stats", type=_address, required=True,
+                   help="HOST:PORT of the statistics socket")
+    return p
+
+
+def main(raw: Sequence[str] | None = None) -> int:
+    measure.start_if_asked(os.environ)  # under make test (edge/measure.py)
+    args = _parser().parse_args(raw)
+    if args.command == "states":
+        try:
+            states = asyncio.run(server_states(args.stats))
+        except (OSError, TimeoutError) as exc:
+            print(f"python -m lab.haproxy: no statistics at {args.stats}: {exc}",
+                  file=sys.stderr)
+            return 1
+        print(json.dumps(states))
+        return 0
+    try:
+        text = config(args.listen, args.replica, args.stats, health_host=args.health_host)
+    except ValueError as exc:
+        print(f"python -m lab.haproxy: {exc}", file=sys.stderr)
+        return 2
+    if args.config is None:
+        sys.stdout.write(text)
+        return 0
+    with open(args.config, "w", encoding="utf-8") as out:
+        out.write(text)
+    if args.command == "config":
+        return 0
+    binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+    if binary is None:
+        print(f"python -m lab.haproxy: no haproxy (Debian package {DEBIAN_PACKAGE})",
+              file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    os.execv(binary, [binary, *argv(args.config)])
+    return 0  # pragma: no cover - execv does not return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,9 @@ carries the cloud's SPKI pins (RFC 7469 §2.4): its key's and a backup key's
 (``cloud-backup.key``, in no certificate yet, §4.3) for a rotation. The operator
 token (``operator-token``) is the credential the cloud's operator pages require; the TURN
 secret (``turn-secret``) is the one the cloud mints TURN credentials with and coturn checks
-them with (docker-compose.yml's ``turn`` service, :mod:`lab.turn_service`).
+them with (docker-compose.yml's ``turn`` service, :mod:`lab.turn_service`); the token key
+(``token-key``) is the device-token signing key that cloud replicas share (the loopback
+stack's replicas, docker-compose.scale.yml's).
 """
 
 from __future__ import annotations
@@ -85,6 +87,13 @@ class Pki:
         return self.directory / "turn-secret"
 
     @property
+    def token_key_file(self) -> Path:
+        """The hex seed of the device-token signing key (``pinhole-cloud
+        --token-key-file``): every replica verifies the tokens the others signed. Made once,
+        never replaced by a renewal (the devices' tokens stay good)."""
+        return self.directory / "token-key"
+
+    @property
     def orgs_file(self) -> Path:
         return self.directory / "orgs.json"
 
@@ -131,13 +140,15 @@ def write_secret(path: Path, text: str) -> None:
 
 def _with_pins(pki: Pki) -> Pki:
     """``pki`` with the pins of its certificate's key and its backup key; an older PKI
-    gets its backup key, operator token and TURN secret here."""
+    gets its backup key, operator token, TURN secret and token key here."""
     if not pki.backup_key_file.exists():
         write_secret(pki.backup_key_file, spare_key().decode())
     if not pki.operator_token_file.exists():
         write_secret(pki.operator_token_file, flag_safe_token(24))
     if not pki.turn_secret_file.exists():
         write_secret(pki.turn_secret_file, flag_safe_token(32))
+    if not pki.token_key_file.exists():
+        write_secret(pki.token_key_file, secrets.token_hex(32))
     pins = (spki_pin(pki.cert_file.read_bytes()), spki_pin_of_key(pki.backup_key_file.read_bytes()))
     return replace(pki, pins=pins)
 

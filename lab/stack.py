@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -280,9 +279,9 @@ async def _start(
         stack.store_url = store
     if replicas > 1 and stack.store_url == "memory":
         raise StackError("several cloud replicas need a shared store: --store redis")
-    # secrets go by file, never on the command line where ps shows them
-    token_key_file = state / "token-key"
-    write_secret(token_key_file, secrets.token_hex(32))  # replicas verify each other's tokens
+    # secrets go by file, never on the command line where ps shows them; the PKI's token key
+    # is every replica's: they verify each other's tokens
+    token_key_file = pki.token_key_file
     # TURN over TLS for WebRTC endpoints: the cloud mints credentials for the coturn that
     # starts once the nodes are up (so the cloud and the nodes keep their places in
     # stack.processes)

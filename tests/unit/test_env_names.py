@@ -40,7 +40,8 @@ NAME = re.compile(r"\bPINHOLE_[A-Z0-9]+(?:_[A-Z0-9]+)*\b")
 EXAMPLES = {"PINHOLE_SOME_FLAG"}
 #: where a variable can be read or set: the packages, the tests, compose and the images
 SOURCES = ("wire", "edge", "client", "cloud", "media_node", "hybrid_node", "lab", "bench", "tests")
-DEPLOYMENT = ("docker-compose.yml", "docker-compose.hybrid.yml", "Dockerfile", "docker")
+DEPLOYMENT = ("docker-compose.yml", "docker-compose.hybrid.yml", "docker-compose.scale.yml",
+              "Dockerfile", "docker")
 
 
 def _readers() -> Iterator[tuple[str, str, argparse.Action]]:

@@ -4,13 +4,19 @@ The real parser accepts the configuration in tests/integration/test_haproxy_repl
 here each line that carries a promise: TLS passed through (``mode tcp``, no
 certificate), ``/readyz`` checked over TLS, a hung replica drained within the bound,
 WebSockets kept open (``timeout tunnel``), every replica still used when none is ready
-(the store failing over).
+(the store failing over). And ``python -m lab.haproxy``, the same file for
+docker-compose.scale.yml.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+
 import pytest
 
+from lab import haproxy
 from lab.haproxy import Checks, Replica, config, parse_stat
 from wire.address import Address
 
@@ -96,3 +102,72 @@ def test_show_stat_names_each_checked_replica() -> None:
 def test_show_stat_of_nothing_is_empty() -> None:
     assert parse_stat("") == {}
     assert parse_stat("not csv at all\n") == {}
+
+
+COMPOSE_ARGS = ["--listen", "0.0.0.0:443", "--stats", "127.0.0.1:9999", "--health-host",
+                "cloud", "--replica", "cloud-1=198.18.0.11:443",
+                "--replica", "cloud-2=198.18.0.12:443"]
+
+
+def test_the_compose_entry_writes_the_stacks_file_and_becomes_haproxy(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m lab.haproxy`` (docker-compose.scale.yml's cloud service): the file is
+    :func:`config`'s, printed or written; ``run`` writes it and execs HAProxy on it."""
+    want = config(Address("0.0.0.0", 443), [
+        Replica("cloud-1", Address("198.18.0.11", 443)),
+        Replica("cloud-2", Address("198.18.0.12", 443))], Address("127.0.0.1", 9999),
+        health_host="cloud")
+    assert haproxy.main(["config", *COMPOSE_ARGS]) == 0
+    assert capsys.readouterr().out == want
+    execs: list[tuple[str, list[str]]] = []
+
+    def execv(path: str, args: list[str]) -> None:
+        execs.append((path, args))
+
+    monkeypatch.setattr("shutil.which", lambda *_, **__: "/usr/sbin/haproxy")
+    monkeypatch.setattr("os.execv", execv)
+    written = tmp_path / "haproxy.cfg"
+    assert haproxy.main(["run", "--config", str(written), *COMPOSE_ARGS]) == 0
+    assert written.read_text() == want
+    assert execs == [("/usr/sbin/haproxy", ["/usr/sbin/haproxy", "-db", "-f", str(written)])]
+
+
+def test_the_compose_entry_says_what_is_wrong(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["config", "--listen", "0.0.0.0:443", "--stats", "127.0.0.1:9999"]
+    assert haproxy.main([*args, "--replica", "a=1.2.3.4:1", "--replica", "a=1.2.3.4:2"]) == 2
+    assert "replica names must differ" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        haproxy.main([*args, "--replica", "a"])
+    assert "want NAME=HOST:PORT, not 'a'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        haproxy.main([*args, "--replica", "a=1.2.3.4:0"])
+    assert "want HOST:PORT, not '1.2.3.4:0'" in capsys.readouterr().err
+    monkeypatch.setattr("shutil.which", lambda *_, **__: None)
+    assert haproxy.main(["run", "--config", str(tmp_path / "cfg"), *COMPOSE_ARGS]) == 2
+    assert "no haproxy (Debian package haproxy)" in capsys.readouterr().err
+
+
+def test_states_prints_each_replica_or_says_there_is_none(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    async def serve() -> int:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readline()
+            writer.write(SHOW_STAT.encode())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        try:
+            return await asyncio.to_thread(
+                haproxy.main, ["states", "--stats", f"127.0.0.1:{port}"])
+        finally:
+            server.close()
+
+    assert asyncio.run(serve()) == 0
+    assert json.loads(capsys.readouterr().out) == {"cloud-1": "DOWN", "cloud-2": "UP"}
+    assert haproxy.main(["states", "--stats", "127.0.0.1:1"]) == 1
+    assert "no statistics at 127.0.0.1:1" in capsys.readouterr().err

@@ -60,7 +60,9 @@ async def test_an_unreachable_store_is_not_ready_and_quiet(tmp_path: Path) -> No
 
     reader = asyncio.create_task(read_log())
     try:
-        await wait_for_port("127.0.0.1", port)
+        # a deadline for a hang, not a margin: a cloud started beside a saturated suite
+        # once took over 10 s to listen
+        await wait_for_port("127.0.0.1", port, timeout_s=60)
         async with aiohttp.ClientSession() as http:
             status, body = await _get(http, f"{base}/readyz")
             assert status == 503 and body["ok"] is False

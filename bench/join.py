@@ -99,7 +99,33 @@ async def _cloud(workdir: Path, store_url: str) -> tuple[asyncio.subprocess.Proc
                      "(run python -m cloud by hand to see why)")
 
 
-async def _redis(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
+def _wait_seconds(pid: int) -> float:
+    """Seconds process ``pid`` was runnable but waited for a CPU (``/proc/PID/schedstat``;
+    -1 where the kernel keeps no such statistics)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except OSError:
+        return -1.0
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of process ``pid`` in kB (``VmRSS`` in ``/proc/PID/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def flush(redis_url: str) -> None:
+    """Empty the Redis at ``redis_url`` (``redis://127.0.0.1:PORT/DB``): a clean store."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    writer.write(b"FLUSHALL\r\n")
+    await reader.readline()
+    writer.close()
+
+
+async def start_redis(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("bench/join.py: needs redis-server (make system-deps, as root)")
@@ -111,8 +137,8 @@ async def _redis(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-async def _measure(workdir: Path, store_url: str, devices: int, concurrency: int,
-                   rate: float = 0.0, seconds: float = 0.0) -> dict[str, Any]:
+async def measure(workdir: Path, store_url: str, devices: int, concurrency: int,
+                  rate: float = 0.0, seconds: float = 0.0) -> dict[str, Any]:
     cloud, base = await _cloud(workdir, store_url)
     try:
         return await _load(cloud.pid, base, devices, concurrency, rate, seconds) | {
@@ -165,7 +191,7 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
         await asyncio.gather(*(enroll(i) for i in range(devices)))
         joins = int(rate * seconds) if rate else devices
         meetings = []
-        for _ in range(max(1, joins // 10)):
+        for _ in range(max(1, -(-joins // 10))):  # ten a meeting, the last one short
             async with http.post("/v1/meetings", json={},
                                  headers={"Authorization": f"Bearer {tokens[0]}"}) as r:
                 meetings.append((await r.json())["id"])
@@ -198,7 +224,8 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
         gc.freeze()
         gc.disable()
         started = time.perf_counter()
-        cpu_before = (_cpu_seconds(cloud_pid), time.process_time())
+        cpu_before = (_cpu_seconds(cloud_pid), time.process_time(), _wait_seconds(cloud_pid))
+        rss_before = rss_kb(cloud_pid)
         if rate:
             _say(f"  open loop: {joins} joins at {rate:g}/s into {len(meetings)} meetings …")
             await asyncio.gather(*(scheduled(i, started + 0.05 + i / rate)
@@ -210,6 +237,9 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
         elapsed = time.perf_counter() - started
         cloud_cpu = (_cpu_seconds(cloud_pid) - cpu_before[0]) / elapsed
         gen_cpu = (time.process_time() - cpu_before[1]) / elapsed
+        waited = _wait_seconds(cloud_pid)
+        cloud_wait = (waited - cpu_before[2]) / elapsed if cpu_before[2] >= 0 else None
+        rss_after = rss_kb(cloud_pid)
         gc.enable()
         gc.unfreeze()
     node_task.cancel()
@@ -226,10 +256,14 @@ async def _load(cloud_pid: int, base: str, devices: int, concurrency: int, rate:
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
         "legs_on_node": len(engine.legs),
         "cloud_cpu": round(cloud_cpu, 2),
+        # runnable, waiting for its core: others' processes had it
+        "cloud_wait": None if cloud_wait is None else round(cloud_wait, 2),
         "gen_cpu": round(gen_cpu, 2),
         "joins_per_cloud_cpu_s": round(len(latencies) / elapsed / cloud_cpu, 1)
         if cloud_cpu > 0 else None,
         "generator_saturated": gen_cpu >= GEN_SATURATED,
+        # the cloud's memory before the joins (devices registered, meetings made) and after
+        "cloud_rss_kb": {"before_joins": rss_before, "after_joins": rss_after},
     }
 
 
@@ -237,20 +271,16 @@ async def run(devices: int, concurrency: int, rounds: int, rate: float = 0.0,
               seconds: float = 0.0) -> dict[str, Any]:
     _pin(GENERATOR_CORE)  # the generator, the node and (inherited) Redis
     with tempfile.TemporaryDirectory(prefix="pinhole-bench-") as tmp:
-        redis_proc, redis_url = await _redis(Path(tmp))
+        redis_proc, redis_url = await start_redis(Path(tmp))
         try:
             results: list[dict[str, Any]] = []
             for i in range(rounds):
                 order = ["memory", redis_url] if i % 2 == 0 else [redis_url, "memory"]
                 for url in order:
                     if url != "memory":  # a clean Redis for every round
-                        reader, writer = await asyncio.open_connection(
-                            "127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
-                        writer.write(b"FLUSHALL\r\n")
-                        await reader.readline()
-                        writer.close()
+                        await flush(url)
                     _say(f"round {i + 1}/{rounds}")
-                    result = await _measure(Path(tmp), url, devices, concurrency, rate, seconds)
+                    result = await measure(Path(tmp), url, devices, concurrency, rate, seconds)
                     _say(f"  {result['store']}: {result['joins_per_s']} joins/s, "
                          f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
                          f"cloud CPU {result['cloud_cpu']}, gen CPU {result['gen_cpu']}")

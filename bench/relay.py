@@ -98,8 +98,10 @@ def _node_libsrtp() -> list[str]:
             f"-Wl,-rpath,{libdir}"]
 
 
-def build(workdir: Path) -> dict[str, Path]:
-    """Compile the generator and the C relay into ``workdir``, on the node's libsrtp."""
+def build(workdir: Path, names: tuple[str, ...] = ("srtp_loadgen", "c_srtp_relay")
+          ) -> dict[str, Path]:
+    """Compile the generator and the C relay (or only ``names``) into ``workdir``, on the
+    node's libsrtp."""
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         raise SystemExit("bench/relay.py: needs gcc (apt-get install gcc)")
@@ -107,7 +109,7 @@ def build(workdir: Path) -> dict[str, Path]:
         raise SystemExit("bench/relay.py: needs libsrtp2-dev for its headers "
                          "(make system-deps, as root)")
     out = {}
-    for name in ("srtp_loadgen", "c_srtp_relay"):
+    for name in names:
         out[name] = workdir / name
         subprocess.run([gcc, "-O2", "-o", str(out[name]), str(HERE / f"{name}.c"),
                         *_node_libsrtp()], check=True)

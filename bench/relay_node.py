@@ -25,13 +25,14 @@ from pydantic import SecretStr
 
 from edge import heap
 from media_node.engine import Engine
-from media_node.listeners import bind_udp
+from media_node.listeners import UdpListener, bind_udp
 from media_node.metrics import RelayTiming
 from wire.models import AllocateLeg, IceCredentials, SrtpParams
 from wire.srtp import SrtpKeys, SrtpProfile
 from wire.transports import UDP_5004
 
 SSRC = 0x11223344  # the load generator's
+PROFILE = SrtpProfile.AES_CM_128_HMAC_SHA1_80
 
 
 def receiver_address(i: int, sink_port: int) -> tuple[str, int]:
@@ -39,27 +40,36 @@ def receiver_address(i: int, sink_port: int) -> tuple[str, int]:
     return (f"127.0.0.{2 + i}", sink_port)
 
 
+async def listen(engine: Engine, port: int) -> UdpListener:
+    """The node's UDP listener on ``port``, timed one packet in 16 as the service's are."""
+    return await bind_udp(engine, "127.0.0.1", port, UDP_5004.name, 0.0,
+                          RelayTiming(CollectorRegistry(), plane=engine.plane.timing))
+
+
+def add_leg(engine: Engine, listener: UdpListener, name: str, meeting: str, ssrc: int,
+            key_in: bytes, addr: tuple[str, int], now: float) -> None:
+    """Allocate leg ``name`` as the cloud asks the node to (uplink key ``key_in``, a
+    downlink key of its own) and latch it to ``addr`` on ``listener``."""
+    command = AllocateLeg(
+        request_id=name, leg_id=name, meeting_id=meeting, participant_id=name, ssrc=ssrc,
+        ice=IceCredentials(node_ufrag=f"{name}n", client_ufrag=f"{name}c",
+                           pwd=SecretStr("bench+password+0123456789")),
+        srtp=SrtpParams(profile=PROFILE.value,
+                        client_to_node=SecretStr(base64.b64encode(key_in).decode()),
+                        node_to_client=SecretStr(SrtpKeys.generate(PROFILE).to_b64())))
+    assert engine.allocate(command, now).ok
+    engine.latch_outbound(engine.legs[name], listener, addr, now)
+
+
 async def serve(port: int, src_port: int, sink_port: int, key_in: bytes, receivers: int) -> None:
     engine = Engine("bench-node", stun_rate=0)
-    profile = SrtpProfile.AES_CM_128_HMAC_SHA1_80
-    # timed one packet in 16, as the service's listeners are
-    listener = await bind_udp(engine, "127.0.0.1", port, UDP_5004.name, 0.0,
-                              RelayTiming(CollectorRegistry(), plane=engine.plane.timing))
+    listener = await listen(engine, port)
     now = time.monotonic()
-    legs = [("sender", SSRC, key_in, ("127.0.0.1", src_port))]
-    legs += [(f"receiver{i}", 1 + i, SrtpKeys.generate(profile).master,
-              receiver_address(i, sink_port)) for i in range(receivers)]
-    for name, ssrc, up, addr in legs:
-        command = AllocateLeg(
-            request_id=name, leg_id=name, meeting_id="bench", participant_id=name, ssrc=ssrc,
-            ice=IceCredentials(node_ufrag=f"{name}n", client_ufrag=f"{name}c",
-                               pwd=SecretStr("bench+password+0123456789")),
-            srtp=SrtpParams(profile=profile.value,
-                            client_to_node=SecretStr(base64.b64encode(up).decode()),
-                            node_to_client=SecretStr(SrtpKeys.generate(profile).to_b64())))
-        assert engine.allocate(command, now).ok
-        engine.latch_outbound(engine.legs[name], listener, addr, now)
-    assert engine.plane.routes == len(legs), "every leg is relayed by the data plane"
+    add_leg(engine, listener, "sender", "bench", SSRC, key_in, ("127.0.0.1", src_port), now)
+    for i in range(receivers):
+        add_leg(engine, listener, f"receiver{i}", "bench", 1 + i,
+                SrtpKeys.generate(PROFILE).master, receiver_address(i, sink_port), now)
+    assert engine.plane.routes == 1 + receivers, "every leg is relayed by the data plane"
     heap.settle()  # as the service does once started
     print("ready", flush=True)
     await asyncio.Event().wait()

@@ -25,6 +25,23 @@
 //                           and the slower the server, the more often. Napping, the
 //                           generator is not waiting when replies land, so nobody is
 //                           woken; the window keeps the server busy meanwhile.
+//   --streams N --pps R   : paced and open loop instead (bench/capacity.py): N streams,
+//                           each a participant of its own (SSRC --ssrc-base + i, its own
+//                           libsrtp session on the one --key) sending R packets per second
+//                           from address --addr-base + i, port --sink-port, phases spread
+//                           evenly over a period; packets are protected as they go. One
+//                           socket bound to 0.0.0.0:--sink-port sends them all (the source
+//                           address per packet: IP_PKTINFO) and counts what the relay
+//                           forwards to any stream. Only packets whose RTP sequence number
+//                           was sent in the measured window (after --warmup, for
+//                           --duration) count, so one in flight at either end is neither
+//                           lost nor extra: "expected" = sent x --fanout, and "recv" were
+//                           forwarded. "late": packets sent more than a period after their
+//                           time; "sink_drops": forwarded packets this socket's buffer had
+//                           no room for (the generator fell behind, not the relay);
+//                           "server_wait": seconds a second the relay (--server-pid) was
+//                           runnable but waited for a CPU; "server_drops": datagrams the
+//                           kernel dropped for the relay's socket, its buffer full.
 // Build: gcc -O2 -o srtp_loadgen srtp_loadgen.c -lsrtp2
 //
 // The original header follows.
@@ -59,6 +76,7 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <srtp2/srtp.h>
+#include <linux/sock_diag.h>
 
 #define MAXB 64
 #define MAXPKT 2048
@@ -123,6 +141,177 @@ static void load_pool(const char *fn) {
 enum { M_ECHO, M_STUN, M_RTP, M_SRTP };
 
 static srtp_t srtp_session;
+static unsigned char master_key[30];
+
+// seconds process `pid` has waited, runnable, for a CPU (/proc/PID/schedstat, field 2)
+static double proc_wait(int pid) {
+    char path[64];
+    unsigned long long run = 0, wait = 0;
+    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int ok = fscanf(f, "%llu %llu", &run, &wait) == 2;
+    fclose(f);
+    return ok ? wait / 1e9 : -1;
+}
+
+// datagrams the kernel dropped for the UDP socket on 127.0.0.1:port (/proc/net/udp)
+static long udp_drops(int port) {
+    char line[512], want[32];
+    long drops = -1;
+    snprintf(want, sizeof want, "0100007F:%04X", port);
+    FILE *f = fopen("/proc/net/udp", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f)) {  // sl local remote ... (10 fields) ... drops
+        char local[64];
+        long d;
+        if (sscanf(line, "%*s %63s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %ld", local, &d) == 2
+            && !strcmp(local, want))
+            drops = d;
+    }
+    fclose(f);
+    return drops;
+}
+
+// --streams: paced, open loop, one SRTP session per stream (see the header)
+static int paced(const char *target, int streams, double pps, int fanout, int sink_port,
+                 const char *addr_base, uint32_t ssrc_base, int size, double warmup,
+                 double duration, int spid, const char *label) {
+    uint64_t k0 = (uint64_t)(pps * warmup + 0.5), k1 = k0 + (uint64_t)(pps * duration + 0.5);
+    if (streams < 1 || pps <= 0 || k1 <= k0 || k1 > 65536 || size < 22 || size > MAXPKT) {
+        fprintf(stderr, "--streams/--pps/--duration: at least one packet, at most 65536 a stream\n");
+        return 2;
+    }
+    srtp_t *sessions = calloc((size_t)streams, sizeof *sessions);
+    for (int i = 0; i < streams; i++) {
+        srtp_policy_t policy;
+        memset(&policy, 0, sizeof policy);
+        srtp_crypto_policy_set_rtp_default(&policy.rtp);
+        srtp_crypto_policy_set_rtcp_default(&policy.rtcp);
+        policy.ssrc.type = ssrc_specific;
+        policy.ssrc.value = ssrc_base + (uint32_t)i;
+        policy.key = master_key;
+        policy.window_size = 128;
+        if (srtp_create(&sessions[i], &policy)) { fprintf(stderr, "libsrtp: session %d\n", i); return 1; }
+    }
+    char host[64];
+    int port;
+    struct in_addr base;
+    if (sscanf(target, "%63[^:]:%d", host, &port) != 2 || inet_pton(AF_INET, addr_base, &base) != 1) return 2;
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, host, &dst.sin_addr);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int big = 64 << 20;  // ~100 ms of forwarded packets at 500 k/s, should the generator nap long
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big))  // not root: rmem_max
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+    struct sockaddr_in loc = {.sin_family = AF_INET, .sin_port = htons(sink_port)};
+    loc.sin_addr.s_addr = htonl(INADDR_ANY);
+    if (bind(fd, (void *)&loc, sizeof loc) < 0) { perror("bind"); return 1; }
+
+    static uint8_t sbuf[MAXB][MAXPKT], rbuf[MAXB][MAXPKT];
+    static char cbuf[MAXB][CMSG_SPACE(sizeof(struct in_pktinfo))];
+    struct mmsghdr smsg[MAXB], rmsg[MAXB];
+    struct iovec siov[MAXB], riov[MAXB];
+    int window[MAXB];  // slot q holds a packet of the measured window
+    memset(smsg, 0, sizeof smsg);
+    memset(rmsg, 0, sizeof rmsg);
+    memset(cbuf, 0, sizeof cbuf);
+    for (int q = 0; q < MAXB; q++) {
+        siov[q].iov_base = sbuf[q];
+        smsg[q].msg_hdr = (struct msghdr){.msg_name = &dst, .msg_namelen = sizeof dst,
+                                          .msg_iov = &siov[q], .msg_iovlen = 1,
+                                          .msg_control = cbuf[q], .msg_controllen = sizeof cbuf[q]};
+        struct cmsghdr *c = CMSG_FIRSTHDR(&smsg[q].msg_hdr);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+        riov[q] = (struct iovec){.iov_base = rbuf[q], .iov_len = MAXPKT};
+        rmsg[q].msg_hdr.msg_iov = &riov[q];
+        rmsg[q].msg_hdr.msg_iovlen = 1;
+    }
+    prctl(PR_SET_TIMERSLACK, 1000UL);
+    const struct timespec nap = {.tv_sec = 0, .tv_nsec = 250000};  // forwarded packets gather meanwhile
+    double period = 1.0 / pps, gap = period / streams, tail = 0.25;  // s, for what is in flight
+    uint64_t total = k1 * (uint64_t)streams, first = k0 * (uint64_t)streams, n = 0;
+    uint64_t sent = 0, recv_ok = 0, recv_other = 0, bad = 0, send_err = 0, late = 0;
+    double t0 = now_s() + 0.01, tm0 = 0, tm1 = 0, scpu = 0, gcpu = 0, swait = 0;
+    long sdrops = 0;
+    for (;;) {
+        double t = now_s();
+        int q = 0;
+        while (n < total && q < MAXB && t0 + n * gap <= t) {
+            if (n == first) {
+                tm0 = t;
+                scpu = proc_cpu(spid);
+                swait = proc_wait(spid);
+                sdrops = udp_drops(port);
+                gcpu = proc_cpu(getpid());
+            }
+            uint32_t i = (uint32_t)(n % streams), ss = ssrc_base + i, ts = (uint32_t)(n / streams * 960);
+            uint16_t s16 = (uint16_t)(n / streams);
+            uint8_t *p = sbuf[q];
+            for (int j = 12; j < size - 10; j++) p[j] = (uint8_t)(j * 7 + n);
+            p[0] = 0x80; p[1] = 111;
+            p[2] = s16 >> 8; p[3] = s16 & 0xff;
+            p[4] = ts >> 24; p[5] = ts >> 16; p[6] = ts >> 8; p[7] = ts;
+            p[8] = ss >> 24; p[9] = ss >> 16; p[10] = ss >> 8; p[11] = ss;
+            int len_ = size - 10;
+            if (srtp_protect(sessions[i], p, &len_)) { fprintf(stderr, "protect failed\n"); return 1; }
+            siov[q].iov_len = (size_t)len_;
+            struct in_pktinfo *info = (void *)CMSG_DATA(CMSG_FIRSTHDR(&smsg[q].msg_hdr));
+            info->ipi_spec_dst.s_addr = htonl(ntohl(base.s_addr) + i);
+            window[q] = n >= first;
+            if (window[q] && t - (t0 + n * gap) > period) late++;
+            q++;
+            n++;
+        }
+        for (int done = 0; done < q;) {
+            int r = sendmmsg(fd, smsg + done, (unsigned)(q - done), 0);
+            if (r < 0) {
+                if (errno != EAGAIN && errno != ENOBUFS && errno != ECONNREFUSED && errno != EINTR) { perror("send"); return 1; }
+                send_err++;  // the packet in slot `done` is not sent
+                r = 1;
+            } else {
+                for (int k = done; k < done + r; k++) sent += window[k];
+            }
+            done += r;
+        }
+        if (n == total && tm1 == 0) {
+            tm1 = now_s();
+            scpu = spid > 0 ? (proc_cpu(spid) - scpu) / (tm1 - tm0) : -1;
+            swait = spid > 0 && swait >= 0 ? (proc_wait(spid) - swait) / (tm1 - tm0) : -1;
+            sdrops = udp_drops(port) - sdrops;
+            gcpu = (proc_cpu(getpid()) - gcpu) / (tm1 - tm0);
+        }
+        int r;
+        while ((r = recvmmsg(fd, rmsg, MAXB, MSG_DONTWAIT, NULL)) > 0) {
+            for (int k = 0; k < r; k++) {
+                uint8_t *p = rbuf[k];
+                uint64_t seq = (uint64_t)(p[2] << 8 | p[3]);
+                if ((int)rmsg[k].msg_len != size) bad++;
+                else if (seq >= k0 && seq < k1) recv_ok++;
+                else recv_other++;
+            }
+            if (r < MAXB) break;
+        }
+        if (tm1 > 0 && t >= tm1 + tail) break;
+        if (q < MAXB) nanosleep(&nap, NULL);
+    }
+    uint32_t mem[SK_MEMINFO_VARS];
+    socklen_t ml = sizeof mem;
+    long drops = getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &ml) == 0 && ml > SK_MEMINFO_DROPS * sizeof(uint32_t)
+                 ? (long)mem[SK_MEMINFO_DROPS] : -1;
+    double el = tm1 - tm0;
+    printf("{\"label\":\"%s\",\"mode\":\"paced\",\"streams\":%d,\"pps\":%.1f,\"fanout\":%d,\"size\":%d,"
+           "\"duration\":%.3f,\"sent\":%lu,\"expected\":%lu,\"recv\":%lu,\"recv_other\":%lu,\"bad\":%lu,"
+           "\"in_rate\":%.1f,\"rate\":%.1f,\"send_err\":%lu,\"late\":%lu,\"sink_drops\":%ld,"
+           "\"server_cpu\":%.3f,\"server_wait\":%.3f,\"server_drops\":%ld,\"gen_cpu\":%.3f}\n",
+           label, streams, pps, fanout, size, el, (unsigned long)sent, (unsigned long)(sent * fanout),
+           (unsigned long)recv_ok, (unsigned long)recv_other, (unsigned long)bad, sent / el, recv_ok / el,
+           (unsigned long)send_err, (unsigned long)late, drops, scpu, swait, sdrops, gcpu);
+    return 0;
+}
 
 static int hexval(char c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
 
@@ -131,7 +320,10 @@ int main(int argc, char **argv) {
     int mode = M_ECHO, size = 172, window = 64, sink_port = 0, batch = 64, spid = 0, src_port = 0;
     const char *keyhex = NULL;
     double duration = 5, warmup = 1, timeout_ms = 100;
-    int spin = 0, pool_pkts = 0, fanout = 1, sink_any = 0, coalesce_us = 0;
+    int spin = 0, pool_pkts = 0, fanout = 1, sink_any = 0, coalesce_us = 0, streams = 0;
+    double pps = 50;
+    const char *addr_base = "127.1.0.1";
+    uint32_t ssrc_base = 0x10000;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i], *v = (i + 1 < argc) ? argv[i + 1] : NULL;
 #define ARG(name) (!strcmp(a, name) && v && (i++, 1))
@@ -154,6 +346,10 @@ int main(int argc, char **argv) {
         else if (ARG("--fanout")) fanout = atoi(v);
         else if (!strcmp(a, "--sink-any")) sink_any = 1;
         else if (ARG("--coalesce-us")) coalesce_us = atoi(v);
+        else if (ARG("--streams")) streams = atoi(v);
+        else if (ARG("--pps")) pps = atof(v);
+        else if (ARG("--addr-base")) addr_base = v;
+        else if (ARG("--ssrc-base")) ssrc_base = (uint32_t)strtoul(v, 0, 0);
         else { fprintf(stderr, "bad arg %s\n", a); return 2; }
     }
     if (coalesce_us) prctl(PR_SET_TIMERSLACK, 1000UL);  // naps of coalesce_us, not +50 us
@@ -164,19 +360,23 @@ int main(int argc, char **argv) {
         load_pool(poolf);
     }
     if (mode == M_SRTP) {
-        static unsigned char key[30];
         if (!keyhex || strlen(keyhex) != 60) { fprintf(stderr, "--key: 60 hex digits required\n"); return 2; }
-        for (int k = 0; k < 30; k++) key[k] = (unsigned char)(hexval(keyhex[2 * k]) << 4 | hexval(keyhex[2 * k + 1]));
+        for (int k = 0; k < 30; k++) master_key[k] = (unsigned char)(hexval(keyhex[2 * k]) << 4 | hexval(keyhex[2 * k + 1]));
         srtp_policy_t policy;
         memset(&policy, 0, sizeof policy);
         srtp_crypto_policy_set_rtp_default(&policy.rtp);
         srtp_crypto_policy_set_rtcp_default(&policy.rtcp);
         policy.ssrc.type = ssrc_any_outbound;
-        policy.key = key;
+        policy.key = master_key;
         policy.window_size = 128;
         if (srtp_init() || srtp_create(&srtp_session, &policy)) { fprintf(stderr, "libsrtp init failed\n"); return 1; }
     }
     if (fanout < 1) fanout = 1;
+    if (streams) {
+        if (mode != M_SRTP || !sink_port) { fprintf(stderr, "--streams: --mode srtp and --sink-port\n"); return 2; }
+        return paced(target, streams, pps, fanout, sink_port, addr_base, ssrc_base, size, warmup,
+                     duration, spid, label);
+    }
     uint8_t *srtp_pool = NULL;
     int srtp_pool_len = 0;
     if (mode == M_SRTP && pool_pkts > 0) {  // pre-protected: sequence 0..N-1, ROC included

@@ -167,3 +167,45 @@ def test_chaos_benchmark_hits_cloud_replicas_and_the_redis_primary() -> None:
     assert killed["target"] == "redis"  # the first primary
     assert killed["failover_s"] <= killed["in_sync_s"] <= killed["recovery_s"]
     assert {"cloud-1", "cloud-2"} <= set(result["rss"]["samples"][0]["kb"])
+
+
+def test_capacity_benchmark_ramps_and_reports_consistent_figures() -> None:
+    """Two media node steps, the memory per leg and one join step: every figure is what its
+    counts say, and the capacity is the largest step that held."""
+    require_tool("gcc")
+    require_tool("taskset")
+    require(Path("/usr/include/srtp2/srtp.h").exists(), "needs libsrtp2-dev (make system-deps)")
+    result = json.loads(_bench(
+        [sys.executable, "-m", "bench.capacity", "--start", "5", "--max-participants", "10",
+         "--seconds", "0.5", "--legs", "100", "--join-rate", "10", "--max-join-rate", "10",
+         "--devices", "10", "--stores", "memory"], timeout=120))
+    node = result["media_node"]
+    steps = node["steps"]
+    assert node["meeting_size"] == 5 and steps[0]["participants"] == 5 and len(steps) <= 2
+    for step in steps:
+        assert step["meetings"] * 5 == step["participants"] and step["bad"] == 0
+        assert step["expected_pps"] == pytest.approx(4 * step["offered_pps"], rel=1e-3)
+        assert 0 <= step["forwarded_pps"] <= step["expected_pps"]
+        assert 0 <= step["loss_pct"] <= 100
+        assert step["loss_pct"] == pytest.approx(
+            100 * (1 - step["forwarded_pps"] / step["expected_pps"]), abs=0.1)
+        assert step["node_rss_kb"] > 0 and step["node_cpu_pct"] >= 0
+        assert (step["verdict"] == "holds") == (step["loss_pct"] <= result["limits"]["loss_pct"])
+    held = [s["participants"] for s in steps if s["verdict"] == "holds"]
+    if steps[-1]["verdict"] == "generator":  # the generator fell behind: no figure
+        assert node["capacity_participants"] is None
+    else:
+        assert node["capacity_participants"] == max(held, default=0)
+        assert node["capacity_participants"] <= max(s["participants"] for s in steps)
+    memory = result["memory_per_leg"]
+    assert memory["legs"] == 100 and memory["kb_per_leg"] > 0
+    assert memory["kb_per_leg"] == pytest.approx(
+        (memory["rss_kb_legs_with_media"] - memory["rss_kb_no_legs"]) / 100, abs=0.01)
+    replica = result["cloud_replica"]
+    assert set(replica) >= {"memory"} and "redis" not in replica
+    [join] = replica["memory"]["steps"]
+    assert join["rate_per_s"] == 10 and join["joins"] == 5  # 10 a second for 0.5 s
+    assert 0 <= join["failed"] <= join["joins"] and 0 <= join["joined"] <= join["joins"]
+    assert 0 < join["p50_ms"] <= join["p99_ms"]
+    assert replica["memory"]["joins_per_s"] == {"holds": 10, "over": 0, "generator": None}[
+        join["verdict"]]

@@ -15,32 +15,37 @@ imported are measured in the test processes, which import every module.
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, MutableMapping
+from types import ModuleType
 
 VARIABLE = "PINHOLE_COVERAGE"
 
 
-def start_if_asked(environ: Mapping[str, str]) -> bool:
-    """Start measuring this process if ``environ`` asks for it and it is not measured yet;
-    True when it was started here."""
+def _coverage() -> ModuleType | None:
+    try:
+        return importlib.import_module("coverage")
+    except ImportError:  # a deployment without the test extras: nothing to measure with
+        return None
+
+
+def start_if_asked(environ: MutableMapping[str, str],
+                   load: Callable[[], ModuleType | None] = _coverage) -> bool:
+    """Start measuring this process (``environ``: its environment) if it asks for it and the
+    process is not measured yet; True when it was started here. ``load`` gives coverage.py."""
     config = environ.get(VARIABLE)
     if not config:
         return False
-    try:
-        coverage = importlib.import_module("coverage")
-    except ImportError:  # a deployment without the test extras: nothing to measure with
-        return False
-    if coverage.Coverage.current() is not None:  # already measured (a test process)
+    coverage = load()
+    if coverage is None or coverage.Coverage.current() is not None:  # a test process is
         return False
     # coverage.py's start-up call reads its configuration from this variable; it is set
     # only for the call, so that a program this one starts measures itself the same way
-    saved = os.environ.get("COVERAGE_PROCESS_START")
-    os.environ["COVERAGE_PROCESS_START"] = config
+    saved = environ.get("COVERAGE_PROCESS_START")
+    environ["COVERAGE_PROCESS_START"] = config
     try:
         return coverage.process_startup() is not None
     finally:
         if saved is None:
-            del os.environ["COVERAGE_PROCESS_START"]
+            del environ["COVERAGE_PROCESS_START"]
         else:
-            os.environ["COVERAGE_PROCESS_START"] = saved
+            environ["COVERAGE_PROCESS_START"] = saved

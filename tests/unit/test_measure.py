@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 from edge import measure
 
@@ -61,3 +62,47 @@ def test_a_process_measured_from_start_up_is_not_started_twice(tmp_path: Path) -
     out = _run({"COVERAGE_PROCESS_START": rc, measure.VARIABLE: rc}, tmp_path)
     assert out == f"False True {rc}"
     assert len(list(tmp_path.glob(".coverage.*"))) == 1
+
+
+class _FakeCoverage:
+    """coverage.py as start_if_asked uses it: what it started with, and whether it runs."""
+
+    def __init__(self, running: bool = False) -> None:
+        self.running = running
+        self.started_with: list[str | None] = []
+        self.environ: dict[str, str] = {}
+
+    def module(self) -> ModuleType:
+        def process_startup() -> object | None:
+            self.started_with.append(self.environ.get("COVERAGE_PROCESS_START"))
+            self.running = True
+            return object()
+
+        fake = ModuleType("coverage")
+        fake.Coverage = SimpleNamespace(  # type: ignore[attr-defined]
+            current=lambda: object() if self.running else None)
+        fake.process_startup = process_startup  # type: ignore[attr-defined]
+        return fake
+
+
+def test_the_variable_is_set_only_for_the_start_and_an_earlier_value_comes_back() -> None:
+    fake = _FakeCoverage()
+    fake.environ.update({measure.VARIABLE: "/etc/cov.toml"})
+    assert measure.start_if_asked(fake.environ, load=fake.module)
+    assert fake.started_with == ["/etc/cov.toml"]
+    assert "COVERAGE_PROCESS_START" not in fake.environ
+    # measured already: nothing started again
+    assert not measure.start_if_asked(fake.environ, load=fake.module)
+    assert fake.started_with == ["/etc/cov.toml"]
+
+    other = _FakeCoverage()
+    other.environ.update({measure.VARIABLE: "/etc/cov.toml", "COVERAGE_PROCESS_START": "x"})
+    assert measure.start_if_asked(other.environ, load=other.module)
+    assert other.started_with == ["/etc/cov.toml"]
+    assert other.environ["COVERAGE_PROCESS_START"] == "x"
+
+
+def test_without_coverage_installed_a_program_runs_unmeasured() -> None:
+    environ = {measure.VARIABLE: "/etc/cov.toml"}
+    assert not measure.start_if_asked(environ, load=lambda: None)
+    assert environ == {measure.VARIABLE: "/etc/cov.toml"}

@@ -15,5 +15,6 @@ async def metric(url: str, name: str, *, context: ssl.SSLContext | None = None,
     async with aiohttp.ClientSession() as http, http.get(url, ssl=verify) as response:
         text = await response.text()
     label = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    match = re.search(rf"^{re.escape(name)}\{{{re.escape(label)}\}} (\S+)$", text, re.M)
+    series = re.escape(name) + (rf"\{{{re.escape(label)}\}}" if labels else "")
+    match = re.search(rf"^{series} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
@@ -32,9 +30,11 @@ from client.api import CloudApi
 from client.device import Device
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
+from tests.metrics import metric
 from tests.prereqs import require_tool
 from tests.waiting import until, until_async
 from wire.models import Event
+from wire.tls import client_context
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -62,11 +62,8 @@ async def _subscriptions(redis: aioredis.Redis, device_id: str) -> int:
 
 
 async def _cloud_metric(stack: Stack, name: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(
-            stack.cloud_url + "/metrics", ssl=False) as response:
-        text = await response.text()
-    match = re.search(rf"^pinhole_{name} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
+    return await metric(stack.cloud_url + "/metrics", f"pinhole_{name}",
+                        context=client_context(stack.ca_file))
 
 
 async def _follow(api: CloudApi, heard: list[Event]) -> None:

@@ -28,8 +28,10 @@ from cloud.redis_store import meeting_from_json
 from lab.pki import ORG
 from lab.stack import NodeSpec, Stack, running_stack
 from tests.integration.redis_server import redis_server
+from tests.metrics import metric
 from tests.waiting import until, until_async
 from wire.models import Joined
+from wire.tls import client_context
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -67,11 +69,8 @@ async def _flows(sender: MediaSession, receiver: MediaSession) -> None:
 
 
 async def _cloud_metric(stack: Stack, name: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(
-            stack.cloud_url + "/metrics", ssl=False) as response:
-        text = await response.text()
-    match = re.search(rf"^pinhole_{name} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
+    return await metric(stack.cloud_url + "/metrics", f"pinhole_{name}",
+                        context=client_context(stack.ca_file))
 
 
 async def _node_metric(stack: Stack, series: str) -> float:

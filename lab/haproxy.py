@@ -221,8 +221,13 @@ def main(raw: Sequence[str] | None = None) -> int:
     if args.config is None:
         sys.stdout.write(text)
         return 0
-    with open(args.config, "w", encoding="utf-8") as out:
-        out.write(text)
+    try:
+        with open(args.config, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        print(f"python -m lab.haproxy: cannot write --config {args.config}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 2
     if args.command == "config":
         return 0
     binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")

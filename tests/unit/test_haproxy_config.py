@@ -145,6 +145,11 @@ def test_the_compose_entry_says_what_is_wrong(
     with pytest.raises(SystemExit):
         haproxy.main([*args, "--replica", "a=1.2.3.4:0"])
     assert "want HOST:PORT, not '1.2.3.4:0'" in capsys.readouterr().err
+    # a --config it cannot write: one line and exit 2, not a traceback
+    missing = tmp_path / "no-such-dir" / "haproxy.cfg"
+    assert haproxy.main(["config", "--config", str(missing), *COMPOSE_ARGS]) == 2
+    assert f"cannot write --config {missing}: No such file or directory" in \
+        capsys.readouterr().err
     monkeypatch.setattr("shutil.which", lambda *_, **__: None)
     assert haproxy.main(["run", "--config", str(tmp_path / "cfg"), *COMPOSE_ARGS]) == 2
     assert "no haproxy (Debian package haproxy)" in capsys.readouterr().err

@@ -59,6 +59,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import uvloop
 
+from bench.join import rss_kb
 from bench.parties import Meeting, Party, start_meeting
 from lab import haproxy, sentinel
 from lab.stack import NodeSpec, Stack, running_stack, wait_healthy
@@ -340,15 +341,11 @@ async def _chaos(stack: Stack, faults: Sequence[tuple[str, float]], every_s: flo
 
 
 def _rss_kb(pid: int) -> int | None:
-    """VmRSS of ``pid`` in kB, from /proc/PID/status (None: gone)."""
+    """VmRSS of ``pid`` in kB (None: gone)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        return rss_kb(pid)
     except OSError:
         return None
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
 
 
 def _rss_sample(stack: Stack, at_s: float) -> dict[str, Any]:
